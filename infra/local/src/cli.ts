@@ -1,0 +1,94 @@
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { z } from 'zod';
+import { FnHostError, describeError } from './errors.js';
+import { FNHOST_VERSION, FnHost, type HostOptions } from './host.js';
+
+const optionsSchema = z.object({
+  scriptRoot: z.string().min(1),
+  port: z.number().int().min(0).max(65535),
+  host: z.string().min(1),
+  data: z.string().min(1),
+  inMemory: z.boolean(),
+  azurite: z.boolean(),
+  blobPort: z.number().int().min(0).max(65535),
+  queuePort: z.number().int().min(0).max(65535),
+  tablePort: z.number().int().min(0).max(65535),
+  verbose: z.boolean(),
+  durableSchema: z.number().int().min(0).max(3),
+  shutdownGrace: z.number().int().min(0),
+});
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  return n;
+}
+
+/** Turns parsed CLI flags into host options; the only place CLI input is validated. */
+export function hostOptionsFrom(raw: unknown): HostOptions {
+  const o = optionsSchema.parse(raw);
+  const scriptRoot = resolve(o.scriptRoot);
+  return {
+    scriptRoot,
+    port: o.port,
+    bindHost: o.host,
+    dataDir: o.inMemory ? undefined : resolve(scriptRoot, o.data),
+    azurite: o.azurite,
+    azuritePorts: { blob: o.blobPort, queue: o.queuePort, table: o.tablePort },
+    logLevel: o.verbose ? 'debug' : 'information',
+    durableSchemaVersion: o.durableSchema,
+    shutdownGraceMs: o.shutdownGrace * 1000,
+  };
+}
+
+async function start(raw: unknown): Promise<void> {
+  const options = hostOptionsFrom(raw);
+  const host = await FnHost.start(options);
+  host.logger.info(`fnhost ${FNHOST_VERSION} is listening on ${host.url}`);
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    host.logger.info(`${signal} received: stopping (waiting up to ${options.shutdownGraceMs / 1000}s for running functions)`);
+    host.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`fnhost: error while stopping: ${describeError(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program.name('fnhost').description('Run an Azure Functions (Node.js v4) + Durable Functions app on one machine').version(FNHOST_VERSION);
+  program
+    .command('start')
+    .description('start the app in --script-root and serve it over HTTP')
+    .option('--script-root <dir>', 'the app folder (package.json, host.json)', '.')
+    .option('-p, --port <port>', 'HTTP port', int, 7071)
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--data <dir>', 'folder for durable state, Azurite data and keys (relative to the script root)', '.data')
+    .option('--in-memory', 'keep all state in memory', false)
+    .option('--no-azurite', 'do not start Azurite; use whatever AzureWebJobsStorage names')
+    .option('--blob-port <port>', 'Azurite blob port (0 = any free port)', int, 10000)
+    .option('--queue-port <port>', 'Azurite queue port (0 = any free port)', int, 10001)
+    .option('--table-port <port>', 'Azurite table port (0 = any free port)', int, 10002)
+    .option('--durable-schema <n>', 'replay schema offered to durable-functions (0=V1 … 3=V4)', int, 3)
+    .option('--shutdown-grace <seconds>', 'how long to wait for running functions on stop', int, 10)
+    .option('--verbose', "show the host's own tracing", false)
+    .action(async (opts: Record<string, unknown>) => {
+      await start(opts);
+    });
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((err: unknown) => {
+  const message = err instanceof FnHostError ? err.message : describeError(err);
+  process.stderr.write(`fnhost: ${message}\n`);
+  process.exit(1);
+});

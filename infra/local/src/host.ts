@@ -1,0 +1,414 @@
+import { createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
+import { type Clock, systemClock } from './clock.js';
+import { type AppConfig, loadAppConfig } from './config/app-config.js';
+import { type DurableHttpResponse, DurableEngine } from './durable/engine.js';
+import { DurableClientBinding, OrchestrationClientBinding } from './durable/client-binding.js';
+import { DurableHttpApi } from './durable/http-api.js';
+import type { DurableHttpRequestJson } from './durable/actions.js';
+import { SqliteTaskHubStore } from './durable/store/sqlite-store.js';
+import { FnHostError, describeError } from './errors.js';
+import { EventGridWebhook } from './eventgrid/webhook.js';
+import { AdminApi } from './http/admin.js';
+import { HttpTriggerRouter } from './http/http-trigger.js';
+import { KeyStore } from './http/keys.js';
+import { HostServer, type WebhookHandler } from './http/server.js';
+import { type LogLevel, type LogSink, Logger } from './log.js';
+import { AzuriteProcess, type AzuritePorts, devConnectionString } from './storage/azurite.js';
+import { StorageSubsystem } from './storage/storage-subsystem.js';
+import { TimerSubsystem } from './timer/timer-trigger.js';
+import { BindingRegistry } from './worker/bindings.js';
+import { Invoker } from './worker/invoker.js';
+import { loadEntryPoints } from './worker/loader.js';
+import { installCoreModule } from './worker/module-hook.js';
+import { WorkerRuntime } from './worker/worker-runtime.js';
+
+export const FNHOST_VERSION = '0.1.0';
+/** The Functions host version fnhost reports to the library (HTTP streaming needs ≥ 4.28). */
+const HOST_VERSION = '4.1044.0';
+
+export interface HostOptions {
+  /** The app folder: package.json, host.json, local.settings.json. */
+  scriptRoot: string;
+  port: number;
+  /** Address to listen on. */
+  bindHost: string;
+  /** Folder for durable state, Azurite data and keys; undefined keeps everything in memory. */
+  dataDir: string | undefined;
+  /** Start Azurite when the storage connection is development storage or loopback. */
+  azurite: boolean;
+  azuritePorts: AzuritePorts;
+  logLevel: LogLevel;
+  logSink?: LogSink;
+  clock?: Clock;
+  /** Replay schema offered to durable-functions: 0 = V1 … 3 = V4. */
+  durableSchemaVersion: number;
+  /** How long stop() waits for invocations in progress. */
+  shutdownGraceMs: number;
+}
+
+/** Something that runs beside the HTTP server: triggers that poll, timers. */
+export interface Subsystem {
+  start(): Promise<void>;
+  stop(graceMs: number): Promise<void>;
+}
+
+function isLoopbackStorage(connection: string): boolean {
+  if (/UseDevelopmentStorage=true/i.test(connection)) return true;
+  const endpoint = /BlobEndpoint=([^;]+)/i.exec(connection)?.[1];
+  if (!endpoint) return false;
+  try {
+    const host = new URL(endpoint).hostname;
+    return host === '127.0.0.1' || host === 'localhost' || host === '::1' || host === '[::1]';
+  } catch {
+    return false;
+  }
+}
+
+function portsFrom(connection: string, fallback: AzuritePorts): AzuritePorts {
+  const port = (name: string, d: number): number => {
+    const endpoint = new RegExp(`${name}Endpoint=([^;]+)`, 'i').exec(connection)?.[1];
+    if (!endpoint) return d;
+    try {
+      return Number(new URL(endpoint).port) || d;
+    } catch {
+      return d;
+    }
+  };
+  return { blob: port('Blob', fallback.blob), queue: port('Queue', fallback.queue), table: port('Table', fallback.table) };
+}
+
+async function portInUse(port: number, host: string): Promise<boolean> {
+  if (port === 0) return false;
+  return new Promise((resolve) => {
+    const server = createNetServer();
+    server.once('error', () => resolve(true));
+    server.listen(port, host, () => server.close(() => resolve(false)));
+  });
+}
+
+async function defaultHttpCall(request: DurableHttpRequestJson): Promise<DurableHttpResponse> {
+  if (request.tokenSource) {
+    throw new FnHostError('ERR_NOT_IMPLEMENTED', 'fnhost cannot obtain managed identity tokens for callHttp (tokenSource).');
+  }
+  const response = await fetch(request.uri, {
+    method: request.method,
+    headers: request.headers ?? {},
+    ...(request.content === undefined ? {} : { body: request.content }),
+  });
+  const headers: Record<string, string> = {};
+  response.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
+  return { statusCode: response.status, headers, content: await response.text() };
+}
+
+/**
+ * fnhost: runs an unmodified Azure Functions (Node.js v4 model) app with Durable Functions on one
+ * machine. See infra/local/README.md.
+ */
+export class FnHost {
+  readonly logger: Logger;
+  readonly runtime: WorkerRuntime;
+  readonly config: AppConfig;
+  readonly engine: DurableEngine;
+  readonly keys: KeyStore;
+  /** Base URL of the HTTP server, e.g. http://127.0.0.1:7071 */
+  readonly url: string;
+  readonly storageConnection: string | undefined;
+
+  readonly #options: HostOptions;
+  readonly #server: HostServer;
+  readonly #rpcServer: HostServer;
+  readonly #store: SqliteTaskHubStore;
+  readonly #azurite: AzuriteProcess | undefined;
+  readonly #subsystems: Subsystem[];
+  readonly #uninstall: () => void;
+  #stopped = false;
+
+  private constructor(init: {
+    options: HostOptions;
+    logger: Logger;
+    runtime: WorkerRuntime;
+    config: AppConfig;
+    engine: DurableEngine;
+    keys: KeyStore;
+    url: string;
+    server: HostServer;
+    rpcServer: HostServer;
+    store: SqliteTaskHubStore;
+    azurite: AzuriteProcess | undefined;
+    subsystems: Subsystem[];
+    uninstall: () => void;
+    storageConnection: string | undefined;
+  }) {
+    this.#options = init.options;
+    this.logger = init.logger;
+    this.runtime = init.runtime;
+    this.config = init.config;
+    this.engine = init.engine;
+    this.keys = init.keys;
+    this.url = init.url;
+    this.#server = init.server;
+    this.#rpcServer = init.rpcServer;
+    this.#store = init.store;
+    this.#azurite = init.azurite;
+    this.#subsystems = init.subsystems;
+    this.#uninstall = init.uninstall;
+    this.storageConnection = init.storageConnection;
+  }
+
+  /** Starts the host; resolves once the app is loaded and the server listens. */
+  static async start(options: HostOptions): Promise<FnHost> {
+    const logger = new Logger({ minLevel: options.logLevel, ...(options.logSink ? { sink: options.logSink } : {}) });
+    const clock = options.clock ?? systemClock;
+    const config = await loadAppConfig(options.scriptRoot);
+
+    // App settings, as `func` does: local.settings.json Values become environment variables
+    // unless the environment already sets them.
+    for (const [k, v] of Object.entries(config.values)) {
+      if (process.env[k] === undefined) process.env[k] = v;
+    }
+    process.env['FUNCTIONS_WORKER_RUNTIME'] ??= 'node';
+    process.env['AzureWebJobsScriptRoot'] ??= config.scriptRoot;
+
+    let azurite: AzuriteProcess | undefined;
+    let storage = process.env['AzureWebJobsStorage'];
+    if (options.azurite && (storage === undefined || storage === '' || isLoopbackStorage(storage))) {
+      const wanted = storage && !/UseDevelopmentStorage=true/i.test(storage) ? portsFrom(storage, options.azuritePorts) : options.azuritePorts;
+      if (await portInUse(wanted.blob, '127.0.0.1')) {
+        logger.info(`Storage at port ${wanted.blob} is already running; fnhost will use it.`);
+        storage = devConnectionString('127.0.0.1', wanted);
+      } else {
+        azurite = await AzuriteProcess.start({
+          location: options.dataDir ? join(options.dataDir, 'azurite') : undefined,
+          ports: wanted,
+          logger,
+        });
+        storage = azurite.connectionString;
+        logger.info(`Azurite started (blob ${azurite.ports.blob}, queue ${azurite.ports.queue}, table ${azurite.ports.table})`);
+      }
+      // The app sees an explicit connection string, so any port works for it.
+      for (const [k, v] of Object.entries(process.env)) {
+        if (v !== undefined && /^\s*UseDevelopmentStorage=true\s*$/i.test(v)) process.env[k] = storage;
+      }
+      process.env['AzureWebJobsStorage'] = storage;
+    }
+
+    const runtime = new WorkerRuntime({ logger, hostVersion: HOST_VERSION });
+    const uninstall = installCoreModule(runtime.coreApi);
+    const cleanupOnFailure: (() => Promise<void>)[] = [];
+    cleanupOnFailure.push(async () => {
+      uninstall();
+      await azurite?.stop();
+    });
+    try {
+      await loadEntryPoints({
+        scriptRoot: config.scriptRoot,
+        entryPattern: config.entryPattern,
+        isEsm: config.isEsm,
+        runtime,
+        logger,
+      });
+      if (runtime.functions.size === 0) {
+        logger.warn('No functions were registered. Do your entry files call app.http(), df.app.orchestration(), ...?');
+      }
+      const capabilities = runtime.programmingModel?.getCapabilities
+        ? await runtime.programmingModel.getCapabilities({})
+        : {};
+      const streamUri = capabilities['HttpUri'];
+
+      const keys = KeyStore.load({
+        file: options.dataDir ? join(options.dataDir, 'keys.json') : undefined,
+        settings: config.keys,
+        functionNames: [...runtime.functions.values()].map((f) => f.name),
+      });
+
+      const bindings = new BindingRegistry();
+      const invoker = new Invoker({
+        runtime,
+        bindings,
+        logger,
+        clock,
+        functionTimeoutMs: config.host.functionTimeoutMs,
+      });
+
+      const hub = config.host.durable.hubName;
+      const store = new SqliteTaskHubStore({
+        path: options.dataDir ? join(options.dataDir, 'durable', `${hub}.sqlite`) : ':memory:',
+        hubName: hub,
+      });
+      cleanupOnFailure.push(() => Promise.resolve(store.close()));
+      const engine = new DurableEngine({
+        store,
+        runtime,
+        invoker,
+        logger,
+        clock,
+        maxConcurrentActivityFunctions: config.host.durable.maxConcurrentActivityFunctions,
+        maxConcurrentOrchestratorFunctions: config.host.durable.maxConcurrentOrchestratorFunctions,
+        maxConcurrentEntityFunctions: config.host.durable.maxConcurrentEntityFunctions,
+        schemaVersion: options.durableSchemaVersion,
+        httpCall: defaultHttpCall,
+      });
+
+      let publicBase = '';
+      let rpcBase = '';
+      const durableApi = new DurableHttpApi({
+        engine,
+        store,
+        clock,
+        hubName: hub,
+        publicBaseUrl: () => `${publicBase}/runtime/webhooks/durabletask`,
+        systemKey: keys.systemKey('durabletask_extension'),
+      });
+      const clientBinding = {
+        hubName: hub,
+        publicBaseUrl: () => `${publicBase}/runtime/webhooks/durabletask`,
+        rpcBaseUrl: () => rpcBase,
+        systemKey: keys.systemKey('durabletask_extension'),
+        managementUrls: (id: string) => durableApi.managementUrls(id),
+      };
+      bindings.addInput(new DurableClientBinding(clientBinding));
+      bindings.addInput(new OrchestrationClientBinding(clientBinding));
+
+      const storageSubsystem = new StorageSubsystem({ runtime, invoker, bindings, logger, clock, config, dataDir: options.dataDir });
+      const timers = new TimerSubsystem({ runtime, invoker, logger, clock, dataDir: options.dataDir });
+
+      for (const fn of runtime.functions.values()) {
+        const missing = bindings.unsupported(fn);
+        if (missing.length > 0) logger.warn(`Function "${fn.name}": fnhost does not support ${missing.join(', ')}.`);
+      }
+
+      const httpTriggers = new HttpTriggerRouter({
+        functions: runtime.functionsWithTrigger('httpTrigger'),
+        invoker,
+        keys,
+        logger,
+        streamUri,
+      });
+      const durableHandler: WebhookHandler = { handle: (req, path) => durableApi.handle(req, path) };
+      const eventGrid = new EventGridWebhook({ functions: runtime.functionsWithTrigger('eventGridTrigger'), invoker, keys });
+      const admin = new AdminApi({ runtime, invoker, keys, version: FNHOST_VERSION });
+      const server = new HostServer({
+        routePrefix: config.host.routePrefix,
+        httpTriggers,
+        webhooks: new Map<string, { handler: WebhookHandler; systemKeyName: string | undefined }>([
+          ['durabletask', { handler: durableHandler, systemKeyName: 'durabletask_extension' }],
+          // The Event Grid webhook checks its key itself: it must answer 404 for unknown functions after auth.
+          ['eventgrid', { handler: { handle: (req) => eventGrid.handle(req) }, systemKeyName: undefined }],
+        ]),
+        admin,
+        keys,
+        logger,
+      });
+      // DurableClient calls rpcBaseUrl without keys, like the extension's local RPC endpoint.
+      const rpcServer = new HostServer({
+        routePrefix: '\u0000',
+        httpTriggers: new HttpTriggerRouter({ functions: [], invoker, keys, logger, streamUri: undefined }),
+        webhooks: new Map<string, { handler: WebhookHandler; systemKeyName: string | undefined }>([
+          ['durabletask', { handler: durableHandler, systemKeyName: undefined }],
+        ]),
+        admin: { handle: () => Promise.resolve({ status: 404 }) },
+        keys,
+        logger,
+      });
+
+      const appStartContext = {
+        get hookData() {
+          return runtime.appLevelOnlyHookData;
+        },
+        get appHookData() {
+          return runtime.appHookData;
+        },
+        functionAppDirectory: config.scriptRoot,
+      };
+      await runtime.executeHooks('appStart', appStartContext);
+      runtime.closeRegistration();
+
+      const port = await server.listen(options.port, options.bindHost);
+      cleanupOnFailure.push(() => server.close(0));
+      const rpcPort = await rpcServer.listen(0, '127.0.0.1');
+      cleanupOnFailure.push(() => rpcServer.close(0));
+      const shownHost = options.bindHost === '0.0.0.0' || options.bindHost === '::' ? '127.0.0.1' : options.bindHost;
+      publicBase = `http://${shownHost}:${port}`;
+      rpcBase = `http://127.0.0.1:${rpcPort}/runtime/webhooks/durabletask/`;
+      // durable-functions rewrites management URLs to localhost:7071 unless this is set.
+      process.env['WEBSITE_HOSTNAME'] = `${shownHost}:${port}`;
+
+      engine.start();
+      await storageSubsystem.start();
+      await timers.start();
+
+      const host = new FnHost({
+        options,
+        logger,
+        runtime,
+        config,
+        engine,
+        keys,
+        url: publicBase,
+        server,
+        rpcServer,
+        store,
+        azurite,
+        subsystems: [storageSubsystem, timers],
+        uninstall,
+        storageConnection: storage,
+      });
+      host.#printFunctions(httpTriggers);
+      return host;
+    } catch (err) {
+      for (const cleanup of cleanupOnFailure.reverse()) {
+        await cleanup().catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  #printFunctions(http: HttpTriggerRouter): void {
+    const lines: string[] = ['', 'Functions:', ''];
+    const prefix = this.config.host.routePrefix ? `/${this.config.host.routePrefix}` : '';
+    const httpNames = new Set(http.routes.map((r) => r.name.toLowerCase()));
+    for (const route of http.routes) {
+      const key = route.authLevel === 'function' ? `?code=${this.keys.functionKey(route.name) ?? ''}` : '';
+      const methods = route.methods ? `[${route.methods.join(',')}]` : '[ALL]';
+      lines.push(`        ${route.name}: ${methods} ${this.url}${prefix}/${route.template}${key}`);
+    }
+    for (const fn of this.runtime.functions.values()) {
+      if (!httpNames.has(fn.name.toLowerCase())) lines.push(`        ${fn.name}: ${fn.triggerType}`);
+    }
+    lines.push('', `Master key: ${this.keys.keys.master}`, '');
+    this.logger.info(lines.join('\n'));
+  }
+
+  /**
+   * Stops taking work, lets invocations in progress finish (within the grace period), runs
+   * appTerminate hooks, closes the task hub and stops Azurite.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const grace = this.#options.shutdownGraceMs;
+    await Promise.all([this.#server.close(grace), this.#rpcServer.close(grace)]);
+    for (const s of this.#subsystems) await s.stop(grace).catch((err: unknown) => this.logger.warn(describeError(err)));
+    await this.engine.stop(grace);
+    const runtime = this.runtime;
+    const terminateContext = {
+      get hookData() {
+        return runtime.appLevelOnlyHookData;
+      },
+      get appHookData() {
+        return runtime.appHookData;
+      },
+    };
+    try {
+      await this.runtime.executeHooks('appTerminate', terminateContext);
+    } catch (err) {
+      this.logger.warn(`An appTerminate hook failed: ${describeError(err)}`);
+    }
+    this.#store.close();
+    this.#uninstall();
+    await this.#azurite?.stop();
+  }
+}

@@ -1,0 +1,120 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FnHostError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** The well-known development storage account Azurite serves. */
+export const DEV_ACCOUNT = 'devstoreaccount1';
+export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export interface AzuritePorts {
+  blob: number;
+  queue: number;
+  table: number;
+}
+
+export interface AzuriteOptions {
+  /** Folder for Azurite's data; undefined keeps everything in memory. */
+  location: string | undefined;
+  ports: AzuritePorts;
+  host?: string;
+  logger: Logger;
+}
+
+/** A connection string for the development account on the given endpoints. */
+export function devConnectionString(host: string, ports: AzuritePorts): string {
+  return [
+    'DefaultEndpointsProtocol=http',
+    `AccountName=${DEV_ACCOUNT}`,
+    `AccountKey=${DEV_KEY}`,
+    `BlobEndpoint=http://${host}:${ports.blob}/${DEV_ACCOUNT}`,
+    `QueueEndpoint=http://${host}:${ports.queue}/${DEV_ACCOUNT}`,
+    `TableEndpoint=http://${host}:${ports.table}/${DEV_ACCOUNT}`,
+  ].join(';');
+}
+
+/**
+ * Azurite running in a child process. It runs apart from the host so storage keeps its own CPU and
+ * event loop; the watchdog preload makes it shut down cleanly (flushing its database) when the
+ * host dies, even by SIGKILL, because the IPC channel closes.
+ */
+export class AzuriteProcess {
+  readonly ports: AzuritePorts;
+  readonly host: string;
+  readonly #child: ChildProcess;
+
+  private constructor(child: ChildProcess, host: string, ports: AzuritePorts) {
+    this.#child = child;
+    this.host = host;
+    this.ports = ports;
+  }
+
+  get connectionString(): string {
+    return devConnectionString(this.host, this.ports);
+  }
+
+  static async start(options: AzuriteOptions): Promise<AzuriteProcess> {
+    const require = createRequire(import.meta.url);
+    const cli = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
+    const watchdog = join(dirname(fileURLToPath(import.meta.url)), 'azurite-watchdog.cjs');
+    const host = options.host ?? '127.0.0.1';
+    const args = [
+      '--blobHost', host, '--blobPort', String(options.ports.blob),
+      '--queueHost', host, '--queuePort', String(options.ports.queue),
+      '--tableHost', host, '--tablePort', String(options.ports.table),
+      '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent',
+    ];
+    if (options.location) {
+      mkdirSync(options.location, { recursive: true });
+      args.push('--location', options.location);
+    } else {
+      args.push('--inMemoryPersistence');
+    }
+    const child = fork(cli, args, {
+      execArgv: ['--require', watchdog],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    const ports = await new Promise<AzuritePorts>((resolve, reject) => {
+      const found: Partial<AzuritePorts> = {};
+      let output = '';
+      const onData = (chunk: Buffer): void => {
+        output += chunk.toString();
+        for (const m of output.matchAll(/Azurite (Blob|Queue|Table) service is successfully listening at http:\/\/[^:]+:(\d+)/g)) {
+          found[(m[1] as string).toLowerCase() as keyof AzuritePorts] = Number(m[2]);
+        }
+        if (found.blob && found.queue && found.table) {
+          child.stdout?.off('data', onData);
+          resolve(found as AzuritePorts);
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (c: Buffer) => {
+        output += c.toString();
+      });
+      child.once('exit', (code) => {
+        reject(
+          new FnHostError('ERR_CONFIG', `Azurite exited with code ${String(code)} before it was ready:\n${output.trim()}`),
+        );
+      });
+    });
+    child.stdout?.resume();
+    child.stderr?.resume();
+    options.logger.debug(`Azurite listening: blob ${ports.blob}, queue ${ports.queue}, table ${ports.table}`);
+    return new AzuriteProcess(child, host, ports);
+  }
+
+  /** Asks Azurite to shut down and waits for it (it persists its database on the way out). */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    const child = this.#child;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    if (child.connected) child.send('shutdown');
+    else child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}

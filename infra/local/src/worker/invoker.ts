@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto';
+import { format } from 'node:util';
+import type { Clock } from '../clock.js';
+import { FnHostError, describeError, toError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatTimeSpan } from '../config/timespan.js';
+import type { BindingData, BindingRegistry } from './bindings.js';
+import type {
+  CoreInvocationContext,
+  InvocationState,
+  RpcInvocationRequest,
+  RpcInvocationResponse,
+  RpcLogCategory,
+  RpcLogLevel,
+  RpcParameterBinding,
+  RpcRetryContext,
+  RpcTypedData,
+} from './core-types.js';
+import type { RegisteredFunction, WorkerRuntime } from './worker-runtime.js';
+
+export interface InvokeOptions {
+  /** The trigger's value, under the trigger binding's name. */
+  triggerData: RpcTypedData | null;
+  triggerMetadata?: Record<string, RpcTypedData>;
+  /** Values for binding expressions of the other bindings. */
+  bindingData?: BindingData;
+  retryContext?: RpcRetryContext;
+  invocationId?: string;
+  /** Why the function runs, for the log line ("This function was programmatically called via the host APIs."). */
+  reason?: string;
+  /** Skip input/output bindings: Durable triggers carry none. */
+  skipBindings?: boolean;
+}
+
+export interface InvocationOutcome {
+  invocationId: string;
+  functionName: string;
+  durationMs: number;
+  /** Present when the function succeeded. */
+  response?: RpcInvocationResponse;
+  /** Present when the function (or a binding, or a hook) failed. */
+  error?: Error;
+}
+
+class CoreContext implements CoreInvocationContext {
+  state?: InvocationState;
+  invocationContext: unknown;
+
+  constructor(
+    readonly invocationId: string,
+    readonly request: RpcInvocationRequest,
+    readonly metadata: RegisteredFunction['metadata'],
+    readonly onLog: (ctx: CoreContext, level: RpcLogLevel, category: RpcLogCategory, message: string) => void,
+  ) {}
+
+  log(level: RpcLogLevel, category: RpcLogCategory, message: string): void {
+    this.onLog(this, level, category, message);
+  }
+}
+
+function readOnly(name: string): never {
+  throw new TypeError(`Cannot assign to read only property '${name}'`);
+}
+
+/**
+ * Runs one invocation the way the Node.js worker does: the programming model builds the
+ * arguments, pre-invocation hooks run, the callback runs, post-invocation hooks run, and the
+ * model converts the result into an invocation response. Input and output bindings are resolved
+ * around it as the host does.
+ */
+export class Invoker {
+  readonly #runtime: WorkerRuntime;
+  readonly #bindings: BindingRegistry;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #functionTimeoutMs: number | undefined;
+
+  constructor(options: {
+    runtime: WorkerRuntime;
+    bindings: BindingRegistry;
+    logger: Logger;
+    clock: Clock;
+    functionTimeoutMs: number | undefined;
+  }) {
+    this.#runtime = options.runtime;
+    this.#bindings = options.bindings;
+    this.#logger = options.logger;
+    this.#clock = options.clock;
+    this.#functionTimeoutMs = options.functionTimeoutMs;
+  }
+
+  async invoke(fn: RegisteredFunction, options: InvokeOptions): Promise<InvocationOutcome> {
+    const invocationId = options.invocationId ?? randomUUID();
+    const started = this.#clock.now();
+    const bindingData = options.bindingData ?? {};
+    let outcome: InvocationOutcome;
+    try {
+      const response = await this.#withTimeout(fn, this.#run(fn, invocationId, options, bindingData));
+      outcome = { invocationId, functionName: fn.name, durationMs: this.#clock.now() - started, response };
+    } catch (err) {
+      outcome = { invocationId, functionName: fn.name, durationMs: this.#clock.now() - started, error: toError(err) };
+    }
+    if (outcome.error) {
+      this.#logger.write({
+        level: 'error',
+        category: 'host',
+        functionName: fn.name,
+        invocationId,
+        message: `Executed 'Functions.${fn.name}' (Failed, Id=${invocationId}, Duration=${outcome.durationMs}ms): ${describeError(outcome.error)}`,
+      });
+    } else {
+      this.#logger.write({
+        level: 'information',
+        category: 'host',
+        functionName: fn.name,
+        invocationId,
+        message: `Executed 'Functions.${fn.name}' (Succeeded, Id=${invocationId}, Duration=${outcome.durationMs}ms)`,
+      });
+    }
+    return outcome;
+  }
+
+  async #withTimeout<T>(fn: RegisteredFunction, work: Promise<T>): Promise<T> {
+    const limit = this.#functionTimeoutMs;
+    if (limit === undefined || limit <= 0) return work;
+    let handle: unknown;
+    const timeout = new Promise<never>((_, reject) => {
+      handle = this.#clock.setTimeout(() => {
+        reject(
+          new FnHostError(
+            'ERR_INVOCATION',
+            `Timeout value of ${formatTimeSpan(limit)} was exceeded by function: Functions.${fn.name}`,
+          ),
+        );
+      }, limit);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } finally {
+      this.#clock.clearTimeout(handle);
+    }
+  }
+
+  async #run(
+    fn: RegisteredFunction,
+    invocationId: string,
+    options: InvokeOptions,
+    bindingData: BindingData,
+  ): Promise<RpcInvocationResponse> {
+    const model = this.#runtime.programmingModel;
+    if (!model) {
+      throw new FnHostError(
+        'ERR_APP_LOAD',
+        'No programming model is registered: does the app import "@azure/functions"?',
+      );
+    }
+    const inputData: RpcParameterBinding[] = [{ name: fn.triggerName, data: options.triggerData }];
+    if (!options.skipBindings) {
+      inputData.push(...(await this.#bindings.resolveInputs(fn, bindingData, invocationId)));
+    }
+    const request: RpcInvocationRequest = {
+      invocationId,
+      functionId: fn.metadata.functionId ?? fn.name,
+      inputData,
+      triggerMetadata: options.triggerMetadata ?? {},
+      traceContext: { traceParent: null, traceState: null, attributes: {} },
+      retryContext: options.retryContext ?? null,
+    };
+    const coreCtx = new CoreContext(invocationId, request, fn.metadata, (ctx, level, category, message) =>
+      this.#runtime.log(level, category, message, {
+        functionName: fn.name,
+        invocationId,
+        invocationContext: ctx.invocationContext,
+      }),
+    );
+    const invocationModel = await model.getInvocationModel(coreCtx);
+    const { context, inputs: initialInputs } = await invocationModel.getArguments();
+    coreCtx.invocationContext = context;
+    const runtime = this.#runtime;
+    const hookData: Record<string, unknown> = {};
+    let callback = fn.callback;
+    let inputs = initialInputs;
+
+    if (runtime.hasHooks('preInvocation')) {
+      const pre = {
+        get hookData() {
+          return hookData;
+        },
+        set hookData(_v: unknown) {
+          readOnly('hookData');
+        },
+        get appHookData() {
+          return runtime.appHookData;
+        },
+        set appHookData(_v: unknown) {
+          readOnly('appHookData');
+        },
+        get invocationContext() {
+          return context;
+        },
+        set invocationContext(_v: unknown) {
+          readOnly('invocationContext');
+        },
+        functionCallback: callback,
+        inputs,
+      };
+      coreCtx.state = 'preInvocationHooks';
+      try {
+        await runtime.executeHooks('preInvocation', pre);
+      } finally {
+        coreCtx.state = undefined;
+      }
+      callback = pre.functionCallback;
+      inputs = pre.inputs;
+    }
+
+    let result: unknown = null;
+    let error: unknown = null;
+    coreCtx.state = 'invocation';
+    try {
+      result = await invocationModel.invokeFunction(context, inputs, callback);
+    } catch (err) {
+      error = err;
+    } finally {
+      coreCtx.state = undefined;
+    }
+
+    if (runtime.hasHooks('postInvocation')) {
+      const post = {
+        get hookData() {
+          return hookData;
+        },
+        set hookData(_v: unknown) {
+          readOnly('hookData');
+        },
+        get appHookData() {
+          return runtime.appHookData;
+        },
+        set appHookData(_v: unknown) {
+          readOnly('appHookData');
+        },
+        get invocationContext() {
+          return context;
+        },
+        set invocationContext(_v: unknown) {
+          readOnly('invocationContext');
+        },
+        inputs,
+        result,
+        error,
+      };
+      coreCtx.state = 'postInvocationHooks';
+      try {
+        await runtime.executeHooks('postInvocation', post);
+      } finally {
+        coreCtx.state = undefined;
+      }
+      result = post.result;
+      error = post.error;
+    }
+
+    if (error !== null && error !== undefined) throw error;
+    const response = await invocationModel.getResponse(context, result);
+    if (!options.skipBindings) {
+      await this.#bindings.writeOutputs(fn, response, bindingData, invocationId);
+    }
+    return response;
+  }
+}
+
+/** Formats log arguments the way `context.log` does, for host-side helpers. */
+export function formatArgs(args: unknown[]): string {
+  return format(...args);
+}
