@@ -26,6 +26,7 @@ import type {
   CreateInstance,
   Delivery,
   EpisodeCommit,
+  InboxMessage,
   InstanceRecord,
   NewActivity,
   NewMessage,
@@ -515,6 +516,7 @@ export class DurableEngine {
     let terminate: HistoryEvent | undefined;
     let suspended = instance.runtimeStatus === 'Suspended';
     let work = false;
+    const held: InboxMessage[] = [];
     for (const msg of inbox) {
       if (terminate) {
         consumed.push(msg.seq);
@@ -542,10 +544,20 @@ export class DurableEngine {
           if (suspended) {
             suspended = false;
             newEvents.push(e);
+            // Events that arrived while suspended are delivered now, in arrival order.
+            for (const h of held) {
+              consumed.push(h.seq);
+              newEvents.push(h.event);
+              work = true;
+            }
+            held.length = 0;
           }
           break;
         default:
-          if (suspended) break;
+          if (suspended) {
+            held.push(msg);
+            break;
+          }
           consumed.push(msg.seq);
           newEvents.push(e);
           work = true;

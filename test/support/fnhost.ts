@@ -1,0 +1,95 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort } from './ports.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'infra', 'local', 'bin', 'fnhost.js');
+
+export interface FnHostProcess {
+  url: string;
+  port: number;
+  dataDir: string | undefined;
+  /** Everything the host printed so far. */
+  output(): string;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, no cleanup: the crash case. */
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export interface StartOptions {
+  appDir: string;
+  /** Keep state in this folder (so a restart resumes); default: in memory. */
+  dataDir?: string;
+  port?: number;
+  env?: Record<string, string>;
+  /** Extra CLI flags. */
+  args?: string[];
+  /** Use this storage instead of starting Azurite. */
+  storageConnection?: string;
+}
+
+/** Starts fnhost as a separate process, the way a user would, and waits until it listens. */
+export async function startFnHost(options: StartOptions): Promise<FnHostProcess> {
+  const port = options.port ?? (await freePort());
+  const args = [BIN, 'start', '--script-root', options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  if (options.dataDir) args.push('--data', options.dataDir);
+  else args.push('--in-memory');
+  if (options.storageConnection) args.push('--no-azurite');
+  args.push(...(options.args ?? []));
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  if (options.storageConnection) env['AzureWebJobsStorage'] = options.storageConnection;
+  const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  await new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fnhost did not start in time:\n${output}`)), 60_000);
+    const check = (): void => {
+      if (output.includes('is listening on')) {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    };
+    child.stdout?.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`fnhost exited with ${String(code)} before it was ready:\n${output}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dataDir: options.dataDir,
+    output: () => output,
+    exited,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** A temporary folder removed by the returned cleanup. */
+export function tempDir(prefix: string): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export const TEST_APP = join(ROOT, 'test', 'fixtures', 'fnhost-app');
+export const MASTER_KEY = 'test-master-key';
+export const SYSTEM_KEYS = { durabletask_extension: 'test-durable-key', eventgrid_extension: 'test-eventgrid-key' };
+export const HOST_KEY = 'test-host-key';
