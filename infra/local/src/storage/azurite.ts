@@ -2,7 +2,6 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FnHostError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -37,6 +36,27 @@ export function devConnectionString(host: string, ports: AzuritePorts): string {
 }
 
 /**
+ * Preloaded into the Azurite child process (as a data: URL, so it needs no file of its own).
+ * - When fnhost dies, even by SIGKILL, the IPC channel closes; Azurite then shuts down the way it
+ *   does on SIGTERM, so its database is written out.
+ * - Azurite keeps timers alive after closing its servers; exit as soon as all three services
+ *   report "successfully closed" (their databases are saved by then) instead of hanging.
+ */
+const WATCHDOG = `
+let closed = 0;
+const log = console.log.bind(console);
+console.log = (...args) => {
+  log(...args);
+  if (typeof args[0] === 'string' && args[0].includes('successfully closed') && ++closed === 3) {
+    setImmediate(() => process.exit(0));
+  }
+};
+const fallbackExit = () => setTimeout(() => process.exit(0), 15000).unref();
+process.on('disconnect', () => { process.emit('SIGTERM', 'SIGTERM'); fallbackExit(); });
+process.on('message', (m) => { if (m === 'shutdown') fallbackExit(); });
+`;
+
+/**
  * Azurite running in a child process. It runs apart from the host so storage keeps its own CPU and
  * event loop; the watchdog preload makes it shut down cleanly (flushing its database) when the
  * host dies, even by SIGKILL, because the IPC channel closes.
@@ -59,7 +79,6 @@ export class AzuriteProcess {
   static async start(options: AzuriteOptions): Promise<AzuriteProcess> {
     const require = createRequire(import.meta.url);
     const cli = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
-    const watchdog = join(dirname(fileURLToPath(import.meta.url)), 'azurite-watchdog.cjs');
     const host = options.host ?? '127.0.0.1';
     const args = [
       '--blobHost', host, '--blobPort', String(options.ports.blob),
@@ -74,7 +93,7 @@ export class AzuriteProcess {
       args.push('--inMemoryPersistence');
     }
     const child = fork(cli, args, {
-      execArgv: ['--require', watchdog],
+      execArgv: ['--import', `data:text/javascript,${encodeURIComponent(WATCHDOG)}`],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const ports = await new Promise<AzuritePorts>((resolve, reject) => {

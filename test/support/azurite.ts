@@ -1,0 +1,15 @@
+import { AzuriteProcess } from '../../infra/local/src/storage/azurite.js';
+import { Logger } from '../../infra/local/src/log.js';
+
+/**
+ * Azurite started by a test itself (on free ports, in memory), for tests where storage must outlive
+ * the host under test, as Azure Storage outlives a Functions host.
+ */
+export async function startAzurite(): Promise<{ connectionString: string; stop: () => Promise<void> }> {
+  const azurite = await AzuriteProcess.start({
+    location: undefined,
+    ports: { blob: 0, queue: 0, table: 0 },
+    logger: new Logger({ minLevel: 'warning' }),
+  });
+  return { connectionString: azurite.connectionString, stop: () => azurite.stop() };
+}
