@@ -289,7 +289,7 @@ export class FnHost {
       });
       const durableHandler: WebhookHandler = { handle: (req, path) => durableApi.handle(req, path) };
       const eventGrid = new EventGridWebhook({ functions: runtime.functionsWithTrigger('eventGridTrigger'), invoker, keys });
-      const admin = new AdminApi({ runtime, invoker, keys, version: FNHOST_VERSION });
+      const admin = new AdminApi({ runtime, invoker, keys, version: FNHOST_VERSION, durableStats: () => ({ ...engine.stats }) });
       const server = new HostServer({
         routePrefix: config.host.routePrefix,
         httpTriggers,

@@ -61,13 +61,16 @@ const MAX_SHORT_TIMER_MS = 3650 * 86_400_000;
 const LONG_TIMER_INTERVAL_MS = 3 * 86_400_000;
 const DEFAULT_HTTP_POLL_MS = 30_000;
 /** An instance's next episode waits this many times its last replay's cost, so fan-in batches up. */
-const REPLAY_BACKOFF_FACTOR = 1;
+const REPLAY_BACKOFF_FACTOR = 2;
 
 interface CachedHistory {
   executionId: string;
   events: HistoryEvent[];
-  /** Each event's JSON with IsPlayed true, reused to build payloads without re-serialising. */
-  json: string[];
+  /**
+   * The events' JSON (IsPlayed true), comma-joined. Payloads splice it in, so a long history is
+   * not serialised again on every episode; appending builds a rope, not a copy.
+   */
+  text: string;
 }
 
 type EpisodeKind = 'running' | 'completed' | 'failed' | 'continueAsNew';
@@ -465,7 +468,7 @@ export class DurableEngine {
     }
     if (cached) this.#forget(instanceId);
     const events = this.#store.getHistory(instanceId).map(played);
-    const entry: CachedHistory = { executionId, events, json: events.map((e) => JSON.stringify(e)) };
+    const entry: CachedHistory = { executionId, events, text: events.map((e) => JSON.stringify(e)).join(',') };
     this.#remember(instanceId, entry);
     return entry;
   }
@@ -488,12 +491,9 @@ export class DurableEngine {
     this.#cachedEvents -= e.events.length;
   }
 
-  #append(instanceId: string, entry: CachedHistory, events: HistoryEvent[]): void {
-    for (const e of events) {
-      const p = played(e);
-      entry.events.push(p);
-      entry.json.push(JSON.stringify(p));
-    }
+  #append(instanceId: string, entry: CachedHistory, events: HistoryEvent[], json: string[]): void {
+    for (const e of events) entry.events.push(played(e));
+    if (json.length > 0) entry.text = entry.text === '' ? json.join(',') : `${entry.text},${json.join(',')}`;
     this.#cachedEvents += events.length;
     if (!this.#histories.has(instanceId)) this.#remember(instanceId, entry);
   }
@@ -729,6 +729,7 @@ export class DurableEngine {
   }
 
   #commit(instance: InstanceRecord, cache: CachedHistory, commit: EpisodeCommit): void {
+    commit.appendHistoryJson = commit.appendHistory.map((e) => JSON.stringify(played(e)));
     const result = this.#store.commitEpisode(commit);
     if (!result) {
       this.#logger.debug(`Instance "${instance.instanceId}" changed during its episode; the episode was dropped.`);
@@ -740,9 +741,9 @@ export class DurableEngine {
       this.#replayCost.delete(instance.instanceId);
     } else if (commit.replaceHistory) {
       this.#forget(instance.instanceId);
-      this.#remember(instance.instanceId, { executionId: commit.update.executionId, events: [], json: [] });
+      this.#remember(instance.instanceId, { executionId: commit.update.executionId, events: [], text: '' });
     } else {
-      this.#append(instance.instanceId, cache, commit.appendHistory);
+      this.#append(instance.instanceId, cache, commit.appendHistory, commit.appendHistoryJson);
     }
     for (const task of result.activities) this.#activityQueue.push(task);
     this.#deliver(result.notify);
@@ -810,7 +811,8 @@ export class DurableEngine {
     const schema = this.#o.schemaVersion;
     // The history is spliced in as text: past events keep their cached JSON, so a long history is
     // not serialised again on every episode.
-    const historyJson = cache.json.concat(episodeEvents.map((e) => JSON.stringify(e))).join(',');
+    const fresh = episodeEvents.map((e) => JSON.stringify(e)).join(',');
+    const historyJson = cache.text === '' ? fresh : `${cache.text},${fresh}`;
     const rest = {
       input: parseJsonText(startEvent.Input),
       instanceId: instance.instanceId,

@@ -9,7 +9,14 @@ import { type HostRequest, type HostResponse, empty, json } from './types.js';
  */
 export class AdminApi {
   constructor(
-    private readonly options: { runtime: WorkerRuntime; invoker: Invoker; keys: KeyStore; version: string },
+    private readonly options: {
+      runtime: WorkerRuntime;
+      invoker: Invoker;
+      keys: KeyStore;
+      version: string;
+      /** Counters of the durable engine (episodes, activities, entity batches). */
+      durableStats: () => Record<string, number>;
+    },
   ) {}
 
   async handle(request: HostRequest, path: string): Promise<HostResponse> {
@@ -17,7 +24,7 @@ export class AdminApi {
     const method = request.method.toUpperCase();
     const [area, a, b] = parts;
     if (area === 'host' && a === 'status' && method === 'GET') {
-      return json(200, { state: 'Running', version: this.options.version });
+      return json(200, { state: 'Running', version: this.options.version, durable: this.options.durableStats() });
     }
     if (area === 'host' && a === 'systemkeys' && b && method === 'GET') {
       const value = this.options.keys.keys.system[b];

@@ -363,7 +363,8 @@ export class SqliteTaskHubStore implements TaskHubStore {
       } else {
         next = s.historyNext.get(commit.instanceId)?.next ?? 0;
       }
-      for (const e of commit.appendHistory) s.insertHistory.run(commit.instanceId, next++, JSON.stringify(e));
+      const json = commit.appendHistoryJson ?? commit.appendHistory.map((e) => JSON.stringify(e));
+      for (const text of json) s.insertHistory.run(commit.instanceId, next++, text);
       const u = commit.update;
       s.updateInstance.run({
         instance_id: commit.instanceId,

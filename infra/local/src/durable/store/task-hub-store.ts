@@ -101,6 +101,8 @@ export interface EpisodeCommit {
   consumed: number[];
   /** Events appended to the current execution's history. */
   appendHistory: HistoryEvent[];
+  /** The same events already serialised (the engine has them), to avoid doing it twice. */
+  appendHistoryJson?: string[];
   /** Set on continue-as-new: history restarts with these events. */
   replaceHistory?: HistoryEvent[];
   update: InstanceUpdate;
