@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { EventType, makeEvent } from '../../../infra/local/src/durable/history.js';
+import { SqliteTaskHubStore } from '../../../infra/local/src/durable/store/sqlite-store.js';
+import type { CreateInstance, EpisodeCommit } from '../../../infra/local/src/durable/store/task-hub-store.js';
+import { tempDir } from '../../support/fnhost.js';
+
+const stores: SqliteTaskHubStore[] = [];
+const dirs: { remove: () => void }[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  for (const d of dirs.splice(0)) d.remove();
+});
+
+function open(path = ':memory:'): SqliteTaskHubStore {
+  const store = new SqliteTaskHubStore({ path, hubName: 'test' });
+  stores.push(store);
+  return store;
+}
+
+function create(id: string, now = 1000, executionId = 'e1'): CreateInstance {
+  return {
+    instanceId: id,
+    executionId,
+    name: 'orch',
+    version: undefined,
+    input: '{"a":1}',
+    parentInstanceId: null,
+    now,
+    startEvent: makeEvent(EventType.ExecutionStarted, now, { Name: 'orch', OrchestrationInstance: { InstanceId: id, ExecutionId: executionId } }),
+  };
+}
+
+function commit(id: string, over: Partial<EpisodeCommit> = {}): EpisodeCommit {
+  return {
+    instanceId: id,
+    expectedExecutionId: 'e1',
+    now: 2000,
+    consumed: [],
+    appendHistory: [],
+    update: { executionId: 'e1', name: 'orch', runtimeStatus: 'Running', output: null, customStatus: null, completedTime: null, failureDetails: null },
+    activities: [],
+    messages: [],
+    children: [],
+    cancelTimers: [],
+    ...over,
+  };
+}
+
+describe('SQLite task hub store', () => {
+  it('creates an instance with its start message and refuses a second one while it runs', () => {
+    const store = open();
+    expect(store.createInstance(create('a'))).toEqual({ created: true });
+    expect(store.getInstance('a')).toMatchObject({ runtimeStatus: 'Pending', input: '{"a":1}' });
+    expect(store.readInbox('a', 1000).map((m) => m.event.EventType)).toEqual([EventType.ExecutionStarted]);
+    expect(store.createInstance(create('a'))).toEqual({ created: false, existingStatus: 'Pending' });
+  });
+
+  it('commits an episode atomically and reports the work it created', () => {
+    const store = open();
+    store.createInstance(create('a'));
+    const inbox = store.readInbox('a', 1000);
+    const result = store.commitEpisode(
+      commit('a', {
+        consumed: inbox.map((m) => m.seq),
+        appendHistory: [makeEvent(EventType.OrchestratorStarted, 2000), makeEvent(EventType.TaskScheduled, 2000, { EventId: 0, Name: 'act' })],
+        activities: [{ instanceId: 'a', executionId: 'e1', taskId: 0, name: 'act', input: '1' }],
+        messages: [{ instanceId: 'a', executionId: 'e1', visibleAt: 9000, event: makeEvent(EventType.TimerFired, 2000, { TimerId: 1 }) }],
+      }),
+    );
+    expect(result?.activities).toHaveLength(1);
+    expect(result?.notify).toEqual([{ instanceId: 'a', visibleAt: 9000 }]);
+    expect(store.readInbox('a', 2000)).toEqual([]);
+    expect(store.readyInstances(2000)).toEqual({ ready: [], nextVisibleAt: 9000 });
+    expect(store.getHistory('a').map((e) => e.EventType)).toEqual([EventType.OrchestratorStarted, EventType.TaskScheduled]);
+    expect(store.getInstance('a')?.runtimeStatus).toBe('Running');
+  });
+
+  it('writes nothing when the instance was restarted under the episode', () => {
+    const store = open();
+    store.createInstance(create('a'));
+    const result = store.commitEpisode(commit('a', { expectedExecutionId: 'other', appendHistory: [makeEvent(EventType.OrchestratorStarted, 1)] }));
+    expect(result).toBeUndefined();
+    expect(store.getHistory('a')).toEqual([]);
+  });
+
+  it('turns a sub-orchestration id clash into a failure message for the parent', () => {
+    const store = open();
+    store.createInstance(create('child'));
+    store.createInstance(create('parent'));
+    const child = create('child', 2000, 'e2');
+    child.startEvent.ParentInstance = { Name: 'orch', OrchestrationInstance: { InstanceId: 'parent', ExecutionId: 'e1' }, TaskScheduleId: 4 };
+    store.commitEpisode(commit('parent', { children: [child] }));
+    const failure = store.readInbox('parent', 5000).find((m) => m.event.EventType === EventType.SubOrchestrationInstanceFailed);
+    expect(failure?.event.TaskScheduledId).toBe(4);
+    expect(failure?.event.Reason).toContain("'child' already exists");
+  });
+
+  it('records each activity result once, even if delivered twice', () => {
+    const store = open();
+    store.createInstance(create('a'));
+    const { activities } = store.commitEpisode(commit('a', { activities: [{ instanceId: 'a', executionId: 'e1', taskId: 0, name: 'x', input: null }] })) ?? { activities: [] };
+    const task = activities[0];
+    expect(task).toBeDefined();
+    const message = { instanceId: 'a', executionId: 'e1', visibleAt: 3000, event: makeEvent(EventType.TaskCompleted, 3000, { TaskScheduledId: 0, Result: '1' }) };
+    store.completeActivities([{ taskSeq: task?.seq ?? -1, message }]);
+    store.completeActivities([{ taskSeq: task?.seq ?? -1, message }]);
+    expect(store.pendingActivities()).toEqual([]);
+    expect(store.readInbox('a', 3000).filter((m) => m.event.EventType === EventType.TaskCompleted)).toHaveLength(1);
+  });
+
+  it('keeps everything across a reopen of the same file', () => {
+    const dir = tempDir('store-');
+    dirs.push(dir);
+    const path = `${dir.path}/hub.sqlite`;
+    const first = open(path);
+    first.createInstance(create('a'));
+    first.commitEpisode(commit('a', { activities: [{ instanceId: 'a', executionId: 'e1', taskId: 0, name: 'x', input: '"v"' }] }));
+    first.close();
+    const second = open(path);
+    expect(second.pendingActivities()).toMatchObject([{ instanceId: 'a', taskId: 0, name: 'x', input: '"v"' }]);
+    expect(second.readyInstances(1000).ready).toEqual(['a']);
+  });
+
+  it('pages queries with continuation tokens and purges by filter', () => {
+    const store = open();
+    for (let i = 0; i < 5; i++) store.createInstance(create(`q${i}`, 1000 + i));
+    const first = store.queryInstances({ top: 2 });
+    expect(first.instances.map((r) => r.instanceId)).toEqual(['q0', 'q1']);
+    const second = store.queryInstances({ top: 2, ...(first.continuationToken ? { continuationToken: first.continuationToken } : {}) });
+    expect(second.instances.map((r) => r.instanceId)).toEqual(['q2', 'q3']);
+    expect(store.queryInstances({ runtimeStatus: ['Completed'] }).instances).toEqual([]);
+    expect(store.purgeInstances({ createdTimeFrom: 0 })).toBe(0);
+    expect(store.purgeInstances({ createdTimeFrom: 0, runtimeStatus: ['Pending'] })).toBe(5);
+    expect(store.getInstance('q0')).toBeUndefined();
+  });
+});
