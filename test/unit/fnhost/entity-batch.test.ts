@@ -36,13 +36,13 @@ function message(name: string, request: Record<string, unknown>): InboxMessage {
 }
 
 /** A stand-in for the entity function: adds inputs, returns the state for `get`. */
-async function counter(payload: EntityPayload): Promise<{ json: string }> {
+function counter(payload: EntityPayload): Promise<{ json: string }> {
   let state = Number(payload.state ?? 0);
   const results = payload.batch.map((op) => {
     if (op.name === 'add') state += Number(JSON.parse(op.input ?? '0'));
     return { isError: false, duration: 0, startTime: 0, result: op.name === 'get' ? String(state) : undefined };
   });
-  return { json: JSON.stringify({ entityExists: true, entityState: String(state), results, signals: [] }) };
+  return Promise.resolve({ json: JSON.stringify({ entityExists: true, entityState: String(state), results, signals: [] }) });
 }
 
 describe('entity batches', () => {

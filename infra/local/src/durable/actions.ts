@@ -190,7 +190,8 @@ export function topLevelActions(actions: unknown, schemaVersion: number): Action
     }
     return result;
   }
-  const first = actions[0];
-  const list: unknown[] = actions.length === 1 && Array.isArray(first) ? first : actions;
+  const items = actions as unknown[];
+  const first = items[0];
+  const list: unknown[] = items.length === 1 && Array.isArray(first) ? (first as unknown[]) : items;
   return list.map(parseAction);
 }

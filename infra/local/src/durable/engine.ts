@@ -94,7 +94,7 @@ function checkInstanceId(instanceId: string): void {
   if (instanceId.startsWith('@')) {
     throw new FnHostError('ERR_BAD_REQUEST', `Orchestration instance IDs must not start with @ ("${instanceId}").`);
   }
-  if (/[\\/#?\u0000-\u001f\u007f]/.test(instanceId)) {
+  if ([...instanceId].some((ch) => '/\\#?'.includes(ch) || ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) {
     throw new FnHostError(
       'ERR_BAD_REQUEST',
       `Instance ID "${instanceId}" contains a character that is not allowed (/, \\, #, ? or a control character).`,

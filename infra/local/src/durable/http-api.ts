@@ -252,13 +252,12 @@ export class DurableHttpApi {
 
   async #start(request: HostRequest, functionName: string, instanceId: string | undefined): Promise<HostResponse> {
     const input = this.#bodyJson(request);
+    const version = param(request.url.searchParams, 'version');
     const id = this.#o.engine.startOrchestration({
       name: functionName,
       input,
       ...(instanceId === undefined ? {} : { instanceId }),
-      ...(param(request.url.searchParams, 'version') === undefined
-        ? {}
-        : { version: param(request.url.searchParams, 'version') as string }),
+      ...(version === undefined ? {} : { version }),
     });
     const timeout = param(request.url.searchParams, 'timeout');
     if (timeout !== undefined) {
@@ -476,13 +475,12 @@ export class DurableHttpApi {
     const q = request.url.searchParams;
     const fetchState = boolParam(q, 'fetchState', false);
     const prefix = name === undefined ? '@' : `@${name.toLowerCase()}@`;
+    const continuationToken = header(request.headers, 'x-ms-continuation-token');
     const page = this.#o.store.queryInstances({
       includeEntities: true,
       instanceIdPrefix: prefix,
       top: Number(param(q, 'top') ?? 100) || 100,
-      ...(header(request.headers, 'x-ms-continuation-token')
-        ? { continuationToken: header(request.headers, 'x-ms-continuation-token') as string }
-        : {}),
+      ...(continuationToken ? { continuationToken } : {}),
     });
     const items = page.instances
       .filter((r) => r.isEntity && r.entityExists)

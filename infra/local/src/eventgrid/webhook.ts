@@ -28,7 +28,10 @@ function isRecord(v: unknown): v is EventRecord {
 /** Returns why an event is not a valid Event Grid or CloudEvents event, or undefined. */
 export function invalidEventReason(event: unknown, index: number): string | undefined {
   if (!isRecord(event)) return `event ${index} is not a JSON object`;
-  const str = (k: string): boolean => typeof event[k] === 'string' && (event[k] as string).length > 0;
+  const str = (k: string): boolean => {
+    const v = event[k];
+    return typeof v === 'string' && v.length > 0;
+  };
   if ('specversion' in event) {
     if (event['specversion'] !== '1.0') return `event ${index}: "specversion" must be "1.0"`;
     for (const k of ['id', 'source', 'type']) if (!str(k)) return `event ${index}: CloudEvents attribute "${k}" is required`;

@@ -33,7 +33,8 @@ function methodsOf(fn: RegisteredFunction): string[] | undefined {
 }
 
 function authLevelOf(fn: RegisteredFunction): HttpFunction['authLevel'] {
-  const level = String(fn.trigger['authLevel'] ?? 'anonymous').toLowerCase();
+  const raw = fn.trigger['authLevel'];
+  const level = (typeof raw === 'string' ? raw : 'anonymous').toLowerCase();
   if (level === 'function' || level === 'admin' || level === 'anonymous') return level;
   if (level === 'system') return 'admin';
   throw new FnHostError('ERR_APP_LOAD', `Function "${fn.name}" has an unknown authLevel "${level}".`);

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { format } from 'node:util';
 import type { Clock } from '../clock.js';
 import { FnHostError, describeError, toError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -259,7 +258,7 @@ export class Invoker {
       error = post.error;
     }
 
-    if (error !== null && error !== undefined) throw error;
+    if (error !== null && error !== undefined) throw toError(error);
     const response = await invocationModel.getResponse(context, result);
     if (!options.skipBindings) {
       await this.#bindings.writeOutputs(fn, response, bindingData, invocationId);
@@ -268,7 +267,3 @@ export class Invoker {
   }
 }
 
-/** Formats log arguments the way `context.log` does, for host-side helpers. */
-export function formatArgs(args: unknown[]): string {
-  return format(...args);
-}
