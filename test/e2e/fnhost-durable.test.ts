@@ -71,6 +71,14 @@ describe('fnhost durable functions', () => {
     expect(eventTypes(status.historyEvents).filter((t) => t === 'TaskCompleted')).toHaveLength(300);
   });
 
+  it('runs a Task.any sliding window without scheduling running tasks twice', async () => {
+    const started = await startOrchestration(host.url, 'slidingWindow', { n: 40, window: 4 });
+    const status = await waitForCompletion(started.statusQueryGetUri);
+    expect(status.runtimeStatus).toBe('Completed');
+    expect(status.output).toEqual({ sum: (39 * 40) / 2, runs: 40, maxRuns: 1 });
+    expect(host.output()).toContain('passes tasks it already yielded to Task.any/Task.all');
+  });
+
   it('retries an activity with a retry policy until it succeeds', async () => {
     const key = uniqueName('flaky');
     const started = await startOrchestration(host.url, 'retrying', { key, succeedOn: 3, maxAttempts: 5 });

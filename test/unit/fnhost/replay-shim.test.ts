@@ -131,3 +131,28 @@ describe('replay shim', () => {
     expect([1, 2, 3, 4].map((n) => retryDelay(o, n))).toEqual([100, 300, 900, 1000]);
   });
 });
+
+describe('replay shim: tasks yielded again', () => {
+  it('keeps the numbers of running tasks passed to a new Task.any (sliding window)', () => {
+    const a = activity('work', { i: 0 });
+    const b = activity('work', { i: 1 });
+    const c = activity('work', { i: 2 });
+    const first: Action = { actionType: ActionType.WhenAny, compoundActions: [a, b] };
+    const second: Action = { actionType: ActionType.WhenAny, compoundActions: [b, c] };
+    const history = [...started(), scheduled(0, 'work'), scheduled(1, 'work'), completed(0, 0)];
+    const result = replayActions(history, [first, second], options());
+    // b keeps number 1; only c is new.
+    expect(result.decisions.map((d) => [d.kind, d.id])).toEqual([['activity', 2]]);
+    expect(result.reyieldedTasks).toBe(true);
+    expect(result.nonDeterminism).toBeUndefined();
+  });
+
+  it('treats an equal call after a finished one as new when nothing running is re-used', () => {
+    const poll = activity('poll', 'x');
+    const round: Action = { actionType: ActionType.WhenAll, compoundActions: [poll] };
+    const history = [...started(), scheduled(0, 'poll'), completed(0, 1)];
+    const result = replayActions(history, [round, round], options());
+    expect(result.decisions.map((d) => [d.kind, d.id])).toEqual([['activity', 1]]);
+    expect(result.reyieldedTasks).toBe(false);
+  });
+});

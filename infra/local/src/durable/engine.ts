@@ -137,6 +137,7 @@ export class DurableEngine {
   readonly #replayCost = new Map<string, { cost: number; end: number }>();
   #stopping = false;
   #started = false;
+  readonly #warnedReyield = new Set<string>();
   /** Counts for benchmarks and tests. */
   readonly stats = { episodes: 0, activities: 0, entityBatches: 0 };
 
@@ -604,6 +605,14 @@ export class DurableEngine {
     this.stats.episodes++;
 
     const shimResult = result.state ? this.#shim(instance, fullHistory, result.state) : undefined;
+    if (shimResult?.reyieldedTasks && !this.#warnedReyield.has(instance.name)) {
+      this.#warnedReyield.add(instance.name);
+      this.#logger.warn(
+        `Orchestrator "${instance.name}" passes tasks it already yielded to Task.any/Task.all. fnhost waits on the ` +
+          'existing tasks, but the Durable Functions extension in Azure schedules them again ' +
+          '(azure-functions-durable-js#574): restructure the code before deploying.',
+      );
+    }
     let kind: EpisodeKind;
     let errorMessage = result.error;
     if (shimResult?.nonDeterminism) errorMessage = shimResult.nonDeterminism;
@@ -858,6 +867,7 @@ export class DurableEngine {
         canceledTimerIds: [],
         continueAsNew: undefined,
         nonDeterminism: `The orchestrator returned actions fnhost cannot read: ${describeError(err)}`,
+        reyieldedTasks: false,
       };
     }
   }

@@ -52,6 +52,12 @@ export interface ShimResult {
   continueAsNew: { input: string | undefined } | undefined;
   /** Set when history and the orchestrator disagree; the orchestration must fail. */
   nonDeterminism: string | undefined;
+  /**
+   * The orchestrator put tasks it had already yielded into a new Task.any/Task.all. fnhost waits
+   * on the existing tasks, as the code intends; the Durable extension in Azure schedules them
+   * again (azure-functions-durable-js#574), so the app should not rely on this pattern.
+   */
+  reyieldedTasks: boolean;
 }
 
 export interface ShimOptions {
@@ -304,6 +310,9 @@ class Shim {
   /** Entities held by the current critical section, released by ReleaseEntities. */
   #lockedEntities: string[] = [];
   readonly #newGuid: () => string;
+  /** Tasks built from actions, by action JSON, to recognise a task yielded again. */
+  readonly #yielded = new Map<string, Task[]>();
+  reyieldedTasks = false;
 
   constructor(history: HistoryEvent[], actions: Action[], options: ShimOptions) {
     this.options = options;
@@ -437,11 +446,45 @@ class Shim {
   }
 
   #build(action: Action): Task {
+    const task = this.#create(action);
+    const key = JSON.stringify(action);
+    const list = this.#yielded.get(key);
+    if (list) list.push(task);
+    else this.#yielded.set(key, [task]);
+    return task;
+  }
+
+  /**
+   * The children of a new Task.any/Task.all. The library serialises every child's action, also for
+   * tasks yielded before; those keep their sequence numbers and must not be scheduled again.
+   * Without object identity in the JSON, an equal action of a still-running task is taken to be
+   * that task; an equal action of a finished task only when the compound also re-uses a running
+   * one (the "first result, then all" pattern), since a fresh identical call is likelier otherwise.
+   */
+  #children(actions: Action[]): Task[] {
+    const claimed = new Set<Task>();
+    const keys = actions.map((a) => JSON.stringify(a));
+    const pick = (i: number, running: boolean): Task | undefined => {
+      const found = (this.#yielded.get(keys[i] as string) ?? []).find(
+        (t) => (t.state === 'running') === running && !claimed.has(t),
+      );
+      if (found) claimed.add(found);
+      return found;
+    };
+    const chosen = actions.map((_, i) => pick(i, true));
+    if (chosen.some((t) => t !== undefined)) {
+      this.reyieldedTasks = true;
+      for (let i = 0; i < chosen.length; i++) chosen[i] ??= pick(i, false);
+    }
+    return actions.map((a, i) => chosen[i] ?? this.#build(a));
+  }
+
+  #create(action: Action): Task {
     switch (action.actionType) {
       case ActionType.WhenAll:
-        return new WhenAllTask(action.compoundActions.map((a) => this.#build(a)));
+        return new WhenAllTask(this.#children(action.compoundActions));
       case ActionType.WhenAny:
-        return new WhenAnyTask(action.compoundActions.map((a) => this.#build(a)));
+        return new WhenAnyTask(this.#children(action.compoundActions));
       case ActionType.CallActivityWithRetry:
       case ActionType.CallSubOrchestratorWithRetry:
         return new RetryTask(new AtomicTask(action, 'activity'), action.retryOptions, action);
@@ -482,6 +525,8 @@ class Shim {
       return;
     }
     if (task instanceof AtomicTask) {
+      // A task yielded before keeps its number.
+      if (task.key !== undefined) return;
       const id = this.#allocate(task);
       task.key = id;
       this.#open.set(id, task);
@@ -694,5 +739,6 @@ export function replayActions(history: HistoryEvent[], actions: Action[], option
     canceledTimerIds: shim.canceledTimerIds,
     continueAsNew: shim.continueAsNew,
     nonDeterminism: shim.nonDeterminism,
+    reyieldedTasks: shim.reyieldedTasks,
   };
 }
