@@ -378,7 +378,9 @@ export class FnHost {
     for (const fn of this.runtime.functions.values()) {
       if (!httpNames.has(fn.name.toLowerCase())) lines.push(`        ${fn.name}: ${fn.triggerType}`);
     }
-    lines.push('', `Master key: ${this.keys.keys.master}`, '');
+    lines.push('', `Master key: ${this.keys.keys.master}`);
+    if (this.storageConnection) lines.push(`Storage (AzureWebJobsStorage): ${this.storageConnection}`);
+    lines.push('');
     this.logger.info(lines.join('\n'));
   }
 

@@ -1,0 +1,64 @@
+/**
+ * Registers the HTTP API (thin: handlers live in ./handlers). Routes follow Azure ML's resource
+ * model: datastores, data assets, models, endpoints, deployments, jobs.
+ */
+import azureFunctions from '@azure/functions';
+import * as df from 'durable-functions';
+import { apiAuthLevel } from '../shared/config.js';
+import { cancelJob, getJob, getJobOutput, invokeEndpoint, listJobs } from './handlers/jobs.js';
+import { getOpenApi } from './handlers/openapi.js';
+import * as r from './handlers/resources.js';
+import { api, type Handler } from './lib/http.js';
+
+const { app } = azureFunctions;
+
+// Job outputs can be large: stream request and response bodies instead of buffering them.
+app.setup({ enableHttpStream: true });
+
+const authLevel = apiAuthLevel();
+type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
+
+function route(name: string, path: string, method: Method, handler: Handler, withClient = false): void {
+  app.http(name, {
+    route: path,
+    methods: [method],
+    authLevel,
+    extraInputs: withClient ? [df.input.durableClient()] : [],
+    handler: api(handler),
+  });
+}
+
+route('listDatastores', 'datastores', 'GET', r.listDatastores);
+route('getDatastore', 'datastores/{name}', 'GET', r.getDatastore);
+route('putDatastore', 'datastores/{name}', 'PUT', r.putDatastore);
+route('deleteDatastore', 'datastores/{name}', 'DELETE', r.deleteDatastore);
+
+route('listDataAssets', 'data', 'GET', r.listDataAssets);
+route('listDataAssetVersions', 'data/{name}/versions', 'GET', r.listDataAssets);
+route('getDataAsset', 'data/{name}/versions/{version}', 'GET', r.getDataAsset);
+route('putDataAsset', 'data/{name}/versions/{version}', 'PUT', r.putDataAsset);
+route('deleteDataAsset', 'data/{name}/versions/{version}', 'DELETE', r.deleteDataAsset);
+
+route('listModels', 'models', 'GET', r.listModels);
+route('listModelVersions', 'models/{name}/versions', 'GET', r.listModels);
+route('getModel', 'models/{name}/versions/{version}', 'GET', r.getModel);
+route('putModel', 'models/{name}/versions/{version}', 'PUT', r.putModel);
+route('deleteModel', 'models/{name}/versions/{version}', 'DELETE', r.deleteModel);
+
+route('listEndpoints', 'endpoints', 'GET', r.listEndpoints);
+route('getEndpoint', 'endpoints/{endpoint}', 'GET', r.getEndpoint);
+route('putEndpoint', 'endpoints/{endpoint}', 'PUT', r.putEndpoint);
+route('deleteEndpoint', 'endpoints/{endpoint}', 'DELETE', r.deleteEndpoint);
+
+route('listDeployments', 'endpoints/{endpoint}/deployments', 'GET', r.listDeployments);
+route('getDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'GET', r.getDeployment);
+route('putDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'PUT', r.putDeployment);
+route('deleteDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'DELETE', r.deleteDeployment);
+
+route('invokeEndpoint', 'endpoints/{endpoint}/jobs', 'POST', invokeEndpoint, true);
+route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);
+route('getJob', 'jobs/{id}', 'GET', getJob);
+route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
+route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
+
+app.http('openapi', { route: 'openapi.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getOpenApi) });

@@ -1,0 +1,94 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream } from 'node:stream/web';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import * as df from 'durable-functions';
+import { batchJobOrchestration } from '../../orchestrations/orchestrators.js';
+import { BatchError } from '../../shared/errors.js';
+import { outputFolderOf } from '../../shared/jobs/jobs-service.js';
+import { services } from '../../shared/services.js';
+import { isNotFound } from '../../shared/storage/clients.js';
+import { jobView } from '../../shared/views.js';
+import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
+
+
+/** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint; 202 with the job at once. */
+export async function invokeEndpoint(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const client = df.getClient(context);
+  const { job, replayed } = await services().jobs.invoke({
+    endpoint: param(request, 'endpoint'),
+    deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
+    body: await readJson(request),
+    idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
+    invokedBy: invokerOf(request),
+    start: async (jobId) => {
+      await client.startNew(batchJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+    },
+  });
+  const location = `${baseUrl(request)}/api/jobs/${job.spec.id}`;
+  return json(202, jobView(job, baseUrl(request)), {
+    location,
+    'retry-after': '5',
+    ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
+  });
+}
+
+export async function getJob(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await services().jobs.get(param(request, 'id'));
+  return json(200, jobView(job, baseUrl(request)));
+}
+
+export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> {
+  const endpoint = param(request, 'endpoint');
+  const top = positiveInt(request, 'top', 20, 100);
+  const page = await services().jobs.list(endpoint, { top, continuationToken: request.query.get('continuation') ?? undefined });
+  const next = page.continuationToken
+    ? `${baseUrl(request)}/api/endpoints/${endpoint}/jobs?top=${top}&continuation=${encodeURIComponent(page.continuationToken)}`
+    : null;
+  return json(200, { value: page.jobs.map((j) => jobView(j, baseUrl(request))), next_link: next });
+}
+
+/** POST /api/jobs/{id}/cancel: stop scheduling; the job ends Canceled with its partial outputs. */
+export async function cancelJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const client = df.getClient(context);
+  const job = await services().jobs.cancel(param(request, 'id'), async (instanceIds) => {
+    await Promise.all(
+      instanceIds.map((id) =>
+        // Chunks not started yet do not exist; finished ones no longer listen. Both are fine.
+        client.raiseEvent(id, 'cancel', { at: new Date().toISOString() }).catch(() => undefined),
+      ),
+    );
+  });
+  return json(202, jobView(job, baseUrl(request)));
+}
+
+/** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's output folder. */
+export async function getJobOutput(request: HttpRequest): Promise<HttpResponseInit> {
+  const { registry, jobs } = services();
+  const job = await jobs.get(param(request, 'id'));
+  const file = param(request, 'file');
+  if (file.split('/').some((s) => s === '..' || s === '.' || s === '')) {
+    throw new BatchError('validation_failed', 'The file path must stay inside the job output folder.', { issues: [{ field: 'file', message: 'invalid path' }] });
+  }
+  const folder = await outputFolderOf(registry, job.spec);
+  const blob = folder.container.getBlobClient(folder.blobName(file));
+  try {
+    const download = await blob.download();
+    const body = download.readableStreamBody;
+    return {
+      status: 200,
+      headers: {
+        'content-type': download.contentType ?? 'application/octet-stream',
+        ...(download.contentLength === undefined ? {} : { 'content-length': String(download.contentLength) }),
+        'content-disposition': `inline; filename="${file.split('/').pop() ?? 'output'}"`,
+      },
+      body: body ? (Readable.toWeb(body as Readable) as ReadableStream<Uint8Array>) : '',
+    };
+  } catch (err) {
+    if (isNotFound(err)) {
+      throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${file}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
+        details: { resource: 'Job output', name: file },
+      });
+    }
+    throw new BatchError('storage_failed', `Could not read output '${file}'.`, { cause: err });
+  }
+}

@@ -1,0 +1,69 @@
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { BatchError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.js';
+import type { Invoker } from '../../shared/jobs/types.js';
+
+export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
+
+/** Wraps a handler: any error becomes RFC 9457 problem details; only our own failures are 5xx. */
+export function api(handler: Handler): Handler {
+  return async (request, context) => {
+    try {
+      return await handler(request, context);
+    } catch (err) {
+      const path = new URL(request.url).pathname;
+      const problem = toProblem(err, path);
+      if (problem.status >= 500) context.error(`${request.method} ${path} failed:`, err);
+      return { status: problem.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE }, body: JSON.stringify(problem) };
+    }
+  };
+}
+
+/** The request body as JSON; an empty body is `{}` so schema errors name the missing fields. */
+export async function readJson(request: HttpRequest): Promise<unknown> {
+  const text = await request.text();
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new BatchError('invalid_json', `The request body is not valid JSON: ${(err as Error).message}`, { issues: [{ field: '(body)', message: 'invalid JSON' }] });
+  }
+}
+
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {
+  return { status, jsonBody: body, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } };
+}
+
+/** scheme://host of the request, for absolute links. */
+export function baseUrl(request: HttpRequest): string {
+  return new URL(request.url).origin;
+}
+
+/** A path parameter; the route guarantees it, this keeps the types honest. */
+export function param(request: HttpRequest, name: string): string {
+  const value = request.params[name];
+  if (value === undefined || value === '') {
+    throw new BatchError('validation_failed', `Missing path parameter '${name}'.`, { issues: [{ field: name, message: 'required' }] });
+  }
+  return value;
+}
+
+/** Who is calling: App Service authentication (Easy Auth) headers, else the key, else anonymous. */
+export function invokerOf(request: HttpRequest): Invoker {
+  const name = request.headers.get('x-ms-client-principal-name');
+  const id = request.headers.get('x-ms-client-principal-id');
+  if (name || id) return { name: name ?? id ?? 'unknown', id: id ?? undefined, via: 'easy_auth' };
+  if (request.headers.get('x-functions-key') || request.query.get('code')) return { name: 'function key', via: 'function_key' };
+  return { name: 'anonymous', via: 'anonymous' };
+}
+
+export function positiveInt(request: HttpRequest, name: string, fallback: number, max: number): number {
+  const raw = request.query.get(name);
+  if (raw === null) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new BatchError('validation_failed', `Query parameter '${name}' must be an integer from 1 to ${max}.`, {
+      issues: [{ field: name, message: `must be an integer from 1 to ${max}` }],
+    });
+  }
+  return n;
+}

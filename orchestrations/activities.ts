@@ -1,0 +1,31 @@
+/**
+ * Registers the batch job's activities and exports their typed handles, which the orchestrators
+ * call (never activity names as strings).
+ */
+import * as df from 'durable-functions';
+import { BatchError } from '../shared/errors.js';
+import type { FinalizeInput, MiniBatchInput, MiniBatchResult, PreparedJob } from '../shared/jobs/job-runner.js';
+import type { JobCounts } from '../shared/jobs/types.js';
+import { services } from '../shared/services.js';
+import { typedActivity } from './job/typed-durable.js';
+
+// Failures carry their code and whether a retry can help; orchestrators read this, not messages.
+df.app.setExceptionPropertiesProvider({
+  getExceptionProperties: (err: unknown) =>
+    err instanceof BatchError ? { code: err.code, retryable: err.retryable } : { code: 'internal', retryable: true },
+});
+
+export const prepareJob = typedActivity<{ jobId: string }, PreparedJob>('prepareJob', (input) => services().runner.prepare(input.jobId));
+
+export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('scoreMiniBatch', (input) => services().runner.scoreMiniBatch(input));
+
+export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number }>('recordMiniBatchFailure', (input) =>
+  services().runner.recordFailure(input),
+);
+
+export const recordProgress = typedActivity<{ jobId: string; counts: JobCounts }, null>('recordProgress', async (input) => {
+  await services().runner.progress(input);
+  return null;
+});
+
+export const finalizeJob = typedActivity<FinalizeInput, { status: string }>('finalizeJob', (input) => services().runner.finalize(input));

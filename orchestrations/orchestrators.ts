@@ -1,0 +1,13 @@
+/** Registers the batch job orchestrators, wired to the activity handles. */
+import { finalizeJob, prepareJob, recordMiniBatchFailure, recordProgress, scoreMiniBatch } from './activities.js';
+import { type ChunkInput, batchChunk } from './job/batch-chunk.js';
+import { batchJob } from './job/batch-job.js';
+import { typedOrchestration } from './job/typed-durable.js';
+
+export const batchChunkOrchestration = typedOrchestration<ChunkInput, unknown>('batchChunk', (context, input) =>
+  batchChunk(context, input, { scoreMiniBatch, recordMiniBatchFailure, recordProgress }),
+);
+
+export const batchJobOrchestration = typedOrchestration<{ jobId: string }, unknown>('batchJob', (context, input) =>
+  batchJob(context, input, { prepareJob, finalizeJob, batchChunk: batchChunkOrchestration }),
+);

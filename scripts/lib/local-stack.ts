@@ -1,0 +1,82 @@
+/**
+ * Starts this app under fnhost (with its own Azurite) as a child process, the way a user runs it,
+ * and reads back what a client needs: the URL, the master key and the storage connection string.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+
+export interface LocalStack {
+  url: string;
+  masterKey: string;
+  storageConnection: string;
+  child: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => done(port));
+    });
+  });
+}
+
+export interface StackOptions {
+  port?: number;
+  /** State folder; undefined keeps everything in memory. */
+  dataDir?: string | undefined;
+  env?: Record<string, string>;
+  /** Echo the host's log lines. */
+  echo?: boolean;
+}
+
+export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
+  const port = options.port ?? (await freePort());
+  const args = [join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']));
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AzureWebJobsStorage: 'UseDevelopmentStorage=true', FUNCTIONS_WORKER_RUNTIME: 'node', ...options.env },
+  });
+  let out = '';
+  const onData = (chunk: Buffer): void => {
+    out += chunk.toString();
+    if (options.echo) process.stdout.write(chunk);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  await new Promise<void>((ok, fail) => {
+    const timer = setInterval(() => {
+      if (out.includes('is listening on')) {
+        clearInterval(timer);
+        ok();
+      }
+    }, 25);
+    void exited.then((code) => {
+      clearInterval(timer);
+      fail(new Error(`fnhost exited (${String(code)}) before it was ready:\n${out}`));
+    });
+  });
+  const masterKey = /Master key: (\S+)/.exec(out)?.[1] ?? '';
+  const storageConnection = /Storage \(AzureWebJobsStorage\): (\S+)/.exec(out)?.[1] ?? '';
+  return {
+    url: `http://127.0.0.1:${port}`,
+    masterKey,
+    storageConnection,
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

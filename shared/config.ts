@@ -1,0 +1,76 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { BatchError } from './errors.js';
+
+/**
+ * The app's configuration, parsed once from the environment (Functions app settings;
+ * local.settings.json `Values` under fnhost). This is the only module that reads `process.env`.
+ */
+
+const schema = z.object({
+  AzureWebJobsStorage: z.string().min(1, 'AzureWebJobsStorage must name the storage account (a connection string)'),
+  BATCH_WORKSPACE_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, 'must be a valid blob container name')
+    .default('azureml-blobstore'),
+  BATCH_API_AUTH_LEVEL: z.enum(['anonymous', 'function']).default('function'),
+  BATCH_CACHE_DIR: z.string().min(1).optional(),
+  BATCH_TABLE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{0,19}$|^$/, 'must be letters and digits, starting with a letter')
+    .default(''),
+  /** Mini-batches per sub-orchestration; bounds each orchestration's history. */
+  BATCH_CHUNK_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
+  /** How often (orchestration time) running jobs write their counts to the job table. */
+  BATCH_PROGRESS_INTERVAL_SECONDS: z.coerce.number().min(0).default(2),
+});
+
+export interface AppConfig {
+  storageConnection: string;
+  workspaceContainer: string;
+  apiAuthLevel: 'anonymous' | 'function';
+  /** Local folder for downloaded models, code and inputs. */
+  cacheDir: string;
+  tablePrefix: string;
+  chunkSize: number;
+  progressIntervalSeconds: number;
+}
+
+let cached: AppConfig | undefined;
+
+/** Parses the environment once; throws a configuration error naming the bad settings. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  if (cached && env === process.env) return cached;
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new BatchError('configuration', `Invalid app settings:\n${lines.join('\n')}`);
+  }
+  const e = result.data;
+  const config: AppConfig = {
+    storageConnection: e.AzureWebJobsStorage,
+    workspaceContainer: e.BATCH_WORKSPACE_CONTAINER,
+    apiAuthLevel: e.BATCH_API_AUTH_LEVEL,
+    cacheDir: e.BATCH_CACHE_DIR ?? join(tmpdir(), 'batch-endpoints'),
+    tablePrefix: e.BATCH_TABLE_PREFIX,
+    chunkSize: e.BATCH_CHUNK_SIZE,
+    progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
+  };
+  if (env === process.env) cached = config;
+  return config;
+}
+
+/**
+ * Reads an app setting a resource refers to by name (a datastore's connection-string setting).
+ * Kept here so that every environment read goes through this module.
+ */
+export function appSetting(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** The auth level of the API's HTTP functions, needed while registering them (module load). */
+export function apiAuthLevel(env: NodeJS.ProcessEnv = process.env): 'anonymous' | 'function' {
+  return env['BATCH_API_AUTH_LEVEL'] === 'anonymous' ? 'anonymous' : 'function';
+}

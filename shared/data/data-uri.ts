@@ -1,0 +1,72 @@
+import { BatchError } from '../errors.js';
+
+/**
+ * The ways a job or asset points at data, as Azure ML accepts them:
+ * - `azureml://datastores/{datastore}/paths/{path}`
+ * - `https://{account}.blob.core.windows.net/{container}/{path}` (only for a registered account),
+ *   or the emulator's path-style `http://127.0.0.1:10000/{account}/{container}/{path}`
+ * - `azureml:{asset}:{version}` or `azureml:{asset}@latest` (a data asset)
+ */
+export type DataUri =
+  | { kind: 'datastore'; datastore: string; path: string }
+  | { kind: 'blob-url'; account: string; container: string; path: string; url: string }
+  | { kind: 'asset'; name: string; version: string | 'latest' };
+
+const DATASTORE = /^azureml:\/\/datastores\/([^/]+)\/paths\/?(.*)$/i;
+const ASSET_VERSION = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
+const ASSET_LATEST = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/;
+
+function cleanPath(path: string, field: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    throw new BatchError('validation_failed', `${field}: the path is not correctly URL-encoded.`, { issues: [{ field, message: 'invalid URL encoding' }] });
+  }
+  const trimmed = decoded.replace(/^\/+/, '');
+  if (trimmed.split('/').some((s) => s === '..' || s === '.')) {
+    throw new BatchError('validation_failed', `${field}: "." and ".." segments are not allowed.`, { issues: [{ field, message: 'relative segments are not allowed' }] });
+  }
+  return trimmed;
+}
+
+/** Parses a data path; `field` names the request field in errors. */
+export function parseDataUri(text: string, field: string): DataUri {
+  const value = text.trim();
+  const ds = DATASTORE.exec(value);
+  if (ds) return { kind: 'datastore', datastore: ds[1] ?? '', path: cleanPath(ds[2] ?? '', field) };
+  const av = ASSET_VERSION.exec(value);
+  if (av) return { kind: 'asset', name: av[1] ?? '', version: av[2] ?? '' };
+  const al = ASSET_LATEST.exec(value);
+  if (al) return { kind: 'asset', name: al[1] ?? '', version: 'latest' };
+  if (/^https?:\/\//i.test(value)) {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new BatchError('validation_failed', `${field}: "${value}" is not a valid URL.`, { issues: [{ field, message: 'invalid URL' }] });
+    }
+    const segments = url.pathname.replace(/^\/+/, '').split('/');
+    const host = url.hostname.toLowerCase();
+    const blobHost = /^([a-z0-9]{3,24})\.blob\./.exec(host);
+    let account: string | undefined;
+    if (blobHost) account = blobHost[1];
+    else account = segments.shift();
+    const container = segments.shift();
+    if (!account || !container) {
+      throw new BatchError('path_outside_datastores', `${field}: "${value}" is not a blob URL (https://{account}.blob.core.windows.net/{container}/{path}).`, {
+        issues: [{ field, message: 'not a blob URL' }],
+      });
+    }
+    return { kind: 'blob-url', account, container, path: cleanPath(segments.join('/'), field), url: value };
+  }
+  throw new BatchError(
+    'path_outside_datastores',
+    `${field}: "${value}" is not a data path. Use azureml://datastores/{datastore}/paths/{path}, a blob URL of a registered account, or azureml:{data_asset}:{version}.`,
+    { issues: [{ field, message: 'unsupported data path' }] },
+  );
+}
+
+export function datastoreUri(datastore: string, path: string): string {
+  return `azureml://datastores/${datastore}/paths/${path}`;
+}

@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto';
+import type { TableClient } from '@azure/data-tables';
+import type { AppConfig } from '../config.js';
+import { BatchError } from '../errors.js';
+import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
+import type { Job, JobSpec, JobState } from './types.js';
+
+interface JobEntity {
+  partitionKey: string;
+  rowKey: string;
+  spec: string;
+  state: string;
+  status: string;
+  endpoint: string;
+  createdAt: string;
+  etag?: string;
+}
+
+interface IndexEntity {
+  partitionKey: string;
+  rowKey: string;
+  jobId: string;
+}
+
+interface IdempotencyEntity {
+  partitionKey: string;
+  rowKey: string;
+  jobId: string;
+  requestHash: string;
+}
+
+const MAX_TIME = 9_999_999_999_999;
+
+function storageError(action: string, err: unknown): BatchError {
+  return new BatchError('storage_failed', `Storage failed while ${action}.`, { cause: err });
+}
+
+/** Row key that sorts newest first. */
+function newestFirstKey(createdAt: string, jobId: string): string {
+  return `${String(MAX_TIME - Date.parse(createdAt)).padStart(13, '0')}_${jobId}`;
+}
+
+/**
+ * Job records in Table storage: the immutable spec and the moving state of each job, an index of
+ * jobs per endpoint (newest first), and idempotency keys of invocations.
+ */
+export class JobStore {
+  readonly #account: StorageAccount;
+  readonly #prefix: string;
+
+  constructor(options: { config: AppConfig }) {
+    this.#account = storageAccount(options.config.storageConnection);
+    this.#prefix = options.config.tablePrefix;
+  }
+
+  #jobs(): Promise<TableClient> {
+    return this.#account.table(`${this.#prefix}jobs`);
+  }
+  #index(): Promise<TableClient> {
+    return this.#account.table(`${this.#prefix}jobindex`);
+  }
+  #keys(): Promise<TableClient> {
+    return this.#account.table(`${this.#prefix}idempotency`);
+  }
+
+  async create(spec: JobSpec, state: JobState): Promise<void> {
+    const jobs = await this.#jobs();
+    const index = await this.#index();
+    try {
+      await jobs.createEntity<JobEntity>({
+        partitionKey: spec.id,
+        rowKey: 'job',
+        spec: JSON.stringify(spec),
+        state: JSON.stringify(state),
+        status: state.status,
+        endpoint: spec.endpoint,
+        createdAt: spec.created_at,
+      });
+    } catch (err) {
+      if (isConflict(err)) throw new BatchError('conflict', `Job '${spec.id}' already exists.`);
+      throw storageError('creating the job', err);
+    }
+    try {
+      await index.createEntity<IndexEntity>({ partitionKey: spec.endpoint, rowKey: newestFirstKey(spec.created_at, spec.id), jobId: spec.id });
+    } catch (err) {
+      await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
+      throw storageError('indexing the job', err);
+    }
+  }
+
+  /** Removes a job that could not be started, so nothing is left half-created. */
+  async remove(spec: JobSpec): Promise<void> {
+    const jobs = await this.#jobs();
+    const index = await this.#index();
+    await index.deleteEntity(spec.endpoint, newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
+    await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const jobs = await this.#jobs();
+    try {
+      const e = await jobs.getEntity<JobEntity>(id, 'job');
+      return { spec: JSON.parse(e.spec) as JobSpec, state: JSON.parse(e.state) as JobState, etag: e.etag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading the job', err);
+    }
+  }
+
+  /**
+   * Changes a job's state with optimistic concurrency: `mutate` sees the current state and returns
+   * the new one, or undefined to leave it. Returns the state now stored.
+   */
+  async update(id: string, mutate: (state: JobState, spec: JobSpec) => JobState | undefined): Promise<JobState | undefined> {
+    const jobs = await this.#jobs();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const job = await this.get(id);
+      if (!job) return undefined;
+      const next = mutate(structuredClone(job.state), job.spec);
+      if (!next) return job.state;
+      try {
+        await jobs.updateEntity(
+          { partitionKey: id, rowKey: 'job', state: JSON.stringify(next), status: next.status },
+          'Merge',
+          { etag: job.etag },
+        );
+        return next;
+      } catch (err) {
+        if (!isConflict(err)) throw storageError('updating the job', err);
+      }
+    }
+    throw new BatchError('storage_failed', `Job '${id}' is being updated too often; gave up after 20 attempts.`, { retryable: true });
+  }
+
+  /** Jobs of an endpoint, newest first. */
+  async listByEndpoint(endpoint: string, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
+    const index = await this.#index();
+    const filter = `PartitionKey eq '${endpoint.replace(/'/g, "''")}'`;
+    try {
+      const iterator = index.listEntities<IndexEntity>({ queryOptions: { filter } }).byPage({
+        maxPageSize: page.top,
+        ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
+      });
+      const next = await iterator.next();
+      const entries = next.done ? [] : next.value;
+      const jobs = (await Promise.all(entries.map((e) => this.get(e.jobId)))).filter((j): j is Job => j !== undefined);
+      const token = next.done ? undefined : (next.value as { continuationToken?: string }).continuationToken;
+      return { jobs, continuationToken: token };
+    } catch (err) {
+      throw storageError('listing jobs', err);
+    }
+  }
+
+  /**
+   * Claims an idempotency key for a new job. When the key was used before, returns the job it
+   * started and the hash of that request instead.
+   */
+  async claimKey(endpoint: string, key: string, requestHash: string, jobId: string): Promise<{ claimed: true } | { claimed: false; jobId: string; requestHash: string }> {
+    const keys = await this.#keys();
+    const rowKey = createHash('sha256').update(key).digest('hex');
+    try {
+      await keys.createEntity<IdempotencyEntity>({ partitionKey: endpoint, rowKey, jobId, requestHash });
+      return { claimed: true };
+    } catch (err) {
+      if (!isConflict(err)) throw storageError('recording the idempotency key', err);
+    }
+    const existing = await keys.getEntity<IdempotencyEntity>(endpoint, rowKey);
+    return { claimed: false, jobId: existing.jobId, requestHash: existing.requestHash };
+  }
+
+  async releaseKey(endpoint: string, key: string): Promise<void> {
+    const keys = await this.#keys();
+    await keys.deleteEntity(endpoint, createHash('sha256').update(key).digest('hex')).catch(() => undefined);
+  }
+}

@@ -1,0 +1,73 @@
+import type { ModelDoc } from '../registry/types.js';
+import type { DeploymentSettings, SplitSettings } from '../schemas/resources.js';
+import type { JobStatus } from '../schemas/jobs.js';
+
+/** Who started a job. */
+export interface Invoker {
+  /** A display name: the signed-in principal, the key used, or "anonymous". */
+  name: string;
+  id?: string | undefined;
+  via: 'easy_auth' | 'function_key' | 'anonymous' | 'event_grid';
+}
+
+/** Everything fixed when a job is created; it never changes afterwards. */
+export interface JobSpec {
+  id: string;
+  endpoint: string;
+  deployment: string;
+  display_name?: string | undefined;
+  description?: string | undefined;
+  tags: Record<string, string>;
+  model: ModelDoc;
+  code_configuration?: { code: string; scoring_script: string } | undefined;
+  settings: DeploymentSettings;
+  resources: { instance_count: number };
+  split?: SplitSettings | undefined;
+  input: { name: string; type: 'uri_folder' | 'uri_file'; path: string; uri: string };
+  output: { name: string; uri: string };
+  invoked_by: Invoker;
+  created_at: string;
+}
+
+export interface JobCounts {
+  mini_batches: { total: number; succeeded: number; failed: number; retried: number };
+  items: { total: number; succeeded: number; failed: number };
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown> | undefined;
+}
+
+/** What moves while the job runs. */
+export interface JobState {
+  status: JobStatus;
+  started_at?: string | undefined;
+  completed_at?: string | undefined;
+  counts: JobCounts;
+  error?: JobError | undefined;
+  /** How many sub-orchestrations (chunks of mini-batches) the plan has. */
+  chunks?: number | undefined;
+  /** Column names of the prediction rows (predictions.csv has no header, as in Azure ML). */
+  columns?: string[] | undefined;
+}
+
+export interface Job {
+  spec: JobSpec;
+  state: JobState;
+  etag: string;
+}
+
+export function emptyCounts(): JobCounts {
+  return {
+    mini_batches: { total: 0, succeeded: 0, failed: 0, retried: 0 },
+    items: { total: 0, succeeded: 0, failed: 0 },
+  };
+}
+
+/** Names of the files a job writes beside its predictions. */
+export const REPORT_FILE = 'processed_mini_batches.csv';
+export const ERRORS_FILE = 'errors.jsonl';
+export const SUMMARY_FILE = 'job.json';
+export const LOG_FILE = 'logs/job.log';

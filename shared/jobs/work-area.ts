@@ -1,0 +1,78 @@
+import type { ContainerClient } from '@azure/storage-blob';
+import type { AppConfig } from '../config.js';
+import { BatchError } from '../errors.js';
+import { chunkOf, type MiniBatch } from '../planning/plan.js';
+import { isNotFound, storageAccount } from '../storage/clients.js';
+
+/**
+ * The job's working area in the app's own storage: the mini-batch manifest, one JSONL blob per
+ * chunk, so an activity reads its mini-batch by index while only counts travel through the
+ * orchestration.
+ */
+export class JobWorkArea {
+  readonly #container: ContainerClient;
+  #ensured = false;
+  /** Recently read manifest chunks; a chunk never changes once written. */
+  readonly #chunks = new Map<string, MiniBatch[]>();
+
+  constructor(options: { config: AppConfig }) {
+    this.#container = storageAccount(options.config.storageConnection).container(
+      `${options.config.tablePrefix.toLowerCase()}batch-jobs`,
+    );
+  }
+
+  async #ready(): Promise<ContainerClient> {
+    if (!this.#ensured) {
+      await this.#container.createIfNotExists();
+      this.#ensured = true;
+    }
+    return this.#container;
+  }
+
+  #manifestBlob(jobId: string, chunk: number): string {
+    return `${jobId}/manifest/chunk-${String(chunk).padStart(6, '0')}.jsonl`;
+  }
+
+  async writeManifest(jobId: string, chunk: number, batches: MiniBatch[]): Promise<void> {
+    const container = await this.#ready();
+    const text = batches.map((b) => JSON.stringify(b)).join('\n');
+    await container.getBlockBlobClient(this.#manifestBlob(jobId, chunk)).upload(text, Buffer.byteLength(text), {
+      blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
+    });
+  }
+
+  async miniBatch(jobId: string, chunkSize: number, index: number): Promise<MiniBatch> {
+    const chunk = chunkOf(index, chunkSize);
+    const key = `${jobId}/${chunk}`;
+    let batches = this.#chunks.get(key);
+    if (!batches) {
+      const container = await this.#ready();
+      let text: string;
+      try {
+        text = (await container.getBlobClient(this.#manifestBlob(jobId, chunk)).downloadToBuffer()).toString('utf8');
+      } catch (err) {
+        if (isNotFound(err)) throw new BatchError('internal', `The manifest of job ${jobId} chunk ${chunk} is missing.`, { retryable: false });
+        throw new BatchError('storage_failed', 'Could not read the mini-batch manifest.', { cause: err });
+      }
+      batches = text === '' ? [] : text.split('\n').map((line) => JSON.parse(line) as MiniBatch);
+      this.#chunks.set(key, batches);
+      // Keep a bounded number of chunks in memory.
+      if (this.#chunks.size > 64) {
+        const oldest = this.#chunks.keys().next().value;
+        if (oldest !== undefined) this.#chunks.delete(oldest);
+      }
+    }
+    const found = batches.find((b) => b.index === index);
+    if (!found) throw new BatchError('internal', `Mini-batch ${index} is not in the manifest of job ${jobId}.`, { retryable: false });
+    return found;
+  }
+
+  /** Deletes the job's working files (its outputs live elsewhere). */
+  async clear(jobId: string): Promise<void> {
+    const container = await this.#ready();
+    for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/` })) {
+      await container.deleteBlob(blob.name).catch(() => undefined);
+    }
+    for (const key of [...this.#chunks.keys()]) if (key.startsWith(`${jobId}/`)) this.#chunks.delete(key);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Mini-batch planning: pure functions from the listed input to mini-batches and chunks.
+ * Deterministic (same input listing ⇒ same plan), which is what makes outputs reproducible.
+ */
+
+export type TabularKind = 'csv' | 'jsonl' | 'parquet';
+
+/** One unit of work: a file, or a row range of a tabular file. */
+export interface PlanItem {
+  /** Path relative to the input folder, as users know it. */
+  name: string;
+  /** Blob name in the input container. */
+  blob: string;
+  size: number;
+  /** For a row range: rows [start, end) of the file (0-based, header excluded). */
+  rows?: { start: number; end: number } | undefined;
+  /** For a CSV/JSONL row range: its bytes [start, end), and (CSV) where the header line ends. */
+  bytes?: { start: number; end: number } | undefined;
+  headerEnd?: number | undefined;
+  kind?: TabularKind | undefined;
+}
+
+export interface MiniBatch {
+  index: number;
+  items: PlanItem[];
+}
+
+export interface Plan {
+  miniBatches: number;
+  items: number;
+  chunks: number;
+  chunkSize: number;
+}
+
+export function tabularKind(name: string): TabularKind | undefined {
+  const lower = name.toLowerCase();
+  if (lower.endsWith('.csv')) return 'csv';
+  if (lower.endsWith('.jsonl') || lower.endsWith('.ndjson')) return 'jsonl';
+  if (lower.endsWith('.parquet')) return 'parquet';
+  return undefined;
+}
+
+/** Groups items into mini-batches of `miniBatchSize` items, in order. */
+export function toMiniBatches(items: PlanItem[], miniBatchSize: number): MiniBatch[] {
+  if (!Number.isInteger(miniBatchSize) || miniBatchSize < 1) throw new RangeError('miniBatchSize must be a positive integer');
+  const batches: MiniBatch[] = [];
+  for (let i = 0; i < items.length; i += miniBatchSize) {
+    batches.push({ index: batches.length, items: items.slice(i, i + miniBatchSize) });
+  }
+  return batches;
+}
+
+/** Mini-batch index range [start, end) of chunk `chunk`. */
+export function chunkRange(chunk: number, chunkSize: number, miniBatches: number): { start: number; end: number } {
+  const start = chunk * chunkSize;
+  return { start, end: Math.min(start + chunkSize, miniBatches) };
+}
+
+export function chunkOf(index: number, chunkSize: number): number {
+  return Math.floor(index / chunkSize);
+}
+
+export function chunkCount(miniBatches: number, chunkSize: number): number {
+  return Math.ceil(miniBatches / chunkSize);
+}
+
+/** Splits a file of `rowCount` rows into ranges of at most `maxRows`. */
+export function rowRanges(rowCount: number, maxRows: number): { start: number; end: number }[] {
+  const ranges: { start: number; end: number }[] = [];
+  for (let start = 0; start < rowCount; start += maxRows) ranges.push({ start, end: Math.min(start + maxRows, rowCount) });
+  return ranges;
+}
+
+/** How an item is named in reports: the file, with its row range when split. */
+export function itemLabel(item: PlanItem): string {
+  return item.rows ? `${item.name}[rows ${item.rows.start}-${item.rows.end - 1}]` : item.name;
+}

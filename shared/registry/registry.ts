@@ -1,0 +1,407 @@
+import type { ContainerClient } from '@azure/storage-blob';
+import { type AppConfig, appSetting } from '../config.js';
+import { type DataUri, datastoreUri, parseDataUri } from '../data/data-uri.js';
+import { BatchError, notFound } from '../errors.js';
+import type {
+  DataAssetBody,
+  DatastoreBody,
+  DeploymentBody,
+  EndpointBody,
+  ModelBody,
+} from '../schemas/resources.js';
+import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
+import { DocTable, type Stored } from '../storage/doc-table.js';
+import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
+
+export const WORKSPACE_DATASTORE = 'workspaceblobstore';
+
+/** Where a data path resolved to. */
+export interface ResolvedData {
+  datastore: DatastoreDoc;
+  container: ContainerClient;
+  /** Blob name or prefix inside the container, without a leading slash. */
+  path: string;
+  type: 'uri_folder' | 'uri_file';
+  /** The canonical form, azureml://datastores/{name}/paths/{path} (or the blob URL given). */
+  uri: string;
+}
+
+type Clock = () => Date;
+
+function keyOfModel(ref: ModelRef): string {
+  return `${ref.name}:${ref.version}`;
+}
+
+/**
+ * The workspace registry: datastores, data assets, models, endpoints and deployments, kept as JSON
+ * documents in one Azure table. It enforces the rules between them (references exist, versions
+ * are immutable, a model in use or a default deployment cannot be deleted).
+ */
+export class Registry {
+  readonly #config: AppConfig;
+  readonly #account: StorageAccount;
+  readonly #docs: DocTable<unknown>;
+  readonly #now: Clock;
+
+  constructor(options: { config: AppConfig; now?: Clock }) {
+    this.#config = options.config;
+    this.#account = storageAccount(options.config.storageConnection);
+    this.#docs = new DocTable(this.#account, `${options.config.tablePrefix}registry`);
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  #stamp(): string {
+    return this.#now().toISOString();
+  }
+
+  // ------------------------------------------------------------------ datastores
+
+  /** The built-in datastore: a container on the app's own storage account. */
+  workspaceDatastore(): DatastoreDoc {
+    return {
+      name: WORKSPACE_DATASTORE,
+      type: 'azure_blob',
+      description: "The app's own storage account.",
+      tags: {},
+      account_name: this.#account.accountName,
+      container_name: this.#config.workspaceContainer,
+      endpoint: 'core.windows.net',
+      protocol: this.#account.blobEndpoint.startsWith('http:') ? 'http' : 'https',
+      credentials: { type: 'app_storage' },
+    };
+  }
+
+  async getDatastore(name: string): Promise<Stored<DatastoreDoc> | undefined> {
+    if (name === WORKSPACE_DATASTORE) {
+      const epoch = new Date(0).toISOString();
+      return { doc: this.workspaceDatastore(), createdAt: epoch, updatedAt: epoch, etag: '' };
+    }
+    return (await this.#docs.get('datastore', name)) as Stored<DatastoreDoc> | undefined;
+  }
+
+  async requireDatastore(name: string): Promise<DatastoreDoc> {
+    const found = await this.getDatastore(name);
+    if (!found) throw notFound('Datastore', name);
+    return found.doc;
+  }
+
+  async listDatastores(): Promise<Stored<DatastoreDoc>[]> {
+    const own = (await this.#docs.list({ partition: 'datastore' })) as unknown as Stored<DatastoreDoc>[];
+    const builtin = await this.getDatastore(WORKSPACE_DATASTORE);
+    return builtin ? [builtin, ...own] : own;
+  }
+
+  async putDatastore(name: string, body: DatastoreBody): Promise<{ stored: Stored<DatastoreDoc>; created: boolean }> {
+    if (name === WORKSPACE_DATASTORE) {
+      throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be changed.`);
+    }
+    if (body.credentials.type === 'connection_string' && appSetting(body.credentials.setting) === undefined) {
+      throw new BatchError('validation_failed', `The app setting '${body.credentials.setting}' is not set.`, {
+        issues: [{ field: 'credentials.setting', message: `app setting '${body.credentials.setting}' is not set` }],
+      });
+    }
+    const doc: DatastoreDoc = {
+      name,
+      type: 'azure_blob',
+      description: body.description,
+      tags: body.tags,
+      account_name: body.account_name,
+      container_name: body.container_name,
+      endpoint: body.endpoint,
+      protocol: body.protocol,
+      credentials: body.credentials,
+    };
+    const existing = await this.#docs.get('datastore', name);
+    await this.#docs.put('datastore', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
+    const stored = (await this.#docs.get('datastore', name)) as Stored<DatastoreDoc>;
+    return { stored, created: !existing };
+  }
+
+  async deleteDatastore(name: string): Promise<void> {
+    if (name === WORKSPACE_DATASTORE) throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be deleted.`);
+    if (!(await this.#docs.get('datastore', name))) throw notFound('Datastore', name);
+    const prefix = `azureml://datastores/${name}/`;
+    const users = [
+      ...(await this.listAllModels()).filter((m) => m.doc.path.startsWith(prefix)).map((m) => `model ${keyOfModel(m.doc)}`),
+      ...(await this.listAllDataAssets()).filter((d) => d.doc.path.startsWith(prefix)).map((d) => `data ${d.doc.name}:${d.doc.version}`),
+    ];
+    if (users.length > 0) {
+      throw new BatchError('conflict', `Datastore '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+    }
+    await this.#docs.delete('datastore', name);
+  }
+
+  /** The blob container of a datastore, reached with its credentials. */
+  containerOf(datastore: DatastoreDoc, containerName = datastore.container_name): ContainerClient {
+    const creds = datastore.credentials;
+    switch (creds.type) {
+      case 'app_storage':
+        return this.#account.container(containerName);
+      case 'connection_string': {
+        const connection = appSetting(creds.setting);
+        if (!connection) {
+          throw new BatchError('configuration', `Datastore '${datastore.name}' uses app setting '${creds.setting}', which is not set.`);
+        }
+        return storageAccount(connection).container(containerName);
+      }
+      case 'managed_identity': {
+        const url = creds.account_url ?? `${datastore.protocol}://${datastore.account_name}.blob.${datastore.endpoint}`;
+        return identityBlobService(url, creds.client_id).getContainerClient(containerName);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ data resolution
+
+  /**
+   * Resolves a data path to a container and blob path. `field` names the request field in errors;
+   * paths outside registered datastores and accounts are refused (no other URL is ever fetched).
+   */
+  async resolveData(text: string, field: string, expected?: 'uri_folder' | 'uri_file', depth = 0): Promise<ResolvedData> {
+    const uri: DataUri = parseDataUri(text, field);
+    const typeOf = (path: string): 'uri_folder' | 'uri_file' => expected ?? (path === '' || path.endsWith('/') ? 'uri_folder' : 'uri_file');
+    switch (uri.kind) {
+      case 'datastore': {
+        const found = await this.getDatastore(uri.datastore);
+        if (!found) throw notFound('Datastore', uri.datastore, { field });
+        return {
+          datastore: found.doc,
+          container: this.containerOf(found.doc),
+          path: uri.path,
+          type: typeOf(uri.path),
+          uri: datastoreUri(uri.datastore, uri.path),
+        };
+      }
+      case 'blob-url': {
+        const stores = await this.listDatastores();
+        const sameAccount = stores.filter((s) => s.doc.account_name === uri.account);
+        const exact = sameAccount.find((s) => s.doc.container_name === uri.container) ?? sameAccount[0];
+        if (!exact) {
+          throw new BatchError(
+            'path_outside_datastores',
+            `${field}: storage account '${uri.account}' is not registered. Register a datastore for it first.`,
+            { issues: [{ field, message: `account '${uri.account}' is not a registered datastore account` }] },
+          );
+        }
+        return {
+          datastore: exact.doc,
+          container: this.containerOf(exact.doc, uri.container),
+          path: uri.path,
+          type: typeOf(uri.path),
+          uri: exact.doc.container_name === uri.container ? datastoreUri(exact.doc.name, uri.path) : uri.url,
+        };
+      }
+      case 'asset': {
+        if (depth > 3) throw new BatchError('validation_failed', `${field}: data assets refer to each other in a loop.`);
+        const asset = uri.version === 'latest' ? await this.latestDataAsset(uri.name) : await this.#docs.get(`data:${uri.name}`, uri.version);
+        if (!asset) {
+          throw notFound('Data asset', uri.version === 'latest' ? `${uri.name}@latest` : `${uri.name}:${uri.version}`, { field });
+        }
+        const doc = asset.doc as DataAssetDoc;
+        return this.resolveData(doc.path, field, doc.type, depth + 1);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ data assets
+
+  async getDataAsset(name: string, version: string): Promise<Stored<DataAssetDoc> | undefined> {
+    return (await this.#docs.get(`data:${name}`, version)) as Stored<DataAssetDoc> | undefined;
+  }
+
+  async latestDataAsset(name: string): Promise<Stored<DataAssetDoc> | undefined> {
+    const versions = await this.listDataAssetVersions(name);
+    return versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+  }
+
+  async listDataAssetVersions(name: string): Promise<Stored<DataAssetDoc>[]> {
+    return (await this.#docs.list({ partition: `data:${name}` })) as unknown as Stored<DataAssetDoc>[];
+  }
+
+  async listAllDataAssets(): Promise<Stored<DataAssetDoc>[]> {
+    return (await this.#docs.list({ partitionPrefix: 'data:' })) as unknown as Stored<DataAssetDoc>[];
+  }
+
+  /** Creates an immutable version; the same body again is accepted, a different one is a conflict. */
+  async createDataAsset(name: string, version: string, body: DataAssetBody): Promise<{ stored: Stored<DataAssetDoc>; created: boolean }> {
+    const resolved = await this.resolveData(body.path, 'path', body.type);
+    const doc: DataAssetDoc = { name, version, type: body.type, path: resolved.uri, description: body.description, tags: body.tags };
+    return this.#createVersion(`data:${name}`, version, doc, `Data asset '${name}' version '${version}'`);
+  }
+
+  async deleteDataAsset(name: string, version: string): Promise<void> {
+    if (!(await this.#docs.delete(`data:${name}`, version))) throw notFound('Data asset', `${name}:${version}`);
+  }
+
+  async #createVersion<T>(pk: string, rk: string, doc: T, what: string): Promise<{ stored: Stored<T>; created: boolean }> {
+    const created = await this.#docs.create(pk, rk, doc, this.#stamp());
+    const stored = (await this.#docs.get(pk, rk)) as Stored<T>;
+    if (!created && JSON.stringify(stored.doc) !== JSON.stringify(doc)) {
+      throw new BatchError('conflict', `${what} already exists with different content. Versions are immutable: use a new version.`);
+    }
+    return { stored, created };
+  }
+
+  // ------------------------------------------------------------------ models
+
+  async getModel(name: string, version: string): Promise<Stored<ModelDoc> | undefined> {
+    return (await this.#docs.get(`model:${name}`, version)) as Stored<ModelDoc> | undefined;
+  }
+
+  async listModelVersions(name: string): Promise<Stored<ModelDoc>[]> {
+    return (await this.#docs.list({ partition: `model:${name}` })) as unknown as Stored<ModelDoc>[];
+  }
+
+  async listAllModels(): Promise<Stored<ModelDoc>[]> {
+    return (await this.#docs.list({ partitionPrefix: 'model:' })) as unknown as Stored<ModelDoc>[];
+  }
+
+  async createModel(name: string, version: string, body: ModelBody): Promise<{ stored: Stored<ModelDoc>; created: boolean }> {
+    const resolved = await this.resolveData(body.path, 'path');
+    const doc: ModelDoc = {
+      name,
+      version,
+      type: body.type,
+      path: resolved.uri,
+      description: body.description,
+      tags: body.tags,
+      properties: body.properties,
+    };
+    return this.#createVersion(`model:${name}`, version, doc, `Model '${name}' version '${version}'`);
+  }
+
+  async deleteModel(name: string, version: string): Promise<void> {
+    if (!(await this.getModel(name, version))) throw notFound('Model', `${name}:${version}`);
+    const users = (await this.listAllDeployments())
+      .filter((d) => d.doc.model.name === name && d.doc.model.version === version)
+      .map((d) => `${d.doc.endpoint_name}/${d.doc.name}`);
+    if (users.length > 0) {
+      throw new BatchError('conflict', `Model '${name}:${version}' is used by deployment(s) ${users.join(', ')}.`, {
+        details: { used_by: users },
+      });
+    }
+    await this.#docs.delete(`model:${name}`, version);
+  }
+
+  /** Resolves azureml:{name}:{version}, {name}:{version} or azureml:{name}@latest. */
+  async resolveModelRef(text: string, field: string): Promise<ModelDoc> {
+    const value = text.replace(/^azureml:/, '');
+    const latest = /^([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/.exec(value);
+    const pinned = /^([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(value);
+    if (latest) {
+      const versions = await this.listModelVersions(latest[1] ?? '');
+      const newest = versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+      if (!newest) throw notFound('Model', `${latest[1] ?? ''}@latest`, { field });
+      return newest.doc;
+    }
+    if (!pinned) {
+      throw new BatchError('validation_failed', `${field}: use azureml:{name}:{version} or azureml:{name}@latest.`, {
+        issues: [{ field, message: 'must be azureml:{name}:{version} or azureml:{name}@latest' }],
+      });
+    }
+    const found = await this.getModel(pinned[1] ?? '', pinned[2] ?? '');
+    if (!found) throw notFound('Model', `${pinned[1] ?? ''}:${pinned[2] ?? ''}`, { field });
+    return found.doc;
+  }
+
+  // ------------------------------------------------------------------ endpoints
+
+  async getEndpoint(name: string): Promise<Stored<EndpointDoc> | undefined> {
+    return (await this.#docs.get('endpoint', name)) as Stored<EndpointDoc> | undefined;
+  }
+
+  async requireEndpoint(name: string): Promise<Stored<EndpointDoc>> {
+    const found = await this.getEndpoint(name);
+    if (!found) throw notFound('Endpoint', name);
+    return found;
+  }
+
+  async listEndpoints(): Promise<Stored<EndpointDoc>[]> {
+    return (await this.#docs.list({ partition: 'endpoint' })) as unknown as Stored<EndpointDoc>[];
+  }
+
+  async putEndpoint(name: string, body: EndpointBody): Promise<{ stored: Stored<EndpointDoc>; created: boolean }> {
+    const existing = await this.getEndpoint(name);
+    const requested = body.defaults?.deployment_name;
+    const defaultName = requested === undefined ? (existing?.doc.defaults.deployment_name ?? null) : requested;
+    if (requested) {
+      if (!existing || !(await this.getDeployment(name, requested))) {
+        throw notFound('Deployment', `${name}/${requested}`, { field: 'defaults.deployment_name' });
+      }
+    }
+    const doc: EndpointDoc = { name, description: body.description, tags: body.tags, defaults: { deployment_name: defaultName } };
+    await this.#docs.put('endpoint', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
+    return { stored: (await this.getEndpoint(name)) as Stored<EndpointDoc>, created: !existing };
+  }
+
+  /** Deletes the endpoint and its deployments, as Azure ML does. */
+  async deleteEndpoint(name: string): Promise<void> {
+    await this.requireEndpoint(name);
+    for (const d of await this.listDeployments(name)) await this.#docs.delete(`deployment:${name}`, d.doc.name);
+    await this.#docs.delete('endpoint', name);
+  }
+
+  // ------------------------------------------------------------------ deployments
+
+  async getDeployment(endpoint: string, name: string): Promise<Stored<DeploymentDoc> | undefined> {
+    return (await this.#docs.get(`deployment:${endpoint}`, name)) as Stored<DeploymentDoc> | undefined;
+  }
+
+  async listDeployments(endpoint: string): Promise<Stored<DeploymentDoc>[]> {
+    return (await this.#docs.list({ partition: `deployment:${endpoint}` })) as unknown as Stored<DeploymentDoc>[];
+  }
+
+  async listAllDeployments(): Promise<Stored<DeploymentDoc>[]> {
+    return (await this.#docs.list({ partitionPrefix: 'deployment:' })) as unknown as Stored<DeploymentDoc>[];
+  }
+
+  async putDeployment(endpoint: string, name: string, body: DeploymentBody): Promise<{ stored: Stored<DeploymentDoc>; created: boolean }> {
+    await this.requireEndpoint(endpoint);
+    if (body.type === 'pipeline') {
+      throw new BatchError('unsupported', 'Pipeline component deployments are not supported yet; use type "model".', {
+        issues: [{ field: 'type', message: 'only "model" is supported' }],
+      });
+    }
+    const model = await this.resolveModelRef(body.model, 'model');
+    if (model.type === 'custom_model' && !body.code_configuration) {
+      throw new BatchError('validation_failed', 'A custom_model deployment needs code_configuration with a scoring script.', {
+        issues: [{ field: 'code_configuration', message: 'required for custom_model models' }],
+      });
+    }
+    let code: DeploymentDoc['code_configuration'];
+    if (body.code_configuration) {
+      const resolved = await this.resolveData(body.code_configuration.code, 'code_configuration.code', 'uri_folder');
+      const script = resolved.container.getBlobClient(`${resolved.path.replace(/\/?$/, '/')}${body.code_configuration.scoring_script}`);
+      if (!(await script.exists())) {
+        throw new BatchError('validation_failed', `The scoring script '${body.code_configuration.scoring_script}' is not in ${resolved.uri}.`, {
+          issues: [{ field: 'code_configuration.scoring_script', message: `not found in ${resolved.uri}` }],
+        });
+      }
+      code = { code: resolved.uri, scoring_script: body.code_configuration.scoring_script };
+    }
+    const doc: DeploymentDoc = {
+      name,
+      endpoint_name: endpoint,
+      type: 'model',
+      description: body.description,
+      tags: body.tags,
+      model: { name: model.name, version: model.version },
+      code_configuration: code,
+      resources: body.resources,
+      settings: body.settings,
+      split: body.split,
+    };
+    const existing = await this.getDeployment(endpoint, name);
+    await this.#docs.put(`deployment:${endpoint}`, name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
+    return { stored: (await this.getDeployment(endpoint, name)) as Stored<DeploymentDoc>, created: !existing };
+  }
+
+  async deleteDeployment(endpoint: string, name: string): Promise<void> {
+    const ep = await this.requireEndpoint(endpoint);
+    if (!(await this.getDeployment(endpoint, name))) throw notFound('Deployment', `${endpoint}/${name}`);
+    if (ep.doc.defaults.deployment_name === name) {
+      throw new BatchError('conflict', `Deployment '${name}' is the default of endpoint '${endpoint}'. Make another deployment the default first.`);
+    }
+    await this.#docs.delete(`deployment:${endpoint}`, name);
+  }
+}

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { dataPath, loggingLevel, splitSettings } from './resources.js';
+
+/** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
+
+const inputName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be an identifier');
+
+export const jobInput = z.strictObject({
+  /** Defaults to uri_folder when the path ends with "/", uri_file otherwise. */
+  type: z.enum(['uri_folder', 'uri_file']).optional(),
+  path: dataPath,
+});
+
+export const jobOutput = z.strictObject({
+  type: z.literal('uri_folder').default('uri_folder'),
+  path: dataPath,
+});
+
+/** Every deployment setting can be overridden for one job; omitted fields keep the deployment's value. */
+export const settingsOverride = z.strictObject({
+  max_concurrency_per_instance: z.number().int().min(1).max(64).optional(),
+  mini_batch_size: z.number().int().min(1).max(100_000).optional(),
+  error_threshold: z.number().int().min(-1).optional(),
+  retry_settings: z
+    .strictObject({
+      max_retries: z.number().int().min(0).max(100).optional(),
+      timeout: z.number().int().min(1).max(86_400).optional(),
+    })
+    .optional(),
+  output_action: z.enum(['append_row', 'summary_only']).optional(),
+  output_file_name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, 'must be a plain file name such as predictions.csv')
+    .optional(),
+  logging_level: loggingLevel.optional(),
+  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).optional(),
+});
+export type SettingsOverride = z.infer<typeof settingsOverride>;
+
+export const invokeBody = z
+  .strictObject({
+    /** A display name for the job. */
+    display_name: z.string().max(256).optional(),
+    description: z.string().max(5000).optional(),
+    tags: z.record(z.string().max(256), z.string().max(1024)).default({}),
+    inputs: z.record(inputName, jobInput).refine((v) => Object.keys(v).length > 0, 'a model deployment needs one input'),
+    outputs: z.record(inputName, jobOutput).optional(),
+    settings: settingsOverride.optional(),
+    resources: z.strictObject({ instance_count: z.number().int().min(1).max(100).optional() }).optional(),
+    split: splitSettings.nullable().optional(),
+  })
+  .meta({ id: 'InvokeRequest' });
+export type InvokeBody = z.infer<typeof invokeBody>;
+
+export const JOB_STATUSES = [
+  'NotStarted',
+  'Preparing',
+  'Running',
+  'Finalizing',
+  'Completed',
+  'Failed',
+  'Canceling',
+  'Canceled',
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const TERMINAL_JOB_STATUSES: readonly JobStatus[] = ['Completed', 'Failed', 'Canceled'];
+
+export function isTerminalJob(status: JobStatus): boolean {
+  return TERMINAL_JOB_STATUSES.includes(status);
+}

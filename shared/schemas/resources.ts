@@ -1,0 +1,158 @@
+import { z } from 'zod';
+
+/**
+ * Request bodies of the resource API, with Azure ML's field names and defaults
+ * (batch deployment YAML: mini_batch_size, error_threshold, retry_settings, output_action, ...).
+ * Objects are strict: an unknown or misspelt field is an error that names it.
+ */
+
+/** Azure ML endpoint and deployment names: 3-32 characters, letters, digits and dashes. */
+export const endpointName = z
+  .string()
+  .regex(/^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$/, 'must be 3-32 characters: letters, digits and dashes, starting with a letter');
+
+/** Asset names (models, data, datastores). */
+export const assetName = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, 'must be letters, digits, "-", "_" or "." and start with a letter or digit');
+
+export const assetVersion = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, 'must be letters, digits, "-", "_" or "." and start with a letter or digit');
+
+export const tags = z.record(z.string().max(256), z.string().max(1024)).default({});
+const description = z.string().max(5000).optional();
+
+/** A pointer to data: azureml://datastores/{name}/paths/{path}, a registered account's blob URL, or azureml:{asset}:{version}. */
+export const dataPath = z.string().min(1, 'must not be empty').max(4096);
+
+export const datastoreCredentials = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('connection_string'),
+    /** The app setting holding the connection string (never the secret itself). */
+    setting: z.string().regex(/^[A-Za-z_][A-Za-z0-9_:.-]*$/, 'must be an app setting name'),
+  }),
+  z.strictObject({
+    type: z.literal('managed_identity'),
+    /** e.g. https://myaccount.blob.core.windows.net */
+    account_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    client_id: z.string().optional(),
+  }),
+]);
+
+export const datastoreBody = z
+  .strictObject({
+    name: assetName.optional(),
+    type: z.literal('azure_blob').default('azure_blob'),
+    description,
+    tags,
+    account_name: z.string().regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name (3-24 lower-case letters and digits)'),
+    container_name: z.string().regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, 'must be a blob container name'),
+    endpoint: z.string().default('core.windows.net'),
+    protocol: z.enum(['https', 'http']).default('https'),
+    credentials: datastoreCredentials,
+  })
+  .meta({ id: 'DatastoreRequest' });
+export type DatastoreBody = z.infer<typeof datastoreBody>;
+
+export const dataAssetBody = z
+  .strictObject({
+    name: assetName.optional(),
+    version: assetVersion.optional(),
+    type: z.enum(['uri_folder', 'uri_file']),
+    path: dataPath,
+    description,
+    tags,
+  })
+  .meta({ id: 'DataAssetRequest' });
+export type DataAssetBody = z.infer<typeof dataAssetBody>;
+
+export const modelBody = z
+  .strictObject({
+    name: assetName.optional(),
+    version: assetVersion.optional(),
+    type: z.enum(['onnx', 'custom_model']),
+    path: dataPath,
+    description,
+    tags,
+    properties: z.record(z.string(), z.string()).default({}),
+  })
+  .meta({ id: 'ModelRequest' });
+export type ModelBody = z.infer<typeof modelBody>;
+
+export const endpointBody = z
+  .strictObject({
+    name: endpointName.optional(),
+    description,
+    tags,
+    defaults: z
+      .strictObject({
+        deployment_name: endpointName.nullable().optional(),
+      })
+      .optional(),
+  })
+  .meta({ id: 'EndpointRequest' });
+export type EndpointBody = z.infer<typeof endpointBody>;
+
+const retrySettings = z.strictObject({
+  max_retries: z.number().int().min(0).max(100).default(3),
+  /** Seconds one mini-batch may run before it is stopped and retried. */
+  timeout: z.number().int().min(1).max(86_400).default(30),
+});
+
+const outputFileName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, 'must be a plain file name such as predictions.csv');
+
+export const loggingLevel = z.enum(['debug', 'info', 'warning', 'error', 'critical']);
+
+export const deploymentSettings = z.strictObject({
+  max_concurrency_per_instance: z.number().int().min(1).max(64).default(1),
+  /** Files per mini-batch (row ranges when `split` is set). */
+  mini_batch_size: z.number().int().min(1).max(100_000).default(10),
+  /** Failed items tolerated before the job fails; -1 = unlimited. */
+  error_threshold: z.number().int().min(-1).default(-1),
+  retry_settings: retrySettings.prefault({}),
+  output_action: z.enum(['append_row', 'summary_only']).default('append_row'),
+  output_file_name: outputFileName.default('predictions.csv'),
+  logging_level: loggingLevel.default('info'),
+  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).default({}),
+});
+export type DeploymentSettings = z.infer<typeof deploymentSettings>;
+
+/** Split large tabular files into row ranges so one file fans out over many mini-batches. */
+export const splitSettings = z.strictObject({
+  by: z.literal('rows'),
+  max_rows: z.number().int().min(1).max(100_000_000),
+});
+export type SplitSettings = z.infer<typeof splitSettings>;
+
+export const resources = z.strictObject({
+  instance_count: z.number().int().min(1).max(100).default(1),
+});
+
+export const codeConfiguration = z.strictObject({
+  /** Folder holding the scoring script and anything it imports. */
+  code: dataPath,
+  scoring_script: z
+    .string()
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_./-]*\.(js|mjs)$/, 'must be a relative path to a .js or .mjs file')
+    .refine((p) => !p.split('/').includes('..'), 'must stay inside the code folder'),
+});
+
+export const deploymentBody = z
+  .strictObject({
+    name: endpointName.optional(),
+    endpoint_name: endpointName.optional(),
+    type: z.enum(['model', 'pipeline']).default('model'),
+    description,
+    tags,
+    /** azureml:{name}:{version}, {name}:{version}, or azureml:{name}@latest */
+    model: z.string().min(1),
+    code_configuration: codeConfiguration.optional(),
+    resources: resources.prefault({}),
+    settings: deploymentSettings.prefault({}),
+    split: splitSettings.optional(),
+  })
+  .meta({ id: 'DeploymentRequest' });
+export type DeploymentBody = z.infer<typeof deploymentBody>;

@@ -1,0 +1,84 @@
+/**
+ * The contract between the scoring activity and the scoring runtime (a worker-thread pool).
+ * Only local paths and small values cross it: the activity downloads inputs and uploads outputs.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
+
+/** What to score with; one pool (and one init per worker) per spec key. */
+export interface ScorerSpec {
+  /** Same key, same pool. The scoring activity uses the job id. */
+  key: string;
+  /** `onnx`: the built-in runner (optionally with a script); `script`: a custom scoring script. */
+  kind: 'onnx' | 'script';
+  /** Local folder holding the model's files (`context.modelDir`). */
+  modelDir: string;
+  /** For `onnx`: the .onnx file inside modelDir. */
+  modelFile?: string | undefined;
+  /** Absolute path of the ES module with init(context) and run(miniBatch, context). */
+  scriptPath?: string | undefined;
+  /** Local folder the script may write files to (`context.outputDir`); each worker gets its own sub-folder. */
+  outputDir: string;
+  /** Set in each worker's process.env before init (the deployment's environment_variables). */
+  environment: Record<string, string>;
+  loggingLevel: LogLevel;
+  /** Worker threads in the pool: max_concurrency_per_instance. */
+  maxConcurrency: number;
+}
+
+/** One input item of a mini-batch: a file, or a row range of a tabular file. */
+export interface ScoringItem {
+  /** The item as users know it: the file's path relative to the input, e.g. "2024/a.csv". */
+  name: string;
+  /** Where its data is on this machine. */
+  localPath: string;
+  /**
+   * For a row range: the index of the first row of this item within the original file (the `row`
+   * column counts from here). CSV/JSONL ranges are cut into their own local file (CSV with its
+   * header line); Parquet ranges read rows [rows.start, rows.end) of the whole local file.
+   */
+  rowOffset?: number | undefined;
+  rows?: { start: number; end: number } | undefined;
+}
+
+export interface ScoreRequest {
+  items: ScoringItem[];
+  /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
+  timeoutMs: number;
+}
+
+export interface FailedItem {
+  /** The item's name, or null when a script returned fewer results than items without saying which. */
+  file: string | null;
+  reason: string;
+  /** How many items this line stands for (more than 1 only when file is null). */
+  count?: number | undefined;
+}
+
+export interface ScoreResult {
+  /** Prediction rows as CSV text without a header (empty for summary_only-style scripts that return nothing). */
+  csv: string;
+  /** Column names of the rows, for documentation (the CSV itself has no header, as in Azure ML). */
+  columns: string[];
+  succeeded: number;
+  failed: FailedItem[];
+  /** Files the script wrote under its output folder during this run, relative to that folder. */
+  producedFiles: { localPath: string; name: string }[];
+  logs: { level: LogLevel; message: string; time: string }[];
+  seconds: number;
+}
+
+/** How a mini-batch ended, for the report and for retries. */
+export type ScoreOutcome =
+  | { status: 'completed'; result: ScoreResult }
+  /** run() threw, or init failed: `retryable` says whether the same input may succeed again. */
+  | { status: 'failed'; error: string; retryable: boolean; logs: ScoreResult['logs']; seconds: number }
+  | { status: 'timeout'; error: string; logs: ScoreResult['logs']; seconds: number };
+
+export interface ScoringRuntime {
+  /** Scores one mini-batch; never throws for problems of the scorer or the data (see ScoreOutcome). */
+  score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome>;
+  /** Stops the pool of a spec key (the job finished). */
+  release(key: string): Promise<void>;
+  close(): Promise<void>;
+}

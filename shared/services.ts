@@ -1,0 +1,38 @@
+import { type AppConfig, loadConfig } from './config.js';
+import { JobRunner } from './jobs/job-runner.js';
+import { JobStore } from './jobs/job-store.js';
+import { JobsService } from './jobs/jobs-service.js';
+import { JobWorkArea } from './jobs/work-area.js';
+import { Registry } from './registry/registry.js';
+import { createScoringRuntime } from './scoring/runtime.js';
+import type { ScoringRuntime } from './scoring/types.js';
+
+/** The app's services, built once per process from the configuration (the composition root). */
+export interface Services {
+  config: AppConfig;
+  registry: Registry;
+  jobs: JobsService;
+  store: JobStore;
+  runner: JobRunner;
+  runtime: ScoringRuntime;
+}
+
+let built: Services | undefined;
+
+export function services(): Services {
+  if (!built) {
+    const config = loadConfig();
+    const registry = new Registry({ config });
+    const store = new JobStore({ config });
+    const runtime = createScoringRuntime();
+    built = {
+      config,
+      registry,
+      store,
+      runtime,
+      jobs: new JobsService({ config, registry, store }),
+      runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
+    };
+  }
+  return built;
+}
