@@ -7,15 +7,23 @@ import { BatchError } from '../../shared/errors.js';
 import { outputFolderOf } from '../../shared/jobs/jobs-service.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
+import { endpointName } from '../../shared/schemas/resources.js';
 import { jobView } from '../../shared/views.js';
 import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
 
+
+/** Job ids are generated (bj-...); anything else cannot be a job, so it is simply not found. */
+function jobIdParam(request: HttpRequest): string {
+  const id = param(request, 'id');
+  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(id)) throw new BatchError('not_found', `Job '${id}' does not exist.`, { details: { resource: 'Job', name: id } });
+  return id;
+}
 
 /** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint; 202 with the job at once. */
 export async function invokeEndpoint(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
   const { job, replayed } = await services().jobs.invoke({
-    endpoint: param(request, 'endpoint'),
+    endpoint: param(request, 'endpoint', endpointName),
     deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
     body: await readJson(request),
     idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
@@ -33,12 +41,12 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
 }
 
 export async function getJob(request: HttpRequest): Promise<HttpResponseInit> {
-  const job = await services().jobs.get(param(request, 'id'));
+  const job = await services().jobs.get(jobIdParam(request));
   return json(200, jobView(job, baseUrl(request)));
 }
 
 export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> {
-  const endpoint = param(request, 'endpoint');
+  const endpoint = param(request, 'endpoint', endpointName);
   const top = positiveInt(request, 'top', 20, 100);
   const page = await services().jobs.list(endpoint, { top, continuationToken: request.query.get('continuation') ?? undefined });
   const next = page.continuationToken
@@ -50,7 +58,7 @@ export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> 
 /** POST /api/jobs/{id}/cancel: stop scheduling; the job ends Canceled with its partial outputs. */
 export async function cancelJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
-  const job = await services().jobs.cancel(param(request, 'id'), async (instanceIds) => {
+  const job = await services().jobs.cancel(jobIdParam(request), async (instanceIds) => {
     await Promise.all(
       instanceIds.map((id) =>
         // Chunks not started yet do not exist; finished ones no longer listen. Both are fine.
@@ -64,7 +72,7 @@ export async function cancelJob(request: HttpRequest, context: InvocationContext
 /** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's output folder. */
 export async function getJobOutput(request: HttpRequest): Promise<HttpResponseInit> {
   const { registry, jobs } = services();
-  const job = await jobs.get(param(request, 'id'));
+  const job = await jobs.get(jobIdParam(request));
   const file = param(request, 'file');
   if (file.split('/').some((s) => s === '..' || s === '.' || s === '')) {
     throw new BatchError('validation_failed', 'The file path must stay inside the job output folder.', { issues: [{ field: 'file', message: 'invalid path' }] });

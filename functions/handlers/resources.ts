@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { BatchError, notFound } from '../../shared/errors.js';
-import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { assetName, assetVersion, dataAssetBody, datastoreBody, deploymentBody, endpointBody, endpointName, modelBody } from '../../shared/schemas/resources.js';
 import { parseOrThrow } from '../../shared/schemas/validate.js';
 import { services } from '../../shared/services.js';
 import { dataAssetView, datastoreView, deploymentView, endpointView, modelView } from '../../shared/views.js';
@@ -22,7 +22,7 @@ function created(request: HttpRequest, isNew: boolean, body: unknown): HttpRespo
 // ---------------------------------------------------------------- datastores
 
 export async function putDatastore(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
+  const name = param(request, 'name', assetName);
   const body = parseOrThrow(datastoreBody, await readJson(request), 'datastore');
   sameName('name', name, body.name);
   const { stored, created: isNew } = await services().registry.putDatastore(name, body);
@@ -30,7 +30,7 @@ export async function putDatastore(request: HttpRequest): Promise<HttpResponseIn
 }
 
 export async function getDatastore(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
+  const name = param(request, 'name', assetName);
   const found = await services().registry.getDatastore(name);
   if (!found) throw notFound('Datastore', name);
   return json(200, datastoreView(found));
@@ -41,15 +41,15 @@ export async function listDatastores(): Promise<HttpResponseInit> {
 }
 
 export async function deleteDatastore(request: HttpRequest): Promise<HttpResponseInit> {
-  await services().registry.deleteDatastore(param(request, 'name'));
+  await services().registry.deleteDatastore(param(request, 'name', assetName));
   return { status: 204 };
 }
 
 // ---------------------------------------------------------------- data assets
 
 export async function putDataAsset(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
-  const version = param(request, 'version');
+  const name = param(request, 'name', assetName);
+  const version = param(request, 'version', assetVersion);
   const body = parseOrThrow(dataAssetBody, await readJson(request), 'data asset');
   sameName('name', name, body.name);
   sameName('version', version, body.version);
@@ -58,8 +58,8 @@ export async function putDataAsset(request: HttpRequest): Promise<HttpResponseIn
 }
 
 export async function getDataAsset(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
-  const version = param(request, 'version');
+  const name = param(request, 'name', assetName);
+  const version = param(request, 'version', assetVersion);
   const registry = services().registry;
   const found = version === 'latest' ? await registry.latestDataAsset(name) : await registry.getDataAsset(name, version);
   if (!found) throw notFound('Data asset', `${name}:${version}`);
@@ -75,15 +75,15 @@ export async function listDataAssets(request: HttpRequest): Promise<HttpResponse
 }
 
 export async function deleteDataAsset(request: HttpRequest): Promise<HttpResponseInit> {
-  await services().registry.deleteDataAsset(param(request, 'name'), param(request, 'version'));
+  await services().registry.deleteDataAsset(param(request, 'name', assetName), param(request, 'version', assetVersion));
   return { status: 204 };
 }
 
 // ---------------------------------------------------------------- models
 
 export async function putModel(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
-  const version = param(request, 'version');
+  const name = param(request, 'name', assetName);
+  const version = param(request, 'version', assetVersion);
   const body = parseOrThrow(modelBody, await readJson(request), 'model');
   sameName('name', name, body.name);
   sameName('version', version, body.version);
@@ -92,8 +92,8 @@ export async function putModel(request: HttpRequest): Promise<HttpResponseInit> 
 }
 
 export async function getModel(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'name');
-  const version = param(request, 'version');
+  const name = param(request, 'name', assetName);
+  const version = param(request, 'version', assetVersion);
   const found = await services().registry.getModel(name, version);
   if (!found) throw notFound('Model', `${name}:${version}`);
   return json(200, modelView(found));
@@ -108,14 +108,14 @@ export async function listModels(request: HttpRequest): Promise<HttpResponseInit
 }
 
 export async function deleteModel(request: HttpRequest): Promise<HttpResponseInit> {
-  await services().registry.deleteModel(param(request, 'name'), param(request, 'version'));
+  await services().registry.deleteModel(param(request, 'name', assetName), param(request, 'version', assetVersion));
   return { status: 204 };
 }
 
 // ---------------------------------------------------------------- endpoints
 
 export async function putEndpoint(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = param(request, 'endpoint');
+  const name = param(request, 'endpoint', endpointName);
   const body = parseOrThrow(endpointBody, await readJson(request), 'endpoint');
   sameName('name', name, body.name);
   const { stored, created: isNew } = await services().registry.putEndpoint(name, body);
@@ -123,7 +123,7 @@ export async function putEndpoint(request: HttpRequest): Promise<HttpResponseIni
 }
 
 export async function getEndpoint(request: HttpRequest): Promise<HttpResponseInit> {
-  return json(200, endpointView(await services().registry.requireEndpoint(param(request, 'endpoint')), baseUrl(request)));
+  return json(200, endpointView(await services().registry.requireEndpoint(param(request, 'endpoint', endpointName)), baseUrl(request)));
 }
 
 export async function listEndpoints(request: HttpRequest): Promise<HttpResponseInit> {
@@ -131,15 +131,15 @@ export async function listEndpoints(request: HttpRequest): Promise<HttpResponseI
 }
 
 export async function deleteEndpoint(request: HttpRequest): Promise<HttpResponseInit> {
-  await services().registry.deleteEndpoint(param(request, 'endpoint'));
+  await services().registry.deleteEndpoint(param(request, 'endpoint', endpointName));
   return { status: 204 };
 }
 
 // ---------------------------------------------------------------- deployments
 
 export async function putDeployment(request: HttpRequest): Promise<HttpResponseInit> {
-  const endpoint = param(request, 'endpoint');
-  const name = param(request, 'deployment');
+  const endpoint = param(request, 'endpoint', endpointName);
+  const name = param(request, 'deployment', endpointName);
   const body = parseOrThrow(deploymentBody, await readJson(request), 'deployment');
   sameName('name', name, body.name);
   sameName('endpoint_name', endpoint, body.endpoint_name);
@@ -150,8 +150,8 @@ export async function putDeployment(request: HttpRequest): Promise<HttpResponseI
 }
 
 export async function getDeployment(request: HttpRequest): Promise<HttpResponseInit> {
-  const endpoint = param(request, 'endpoint');
-  const name = param(request, 'deployment');
+  const endpoint = param(request, 'endpoint', endpointName);
+  const name = param(request, 'deployment', endpointName);
   const registry = services().registry;
   const ep = await registry.requireEndpoint(endpoint);
   const found = await registry.getDeployment(endpoint, name);
@@ -160,7 +160,7 @@ export async function getDeployment(request: HttpRequest): Promise<HttpResponseI
 }
 
 export async function listDeployments(request: HttpRequest): Promise<HttpResponseInit> {
-  const endpoint = param(request, 'endpoint');
+  const endpoint = param(request, 'endpoint', endpointName);
   const registry = services().registry;
   const ep = await registry.requireEndpoint(endpoint);
   const all = await registry.listDeployments(endpoint);
@@ -168,6 +168,6 @@ export async function listDeployments(request: HttpRequest): Promise<HttpRespons
 }
 
 export async function deleteDeployment(request: HttpRequest): Promise<HttpResponseInit> {
-  await services().registry.deleteDeployment(param(request, 'endpoint'), param(request, 'deployment'));
+  await services().registry.deleteDeployment(param(request, 'endpoint', endpointName), param(request, 'deployment', endpointName));
   return { status: 204 };
 }

@@ -1,5 +1,7 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { z } from 'zod';
 import { BatchError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.js';
+import { parseOrThrow } from '../../shared/schemas/validate.js';
 import type { Invoker } from '../../shared/jobs/types.js';
 
 export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
@@ -38,13 +40,13 @@ export function baseUrl(request: HttpRequest): string {
   return new URL(request.url).origin;
 }
 
-/** A path parameter; the route guarantees it, this keeps the types honest. */
-export function param(request: HttpRequest, name: string): string {
+/** A path parameter, checked against `schema` (names must be valid before they reach storage keys). */
+export function param(request: HttpRequest, name: string, schema?: z.ZodType<string>): string {
   const value = request.params[name];
   if (value === undefined || value === '') {
     throw new BatchError('validation_failed', `Missing path parameter '${name}'.`, { issues: [{ field: name, message: 'required' }] });
   }
-  return value;
+  return schema ? parseOrThrow(schema, value, `path parameter '${name}'`, name) : value;
 }
 
 /** Who is calling: App Service authentication (Easy Auth) headers, else the key, else anonymous. */

@@ -1,0 +1,148 @@
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AppConfig, loadConfig } from '../../shared/config.js';
+import { JobStore } from '../../shared/jobs/job-store.js';
+import { newJobId } from '../../shared/jobs/jobs-service.js';
+import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
+import { OutputFolder } from '../../shared/outputs/output-writer.js';
+import { listInput } from '../../shared/planning/list-input.js';
+import { Registry } from '../../shared/registry/registry.js';
+import { deploymentSettings } from '../../shared/schemas/resources.js';
+import { startAzurite } from '../support/azurite.js';
+import { uniqueName } from '../support/ports.js';
+
+let storage: { connectionString: string; stop: () => Promise<void> };
+let config: AppConfig;
+let container: ContainerClient;
+
+beforeAll(async () => {
+  storage = await startAzurite();
+  config = loadConfig({ AzureWebJobsStorage: storage.connectionString, BATCH_TABLE_PREFIX: uniqueName('t').replace(/[^a-z0-9]/g, '') });
+  container = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(uniqueName('c'));
+  await container.createIfNotExists();
+});
+
+afterAll(async () => {
+  await storage?.stop();
+});
+
+describe('output folder (Azurite)', () => {
+  it('assembles a file from parts staged in any order, committing in index order, repeatably', async () => {
+    const folder = new OutputFolder(container, 'jobs/out1/');
+    await folder.stage('predictions.csv', 2, 'c\n');
+    await folder.stage('predictions.csv', 0, 'a\n');
+    await folder.stage('predictions.csv', 1, 'b-first-attempt\n');
+    await folder.stage('predictions.csv', 1, 'b\n');
+    await folder.stage('predictions.csv', 3, '');
+    expect(await folder.exists('predictions.csv')).toBe(false);
+    expect(await folder.commit('predictions.csv')).toBe(3);
+    const read = async (): Promise<string> => (await container.getBlobClient('jobs/out1/predictions.csv').downloadToBuffer()).toString();
+    expect(await read()).toBe('a\nb\nc\n');
+    // A finalize that runs again (after a crash) produces the same file.
+    expect(await folder.commit('predictions.csv')).toBe(3);
+    expect(await read()).toBe('a\nb\nc\n');
+  });
+
+  it('puts a header first and writes an empty file when nothing was staged', async () => {
+    const folder = new OutputFolder(container, 'jobs/out2');
+    await folder.stage('report.csv', 5, 'five\n');
+    await folder.commit('report.csv', { header: 'h\n' });
+    expect((await container.getBlobClient('jobs/out2/report.csv').downloadToBuffer()).toString()).toBe('h\nfive\n');
+    await folder.commit('errors.jsonl');
+    expect((await container.getBlobClient('jobs/out2/errors.jsonl').downloadToBuffer()).length).toBe(0);
+  });
+
+  it('appends log lines', async () => {
+    const folder = new OutputFolder(container, 'jobs/out3/');
+    await folder.append('logs/job.log', 'one\n');
+    await folder.append('logs/job.log', 'two\n');
+    expect((await container.getBlobClient('jobs/out3/logs/job.log').downloadToBuffer()).toString()).toBe('one\ntwo\n');
+  });
+});
+
+describe('input listing and row splitting (Azurite)', () => {
+  it('lists the files directly in a folder, sorted, and splits tabular files into row ranges', async () => {
+    const registry = new Registry({ config });
+    const ws = registry.containerOf(registry.workspaceDatastore());
+    await ws.createIfNotExists();
+    const csv = 'a,b\n1,"x\ny"\n2,z\n3,w\n4,v\n5,u\n';
+    const jsonl = '{"a":1}\n\n{"a":2}\n{"a":3}\n';
+    for (const [name, text] of [['in/b.csv', csv], ['in/a.jsonl', jsonl], ['in/nested/skip.csv', csv], ['in/c.bin', 'xx']] as const) {
+      await ws.getBlockBlobClient(name).upload(text, Buffer.byteLength(text));
+    }
+    const input = await registry.resolveData('azureml://datastores/workspaceblobstore/paths/in/', 'p');
+    const plain = await listInput(input, undefined);
+    expect(plain.map((i) => i.name)).toEqual(['a.jsonl', 'b.csv', 'c.bin']);
+
+    const split = await listInput(input, { by: 'rows', max_rows: 2 });
+    expect(split.map((i) => [i.name, i.rows?.start, i.rows?.end])).toEqual([
+      ['a.jsonl', 0, 2],
+      ['a.jsonl', 2, 3],
+      ['b.csv', 0, 2],
+      ['b.csv', 2, 4],
+      ['b.csv', 4, 5],
+      ['c.bin', undefined, undefined],
+    ]);
+    // Byte ranges cut the file at record boundaries (the quoted newline stays inside its record).
+    const b0 = split[2];
+    const b1 = split[3];
+    expect(csv.substring(0, b0?.headerEnd)).toBe('a,b\n');
+    expect(csv.substring(b0?.bytes?.start ?? 0, b0?.bytes?.end)).toBe('1,"x\ny"\n2,z\n');
+    expect(csv.substring(b1?.bytes?.start ?? 0, b1?.bytes?.end)).toBe('3,w\n4,v\n');
+    const j1 = split[1];
+    expect(jsonl.substring(j1?.bytes?.start ?? 0, j1?.bytes?.end)).toBe('{"a":3}\n');
+  });
+
+  it('splits Parquet files by row count', async () => {
+    const registry = new Registry({ config });
+    const ws = registry.containerOf(registry.workspaceDatastore());
+    const buffer = parquetWriteBuffer({ columnData: [{ name: 'x', data: Array.from({ length: 7 }, (_, i) => i), type: 'INT32' }] });
+    await ws.getBlockBlobClient('pq/p.parquet').upload(Buffer.from(buffer), buffer.byteLength);
+    const input = await registry.resolveData('azureml://datastores/workspaceblobstore/paths/pq/', 'p');
+    const split = await listInput(input, { by: 'rows', max_rows: 3 });
+    expect(split.map((i) => i.rows)).toEqual([
+      { start: 0, end: 3 },
+      { start: 3, end: 6 },
+      { start: 6, end: 7 },
+    ]);
+  });
+});
+
+describe('job store (Azurite)', () => {
+  it('creates, updates with concurrency control, lists newest first and claims idempotency keys', async () => {
+    const store = new JobStore({ config });
+    const endpoint = uniqueName('ep');
+    const specOf = (i: number): JobSpec => ({
+      id: newJobId(new Date(Date.UTC(2026, 0, 1, 0, 0, i))),
+      endpoint,
+      deployment: 'dep',
+      tags: {},
+      model: { name: 'm', version: '1', type: 'onnx', path: 'p', tags: {}, properties: {} },
+      settings: deploymentSettings.parse({}),
+      resources: { instance_count: 1 },
+      input: { name: 'in', type: 'uri_folder', path: 'p', uri: 'p' },
+      output: { name: 'score', uri: 'o/' },
+      invoked_by: { name: 'test', via: 'anonymous' },
+      created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+    });
+    const specs = [0, 1, 2].map(specOf);
+    for (const s of specs) await store.create(s, { status: 'NotStarted', counts: emptyCounts() });
+    const page1 = await store.listByEndpoint(endpoint, { top: 2 });
+    expect(page1.jobs.map((j) => j.spec.id)).toEqual([specs[2]?.id, specs[1]?.id]);
+    const page2 = await store.listByEndpoint(endpoint, { top: 2, continuationToken: page1.continuationToken });
+    expect(page2.jobs.map((j) => j.spec.id)).toEqual([specs[0]?.id]);
+
+    const id = specs[0]?.id ?? '';
+    // Concurrent updates all land (optimistic concurrency retries on conflicts).
+    await Promise.all(
+      Array.from({ length: 5 }, () =>
+        store.update(id, (s) => ({ ...s, counts: { ...s.counts, items: { ...s.counts.items, succeeded: s.counts.items.succeeded + 1 } } })),
+      ),
+    );
+    expect((await store.get(id))?.state.counts.items.succeeded).toBe(5);
+
+    expect(await store.claimKey(endpoint, 'key-1', 'hash-a', id)).toEqual({ claimed: true });
+    expect(await store.claimKey(endpoint, 'key-1', 'hash-b', 'other')).toEqual({ claimed: false, jobId: id, requestHash: 'hash-a' });
+  });
+});
