@@ -243,7 +243,8 @@ export class JobRunner {
     const items: ScoringItem[] = [];
     let n = 0;
     const work = batch.items.map(async (item) => {
-      const local = join(workDir, `${String(n++).padStart(4, '0')}-${item.name.split('/').pop() ?? 'item'}`);
+      // One folder per item keeps file names as they are (scripts often use the base name).
+      const local = join(workDir, String(n++), item.name.split('/').pop() ?? 'item');
       if (item.bytes && item.kind !== 'parquet') {
         let prefix: Buffer | undefined;
         if (item.kind === 'csv' && item.headerEnd) {

@@ -10,6 +10,10 @@ const BIN = join(ROOT, 'infra', 'local', 'bin', 'fnhost.js');
 export interface FnHostProcess {
   url: string;
   port: number;
+  /** The master key the host printed at start. */
+  masterKey: string;
+  /** The storage connection string the host printed (when it started Azurite). */
+  storageConnection: string;
   dataDir: string | undefined;
   /** Everything the host printed so far. */
   output(): string;
@@ -68,6 +72,8 @@ export async function startFnHost(options: StartOptions): Promise<FnHostProcess>
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    masterKey: /Master key: (\S+)/.exec(output)?.[1] ?? '',
+    storageConnection: /Storage \(AzureWebJobsStorage\): (\S+)/.exec(output)?.[1] ?? options.storageConnection ?? '',
     dataDir: options.dataDir,
     output: () => output,
     exited,
@@ -90,6 +96,8 @@ export function tempDir(prefix: string): { path: string; remove: () => void } {
 }
 
 export const TEST_APP = join(ROOT, 'test', 'fixtures', 'fnhost-app');
+/** This repository's own app (built to dist/). */
+export const PRODUCT_APP = ROOT;
 export const MASTER_KEY = 'test-master-key';
 export const SYSTEM_KEYS = { durabletask_extension: 'test-durable-key', eventgrid_extension: 'test-eventgrid-key' };
 export const HOST_KEY = 'test-host-key';

@@ -1,0 +1,140 @@
+// batch-endpoints on Azure Functions (Flex Consumption, Node.js 22) with Durable Functions on the
+// Azure Storage backend. Scales out with load and to zero when idle.
+//
+//   az group create -n batch-endpoints -l westeurope
+//   az deployment group create -g batch-endpoints -f infra/azure/main.bicep -p appName=<unique-name>
+//   npm ci && npm run build && npm prune --omit=dev   (then zip and deploy, see README.md)
+
+@description('Globally unique base name for the function app and its resources.')
+@minLength(3)
+@maxLength(20)
+param appName string
+
+param location string = resourceGroup().location
+
+@description('Maximum instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory per instance in MB (2048 or 4096); scoring with onnxruntime benefits from 4096.')
+@allowed([2048, 4096])
+param instanceMemoryMB int = 4096
+
+@description('Blob container of the built-in workspaceblobstore datastore.')
+param workspaceContainer string = 'azureml-blobstore'
+
+@description('function: API calls need a function key; anonymous: put Microsoft Entra authentication (Easy Auth) in front instead.')
+@allowed(['function', 'anonymous'])
+param apiAuthLevel string = 'function'
+
+var storageName = toLower(take(replace('${appName}st${uniqueString(resourceGroup().id)}', '-', ''), 24))
+var deploymentContainer = 'app-package'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    supportsHttpsTrafficOnly: true
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource workspace 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: workspaceContainer
+}
+
+resource packages 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainer
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: '${appName}-logs'
+  location: location
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${appName}-insights'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: '${appName}-plan'
+  location: location
+  kind: 'functionapp'
+  sku: { tier: 'FlexConsumption', name: 'FC1' }
+  properties: { reserved: true }
+}
+
+var storageConnection = 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainer}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: { name: 'node', version: '22' }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      appSettings: [
+        { name: 'AzureWebJobsStorage', value: storageConnection }
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
+        { name: 'BATCH_WORKSPACE_CONTAINER', value: workspaceContainer }
+        { name: 'BATCH_API_AUTH_LEVEL', value: apiAuthLevel }
+      ]
+    }
+  }
+}
+
+// The app reads its deployment package with its identity.
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, app.id, 'blob-data-owner')
+  scope: storage
+  properties: {
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+  }
+}
+
+output functionAppName string = app.name
+output apiBaseUrl string = 'https://${app.properties.defaultHostName}/api'
+output storageAccountName string = storage.name

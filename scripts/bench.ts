@@ -1,0 +1,160 @@
+/**
+ * `npm run bench`: the batch-endpoints benchmarks. Prints a table.
+ *
+ * (a) ONNX: N rows in F CSV files scored with the penguin model, max_concurrency_per_instance 2,
+ *     invoke → Completed, against a bare script doing the same work (2 worker threads, same model,
+ *     same files from Azurite).
+ * (b) Trivial scorer over 1,000 and 10,000 files: overhead per mini-batch against a bare loop that
+ *     downloads the same files, and the host's peak RSS (each scenario in a fresh host).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { Command } from 'commander';
+import { BatchClient } from './lib/batch-client.js';
+import { ROOT, startLocalStack, type LocalStack } from './lib/local-stack.js';
+import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
+import { FEATURES } from './train-penguins.js';
+
+const program = new Command()
+  .option('--rows <n>', 'rows for (a)', (v) => Number(v), 2_000_000)
+  .option('--files <n>', 'files for (a)', (v) => Number(v), 100)
+  .option('--small <list>', 'file counts for (b)', (v) => v.split(',').map(Number), [1000, 10000])
+  .option('--only <which>', 'a, b or both', 'both')
+  .parse();
+const opts = program.opts<{ rows: number; files: number; small: number[]; only: string }>();
+
+const CONTAINER = 'azureml-blobstore';
+const MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
+
+function peakRssMb(pid: number | undefined): number {
+  const status = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function setup(stack: LocalStack, name: string, deployment: Record<string, unknown>, model: { type: 'onnx' | 'custom_model'; path: string }): Promise<BatchClient> {
+  const client = new BatchClient(stack.url, stack.masterKey);
+  await client.put(`models/${name}/versions/1`, model);
+  await client.put(`endpoints/${name}`, {});
+  await client.put(`endpoints/${name}/deployments/main`, { model: `azureml:${name}:1`, ...deployment });
+  await client.put(`endpoints/${name}`, { defaults: { deployment_name: 'main' } });
+  return client;
+}
+
+async function timeJob(client: BatchClient, endpoint: string, path: string): Promise<{ seconds: number; miniBatches: number; items: number }> {
+  const t0 = performance.now();
+  const job = await client.invoke(endpoint, { inputs: { data: { type: 'uri_folder', path } } });
+  const done = await client.waitForJob(job.id, () => undefined, 50);
+  if (done.status !== 'Completed') throw new Error(`job ${job.id} ended ${done.status}: ${JSON.stringify(done.error)}`);
+  return { seconds: (performance.now() - t0) / 1000, miniBatches: done.counts.mini_batches.total, items: done.counts.items.succeeded };
+}
+
+async function bareOnnx(connection: string, blobs: string[]): Promise<number> {
+  const t0 = performance.now();
+  const shares = [blobs.filter((_, i) => i % 2 === 0), blobs.filter((_, i) => i % 2 === 1)];
+  await Promise.all(
+    shares.map(
+      (share) =>
+        new Promise<void>((resolve, reject) => {
+          const worker = new Worker(new URL('./bench/bare-onnx-worker.js', import.meta.url), {
+            workerData: { connection, container: CONTAINER, blobs: share, model: MODEL, features: [...FEATURES] },
+          });
+          worker.once('message', () => resolve());
+          worker.once('error', reject);
+        }),
+    ),
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+async function bareDownloads(connection: string, blobs: string[]): Promise<number> {
+  const container = BlobServiceClient.fromConnectionString(connection).getContainerClient(CONTAINER);
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < blobs.length) {
+        const blob = blobs[next++] as string;
+        await container.getBlobClient(blob).downloadToBuffer();
+      }
+    }),
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+interface Row {
+  scenario: string;
+  files: number;
+  'mini-batches': number;
+  'job s': string;
+  'bare s': string;
+  ratio: string;
+  'overhead ms/mini-batch': string;
+  'peak RSS MB': string;
+}
+
+async function scenarioA(): Promise<Row> {
+  const stack = await startLocalStack();
+  try {
+    const rowsPerFile = Math.ceil(opts.rows / opts.files);
+    const all = penguinRows(rowsPerFile, 11);
+    const csv = toCsv(all);
+    const files: Record<string, string> = {};
+    for (let f = 0; f < opts.files; f++) files[`bench/a/p-${String(f).padStart(4, '0')}.csv`] = csv;
+    await uploadFiles(stack.storageConnection, CONTAINER, '', { 'models/penguins/penguins.onnx': readFileSync(MODEL) });
+    await uploadFiles(stack.storageConnection, CONTAINER, '', files);
+    const client = await setup(stack, 'bench-onnx', { settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } }, { type: 'onnx', path: 'azureml://datastores/workspaceblobstore/paths/models/penguins/penguins.onnx' });
+    const job = await timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/');
+    const bare = await bareOnnx(stack.storageConnection, Object.keys(files));
+    return {
+      scenario: `(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`,
+      files: opts.files,
+      'mini-batches': job.miniBatches,
+      'job s': job.seconds.toFixed(2),
+      'bare s': bare.toFixed(2),
+      ratio: (job.seconds / bare).toFixed(3),
+      'overhead ms/mini-batch': (((job.seconds - bare) * 1000) / job.miniBatches).toFixed(1),
+      'peak RSS MB': peakRssMb(stack.child.pid).toFixed(0),
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+async function scenarioB(count: number): Promise<Row> {
+  const stack = await startLocalStack();
+  try {
+    const files: Record<string, string> = {};
+    for (let f = 0; f < count; f++) files[`bench/b${count}/f-${String(f).padStart(6, '0')}.txt`] = `item ${f}\n`;
+    await uploadFiles(stack.storageConnection, CONTAINER, '', { 'code/trivial/score.js': readFileSync(join(ROOT, 'scripts', 'bench', 'trivial-scorer.js'), 'utf8'), 'models/none/model.txt': 'unused' });
+    await uploadFiles(stack.storageConnection, CONTAINER, '', files);
+    const client = await setup(
+      stack,
+      `bench-trivial-${count}`,
+      { code_configuration: { code: 'azureml://datastores/workspaceblobstore/paths/code/trivial/', scoring_script: 'score.js' }, settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } },
+      { type: 'custom_model', path: 'azureml://datastores/workspaceblobstore/paths/models/none/' },
+    );
+    const job = await timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`);
+    const bare = await bareDownloads(stack.storageConnection, Object.keys(files));
+    return {
+      scenario: `(b) trivial scorer`,
+      files: count,
+      'mini-batches': job.miniBatches,
+      'job s': job.seconds.toFixed(2),
+      'bare s': bare.toFixed(2),
+      ratio: (job.seconds / bare).toFixed(3),
+      'overhead ms/mini-batch': (((job.seconds - bare) * 1000) / job.miniBatches).toFixed(1),
+      'peak RSS MB': peakRssMb(stack.child.pid).toFixed(0),
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+const rows: Row[] = [];
+if (opts.only !== 'b') rows.push(await scenarioA());
+if (opts.only !== 'a') for (const count of opts.small) rows.push(await scenarioB(count));
+console.log('\nbatch-endpoints benchmark (each scenario in a fresh fnhost + Azurite; job s = invoke → Completed)\n');
+console.table(rows);
+console.log('Aims: (a) ratio <= 1.15; (b) overhead <= 5 ms per mini-batch, peak RSS < 400 MB and flat as input grows.');

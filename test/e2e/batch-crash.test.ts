@@ -1,0 +1,69 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { startAzurite } from '../support/azurite.js';
+import { apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
+import { PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { waitFor } from '../support/wait.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+describe('batch job crash safety', () => {
+  it('finishes a job after kill -9 and restart with a byte-identical predictions file', async () => {
+    const storage = await startAzurite();
+    cleanups.push(storage.stop);
+    const data = tempDir('batch-crash-');
+    cleanups.push(data.remove);
+    const env = { AzureWebJobsStorage: storage.connectionString, BATCH_PROGRESS_INTERVAL_SECONDS: '0' };
+    const first = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env });
+    cleanups.push(() => first.kill());
+    let api = apiOf(first);
+
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) files[`data/crash/f${String(i).padStart(2, '0')}.txt`] = `file ${i}\n${'x\n'.repeat(i)}`;
+    files['code/slow-lines/score.js'] = fixtureScript('slow-lines.js');
+    files['models/dummy/model.txt'] = 'unused';
+    await upload(storage.connectionString, files);
+    await deploy(api, {
+      endpoint: 'crashy',
+      deployment: 'lines',
+      model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
+      deploymentBody: {
+        code_configuration: { code: ds('code/slow-lines/'), scoring_script: 'score.js' },
+        settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '200' } },
+      },
+    });
+    const invoke = async (out: string): Promise<string> => {
+      const res = await api.call('POST', 'endpoints/crashy/jobs', { inputs: { text: { path: ds('data/crash/') } }, outputs: { out: { path: ds(out) } } });
+      expect(res.status).toBe(202);
+      return res.body.id as string;
+    };
+
+    // An uninterrupted run, for reference.
+    const reference = await waitForJob(api, await invoke('out/reference/'));
+    expect(reference.status).toBe('Completed');
+    const expected = await readBlob(storage.connectionString, 'out/reference/predictions.csv');
+    expect(expected.toString().trim().split('\n')).toHaveLength(30);
+
+    // The same job, killed a third of the way in.
+    const jobId = await invoke('out/crashed/');
+    await waitFor(
+      async () => {
+        const { body } = await api.call('GET', `jobs/${jobId}`);
+        return body.counts.mini_batches.succeeded >= 10 ? body : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 20 },
+    );
+    await first.kill();
+
+    const second = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env, port: first.port });
+    cleanups.push(() => second.stop());
+    api = apiOf(second);
+    const job = await waitForJob(api, jobId, 120_000);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: 30, succeeded: 30, failed: 0 });
+    const actual = await readBlob(storage.connectionString, 'out/crashed/predictions.csv');
+    expect(actual.equals(expected)).toBe(true);
+  });
+});

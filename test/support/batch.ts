@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import type { FnHostProcess } from './fnhost.js';
+import { waitFor } from './wait.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+export const WORKSPACE_CONTAINER = 'azureml-blobstore';
+export const PENGUIN_MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
+
+export const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
+
+export interface Api {
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+}
+
+/** A client of the product API on a test host, with the host's master key. */
+export function apiOf(host: FnHostProcess): Api {
+  return {
+    async call(method, path, body, headers = {}) {
+      const res = await fetch(`${host.url}/api/${path}`, {
+        method,
+        headers: { 'x-functions-key': host.masterKey, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        // keep text
+      }
+      return { status: res.status, body: parsed, headers: res.headers };
+    },
+  };
+}
+
+/** Uploads files into the workspace datastore's container. */
+export async function upload(connection: string, files: Record<string, string | Buffer>): Promise<void> {
+  const container = BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER);
+  await container.createIfNotExists();
+  await Promise.all(
+    Object.entries(files).map(([name, content]) => {
+      const body = typeof content === 'string' ? Buffer.from(content) : content;
+      return container.getBlockBlobClient(name).upload(body, body.length);
+    }),
+  );
+}
+
+export async function readBlob(connection: string, name: string): Promise<Buffer> {
+  return BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).downloadToBuffer();
+}
+
+export function fixtureScript(name: string): string {
+  return readFileSync(join(ROOT, 'test', 'fixtures', 'scripts', name), 'utf8');
+}
+
+export const TERMINAL = ['Completed', 'Failed', 'Canceled'];
+
+/** Polls a job until it ends. */
+export async function waitForJob(api: Api, id: string, timeoutMs = 90_000): Promise<any> {
+  return waitFor(
+    async () => {
+      const { body } = await api.call('GET', `jobs/${id}`);
+      return TERMINAL.includes(body?.status) ? body : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `job ${id}` },
+  );
+}
+
+/** Registers a model, an endpoint and a deployment (made the default unless told otherwise). */
+export async function deploy(
+  api: Api,
+  options: { endpoint: string; deployment: string; model: { name: string; version: string; type: 'onnx' | 'custom_model'; path: string }; deploymentBody?: Record<string, unknown>; makeDefault?: boolean },
+): Promise<void> {
+  const put = async (path: string, body: unknown): Promise<void> => {
+    const res = await api.call('PUT', path, body);
+    if (res.status >= 300) throw new Error(`PUT ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  };
+  const existing = await api.call('GET', `models/${options.model.name}/versions/${options.model.version}`);
+  if (existing.status === 404) await put(`models/${options.model.name}/versions/${options.model.version}`, { type: options.model.type, path: options.model.path });
+  await put(`endpoints/${options.endpoint}`, {});
+  await put(`endpoints/${options.endpoint}/deployments/${options.deployment}`, {
+    model: `azureml:${options.model.name}:${options.model.version}`,
+    ...options.deploymentBody,
+  });
+  if (options.makeDefault !== false) await put(`endpoints/${options.endpoint}`, { defaults: { deployment_name: options.deployment } });
+}
