@@ -111,12 +111,13 @@ export function toProblem(error: unknown, instance?: string): Problem {
   if (error instanceof BatchError) {
     const info = CODES[error.code];
     const problem: Problem = {
+      // Extension members first: they must never replace the standard ones.
+      ...error.details,
       type: `https://batch-endpoints.dev/problems/${error.code.replace(/_/g, '-')}`,
       title: info.title,
       status: info.status,
       detail: error.message,
       code: error.code,
-      ...error.details,
     };
     if (instance) problem.instance = instance;
     if (error.issues.length > 0) problem.errors = error.issues;

@@ -295,7 +295,11 @@ export class JobRunner {
         columns: r.columns,
       };
     } else {
-      const reason = outcome.status === 'timeout' ? outcome.error : `run() failed: ${outcome.error}`;
+      // Setup failures already say what failed (init(), loading the script or the model).
+      const reason =
+        outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
+          ? outcome.error
+          : `run() failed: ${outcome.error}`;
       await folder.stage(ERRORS_FILE, input.index, errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) }))));
       result = {
         index: input.index,

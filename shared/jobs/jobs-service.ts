@@ -212,7 +212,7 @@ export class JobsService {
     const job = await this.get(id);
     if (isTerminalJob(job.state.status) || job.state.status === 'Finalizing') {
       throw new BatchError('conflict', `Job '${id}' is ${job.state.status} and can no longer be canceled.`, {
-        details: { status: job.state.status },
+        details: { job_status: job.state.status },
       });
     }
     const state = await this.#store.update(id, (s) =>

@@ -1,0 +1,470 @@
+/**
+ * The built-in ONNX runner (MLflow no-code deployments' counterpart): tabular files feed the model
+ * input of the same name from each column, images feed a 4-D input, and every row's prediction is
+ * the first output's value. Problems with one file fail that file only.
+ */
+import { readFile } from 'node:fs/promises';
+import ort from 'onnxruntime-node';
+import { decodeImage, imageLayout, imageRow } from './images.js';
+import type { ScoringLogger } from './protocol.js';
+import { formatFloat32, roundFloat32, toJson } from './rows.js';
+import { SUPPORTED_EXTENSIONS, fileKind, readTabular } from './tabular.js';
+import type { FailedItem, ScoringItem } from './types.js';
+
+/** The columns of the built-in runner's prediction rows. */
+export const ONNX_COLUMNS = ['row', 'prediction', 'file_name'];
+
+type Dim = number | string;
+type Value = number | bigint | string | boolean;
+
+const FEEDABLE = ['float32', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint64', 'uint32', 'uint16', 'uint8', 'string', 'bool'] as const;
+type FeedType = (typeof FEEDABLE)[number];
+
+interface InputSpec {
+  name: string;
+  type: FeedType;
+  /** Declared shape; dim 0 is the batch. An undeclared shape is taken as one value per row. */
+  dims: readonly Dim[];
+}
+
+/** The rows one item contributes to one model input. */
+interface InputData {
+  /** Row values flattened, row after row. */
+  data: Value[];
+  /** The shape of one row (the declared shape without the batch dim, symbolic dims resolved). */
+  rowShape: number[];
+}
+
+interface Feed {
+  /** Index of the item in the mini-batch. */
+  index: number;
+  rows: number;
+  /** `row` of the first row for tabular items; undefined for images (their `row` is empty). */
+  rowBase: number | undefined;
+  inputs: Map<string, InputData>;
+}
+
+/** What the runner made of a mini-batch: rows in item order, and the items it could not score. */
+export interface OnnxRunResult {
+  rows: string[][];
+  succeeded: number;
+  failed: FailedItem[];
+}
+
+/** Thrown for a problem with one item; its message is the item's failure reason. */
+class ItemError extends Error {}
+
+/** Rows per session.run when the batch dim is free: bounded so one huge file cannot exhaust memory. */
+const MAX_ELEMENTS_PER_RUN = 4_000_000;
+const MAX_ROWS_PER_RUN = 65_536;
+
+function describeType(type: FeedType): string {
+  if (type === 'string') return 'a string';
+  if (type === 'bool') return 'a boolean (true/false/1/0)';
+  return type.startsWith('float') ? `a number (the input is ${type})` : `an integer in the ${type} range`;
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, d) => a * d, 1);
+}
+
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : toJson(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+const INT_RANGES: Partial<Record<FeedType, [bigint, bigint]>> = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  int16: [-(2n ** 15n), 2n ** 15n - 1n],
+  uint16: [0n, 2n ** 16n - 1n],
+  int8: [-128n, 127n],
+  uint8: [0n, 255n],
+};
+
+function isEmpty(value: unknown): boolean {
+  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+}
+
+/** Converts one cell to the input's element type; undefined when it cannot be. */
+function convert(value: unknown, type: FeedType): Value | undefined {
+  switch (type) {
+    case 'float32':
+    case 'float64': {
+      // Missing numbers are NaN, as pandas reads them: models with imputers expect exactly that.
+      if (isEmpty(value)) return NaN;
+      if (typeof value === 'number') return value;
+      if (typeof value === 'bigint') return Number(value);
+      if (typeof value === 'boolean') return value ? 1 : 0;
+      if (typeof value === 'string') {
+        const text = value.trim();
+        const n = Number(text);
+        if (!Number.isNaN(n)) return n;
+        return /^[+-]?nan$/i.test(text) ? NaN : undefined;
+      }
+      return undefined;
+    }
+    case 'string':
+      if (value === undefined || value === null) return undefined;
+      if (typeof value === 'string') return value;
+      if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+      return toJson(value);
+    case 'bool':
+      if (typeof value === 'boolean') return value;
+      if (typeof value === 'number' || typeof value === 'bigint') return value === 1 || value === 1n ? true : value === 0 || value === 0n ? false : undefined;
+      if (typeof value === 'string') {
+        const text = value.trim().toLowerCase();
+        if (text === 'true' || text === '1') return true;
+        if (text === 'false' || text === '0') return false;
+      }
+      return undefined;
+    default: {
+      let int: bigint | undefined;
+      if (typeof value === 'bigint') int = value;
+      else if (typeof value === 'boolean') int = value ? 1n : 0n;
+      else if (typeof value === 'number' && Number.isInteger(value)) int = BigInt(value);
+      else if (typeof value === 'string') {
+        const text = value.trim();
+        if (/^[+-]?\d+$/.test(text)) int = BigInt(text);
+        // Integer columns with gaps are written as floats ("3.0") by pandas.
+        else if (text !== '' && Number.isInteger(Number(text))) int = BigInt(Number(text));
+      }
+      const range = INT_RANGES[type];
+      if (int === undefined || !range || int < range[0] || int > range[1]) return undefined;
+      return type === 'int64' || type === 'uint64' ? int : Number(int);
+    }
+  }
+}
+
+/** Flattens a cell holding several values: an array, a typed array, or JSON array text (CSV). */
+function cellValues(value: unknown): unknown[] | undefined {
+  if (Array.isArray(value)) return (value as unknown[]).flat(Infinity);
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>);
+  if (typeof value === 'string' && value.trim().startsWith('[')) {
+    try {
+      const parsed: unknown = JSON.parse(value);
+      return Array.isArray(parsed) ? (parsed as unknown[]).flat(Infinity) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** The shape of one row given its value count, or an error text. */
+function rowShapeFor(dims: readonly Dim[], count: number): number[] | string {
+  const rest = dims.slice(1);
+  const free = rest.filter((d) => typeof d !== 'number' || d <= 0).length;
+  const known = product(rest.filter((d): d is number => typeof d === 'number' && d > 0));
+  if (free === 0) return count === known ? (rest as number[]) : `expects ${known} value(s) per row, got ${count}`;
+  if (free === 1 && known > 0 && count % known === 0 && count > 0) {
+    return rest.map((d) => (typeof d === 'number' && d > 0 ? d : count / known));
+  }
+  return `has shape [${dims.join(',')}], which cannot be filled from ${count} value(s) per row`;
+}
+
+function valuesPerRow(dims: readonly Dim[]): number | undefined {
+  const rest = dims.slice(1);
+  return rest.every((d) => typeof d === 'number' && d > 0) ? product(rest as number[]) : undefined;
+}
+
+/** Half-precision bits to a number (Node 20 has no Float16Array). */
+function halfToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+/** Reads value i of an output tensor as a CSV cell (`text`) and as a JSON-ready value (`json`). */
+function outputReader(tensor: ort.Tensor): (i: number) => { text: string; json: unknown } {
+  const data = tensor.data;
+  switch (tensor.type) {
+    case 'float32': {
+      const d = data as Float32Array;
+      return (i) => ({ text: formatFloat32(d[i] ?? NaN), json: roundFloat32(d[i] ?? NaN) });
+    }
+    case 'float16': {
+      const d = data as Uint16Array;
+      return (i) => {
+        const n = halfToNumber(d[i] ?? 0);
+        return { text: formatFloat32(n), json: roundFloat32(n) };
+      };
+    }
+    case 'bool': {
+      const d = data as Uint8Array;
+      return (i) => ({ text: d[i] ? 'true' : 'false', json: Boolean(d[i]) });
+    }
+    case 'string': {
+      const d = data as string[];
+      return (i) => ({ text: d[i] ?? '', json: d[i] ?? '' });
+    }
+    case 'int64':
+    case 'uint64': {
+      const d = data as BigInt64Array | BigUint64Array;
+      return (i) => ({ text: String(d[i] ?? ''), json: d[i] });
+    }
+    case 'float64':
+    case 'int32':
+    case 'int16':
+    case 'int8':
+    case 'uint32':
+    case 'uint16':
+    case 'uint8': {
+      const d = data as ArrayLike<number>;
+      return (i) => ({ text: String(d[i] ?? ''), json: d[i] });
+    }
+    default:
+      throw new Error(`the model's first output has type ${tensor.type}, which the built-in runner cannot write`);
+  }
+}
+
+function typedArray(type: FeedType, values: Value[]): ort.Tensor.DataType {
+  switch (type) {
+    case 'float32':
+      return Float32Array.from(values as number[]);
+    case 'float64':
+      return Float64Array.from(values as number[]);
+    case 'int32':
+      return Int32Array.from(values as number[]);
+    case 'int16':
+      return Int16Array.from(values as number[]);
+    case 'int8':
+      return Int8Array.from(values as number[]);
+    case 'uint32':
+      return Uint32Array.from(values as number[]);
+    case 'uint16':
+      return Uint16Array.from(values as number[]);
+    case 'uint8':
+      return Uint8Array.from(values as number[]);
+    case 'int64':
+      return BigInt64Array.from(values as bigint[]);
+    case 'uint64':
+      return BigUint64Array.from(values as bigint[]);
+    case 'bool':
+      return Uint8Array.from(values as boolean[], (v) => (v ? 1 : 0));
+    case 'string':
+      return values as string[];
+  }
+}
+
+/** Scores mini-batches with one loaded session; create one per worker. */
+export class OnnxRunner {
+  readonly #session: ort.InferenceSession;
+  readonly #logger: ScoringLogger;
+  readonly #inputs: InputSpec[];
+  /** Set when the model cannot be fed at all: every item fails with it. */
+  readonly #modelProblem: string | undefined;
+  readonly #output: string;
+
+  constructor(session: ort.InferenceSession, logger: ScoringLogger) {
+    this.#session = session;
+    this.#logger = logger;
+    const problems: string[] = [];
+    this.#inputs = [];
+    for (const meta of session.inputMetadata) {
+      if (!meta.isTensor) {
+        problems.push(`input ${meta.name} is not a tensor`);
+        continue;
+      }
+      if (!(FEEDABLE as readonly string[]).includes(meta.type)) {
+        problems.push(`input ${meta.name} has type ${meta.type}, which the built-in runner cannot feed`);
+        continue;
+      }
+      this.#inputs.push({ name: meta.name, type: meta.type as FeedType, dims: meta.shape.length === 0 ? ['N'] : meta.shape });
+    }
+    const output = session.outputNames[0];
+    if (output === undefined) problems.push('the model has no outputs');
+    this.#output = output ?? '';
+    this.#modelProblem = problems.length > 0 ? `the model cannot be used without a scoring script: ${problems.join('; ')}` : undefined;
+  }
+
+  /** A one-line description of the model's inputs and output, for the logs. */
+  describe(): string {
+    const inputs = this.#session.inputMetadata.map((m) => (m.isTensor ? `${m.name} ${m.type} [${m.shape.join(',')}]` : `${m.name} (not a tensor)`));
+    return `inputs: ${inputs.join(', ')}; prediction from output ${this.#output}`;
+  }
+
+  /** Scores the items; problems with a file become its failure, so this only throws for bugs. */
+  async score(items: readonly ScoringItem[]): Promise<OnnxRunResult> {
+    const started = performance.now();
+    const failures = new Map<number, string>();
+    const feeds: Feed[] = [];
+    await Promise.all(
+      items.map(async (item, index) => {
+        try {
+          if (this.#modelProblem) throw new ItemError(this.#modelProblem);
+          feeds.push(await this.#feed(item, index));
+        } catch (err) {
+          failures.set(index, err instanceof ItemError ? err.message : `could not read the file: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }),
+    );
+    feeds.sort((a, b) => a.index - b.index);
+
+    const predictions = new Map<number, string[]>();
+    // Items whose rows have the same shapes can share session runs.
+    const groups = new Map<string, Feed[]>();
+    for (const feed of feeds) {
+      const key = this.#inputs.map((i) => feed.inputs.get(i.name)?.rowShape.join('x') ?? '').join('|');
+      groups.set(key, [...(groups.get(key) ?? []), feed]);
+    }
+    for (const group of groups.values()) {
+      try {
+        for (const [index, values] of await this.#run(group)) predictions.set(index, values);
+      } catch (err) {
+        if (group.length > 1) this.#logger.debug(`a shared model run failed (${err instanceof Error ? err.message : String(err)}); scoring its files one by one`);
+        // Run each file alone, so one bad file does not fail the others.
+        for (const feed of group) {
+          try {
+            for (const [index, values] of await this.#run([feed])) predictions.set(index, values);
+          } catch (e) {
+            failures.set(feed.index, `the model failed on this file: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
+      }
+    }
+
+    const rows: string[][] = [];
+    const failed: FailedItem[] = [];
+    let succeeded = 0;
+    let rowCount = 0;
+    items.forEach((item, index) => {
+      const reason = failures.get(index);
+      const values = predictions.get(index);
+      const feed = feeds.find((f) => f.index === index);
+      if (reason !== undefined || !values || !feed) {
+        failed.push({ file: item.name, reason: reason ?? 'the file was not scored' });
+        return;
+      }
+      succeeded++;
+      values.forEach((prediction, i) => {
+        rows.push([feed.rowBase === undefined ? '' : String(feed.rowBase + i), prediction, item.name]);
+      });
+      rowCount += values.length;
+    });
+    this.#logger.debug(`scored ${rowCount} row(s) of ${succeeded} file(s) in ${Math.round(performance.now() - started)} ms; ${failed.length} file(s) failed`);
+    return { rows, succeeded, failed };
+  }
+
+  async #feed(item: ScoringItem, index: number): Promise<Feed> {
+    const kind = fileKind(item.localPath);
+    if ('unsupported' in kind) throw new ItemError(`${kind.unsupported} (supported: ${SUPPORTED_EXTENSIONS.join(', ')})`);
+    if ('image' in kind) {
+      const input = this.#imageInput();
+      const image = decodeImage(await readFile(item.localPath), kind.image);
+      const layout = imageLayout(input.dims);
+      if (typeof layout === 'string') throw new ItemError(`input ${input.name}: ${layout}`);
+      const height = layout.height ?? image.height;
+      const width = layout.width ?? image.width;
+      const data = imageRow(image, layout, height, width, input.type !== 'uint8');
+      const rowShape = layout.layout === 'nchw' ? [layout.channels, height, width] : [height, width, layout.channels];
+      return { index, rows: 1, rowBase: undefined, inputs: new Map([[input.name, { data, rowShape }]]) };
+    }
+
+    const table = await readTabular(item, kind.tabular, this.#inputs.map((i) => i.name));
+    const rowBase = item.rowOffset ?? item.rows?.start ?? 0;
+    const inputs = new Map<string, InputData>();
+    const only = this.#inputs.length === 1 ? this.#inputs[0] : undefined;
+    for (const input of this.#inputs) {
+      let cells: (record: Record<string, unknown>) => unknown;
+      if (table.columns.includes(input.name)) {
+        cells = (record) => record[input.name];
+      } else if (only && (valuesPerRow(only.dims) ?? 0) > 1 && valuesPerRow(only.dims) === table.columns.length) {
+        // A single wide input (e.g. float_input [N,4]) with no column of its name takes every column, in file order.
+        cells = (record) => table.columns.map((c) => record[c]);
+      } else {
+        throw new ItemError(`column "${input.name}" is missing: the model's inputs are ${this.#inputs.map((i) => i.name).join(', ')}; the file's columns are ${table.columns.join(', ') || '(none)'}`);
+      }
+      inputs.set(input.name, this.#column(input, table.records, cells, rowBase));
+    }
+    return { index, rows: table.records.length, rowBase, inputs };
+  }
+
+  #imageInput(): InputSpec {
+    const [input, ...others] = this.#inputs;
+    if (!input || others.length > 0) {
+      throw new ItemError(`images need a model with one 4-D image input; this model has ${this.#inputs.length} inputs (${this.#inputs.map((i) => i.name).join(', ')})`);
+    }
+    if (!['float32', 'float64', 'uint8'].includes(input.type)) throw new ItemError(`images need a float32, float64 or uint8 input; input ${input.name} is ${input.type}`);
+    return input;
+  }
+
+  #column(input: InputSpec, records: Record<string, unknown>[], cells: (record: Record<string, unknown>) => unknown, rowBase: number): InputData {
+    const data: Value[] = [];
+    let rowShape: number[] | undefined;
+    const scalar = valuesPerRow(input.dims) === 1;
+    records.forEach((record, r) => {
+      const cell = cells(record);
+      const where = `column "${input.name}", row ${rowBase + r}`;
+      let raw: unknown[];
+      if (scalar) {
+        const many = cellValues(cell);
+        raw = many && many.length === 1 ? many : [cell];
+      } else {
+        raw = cellValues(cell) ?? [cell];
+      }
+      const shape = rowShapeFor(input.dims, raw.length);
+      if (typeof shape === 'string') throw new ItemError(`${where}: the model's input ${input.name} ${shape}`);
+      if (rowShape && rowShape.join('x') !== shape.join('x')) throw new ItemError(`${where}: has ${raw.length} value(s), unlike the rows before it`);
+      rowShape = shape;
+      for (const value of raw) {
+        const converted = convert(value, input.type);
+        if (converted === undefined) {
+          throw new ItemError(isEmpty(value) ? `${where} has no value (the model's input ${input.name} is ${input.type})` : `${where}: ${shown(value)} is not ${describeType(input.type)}`);
+        }
+        data.push(converted);
+      }
+    });
+    // An item without rows still needs a shape to be grouped with others; it is never fed.
+    return { data, rowShape: rowShape ?? input.dims.slice(1).map((d) => (typeof d === 'number' && d > 0 ? d : 1)) };
+  }
+
+  /** Runs the model over the feeds' rows, in chunks the declared batch dim allows. */
+  async #run(feeds: readonly Feed[]): Promise<Map<number, string[]>> {
+    const result = new Map<number, string[]>(feeds.map((f) => [f.index, []]));
+    const rows: { feed: Feed; row: number }[] = [];
+    for (const feed of feeds) for (let r = 0; r < feed.rows; r++) rows.push({ feed, row: r });
+    if (rows.length === 0) return result;
+    const first = feeds[0] as Feed;
+    const elementsPerRow = this.#inputs.reduce((n, i) => n + product(first.inputs.get(i.name)?.rowShape ?? []), 0);
+    const fixedBatch = this.#inputs.map((i) => i.dims[0]).find((d): d is number => typeof d === 'number' && d > 0);
+    const chunk = fixedBatch ?? Math.max(1, Math.min(MAX_ROWS_PER_RUN, Math.floor(MAX_ELEMENTS_PER_RUN / Math.max(1, elementsPerRow))));
+
+    for (let start = 0; start < rows.length; start += chunk) {
+      const real = rows.slice(start, start + chunk);
+      // A fixed batch size is filled up by repeating the last row; those predictions are dropped.
+      const padded = fixedBatch ? [...real, ...Array.from({ length: fixedBatch - real.length }, () => real[real.length - 1] as (typeof real)[number])] : real;
+      const tensors: Record<string, ort.Tensor> = {};
+      for (const input of this.#inputs) {
+        const shape = first.inputs.get(input.name)?.rowShape ?? [];
+        const size = product(shape);
+        const values: Value[] = [];
+        for (const { feed, row } of padded) {
+          const data = feed.inputs.get(input.name)?.data ?? [];
+          for (let k = row * size; k < (row + 1) * size; k++) values.push(data[k] as Value);
+        }
+        tensors[input.name] = new ort.Tensor(input.type, typedArray(input.type, values), [padded.length, ...shape]);
+      }
+      const outputs = await this.#session.run(tensors, [this.#output], { logSeverityLevel: 4 });
+      const tensor = outputs[this.#output];
+      if (!tensor) throw new Error(`the model returned no output ${this.#output}`);
+      const perRow = tensor.data.length / padded.length;
+      if (!Number.isInteger(perRow) || perRow < 1) {
+        throw new Error(`output ${this.#output} has ${tensor.data.length} value(s) for a batch of ${padded.length} row(s), so its rows cannot be told apart`);
+      }
+      const read = outputReader(tensor);
+      real.forEach(({ feed }, i) => {
+        let prediction: string;
+        if (perRow === 1) prediction = read(i).text;
+        else prediction = toJson(Array.from({ length: perRow }, (_, k) => read(i * perRow + k).json));
+        result.get(feed.index)?.push(prediction);
+      });
+    }
+    return result;
+  }
+}

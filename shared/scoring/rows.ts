@@ -1,0 +1,124 @@
+/**
+ * Turning what a scorer returns into prediction rows: value formatting, the CSV text, and the
+ * accounting of which items succeeded or failed. Pure functions, so the same input always gives
+ * byte-identical output.
+ */
+import { basename } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import type { FailedItem, ScoringItem } from './types.js';
+
+/** A float32 with up to 7 significant digits: enough to identify it, and stable across runs. */
+export function formatFloat32(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  return String(Number(x.toPrecision(7)));
+}
+
+/** A float32 as the number {@link formatFloat32} prints, for JSON arrays. */
+export function roundFloat32(x: number): number {
+  return Number.isFinite(x) ? Number(x.toPrecision(7)) : x;
+}
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<number | bigint>);
+  return value;
+}
+
+/** JSON that also accepts bigints and typed arrays (both appear in model outputs and Parquet data). */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, jsonReplacer) ?? '';
+}
+
+/** One CSV cell: strings as they are, numbers as `String(n)`, empty for null, JSON for structures. */
+export function formatValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return value;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return String(value);
+    case 'undefined':
+      return '';
+    case 'object':
+      if (value === null) return '';
+      if (value instanceof Date) return Number.isNaN(value.getTime()) ? '' : value.toISOString();
+      return toJson(value);
+    default:
+      // Functions and symbols have no data to show; their name beats an empty cell.
+      return String(value);
+  }
+}
+
+/** RFC 4180 CSV without a header, `\n` line endings; empty text for no rows. */
+export function toCsv(rows: readonly (readonly string[])[]): string {
+  if (rows.length === 0) return '';
+  // csv-stringify quotes delimiters, quotes and \n by default; a bare \r must be quoted too (RFC 4180).
+  return stringify(rows as string[][], { record_delimiter: '\n', quoted_match: /\r/ });
+}
+
+/** Prediction rows of a mini-batch with the item accounting that goes with them. */
+export interface RowsResult {
+  rows: string[][];
+  columns: string[];
+  succeeded: number;
+  failed: FailedItem[];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value) && !(value instanceof Date);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** Which item a result names through `file_name` or `file`, if any. */
+function attributor(items: readonly ScoringItem[]): (result: unknown) => number | undefined {
+  const exact = new Map<string, number>();
+  const byBase = new Map<string, number | null>();
+  items.forEach((item, i) => {
+    exact.set(item.name, i);
+    exact.set(item.localPath, i);
+    // Scripts often report the base name; it identifies an item only when no other item shares it.
+    for (const base of new Set([basename(item.name), basename(item.localPath)])) byBase.set(base, byBase.has(base) && byBase.get(base) !== i ? null : i);
+  });
+  return (result) => {
+    if (!isRecord(result)) return undefined;
+    const named = result['file_name'] ?? result['file'];
+    if (typeof named !== 'string') return undefined;
+    return exact.get(named) ?? byBase.get(basename(named)) ?? undefined;
+  };
+}
+
+/**
+ * Accounts for what a script's `run()` returned for a mini-batch, as Azure ML does: each element is
+ * one succeeded item. When every element names its item (`file_name` or `file`), items nobody
+ * named are the failed ones; otherwise a shortfall is one line for the missing count.
+ */
+export function scriptResultRows(results: readonly unknown[], items: readonly ScoringItem[]): RowsResult {
+  const first = results[0];
+  const columns = isRecord(first) ? Object.keys(first) : ['prediction'];
+  const rows = results.map((r) => (isRecord(r) ? Object.values(r).map(formatValue) : [formatValue(r)]));
+  const failed: FailedItem[] = [];
+  let succeeded: number;
+
+  const attribute = attributor(items);
+  const owners = results.map(attribute);
+  if (results.length > 0 && owners.every((o) => o !== undefined)) {
+    const named = new Set(owners);
+    succeeded = named.size;
+    items.forEach((item, i) => {
+      if (!named.has(i)) failed.push({ file: item.name, reason: 'run() returned no result for this file' });
+    });
+  } else if (results.length === 0) {
+    // Nothing came back, so every item is known to have failed.
+    succeeded = 0;
+    for (const item of items) failed.push({ file: item.name, reason: 'run() returned no result for this file' });
+  } else {
+    succeeded = Math.min(results.length, items.length);
+    const missing = items.length - results.length;
+    if (missing > 0) failed.push({ file: null, reason: `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')}`, count: missing });
+  }
+  return { rows, columns, succeeded, failed };
+}

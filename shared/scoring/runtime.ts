@@ -1,0 +1,165 @@
+/**
+ * The scoring runtime: one piscina pool of worker threads per scorer (spec key), each worker
+ * initialised once, mini-batches run with a timeout that terminates a stuck worker.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { BatchError, errorMessage } from '../errors.js';
+import type { LogEntry, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { ScoreOutcome, ScoreRequest, ScorerSpec, ScoringRuntime } from './types.js';
+
+/** Options of {@link createScoringRuntime}; the defaults suit the app. */
+export interface ScoringRuntimeOptions {
+  /** Path or file URL of the compiled worker module; by default `worker.js` next to this module. */
+  workerFile?: string | URL | undefined;
+}
+
+interface Pool {
+  pool: Piscina<WorkerTask, WorkerReply>;
+  /** The spec the pool's workers were initialised with: a changed spec needs new workers. */
+  fingerprint: string;
+  /** Errors of workers that died between tasks, handed to the next mini-batch's logs. */
+  notes: LogEntry[];
+}
+
+function secondsText(ms: number): string {
+  return String(Number((ms / 1000).toFixed(3)));
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}
+
+class PiscinaScoringRuntime implements ScoringRuntime {
+  readonly #workerFile: string;
+  readonly #pools = new Map<string, Pool>();
+  /** Pools being destroyed; runs still on them end as failed (retryable), not as errors. */
+  readonly #retired = new WeakSet<Piscina<WorkerTask, WorkerReply>>();
+
+  constructor(options: ScoringRuntimeOptions) {
+    const file = options.workerFile ?? new URL('./worker.js', import.meta.url);
+    this.#workerFile = file instanceof URL || file.startsWith('file:') ? fileURLToPath(file) : file;
+  }
+
+  async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
+    const called = performance.now();
+    const { pool, notes } = await this.#poolFor(spec);
+    // setTimeout treats anything above 2^31-1 ms as 1 ms; no positive finite limit means none.
+    const limit = Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? Math.min(request.timeoutMs, 2 ** 31 - 1) : undefined;
+    const { port1, port2 } = new MessageChannel();
+    const streamed: LogEntry[] = [];
+    const controller = new AbortController();
+    let startedAt: number | undefined;
+    let expired: 'init' | 'run' | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    port1.on('message', (event: WorkerEvent) => {
+      if (event.type === 'log') {
+        streamed.push(event.entry);
+        return;
+      }
+      // The clock starts when a worker takes the task (queueing for a busy pool is not the
+      // scorer's fault) and restarts for run() after a first-time init: each gets the full timeout.
+      startedAt ??= performance.now();
+      clearTimeout(timer);
+      if (limit === undefined) return;
+      timer = setTimeout(() => {
+        expired = event.phase;
+        controller.abort(new Error('timeout'));
+      }, limit);
+    });
+    const seconds = (): number => round((performance.now() - (startedAt ?? called)) / 1000);
+    const earlier = notes.splice(0);
+
+    let reply: WorkerReply;
+    try {
+      reply = await pool.run({ items: request.items, port: port2 }, { signal: controller.signal, transferList: [port2] });
+    } catch (err) {
+      if (expired) {
+        // piscina has terminated the worker; the pool starts a fresh one (with a fresh init) when needed.
+        const what = expired === 'init' ? 'init()' : 'mini-batch';
+        return { status: 'timeout', error: `${what} exceeded the ${secondsText(request.timeoutMs)} s timeout`, logs: [...earlier, ...streamed], seconds: seconds() };
+      }
+      if (this.#retired.has(pool)) {
+        return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...streamed], seconds: seconds() };
+      }
+      // The worker died under the script (process.exit, an uncaught exception, out of memory).
+      return { status: 'failed', error: `the scoring worker stopped: ${errorMessage(err)}`, retryable: true, logs: [...earlier, ...streamed], seconds: seconds() };
+    } finally {
+      clearTimeout(timer);
+      port1.close();
+    }
+
+    switch (reply.status) {
+      case 'completed': {
+        const { status: _status, ...result } = reply;
+        return { status: 'completed', result: { ...result, logs: [...earlier, ...result.logs] } };
+      }
+      case 'failed':
+        return { ...reply, logs: [...earlier, ...reply.logs] };
+      case 'internal':
+        throw new BatchError('internal', `The scoring runtime failed in its worker: ${reply.error}`, { details: { key: spec.key } });
+      default:
+        throw new BatchError('internal', `The scoring worker sent an unknown reply: ${JSON.stringify(reply)}`);
+    }
+  }
+
+  async release(key: string): Promise<void> {
+    const entry = this.#pools.get(key);
+    if (!entry) return;
+    this.#pools.delete(key);
+    await this.#destroy(entry.pool);
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => this.#destroy(p.pool)));
+  }
+
+  async #destroy(pool: Piscina<WorkerTask, WorkerReply>): Promise<void> {
+    this.#retired.add(pool);
+    await pool.destroy();
+  }
+
+  async #poolFor(spec: ScorerSpec): Promise<Pool> {
+    const fingerprint = JSON.stringify(spec);
+    const existing = this.#pools.get(spec.key);
+    if (existing?.fingerprint === fingerprint) return existing;
+    if (existing) {
+      // Same key, different scorer: its workers were initialised for the old one.
+      this.#pools.delete(spec.key);
+      await this.#destroy(existing.pool);
+      const raced = this.#pools.get(spec.key);
+      if (raced?.fingerprint === fingerprint) return raced;
+    }
+    if (!existsSync(this.#workerFile)) {
+      throw new BatchError('internal', `The scoring worker module ${this.#workerFile} is missing; build the app (tsc -p tsconfig.json).`);
+    }
+    const threads = Math.max(1, Math.floor(spec.maxConcurrency));
+    const pool = new Piscina<WorkerTask, WorkerReply>({
+      filename: this.#workerFile,
+      workerData: spec,
+      // Workers start on demand and are kept: each initialises once and serves the job to its end.
+      minThreads: 0,
+      maxThreads: threads,
+      idleTimeout: Infinity,
+      // Atomics.wait between tasks would freeze timers and I/O a script leaves running.
+      atomics: 'disabled',
+    });
+    const entry: Pool = { pool, fingerprint, notes: [] };
+    // A worker lost outside a task (a script's timer that throws) must not crash the host; the next
+    // mini-batch's logs say what happened. piscina replaces the worker.
+    pool.on('error', (err: unknown) => {
+      entry.notes.push({ level: 'error', message: `a scoring worker stopped between mini-batches: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, time: new Date().toISOString() });
+    });
+    this.#pools.set(spec.key, entry);
+    return entry;
+  }
+}
+
+/** Creates the runtime; one per process is enough (pools are per spec key). */
+export function createScoringRuntime(options: ScoringRuntimeOptions = {}): ScoringRuntime {
+  return new PiscinaScoringRuntime(options);
+}

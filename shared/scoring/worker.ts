@@ -1,0 +1,229 @@
+/**
+ * The piscina worker module of the scoring runtime. Each worker thread serves one ScorerSpec
+ * (its `workerData`) and initialises once, lazily on its first task: environment, own output
+ * folder, the ONNX session and/or the scoring script's `init(context)`. Tasks are mini-batches.
+ */
+import { mkdir, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, isAbsolute, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
+import { threadId, workerData } from 'node:worker_threads';
+import type ort from 'onnxruntime-node';
+import { errorMessage } from '../errors.js';
+import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
+import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import { levelRank } from './protocol.js';
+import { type RowsResult, scriptResultRows, toCsv } from './rows.js';
+import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
+
+const spec = workerData as ScorerSpec;
+const threshold = levelRank(spec.loggingLevel);
+
+/** The task whose logs are being collected; logs made between tasks wait for the next one. */
+let current: { entries: LogEntry[]; port: WorkerTask['port'] } | undefined;
+const between: LogEntry[] = [];
+
+function log(level: LogLevel, args: unknown[]): void {
+  if (levelRank(level) < threshold) return;
+  const entry: LogEntry = { level, message: format(...args), time: new Date().toISOString() };
+  if (!current) {
+    between.push(entry);
+    return;
+  }
+  current.entries.push(entry);
+  // Streamed too, so the runtime still has the logs of a run it must abandon at the timeout.
+  current.port.postMessage({ type: 'log', entry } satisfies WorkerEvent);
+}
+
+const logger: ScoringLogger = {
+  debug: (...args) => log('debug', args),
+  info: (...args) => log('info', args),
+  warning: (...args) => log('warning', args),
+  error: (...args) => log('error', args),
+  critical: (...args) => log('critical', args),
+};
+
+// What a script prints belongs in its logs, not on the host's stdout.
+console.log = (...args: unknown[]) => log('info', args);
+console.info = (...args: unknown[]) => log('info', args);
+console.warn = (...args: unknown[]) => log('warning', args);
+console.error = (...args: unknown[]) => log('error', args);
+console.debug = (...args: unknown[]) => log('debug', args);
+console.trace = (...args: unknown[]) => log('debug', args);
+
+// A forgotten promise in a script should be visible, not kill the worker mid-run.
+process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection:', reason));
+
+/** An error whose message is the whole story (no stack needed) and which must not be retried. */
+class SetupError extends Error {
+  readonly retryable = false;
+}
+
+type ScriptFunction = (...args: unknown[]) => unknown;
+
+interface Scorer {
+  /** The folder whose new files are the run's products (scripts only). */
+  outputDir: string | undefined;
+  /** Runs the scorer's own code: what it throws is the mini-batch's failure. */
+  invoke(items: ScoringItem[]): Promise<unknown>;
+  /** The runtime's part, turning invoke's output into rows: what it throws is a bug of ours. */
+  rows(output: unknown, items: ScoringItem[]): Promise<RowsResult> | RowsResult;
+}
+
+function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
+  const direct = module[name];
+  if (typeof direct === 'function') return direct as ScriptFunction;
+  // CommonJS scripts arrive as the default export.
+  const fallback = module['default'];
+  if (typeof fallback === 'object' && fallback !== null) {
+    const fn = (fallback as Record<string, unknown>)[name];
+    if (typeof fn === 'function') return fn as ScriptFunction;
+  }
+  return undefined;
+}
+
+async function modelPath(): Promise<string> {
+  if (spec.modelFile) return isAbsolute(spec.modelFile) ? spec.modelFile : join(spec.modelDir, spec.modelFile);
+  const candidates = (await readdir(spec.modelDir, { recursive: true })).filter((f) => f.toLowerCase().endsWith('.onnx')).sort();
+  const [only, ...more] = candidates;
+  if (only === undefined) throw new SetupError(`the model folder has no .onnx file`);
+  if (more.length > 0) throw new SetupError(`the model folder has several .onnx files (${candidates.join(', ')}); name one as the model file`);
+  return join(spec.modelDir, only);
+}
+
+function scriptResults(output: unknown): unknown[] {
+  if (output === undefined || output === null) return [];
+  if (Array.isArray(output)) return output as unknown[];
+  if (typeof output === 'object' && Symbol.iterator in output) return Array.from(output as Iterable<unknown>);
+  throw new SetupError(`run() must return an array (one element per succeeded file), it returned ${typeof output === 'object' ? 'an object' : `a ${typeof output}`}`);
+}
+
+let ready: Promise<Scorer> | undefined;
+/** The output folder as it was after the previous task; new files since are the next task's products. */
+let known: FolderSnapshot = new Map();
+
+async function initialise(): Promise<Scorer> {
+  for (const [name, value] of Object.entries(spec.environment)) process.env[name] = value;
+  const outputDir = join(spec.outputDir, `worker-${threadId}`);
+  await mkdir(outputDir, { recursive: true });
+  const context: ScoringContext = { modelDir: spec.modelDir, outputDir, logger, environment: { ...spec.environment }, workerId: threadId };
+
+  let session: ort.InferenceSession | undefined;
+  if (spec.kind === 'onnx') {
+    // Loaded only here, so script-only workers start without the native runtime.
+    const { default: ort } = await import('onnxruntime-node');
+    const path = await modelPath();
+    const threads = Math.max(1, Math.floor(availableParallelism() / Math.max(1, spec.maxConcurrency)));
+    try {
+      // Workers share the machine's cores, so each session gets its share, not all of them.
+      // Native error logs are silenced: a failing run reaches the item's failure reason instead.
+      session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 });
+    } catch (err) {
+      throw new SetupError(`could not load the ONNX model ${basename(path)}: ${errorMessage(err)}`);
+    }
+    context.session = session;
+    context.ort = ort;
+  }
+
+  if (spec.scriptPath) {
+    // Files already there come from an earlier process (thread ids repeat after a restart), not from this worker.
+    known = await snapshotFolder(outputDir);
+    let module: Record<string, unknown>;
+    try {
+      module = (await import(pathToFileURL(spec.scriptPath).href)) as Record<string, unknown>;
+    } catch (err) {
+      logger.error('could not load the scoring script:', err);
+      throw new SetupError(`could not load the scoring script ${basename(spec.scriptPath)}: ${errorMessage(err)}`);
+    }
+    const init = exported(module, 'init');
+    const run = exported(module, 'run');
+    if (!run) throw new SetupError(`the scoring script ${basename(spec.scriptPath)} does not export a run(miniBatch, context) function`);
+    if (init) {
+      try {
+        await init(context);
+      } catch (err) {
+        logger.error('init() failed:', err);
+        throw new SetupError(`init() failed: ${errorMessage(err)}`);
+      }
+    }
+    logger.debug(`worker ${threadId} initialised the scoring script ${basename(spec.scriptPath)}`);
+    return {
+      outputDir,
+      invoke: async (items) => scriptResults(await run(items.map((i) => i.localPath), context)),
+      rows: (output, items) => scriptResultRows(output as unknown[], items),
+    };
+  }
+
+  if (!session) throw new SetupError('a custom model needs a scoring script (code_configuration.scoring_script)');
+  const { ONNX_COLUMNS, OnnxRunner } = await import('./onnx-runner.js');
+  const runner = new OnnxRunner(session, logger);
+  logger.info(`worker ${threadId} loaded the model: ${runner.describe()}`);
+  return {
+    outputDir: undefined,
+    // The runner turns every data or model problem into a failed item, so whatever escapes it is a bug.
+    invoke: () => Promise.resolve(undefined),
+    rows: async (_output, items) => ({ ...(await runner.score(items)), columns: ONNX_COLUMNS }),
+  };
+}
+
+function seconds(started: number): number {
+  return Math.round(performance.now() - started) / 1000;
+}
+
+/** Scores one mini-batch on this worker. */
+export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> {
+  const started = performance.now();
+  const entries = between.splice(0);
+  current = { entries, port: task.port };
+  const post = (event: WorkerEvent): void => task.port.postMessage(event);
+  try {
+    if (!ready) {
+      post({ type: 'phase', phase: 'init' });
+      ready = initialise();
+    }
+    let scorer: Scorer;
+    try {
+      scorer = await ready;
+    } catch (err) {
+      // The same failure for every run on this worker: init is not tried again.
+      return { status: 'failed', error: errorMessage(err), retryable: false, logs: entries, seconds: seconds(started) };
+    }
+
+    post({ type: 'phase', phase: 'run' });
+    let output: unknown;
+    let failure: WorkerReply | undefined;
+    try {
+      output = await scorer.invoke(task.items);
+    } catch (err) {
+      if (!(err instanceof SetupError)) logger.error('run() failed:', err);
+      const retryable = !(typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false);
+      failure = { status: 'failed', error: errorMessage(err), retryable, logs: entries, seconds: seconds(started) };
+    }
+    try {
+      let produced: { localPath: string; name: string }[] = [];
+      if (scorer.outputDir) {
+        const after = await snapshotFolder(scorer.outputDir);
+        produced = producedFiles(scorer.outputDir, known, after);
+        // Taken after failed runs too: a failed run's files are dropped, its retry writes them again.
+        known = after;
+      }
+      if (failure) return failure;
+      const result = await scorer.rows(output, task.items);
+      return {
+        status: 'completed',
+        csv: toCsv(result.rows),
+        columns: result.columns,
+        succeeded: result.succeeded,
+        failed: result.failed,
+        producedFiles: produced,
+        logs: entries,
+        seconds: seconds(started),
+      };
+    } catch (err) {
+      return { status: 'internal', error: err instanceof Error ? (err.stack ?? err.message) : String(err), logs: entries };
+    }
+  } finally {
+    current = undefined;
+  }
+}

@@ -1,0 +1,200 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OnnxRunner } from '../../../shared/scoring/onnx-runner.js';
+import type { ScoringLogger } from '../../../shared/scoring/protocol.js';
+import type { FailedItem, ScoringItem } from '../../../shared/scoring/types.js';
+import {
+  FEATURES,
+  PENGUIN_MODEL,
+  jpegFile,
+  penguinCsv,
+  penguinJsonl,
+  penguinRows,
+  pngFile,
+  referenceLabels,
+  writeFixedBatchModel,
+  writeImageModel,
+  writeLookupModel,
+  writeNhwcModel,
+  writePenguinParquet,
+  writeTypesModel,
+} from '../../fixtures/scoring/models.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'scoring-onnx-'));
+const sessions: ort.InferenceSession[] = [];
+const logs: string[] = [];
+const logger: ScoringLogger = {
+  debug: (...a) => logs.push(`debug ${a.join(' ')}`),
+  info: (...a) => logs.push(`info ${a.join(' ')}`),
+  warning: (...a) => logs.push(`warning ${a.join(' ')}`),
+  error: (...a) => logs.push(`error ${a.join(' ')}`),
+  critical: (...a) => logs.push(`critical ${a.join(' ')}`),
+};
+
+async function runner(model: string): Promise<OnnxRunner> {
+  const session = await ort.InferenceSession.create(model);
+  sessions.push(session);
+  return new OnnxRunner(session, logger);
+}
+
+function file(name: string, content: string | Buffer): ScoringItem {
+  const localPath = join(dir, name);
+  writeFileSync(localPath, content);
+  return { name, localPath };
+}
+
+function reasonsOf(failed: FailedItem[]): Record<string, string> {
+  return Object.fromEntries(failed.map((f) => [f.file ?? '(unnamed)', f.reason]));
+}
+
+let penguins: OnnxRunner;
+beforeAll(async () => {
+  penguins = await runner(PENGUIN_MODEL);
+});
+afterAll(async () => {
+  for (const s of sessions) await s.release();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the built-in ONNX runner on tabular files', () => {
+  it('predicts exactly what onnxruntime predicts, row for row, for CSV, JSONL and Parquet (with ranges)', async () => {
+    const a = penguinRows(7, 1);
+    const b = penguinRows(5, 2);
+    const c = penguinRows(4, 3);
+    const p = penguinRows(30, 4);
+    writePenguinParquet(join(dir, 'p.parquet'), p, 8);
+    const items: ScoringItem[] = [
+      file('a.csv', penguinCsv(a)),
+      // The second part of a split CSV: its own file with the header, rows counted from 100.
+      { ...file('b-part.csv', penguinCsv(b)), name: 'b.csv', rowOffset: 100 },
+      file('c.jsonl', penguinJsonl(c)),
+      { name: 'p.parquet', localPath: join(dir, 'p.parquet'), rows: { start: 6, end: 19 }, rowOffset: 6 },
+    ];
+    const result = await penguins.score(items);
+    expect(result.failed).toEqual([]);
+    expect(result.succeeded).toBe(4);
+    const expected = [
+      ...(await referenceLabels(a)).map((l, i) => [String(i), l, 'a.csv']),
+      ...(await referenceLabels(b)).map((l, i) => [String(100 + i), l, 'b.csv']),
+      ...(await referenceLabels(c)).map((l, i) => [String(i), l, 'c.jsonl']),
+      ...(await referenceLabels(p.slice(6, 19))).map((l, i) => [String(6 + i), l, 'p.parquet']),
+    ];
+    expect(result.rows).toEqual(expected);
+    expect(new Set(expected.map((r) => r[1])).size).toBeGreaterThan(1);
+  });
+
+  it('fails only the files it cannot use, saying which column and row', async () => {
+    const good = penguinRows(3, 5);
+    const result = await penguins.score([
+      file('good.csv', penguinCsv(good)),
+      file('missing.csv', 'bill_length_mm,bill_depth_mm,flipper_length_mm\n1,2,3\n'),
+      file('bad.csv', `${FEATURES.join(',')}\n1,2,3,4\n5,6,seven,8\n`),
+      file('bad.jsonl', '{"bill_length_mm": 1}\nnot json\n'),
+      file('notes.xyz', 'hello'),
+      file('empty.csv', `${FEATURES.join(',')}\n`),
+    ]);
+    expect(result.succeeded).toBe(2);
+    expect(result.rows).toEqual((await referenceLabels(good)).map((l, i) => [String(i), l, 'good.csv']));
+    const reasons = reasonsOf(result.failed);
+    expect(Object.keys(reasons).sort()).toEqual(['bad.csv', 'bad.jsonl', 'missing.csv', 'notes.xyz']);
+    expect(reasons['missing.csv']).toMatch(/column "body_mass_g" is missing/);
+    expect(reasons['bad.csv']).toBe('column "flipper_length_mm", row 1: "seven" is not a number (the input is float32)');
+    expect(reasons['bad.jsonl']).toMatch(/line 2 is not valid JSON/);
+    expect(reasons['notes.xyz']).toBe('unsupported file type .xyz (supported: .csv, .jsonl, .parquet, .png, .jpg, .jpeg)');
+  });
+
+  it('feeds int64, double, bool, string and int32 inputs from CSV text and JSON values', async () => {
+    const types = await runner(writeTypesModel(dir));
+    const header = 'a_int64,b_double,c_bool,d_string,e_int32';
+    const result = await types.score([
+      file('t.csv', `${header}\n3,0.25,true,1.5,-2\n9007199254740993,0,0,2,0\n`),
+      file('t.jsonl', '{"a_int64":3,"b_double":0.25,"c_bool":false,"d_string":"x1","e_int32":7}\n'),
+      file('int.csv', `${header}\n1,1,1,1,1\n3.5,0,0,0,0\n`),
+      file('range.csv', `${header}\n1,1,1,1,3000000000\n`),
+      file('bool.csv', `${header}\n1,1,maybe,1,1\n`),
+    ]);
+    const reasons = reasonsOf(result.failed);
+    expect(result.rows.slice(0, 2)).toEqual([
+      ['0', '3.75', 't.csv'],
+      // int64 9007199254740993 is exact in the tensor; the model's cast to double rounds it to ...992.
+      ['1', '9007199254740994', 't.csv'],
+    ]);
+    // "x1" cannot be cast to double inside the model: that file fails alone, the others still score.
+    expect(reasons['t.jsonl']).toMatch(/the model failed on this file/);
+    expect(reasons['int.csv']).toBe('column "a_int64", row 1: "3.5" is not an integer in the int64 range');
+    expect(reasons['range.csv']).toBe('column "e_int32", row 0: "3000000000" is not an integer in the int32 range');
+    expect(reasons['bool.csv']).toBe('column "c_bool", row 0: "maybe" is not a boolean (true/false/1/0)');
+    expect(result.succeeded).toBe(1);
+  });
+
+  it('isolates a file the model fails on from the files it shares a run with', async () => {
+    const lookup = await runner(writeLookupModel(dir));
+    const result = await lookup.score([file('ok.csv', 'idx\n0\n2\n'), file('oob.csv', 'idx\n1\n7\n'), file('ok2.jsonl', '{"idx":1}\n')]);
+    expect(result.rows).toEqual([
+      ['0', '10', 'ok.csv'],
+      ['1', '30', 'ok.csv'],
+      ['0', '20', 'ok2.jsonl'],
+    ]);
+    expect(result.failed).toHaveLength(1);
+    expect(result.failed[0]).toMatchObject({ file: 'oob.csv', reason: expect.stringMatching(/^the model failed on this file: /) });
+  });
+
+  it('fills a single wide input from all columns, padding a fixed batch size', async () => {
+    const fixed = await runner(writeFixedBatchModel(dir));
+    const result = await fixed.score([file('w.csv', 'x,y\n1,2\n3,5\n10,20\n'), file('w.jsonl', '{"float_input":[0.5,0.25]}\n')]);
+    expect(result.failed).toEqual([]);
+    expect(result.rows).toEqual([
+      ['0', '1.5', 'w.csv'],
+      ['1', '4', 'w.csv'],
+      ['2', '15', 'w.csv'],
+      ['0', '0.375', 'w.jsonl'],
+    ]);
+  });
+});
+
+describe('the built-in ONNX runner on images', () => {
+  it('decodes, resizes and scales PNG and JPEG images for an NCHW model; one row per image, no row number', async () => {
+    const model = await runner(writeImageModel(dir));
+    const gradient = (x: number, y: number): [number, number, number] => [x * 60, y * 60, 30];
+    pngFile(join(dir, 'exact.png'), 4, 4, gradient);
+    // 8x8 sampled at pixels 1,3,5,7: x*30 at those pixels is 30,90,150,210.
+    pngFile(join(dir, 'big.PNG'), 8, 8, (x, y) => [x * 30, y * 30, 30]);
+    jpegFile(join(dir, 'flat.jpg'), 6, 6, () => [200, 100, 50]);
+    const result = await model.score([
+      { name: 'exact.png', localPath: join(dir, 'exact.png') },
+      { name: 'big.PNG', localPath: join(dir, 'big.PNG') },
+      { name: 'flat.jpg', localPath: join(dir, 'flat.jpg') },
+      file('broken.png', 'not a png'),
+      file('table.csv', 'a\n1\n'),
+    ]);
+    expect(result.rows.map((r) => [r[0], r[2]])).toEqual([
+      ['', 'exact.png'],
+      ['', 'big.PNG'],
+      ['', 'flat.jpg'],
+    ]);
+    // Mean of R (60x), G (60y) and B (30) over the pixels: (90 + 90 + 30) / 3, scaled to [0,1].
+    expect(Number(result.rows[0]![1])).toBeCloseTo(70 / 255, 5);
+    // Sampled values 30, 90, 150, 210 in R and G: (120 + 120 + 30) / 3.
+    expect(Number(result.rows[1]![1])).toBeCloseTo(90 / 255, 5);
+    expect(Number(result.rows[2]![1])).toBeCloseTo(350 / 3 / 255, 2);
+    const reasons = reasonsOf(result.failed);
+    expect(reasons['broken.png']).toMatch(/could not decode the image as PNG/);
+    expect(reasons['table.csv']).toMatch(/column "image" is missing/);
+  });
+
+  it('lays out NHWC inputs and writes multi-value outputs as JSON arrays', async () => {
+    const model = await runner(writeNhwcModel(dir));
+    pngFile(join(dir, 'red.png'), 12, 10, () => [255, 0, 51]);
+    const result = await model.score([{ name: 'red.png', localPath: join(dir, 'red.png') }]);
+    expect(result.rows).toEqual([['', '[1,0,0.2]', 'red.png']]);
+  });
+
+  it('refuses images for a model without a single 4-D input', async () => {
+    pngFile(join(dir, 'small.png'), 2, 2, () => [0, 0, 0]);
+    const result = await penguins.score([{ name: 'small.png', localPath: join(dir, 'small.png') }]);
+    expect(result.failed[0]?.reason).toMatch(/images need a model with one 4-D image input; this model has 4 inputs/);
+  });
+});

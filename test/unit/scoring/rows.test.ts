@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
+import type { ScoringItem } from '../../../shared/scoring/types.js';
+
+function items(...names: string[]): ScoringItem[] {
+  return names.map((name, i) => ({ name, localPath: `/work/mb-0/${i}/${name.split('/').pop()}` }));
+}
+
+describe('formatting', () => {
+  it('prints values as Azure ML users expect in a CSV cell', () => {
+    expect(formatValue('a')).toBe('a');
+    expect(formatValue(1.5)).toBe('1.5');
+    expect(formatValue(0.1 + 0.2)).toBe(String(0.1 + 0.2));
+    expect(formatValue(12n)).toBe('12');
+    expect(formatValue(true)).toBe('true');
+    expect(formatValue(null)).toBe('');
+    expect(formatValue(undefined)).toBe('');
+    expect(formatValue(new Date('2024-01-02T03:04:05Z'))).toBe('2024-01-02T03:04:05.000Z');
+    expect(formatValue([1, 'x', 2n])).toBe('[1,"x",2]');
+    expect(formatValue({ a: 1 })).toBe('{"a":1}');
+    expect(formatValue(new Float64Array([1, 2]))).toBe('[1,2]');
+  });
+
+  it('gives float32 values 7 significant digits, so they print the same every time', () => {
+    const x = new Float32Array([0.1, 1 / 3, 123456.789, 1e-8, -2.5])[0] as number;
+    expect(formatFloat32(x)).toBe('0.1');
+    expect(Array.from(new Float32Array([1 / 3, 123456.789, 1e-8, -2.5]), formatFloat32)).toEqual(['0.3333333', '123456.8', '1e-8', '-2.5']);
+    expect(formatFloat32(NaN)).toBe('NaN');
+    expect(formatFloat32(-Infinity)).toBe('-Infinity');
+  });
+
+  it('writes RFC 4180 CSV with \\n line endings and no header', () => {
+    const csv = toCsv([
+      ['plain', 'with,comma', 'with "quote"', 'two\nlines', 'carriage\rreturn', ''],
+      ['1', '2', '3', '4', '5', '6'],
+    ]);
+    expect(csv).toBe('plain,"with,comma","with ""quote""","two\nlines","carriage\rreturn",\n1,2,3,4,5,6\n');
+    expect(toCsv([])).toBe('');
+    expect(toCsv([['a']])).toBe(toCsv([['a']]));
+  });
+});
+
+describe('accounting for what run() returned', () => {
+  it('makes object keys the columns, values in each object key order', () => {
+    const r = scriptResultRows(
+      [
+        { file: 'a.txt', score: 0.5, label: 'x' },
+        { label: 'y', file: 'b.txt', score: 2 },
+      ],
+      items('a.txt', 'b.txt'),
+    );
+    expect(r.columns).toEqual(['file', 'score', 'label']);
+    expect(r.rows).toEqual([
+      ['a.txt', '0.5', 'x'],
+      ['y', 'b.txt', '2'],
+    ]);
+    expect(r.succeeded).toBe(2);
+    expect(r.failed).toEqual([]);
+  });
+
+  it('puts strings and numbers in one prediction column and counts a shortfall without naming files', () => {
+    const r = scriptResultRows(['cat', 3, 4.25], items('a', 'b', 'c', 'd', 'e'));
+    expect(r.columns).toEqual(['prediction']);
+    expect(r.rows).toEqual([['cat'], ['3'], ['4.25']]);
+    expect(r.succeeded).toBe(3);
+    expect(r.failed).toEqual([{ file: null, reason: 'run() returned 3 results for 5 items', count: 2 }]);
+  });
+
+  it('names the failed files when every result says which file it belongs to', () => {
+    const batch = items('2024/a.csv', '2024/b.csv', 'c.csv');
+    // By item name, by local path and by base name.
+    const r = scriptResultRows([{ file_name: '2024/a.csv', y: 1 }, { file_name: batch[2]!.localPath, y: 2 }, { file: 'a.csv', y: 3 }], batch);
+    expect(r.succeeded).toBe(2);
+    expect(r.failed).toEqual([{ file: '2024/b.csv', reason: 'run() returned no result for this file' }]);
+    expect(r.rows).toHaveLength(3);
+  });
+
+  it('falls back to counting when a result names no known file, or a base name is ambiguous', () => {
+    const r = scriptResultRows([{ file_name: 'other.txt' }], items('a.txt', 'b.txt'));
+    expect(r.failed).toEqual([{ file: null, reason: 'run() returned 1 result for 2 items', count: 1 }]);
+    const twins = items('x/same.txt', 'y/same.txt');
+    const ambiguous = scriptResultRows([{ file_name: 'same.txt' }], twins);
+    expect(ambiguous.failed).toEqual([{ file: null, reason: 'run() returned 1 result for 2 items', count: 1 }]);
+  });
+
+  it('fails every file by name when nothing came back', () => {
+    const r = scriptResultRows([], items('a', 'b'));
+    expect(r.rows).toEqual([]);
+    expect(r.succeeded).toBe(0);
+    expect(r.failed).toEqual([
+      { file: 'a', reason: 'run() returned no result for this file' },
+      { file: 'b', reason: 'run() returned no result for this file' },
+    ]);
+  });
+
+  it('never counts more successes than items', () => {
+    const r = scriptResultRows([1, 2, 3], items('a'));
+    expect(r.succeeded).toBe(1);
+    expect(r.failed).toEqual([]);
+    expect(r.rows).toHaveLength(3);
+  });
+});
