@@ -28,7 +28,7 @@ export function typedOrchestration<I, O>(
   handler: (context: df.OrchestrationContext, input: I) => Generator<df.Task, O, unknown>,
 ): TypedOrchestration<I> {
   const registered = df.app.orchestration(name, function* (context: df.OrchestrationContext) {
-    return yield* handler(context, context.df.getInput() as I);
+    return yield* handler(context, context.df.getInput<I>());
   });
   return Object.assign((input: I, instanceId: string) => registered(input, instanceId), { orchestrationName: name });
 }

@@ -10,7 +10,7 @@ import { BatchError } from '../errors.js';
 export type DataUri =
   | { kind: 'datastore'; datastore: string; path: string }
   | { kind: 'blob-url'; account: string; container: string; path: string; url: string }
-  | { kind: 'asset'; name: string; version: string | 'latest' };
+  | { kind: 'asset'; name: string; /** A version number, or `latest`. */ version: string };
 
 const DATASTORE = /^azureml:\/\/datastores\/([^/]+)\/paths\/?(.*)$/i;
 const ASSET_VERSION = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/;

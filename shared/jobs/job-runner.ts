@@ -4,7 +4,8 @@ import type { AppConfig } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
 import { type MiniBatch, chunkCount, itemLabel, toMiniBatches } from '../planning/plan.js';
-import type { Registry } from '../registry/registry.js';
+import type { OutputFolder } from '../outputs/output-writer.js';
+import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import type { FailedItem, ScoreOutcome, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
@@ -102,6 +103,8 @@ export class JobRunner {
   readonly #runtime: ScoringRuntime;
   readonly #now: () => Date;
   readonly #jobs = new Map<string, { job: Job; readAt: number }>();
+  /** Where a job reads and writes, resolved once per job (datastores do not move under a job). */
+  readonly #places = new Map<string, Promise<{ folder: OutputFolder; input: ResolvedData }>>();
 
   constructor(options: {
     config: AppConfig;
@@ -134,6 +137,23 @@ export class JobRunner {
     return job;
   }
 
+  #placesOf(job: Job): Promise<{ folder: OutputFolder; input: ResolvedData }> {
+    let places = this.#places.get(job.spec.id);
+    if (!places) {
+      places = (async () => ({
+        folder: await outputFolderOf(this.#registry, job.spec),
+        input: await this.#registry.resolveData(job.spec.input.uri, 'inputs', job.spec.input.type),
+      }))();
+      places.catch(() => this.#places.delete(job.spec.id));
+      this.#places.set(job.spec.id, places);
+      if (this.#places.size > 256) {
+        const oldest = this.#places.keys().next().value;
+        if (oldest !== undefined) this.#places.delete(oldest);
+      }
+    }
+    return places;
+  }
+
   async prepare(jobId: string): Promise<PreparedJob> {
     const job = await this.#job(jobId);
     const spec = job.spec;
@@ -155,7 +175,7 @@ export class JobRunner {
 
     let batches: MiniBatch[];
     try {
-      const input = await this.#registry.resolveData(spec.input.uri, 'inputs', spec.input.type);
+      const { input } = await this.#placesOf(job);
       const items = await listInput(input, spec.split);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
@@ -172,12 +192,14 @@ export class JobRunner {
       await this.#workArea.writeManifest(jobId, c, batches.slice(c * this.#config.chunkSize, (c + 1) * this.#config.chunkSize));
     }
     const items = batches.reduce((n, b) => n + b.items.length, 0);
-    const folder = await outputFolderOf(this.#registry, spec);
+    const { folder } = await this.#placesOf(job);
     await folder.ensureContainer();
-    await folder.append(
-      LOG_FILE,
-      `${this.#now().toISOString()} INFO job ${jobId}: ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, deployment ${spec.endpoint}/${spec.deployment}, model ${spec.model.name}:${spec.model.version}\n`,
-    );
+    await this.#workArea.stageJournal(jobId, {
+      i: -1,
+      report: '',
+      errors: '',
+      log: `${this.#now().toISOString()} INFO job ${jobId}: ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, deployment ${spec.endpoint}/${spec.deployment}, model ${spec.model.name}:${spec.model.version}\n`,
+    });
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
@@ -198,7 +220,7 @@ export class JobRunner {
     if (job.state.status === 'Canceling' || job.state.status === 'Canceled') {
       return { ...base, status: 'canceled', retryable: false };
     }
-    const folder = await outputFolderOf(this.#registry, spec);
+    const { folder } = await this.#placesOf(job);
     const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}`);
     const started = process.hrtime.bigint();
     let outcome: ScoreOutcome;
@@ -238,7 +260,7 @@ export class JobRunner {
 
   async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<ScoringItem[]> {
     const job = await this.#job(jobId);
-    const input = await this.#registry.resolveData(job.spec.input.uri, 'inputs', job.spec.input.type);
+    const { input } = await this.#placesOf(job);
     const headers = new Map<string, Buffer>();
     const items: ScoringItem[] = [];
     let n = 0;
@@ -266,7 +288,7 @@ export class JobRunner {
   }
 
   async #record(
-    folder: Awaited<ReturnType<typeof outputFolderOf>>,
+    folder: OutputFolder,
     input: MiniBatchInput,
     batch: MiniBatch,
     outcome: ScoreOutcome,
@@ -278,12 +300,13 @@ export class JobRunner {
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
     let result: MiniBatchResult;
+    let errors: string;
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
       if (spec.settings.output_action === 'append_row') await folder.stage(spec.settings.output_file_name, input.index, r.csv);
       for (const produced of r.producedFiles) await folder.uploadFile(produced.name, produced.localPath);
-      await folder.stage(ERRORS_FILE, input.index, errorLines(input.index, r.failed));
+      errors = errorLines(input.index, r.failed);
       result = {
         index: input.index,
         status: 'completed',
@@ -300,7 +323,7 @@ export class JobRunner {
         outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
           ? outcome.error
           : `run() failed: ${outcome.error}`;
-      await folder.stage(ERRORS_FILE, input.index, errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) }))));
+      errors = errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) })));
       result = {
         index: input.index,
         status: outcome.status,
@@ -312,30 +335,25 @@ export class JobRunner {
         error: truncate(outcome.error),
       };
     }
-    await folder.stage(
-      REPORT_FILE,
-      input.index,
-      reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
-    );
-    await folder.append(
-      LOG_FILE,
-      `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s${result.error ? `: ${result.error}` : ''}\n`,
-    );
+    await this.#workArea.stageJournal(input.jobId, {
+      i: input.index,
+      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
+      errors,
+      log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s${result.error ? `: ${result.error}` : ''}\n`,
+    });
     return result;
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
   async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number }> {
-    const job = await this.#job(input.jobId);
     const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
-    const folder = await outputFolderOf(this.#registry, job.spec);
     const reason = truncate(input.error);
-    await folder.stage(ERRORS_FILE, input.index, errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason }))));
-    await folder.stage(
-      REPORT_FILE,
-      input.index,
-      reportRow({ index: input.index, attempt: input.attempt, items: batch.items.length, succeeded: 0, failed: batch.items.length, seconds: 0, status: 'failed', error: reason }),
-    );
+    await this.#workArea.stageJournal(input.jobId, {
+      i: input.index,
+      report: reportRow({ index: input.index, attempt: input.attempt, items: batch.items.length, succeeded: 0, failed: batch.items.length, seconds: 0, status: 'failed', error: reason }),
+      errors: errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason }))),
+      log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
+    });
     return { items: batch.items.length };
   }
 
@@ -358,8 +376,10 @@ export class JobRunner {
     if (spec.settings.output_action === 'append_row') {
       await folder.commit(spec.settings.output_file_name, { contentType: 'text/csv; charset=utf-8' });
     }
-    await folder.commit(REPORT_FILE, { header: REPORT_HEADER, contentType: 'text/csv; charset=utf-8' });
-    await folder.commit(ERRORS_FILE, { contentType: 'application/x-ndjson' });
+    const journal = await this.#workArea.readJournal(input.jobId);
+    const entries = journal.filter((e) => e.i >= 0);
+    await folder.upload(REPORT_FILE, REPORT_HEADER + entries.map((e) => e.report).join(''), 'text/csv; charset=utf-8');
+    await folder.upload(ERRORS_FILE, entries.map((e) => e.errors).join(''), 'application/x-ndjson');
 
     const counts: JobCounts = {
       mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, job.state.counts.mini_batches.total) },
@@ -401,9 +421,10 @@ export class JobRunner {
       completed_at: completedAt,
     };
     await folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json');
-    await folder.append(
+    await folder.upload(
       LOG_FILE,
-      `${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+      `${journal.map((e) => e.log).join('')}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+      'text/plain; charset=utf-8',
     );
     await this.#runtime.release(spec.id).catch(() => undefined);
     await removeQuietly(join(this.#config.cacheDir, 'code', spec.id));
@@ -411,6 +432,7 @@ export class JobRunner {
     await removeQuietly(join(this.#config.cacheDir, 'work', spec.id));
     await this.#workArea.clear(spec.id).catch(() => undefined);
     this.#jobs.delete(spec.id);
+    this.#places.delete(spec.id);
     return { status };
   }
 }

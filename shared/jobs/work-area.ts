@@ -1,8 +1,19 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
+import { OutputFolder } from '../outputs/output-writer.js';
 import { chunkOf, type MiniBatch } from '../planning/plan.js';
 import { isNotFound, storageAccount } from '../storage/clients.js';
+
+const JOURNAL = 'journal.jsonl';
+
+/** One mini-batch's share of processed_mini_batches.csv, errors.jsonl and the job log. */
+export interface JournalEntry {
+  i: number;
+  report: string;
+  errors: string;
+  log: string;
+}
 
 /**
  * The job's working area in the app's own storage: the mini-batch manifest, one JSONL blob per
@@ -65,6 +76,28 @@ export class JobWorkArea {
     const found = batches.find((b) => b.index === index);
     if (!found) throw new BatchError('internal', `Mini-batch ${index} is not in the manifest of job ${jobId}.`, { retryable: false });
     return found;
+  }
+
+  /**
+   * Records what one mini-batch contributes to the small report files (its report row, error lines
+   * and log lines) as one block of the job's journal: one storage call per mini-batch instead of
+   * three. A retry replaces its block. Index -1 is the job's own preamble.
+   */
+  async stageJournal(jobId: string, entry: JournalEntry): Promise<void> {
+    const folder = new OutputFolder(await this.#ready(), `${jobId}/`);
+    await folder.stage(JOURNAL, entry.i, `${JSON.stringify(entry)}\n`);
+  }
+
+  /** Commits and reads the journal, in mini-batch order. Safe to repeat. */
+  async readJournal(jobId: string): Promise<JournalEntry[]> {
+    const container = await this.#ready();
+    const folder = new OutputFolder(container, `${jobId}/`);
+    await folder.commit(JOURNAL);
+    const text = (await container.getBlobClient(folder.blobName(JOURNAL)).downloadToBuffer()).toString('utf8');
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as JournalEntry);
   }
 
   /** Deletes the job's working files (its outputs live elsewhere). */

@@ -3,7 +3,6 @@ import { BatchError } from '../errors.js';
 import { isNotFound } from '../storage/clients.js';
 
 const BLOCK = /^b-(\d{12})$/;
-const MAX_APPEND = 4 * 1024 * 1024;
 
 /** A block id per mini-batch index; -1 is the header. Equal length for every id, as Blob storage requires. */
 export function blockId(index: number): string {
@@ -109,22 +108,6 @@ export class OutputFolder {
       await this.container.getBlockBlobClient(this.blobName(file)).uploadFile(localPath);
     } catch (err) {
       throw storageError(`uploading ${file}`, err);
-    }
-  }
-
-  /** Appends text to an append blob (the job log), creating it on first use. */
-  async append(file: string, text: string): Promise<void> {
-    if (text === '') return;
-    const blob = this.container.getAppendBlobClient(this.blobName(file));
-    try {
-      await blob.createIfNotExists({ blobHTTPHeaders: { blobContentType: 'text/plain; charset=utf-8' } });
-      const body = Buffer.from(text, 'utf8');
-      for (let at = 0; at < body.length; at += MAX_APPEND) {
-        const part = body.subarray(at, Math.min(at + MAX_APPEND, body.length));
-        await blob.appendBlock(part, part.length);
-      }
-    } catch (err) {
-      throw storageError(`appending to ${file}`, err);
     }
   }
 }

@@ -4,7 +4,7 @@ import { apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '
 import { PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: (() => Promise<unknown> | void)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -38,7 +38,7 @@ async function referencePredictions(rows: number[][]): Promise<string[]> {
   return [...(out['label']?.data as string[])];
 }
 
-async function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<any> {
+async function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
   const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
   if (res.status !== 202) throw new Error(`invoke ${endpoint}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
@@ -111,7 +111,7 @@ describe('batch endpoints over HTTP on fnhost', () => {
     const predictions = await output(job.id, 'predictions.csv');
     const expected: string[] = [];
     for (const [file, rows] of [...Object.entries(fileRows), ['c.jsonl', jsonlRows] as const]) {
-      const labels = await referencePredictions(rows as number[][]);
+      const labels = await referencePredictions(rows);
       labels.forEach((label, i) => expected.push(`${i},${label},${file}`));
     }
     expect(predictions.text.trim().split('\n')).toEqual(expected);
@@ -310,7 +310,7 @@ describe('batch endpoints over HTTP on fnhost', () => {
     const endpoint = uniqueName('bad');
     const input = await textFiles(`data/${endpoint}/`, ['b.txt']);
     await customDeployment(endpoint, 'lines', 'count-lines.js');
-    const problem = async (method: string, path: string, body: unknown, status: number, field?: string): Promise<any> => {
+    const problem = async (method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> => {
       const res = await api.call(method, path, body);
       expect(res.status, `${method} ${path}`).toBe(status);
       expect(res.headers.get('content-type')).toContain('application/problem+json');

@@ -8,7 +8,7 @@ import { waitFor } from '../support/wait.js';
 
 const N = 300;
 
-const cleanups: (() => Promise<void> | void)[] = [];
+const cleanups: (() => Promise<unknown> | void)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });

@@ -53,12 +53,6 @@ describe('output folder (Azurite)', () => {
     expect((await container.getBlobClient('jobs/out2/errors.jsonl').downloadToBuffer()).length).toBe(0);
   });
 
-  it('appends log lines', async () => {
-    const folder = new OutputFolder(container, 'jobs/out3/');
-    await folder.append('logs/job.log', 'one\n');
-    await folder.append('logs/job.log', 'two\n');
-    expect((await container.getBlobClient('jobs/out3/logs/job.log').downloadToBuffer()).toString()).toBe('one\ntwo\n');
-  });
 });
 
 describe('input listing and row splitting (Azurite)', () => {

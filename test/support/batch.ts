@@ -10,8 +10,12 @@ export const PENGUIN_MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.on
 
 export const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
 
+/** JSON read from a response; tests assert on its shape. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
 export interface Api {
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: Json; headers: Headers }>;
 }
 
 /** A client of the product API on a test host, with the host's master key. */
@@ -58,7 +62,7 @@ export function fixtureScript(name: string): string {
 export const TERMINAL = ['Completed', 'Failed', 'Canceled'];
 
 /** Polls a job until it ends. */
-export async function waitForJob(api: Api, id: string, timeoutMs = 90_000): Promise<any> {
+export async function waitForJob(api: Api, id: string, timeoutMs = 90_000): Promise<Json> {
   return waitFor(
     async () => {
       const { body } = await api.call('GET', `jobs/${id}`);

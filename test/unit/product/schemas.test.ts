@@ -84,3 +84,10 @@ describe('problem details', () => {
     expect(toProblem(new Error('secret internals'))).toMatchObject({ status: 500, detail: 'An unexpected error occurred. It has been logged.' });
   });
 });
+
+describe('problem details extensions', () => {
+  it('never let details replace the standard members', () => {
+    const problem = toProblem(new BatchError('conflict', 'busy', { details: { status: 'Canceled', code: 'x', job_status: 'Canceled' } }));
+    expect(problem).toMatchObject({ status: 409, code: 'conflict', job_status: 'Canceled' });
+  });
+});

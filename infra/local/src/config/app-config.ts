@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { FnHostError } from '../errors.js';
@@ -85,6 +86,10 @@ export interface HostSettings {
     maxDequeueCount: number;
     newBatchThreshold: number;
   };
+  blobs: {
+    /** Blobs one blob-triggered function processes at once. */
+    maxDegreeOfParallelism: number;
+  };
 }
 
 export interface AppConfig {
@@ -126,7 +131,8 @@ function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
 
 function hostSettingsFrom(hostJson: z.infer<typeof hostJsonSchema>): HostSettings {
   const ext = hostJson.extensions ?? {};
-  const cores = 2;
+  // The host scales these defaults by the processor count.
+  const cores = availableParallelism();
   const queues = ext.queues ?? {};
   const batchSize = queues.batchSize ?? 16;
   return {
@@ -140,14 +146,16 @@ function hostSettingsFrom(hostJson: z.infer<typeof hostJsonSchema>): HostSetting
       maxConcurrentEntityFunctions: ext.durableTask?.maxConcurrentEntityFunctions ?? 10 * cores,
     },
     queues: {
+      // The storage extension lowers its one-minute default to two seconds in development.
       maxPollingIntervalMs:
         queues.maxPollingInterval === undefined ? 2000 : parseTimeSpan(queues.maxPollingInterval, 'maxPollingInterval'),
       visibilityTimeoutMs:
         queues.visibilityTimeout === undefined ? 0 : parseTimeSpan(queues.visibilityTimeout, 'visibilityTimeout'),
       batchSize,
       maxDequeueCount: queues.maxDequeueCount ?? 5,
-      newBatchThreshold: queues.newBatchThreshold ?? Math.floor(batchSize / 2),
+      newBatchThreshold: queues.newBatchThreshold ?? Math.floor(batchSize / 2) * cores,
     },
+    blobs: { maxDegreeOfParallelism: ext.blobs?.maxDegreeOfParallelism ?? 8 * cores },
   };
 }
 
