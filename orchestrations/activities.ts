@@ -19,11 +19,11 @@ export const prepareJob = typedActivity<{ jobId: string }, PreparedJob>('prepare
 
 export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('scoreMiniBatch', (input) => services().runner.scoreMiniBatch(input));
 
-export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number }>('recordMiniBatchFailure', (input) =>
+export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>('recordMiniBatchFailure', (input) =>
   services().runner.recordFailure(input),
 );
 
-export const recordProgress = typedActivity<{ jobId: string; counts: JobCounts }, null>('recordProgress', async (input) => {
+export const recordProgress = typedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>('recordProgress', async (input) => {
   await services().runner.progress(input);
   return null;
 });

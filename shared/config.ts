@@ -20,8 +20,8 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{0,19}$|^$/, 'must be letters and digits, starting with a letter')
     .default(''),
-  /** Mini-batches per sub-orchestration; bounds each orchestration's history. */
-  BATCH_CHUNK_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
+  /** The most mini-batches in one chunk (sub-orchestration); bounds each orchestration's history. */
+  BATCH_CHUNK_SIZE: z.coerce.number().int().min(1).max(5000).default(200),
   /** How often (orchestration time) running jobs write their counts to the job table. */
   BATCH_PROGRESS_INTERVAL_SECONDS: z.coerce.number().min(0).default(2),
 });
@@ -33,7 +33,8 @@ export interface AppConfig {
   /** Local folder for downloaded models, code and inputs. */
   cacheDir: string;
   tablePrefix: string;
-  chunkSize: number;
+  /** The most mini-batches in one chunk; jobs cut theirs evenly across lanes (see chunkLayout). */
+  maxChunkSize: number;
   progressIntervalSeconds: number;
 }
 
@@ -54,7 +55,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     apiAuthLevel: e.BATCH_API_AUTH_LEVEL,
     cacheDir: e.BATCH_CACHE_DIR ?? join(tmpdir(), 'batch-endpoints'),
     tablePrefix: e.BATCH_TABLE_PREFIX,
-    chunkSize: e.BATCH_CHUNK_SIZE,
+    maxChunkSize: e.BATCH_CHUNK_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
   };
   if (env === process.env) cached = config;

@@ -1,25 +1,23 @@
 import type * as df from 'durable-functions';
-import type { MiniBatchResult } from '../../shared/jobs/job-runner.js';
-import { addCounts } from '../../shared/jobs/job-runner.js';
+import type { MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runner.js';
 import { exceedsThreshold } from '../../shared/jobs/settings.js';
-import { type JobCounts, emptyCounts } from '../../shared/jobs/types.js';
+import { type JobCounts, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import type { TypedActivity } from './typed-durable.js';
 
 export interface ChunkInput {
   jobId: string;
   chunk: number;
+  /** The lane running this chunk, for progress reports. */
+  lane: number;
   chunkSize: number;
   /** Mini-batch indexes [start, end). */
   start: number;
   end: number;
-  parallelism: number;
   maxRetries: number;
   errorThreshold: number;
-  /** Failed items of earlier chunks, for the job-wide error threshold. */
-  failedItemsBefore: number;
   progressIntervalSeconds: number;
-  /** The job's counts before this chunk, so progress reports are job-wide. */
-  base: JobCounts;
+  /** The lane's counts from its earlier chunks, so progress reports are lane-wide. */
+  laneBase: JobCounts;
 }
 
 export interface ChunkResult {
@@ -30,9 +28,9 @@ export interface ChunkResult {
 }
 
 export interface ChunkActivities {
-  scoreMiniBatch: TypedActivity<{ jobId: string; chunkSize: number; index: number; attempt: number }, MiniBatchResult>;
-  recordMiniBatchFailure: TypedActivity<{ jobId: string; chunkSize: number; index: number; attempt: number; error: string }, { items: number }>;
-  recordProgress: TypedActivity<{ jobId: string; counts: JobCounts }, null>;
+  scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
+  recordMiniBatchFailure: TypedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>;
+  recordProgress: TypedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>;
 }
 
 interface FailureDetailsLike {
@@ -52,97 +50,68 @@ function messageOf(error: unknown): string {
 }
 
 /**
- * Runs a bounded range of mini-batches (one sub-orchestration per chunk keeps every history small):
- * waves of `parallelism` scoring activities, retries of retryable failures up to max_retries,
- * failed items counted against the error threshold as results arrive, and cancellation.
+ * Runs a bounded range of mini-batches one at a time (one sub-orchestration per chunk keeps every
+ * history small; lanes run chunks side by side): retries of retryable failures up to max_retries,
+ * failed items checked against the job-wide error threshold as each mini-batch ends, cancellation
+ * and progress reports.
  *
- * Each wave waits on a new Task.all plus a new "cancel" event; tasks are never yielded twice inside
- * a new Task.any/Task.all, which the Durable extension in Azure mishandles for JavaScript.
+ * Each wait is a new Task.any of a new activity and a new "cancel" waiter: no task is ever put into
+ * a second Task.any/Task.all, which the Durable extension in Azure mishandles for JavaScript
+ * (azure-functions-durable-js#574). The newest waiter receives a raised event.
  */
 export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput, activities: ChunkActivities): Generator<df.Task, ChunkResult, unknown> {
   const counts = emptyCounts();
-  const attempts = new Map<number, number>();
-  const queue: number[] = [];
-  for (let i = input.start; i < input.end; i++) queue.push(i);
   let canceled = false;
   let thresholdExceeded = false;
   let columns: string[] | undefined;
   let lastProgress = context.df.currentUtcDateTime.getTime();
+  const call = { jobId: input.jobId, chunkSize: input.chunkSize, maxRetries: input.maxRetries };
 
-  while (queue.length > 0) {
-    const wave = queue.splice(0, input.parallelism);
-    const tasks = wave.map((index) => {
-      const attempt = (attempts.get(index) ?? 0) + 1;
-      attempts.set(index, attempt);
-      return activities.scoreMiniBatch({ jobId: input.jobId, chunkSize: input.chunkSize, index, attempt });
-    });
-    const all = context.df.Task.all(tasks);
-    const cancel = context.df.waitForExternalEvent('cancel');
-    const winner = yield context.df.Task.any([all, cancel]);
-    if (winner === cancel) {
-      canceled = true;
-      break;
-    }
-    if (all.isFaulted) {
-      // Task.all stops at the first failure; let the rest of the wave finish before deciding.
-      for (const task of tasks) {
-        if (!task.isCompleted && !task.isFaulted) {
-          try {
-            yield task;
-          } catch {
-            // read below from the task itself
-          }
-        }
+  for (let index = input.start; index < input.end && !canceled && !thresholdExceeded; index++) {
+    for (let attempt = 1; ; attempt++) {
+      const task = activities.scoreMiniBatch({ ...call, index, attempt });
+      const cancel = context.df.waitForExternalEvent('cancel');
+      const winner = yield context.df.Task.any([task, cancel]);
+      if (winner === cancel) {
+        canceled = true;
+        break;
       }
-    }
-    const retry: number[] = [];
-    for (let k = 0; k < tasks.length; k++) {
-      const task = tasks[k] as df.Task;
-      const index = wave[k] as number;
-      const attempt = attempts.get(index) ?? 1;
       const mayRetry = attempt <= input.maxRetries;
       if (task.isFaulted) {
         if (retryableFailure(task.result) && mayRetry) {
-          retry.push(index);
           counts.mini_batches.retried++;
-        } else {
-          const recorded = (yield activities.recordMiniBatchFailure({
-            jobId: input.jobId,
-            chunkSize: input.chunkSize,
-            index,
-            attempt,
-            error: messageOf(task.result),
-          })) as { items: number };
-          counts.mini_batches.failed++;
-          counts.items.failed += recorded.items;
+          continue;
         }
-        continue;
+        const recorded = (yield activities.recordMiniBatchFailure({ ...call, index, attempt, error: messageOf(task.result) })) as { items: number; jobFailures: number };
+        counts.mini_batches.failed++;
+        counts.items.failed += recorded.items;
+        thresholdExceeded = exceedsThreshold(recorded.jobFailures, input.errorThreshold);
+        break;
       }
       const result = activities.scoreMiniBatch.resultOf(task);
       if (result.status === 'canceled') {
         canceled = true;
+      } else if (result.status === 'skipped') {
+        thresholdExceeded = true;
       } else if (result.status === 'completed') {
         counts.mini_batches.succeeded++;
         counts.items.succeeded += result.succeeded;
         counts.items.failed += result.failed;
         columns ??= result.columns;
+        thresholdExceeded = exceedsThreshold(result.jobFailures, input.errorThreshold);
       } else if (result.retryable && mayRetry) {
-        retry.push(index);
         counts.mini_batches.retried++;
+        continue;
       } else {
         counts.mini_batches.failed++;
         counts.items.failed += result.failed;
+        thresholdExceeded = exceedsThreshold(result.jobFailures, input.errorThreshold);
       }
-    }
-    queue.unshift(...retry);
-    if (canceled) break;
-    if (exceedsThreshold(input.failedItemsBefore + counts.items.failed, input.errorThreshold)) {
-      thresholdExceeded = true;
       break;
     }
     const now = context.df.currentUtcDateTime.getTime();
-    if (queue.length > 0 && now - lastProgress >= input.progressIntervalSeconds * 1000) {
-      yield activities.recordProgress({ jobId: input.jobId, counts: addCounts(input.base, counts) });
+    if (!canceled && index + 1 < input.end && now - lastProgress >= input.progressIntervalSeconds * 1000) {
+      yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) });
       lastProgress = now;
     }
   }

@@ -1,15 +1,14 @@
 import * as df from 'durable-functions';
-import { addCounts, type FinalizeInput, type PreparedJob } from '../../shared/jobs/job-runner.js';
-import { chunkInstanceId } from '../../shared/jobs/jobs-service.js';
-import { chunkRange } from '../../shared/planning/plan.js';
-import { type JobCounts, type JobError, emptyCounts } from '../../shared/jobs/types.js';
-import type { ChunkInput, ChunkResult } from './batch-chunk.js';
+import type { FinalizeInput, PreparedJob } from '../../shared/jobs/job-runner.js';
+import { laneInstanceId } from '../../shared/jobs/jobs-service.js';
+import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
+import type { LaneInput, LaneResult } from './batch-lane.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface BatchJobActivities {
   prepareJob: TypedActivity<{ jobId: string }, PreparedJob>;
   finalizeJob: TypedActivity<FinalizeInput, { status: string }>;
-  batchChunk: TypedOrchestration<ChunkInput>;
+  batchLane: TypedOrchestration<LaneInput>;
 }
 
 export interface BatchJobResult {
@@ -27,8 +26,9 @@ function describe(err: unknown): string {
 
 /**
  * One batch job: prepare the plan (list the input, split it into mini-batches, write the manifest),
- * run the chunks one after another, each a bounded sub-orchestration, then finalize (commit outputs
- * in mini-batch order, write the summary, end the job). Only ids and counts pass through here.
+ * run it in lanes side by side (each a sub-orchestration running its share of the chunks), then
+ * finalize (commit outputs in mini-batch order, write the summary, end the job). Only ids and
+ * counts pass through here.
  */
 export function* batchJob(context: df.OrchestrationContext, input: { jobId: string }, steps: BatchJobActivities): Generator<df.Task, BatchJobResult, unknown> {
   const { jobId } = input;
@@ -44,38 +44,35 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
     } else {
       counts.mini_batches.total = plan.miniBatches;
       counts.items.total = plan.items;
-      for (let chunk = 0; chunk < plan.chunks; chunk++) {
-        const range = chunkRange(chunk, plan.chunkSize, plan.miniBatches);
-        const result = (yield steps.batchChunk(
+      const lanes = Array.from({ length: plan.lanes }, (_, lane) =>
+        steps.batchLane(
           {
             jobId,
-            chunk,
+            lane,
+            lanes: plan.lanes,
+            chunks: plan.chunks,
             chunkSize: plan.chunkSize,
-            start: range.start,
-            end: range.end,
-            parallelism: plan.parallelism,
+            miniBatches: plan.miniBatches,
             maxRetries: plan.maxRetries,
             errorThreshold: plan.errorThreshold,
-            failedItemsBefore: counts.items.failed,
             progressIntervalSeconds: plan.progressIntervalSeconds,
-            base: counts,
           },
-          chunkInstanceId(jobId, chunk),
-        )) as ChunkResult;
+          laneInstanceId(jobId, lane),
+        ),
+      );
+      const results = (yield context.df.Task.all(lanes)) as LaneResult[];
+      for (const result of results) {
         counts = addCounts(counts, result.counts);
         columns ??= result.columns;
-        if (result.canceled) {
-          outcome = 'Canceled';
-          break;
-        }
-        if (result.thresholdExceeded) {
-          outcome = 'Failed';
-          error = {
-            code: 'error_threshold_exceeded',
-            message: `${counts.items.failed} item(s) failed, more than the error_threshold of ${plan.errorThreshold}; no further mini-batches were scheduled.`,
-          };
-          break;
-        }
+      }
+      if (results.some((r) => r.canceled)) {
+        outcome = 'Canceled';
+      } else if (results.some((r) => r.thresholdExceeded)) {
+        outcome = 'Failed';
+        error = {
+          code: 'error_threshold_exceeded',
+          message: `${counts.items.failed} item(s) failed, more than the error_threshold of ${plan.errorThreshold}; no further mini-batches were scheduled.`,
+        };
       }
     }
   } catch (err) {

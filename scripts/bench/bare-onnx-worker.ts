@@ -21,7 +21,10 @@ const session = await ort.InferenceSession.create(task.model);
 let rows = 0;
 let out = 0;
 for (const blob of task.blobs) {
-  const text = (await container.getBlobClient(blob).downloadToBuffer()).toString('utf8');
+  // One GET per file (downloadToBuffer without a count makes a HEAD first).
+  const chunks: Buffer[] = [];
+  for await (const chunk of (await container.getBlobClient(blob).download()).readableStreamBody ?? []) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
   const records = parse(text, { columns: true, skip_empty_lines: true }) as Record<string, string>[];
   const feeds: Record<string, ort.Tensor> = {};
   for (const name of task.features) {

@@ -1,17 +1,19 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import type { AppConfig } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
-import { type MiniBatch, chunkCount, itemLabel, toMiniBatches } from '../planning/plan.js';
+import { type MiniBatch, type PlanItem, chunkLayout, itemLabel, toMiniBatches } from '../planning/plan.js';
 import type { OutputFolder } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import type { FailedItem, ScoreOutcome, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
-import { downloadBlob, localCode, localModel, removeQuietly } from './local-files.js';
-import { parallelismOf } from './settings.js';
+import { cleanWorkDir, downloadBlob, localCode, localModel, removeQuietly } from './local-files.js';
+import { PromiseCache } from '../promise-cache.js';
+import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
 import { ERRORS_FILE, type Job, type JobCounts, type JobError, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
 
@@ -22,7 +24,10 @@ export interface PreparedJob {
   items: number;
   chunks: number;
   chunkSize: number;
+  /** Mini-batches in flight: instance_count × max_concurrency_per_instance. */
   parallelism: number;
+  /** Sub-orchestrations running chunks side by side, one mini-batch at a time each (≤ parallelism). */
+  lanes: number;
   maxRetries: number;
   errorThreshold: number;
   progressIntervalSeconds: number;
@@ -34,12 +39,15 @@ export interface MiniBatchInput {
   chunkSize: number;
   index: number;
   attempt: number;
+  /** retry_settings.max_retries: an attempt past it is the last, so its failed items count. */
+  maxRetries: number;
 }
 
 /** The outcome of one attempt at a mini-batch. */
 export interface MiniBatchResult {
   index: number;
-  status: 'completed' | 'failed' | 'timeout' | 'canceled';
+  /** `skipped`: not run, because the job's failures already exceed the error threshold. */
+  status: 'completed' | 'failed' | 'timeout' | 'canceled' | 'skipped';
   items: number;
   succeeded: number;
   failed: number;
@@ -48,6 +56,8 @@ export interface MiniBatchResult {
   seconds: number;
   error?: string | undefined;
   columns?: string[] | undefined;
+  /** The job's items failed for good so far, this mini-batch included (for the error threshold). */
+  jobFailures: number;
 }
 
 export interface FinalizeInput {
@@ -57,6 +67,20 @@ export interface FinalizeInput {
   error?: JobError | undefined;
   columns?: string[] | undefined;
 }
+
+/** Where a job reads and writes, resolved once per job (datastores do not move under a job). */
+interface Places {
+  folder: OutputFolder;
+  input: ResolvedData;
+}
+
+interface ScorerFiles {
+  model: { modelDir: string; modelFile: string | undefined };
+  scriptPath: string | undefined;
+}
+
+/** Manifest blobs written at once while preparing a job. */
+const MANIFEST_WRITES = 8;
 
 const REPORT_HEADER = 'mini_batch_id,attempts,items,succeeded,failed,seconds,status,error\n';
 const MAX_ERROR = 1000;
@@ -73,22 +97,6 @@ function errorLines(index: number, failed: FailedItem[]): string {
   return failed.map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`).join('');
 }
 
-/** Sums two sets of counts (totals are the larger of the two: they are the plan's, not summed). */
-export function addCounts(a: JobCounts, b: JobCounts): JobCounts {
-  return {
-    mini_batches: {
-      total: Math.max(a.mini_batches.total, b.mini_batches.total),
-      succeeded: a.mini_batches.succeeded + b.mini_batches.succeeded,
-      failed: a.mini_batches.failed + b.mini_batches.failed,
-      retried: a.mini_batches.retried + b.mini_batches.retried,
-    },
-    items: {
-      total: Math.max(a.items.total, b.items.total),
-      succeeded: a.items.succeeded + b.items.succeeded,
-      failed: a.items.failed + b.items.failed,
-    },
-  };
-}
 
 /**
  * The work behind the job orchestration's activities: preparing the plan, scoring one mini-batch
@@ -102,9 +110,9 @@ export class JobRunner {
   readonly #workArea: JobWorkArea;
   readonly #runtime: ScoringRuntime;
   readonly #now: () => Date;
-  readonly #jobs = new Map<string, { job: Job; readAt: number }>();
-  /** Where a job reads and writes, resolved once per job (datastores do not move under a job). */
-  readonly #places = new Map<string, Promise<{ folder: OutputFolder; input: ResolvedData }>>();
+  readonly #jobs = new Map<string, { job: Promise<Job>; readAt: number }>();
+  readonly #places = new PromiseCache<Places>({ max: 256 });
+  readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
 
   constructor(options: {
     config: AppConfig;
@@ -122,14 +130,24 @@ export class JobRunner {
     this.#now = options.now ?? (() => new Date());
   }
 
-  /** The job, re-read at most once a second: mini-batches check for cancellation this way. */
-  async #job(jobId: string): Promise<Job> {
+  /**
+   * The job, re-read at most once a second: mini-batches check for cancellation this way. Concurrent
+   * mini-batches of a job share one read.
+   */
+  #job(jobId: string): Promise<Job> {
     const cached = this.#jobs.get(jobId);
-    const now = Date.now();
+    const now = this.#now().getTime();
     if (cached && now - cached.readAt < 1000) return cached.job;
-    const job = await this.#store.get(jobId);
-    if (!job) throw new BatchError('not_found', `Job '${jobId}' does not exist.`, { retryable: false });
-    this.#jobs.set(jobId, { job, readAt: now });
+    const job = this.#store.get(jobId).then((found) => {
+      if (!found) throw new BatchError('not_found', `Job '${jobId}' does not exist.`, { retryable: false });
+      return found;
+    });
+    const entry = { job, readAt: now };
+    this.#jobs.set(jobId, entry);
+    // A failed read is not remembered.
+    job.catch(() => {
+      if (this.#jobs.get(jobId) === entry) this.#jobs.delete(jobId);
+    });
     if (this.#jobs.size > 256) {
       const oldest = this.#jobs.keys().next().value;
       if (oldest !== undefined) this.#jobs.delete(oldest);
@@ -137,21 +155,22 @@ export class JobRunner {
     return job;
   }
 
-  #placesOf(job: Job): Promise<{ folder: OutputFolder; input: ResolvedData }> {
-    let places = this.#places.get(job.spec.id);
-    if (!places) {
-      places = (async () => ({
-        folder: await outputFolderOf(this.#registry, job.spec),
-        input: await this.#registry.resolveData(job.spec.input.uri, 'inputs', job.spec.input.type),
-      }))();
-      places.catch(() => this.#places.delete(job.spec.id));
-      this.#places.set(job.spec.id, places);
-      if (this.#places.size > 256) {
-        const oldest = this.#places.keys().next().value;
-        if (oldest !== undefined) this.#places.delete(oldest);
-      }
-    }
-    return places;
+  /** The model and scoring script on this machine, fetched once per job. */
+  #scorerFiles(job: Job): Promise<ScorerFiles> {
+    const spec = job.spec;
+    return this.#scorers.get(spec.id, async () => ({
+      model: await localModel(this.#registry, spec.model, this.#config.cacheDir),
+      scriptPath: spec.code_configuration
+        ? join(await localCode(this.#registry, spec.code_configuration.code, spec.id, this.#config.cacheDir), ...spec.code_configuration.scoring_script.split('/'))
+        : undefined,
+    }));
+  }
+
+  #placesOf(job: Job): Promise<Places> {
+    return this.#places.get(job.spec.id, async () => ({
+      folder: await outputFolderOf(this.#registry, job.spec),
+      input: await this.#registry.resolveData(job.spec.input.uri, 'inputs', job.spec.input.type),
+    }));
   }
 
   async prepare(jobId: string): Promise<PreparedJob> {
@@ -162,8 +181,9 @@ export class JobRunner {
       miniBatches: 0,
       items: 0,
       chunks: 0,
-      chunkSize: this.#config.chunkSize,
+      chunkSize: this.#config.maxChunkSize,
       parallelism: parallelismOf(spec.settings, spec.resources.instance_count),
+      lanes: 0,
       maxRetries: spec.settings.retry_settings.max_retries,
       errorThreshold: spec.settings.error_threshold,
       progressIntervalSeconds: this.#config.progressIntervalSeconds,
@@ -187,9 +207,10 @@ export class JobRunner {
       }
       throw err;
     }
-    const chunks = chunkCount(batches.length, this.#config.chunkSize);
-    for (let c = 0; c < chunks; c++) {
-      await this.#workArea.writeManifest(jobId, c, batches.slice(c * this.#config.chunkSize, (c + 1) * this.#config.chunkSize));
+    const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, this.#config.maxChunkSize);
+    for (let c = 0; c < chunks; c += MANIFEST_WRITES) {
+      const group = Array.from({ length: Math.min(MANIFEST_WRITES, chunks - c) }, (_, k) => c + k);
+      await Promise.all(group.map((chunk) => this.#workArea.writeManifest(jobId, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize))));
     }
     const items = batches.reduce((n, b) => n + b.items.length, 0);
     const { folder } = await this.#placesOf(job);
@@ -205,10 +226,11 @@ export class JobRunner {
     counts.items.total = items;
     const state = await this.#store.update(jobId, (s) => {
       if (isTerminalJob(s.status)) return undefined;
-      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks };
+      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0 };
     });
-    if (state?.status === 'Canceling') return { ...base, status: 'canceled', miniBatches: batches.length, items, chunks };
-    return { ...base, miniBatches: batches.length, items, chunks };
+    const plan = { ...base, miniBatches: batches.length, items, chunks, chunkSize, lanes };
+    if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
+    return plan;
   }
 
   /** Scores one mini-batch and stages its outputs. Scorer problems are results, not exceptions. */
@@ -216,20 +238,26 @@ export class JobRunner {
     const job = await this.#job(input.jobId);
     const spec = job.spec;
     const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
-    const base = { index: input.index, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0 };
+    const base = { index: input.index, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: job.state.failures ?? 0 };
     if (job.state.status === 'Canceling' || job.state.status === 'Canceled') {
       return { ...base, status: 'canceled', retryable: false };
+    }
+    // Another lane may have taken the job over its error threshold since this lane last heard.
+    if (exceedsThreshold(base.jobFailures, spec.settings.error_threshold)) {
+      return { ...base, status: 'skipped', retryable: false };
     }
     const { folder } = await this.#placesOf(job);
     const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}`);
     const started = process.hrtime.bigint();
+    const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    const phases = { download: 0, scoring: 0 };
+    let downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
-      const model = await localModel(this.#registry, spec.model, this.#config.cacheDir);
-      const scriptPath = spec.code_configuration
-        ? join(await localCode(this.#registry, spec.code_configuration.code, input.jobId, this.#config.cacheDir), ...spec.code_configuration.scoring_script.split('/'))
-        : undefined;
+      const { model, scriptPath } = await this.#scorerFiles(job);
       const items = await this.#download(input.jobId, batch, workDir);
+      downloaded = items.map((i) => i.localPath);
+      phases.download = elapsed();
       outcome = await this.#runtime.score(
         {
           key: input.jobId,
@@ -244,38 +272,50 @@ export class JobRunner {
         },
         { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 },
       );
+      phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
       if (err instanceof BatchError && !err.retryable) {
         outcome = { status: 'failed', error: err.message, retryable: false, logs: [], seconds: 0 };
       } else {
-        await removeQuietly(workDir);
+        await cleanWorkDir(workDir, downloaded);
         throw err;
       }
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    await removeQuietly(workDir);
-    return this.#record(folder, input, batch, outcome, seconds);
+    const seconds = elapsed();
+    await cleanWorkDir(workDir, downloaded);
+    return this.#record(folder, input, batch, outcome, { seconds, ...phases });
   }
 
   async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<ScoringItem[]> {
     const job = await this.#job(jobId);
     const { input } = await this.#placesOf(job);
-    const headers = new Map<string, Buffer>();
+    const headers = new Map<string, Promise<Buffer>>();
     const items: ScoringItem[] = [];
-    let n = 0;
-    const work = batch.items.map(async (item) => {
-      // One folder per item keeps file names as they are (scripts often use the base name).
-      const local = join(workDir, String(n++), item.name.split('/').pop() ?? 'item');
+    // Files keep their base names (scripts often use them); only names that occur more than once
+    // in the mini-batch (row ranges of one file, same name in two folders) get a folder each.
+    const baseOf = (item: PlanItem): string => item.name.split('/').pop() || 'item';
+    const seen = new Map<string, number>();
+    for (const item of batch.items) seen.set(baseOf(item), (seen.get(baseOf(item)) ?? 0) + 1);
+    const folders = new Set<string>([workDir]);
+    const locals = batch.items.map((item, n) => {
+      const base = baseOf(item);
+      if (seen.get(base) === 1) return join(workDir, base);
+      folders.add(join(workDir, String(n)));
+      return join(workDir, String(n), base);
+    });
+    await Promise.all([...folders].map((f) => mkdir(f, { recursive: true })));
+    const work = batch.items.map(async (item, n) => {
+      const local = locals[n] as string;
       if (item.bytes && item.kind !== 'parquet') {
         let prefix: Buffer | undefined;
         if (item.kind === 'csv' && item.headerEnd) {
           let header = headers.get(item.blob);
           if (!header) {
-            header = await input.container.getBlobClient(item.blob).downloadToBuffer(0, item.headerEnd);
+            header = input.container.getBlobClient(item.blob).downloadToBuffer(0, item.headerEnd);
             headers.set(item.blob, header);
           }
-          prefix = header;
+          prefix = await header;
         }
         await downloadBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
         return { name: item.name, localPath: local, rowOffset: item.rows?.start };
@@ -292,8 +332,9 @@ export class JobRunner {
     input: MiniBatchInput,
     batch: MiniBatch,
     outcome: ScoreOutcome,
-    seconds: number,
+    timing: { seconds: number; download: number; scoring: number },
   ): Promise<MiniBatchResult> {
+    const { seconds } = timing;
     const job = await this.#job(input.jobId);
     const spec = job.spec;
     const items = batch.items.length;
@@ -301,11 +342,13 @@ export class JobRunner {
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
     let result: MiniBatchResult;
     let errors: string;
+    // The outputs and the journal entry go up together; the activity returns only when all are stored.
+    const uploads: Promise<void>[] = [];
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
-      if (spec.settings.output_action === 'append_row') await folder.stage(spec.settings.output_file_name, input.index, r.csv);
-      for (const produced of r.producedFiles) await folder.uploadFile(produced.name, produced.localPath);
+      if (spec.settings.output_action === 'append_row') uploads.push(folder.stage(spec.settings.output_file_name, input.index, r.csv));
+      for (const produced of r.producedFiles) uploads.push(folder.uploadFile(produced.name, produced.localPath));
       errors = errorLines(input.index, r.failed);
       result = {
         index: input.index,
@@ -316,6 +359,7 @@ export class JobRunner {
         retryable: false,
         seconds,
         columns: r.columns,
+        jobFailures: job.state.failures ?? 0,
       };
     } else {
       // Setup failures already say what failed (init(), loading the script or the model).
@@ -333,19 +377,25 @@ export class JobRunner {
         retryable: outcome.status === 'timeout' ? true : outcome.retryable,
         seconds,
         error: truncate(outcome.error),
+        jobFailures: job.state.failures ?? 0,
       };
     }
-    await this.#workArea.stageJournal(input.jobId, {
-      i: input.index,
-      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
-      errors,
-      log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s${result.error ? `: ${result.error}` : ''}\n`,
-    });
+    uploads.push(
+      this.#workArea.stageJournal(input.jobId, {
+        i: input.index,
+        report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
+        errors,
+        log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+      }),
+    );
+    await Promise.all(uploads);
+    const final = result.status === 'completed' || !result.retryable || input.attempt > input.maxRetries;
+    if (final && result.failed > 0) result.jobFailures = await this.#addFailures(input.jobId, result.failed);
     return result;
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
-  async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number }> {
+  async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number }> {
     const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
     const reason = truncate(input.error);
     await this.#workArea.stageJournal(input.jobId, {
@@ -354,14 +404,29 @@ export class JobRunner {
       errors: errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason }))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });
-    return { items: batch.items.length };
+    return { items: batch.items.length, jobFailures: await this.#addFailures(input.jobId, batch.items.length) };
   }
 
-  /** Writes the counts of a running job, so GET /jobs/{id} shows them move. */
-  async progress(input: { jobId: string; counts: JobCounts }): Promise<void> {
-    await this.#store.update(input.jobId, (s) =>
-      s.status === 'Running' || s.status === 'Canceling' ? { ...s, counts: { ...input.counts, mini_batches: { ...input.counts.mini_batches, total: s.counts.mini_batches.total }, items: { ...input.counts.items, total: s.counts.items.total } } } : undefined,
-    );
+  /**
+   * Adds items that failed for good to the job's running total and returns the new total. It is the
+   * last step of a mini-batch, after its outputs are stored; only a crash between the two could
+   * count a mini-batch twice, which at worst stops a job at its threshold a little early.
+   */
+  async #addFailures(jobId: string, items: number): Promise<number> {
+    const state = await this.#store.update(jobId, (s) => ({ ...s, failures: (s.failures ?? 0) + items }));
+    // Mini-batches that start next must see the new total.
+    this.#jobs.delete(jobId);
+    return state?.failures ?? items;
+  }
+
+  /**
+   * Writes one lane's counts (its finished chunks and the running one) beside the job, so
+   * GET /jobs/{id} shows them move. Lanes write their own rows: no lane waits for another.
+   */
+  async progress(input: { jobId: string; lane: number; counts: JobCounts }): Promise<void> {
+    const job = await this.#job(input.jobId);
+    if (job.state.status !== 'Running' && job.state.status !== 'Canceling') return;
+    await this.#store.writeLaneCounts(input.jobId, input.lane, input.counts);
   }
 
   /** Commits the outputs in mini-batch order, writes the summary, and ends the job. */
@@ -433,6 +498,7 @@ export class JobRunner {
     await this.#workArea.clear(spec.id).catch(() => undefined);
     this.#jobs.delete(spec.id);
     this.#places.delete(spec.id);
+    this.#scorers.delete(spec.id);
     return { status };
   }
 }

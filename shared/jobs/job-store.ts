@@ -3,7 +3,7 @@ import type { TableClient } from '@azure/data-tables';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
-import type { Job, JobSpec, JobState } from './types.js';
+import { type Job, type JobCounts, type JobSpec, type JobState, addCounts, emptyCounts } from './types.js';
 
 interface JobEntity {
   partitionKey: string;
@@ -15,6 +15,16 @@ interface JobEntity {
   createdAt: string;
   etag?: string;
 }
+
+interface LaneEntity {
+  partitionKey: string;
+  rowKey: string;
+  counts: string;
+}
+
+/** Row keys of a job's lane progress rows sort between these. */
+const LANE_FIRST = 'lane-';
+const LANE_AFTER = 'lane.';
 
 interface IndexEntity {
   partitionKey: string;
@@ -130,6 +140,31 @@ export class JobStore {
       }
     }
     throw new BatchError('storage_failed', `Job '${id}' is being updated too often; gave up after 20 attempts.`, { retryable: true });
+  }
+
+  /** Records one lane's counts in a row of its own beside the job (lanes never contend). */
+  async writeLaneCounts(jobId: string, lane: number, counts: JobCounts): Promise<void> {
+    const jobs = await this.#jobs();
+    try {
+      await jobs.upsertEntity<LaneEntity>({ partitionKey: jobId, rowKey: `${LANE_FIRST}${String(lane).padStart(5, '0')}`, counts: JSON.stringify(counts) }, 'Replace');
+    } catch (err) {
+      throw storageError('recording progress', err);
+    }
+  }
+
+  /** The sum of the counts the lanes of a running job have recorded so far. */
+  async laneCounts(jobId: string): Promise<JobCounts> {
+    const jobs = await this.#jobs();
+    const filter = `PartitionKey eq '${jobId.replace(/'/g, "''")}' and RowKey ge '${LANE_FIRST}' and RowKey lt '${LANE_AFTER}'`;
+    let sum = emptyCounts();
+    try {
+      for await (const row of jobs.listEntities<LaneEntity>({ queryOptions: { filter, select: ['counts'] } })) {
+        sum = addCounts(sum, JSON.parse(row.counts) as JobCounts);
+      }
+    } catch (err) {
+      throw storageError('reading progress', err);
+    }
+    return sum;
   }
 
   /** Jobs of an endpoint, newest first. */

@@ -193,15 +193,25 @@ export class JobsService {
     );
   }
 
+  /** A job as users see it: while it runs, its counts are the sum of what its lanes reported. */
   async get(id: string): Promise<Job> {
     const job = await this.#store.get(id);
     if (!job) throw notFound('Job', id);
-    return job;
+    return this.#withLiveCounts(job);
   }
 
   async list(endpoint: string, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     await this.#registry.requireEndpoint(endpoint);
-    return this.#store.listByEndpoint(endpoint, page);
+    const found = await this.#store.listByEndpoint(endpoint, page);
+    return { ...found, jobs: await Promise.all(found.jobs.map((job) => this.#withLiveCounts(job))) };
+  }
+
+  async #withLiveCounts(job: Job): Promise<Job> {
+    if (job.state.status !== 'Running' && job.state.status !== 'Canceling') return job;
+    const live = await this.#store.laneCounts(job.spec.id);
+    const { total: batches } = job.state.counts.mini_batches;
+    const { total: items } = job.state.counts.items;
+    return { ...job, state: { ...job.state, counts: { mini_batches: { ...live.mini_batches, total: batches }, items: { ...live.items, total: items } } } };
   }
 
   /**
@@ -222,6 +232,11 @@ export class JobsService {
     await notify([id, ...Array.from({ length: chunks }, (_, c) => chunkInstanceId(id, c))]);
     return this.get(id);
   }
+}
+
+/** The sub-orchestration instance that runs lane `lane` of a job. */
+export function laneInstanceId(jobId: string, lane: number): string {
+  return `${jobId}:lane-${lane}`;
 }
 
 /** The sub-orchestration instance that runs chunk `chunk` of a job. */

@@ -49,6 +49,11 @@ export interface JobState {
   error?: JobError | undefined;
   /** How many sub-orchestrations (chunks of mini-batches) the plan has. */
   chunks?: number | undefined;
+  /**
+   * Items that failed for good so far, added as each mini-batch ends (not at progress intervals):
+   * lanes running side by side check the error threshold against it.
+   */
+  failures?: number | undefined;
   /** Column names of the prediction rows (predictions.csv has no header, as in Azure ML). */
   columns?: string[] | undefined;
 }
@@ -71,3 +76,20 @@ export const REPORT_FILE = 'processed_mini_batches.csv';
 export const ERRORS_FILE = 'errors.jsonl';
 export const SUMMARY_FILE = 'job.json';
 export const LOG_FILE = 'logs/job.log';
+
+/** Sums two sets of counts (totals are the larger of the two: they are the plan's, not summed). */
+export function addCounts(a: JobCounts, b: JobCounts): JobCounts {
+  return {
+    mini_batches: {
+      total: Math.max(a.mini_batches.total, b.mini_batches.total),
+      succeeded: a.mini_batches.succeeded + b.mini_batches.succeeded,
+      failed: a.mini_batches.failed + b.mini_batches.failed,
+      retried: a.mini_batches.retried + b.mini_batches.retried,
+    },
+    items: {
+      total: Math.max(a.items.total, b.items.total),
+      succeeded: a.items.succeeded + b.items.succeeded,
+      failed: a.items.failed + b.items.failed,
+    },
+  };
+}

@@ -64,6 +64,21 @@ export function chunkCount(miniBatches: number, chunkSize: number): number {
   return Math.ceil(miniBatches / chunkSize);
 }
 
+/**
+ * How a job's mini-batches are cut into chunks (one sub-orchestration and one manifest blob each).
+ * Lane k of `lanes` runs chunks k, k + lanes, …, so the chunk count is a multiple of the lanes
+ * (every lane gets the same share) and chunks are as equal as possible, none over `maxChunk`
+ * (which bounds each chunk's orchestration history).
+ */
+export function chunkLayout(miniBatches: number, lanes: number, maxChunk: number): { chunkSize: number; chunks: number; lanes: number } {
+  if (miniBatches <= 0) return { chunkSize: maxChunk, chunks: 0, lanes: 0 };
+  const lanesWanted = Math.max(1, Math.floor(lanes));
+  const perLane = Math.ceil(miniBatches / (lanesWanted * maxChunk));
+  const chunkSize = Math.ceil(miniBatches / Math.min(miniBatches, lanesWanted * perLane));
+  const chunks = chunkCount(miniBatches, chunkSize);
+  return { chunkSize, chunks, lanes: Math.min(lanesWanted, chunks) };
+}
+
 /** Splits a file of `rowCount` rows into ranges of at most `maxRows`. */
 export function rowRanges(rowCount: number, maxRows: number): { start: number; end: number }[] {
   const ranges: { start: number; end: number }[] = [];

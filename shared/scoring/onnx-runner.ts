@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { decodeImage, imageLayout, imageRow } from './images.js';
 import type { ScoringLogger } from './protocol.js';
-import { formatFloat32, roundFloat32, toJson } from './rows.js';
+import { csvCell, formatFloat32, roundFloat32, toJson } from './rows.js';
 import { SUPPORTED_EXTENSIONS, fileKind, readTabular } from './tabular.js';
 import type { FailedItem, ScoringItem } from './types.js';
 
@@ -29,8 +29,8 @@ interface InputSpec {
 
 /** The rows one item contributes to one model input. */
 interface InputData {
-  /** Row values flattened, row after row. */
-  data: Value[];
+  /** Row values flattened, row after row; numbers of one value per row sit in a Float64Array. */
+  data: Value[] | Float64Array;
   /** The shape of one row (the declared shape without the batch dim, symbolic dims resolved). */
   rowShape: number[];
 }
@@ -46,7 +46,8 @@ interface Feed {
 
 /** What the runner made of a mini-batch: rows in item order, and the items it could not score. */
 export interface OnnxRunResult {
-  rows: string[][];
+  /** `row,prediction,file_name` lines without a header. */
+  csv: string;
   succeeded: number;
   failed: FailedItem[];
 }
@@ -93,6 +94,11 @@ function convert(value: unknown, type: FeedType): Value | undefined {
   switch (type) {
     case 'float32':
     case 'float64': {
+      if (typeof value === 'string') {
+        // Number() ignores surrounding whitespace and reads blank text as 0, which must stay missing.
+        const n = Number(value);
+        if (!Number.isNaN(n)) return n === 0 && value.trim() === '' ? NaN : n;
+      }
       // Missing numbers are NaN, as pandas reads them: models with imputers expect exactly that.
       if (isEmpty(value)) return NaN;
       if (typeof value === 'number') return value;
@@ -153,6 +159,19 @@ function cellValues(value: unknown): unknown[] | undefined {
   return undefined;
 }
 
+/** Whether a cell may hold several values; plain numbers and text (the usual CSV cell) cannot. */
+function mayHoldList(value: unknown): boolean {
+  if (typeof value === 'string') {
+    const c = value.charCodeAt(0);
+    return c === 91 /* [ */ || (c <= 32 && value.trimStart().startsWith('['));
+  }
+  return typeof value === 'object' && value !== null;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 /** The shape of one row given its value count, or an error text. */
 function rowShapeFor(dims: readonly Dim[], count: number): number[] | string {
   const rest = dims.slice(1);
@@ -181,32 +200,29 @@ function halfToNumber(bits: number): number {
 }
 
 /** Reads value i of an output tensor as a CSV cell (`text`) and as a JSON-ready value (`json`). */
-function outputReader(tensor: ort.Tensor): (i: number) => { text: string; json: unknown } {
+function outputReader(tensor: ort.Tensor): { text(i: number): string; json(i: number): unknown } {
   const data = tensor.data;
   switch (tensor.type) {
     case 'float32': {
       const d = data as Float32Array;
-      return (i) => ({ text: formatFloat32(d[i] ?? NaN), json: roundFloat32(d[i] ?? NaN) });
+      return { text: (i) => formatFloat32(d[i] ?? NaN), json: (i) => roundFloat32(d[i] ?? NaN) };
     }
     case 'float16': {
       const d = data as Uint16Array;
-      return (i) => {
-        const n = halfToNumber(d[i] ?? 0);
-        return { text: formatFloat32(n), json: roundFloat32(n) };
-      };
+      return { text: (i) => formatFloat32(halfToNumber(d[i] ?? 0)), json: (i) => roundFloat32(halfToNumber(d[i] ?? 0)) };
     }
     case 'bool': {
       const d = data as Uint8Array;
-      return (i) => ({ text: d[i] ? 'true' : 'false', json: Boolean(d[i]) });
+      return { text: (i) => (d[i] ? 'true' : 'false'), json: (i) => Boolean(d[i]) };
     }
     case 'string': {
       const d = data as string[];
-      return (i) => ({ text: d[i] ?? '', json: d[i] ?? '' });
+      return { text: (i) => d[i] ?? '', json: (i) => d[i] ?? '' };
     }
     case 'int64':
     case 'uint64': {
       const d = data as BigInt64Array | BigUint64Array;
-      return (i) => ({ text: String(d[i] ?? ''), json: d[i] });
+      return { text: (i) => String(d[i] ?? ''), json: (i) => d[i] };
     }
     case 'float64':
     case 'int32':
@@ -216,10 +232,36 @@ function outputReader(tensor: ort.Tensor): (i: number) => { text: string; json: 
     case 'uint16':
     case 'uint8': {
       const d = data as ArrayLike<number>;
-      return (i) => ({ text: String(d[i] ?? ''), json: d[i] });
+      return { text: (i) => String(d[i] ?? ''), json: (i) => d[i] };
     }
     default:
       throw new Error(`the model's first output has type ${tensor.type}, which the built-in runner cannot write`);
+  }
+}
+
+/** Element types held as JavaScript numbers (int64 needs bigints, bool and string are not numbers). */
+const NUMBER_TYPES: ReadonlySet<FeedType> = new Set<FeedType>(['float32', 'float64', 'int32', 'int16', 'int8', 'uint32', 'uint16', 'uint8']);
+
+type NumberArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint32Array | Uint16Array | Uint8Array;
+
+function numberArray(type: FeedType, length: number): NumberArray {
+  switch (type) {
+    case 'float32':
+      return new Float32Array(length);
+    case 'int32':
+      return new Int32Array(length);
+    case 'int16':
+      return new Int16Array(length);
+    case 'int8':
+      return new Int8Array(length);
+    case 'uint32':
+      return new Uint32Array(length);
+    case 'uint16':
+      return new Uint16Array(length);
+    case 'uint8':
+      return new Uint8Array(length);
+    default:
+      return new Float64Array(length);
   }
 }
 
@@ -329,26 +371,36 @@ export class OnnxRunner {
       }
     }
 
-    const rows: string[][] = [];
+    // One string per row, joined once: building a million-row CSV this way keeps garbage low.
+    const lines: string[] = [];
     const failed: FailedItem[] = [];
     let succeeded = 0;
-    let rowCount = 0;
+    const feedOf = new Map(feeds.map((f) => [f.index, f]));
+    const quoted = new Map<string, string>();
     items.forEach((item, index) => {
       const reason = failures.get(index);
       const values = predictions.get(index);
-      const feed = feeds.find((f) => f.index === index);
+      const feed = feedOf.get(index);
       if (reason !== undefined || !values || !feed) {
         failed.push({ file: item.name, reason: reason ?? 'the file was not scored' });
         return;
       }
       succeeded++;
-      values.forEach((prediction, i) => {
-        rows.push([feed.rowBase === undefined ? '' : String(feed.rowBase + i), prediction, item.name]);
-      });
-      rowCount += values.length;
+      const name = csvCell(item.name);
+      const rowBase = feed.rowBase;
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i] as string;
+        // Class labels repeat, so each distinct one is checked for quoting once.
+        let cell = quoted.get(value);
+        if (cell === undefined) {
+          cell = csvCell(value);
+          if (quoted.size < 10_000) quoted.set(value, cell);
+        }
+        lines.push(`${rowBase === undefined ? '' : rowBase + i},${cell},${name}\n`);
+      }
     });
-    this.#logger.debug(`scored ${rowCount} row(s) of ${succeeded} file(s) in ${Math.round(performance.now() - started)} ms; ${failed.length} file(s) failed`);
-    return { rows, succeeded, failed };
+    this.#logger.debug(`scored ${lines.length} row(s) of ${succeeded} file(s) in ${Math.round(performance.now() - started)} ms; ${failed.length} file(s) failed`);
+    return { csv: lines.join(''), succeeded, failed };
   }
 
   async #feed(item: ScoringItem, index: number): Promise<Feed> {
@@ -395,31 +447,45 @@ export class OnnxRunner {
   }
 
   #column(input: InputSpec, records: Record<string, unknown>[], cells: (record: Record<string, unknown>) => unknown, rowBase: number): InputData {
-    const data: Value[] = [];
-    let rowShape: number[] | undefined;
-    const scalar = valuesPerRow(input.dims) === 1;
-    records.forEach((record, r) => {
-      const cell = cells(record);
-      const where = `column "${input.name}", row ${rowBase + r}`;
-      let raw: unknown[];
-      if (scalar) {
+    const data: Value[] = new Array<Value>();
+    const where = (r: number): string => `column "${input.name}", row ${rowBase + r}`;
+    const fail = (value: unknown, r: number): never => {
+      throw new ItemError(isEmpty(value) ? `${where(r)} has no value (the model's input ${input.name} is ${input.type})` : `${where(r)}: ${shown(value)} is not ${describeType(input.type)}`);
+    };
+    const push = (value: unknown, r: number): void => {
+      data.push(convert(value, input.type) ?? fail(value, r));
+    };
+    if (valuesPerRow(input.dims) === 1) {
+      // The common case (one value per row and input) is the hot loop of tabular scoring: no
+      // per-row allocations beyond the value itself, and numbers go straight into a typed array.
+      const scalar = (r: number): unknown => {
+        const cell = cells(records[r] as Record<string, unknown>);
+        if (!mayHoldList(cell)) return cell;
         const many = cellValues(cell);
-        raw = many && many.length === 1 ? many : [cell];
-      } else {
-        raw = cellValues(cell) ?? [cell];
-      }
-      const shape = rowShapeFor(input.dims, raw.length);
-      if (typeof shape === 'string') throw new ItemError(`${where}: the model's input ${input.name} ${shape}`);
-      if (rowShape && rowShape.join('x') !== shape.join('x')) throw new ItemError(`${where}: has ${raw.length} value(s), unlike the rows before it`);
-      rowShape = shape;
-      for (const value of raw) {
-        const converted = convert(value, input.type);
-        if (converted === undefined) {
-          throw new ItemError(isEmpty(value) ? `${where} has no value (the model's input ${input.name} is ${input.type})` : `${where}: ${shown(value)} is not ${describeType(input.type)}`);
+        return many && many.length === 1 ? many[0] : cell;
+      };
+      const rowShape = input.dims.slice(1).map(() => 1);
+      if (NUMBER_TYPES.has(input.type)) {
+        const numbers = new Float64Array(records.length);
+        for (let r = 0; r < records.length; r++) {
+          const value = scalar(r);
+          numbers[r] = (convert(value, input.type) ?? fail(value, r)) as number;
         }
-        data.push(converted);
+        return { data: numbers, rowShape };
       }
-    });
+      for (let r = 0; r < records.length; r++) push(scalar(r), r);
+      return { data, rowShape };
+    }
+    let rowShape: number[] | undefined;
+    for (let r = 0; r < records.length; r++) {
+      const cell = cells(records[r] as Record<string, unknown>);
+      const raw = cellValues(cell) ?? [cell];
+      const shape = rowShapeFor(input.dims, raw.length);
+      if (typeof shape === 'string') throw new ItemError(`${where(r)}: the model's input ${input.name} ${shape}`);
+      if (rowShape && !sameShape(rowShape, shape)) throw new ItemError(`${where(r)}: has ${raw.length} value(s), unlike the rows before it`);
+      rowShape = shape;
+      for (const value of raw) push(value, r);
+    }
     // An item without rows still needs a shape to be grouped with others; it is never fed.
     return { data, rowShape: rowShape ?? input.dims.slice(1).map((d) => (typeof d === 'number' && d > 0 ? d : 1)) };
   }
@@ -427,43 +493,77 @@ export class OnnxRunner {
   /** Runs the model over the feeds' rows, in chunks the declared batch dim allows. */
   async #run(feeds: readonly Feed[]): Promise<Map<number, string[]>> {
     const result = new Map<number, string[]>(feeds.map((f) => [f.index, []]));
-    const rows: { feed: Feed; row: number }[] = [];
-    for (const feed of feeds) for (let r = 0; r < feed.rows; r++) rows.push({ feed, row: r });
-    if (rows.length === 0) return result;
+    const total = feeds.reduce((n, f) => n + f.rows, 0);
+    if (total === 0) return result;
     const first = feeds[0] as Feed;
-    const elementsPerRow = this.#inputs.reduce((n, i) => n + product(first.inputs.get(i.name)?.rowShape ?? []), 0);
+    const shapes = this.#inputs.map((i) => first.inputs.get(i.name)?.rowShape ?? []);
+    const elementsPerRow = shapes.reduce((n, shape) => n + product(shape), 0);
     const fixedBatch = this.#inputs.map((i) => i.dims[0]).find((d): d is number => typeof d === 'number' && d > 0);
     const chunk = fixedBatch ?? Math.max(1, Math.min(MAX_ROWS_PER_RUN, Math.floor(MAX_ELEMENTS_PER_RUN / Math.max(1, elementsPerRow))));
 
-    for (let start = 0; start < rows.length; start += chunk) {
-      const real = rows.slice(start, start + chunk);
+    // A cursor over (feed, row) in order, so no per-row objects are made.
+    let feedAt = 0;
+    let rowAt = 0;
+    for (let start = 0; start < total; start += chunk) {
+      const real = Math.min(chunk, total - start);
       // A fixed batch size is filled up by repeating the last row; those predictions are dropped.
-      const padded = fixedBatch ? [...real, ...Array.from({ length: fixedBatch - real.length }, () => real[real.length - 1] as (typeof real)[number])] : real;
-      const tensors: Record<string, ort.Tensor> = {};
-      for (const input of this.#inputs) {
-        const shape = first.inputs.get(input.name)?.rowShape ?? [];
-        const size = product(shape);
-        const values: Value[] = [];
-        for (const { feed, row } of padded) {
-          const data = feed.inputs.get(input.name)?.data ?? [];
-          for (let k = row * size; k < (row + 1) * size; k++) values.push(data[k] as Value);
+      const size = fixedBatch ?? real;
+      const segments: { feed: Feed; from: number; to: number }[] = [];
+      for (let left = real; left > 0; ) {
+        const feed = feeds[feedAt] as Feed;
+        const take = Math.min(left, feed.rows - rowAt);
+        if (take > 0) segments.push({ feed, from: rowAt, to: rowAt + take });
+        left -= take;
+        rowAt += take;
+        if (rowAt >= feed.rows) {
+          feedAt++;
+          rowAt = 0;
         }
-        tensors[input.name] = new ort.Tensor(input.type, typedArray(input.type, values), [padded.length, ...shape]);
       }
+      const tensors: Record<string, ort.Tensor> = {};
+      this.#inputs.forEach((input, n) => {
+        const shape = shapes[n] as number[];
+        const perRow = product(shape);
+        const datas = segments.map((g) => g.feed.inputs.get(input.name)?.data ?? []);
+        const last = segments[segments.length - 1] as (typeof segments)[number];
+        const lastData = datas[datas.length - 1] ?? [];
+        let tensorData: ort.Tensor.DataType;
+        if (NUMBER_TYPES.has(input.type) && datas.every((d) => d instanceof Float64Array)) {
+          const out = numberArray(input.type, size * perRow);
+          let at = 0;
+          segments.forEach(({ from, to }, g) => {
+            out.set((datas[g] as Float64Array).subarray(from * perRow, to * perRow), at);
+            at += (to - from) * perRow;
+          });
+          for (let pad = real; pad < size; pad++, at += perRow) out.set((lastData as Float64Array).subarray((last.to - 1) * perRow, last.to * perRow), at);
+          tensorData = out;
+        } else {
+          const values = new Array<Value>(size * perRow);
+          let at = 0;
+          segments.forEach(({ from, to }, g) => {
+            const data = datas[g] as ArrayLike<Value>;
+            for (let k = from * perRow; k < to * perRow; k++) values[at++] = data[k] as Value;
+          });
+          for (let pad = real; pad < size; pad++) for (let k = 0; k < perRow; k++) values[at++] = lastData[(last.to - 1) * perRow + k] as Value;
+          tensorData = typedArray(input.type, values);
+        }
+        tensors[input.name] = new ort.Tensor(input.type, tensorData, [size, ...shape]);
+      });
       const outputs = await this.#session.run(tensors, [this.#output], { logSeverityLevel: 4 });
       const tensor = outputs[this.#output];
       if (!tensor) throw new Error(`the model returned no output ${this.#output}`);
-      const perRow = tensor.data.length / padded.length;
+      const perRow = tensor.data.length / size;
       if (!Number.isInteger(perRow) || perRow < 1) {
-        throw new Error(`output ${this.#output} has ${tensor.data.length} value(s) for a batch of ${padded.length} row(s), so its rows cannot be told apart`);
+        throw new Error(`output ${this.#output} has ${tensor.data.length} value(s) for a batch of ${size} row(s), so its rows cannot be told apart`);
       }
       const read = outputReader(tensor);
-      real.forEach(({ feed }, i) => {
-        let prediction: string;
-        if (perRow === 1) prediction = read(i).text;
-        else prediction = toJson(Array.from({ length: perRow }, (_, k) => read(i * perRow + k).json));
-        result.get(feed.index)?.push(prediction);
-      });
+      let i = 0;
+      for (const { feed, from, to } of segments) {
+        const into = result.get(feed.index) as string[];
+        for (let r = from; r < to; r++, i++) {
+          into.push(perRow === 1 ? read.text(i) : toJson(Array.from({ length: perRow }, (_, k) => read.json(i * perRow + k))));
+        }
+      }
     }
     return result;
   }

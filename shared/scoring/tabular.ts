@@ -51,7 +51,8 @@ export interface TabularData {
 export async function readTabular(item: ScoringItem, kind: TabularKind, wanted?: readonly string[]): Promise<TabularData> {
   switch (kind) {
     case 'csv':
-      return readCsv(await readFile(item.localPath, 'utf8'));
+      // csv-parse decodes bytes itself; handing it the Buffer saves decoding the file twice.
+      return readCsv(await readFile(item.localPath));
     case 'jsonl':
       return readJsonl(await readFile(item.localPath, 'utf8'));
     case 'parquet':
@@ -60,7 +61,7 @@ export async function readTabular(item: ScoringItem, kind: TabularKind, wanted?:
 }
 
 /** Parses CSV text with a header row; every value stays a string (conversion happens per model input). */
-export function readCsv(text: string): TabularData {
+export function readCsv(text: string | Buffer): TabularData {
   let columns: string[] = [];
   const records = parse<Record<string, string>>(text, {
     bom: true,

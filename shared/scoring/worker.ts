@@ -14,7 +14,7 @@ import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
 import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
-import { type RowsResult, scriptResultRows, toCsv } from './rows.js';
+import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
 
 const spec = workerData as ScorerSpec;
@@ -67,8 +67,8 @@ interface Scorer {
   outputDir: string | undefined;
   /** Runs the scorer's own code: what it throws is the mini-batch's failure. */
   invoke(items: ScoringItem[]): Promise<unknown>;
-  /** The runtime's part, turning invoke's output into rows: what it throws is a bug of ours. */
-  rows(output: unknown, items: ScoringItem[]): Promise<RowsResult> | RowsResult;
+  /** The runtime's part, turning invoke's output into CSV rows: what it throws is a bug of ours. */
+  rows(output: unknown, items: ScoringItem[]): Promise<CsvResult> | CsvResult;
 }
 
 function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
@@ -151,7 +151,10 @@ async function initialise(): Promise<Scorer> {
     return {
       outputDir,
       invoke: async (items) => scriptResults(await run(items.map((i) => i.localPath), context)),
-      rows: (output, items) => scriptResultRows(output as unknown[], items),
+      rows: (output, items) => {
+        const { rows, ...accounting } = scriptResultRows(output as unknown[], items);
+        return { ...accounting, csv: toCsv(rows) };
+      },
     };
   }
 
@@ -212,7 +215,7 @@ export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> 
       const result = await scorer.rows(output, task.items);
       return {
         status: 'completed',
-        csv: toCsv(result.rows),
+        csv: result.csv,
         columns: result.columns,
         succeeded: result.succeeded,
         failed: result.failed,

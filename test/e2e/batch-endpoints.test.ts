@@ -187,6 +187,34 @@ describe('batch endpoints over HTTP on fnhost', () => {
     expect(partial.length).toBe(over.counts.items.succeeded);
   });
 
+  it('runs lanes side by side: a slow mini-batch holds up only its own lane, and the error threshold stops every lane', async () => {
+    const endpoint = uniqueName('lanes');
+    // 12 mini-batches of one file in 2 lanes: lane 0 runs mini-batches 0-5, lane 1 runs 6-11.
+    const slowInput = await textFiles(`data/${endpoint}/slow/`, ['a-slow.txt', ...['02', '03', '04', '05', '06', '07', '08', '09', '10', '11', '12'].map((n) => `f${n}.txt`)]);
+    await customDeployment(endpoint, 'uneven', 'uneven.js', { mini_batch_size: 1, max_concurrency_per_instance: 2 });
+    const job = await waitForJob(api, (await invoke(endpoint, { inputs: { text: { path: slowInput } } })).id);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.mini_batches).toEqual({ total: 12, succeeded: 12, failed: 0, retried: 0 });
+    const finished = new Map<number, number>();
+    for (const line of (await output(job.id, 'logs/job.log')).text.split('\n')) {
+      const m = /^(\S+) INFO \[mini-batch (\d+) attempt 1\] completed/.exec(line);
+      if (m) finished.set(Number(m[2]), Date.parse(m[1] as string));
+    }
+    expect(finished.size).toBe(12);
+    // While mini-batch 0 took 2 s, the other lane finished all of its mini-batches.
+    for (let i = 6; i < 12; i++) expect(finished.get(i)).toBeLessThan(finished.get(0) as number);
+
+    // Lane 0 fails two items fast; lane 1's mini-batches take 300 ms each and must stop early too.
+    const failInput = await textFiles(`data/${endpoint}/fail/`, ['a-bad1.txt', 'a-bad2.txt', 'a-ok3.txt', 'a-ok4.txt', 'a-ok5.txt', 'a-ok6.txt', ...[1, 2, 3, 4, 5, 6].map((n) => `b-wait${n}.txt`)]);
+    const failed = await waitForJob(api, (await invoke(endpoint, { inputs: { text: { path: failInput } }, settings: { error_threshold: 1 } })).id);
+    expect(failed.status).toBe('Failed');
+    expect(failed.error.code).toBe('error_threshold_exceeded');
+    expect(failed.counts.items.failed).toBe(2);
+    expect(failed.counts.mini_batches.succeeded + failed.counts.mini_batches.failed).toBeLessThan(8);
+    const report = (await output(failed.id, 'processed_mini_batches.csv')).text.trim().split('\n').slice(1);
+    expect(report.some((row) => row.startsWith('11,'))).toBe(false);
+  });
+
   it('stops a hanging scorer at the timeout, retries it, then fails its items', async () => {
     const endpoint = uniqueName('hang');
     const input = await textFiles(`data/${endpoint}/`, ['fine1.txt', 'hang.txt', 'fine2.txt']);
@@ -270,7 +298,8 @@ describe('batch endpoints over HTTP on fnhost', () => {
   it('cancels a running job: nothing new is scheduled and it ends Canceled with partial outputs', async () => {
     const endpoint = uniqueName('cancel');
     const input = await textFiles(`data/${endpoint}/`, Array.from({ length: 20 }, (_, i) => `f${String(i).padStart(2, '0')}.txt`));
-    await customDeployment(endpoint, 'slow', 'slow.js', { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '300' } });
+    // Two lanes of ten: both must stop.
+    await customDeployment(endpoint, 'slow', 'slow.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '300' } });
     const started = await invoke(endpoint, { inputs: { text: { path: input } } });
     await waitFor(async () => {
       const { body } = await api.call('GET', `jobs/${started.id}`);
@@ -281,7 +310,7 @@ describe('batch endpoints over HTTP on fnhost', () => {
     expect(['Canceling', 'Canceled']).toContain(canceled.body.status);
     const job = await waitForJob(api, started.id);
     expect(job.status).toBe('Canceled');
-    expect(job.counts.mini_batches.succeeded).toBeLessThan(20);
+    expect(job.counts.mini_batches.succeeded).toBeLessThan(16);
     const lines = (await output(job.id, 'predictions.csv')).text.trim().split('\n');
     expect(lines.length).toBe(job.counts.items.succeeded);
     expect((await api.call('POST', `jobs/${started.id}/cancel`)).status).toBe(409);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDataUri } from '../../../shared/data/data-uri.js';
 import { exceedsThreshold, mergeSettings, parallelismOf } from '../../../shared/jobs/settings.js';
-import { chunkCount, chunkOf, chunkRange, itemLabel, rowRanges, tabularKind, toMiniBatches } from '../../../shared/planning/plan.js';
+import { chunkCount, chunkLayout, chunkOf, chunkRange, itemLabel, rowRanges, tabularKind, toMiniBatches } from '../../../shared/planning/plan.js';
 import { deploymentSettings } from '../../../shared/schemas/resources.js';
 
 const items = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}.csv`, blob: `in/f${i}.csv`, size: 1 }));
@@ -13,6 +13,28 @@ describe('mini-batch planning', () => {
     expect(batches.map((b) => b.index)).toEqual([0, 1, 2]);
     expect(batches[2]?.items[0]?.name).toBe('f20.csv');
     expect(() => toMiniBatches(items(1), 0)).toThrow();
+  });
+
+  it('cuts mini-batches into equal chunks, the same number per lane, none over the maximum', () => {
+    expect(chunkLayout(100, 2, 200)).toEqual({ chunkSize: 50, chunks: 2, lanes: 2 });
+    expect(chunkLayout(150, 2, 200)).toEqual({ chunkSize: 75, chunks: 2, lanes: 2 });
+    expect(chunkLayout(1001, 2, 200)).toEqual({ chunkSize: 167, chunks: 6, lanes: 2 });
+    // Fewer mini-batches than lanes: one mini-batch per chunk, one chunk per lane.
+    expect(chunkLayout(3, 8, 200)).toEqual({ chunkSize: 1, chunks: 3, lanes: 3 });
+    expect(chunkLayout(0, 2, 200)).toEqual({ chunkSize: 200, chunks: 0, lanes: 0 });
+    for (const [n, lanes, max] of [[1, 1, 1], [999, 3, 50], [12345, 7, 200], [10, 4, 3]] as const) {
+      const layout = chunkLayout(n, lanes, max);
+      expect(layout.chunkSize).toBeLessThanOrEqual(max);
+      expect(chunkCount(n, layout.chunkSize)).toBe(layout.chunks);
+      const perLane = Array.from({ length: layout.lanes }, (_, lane) => {
+        let total = 0;
+        for (let c = lane; c < layout.chunks; c += layout.lanes) total += chunkRange(c, layout.chunkSize, n).end - chunkRange(c, layout.chunkSize, n).start;
+        return total;
+      });
+      expect(perLane.reduce((a, b) => a + b, 0)).toBe(n);
+      // Lanes differ by at most one chunk's rounding.
+      expect(Math.max(...perLane) - Math.min(...perLane)).toBeLessThanOrEqual(layout.chunkSize);
+    }
   });
 
   it('splits mini-batches into bounded chunks', () => {

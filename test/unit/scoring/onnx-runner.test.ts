@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxRunner } from '../../../shared/scoring/onnx-runner.js';
@@ -25,6 +26,8 @@ import {
 
 const dir = mkdtempSync(join(tmpdir(), 'scoring-onnx-'));
 const sessions: ort.InferenceSession[] = [];
+/** The runner's CSV read back as rows of cells. */
+const rowsOf = (result: { csv: string }): string[][] => parse(result.csv);
 const logs: string[] = [];
 const logger: ScoringLogger = {
   debug: (...a) => logs.push(`debug ${a.join(' ')}`),
@@ -82,7 +85,7 @@ describe('the built-in ONNX runner on tabular files', () => {
       ...(await referenceLabels(c)).map((l, i) => [String(i), l, 'c.jsonl']),
       ...(await referenceLabels(p.slice(6, 19))).map((l, i) => [String(6 + i), l, 'p.parquet']),
     ];
-    expect(result.rows).toEqual(expected);
+    expect(rowsOf(result)).toEqual(expected);
     expect(new Set(expected.map((r) => r[1])).size).toBeGreaterThan(1);
   });
 
@@ -97,7 +100,7 @@ describe('the built-in ONNX runner on tabular files', () => {
       file('empty.csv', `${FEATURES.join(',')}\n`),
     ]);
     expect(result.succeeded).toBe(2);
-    expect(result.rows).toEqual((await referenceLabels(good)).map((l, i) => [String(i), l, 'good.csv']));
+    expect(rowsOf(result)).toEqual((await referenceLabels(good)).map((l, i) => [String(i), l, 'good.csv']));
     const reasons = reasonsOf(result.failed);
     expect(Object.keys(reasons).sort()).toEqual(['bad.csv', 'bad.jsonl', 'missing.csv', 'notes.xyz']);
     expect(reasons['missing.csv']).toMatch(/column "body_mass_g" is missing/);
@@ -117,7 +120,7 @@ describe('the built-in ONNX runner on tabular files', () => {
       file('bool.csv', `${header}\n1,1,maybe,1,1\n`),
     ]);
     const reasons = reasonsOf(result.failed);
-    expect(result.rows.slice(0, 2)).toEqual([
+    expect(rowsOf(result).slice(0, 2)).toEqual([
       ['0', '3.75', 't.csv'],
       // int64 9007199254740993 is exact in the tensor; the model's cast to double rounds it to ...992.
       ['1', '9007199254740994', 't.csv'],
@@ -133,7 +136,7 @@ describe('the built-in ONNX runner on tabular files', () => {
   it('isolates a file the model fails on from the files it shares a run with', async () => {
     const lookup = await runner(writeLookupModel(dir));
     const result = await lookup.score([file('ok.csv', 'idx\n0\n2\n'), file('oob.csv', 'idx\n1\n7\n'), file('ok2.jsonl', '{"idx":1}\n')]);
-    expect(result.rows).toEqual([
+    expect(rowsOf(result)).toEqual([
       ['0', '10', 'ok.csv'],
       ['1', '30', 'ok.csv'],
       ['0', '20', 'ok2.jsonl'],
@@ -146,7 +149,7 @@ describe('the built-in ONNX runner on tabular files', () => {
     const fixed = await runner(writeFixedBatchModel(dir));
     const result = await fixed.score([file('w.csv', 'x,y\n1,2\n3,5\n10,20\n'), file('w.jsonl', '{"float_input":[0.5,0.25]}\n')]);
     expect(result.failed).toEqual([]);
-    expect(result.rows).toEqual([
+    expect(rowsOf(result)).toEqual([
       ['0', '1.5', 'w.csv'],
       ['1', '4', 'w.csv'],
       ['2', '15', 'w.csv'],
@@ -170,16 +173,16 @@ describe('the built-in ONNX runner on images', () => {
       file('broken.png', 'not a png'),
       file('table.csv', 'a\n1\n'),
     ]);
-    expect(result.rows.map((r) => [r[0], r[2]])).toEqual([
+    expect(rowsOf(result).map((r) => [r[0], r[2]])).toEqual([
       ['', 'exact.png'],
       ['', 'big.PNG'],
       ['', 'flat.jpg'],
     ]);
     // Mean of R (60x), G (60y) and B (30) over the pixels: (90 + 90 + 30) / 3, scaled to [0,1].
-    expect(Number(result.rows[0]![1])).toBeCloseTo(70 / 255, 5);
+    expect(Number(rowsOf(result)[0]![1])).toBeCloseTo(70 / 255, 5);
     // Sampled values 30, 90, 150, 210 in R and G: (120 + 120 + 30) / 3.
-    expect(Number(result.rows[1]![1])).toBeCloseTo(90 / 255, 5);
-    expect(Number(result.rows[2]![1])).toBeCloseTo(350 / 3 / 255, 2);
+    expect(Number(rowsOf(result)[1]![1])).toBeCloseTo(90 / 255, 5);
+    expect(Number(rowsOf(result)[2]![1])).toBeCloseTo(350 / 3 / 255, 2);
     const reasons = reasonsOf(result.failed);
     expect(reasons['broken.png']).toMatch(/could not decode the image as PNG/);
     expect(reasons['table.csv']).toMatch(/column "image" is missing/);
@@ -189,7 +192,7 @@ describe('the built-in ONNX runner on images', () => {
     const model = await runner(writeNhwcModel(dir));
     pngFile(join(dir, 'red.png'), 12, 10, () => [255, 0, 51]);
     const result = await model.score([{ name: 'red.png', localPath: join(dir, 'red.png') }]);
-    expect(result.rows).toEqual([['', '[1,0,0.2]', 'red.png']]);
+    expect(rowsOf(result)).toEqual([['', '[1,0,0.2]', 'red.png']]);
   });
 
   it('refuses images for a model without a single 4-D input', async () => {

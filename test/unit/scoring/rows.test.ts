@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'csv-stringify/sync';
 import { formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
 import type { ScoringItem } from '../../../shared/scoring/types.js';
 
@@ -36,7 +37,18 @@ describe('formatting', () => {
     ]);
     expect(csv).toBe('plain,"with,comma","with ""quote""","two\nlines","carriage\rreturn",\n1,2,3,4,5,6\n');
     expect(toCsv([])).toBe('');
-    expect(toCsv([['a']])).toBe(toCsv([['a']]));
+  });
+
+  it('writes exactly what csv-stringify writes for the same rows', () => {
+    // A seeded generator over the characters that matter to CSV quoting.
+    let seed = 42;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const alphabet = ['a', 'Z', '1', ' ', ',', '"', '\n', '\r', ';', '\t', 'é', '\u2028'];
+    const rows = Array.from({ length: 500 }, () => Array.from({ length: 1 + next(4) }, () => Array.from({ length: next(6) }, () => alphabet[next(alphabet.length)]).join('')));
+    expect(toCsv(rows)).toBe(stringify(rows, { record_delimiter: '\n', quoted_match: /\r/ }));
   });
 });
 
