@@ -80,7 +80,8 @@ async function main(): Promise<void> {
     for (const [kind, uri] of Object.entries(output?.files ?? {})) console.log(`    ${kind.padEnd(18)} ${uri}`);
     console.log(`  download: GET ${job.links.outputs['predictions'] ?? ''}`);
     const predictions = await client.output(job.id, 'predictions.csv');
-    console.log(`\n  predictions.csv (columns ${(job.columns ?? []).join(', ')}), first rows:`);
+    const predictedRows = predictions.split('\n').filter((l) => l !== '').length;
+    console.log(`\n  predictions.csv: ${predictedRows.toLocaleString('en')} rows (columns ${(job.columns ?? []).join(', ')}), the first ones:`);
     for (const line of predictions.split('\n').slice(0, 8)) console.log(`    ${line}`);
     const report = await client.output(job.id, 'processed_mini_batches.csv');
     console.log('\n  processed_mini_batches.csv:');

@@ -39,15 +39,19 @@ async function single(input: ResolvedData): Promise<PlanItem[]> {
   }
 }
 
+const LIST_PAGE_SIZE = 1000;
+
 async function folder(input: ResolvedData): Promise<PlanItem[]> {
   const prefix = input.path === '' || input.path.endsWith('/') ? input.path : `${input.path}/`;
   const items: PlanItem[] = [];
   try {
-    for await (const entry of input.container.listBlobsByHierarchy('/', { prefix })) {
-      if (entry.kind !== 'blob') continue;
-      const name = entry.name.substring(prefix.length);
-      if (name === '' || name.endsWith('/')) continue;
-      items.push({ name, blob: entry.name, size: entry.properties.contentLength ?? 0 });
+    // Pages of 1,000 keep the parsed listing small however large the folder.
+    for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
+      for (const entry of page.segment.blobItems) {
+        const name = entry.name.substring(prefix.length);
+        if (name === '' || name.endsWith('/')) continue;
+        items.push({ name, blob: entry.name, size: entry.properties.contentLength ?? 0 });
+      }
     }
   } catch (err) {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });

@@ -155,4 +155,15 @@ describe('replay shim: tasks yielded again', () => {
     expect(result.decisions.map((d) => [d.kind, d.id])).toEqual([['activity', 1]]);
     expect(result.reyieldedTasks).toBe(false);
   });
+
+  it('gives each new Task.any its own event waiter, and the event to the newest (not a re-yield)', () => {
+    const cancel: Action = { actionType: ActionType.WaitForExternalEvent, externalEventName: 'cancel' };
+    const step = (i: number): Action => ({ actionType: ActionType.WhenAny, compoundActions: [activity('work', { i }), cancel] });
+    // The first activity finished; the second is running when "cancel" is raised.
+    const history = [...started(), scheduled(0, 'work'), completed(0, 'done'), scheduled(1, 'work'), makeEvent(EventType.EventRaised, T0, { Name: 'cancel' })];
+    const result = replayActions(history, [step(0), step(1), activity('after')], options());
+    expect(result.reyieldedTasks).toBe(false);
+    // The second Task.any was won by the event, so the orchestrator went on to "after".
+    expect(result.decisions.map((d) => [d.kind, d.id])).toEqual([['activity', 2]]);
+  });
 });

@@ -457,14 +457,17 @@ class Shim {
   /**
    * The children of a new Task.any/Task.all. The library serialises every child's action, also for
    * tasks yielded before; those keep their sequence numbers and must not be scheduled again.
-   * Without object identity in the JSON, an equal action of a still-running task is taken to be
-   * that task; an equal action of a finished task only when the compound also re-uses a running
+   * Without object identity in the JSON, an equal action of a still-running task (other than an
+   * event wait) is taken to be that task; an equal action of a finished task only when the compound also re-uses a running
    * one (the "first result, then all" pattern), since a fresh identical call is likelier otherwise.
    */
   #children(actions: Action[]): Task[] {
     const claimed = new Set<Task>();
     const keys = actions.map((a) => JSON.stringify(a));
     const pick = (i: number, running: boolean): Task | undefined => {
+      // Waiting for an event schedules nothing, and a fresh waiter is what the library makes when
+      // code waits again (the newest waiter gets the event): never a re-yield.
+      if (actions[i]?.actionType === ActionType.WaitForExternalEvent) return undefined;
       const found = (this.#yielded.get(keys[i] as string) ?? []).find(
         (t) => (t.state === 'running') === running && !claimed.has(t),
       );
