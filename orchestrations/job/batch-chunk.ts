@@ -74,9 +74,14 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
       const winner = yield context.df.Task.any([task, cancel]);
       if (winner === cancel) {
         canceled = true;
-        break;
+        // Work in flight finishes and counts (its rows are staged already); nothing new starts.
+        try {
+          yield task;
+        } catch {
+          // read below from the task itself
+        }
       }
-      const mayRetry = attempt <= input.maxRetries;
+      const mayRetry = !canceled && attempt <= input.maxRetries;
       if (task.isFaulted) {
         if (retryableFailure(task.result) && mayRetry) {
           counts.mini_batches.retried++;

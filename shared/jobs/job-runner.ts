@@ -8,7 +8,7 @@ import { type MiniBatch, type PlanItem, chunkLayout, itemLabel, toMiniBatches } 
 import type { OutputFolder } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import type { FailedItem, ScoreOutcome, ScoringItem, ScoringRuntime } from '../scoring/types.js';
+import type { FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
 import { cleanWorkDir, downloadBlob, localCode, localModel, removeQuietly } from './local-files.js';
@@ -155,6 +155,32 @@ export class JobRunner {
     return job;
   }
 
+  /** What the scoring runtime runs for a job: the same spec (and so the same pool) every time. */
+  #scorerSpec(job: Job, files: ScorerFiles): ScorerSpec {
+    const spec = job.spec;
+    return {
+      key: spec.id,
+      kind: spec.model.type === 'onnx' ? 'onnx' : 'script',
+      modelDir: files.model.modelDir,
+      modelFile: files.model.modelFile,
+      scriptPath: files.scriptPath,
+      outputDir: join(this.#config.cacheDir, 'outputs', spec.id),
+      environment: spec.settings.environment_variables,
+      loggingLevel: spec.settings.logging_level,
+      maxConcurrency: spec.settings.max_concurrency_per_instance,
+    };
+  }
+
+  /**
+   * Fetches the model and code and starts the scoring workers while the job is still being planned,
+   * so the first mini-batches do not wait for them. Best effort: the mini-batches do the same work
+   * again if this fails, and report what went wrong.
+   */
+  async #warmUp(job: Job): Promise<void> {
+    const files = await this.#scorerFiles(job);
+    await this.#runtime.warm(this.#scorerSpec(job, files), { timeoutMs: job.spec.settings.retry_settings.timeout * 1000 });
+  }
+
   /** The model and scoring script on this machine, fetched once per job. */
   #scorerFiles(job: Job): Promise<ScorerFiles> {
     const spec = job.spec;
@@ -193,6 +219,8 @@ export class JobRunner {
     );
     if (started?.status === 'Canceling' || started?.status === 'Canceled') return { ...base, status: 'canceled' };
 
+    // Not awaited: loading the model overlaps listing and planning.
+    this.#warmUp(job).catch(() => undefined);
     let batches: MiniBatch[];
     try {
       const { input } = await this.#placesOf(job);
@@ -258,20 +286,7 @@ export class JobRunner {
       const items = await this.#download(input.jobId, batch, workDir);
       downloaded = items.map((i) => i.localPath);
       phases.download = elapsed();
-      outcome = await this.#runtime.score(
-        {
-          key: input.jobId,
-          kind: spec.model.type === 'onnx' ? 'onnx' : 'script',
-          modelDir: model.modelDir,
-          modelFile: model.modelFile,
-          scriptPath,
-          outputDir: join(this.#config.cacheDir, 'outputs', input.jobId),
-          environment: spec.settings.environment_variables,
-          loggingLevel: spec.settings.logging_level,
-          maxConcurrency: spec.settings.max_concurrency_per_instance,
-        },
-        { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 },
-      );
+      outcome = await this.#runtime.score(this.#scorerSpec(job, { model, scriptPath }), { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
       phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.

@@ -44,6 +44,8 @@ export interface ScoringContext {
 export interface WorkerTask {
   items: ScoringItem[];
   port: MessagePort;
+  /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
+  warmup?: boolean | undefined;
 }
 
 /**

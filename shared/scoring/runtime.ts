@@ -14,6 +14,14 @@ import type { ScoreOutcome, ScoreRequest, ScorerSpec, ScoringRuntime } from './t
 export interface ScoringRuntimeOptions {
   /** Path or file URL of the compiled worker module; by default `worker.js` next to this module. */
   workerFile?: string | URL | undefined;
+  /**
+   * A pool nobody has used for this long is stopped (default 5 minutes). Jobs release their pool
+   * when they end, but only on the instance that finalizes them; in Azure other instances that ran
+   * the job's mini-batches would otherwise keep its workers and model sessions forever.
+   */
+  idleReleaseMs?: number | undefined;
+  /** The clock for idle times (milliseconds); `performance.now` by default. */
+  now?: (() => number) | undefined;
 }
 
 interface Pool {
@@ -22,7 +30,13 @@ interface Pool {
   fingerprint: string;
   /** Errors of workers that died between tasks, handed to the next mini-batch's logs. */
   notes: LogEntry[];
+  /** Tasks running or queued on the pool. */
+  active: number;
+  lastUsed: number;
 }
+
+/** What one task on a worker came to. */
+type TaskOutcome = ScoreOutcome | { status: 'released'; logs: LogEntry[] };
 
 function secondsText(ms: number): string {
   return String(Number((ms / 1000).toFixed(3)));
@@ -37,17 +51,48 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   readonly #pools = new Map<string, Pool>();
   /** Pools being destroyed; runs still on them end as failed (retryable), not as errors. */
   readonly #retired = new WeakSet<Piscina<WorkerTask, WorkerReply>>();
+  readonly #idleReleaseMs: number;
+  readonly #now: () => number;
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: ScoringRuntimeOptions) {
     const file = options.workerFile ?? new URL('./worker.js', import.meta.url);
     this.#workerFile = file instanceof URL || file.startsWith('file:') ? fileURLToPath(file) : file;
+    this.#idleReleaseMs = options.idleReleaseMs ?? 5 * 60_000;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
+    const entry = await this.#poolFor(spec);
+    const earlier = entry.notes.splice(0);
+    const outcome = await this.#execute(entry, { items: request.items }, request.timeoutMs);
+    if (outcome.status === 'released') {
+      return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...outcome.logs], seconds: 0 };
+    }
+    return outcome.status === 'completed'
+      ? { status: 'completed', result: { ...outcome.result, logs: [...earlier, ...outcome.result.logs] } }
+      : { ...outcome, logs: [...earlier, ...outcome.logs] };
+  }
+
+  async warm(spec: ScorerSpec, options: { timeoutMs: number }): Promise<void> {
+    const entry = await this.#poolFor(spec);
+    const threads = Math.max(1, Math.floor(spec.maxConcurrency));
+    const outcomes = await Promise.all(Array.from({ length: threads }, () => this.#execute(entry, { items: [], warmup: true }, options.timeoutMs)));
+    // A worker that failed or timed out while warming up says so in the next mini-batch's logs.
+    for (const outcome of outcomes) {
+      if (outcome.status === 'timeout' || outcome.status === 'released') entry.notes.push(...outcome.logs);
+      if (outcome.status === 'timeout') entry.notes.push({ level: 'error', message: `warming up a scoring worker: ${outcome.error}`, time: new Date().toISOString() });
+    }
+  }
+
+  /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
+  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean }, timeoutMs: number): Promise<TaskOutcome> {
     const called = performance.now();
-    const { pool, notes } = await this.#poolFor(spec);
+    const { pool } = entry;
+    entry.active++;
+    entry.lastUsed = this.#now();
     // setTimeout treats anything above 2^31-1 ms as 1 ms; no positive finite limit means none.
-    const limit = Number.isFinite(request.timeoutMs) && request.timeoutMs > 0 ? Math.min(request.timeoutMs, 2 ** 31 - 1) : undefined;
+    const limit = Number.isFinite(timeoutMs) && timeoutMs > 0 ? Math.min(timeoutMs, 2 ** 31 - 1) : undefined;
     const { port1, port2 } = new MessageChannel();
     const streamed: LogEntry[] = [];
     const controller = new AbortController();
@@ -70,38 +115,52 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       }, limit);
     });
     const seconds = (): number => round((performance.now() - (startedAt ?? called)) / 1000);
-    const earlier = notes.splice(0);
 
     let reply: WorkerReply;
     try {
-      reply = await pool.run({ items: request.items, port: port2 }, { signal: controller.signal, transferList: [port2] });
+      reply = await pool.run({ ...task, port: port2 }, { signal: controller.signal, transferList: [port2] });
     } catch (err) {
       if (expired) {
         // piscina has terminated the worker; the pool starts a fresh one (with a fresh init) when needed.
         const what = expired === 'init' ? 'init()' : 'mini-batch';
-        return { status: 'timeout', error: `${what} exceeded the ${secondsText(request.timeoutMs)} s timeout`, logs: [...earlier, ...streamed], seconds: seconds() };
+        return { status: 'timeout', error: `${what} exceeded the ${secondsText(timeoutMs)} s timeout`, logs: streamed, seconds: seconds() };
       }
-      if (this.#retired.has(pool)) {
-        return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...streamed], seconds: seconds() };
-      }
+      if (this.#retired.has(pool)) return { status: 'released', logs: streamed };
       // The worker died under the script (process.exit, an uncaught exception, out of memory).
-      return { status: 'failed', error: `the scoring worker stopped: ${errorMessage(err)}`, retryable: true, logs: [...earlier, ...streamed], seconds: seconds() };
+      return { status: 'failed', error: `the scoring worker stopped: ${errorMessage(err)}`, retryable: true, logs: streamed, seconds: seconds() };
     } finally {
       clearTimeout(timer);
       port1.close();
+      entry.active--;
+      entry.lastUsed = this.#now();
     }
 
     switch (reply.status) {
       case 'completed': {
         const { status: _status, ...result } = reply;
-        return { status: 'completed', result: { ...result, logs: [...earlier, ...result.logs] } };
+        return { status: 'completed', result };
       }
       case 'failed':
-        return { ...reply, logs: [...earlier, ...reply.logs] };
+        return reply;
       case 'internal':
-        throw new BatchError('internal', `The scoring runtime failed in its worker: ${reply.error}`, { details: { key: spec.key } });
+        throw new BatchError('internal', `The scoring runtime failed in its worker: ${reply.error}`);
       default:
         throw new BatchError('internal', `The scoring worker sent an unknown reply: ${JSON.stringify(reply)}`);
+    }
+  }
+
+  /** Stops pools nobody has used for idleReleaseMs. */
+  #sweep(): void {
+    const now = this.#now();
+    for (const [key, entry] of this.#pools) {
+      if (entry.active === 0 && now - entry.lastUsed >= this.#idleReleaseMs) {
+        this.#pools.delete(key);
+        this.#destroy(entry.pool).catch(() => undefined);
+      }
+    }
+    if (this.#pools.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
     }
   }
 
@@ -112,7 +171,13 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     await this.#destroy(entry.pool);
   }
 
+  pools(): number {
+    return this.#pools.size;
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => this.#destroy(p.pool)));
@@ -148,13 +213,15 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       // Atomics.wait between tasks would freeze timers and I/O a script leaves running.
       atomics: 'disabled',
     });
-    const entry: Pool = { pool, fingerprint, notes: [] };
+    const entry: Pool = { pool, fingerprint, notes: [], active: 0, lastUsed: this.#now() };
     // A worker lost outside a task (a script's timer that throws) must not crash the host; the next
     // mini-batch's logs say what happened. piscina replaces the worker.
     pool.on('error', (err: unknown) => {
       entry.notes.push({ level: 'error', message: `a scoring worker stopped between mini-batches: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, time: new Date().toISOString() });
     });
     this.#pools.set(spec.key, entry);
+    // Sweep a few times per idle period; the timer never keeps the process alive.
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(10, Math.floor(this.#idleReleaseMs / 4))).unref();
     return entry;
   }
 }

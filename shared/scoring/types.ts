@@ -78,6 +78,13 @@ export type ScoreOutcome =
 export interface ScoringRuntime {
   /** Scores one mini-batch; never throws for problems of the scorer or the data (see ScoreOutcome). */
   score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome>;
+  /**
+   * Starts the spec's workers and initialises them (model loaded, init() run) before the first
+   * mini-batch arrives. Best effort: problems show in the next mini-batch's logs and outcome.
+   */
+  warm(spec: ScorerSpec, options: { timeoutMs: number }): Promise<void>;
+  /** How many pools (one per spec key) are running. */
+  pools(): number;
   /** Stops the pool of a spec key (the job finished). */
   release(key: string): Promise<void>;
   close(): Promise<void>;

@@ -189,8 +189,17 @@ export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> 
     try {
       scorer = await ready;
     } catch (err) {
+      if (task.warmup) {
+        between.unshift(...entries);
+        return { status: 'failed', error: errorMessage(err), retryable: false, logs: [], seconds: seconds(started) };
+      }
       // The same failure for every run on this worker: init is not tried again.
       return { status: 'failed', error: errorMessage(err), retryable: false, logs: entries, seconds: seconds(started) };
+    }
+    if (task.warmup) {
+      // What init logged belongs to the first mini-batch this worker runs.
+      between.unshift(...entries);
+      return { status: 'completed', csv: '', columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: seconds(started) };
     }
 
     post({ type: 'phase', phase: 'run' });

@@ -311,8 +311,11 @@ describe('batch endpoints over HTTP on fnhost', () => {
     const job = await waitForJob(api, started.id);
     expect(job.status).toBe('Canceled');
     expect(job.counts.mini_batches.succeeded).toBeLessThan(16);
+    // Mini-batches in flight at the cancel finished and are counted: outputs and counts agree.
     const lines = (await output(job.id, 'predictions.csv')).text.trim().split('\n');
     expect(lines.length).toBe(job.counts.items.succeeded);
+    const reported = (await output(job.id, 'processed_mini_batches.csv')).text.trim().split('\n').slice(1);
+    expect(reported.length).toBe(job.counts.mini_batches.succeeded + job.counts.mini_batches.failed);
     expect((await api.call('POST', `jobs/${started.id}/cancel`)).status).toBe(409);
   });
 

@@ -306,3 +306,51 @@ describe('releasing scorers', () => {
     expect(await running).toMatchObject({ status: 'failed', retryable: true, error: 'the scorer was released while this mini-batch ran' });
   });
 });
+
+describe('warming up and idle pools', () => {
+  it('initialises workers before the first mini-batch, whose logs then carry what init logged', async () => {
+    const spec = scriptSpec('behaviours.js', { maxConcurrency: 2 });
+    await runtime.warm(spec, { timeoutMs: T });
+    const warmedBy = Date.now();
+    const first = completed(await runtime.score(spec, { items: batch(['a.txt']), timeoutMs: T }));
+    const inits = first.logs.filter((l) => l.message.startsWith('init #'));
+    expect(inits).toHaveLength(1);
+    expect(Date.parse((inits[0] as { time: string }).time)).toBeLessThanOrEqual(warmedBy);
+    // Both workers are initialised: two more mini-batches at once initialise nobody.
+    const more = await Promise.all([runtime.score(spec, { items: batch(['b.txt']), timeoutMs: T }), runtime.score(spec, { items: batch(['c.txt']), timeoutMs: T })]);
+    const again = more.flatMap((o) => completed(o).logs).filter((l) => l.message.startsWith('init #'));
+    expect(again.every((l) => Date.parse(l.time) <= warmedBy)).toBe(true);
+  });
+
+  it('stops a warm-up whose init never finishes and says so in the next mini-batch', async () => {
+    const spec = scriptSpec('slow-init.js');
+    const started = performance.now();
+    await runtime.warm(spec, { timeoutMs: 500 });
+    expect(performance.now() - started).toBeLessThan(3000);
+    const outcome = await runtime.score(spec, { items: batch(['a.txt']), timeoutMs: 500 });
+    expect(outcome).toMatchObject({ status: 'timeout', error: 'init() exceeded the 0.5 s timeout' });
+    expect(logsOf(outcome).map((l) => l.message)).toContain('warming up a scoring worker: init() exceeded the 0.5 s timeout');
+  });
+
+  it('stops pools nobody has used for idleReleaseMs, never one that is running', async () => {
+    const idle = (await loadRuntime()).createScoringRuntime({ idleReleaseMs: 100 });
+    try {
+      const spec = scriptSpec('sleepy.js');
+      const running = idle.score(spec, { items: batch(['x.txt']), timeoutMs: T });
+      await new Promise((r) => setTimeout(r, 400));
+      expect(idle.pools()).toBe(1);
+      expect((await running).status).toBe('completed');
+      await waitUntil(() => idle.pools() === 0, 2000);
+      expect(idle.pools()).toBe(0);
+      // A released pool starts again on demand.
+      expect((await idle.score(spec, { items: batch(['y.txt']), timeoutMs: T })).status).toBe('completed');
+    } finally {
+      await idle.close();
+    }
+  });
+});
+
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!done() && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+}
