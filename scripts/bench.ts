@@ -134,6 +134,19 @@ interface Row {
   'peak RSS MB': string;
 }
 
+function row(scenario: string, files: number, job: { seconds: number; miniBatches: number }, bare: number, stack: LocalStack): Row {
+  return {
+    scenario,
+    files,
+    'mini-batches': job.miniBatches,
+    'job s': job.seconds.toFixed(2),
+    'bare s': bare.toFixed(2),
+    ratio: (job.seconds / bare).toFixed(3),
+    'overhead ms/mini-batch': (((job.seconds - bare) * 1000) / job.miniBatches).toFixed(1),
+    'peak RSS MB': peakRssMb(stack.child.pid).toFixed(0),
+  };
+}
+
 async function scenarioA(): Promise<Row> {
   const stack = await startLocalStack();
   try {
@@ -156,16 +169,7 @@ async function scenarioA(): Promise<Row> {
     console.log(`(a) runs: job ${jobs.map((j) => j.seconds.toFixed(2)).join(', ')} s; bare ${bares.map((b) => b.toFixed(2)).join(', ')} s`);
     const job = jobs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
     const bare = Math.min(...bares);
-    return {
-      scenario: `(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`,
-      files: opts.files,
-      'mini-batches': job.miniBatches,
-      'job s': job.seconds.toFixed(2),
-      'bare s': bare.toFixed(2),
-      ratio: (job.seconds / bare).toFixed(3),
-      'overhead ms/mini-batch': (((job.seconds - bare) * 1000) / job.miniBatches).toFixed(1),
-      'peak RSS MB': peakRssMb(stack.child.pid).toFixed(0),
-    };
+    return row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare, stack);
   } finally {
     await stack.stop();
   }
@@ -186,16 +190,7 @@ async function scenarioB(count: number): Promise<Row> {
     );
     const job = await timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`);
     const bare = await bareFileLoop(stack.storageConnection, Object.keys(files));
-    return {
-      scenario: `(b) trivial scorer`,
-      files: count,
-      'mini-batches': job.miniBatches,
-      'job s': job.seconds.toFixed(2),
-      'bare s': bare.toFixed(2),
-      ratio: (job.seconds / bare).toFixed(3),
-      'overhead ms/mini-batch': (((job.seconds - bare) * 1000) / job.miniBatches).toFixed(1),
-      'peak RSS MB': peakRssMb(stack.child.pid).toFixed(0),
-    };
+    return row('(b) trivial scorer', count, job, bare, stack);
   } finally {
     await stack.stop();
   }

@@ -267,22 +267,6 @@ function numberArray(type: FeedType, length: number): NumberArray {
 
 function typedArray(type: FeedType, values: Value[]): ort.Tensor.DataType {
   switch (type) {
-    case 'float32':
-      return Float32Array.from(values as number[]);
-    case 'float64':
-      return Float64Array.from(values as number[]);
-    case 'int32':
-      return Int32Array.from(values as number[]);
-    case 'int16':
-      return Int16Array.from(values as number[]);
-    case 'int8':
-      return Int8Array.from(values as number[]);
-    case 'uint32':
-      return Uint32Array.from(values as number[]);
-    case 'uint16':
-      return Uint16Array.from(values as number[]);
-    case 'uint8':
-      return Uint8Array.from(values as number[]);
     case 'int64':
       return BigInt64Array.from(values as bigint[]);
     case 'uint64':
@@ -291,6 +275,11 @@ function typedArray(type: FeedType, values: Value[]): ort.Tensor.DataType {
       return Uint8Array.from(values as boolean[], (v) => (v ? 1 : 0));
     case 'string':
       return values as string[];
+    default: {
+      const out = numberArray(type, values.length);
+      out.set(values as number[]);
+      return out;
+    }
   }
 }
 

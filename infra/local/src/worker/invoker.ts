@@ -61,6 +61,15 @@ function readOnly(name: string): never {
   throw new TypeError(`Cannot assign to read only property '${name}'`);
 }
 
+/** A hook's context object: `readOnly` properties read through their getters and refuse writes. */
+function hookContext<T extends object>(readOnlyFields: Record<string, () => unknown>, writable: T): T {
+  const target = { ...writable };
+  for (const [name, get] of Object.entries(readOnlyFields)) {
+    Object.defineProperty(target, name, { get, set: () => readOnly(name), enumerable: true, configurable: false });
+  }
+  return target;
+}
+
 /**
  * Runs one invocation the way the Node.js worker does: the programming model builds the
  * arguments, pre-invocation hooks run, the callback runs, post-invocation hooks run, and the
@@ -180,29 +189,10 @@ export class Invoker {
     let callback = fn.callback;
     let inputs = initialInputs;
 
+    // What every hook sees and may not replace, as in the Node.js worker.
+    const shared = { hookData: () => hookData, appHookData: () => runtime.appHookData, invocationContext: () => context };
     if (runtime.hasHooks('preInvocation')) {
-      const pre = {
-        get hookData() {
-          return hookData;
-        },
-        set hookData(_v: unknown) {
-          readOnly('hookData');
-        },
-        get appHookData() {
-          return runtime.appHookData;
-        },
-        set appHookData(_v: unknown) {
-          readOnly('appHookData');
-        },
-        get invocationContext() {
-          return context;
-        },
-        set invocationContext(_v: unknown) {
-          readOnly('invocationContext');
-        },
-        functionCallback: callback,
-        inputs,
-      };
+      const pre = hookContext(shared, { functionCallback: callback, inputs });
       coreCtx.state = 'preInvocationHooks';
       try {
         await runtime.executeHooks('preInvocation', pre);
@@ -225,29 +215,7 @@ export class Invoker {
     }
 
     if (runtime.hasHooks('postInvocation')) {
-      const post = {
-        get hookData() {
-          return hookData;
-        },
-        set hookData(_v: unknown) {
-          readOnly('hookData');
-        },
-        get appHookData() {
-          return runtime.appHookData;
-        },
-        set appHookData(_v: unknown) {
-          readOnly('appHookData');
-        },
-        get invocationContext() {
-          return context;
-        },
-        set invocationContext(_v: unknown) {
-          readOnly('invocationContext');
-        },
-        inputs,
-        result,
-        error,
-      };
+      const post = hookContext(shared, { inputs, result, error });
       coreCtx.state = 'postInvocationHooks';
       try {
         await runtime.executeHooks('postInvocation', post);
