@@ -110,7 +110,7 @@ export class JobRunner {
   readonly #workArea: JobWorkArea;
   readonly #runtime: ScoringRuntime;
   readonly #now: () => Date;
-  readonly #jobs = new Map<string, { job: Promise<Job>; readAt: number }>();
+  readonly #jobs: PromiseCache<Job>;
   readonly #places = new PromiseCache<Places>({ max: 256 });
   readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
 
@@ -128,6 +128,7 @@ export class JobRunner {
     this.#workArea = options.workArea;
     this.#runtime = options.runtime;
     this.#now = options.now ?? (() => new Date());
+    this.#jobs = new PromiseCache<Job>({ max: 256, ttlMs: 1000, now: () => this.#now().getTime() });
   }
 
   /**
@@ -135,24 +136,11 @@ export class JobRunner {
    * mini-batches of a job share one read.
    */
   #job(jobId: string): Promise<Job> {
-    const cached = this.#jobs.get(jobId);
-    const now = this.#now().getTime();
-    if (cached && now - cached.readAt < 1000) return cached.job;
-    const job = this.#store.get(jobId).then((found) => {
+    return this.#jobs.get(jobId, async () => {
+      const found = await this.#store.get(jobId);
       if (!found) throw new BatchError('not_found', `Job '${jobId}' does not exist.`, { retryable: false });
       return found;
     });
-    const entry = { job, readAt: now };
-    this.#jobs.set(jobId, entry);
-    // A failed read is not remembered.
-    job.catch(() => {
-      if (this.#jobs.get(jobId) === entry) this.#jobs.delete(jobId);
-    });
-    if (this.#jobs.size > 256) {
-      const oldest = this.#jobs.keys().next().value;
-      if (oldest !== undefined) this.#jobs.delete(oldest);
-    }
-    return job;
   }
 
   /** What the scoring runtime runs for a job: the same spec (and so the same pool) every time. */
@@ -282,11 +270,11 @@ export class JobRunner {
     let downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
-      const { model, scriptPath } = await this.#scorerFiles(job);
+      const files = await this.#scorerFiles(job);
       const items = await this.#download(input.jobId, batch, workDir);
       downloaded = items.map((i) => i.localPath);
       phases.download = elapsed();
-      outcome = await this.#runtime.score(this.#scorerSpec(job, { model, scriptPath }), { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
+      outcome = await this.#runtime.score(this.#scorerSpec(job, files), { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
       phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
