@@ -271,10 +271,21 @@ export class JobRunner {
     let outcome: ScoreOutcome;
     try {
       const files = await this.#scorerFiles(job);
-      const items = await this.#download(input.jobId, batch, workDir);
+      const { items, arrivals } = await this.#download(input.jobId, batch, workDir);
       downloaded = items.map((i) => i.localPath);
-      phases.download = elapsed();
-      outcome = await this.#runtime.score(this.#scorerSpec(job, files), { items, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
+      // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
+      const landed = Promise.allSettled(arrivals).then((settled) => {
+        phases.download = elapsed();
+        const failed = settled.find((s) => s.status === 'rejected');
+        if (failed) throw failed.reason;
+      });
+      // Scoring starts while the files download; the runner reads each as it lands.
+      const scored = this.#runtime.score(this.#scorerSpec(job, files), { items, ready: arrivals, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
+      // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
+      const [downloads, scoring] = await Promise.allSettled([landed, scored]);
+      if (downloads.status === 'rejected') throw downloads.reason;
+      if (scoring.status === 'rejected') throw scoring.reason;
+      outcome = scoring.value;
       phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
@@ -290,7 +301,11 @@ export class JobRunner {
     return this.#record(folder, input, batch, outcome, { seconds, ...phases });
   }
 
-  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<ScoringItem[]> {
+  /**
+   * Starts downloading a mini-batch's items into `workDir`: the items with their local paths, and
+   * per item a promise that settles when its file is in place.
+   */
+  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<void>[] }> {
     const job = await this.#job(jobId);
     const { input } = await this.#placesOf(job);
     const headers = new Map<string, Promise<Buffer>>();
@@ -308,7 +323,7 @@ export class JobRunner {
       return join(workDir, String(n), base);
     });
     await Promise.all([...folders].map((f) => mkdir(f, { recursive: true })));
-    const work = batch.items.map(async (item, n) => {
+    const arrivals = batch.items.map(async (item, n) => {
       const local = locals[n] as string;
       if (item.bytes && item.kind !== 'parquet') {
         let prefix: Buffer | undefined;
@@ -321,13 +336,16 @@ export class JobRunner {
           prefix = await header;
         }
         await downloadBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
-        return { name: item.name, localPath: local, rowOffset: item.rows?.start };
+        return;
       }
       await downloadBlob(input.container, item.blob, local);
-      return { name: item.name, localPath: local, rowOffset: item.rows?.start, rows: item.kind === 'parquet' ? item.rows : undefined };
     });
-    for (const item of await Promise.all(work)) items.push(item);
-    return items;
+    // Whoever waits on the arrivals sees a failure; this keeps an unwatched one from crashing the host.
+    for (const arrival of arrivals) arrival.catch(() => undefined);
+    batch.items.forEach((item, n) => {
+      items.push({ name: item.name, localPath: locals[n] as string, rowOffset: item.rows?.start, rows: item.kind === 'parquet' ? item.rows : undefined });
+    });
+    return { items, arrivals };
   }
 
   async #record(

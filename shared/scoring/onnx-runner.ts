@@ -320,8 +320,12 @@ export class OnnxRunner {
     return `inputs: ${inputs.join(', ')}; prediction from output ${this.#output}`;
   }
 
-  /** Scores the items; problems with a file become its failure, so this only throws for bugs. */
-  async score(items: readonly ScoringItem[]): Promise<OnnxRunResult> {
+  /**
+   * Scores the items; problems with a file become its failure, so this only throws for bugs.
+   * `ready(index)`, if given, resolves when an item's file is in place: each file is read as soon
+   * as it arrives rather than after the whole mini-batch has downloaded.
+   */
+  async score(items: readonly ScoringItem[], options: { ready?: (index: number) => Promise<void> } = {}): Promise<OnnxRunResult> {
     const started = performance.now();
     const failures = new Map<number, string>();
     const feeds: Feed[] = [];
@@ -329,6 +333,7 @@ export class OnnxRunner {
       items.map(async (item, index) => {
         try {
           if (this.#modelProblem) throw new ItemError(this.#modelProblem);
+          await options.ready?.(index);
           feeds.push(await this.#feed(item, index));
         } catch (err) {
           failures.set(index, err instanceof ItemError ? err.message : `could not read the file: ${err instanceof Error ? err.message : String(err)}`);

@@ -40,10 +40,14 @@ export interface ScoringContext {
   ort?: unknown;
 }
 
-/** One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs. */
+/**
+ * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs and,
+ * for a `streamed` task, {@link ArrivalEvent}s in: its files are still downloading when it starts.
+ */
 export interface WorkerTask {
   items: ScoringItem[];
   port: MessagePort;
+  streamed?: boolean | undefined;
   /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
   warmup?: boolean | undefined;
 }
@@ -53,12 +57,16 @@ export interface WorkerTask {
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
+/** Sent to the worker for a streamed task: an item's file is in place, or a download failed. */
+export type ArrivalEvent = { type: 'ready'; index: number } | { type: 'abort'; error: string };
+
 export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
 
 export type WorkerReply =
   | {
       status: 'completed';
-      csv: string;
+      /** UTF-8 bytes in their own ArrayBuffer, transferred rather than copied. */
+      csv: Uint8Array;
       columns: string[];
       succeeded: number;
       failed: FailedItem[];

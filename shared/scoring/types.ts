@@ -43,6 +43,13 @@ export interface ScoringItem {
 
 export interface ScoreRequest {
   items: ScoringItem[];
+  /**
+   * Per item, settles once its local file is in place, so scoring starts while the rest still
+   * download: the built-in ONNX runner reads each file as it arrives, a script's run() waits for
+   * all of them. Omitted, every file is in place already. A rejection stops the mini-batch; its
+   * outcome is then not meaningful and the caller reports the download's own error.
+   */
+  ready?: readonly Promise<unknown>[] | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
 }
@@ -56,8 +63,12 @@ export interface FailedItem {
 }
 
 export interface ScoreResult {
-  /** Prediction rows as CSV text without a header (empty for summary_only-style scripts that return nothing). */
-  csv: string;
+  /**
+   * Prediction rows as UTF-8 CSV without a header (empty for summary_only-style scripts that return
+   * nothing). Bytes, not text: a mini-batch's rows can run to megabytes, and bytes move from the
+   * worker without a copy and go to storage as they are.
+   */
+  csv: Buffer;
   /** Column names of the rows, for documentation (the CSV itself has no header, as in Azure ML). */
   columns: string[];
   succeeded: number;

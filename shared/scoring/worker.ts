@@ -10,9 +10,10 @@ import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { threadId, workerData } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
@@ -60,15 +61,54 @@ class SetupError extends Error {
   readonly retryable = false;
 }
 
+/** A streamed task's download failed: the caller reports that error, not this one. */
+class DownloadError extends Error {}
+
 type ScriptFunction = (...args: unknown[]) => unknown;
+
+/** When each item of a task is in place on this machine. */
+interface Arrivals {
+  /** Resolves when item `index` is in place; rejects if the mini-batch's downloads failed. */
+  ready(index: number): Promise<void>;
+  /** Resolves when every item is in place. */
+  all(): Promise<void>;
+  /** Stops listening (the task is over). */
+  stop(): void;
+}
+
+const ARRIVED: Arrivals = { ready: () => Promise.resolve(), all: () => Promise.resolve(), stop: () => undefined };
+
+/** Follows a streamed task's {@link ArrivalEvent}s; a task that is not streamed has everything already. */
+function arrivals(task: WorkerTask): Arrivals {
+  if (!task.streamed) return ARRIVED;
+  const waits = task.items.map(() => {
+    let settle: { resolve(): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
+    const promise = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    // Nobody may be waiting when a download fails; that must not count as an unhandled rejection.
+    promise.catch(() => undefined);
+    return { promise, ...settle };
+  });
+  const onMessage = (event: ArrivalEvent): void => {
+    if (event.type === 'ready') waits[event.index]?.resolve();
+    else for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
+  };
+  task.port.on('message', onMessage);
+  return {
+    ready: (index) => waits[index]?.promise ?? Promise.resolve(),
+    all: async () => {
+      await Promise.all(waits.map((w) => w.promise));
+    },
+    stop: () => task.port.off('message', onMessage),
+  };
+}
 
 interface Scorer {
   /** The folder whose new files are the run's products (scripts only). */
   outputDir: string | undefined;
   /** Runs the scorer's own code: what it throws is the mini-batch's failure. */
-  invoke(items: ScoringItem[]): Promise<unknown>;
+  invoke(items: ScoringItem[], arrived: Arrivals): Promise<unknown>;
   /** The runtime's part, turning invoke's output into CSV rows: what it throws is a bug of ours. */
-  rows(output: unknown, items: ScoringItem[]): Promise<CsvResult> | CsvResult;
+  rows(output: unknown, items: ScoringItem[], arrived: Arrivals): Promise<CsvResult> | CsvResult;
 }
 
 function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
@@ -150,7 +190,11 @@ async function initialise(): Promise<Scorer> {
     logger.debug(`worker ${threadId} initialised the scoring script ${basename(spec.scriptPath)}`);
     return {
       outputDir,
-      invoke: async (items) => scriptResults(await run(items.map((i) => i.localPath), context)),
+      invoke: async (items, arrived) => {
+        // run() gets the whole mini-batch at once, as in Azure ML.
+        await arrived.all();
+        return scriptResults(await run(items.map((i) => i.localPath), context));
+      },
       rows: (output, items) => {
         const { rows, ...accounting } = scriptResultRows(output as unknown[], items);
         return { ...accounting, csv: toCsv(rows) };
@@ -166,7 +210,8 @@ async function initialise(): Promise<Scorer> {
     outputDir: undefined,
     // The runner turns every data or model problem into a failed item, so whatever escapes it is a bug.
     invoke: () => Promise.resolve(undefined),
-    rows: async (_output, items) => ({ ...(await runner.score(items)), columns: ONNX_COLUMNS }),
+    // Each file is parsed as soon as it is in place, while the rest still download.
+    rows: async (_output, items, arrived) => ({ ...(await runner.score(items, { ready: (index) => arrived.ready(index) })), columns: ONNX_COLUMNS }),
   };
 }
 
@@ -174,12 +219,24 @@ function seconds(started: number): number {
   return Math.round(performance.now() - started) / 1000;
 }
 
+/** The reply with its CSV bytes transferred to the main thread rather than copied. */
+function transferred(reply: WorkerReply): WorkerReply {
+  if (reply.status !== 'completed' || reply.csv.byteLength === 0) return reply;
+  // piscina unwraps this on the main thread: the caller receives `reply` itself.
+  return move({ [transferableSymbol]: [reply.csv.buffer], [valueSymbol]: reply }) as unknown as WorkerReply;
+}
+
 /** Scores one mini-batch on this worker. */
 export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> {
+  return transferred(await scoreOne(task));
+}
+
+async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
   const started = performance.now();
   const entries = between.splice(0);
   current = { entries, port: task.port };
   const post = (event: WorkerEvent): void => task.port.postMessage(event);
+  const arrived = arrivals(task);
   try {
     if (!ready) {
       post({ type: 'phase', phase: 'init' });
@@ -199,16 +256,16 @@ export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> 
     if (task.warmup) {
       // What init logged belongs to the first mini-batch this worker runs.
       between.unshift(...entries);
-      return { status: 'completed', csv: '', columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: seconds(started) };
+      return { status: 'completed', csv: new Uint8Array(0), columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: seconds(started) };
     }
 
     post({ type: 'phase', phase: 'run' });
     let output: unknown;
     let failure: WorkerReply | undefined;
     try {
-      output = await scorer.invoke(task.items);
+      output = await scorer.invoke(task.items, arrived);
     } catch (err) {
-      if (!(err instanceof SetupError)) logger.error('run() failed:', err);
+      if (!(err instanceof SetupError || err instanceof DownloadError)) logger.error('run() failed:', err);
       const retryable = !(typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false);
       failure = { status: 'failed', error: errorMessage(err), retryable, logs: entries, seconds: seconds(started) };
     }
@@ -221,10 +278,11 @@ export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> 
         known = after;
       }
       if (failure) return failure;
-      const result = await scorer.rows(output, task.items);
+      const result = await scorer.rows(output, task.items, arrived);
       return {
         status: 'completed',
-        csv: result.csv,
+        // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.
+        csv: new TextEncoder().encode(result.csv),
         columns: result.columns,
         succeeded: result.succeeded,
         failed: result.failed,
@@ -236,6 +294,7 @@ export default async function scoreTask(task: WorkerTask): Promise<WorkerReply> 
       return { status: 'internal', error: err instanceof Error ? (err.stack ?? err.message) : String(err), logs: entries };
     }
   } finally {
+    arrived.stop();
     current = undefined;
   }
 }

@@ -100,14 +100,40 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
       ...(await referenceLabels(c)).map((l, i) => `${i},${l},c.jsonl`),
       ...(await referenceLabels(p.slice(10))).map((l, i) => `${10 + i},${l},p.parquet`),
     ];
-    expect(first.csv).toBe(`${expected.join('\n')}\n`);
+    expect(first.csv.toString()).toBe(`${expected.join('\n')}\n`);
     expect(first.columns).toEqual(['row', 'prediction', 'file_name']);
     expect(first.succeeded).toBe(3);
     expect(first.failed).toEqual([{ file: 'notes.txt', reason: 'unsupported file type .txt (supported: .csv, .jsonl, .parquet, .png, .jpg, .jpeg)' }]);
     expect(first.logs.map((l) => l.message).join('\n')).toContain('loaded the model: inputs: bill_length_mm float32 [N,1]');
 
     const again = completed(await runtime.score(spec, { items, timeoutMs: T }));
-    expect(again.csv).toBe(first.csv);
+    expect(again.csv.toString()).toBe(first.csv.toString());
+  });
+
+  it('reads each file as it lands while the others still download, and fails only what never arrived', async () => {
+    const a = penguinRows(5, 31);
+    const b = penguinRows(4, 32);
+    const dir = join(work, 'streamed', String(++keys));
+    mkdirSync(dir, { recursive: true });
+    const items: ScoringItem[] = [{ name: 'a.csv', localPath: join(dir, 'a.csv') }, { name: 'b.csv', localPath: join(dir, 'b.csv') }];
+    const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir: join(ROOT, 'scripts', 'demo', 'model'), modelFile: 'penguins.onnx' };
+    // b lands first, a a little later: neither file exists when scoring starts.
+    const landB = new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, 'b.csv'), penguinCsv(b))), 30));
+    const landA = landB.then(() => new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, 'a.csv'), penguinCsv(a))), 30)));
+    const result = completed(await runtime.score(spec, { items, ready: [landA, landB], timeoutMs: T }));
+    const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(b)).map((l, i) => `${i},${l},b.csv`)];
+    expect(result.csv.toString()).toBe(`${expected.join('\n')}\n`);
+    expect(result.succeeded).toBe(2);
+
+    // A download that fails stops the mini-batch; the caller reports it.
+    const c = join(dir, 'c.csv');
+    writeFileSync(c, penguinCsv(a));
+    const broken = await runtime.score(spec, {
+      items: [{ name: 'c.csv', localPath: c }, { name: 'gone.csv', localPath: join(dir, 'gone.csv') }],
+      ready: [Promise.resolve(), Promise.reject(new Error('404 on gone.csv'))],
+      timeoutMs: T,
+    });
+    expect(completed(broken).failed).toEqual([{ file: 'gone.csv', reason: expect.stringContaining('could not be downloaded: 404 on gone.csv') }]);
   });
 
   it('scores images', async () => {
@@ -119,7 +145,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     // No modelFile: the only .onnx file in the model folder is used.
     const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir };
     const result = completed(await runtime.score(spec, { items, timeoutMs: T }));
-    expect(result.csv).toBe(',0.2,grey.png\n');
+    expect(result.csv.toString()).toBe(',0.2,grey.png\n');
   });
 
   it('fails the mini-batch without retry when the model cannot be loaded', async () => {
@@ -134,7 +160,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     const result = completed(await runtime.score(spec, { items: batch(['x.csv', 'y.csv'], () => penguinCsv(rows)), timeoutMs: T }));
     expect(result.columns).toEqual(['file_name', 'row', 'species', 'p']);
     const labels = await referenceLabels(rows);
-    const lines = result.csv.trim().split('\n').map((l) => l.split(','));
+    const lines = result.csv.toString().trim().split('\n').map((l) => l.split(','));
     expect(lines.map((l) => l.slice(0, 3))).toEqual([...labels.map((l, i) => ['x.csv', String(i), l]), ...labels.map((l, i) => ['y.csv', String(i), l])]);
     expect(lines.every((l) => Number(l[3]) > 0.33 && Number(l[3]) <= 1)).toBe(true);
     expect(result.succeeded).toBe(2);
@@ -153,14 +179,30 @@ describe('the scoring runtime with custom scripts', () => {
     // Worker threads have their own copy of process.env.
     expect(process.env['GREETING']).not.toBe('hi');
     expect(inits.every((l) => l.message.startsWith('init #1 ') && l.message.endsWith('GREETING=hi context=hi'))).toBe(true);
-    const workers = new Set(results.flatMap((r) => r.csv.trim().split('\n').map((line) => line.split(',')[2])));
+    const workers = new Set(results.flatMap((r) => r.csv.toString().trim().split('\n').map((line) => line.split(',')[2])));
     expect(workers.size).toBe(2);
     expect(results[0]!.columns).toEqual(['file_name', 'chars', 'worker', 'greeting']);
-    expect(results[3]!.csv).toMatch(/^f3a\.txt,19,\d+,hi\nf3b\.txt,19,\d+,hi\n$/);
+    expect(results[3]!.csv.toString()).toMatch(/^f3a\.txt,19,\d+,hi\nf3b\.txt,19,\d+,hi\n$/);
     expect(results.every((r) => r.succeeded === 2 && r.failed.length === 0)).toBe(true);
     // Later runs on a worker do not initialise it again.
     const more = completed(await runtime.score(spec, { items: batch(['g.txt']), timeoutMs: T }));
     expect(more.logs.some((l) => l.message.startsWith('init #'))).toBe(false);
+  });
+
+  it('calls run() only when every file of a streamed mini-batch has landed, and not at all if one never does', async () => {
+    const spec = scriptSpec('behaviours.js');
+    const dir = join(work, 'streamed', String(++keys));
+    mkdirSync(dir, { recursive: true });
+    const names = ['late-1.txt', 'late-2.txt'];
+    const items = names.map((name) => ({ name, localPath: join(dir, name) }));
+    const ready = names.map((name, i) => new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, name), `late file ${i}\n`)), 20 * (i + 1))));
+    const result = completed(await runtime.score(spec, { items, ready, timeoutMs: T }));
+    // behaviours.js reads each file: both were complete when run() began.
+    expect(result.csv.toString()).toMatch(/^late-1\.txt,12,\d+,\nlate-2\.txt,12,\d+,\n$/);
+
+    const failed = await runtime.score(spec, { items, ready: [Promise.resolve(), Promise.reject(new Error('connection reset'))], timeoutMs: T });
+    expect(failed).toMatchObject({ status: 'failed', error: expect.stringContaining('could not be downloaded: connection reset') });
+    expect(logsOf(failed).some((l) => l.message.startsWith('run() failed'))).toBe(false);
   });
 
   it('names the files a script skipped, and counts a shortfall when results do not name files', async () => {
@@ -170,7 +212,7 @@ describe('the scoring runtime with custom scripts', () => {
 
     const counted = completed(await runtime.score(scriptSpec('scalars.js'), { items: batch(['a.txt', 'skip1.txt', 'b.txt', 'skip2.txt', 'c.txt']), timeoutMs: T }));
     expect(counted.columns).toEqual(['prediction']);
-    expect(counted.csv).toBe('"first, ""quoted"" a.txt"\n1.5\n3\n');
+    expect(counted.csv.toString()).toBe('"first, ""quoted"" a.txt"\n1.5\n3\n');
     expect(counted.succeeded).toBe(3);
     expect(counted.failed).toEqual([{ file: null, reason: 'run() returned 3 results for 5 items', count: 2 }]);
   });
@@ -210,7 +252,7 @@ describe('the scoring runtime with custom scripts', () => {
   it('survives a worker that dies between mini-batches and says so in the next logs', async () => {
     const spec = scriptSpec('late-throw.js');
     const first = completed(await runtime.score(spec, { items: batch(['a.txt']), timeoutMs: T }));
-    expect(first.csv).toBe('done\n');
+    expect(first.csv.toString()).toBe('done\n');
     await new Promise((r) => setTimeout(r, 300));
     const second = completed(await runtime.score(spec, { items: batch(['b.txt']), timeoutMs: T }));
     expect(second.logs[0]).toMatchObject({ level: 'error', message: expect.stringMatching(/^a scoring worker stopped between mini-batches: Error: late boom/) });
@@ -271,7 +313,7 @@ describe('the scoring runtime timeouts', () => {
     const secondInit = after.logs.find((l) => l.message.startsWith('hang.js init'))?.message;
     expect(secondInit).toMatch(/^hang\.js init #1 on worker \d+$/);
     expect(secondInit).not.toBe(firstInit);
-    expect(after.csv).toBe('ok\n');
+    expect(after.csv.toString()).toBe('ok\n');
   });
 
   it('stops an init that never finishes', async () => {

@@ -46,6 +46,9 @@ export function devConnectionString(host: string, ports: AzuritePorts): string {
  *   does on SIGTERM, so its database is written out.
  * - Azurite keeps timers alive after closing its servers; exit as soon as all three services
  *   report "successfully closed" (their databases are saved by then) instead of hanging.
+ * - Azurite routes every request by compiling each operation's URI template (a hundred or so) anew,
+ *   about 0.2 ms of its one thread per request. Templates are immutable once compiled, so each is
+ *   compiled once.
  */
 const PRELOAD = `
 import { createRequire } from 'node:module';
@@ -63,6 +66,21 @@ try {
   };
 } catch (err) {
   console.error('fnhost: could not speed up Azurite lookups: ' + err);
+}
+try {
+  const require = createRequire(process.argv[1]);
+  const id = require.resolve('uri-templates');
+  const compile = require(id);
+  const compiled = new Map();
+  const cached = function (template) {
+    let parsed = compiled.get(template);
+    if (parsed === undefined) compiled.set(template, (parsed = compile(template)));
+    return parsed;
+  };
+  cached.prototype = compile.prototype;
+  require.cache[id].exports = cached;
+} catch (err) {
+  console.error('fnhost: could not speed up Azurite routing: ' + err);
 }
 let closed = 0;
 const log = console.log.bind(console);
