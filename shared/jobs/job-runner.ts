@@ -11,7 +11,7 @@ import { isTerminalJob } from '../schemas/jobs.js';
 import type { FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
-import { cleanWorkDir, downloadBlob, localCode, localModel, removeQuietly } from './local-files.js';
+import { cleanWorkDir, fetchBlob, localCode, localModel, removeQuietly } from './local-files.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
@@ -267,15 +267,18 @@ export class JobRunner {
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     const phases = { download: 0, scoring: 0 };
-    let downloaded: string[] = [];
+    // Files this thread wrote; the scoring worker removes the ones it writes itself.
+    const downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
       const files = await this.#scorerFiles(job);
       const { items, arrivals } = await this.#download(input.jobId, batch, workDir);
-      downloaded = items.map((i) => i.localPath);
       // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
       const landed = Promise.allSettled(arrivals).then((settled) => {
         phases.download = elapsed();
+        settled.forEach((s, n) => {
+          if (s.status === 'fulfilled' && s.value === undefined) downloaded.push((items[n] as ScoringItem).localPath);
+        });
         const failed = settled.find((s) => s.status === 'rejected');
         if (failed) throw failed.reason;
       });
@@ -302,10 +305,11 @@ export class JobRunner {
   }
 
   /**
-   * Starts downloading a mini-batch's items into `workDir`: the items with their local paths, and
-   * per item a promise that settles when its file is in place.
+   * Starts downloading a mini-batch's items: the items with their local paths under `workDir`, and
+   * per item a promise that settles when its data is here, with its bytes if they were read into
+   * memory (see {@link ScoreRequest.ready}) or with nothing once a large file is in place on disk.
    */
-  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<void>[] }> {
+  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<Buffer | undefined>[] }> {
     const job = await this.#job(jobId);
     const { input } = await this.#placesOf(job);
     const headers = new Map<string, Promise<Buffer>>();
@@ -335,10 +339,9 @@ export class JobRunner {
           }
           prefix = await header;
         }
-        await downloadBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
-        return;
+        return fetchBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
       }
-      await downloadBlob(input.container, item.blob, local);
+      return fetchBlob(input.container, item.blob, local);
     });
     // Whoever waits on the arrivals sees a failure; this keeps an unwatched one from crashing the host.
     for (const arrival of arrivals) arrival.catch(() => undefined);

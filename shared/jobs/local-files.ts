@@ -1,4 +1,4 @@
-import { createWriteStream, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
@@ -99,45 +99,36 @@ export async function localCode(registry: Registry, codeUri: string, jobId: stri
 
 /** Blobs up to this size are read whole into memory; larger ones stream to disk. */
 const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
+
 /**
- * Files up to this size are written synchronously. Handing a tiny write to the thread pool costs
- * the event loop more than the write itself (~2x the CPU in our measurements), and jobs over many
- * small files write thousands of them.
+ * Fetches `bytes` [start, end) of a blob, or all of it. Small blobs and ranges come back as bytes
+ * (the scoring worker writes them where a script needs them, off the host's event loop, and the
+ * built-in runner never needs a file at all); a large whole blob streams to `target`, a file in an
+ * existing folder, and the result is undefined.
  */
-const SYNC_WRITE_BYTES = 64 * 1024;
-
-async function writeLocal(target: string, content: Buffer): Promise<void> {
-  if (content.length <= SYNC_WRITE_BYTES) writeFileSync(target, content);
-  else await writeFile(target, content);
-}
-
-/** Downloads `bytes` [start, end) of a blob, or all of it, to a local file in an existing folder. */
-export async function downloadBlob(
+export async function fetchBlob(
   container: ContainerClient,
   blob: string,
   target: string,
   range?: { start: number; end: number; prefix?: Buffer | undefined },
-): Promise<void> {
+): Promise<Buffer | undefined> {
   const client = container.getBlobClient(blob);
   try {
     if (!range) {
-      // One GET, resumed from where it broke off if the connection drops. Small blobs (most inputs
-      // of file jobs) are written in one call: a write stream costs more than the download.
+      // One GET, resumed from where it broke off if the connection drops.
       const response = await client.download(0, undefined, { maxRetryRequests: 5 });
       const body = response.readableStreamBody;
       if (!body) throw new Error('the download returned no body');
       if ((response.contentLength ?? Infinity) <= SMALL_BLOB_BYTES) {
         const chunks: Buffer[] = [];
         for await (const chunk of body) chunks.push(chunk as Buffer);
-        await writeLocal(target, Buffer.concat(chunks));
-      } else {
-        await pipeline(body, createWriteStream(target));
+        return Buffer.concat(chunks);
       }
-      return;
+      await pipeline(body, createWriteStream(target));
+      return undefined;
     }
     const body = range.end > range.start ? await client.downloadToBuffer(range.start, range.end - range.start) : Buffer.alloc(0);
-    const content = range.prefix ? Buffer.concat([range.prefix, body]) : body;
-    await writeLocal(target, content);
+    return range.prefix ? Buffer.concat([range.prefix, body]) : body;
   } catch (err) {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
     throw new BatchError('storage_failed', `Could not download ${blob}.`, { cause: err });

@@ -322,10 +322,11 @@ export class OnnxRunner {
 
   /**
    * Scores the items; problems with a file become its failure, so this only throws for bugs.
-   * `ready(index)`, if given, resolves when an item's file is in place: each file is read as soon
-   * as it arrives rather than after the whole mini-batch has downloaded.
+   * `ready(index)`, if given, resolves when an item is here, with its content if it came in memory
+   * (otherwise its file is read): each item is read as soon as it arrives rather than after the
+   * whole mini-batch has downloaded.
    */
-  async score(items: readonly ScoringItem[], options: { ready?: (index: number) => Promise<void> } = {}): Promise<OnnxRunResult> {
+  async score(items: readonly ScoringItem[], options: { ready?: (index: number) => Promise<Buffer | undefined> } = {}): Promise<OnnxRunResult> {
     const started = performance.now();
     const failures = new Map<number, string>();
     const feeds: Feed[] = [];
@@ -333,8 +334,8 @@ export class OnnxRunner {
       items.map(async (item, index) => {
         try {
           if (this.#modelProblem) throw new ItemError(this.#modelProblem);
-          await options.ready?.(index);
-          feeds.push(await this.#feed(item, index));
+          const bytes = await options.ready?.(index);
+          feeds.push(await this.#feed(item, index, bytes));
         } catch (err) {
           failures.set(index, err instanceof ItemError ? err.message : `could not read the file: ${err instanceof Error ? err.message : String(err)}`);
         }
@@ -397,12 +398,12 @@ export class OnnxRunner {
     return { csv: lines.join(''), succeeded, failed };
   }
 
-  async #feed(item: ScoringItem, index: number): Promise<Feed> {
+  async #feed(item: ScoringItem, index: number, bytes: Buffer | undefined): Promise<Feed> {
     const kind = fileKind(item.localPath);
     if ('unsupported' in kind) throw new ItemError(`${kind.unsupported} (supported: ${SUPPORTED_EXTENSIONS.join(', ')})`);
     if ('image' in kind) {
       const input = this.#imageInput();
-      const image = decodeImage(await readFile(item.localPath), kind.image);
+      const image = decodeImage(bytes ?? (await readFile(item.localPath)), kind.image);
       const layout = imageLayout(input.dims);
       if (typeof layout === 'string') throw new ItemError(`input ${input.name}: ${layout}`);
       const height = layout.height ?? image.height;
@@ -412,7 +413,7 @@ export class OnnxRunner {
       return { index, rows: 1, rowBase: undefined, inputs: new Map([[input.name, { data, rowShape }]]) };
     }
 
-    const table = await readTabular(item, kind.tabular, this.#inputs.map((i) => i.name));
+    const table = await readTabular(item, kind.tabular, { wanted: this.#inputs.map((i) => i.name), bytes });
     const rowBase = item.rowOffset ?? item.rows?.start ?? 0;
     const inputs = new Map<string, InputData>();
     const only = this.#inputs.length === 1 ? this.#inputs[0] : undefined;

@@ -57,8 +57,11 @@ export interface WorkerTask {
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
-/** Sent to the worker for a streamed task: an item's file is in place, or a download failed. */
-export type ArrivalEvent = { type: 'ready'; index: number } | { type: 'abort'; error: string };
+/**
+ * Sent to the worker for a streamed task: an item is here (with its bytes, or in place on disk
+ * when `bytes` is absent), or a download failed.
+ */
+export type ArrivalEvent = { type: 'ready'; index: number; bytes?: Uint8Array | undefined } | { type: 'abort'; error: string };
 
 export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
 

@@ -118,7 +118,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     // Arrivals queue on the port until the worker listens; once the task is over they go nowhere.
     task.ready?.forEach((arrived, index) => {
       void arrived.then(
-        () => port1.postMessage({ type: 'ready', index } satisfies ArrivalEvent),
+        (bytes) => port1.postMessage({ type: 'ready', index, bytes } satisfies ArrivalEvent),
         (err: unknown) => port1.postMessage({ type: 'abort', error: errorMessage(err) } satisfies ArrivalEvent),
       );
     });

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { type AsyncBuffer, asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 import type { ScoringItem } from './types.js';
 
 /** The tabular formats the built-in runner reads. */
@@ -44,19 +44,21 @@ export interface TabularData {
 }
 
 /**
- * Reads an item's rows. Parquet honours `item.rows` (a range of the whole file); CSV and JSONL
- * ranges arrive already cut into their own file. `wanted` limits the Parquet columns read when
- * all of them exist (other formats must be parsed whole anyway).
+ * Reads an item's rows, from `bytes` when its content is already in memory, else from its file.
+ * Parquet honours `item.rows` (a range of the whole file); CSV and JSONL ranges arrive already cut
+ * on their own. `wanted` limits the Parquet columns read when all of them exist (other formats
+ * must be parsed whole anyway).
  */
-export async function readTabular(item: ScoringItem, kind: TabularKind, wanted?: readonly string[]): Promise<TabularData> {
+export async function readTabular(item: ScoringItem, kind: TabularKind, options: { wanted?: readonly string[]; bytes?: Buffer | undefined } = {}): Promise<TabularData> {
+  const { wanted, bytes } = options;
   switch (kind) {
     case 'csv':
       // csv-parse decodes bytes itself; handing it the Buffer saves decoding the file twice.
-      return readCsv(await readFile(item.localPath));
+      return readCsv(bytes ?? (await readFile(item.localPath)));
     case 'jsonl':
-      return readJsonl(await readFile(item.localPath, 'utf8'));
+      return readJsonl((bytes ?? (await readFile(item.localPath))).toString('utf8'));
     case 'parquet':
-      return readParquet(item, wanted);
+      return readParquet(item, wanted, bytes);
   }
 }
 
@@ -96,8 +98,9 @@ export function readJsonl(text: string): TabularData {
   return { columns: [...columns], records };
 }
 
-async function readParquet(item: ScoringItem, wanted?: readonly string[]): Promise<TabularData> {
-  const file = await asyncBufferFromFile(item.localPath);
+async function readParquet(item: ScoringItem, wanted: readonly string[] | undefined, bytes: Buffer | undefined): Promise<TabularData> {
+  // A copy into its own ArrayBuffer: the bytes may be a view of a larger (or shared) one.
+  const file: AsyncBuffer = bytes ? new Uint8Array(bytes).buffer : await asyncBufferFromFile(item.localPath);
   const metadata = await parquetMetadataAsync(file);
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const subset = wanted && wanted.every((w) => columns.includes(w)) ? [...wanted] : undefined;

@@ -44,12 +44,15 @@ export interface ScoringItem {
 export interface ScoreRequest {
   items: ScoringItem[];
   /**
-   * Per item, settles once its local file is in place, so scoring starts while the rest still
-   * download: the built-in ONNX runner reads each file as it arrives, a script's run() waits for
-   * all of them. Omitted, every file is in place already. A rejection stops the mini-batch; its
-   * outcome is then not meaningful and the caller reports the download's own error.
+   * Per item, settles once its data is here, so scoring starts while the rest still download: the
+   * built-in ONNX runner reads each item as it arrives, a script's run() waits for all of them.
+   * A promise that resolves with bytes hands over the item's content: the worker writes it to
+   * `localPath` itself when a script needs files (and removes it after the run), and the built-in
+   * runner reads it from memory. One that resolves with nothing means the file is in place.
+   * Omitted, every file is in place already. A rejection stops the mini-batch; its outcome is then
+   * not meaningful and the caller reports the download's own error.
    */
-  ready?: readonly Promise<unknown>[] | undefined;
+  ready?: readonly Promise<Uint8Array | undefined>[] | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
 }

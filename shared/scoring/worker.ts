@@ -3,6 +3,7 @@
  * (its `workerData`) and initialises once, lazily on its first task: environment, own output
  * folder, the ONNX session and/or the scoring script's `init(context)`. Tasks are mini-batches.
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
@@ -66,39 +67,69 @@ class DownloadError extends Error {}
 
 type ScriptFunction = (...args: unknown[]) => unknown;
 
-/** When each item of a task is in place on this machine. */
+/** When each item of a task is here. */
 interface Arrivals {
-  /** Resolves when item `index` is in place; rejects if the mini-batch's downloads failed. */
-  ready(index: number): Promise<void>;
-  /** Resolves when every item is in place. */
+  /**
+   * Resolves when item `index` is here: with its bytes if it came in memory and this worker does
+   * not need files, otherwise once its file is in place. Rejects if the mini-batch's downloads failed.
+   */
+  ready(index: number): Promise<Buffer | undefined>;
+  /** Resolves when every item is here. */
   all(): Promise<void>;
-  /** Stops listening (the task is over). */
+  /** Stops listening and removes the files this worker wrote (the task is over). */
   stop(): void;
 }
 
-const ARRIVED: Arrivals = { ready: () => Promise.resolve(), all: () => Promise.resolve(), stop: () => undefined };
+const ARRIVED: Arrivals = { ready: () => Promise.resolve(undefined), all: () => Promise.resolve(), stop: () => undefined };
 
-/** Follows a streamed task's {@link ArrivalEvent}s; a task that is not streamed has everything already. */
+/**
+ * Follows a streamed task's {@link ArrivalEvent}s; a task that is not streamed has everything
+ * already. Scripts are handed paths, so bytes that arrive for them are written to the item's file
+ * here, on the worker, rather than on the host's event loop.
+ */
 function arrivals(task: WorkerTask): Arrivals {
   if (!task.streamed) return ARRIVED;
+  const needsFiles = spec.scriptPath !== undefined;
+  const written: string[] = [];
   const waits = task.items.map(() => {
-    let settle: { resolve(): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
-    const promise = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    let settle: { resolve(bytes: Buffer | undefined): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
+    const promise = new Promise<Buffer | undefined>((resolve, reject) => (settle = { resolve, reject }));
     // Nobody may be waiting when a download fails; that must not count as an unhandled rejection.
     promise.catch(() => undefined);
     return { promise, ...settle };
   });
   const onMessage = (event: ArrivalEvent): void => {
-    if (event.type === 'ready') waits[event.index]?.resolve();
-    else for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
+    if (event.type === 'abort') {
+      for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
+      return;
+    }
+    const wait = waits[event.index];
+    const item = task.items[event.index];
+    if (!wait || !item) return;
+    // Structured cloning delivers a plain Uint8Array; the Buffer view shares its memory.
+    const bytes = event.bytes ? Buffer.from(event.bytes.buffer, event.bytes.byteOffset, event.bytes.byteLength) : undefined;
+    if (!bytes || !needsFiles) {
+      wait.resolve(bytes);
+      return;
+    }
+    try {
+      writeFileSync(item.localPath, bytes);
+      written.push(item.localPath);
+      wait.resolve(undefined);
+    } catch (err) {
+      wait.reject(new DownloadError(`could not write ${item.name} to local disk: ${errorMessage(err)}`));
+    }
   };
   task.port.on('message', onMessage);
   return {
-    ready: (index) => waits[index]?.promise ?? Promise.resolve(),
+    ready: (index) => waits[index]?.promise ?? Promise.resolve(undefined),
     all: async () => {
       await Promise.all(waits.map((w) => w.promise));
     },
-    stop: () => task.port.off('message', onMessage),
+    stop: () => {
+      task.port.off('message', onMessage);
+      for (const path of written) rmSync(path, { force: true });
+    },
   };
 }
 

@@ -110,27 +110,35 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     expect(again.csv.toString()).toBe(first.csv.toString());
   });
 
-  it('reads each file as it lands while the others still download, and fails only what never arrived', async () => {
+  it('reads each item as it lands while the others still download, from memory or from disk, and fails what never arrived', async () => {
     const a = penguinRows(5, 31);
     const b = penguinRows(4, 32);
     const dir = join(work, 'streamed', String(++keys));
     mkdirSync(dir, { recursive: true });
     const items: ScoringItem[] = [{ name: 'a.csv', localPath: join(dir, 'a.csv') }, { name: 'b.csv', localPath: join(dir, 'b.csv') }];
     const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir: join(ROOT, 'scripts', 'demo', 'model'), modelFile: 'penguins.onnx' };
-    // b lands first, a a little later: neither file exists when scoring starts.
-    const landB = new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, 'b.csv'), penguinCsv(b))), 30));
-    const landA = landB.then(() => new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, 'a.csv'), penguinCsv(a))), 30)));
+    // b lands first, in memory; a a little later, as a file on disk. Nothing exists when scoring starts.
+    const landB = new Promise<Uint8Array | undefined>((resolve) => setTimeout(() => resolve(Buffer.from(penguinCsv(b))), 30));
+    const landA = landB.then(
+      () =>
+        new Promise<Uint8Array | undefined>((resolve) =>
+          setTimeout(() => {
+            writeFileSync(join(dir, 'a.csv'), penguinCsv(a));
+            resolve(undefined);
+          }, 30),
+        ),
+    );
     const result = completed(await runtime.score(spec, { items, ready: [landA, landB], timeoutMs: T }));
     const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(b)).map((l, i) => `${i},${l},b.csv`)];
     expect(result.csv.toString()).toBe(`${expected.join('\n')}\n`);
     expect(result.succeeded).toBe(2);
+    // The built-in runner read b from memory: it never needed a file.
+    expect(existsSync(join(dir, 'b.csv'))).toBe(false);
 
     // A download that fails stops the mini-batch; the caller reports it.
-    const c = join(dir, 'c.csv');
-    writeFileSync(c, penguinCsv(a));
     const broken = await runtime.score(spec, {
-      items: [{ name: 'c.csv', localPath: c }, { name: 'gone.csv', localPath: join(dir, 'gone.csv') }],
-      ready: [Promise.resolve(), Promise.reject(new Error('404 on gone.csv'))],
+      items: [{ name: 'c.csv', localPath: join(dir, 'c.csv') }, { name: 'gone.csv', localPath: join(dir, 'gone.csv') }],
+      ready: [Promise.resolve(Buffer.from(penguinCsv(a))), Promise.reject(new Error('404 on gone.csv'))],
       timeoutMs: T,
     });
     expect(completed(broken).failed).toEqual([{ file: 'gone.csv', reason: expect.stringContaining('could not be downloaded: 404 on gone.csv') }]);
@@ -189,18 +197,29 @@ describe('the scoring runtime with custom scripts', () => {
     expect(more.logs.some((l) => l.message.startsWith('init #'))).toBe(false);
   });
 
-  it('calls run() only when every file of a streamed mini-batch has landed, and not at all if one never does', async () => {
+  it('calls run() only when every file of a streamed mini-batch is in place, writing what came in memory, and not at all if one never comes', async () => {
     const spec = scriptSpec('behaviours.js');
     const dir = join(work, 'streamed', String(++keys));
     mkdirSync(dir, { recursive: true });
-    const names = ['late-1.txt', 'late-2.txt'];
-    const items = names.map((name) => ({ name, localPath: join(dir, name) }));
-    const ready = names.map((name, i) => new Promise<void>((resolve) => setTimeout(() => resolve(writeFileSync(join(dir, name), `late file ${i}\n`)), 20 * (i + 1))));
+    const items = ['late-1.txt', 'late-2.txt'].map((name) => ({ name, localPath: join(dir, name) }));
+    // late-1 arrives in memory (the worker writes it), late-2 as a file the caller wrote.
+    const ready = [
+      new Promise<Uint8Array | undefined>((resolve) => setTimeout(() => resolve(Buffer.from('late file 0\n')), 40)),
+      new Promise<Uint8Array | undefined>((resolve) =>
+        setTimeout(() => {
+          writeFileSync(join(dir, 'late-2.txt'), 'late file 1\n');
+          resolve(undefined);
+        }, 20),
+      ),
+    ];
     const result = completed(await runtime.score(spec, { items, ready, timeoutMs: T }));
     // behaviours.js reads each file: both were complete when run() began.
     expect(result.csv.toString()).toMatch(/^late-1\.txt,12,\d+,\nlate-2\.txt,12,\d+,\n$/);
+    // The worker removes what it wrote; the caller's own file is the caller's to remove.
+    expect(existsSync(join(dir, 'late-1.txt'))).toBe(false);
+    expect(existsSync(join(dir, 'late-2.txt'))).toBe(true);
 
-    const failed = await runtime.score(spec, { items, ready: [Promise.resolve(), Promise.reject(new Error('connection reset'))], timeoutMs: T });
+    const failed = await runtime.score(spec, { items, ready: [Promise.resolve(undefined), Promise.reject(new Error('connection reset'))], timeoutMs: T });
     expect(failed).toMatchObject({ status: 'failed', error: expect.stringContaining('could not be downloaded: connection reset') });
     expect(logsOf(failed).some((l) => l.message.startsWith('run() failed'))).toBe(false);
   });

@@ -45,7 +45,7 @@ describe('tabular files', () => {
     const all = await readTabular({ name: 'p.parquet', localPath: path }, 'parquet');
     expect(all.columns).toEqual(['island', ...FEATURES]);
     expect(all.records).toHaveLength(25);
-    const part = await readTabular({ name: 'p.parquet', localPath: path, rows: { start: 8, end: 17 }, rowOffset: 8 }, 'parquet', [...FEATURES]);
+    const part = await readTabular({ name: 'p.parquet', localPath: path, rows: { start: 8, end: 17 }, rowOffset: 8 }, 'parquet', { wanted: [...FEATURES] });
     expect(part.columns).toEqual([...FEATURES]);
     expect(part.records.map((r) => FEATURES.map((f) => r[f]))).toEqual(rows.slice(8, 17));
     const past = await readTabular({ name: 'p.parquet', localPath: path, rows: { start: 30, end: 40 } }, 'parquet');
