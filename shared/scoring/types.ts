@@ -1,6 +1,7 @@
 /**
  * The contract between the scoring activity and the scoring runtime (a worker-thread pool).
- * Only local paths and small values cross it: the activity downloads inputs and uploads outputs.
+ * The activity downloads inputs (handing small ones over as bytes) and uploads outputs; the
+ * runtime turns items into prediction rows.
  */
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
