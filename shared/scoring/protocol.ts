@@ -3,6 +3,7 @@
  * scoring script sees. Everything here must survive structured cloning.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { ContainerAccess } from '../storage/blob-fetch.js';
 import type { FailedItem, LogLevel, ScoreResult, ScoringItem } from './types.js';
 
 export type LogEntry = ScoreResult['logs'][number];
@@ -41,13 +42,13 @@ export interface ScoringContext {
 }
 
 /**
- * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs and,
- * for a `streamed` task, {@link ArrivalEvent}s in: its files are still downloading when it starts.
+ * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs.
+ * Items with a `source` are fetched by the worker from `input`.
  */
 export interface WorkerTask {
   items: ScoringItem[];
   port: MessagePort;
-  streamed?: boolean | undefined;
+  input?: ContainerAccess | undefined;
   /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
   warmup?: boolean | undefined;
 }
@@ -57,12 +58,6 @@ export interface WorkerTask {
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
-/**
- * Sent to the worker for a streamed task: an item is here (with its bytes, or in place on disk
- * when `bytes` is absent), or a download failed.
- */
-export type ArrivalEvent = { type: 'ready'; index: number; bytes?: Uint8Array | undefined } | { type: 'abort'; error: string };
-
 export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
 
 export type WorkerReply =
@@ -77,6 +72,7 @@ export type WorkerReply =
       logs: LogEntry[];
       seconds: number;
     }
-  | { status: 'failed'; error: string; retryable: boolean; logs: LogEntry[]; seconds: number }
+  /** `stage: 'download'`: fetching an input failed (the error says which), not the scorer. */
+  | { status: 'failed'; error: string; retryable: boolean; logs: LogEntry[]; seconds: number; stage?: 'download' | undefined }
   /** A bug in the runtime's own code in the worker (not the scorer's): the runtime throws for it. */
   | { status: 'internal'; error: string; logs: LogEntry[] };

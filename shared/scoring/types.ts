@@ -1,8 +1,10 @@
 /**
  * The contract between the scoring activity and the scoring runtime (a worker-thread pool).
- * The activity downloads inputs (handing small ones over as bytes) and uploads outputs; the
- * runtime turns items into prediction rows.
+ * The activity says where a mini-batch's inputs are and uploads its outputs; the runtime's
+ * workers fetch the inputs and turn them into prediction rows.
  */
+
+import type { ContainerAccess, ItemSource } from '../storage/blob-fetch.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 
@@ -40,20 +42,19 @@ export interface ScoringItem {
    */
   rowOffset?: number | undefined;
   rows?: { start: number; end: number } | undefined;
+  /** Where to fetch it from (in {@link ScoreRequest.input}); without one, `localPath` is in place already. */
+  source?: ItemSource | undefined;
 }
 
 export interface ScoreRequest {
   items: ScoringItem[];
   /**
-   * Per item, settles once its data is here, so scoring starts while the rest still download: the
-   * built-in ONNX runner reads each item as it arrives, a script's run() waits for all of them.
-   * A promise that resolves with bytes hands over the item's content: the worker writes it to
-   * `localPath` itself when a script needs files (and removes it after the run), and the built-in
-   * runner reads it from memory. One that resolves with nothing means the file is in place.
-   * Omitted, every file is in place already. A rejection stops the mini-batch; its outcome is then
-   * not meaningful and the caller reports the download's own error.
+   * The container that items with a `source` come from. The worker fetches them itself, so the
+   * data never passes through the host's event loop, and scores each as it lands: the built-in
+   * ONNX runner parses a file as soon as it is here (from memory up to 4 MB), a script's run()
+   * gets the whole mini-batch once every file is written; the worker removes what it wrote.
    */
-  ready?: readonly Promise<Uint8Array | undefined>[] | undefined;
+  input?: ContainerAccess | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
 }
@@ -87,7 +88,7 @@ export interface ScoreResult {
 export type ScoreOutcome =
   | { status: 'completed'; result: ScoreResult }
   /** run() threw, or init failed: `retryable` says whether the same input may succeed again. */
-  | { status: 'failed'; error: string; retryable: boolean; logs: ScoreResult['logs']; seconds: number }
+  | { status: 'failed'; error: string; retryable: boolean; logs: ScoreResult['logs']; seconds: number; stage?: 'download' | undefined }
   | { status: 'timeout'; error: string; logs: ScoreResult['logs']; seconds: number };
 
 export interface ScoringRuntime {

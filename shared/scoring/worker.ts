@@ -3,18 +3,19 @@
  * (its `workerData`) and initialises once, lazily on its first task: environment, own output
  * folder, the ONNX session and/or the scoring script's `init(context)`. Tasks are mini-batches.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { threadId, workerData } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { errorMessage } from '../errors.js';
+import { BatchError, errorMessage } from '../errors.js';
+import { fetchItem, openContainer } from '../storage/blob-fetch.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
@@ -62,73 +63,91 @@ class SetupError extends Error {
   readonly retryable = false;
 }
 
-/** A streamed task's download failed: the caller reports that error, not this one. */
-class DownloadError extends Error {}
-
 type ScriptFunction = (...args: unknown[]) => unknown;
 
 /** When each item of a task is here. */
 interface Arrivals {
   /**
    * Resolves when item `index` is here: with its bytes if it came in memory and this worker does
-   * not need files, otherwise once its file is in place. Rejects if the mini-batch's downloads failed.
+   * not need files, otherwise once its file is in place. Rejects if any input could not be fetched.
    */
   ready(index: number): Promise<Buffer | undefined>;
   /** Resolves when every item is here. */
   all(): Promise<void>;
-  /** Stops listening and removes the files this worker wrote (the task is over). */
-  stop(): void;
+  /** Why fetching failed, once it has: it fails the whole mini-batch, as a missing file would. */
+  failure(): BatchError | undefined;
+  /** Removes what this worker wrote for the task; waits for fetches still running first. */
+  cleanUp(): Promise<void>;
 }
 
-const ARRIVED: Arrivals = { ready: () => Promise.resolve(undefined), all: () => Promise.resolve(), stop: () => undefined };
+const ARRIVED: Arrivals = {
+  ready: () => Promise.resolve(undefined),
+  all: () => Promise.resolve(),
+  failure: () => undefined,
+  cleanUp: () => Promise.resolve(),
+};
 
 /**
- * Follows a streamed task's {@link ArrivalEvent}s; a task that is not streamed has everything
- * already. Scripts are handed paths, so bytes that arrive for them are written to the item's file
- * here, on the worker, rather than on the host's event loop.
+ * Fetches a task's items that have a `source`, all at once, so scoring starts with the first to
+ * land. Scripts are handed paths, so their inputs are written to the items' files (in folders this
+ * creates); the built-in runner reads small inputs from memory and needs no file at all.
  */
 function arrivals(task: WorkerTask): Arrivals {
-  if (!task.streamed) return ARRIVED;
+  const input = task.input;
+  if (!input || !task.items.some((i) => i.source)) return ARRIVED;
   const needsFiles = spec.scriptPath !== undefined;
-  const written: string[] = [];
-  const waits = task.items.map(() => {
-    let settle: { resolve(bytes: Buffer | undefined): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
-    const promise = new Promise<Buffer | undefined>((resolve, reject) => (settle = { resolve, reject }));
-    // Nobody may be waiting when a download fails; that must not count as an unhandled rejection.
-    promise.catch(() => undefined);
-    return { promise, ...settle };
-  });
-  const onMessage = (event: ArrivalEvent): void => {
-    if (event.type === 'abort') {
-      for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
-      return;
+  const files: string[] = [];
+  const folders = new Set<string>();
+  let failed: BatchError | undefined;
+  const headers = new Map<string, Promise<Buffer>>();
+  const container = openContainer(input);
+  const fetched = task.items.map(async (item) => {
+    const source = item.source;
+    if (!source) return undefined;
+    const folder = dirname(item.localPath);
+    // Large files stream to disk whoever scores them; scripts need every file there.
+    if (needsFiles || !source.range) {
+      if (!folders.has(folder)) {
+        folders.add(folder);
+        await mkdir(folder, { recursive: true });
+      }
     }
-    const wait = waits[event.index];
-    const item = task.items[event.index];
-    if (!wait || !item) return;
-    // Structured cloning delivers a plain Uint8Array; the Buffer view shares its memory.
-    const bytes = event.bytes ? Buffer.from(event.bytes.buffer, event.bytes.byteOffset, event.bytes.byteLength) : undefined;
-    if (!bytes || !needsFiles) {
-      wait.resolve(bytes);
-      return;
-    }
+    let bytes: Buffer | undefined;
     try {
-      writeFileSync(item.localPath, bytes);
-      written.push(item.localPath);
-      wait.resolve(undefined);
+      bytes = await fetchItem(await container, source, item.localPath, headers);
     } catch (err) {
-      wait.reject(new DownloadError(`could not write ${item.name} to local disk: ${errorMessage(err)}`));
+      failed ??= err instanceof BatchError ? err : new BatchError('storage_failed', `Could not download ${source.blob}.`, { cause: err });
+      throw failed;
     }
-  };
-  task.port.on('message', onMessage);
+    if (bytes === undefined) {
+      files.push(item.localPath);
+      return undefined;
+    }
+    if (!needsFiles) return bytes;
+    writeFileSync(item.localPath, bytes);
+    files.push(item.localPath);
+    return undefined;
+  });
+  // A failed fetch may have nobody waiting for it (failure() reports it): not an unhandled rejection.
+  for (const promise of fetched) promise.catch(() => undefined);
+  const settled = Promise.allSettled(fetched);
   return {
-    ready: (index) => waits[index]?.promise ?? Promise.resolve(undefined),
+    ready: (index) => fetched[index] ?? Promise.resolve(undefined),
     all: async () => {
-      await Promise.all(waits.map((w) => w.promise));
+      await Promise.all(fetched);
     },
-    stop: () => {
-      task.port.off('message', onMessage);
-      for (const path of written) rmSync(path, { force: true });
+    failure: () => failed,
+    cleanUp: async () => {
+      await settled;
+      for (const file of files) rmSync(file, { force: true });
+      // Deepest first; a folder something else still uses stays.
+      for (const folder of [...folders].sort((a, b) => b.length - a.length)) {
+        try {
+          rmdirSync(folder);
+        } catch {
+          // not empty or already gone
+        }
+      }
     },
   };
 }
@@ -291,12 +310,17 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
     }
 
     post({ type: 'phase', phase: 'run' });
+    // An input that could not be fetched fails the mini-batch, whatever the scorer made of the rest.
+    const lost = (): WorkerReply | undefined => {
+      const why = arrived.failure();
+      return why && { status: 'failed', error: why.message, retryable: why.retryable, stage: 'download', logs: entries, seconds: seconds(started) };
+    };
     let output: unknown;
     let failure: WorkerReply | undefined;
     try {
       output = await scorer.invoke(task.items, arrived);
     } catch (err) {
-      if (!(err instanceof SetupError || err instanceof DownloadError)) logger.error('run() failed:', err);
+      if (!(err instanceof SetupError || arrived.failure())) logger.error('run() failed:', err);
       const retryable = !(typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false);
       failure = { status: 'failed', error: errorMessage(err), retryable, logs: entries, seconds: seconds(started) };
     }
@@ -308,9 +332,9 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
         // Taken after failed runs too: a failed run's files are dropped, its retry writes them again.
         known = after;
       }
-      if (failure) return failure;
+      if (failure) return lost() ?? failure;
       const result = await scorer.rows(output, task.items, arrived);
-      return {
+      return lost() ?? {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.
         csv: new TextEncoder().encode(result.csv),
@@ -325,7 +349,7 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
       return { status: 'internal', error: err instanceof Error ? (err.stack ?? err.message) : String(err), logs: entries };
     }
   } finally {
-    arrived.stop();
+    await arrived.cleanUp();
     current = undefined;
   }
 }
