@@ -301,7 +301,7 @@ export class JobRunner {
       // The worker fetches the inputs and scores each as it lands; their data never passes through here.
       outcome = await this.#runtime.score(this.#scorerSpec(job, files), {
         items: localItems(batch, workDir),
-        input: source.access,
+        fetch: { from: source.access, workDir },
         timeoutMs: spec.settings.retry_settings.timeout * 1000,
       });
     } catch (err) {

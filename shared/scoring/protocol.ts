@@ -3,8 +3,7 @@
  * scoring script sees. Everything here must survive structured cloning.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { ContainerAccess } from '../storage/blob-fetch.js';
-import type { FailedItem, LogLevel, ScoreResult, ScoringItem } from './types.js';
+import type { FailedItem, LogLevel, ScoreRequest, ScoreResult, ScoringItem } from './types.js';
 
 export type LogEntry = ScoreResult['logs'][number];
 
@@ -43,12 +42,12 @@ export interface ScoringContext {
 
 /**
  * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs.
- * Items with a `source` are fetched by the worker from `input`.
+ * Items with a `source` are fetched by the worker (see ScoreRequest.fetch).
  */
 export interface WorkerTask {
   items: ScoringItem[];
   port: MessagePort;
-  input?: ContainerAccess | undefined;
+  fetch?: ScoreRequest['fetch'];
   /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
   warmup?: boolean | undefined;
 }

@@ -65,7 +65,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
     const entry = await this.#poolFor(spec);
     const earlier = entry.notes.splice(0);
-    const outcome = await this.#execute(entry, { items: request.items, input: request.input }, request.timeoutMs);
+    const outcome = await this.#execute(entry, { items: request.items, fetch: request.fetch }, request.timeoutMs);
     if (outcome.status === 'released') {
       return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...outcome.logs], seconds: 0 };
     }
@@ -86,7 +86,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   }
 
   /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
-  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean; input?: WorkerTask['input'] }, timeoutMs: number): Promise<TaskOutcome> {
+  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean; fetch?: WorkerTask['fetch'] }, timeoutMs: number): Promise<TaskOutcome> {
     const called = performance.now();
     const { pool } = entry;
     entry.active++;

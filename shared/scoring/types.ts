@@ -42,19 +42,20 @@ export interface ScoringItem {
    */
   rowOffset?: number | undefined;
   rows?: { start: number; end: number } | undefined;
-  /** Where to fetch it from (in {@link ScoreRequest.input}); without one, `localPath` is in place already. */
+  /** Where to fetch it from (see {@link ScoreRequest.fetch}); without one, `localPath` is in place already. */
   source?: ItemSource | undefined;
 }
 
 export interface ScoreRequest {
   items: ScoringItem[];
   /**
-   * The container that items with a `source` come from. The worker fetches them itself, so the
-   * data never passes through the host's event loop, and scores each as it lands: the built-in
-   * ONNX runner parses a file as soon as it is here (from memory up to 4 MB), a script's run()
-   * gets the whole mini-batch once every file is written; the worker removes what it wrote.
+   * Where items with a `source` come from, and the mini-batch's own folder their files go to. The
+   * worker fetches them itself, so the data never passes through the host's event loop, and
+   * scores each as it lands: the built-in ONNX runner parses a file as soon as it is here (from
+   * memory up to 4 MB), a script's run() gets the whole mini-batch once every file is written.
+   * The worker removes `workDir` after the run.
    */
-  input?: ContainerAccess | undefined;
+  fetch?: { from: ContainerAccess; workDir: string } | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
 }

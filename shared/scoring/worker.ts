@@ -3,7 +3,7 @@
  * (its `workerData`) and initialises once, lazily on its first task: environment, own output
  * folder, the ONNX session and/or the scoring script's `init(context)`. Tasks are mini-batches.
  */
-import { rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
@@ -13,7 +13,7 @@ import { threadId, workerData } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { BatchError, errorMessage } from '../errors.js';
-import { fetchItem, openContainer } from '../storage/blob-fetch.js';
+import { type ItemSource, fetchItem, openContainer } from '../storage/blob-fetch.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
 import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
@@ -65,6 +65,9 @@ class SetupError extends Error {
 
 type ScriptFunction = (...args: unknown[]) => unknown;
 
+/** Inputs a worker fetches at the same time. */
+const FETCHES_AT_ONCE = 16;
+
 /** When each item of a task is here. */
 interface Arrivals {
   /**
@@ -93,41 +96,61 @@ const ARRIVED: Arrivals = {
  * creates); the built-in runner reads small inputs from memory and needs no file at all.
  */
 function arrivals(task: WorkerTask): Arrivals {
-  const input = task.input;
-  if (!input || !task.items.some((i) => i.source)) return ARRIVED;
+  const plan = task.fetch;
+  if (!plan || !task.items.some((i) => i.source)) return ARRIVED;
   const needsFiles = spec.scriptPath !== undefined;
-  const files: string[] = [];
-  const folders = new Set<string>();
+  let wrote = false;
+  const folders = new Map<string, Promise<void>>();
+  const ensureFolder = (folder: string): Promise<void> => {
+    wrote = true;
+    let made = folders.get(folder);
+    if (!made) {
+      made = mkdir(folder, { recursive: true }).then(() => undefined);
+      folders.set(folder, made);
+    }
+    return made;
+  };
   let failed: BatchError | undefined;
   const headers = new Map<string, Promise<Buffer>>();
-  const container = openContainer(input);
+  const container = openContainer(plan.from);
+  // In item order and a bounded number at a time: the first items land first, and a mini-batch of
+  // thousands of files does not open thousands of connections.
+  let slots = FETCHES_AT_ONCE;
+  const queue: (() => void)[] = [];
+  const slot = async (): Promise<void> => {
+    if (slots > 0) slots--;
+    else await new Promise<void>((resolve) => queue.push(resolve));
+  };
+  const release = (): void => {
+    const next = queue.shift();
+    if (next) next();
+    else slots++;
+  };
   const fetched = task.items.map(async (item) => {
     const source = item.source;
     if (!source) return undefined;
-    const folder = dirname(item.localPath);
-    // Large files stream to disk whoever scores them; scripts need every file there.
-    if (needsFiles || !source.range) {
-      if (!folders.has(folder)) {
-        folders.add(folder);
-        await mkdir(folder, { recursive: true });
-      }
+    await slot();
+    try {
+      return await fetchOne(item, source);
+    } finally {
+      release();
     }
+  });
+  async function fetchOne(item: ScoringItem, source: ItemSource): Promise<Buffer | undefined> {
+    const folder = dirname(item.localPath);
     let bytes: Buffer | undefined;
     try {
-      bytes = await fetchItem(await container, source, item.localPath, headers);
+      // Large files stream to disk whoever scores them.
+      bytes = await fetchItem(await container, source, { target: item.localPath, beforeWrite: () => ensureFolder(folder), headers });
     } catch (err) {
       failed ??= err instanceof BatchError ? err : new BatchError('storage_failed', `Could not download ${source.blob}.`, { cause: err });
       throw failed;
     }
-    if (bytes === undefined) {
-      files.push(item.localPath);
-      return undefined;
-    }
-    if (!needsFiles) return bytes;
+    if (bytes === undefined || !needsFiles) return bytes;
+    await ensureFolder(folder);
     writeFileSync(item.localPath, bytes);
-    files.push(item.localPath);
     return undefined;
-  });
+  }
   // A failed fetch may have nobody waiting for it (failure() reports it): not an unhandled rejection.
   for (const promise of fetched) promise.catch(() => undefined);
   const settled = Promise.allSettled(fetched);
@@ -139,15 +162,8 @@ function arrivals(task: WorkerTask): Arrivals {
     failure: () => failed,
     cleanUp: async () => {
       await settled;
-      for (const file of files) rmSync(file, { force: true });
-      // Deepest first; a folder something else still uses stays.
-      for (const folder of [...folders].sort((a, b) => b.length - a.length)) {
-        try {
-          rmdirSync(folder);
-        } catch {
-          // not empty or already gone
-        }
-      }
+      // The mini-batch's own folder: other mini-batches of the job use folders beside it.
+      if (wrote) rmSync(plan.workDir, { recursive: true, force: true });
     },
   };
 }

@@ -49,17 +49,22 @@ function isNotFound(err: unknown): boolean {
   return (err as { statusCode?: number }).statusCode === 404;
 }
 
+/** Options of {@link fetchItem}. */
+export interface FetchOptions {
+  /** The local file a large blob streams to. */
+  target: string;
+  /** Called before anything is written to `target` (to create its folder). */
+  beforeWrite: () => Promise<void>;
+  /** CSV header lines shared between the ranges of one file in a mini-batch. */
+  headers: Map<string, Promise<Buffer>>;
+}
+
 /**
  * Fetches one item. Small blobs and ranges come back as bytes; a large whole blob streams to
- * `target` (a file in an existing folder) and the result is undefined. `headers` shares CSV
- * header lines between the ranges of one file in a mini-batch.
+ * `options.target` and the result is undefined.
  */
-export async function fetchItem(
-  container: ContainerClient,
-  source: ItemSource,
-  target: string,
-  headers: Map<string, Promise<Buffer>>,
-): Promise<Buffer | undefined> {
+export async function fetchItem(container: ContainerClient, source: ItemSource, options: FetchOptions): Promise<Buffer | undefined> {
+  const { target, headers } = options;
   const client = container.getBlobClient(source.blob);
   try {
     const { range } = source;
@@ -73,6 +78,7 @@ export async function fetchItem(
         for await (const chunk of body) chunks.push(chunk as Buffer);
         return Buffer.concat(chunks);
       }
+      await options.beforeWrite();
       await pipeline(body, createWriteStream(target));
       return undefined;
     }

@@ -36,9 +36,22 @@ export interface StartOptions {
   storageConnection?: string;
 }
 
-/** Starts fnhost as a separate process, the way a user would, and waits until it listens. */
+/**
+ * Starts fnhost as a separate process, the way a user would, and waits until it listens. A port
+ * picked here can be taken (by any process's outgoing connection) before the host binds it; then
+ * the start is tried again on another.
+ */
 export async function startFnHost(options: StartOptions): Promise<FnHostProcess> {
-  const port = options.port ?? (await freePort());
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options, options.port ?? (await freePort()));
+    } catch (err) {
+      if (options.port !== undefined || attempt >= 3 || !/Port \d+ is unavailable/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startOnce(options: StartOptions, port: number): Promise<FnHostProcess> {
   const args = [BIN, 'start', '--script-root', options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
   if (options.dataDir) args.push('--data', options.dataDir);
   else args.push('--in-memory');

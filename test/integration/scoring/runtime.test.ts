@@ -141,7 +141,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
       { name: 'big.csv', localPath: join(dir, 'big.csv'), rowOffset: 3, source: { blob: 'in/big.csv', range: { start: ends[2]!, end: ends[6]! }, headerEnd: header } },
     ];
     const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir: join(ROOT, 'scripts', 'demo', 'model'), modelFile: 'penguins.onnx' };
-    const result = completed(await runtime.score(spec, { items, input: container, timeoutMs: T }));
+    const result = completed(await runtime.score(spec, { items, fetch: { from: container, workDir: dir }, timeoutMs: T }));
     const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(big.slice(3, 7))).map((l, i) => `${3 + i},${l},big.csv`)];
     expect(result.csv.toString()).toBe(`${expected.join('\n')}\n`);
     expect(result.succeeded).toBe(2);
@@ -150,7 +150,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
 
     const broken = await runtime.score(spec, {
       items: [items[0]!, { name: 'gone.csv', localPath: join(dir, 'gone.csv'), source: { blob: 'in/gone.csv' } }],
-      input: container,
+      fetch: { from: container, workDir: dir },
       timeoutMs: T,
     });
     expect(broken).toMatchObject({ status: 'failed', stage: 'download', retryable: false, error: 'The input blob in/gone.csv no longer exists.' });
@@ -215,13 +215,37 @@ describe('the scoring runtime with custom scripts', () => {
     const container = await inputContainer({ 'in/small.txt': 'small file\n', 'in/large.txt': large });
     const dir = join(work, 'fetched', String(++keys));
     const items: ScoringItem[] = ['small.txt', 'large.txt'].map((name) => ({ name, localPath: join(dir, name), source: { blob: `in/${name}` } }));
-    const result = completed(await runtime.score(spec, { items, input: container, timeoutMs: T }));
+    const result = completed(await runtime.score(spec, { items, fetch: { from: container, workDir: dir }, timeoutMs: T }));
     // behaviours.js reads each file: both were complete when run() began.
     expect(result.csv.toString()).toMatch(new RegExp(`^small\\.txt,11,\\d+,\\nlarge\\.txt,${large.length},\\d+,\\n$`));
     // The worker removes what it wrote, folders included.
     expect(existsSync(dir)).toBe(false);
 
-    const failed = await runtime.score(spec, { items: [items[0]!, { name: 'gone.txt', localPath: join(dir, 'gone.txt'), source: { blob: 'in/gone.txt' } }], input: container, timeoutMs: T });
+    // Mini-batches side by side in sibling folders of a parent nobody has made yet: each worker
+    // creates and removes only its own.
+    const parent = join(work, 'fetched', `side-by-side-${++keys}`);
+    const twoAtOnce = scriptSpec('behaviours.js', { maxConcurrency: 2 });
+    const pair = await Promise.all(
+      [0, 1].map((n) =>
+        runtime.score(twoAtOnce, {
+          items: items.map((item) => ({ ...item, localPath: join(parent, `mb-${n}`, item.name) })),
+          fetch: { from: container, workDir: join(parent, `mb-${n}`) },
+          timeoutMs: T,
+        }),
+      ),
+    );
+    expect(pair.map((outcome) => completed(outcome).succeeded)).toEqual([2, 2]);
+    expect(existsSync(join(parent, 'mb-0')) || existsSync(join(parent, 'mb-1'))).toBe(false);
+
+    // More files than the worker fetches at once: the rest queue, in order.
+    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`in/many/f${String(i).padStart(2, '0')}.txt`, `file ${i}\n`]));
+    const crowd = await inputContainer(many);
+    const crowdItems = Object.keys(many).map((blob) => ({ name: blob.slice(8), localPath: join(dir, blob.slice(8)), source: { blob } }));
+    const everyOne = completed(await runtime.score(spec, { items: crowdItems, fetch: { from: crowd, workDir: dir }, timeoutMs: T }));
+    expect(everyOne.succeeded).toBe(40);
+    expect(everyOne.csv.toString().trim().split('\n').map((line) => line.split(',').slice(0, 2).join(','))).toEqual(crowdItems.map((item, i) => `${item.name},${`file ${i}\n`.length}`));
+
+    const failed = await runtime.score(spec, { items: [items[0]!, { name: 'gone.txt', localPath: join(dir, 'gone.txt'), source: { blob: 'in/gone.txt' } }], fetch: { from: container, workDir: dir }, timeoutMs: T });
     expect(failed).toMatchObject({ status: 'failed', stage: 'download', retryable: false, error: 'The input blob in/gone.txt no longer exists.' });
     expect(logsOf(failed).some((l) => l.message.startsWith('run() failed'))).toBe(false);
     expect(existsSync(dir)).toBe(false);
