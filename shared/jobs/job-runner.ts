@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import type { AppConfig } from '../config.js';
@@ -10,7 +11,8 @@ import { isTerminalJob } from '../schemas/jobs.js';
 import type { FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
-import { localCode, localModel, removeQuietly } from './local-files.js';
+import { cleanWorkDir, fetchBlob, localCode, localModel, removeQuietly } from './local-files.js';
+import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
@@ -80,6 +82,8 @@ interface ScorerFiles {
 
 /** Manifest blobs written at once while preparing a job. */
 const MANIFEST_WRITES = 8;
+/** Inputs of one mini-batch downloaded at the same time. */
+const FETCHES_AT_ONCE = 16;
 
 const REPORT_HEADER = 'mini_batch_id,attempts,items,succeeded,failed,seconds,status,error\n';
 const MAX_ERROR = 1000;
@@ -90,35 +94,6 @@ function truncate(text: string, max = MAX_ERROR): string {
 
 function reportRow(row: { index: number; attempt: number; items: number; succeeded: number; failed: number; seconds: number; status: string; error: string }): string {
   return stringify([[row.index, row.attempt, row.items, row.succeeded, row.failed, row.seconds.toFixed(3), row.status, row.error]], { record_delimiter: '\n' });
-}
-
-/**
- * A mini-batch's items as the scoring worker gets them: where each is in the input container and
- * where it goes on this machine. Files keep their base names (scripts often use them); only names
- * that occur more than once in the mini-batch (row ranges of one file, one name in two folders)
- * get a folder each.
- */
-function localItems(batch: MiniBatch, workDir: string): ScoringItem[] {
-  const baseOf = (item: PlanItem): string => item.name.split('/').pop() || 'item';
-  const seen = new Map<string, number>();
-  for (const item of batch.items) seen.set(baseOf(item), (seen.get(baseOf(item)) ?? 0) + 1);
-  return batch.items.map((item, n) => {
-    const base = baseOf(item);
-    const localPath = seen.get(base) === 1 ? join(workDir, base) : join(workDir, String(n), base);
-    // Parquet ranges read their rows out of the whole file; CSV and JSONL ranges are cut out.
-    const ranged = item.bytes && item.kind !== 'parquet';
-    return {
-      name: item.name,
-      localPath,
-      rowOffset: item.rows?.start,
-      rows: item.kind === 'parquet' ? item.rows : undefined,
-      source: {
-        blob: item.blob,
-        range: ranged ? item.bytes : undefined,
-        headerEnd: ranged && item.kind === 'csv' ? item.headerEnd : undefined,
-      },
-    };
-  });
 }
 
 function errorLines(index: number, failed: FailedItem[]): string {
@@ -294,28 +269,92 @@ export class JobRunner {
     const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}`);
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    const phases = { download: 0, scoring: 0 };
+    // Files this thread wrote; the scoring worker removes the ones it writes itself.
+    const downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
       const files = await this.#scorerFiles(job);
-      const { input: source } = await this.#placesOf(job);
-      // The worker fetches the inputs and scores each as it lands; their data never passes through here.
-      outcome = await this.#runtime.score(this.#scorerSpec(job, files), {
-        items: localItems(batch, workDir),
-        fetch: { from: source.access, workDir },
-        timeoutMs: spec.settings.retry_settings.timeout * 1000,
+      const { items, arrivals } = await this.#download(input.jobId, batch, workDir);
+      // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
+      const landed = Promise.allSettled(arrivals).then((settled) => {
+        phases.download = elapsed();
+        settled.forEach((s, n) => {
+          if (s.status === 'fulfilled' && s.value === undefined) downloaded.push((items[n] as ScoringItem).localPath);
+        });
+        const failed = settled.find((s) => s.status === 'rejected');
+        if (failed) throw failed.reason;
       });
+      // Scoring starts while the files download; the runner reads each as it lands.
+      const scored = this.#runtime.score(this.#scorerSpec(job, files), { items, ready: arrivals, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
+      // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
+      const [downloads, scoring] = await Promise.allSettled([landed, scored]);
+      if (downloads.status === 'rejected') throw downloads.reason;
+      if (scoring.status === 'rejected') throw scoring.reason;
+      outcome = scoring.value;
+      phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
       if (err instanceof BatchError && !err.retryable) {
         outcome = { status: 'failed', error: err.message, retryable: false, logs: [], seconds: 0 };
       } else {
-        await removeQuietly(workDir);
+        await cleanWorkDir(workDir, downloaded);
         throw err;
       }
     }
-    // The worker removes what it wrote; one stopped at the timeout (or lost) cannot.
-    if (outcome.status === 'timeout' || (outcome.status === 'failed' && outcome.stage !== 'download')) await removeQuietly(workDir);
-    return this.#record(folder, input, batch, outcome, elapsed());
+    const seconds = elapsed();
+    await cleanWorkDir(workDir, downloaded);
+    return this.#record(folder, input, batch, outcome, { seconds, ...phases });
+  }
+
+  /**
+   * Starts downloading a mini-batch's items: the items with their local paths under `workDir`, and
+   * per item a promise that settles when its data is here, with its bytes if they were read into
+   * memory (see {@link ScoreRequest.ready}) or with nothing once a large file is in place on disk.
+   */
+  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<Buffer | undefined>[] }> {
+    const job = await this.#job(jobId);
+    const { input } = await this.#placesOf(job);
+    const headers = new Map<string, Promise<Buffer>>();
+    const items: ScoringItem[] = [];
+    // Files keep their base names (scripts often use them); only names that occur more than once
+    // in the mini-batch (row ranges of one file, same name in two folders) get a folder each.
+    const baseOf = (item: PlanItem): string => item.name.split('/').pop() || 'item';
+    const seen = new Map<string, number>();
+    for (const item of batch.items) seen.set(baseOf(item), (seen.get(baseOf(item)) ?? 0) + 1);
+    const folders = new Set<string>([workDir]);
+    const locals = batch.items.map((item, n) => {
+      const base = baseOf(item);
+      if (seen.get(base) === 1) return join(workDir, base);
+      folders.add(join(workDir, String(n)));
+      return join(workDir, String(n), base);
+    });
+    await Promise.all([...folders].map((f) => mkdir(f, { recursive: true })));
+    // In item order, a bounded number at a time: the first items land first (scoring starts on
+    // them), and a mini-batch of thousands of files never opens thousands of connections.
+    const fetches = batch.items.map((item, n) => async (): Promise<Buffer | undefined> => {
+      const local = locals[n] as string;
+      if (item.bytes && item.kind !== 'parquet') {
+        let prefix: Buffer | undefined;
+        if (item.kind === 'csv' && item.headerEnd) {
+          let header = headers.get(item.blob);
+          if (!header) {
+            header = input.container.getBlobClient(item.blob).downloadToBuffer(0, item.headerEnd);
+            headers.set(item.blob, header);
+          }
+          prefix = await header;
+        }
+        return fetchBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
+      }
+      return fetchBlob(input.container, item.blob, local);
+    });
+    const arrivals = inOrderAtMost(fetches, FETCHES_AT_ONCE);
+    // Whoever waits on the arrivals sees a failure; this keeps an unwatched one from crashing the host.
+    for (const arrival of arrivals) arrival.catch(() => undefined);
+    batch.items.forEach((item, n) => {
+      items.push({ name: item.name, localPath: locals[n] as string, rowOffset: item.rows?.start, rows: item.kind === 'parquet' ? item.rows : undefined });
+    });
+    return { items, arrivals };
   }
 
   async #record(
@@ -323,8 +362,9 @@ export class JobRunner {
     input: MiniBatchInput,
     batch: MiniBatch,
     outcome: ScoreOutcome,
-    seconds: number,
+    timing: { seconds: number; download: number; scoring: number },
   ): Promise<MiniBatchResult> {
+    const { seconds } = timing;
     const job = await this.#job(input.jobId);
     const spec = job.spec;
     const items = batch.items.length;
@@ -354,7 +394,7 @@ export class JobRunner {
     } else {
       // Setup failures already say what failed (init(), loading the script or the model).
       const reason =
-        outcome.status === 'timeout' || outcome.stage === 'download' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
+        outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
           ? outcome.error
           : `run() failed: ${outcome.error}`;
       errors = errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) })));
@@ -375,7 +415,7 @@ export class JobRunner {
         i: input.index,
         report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
         errors,
-        log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s${result.error ? `: ${result.error}` : ''}\n`,
+        log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
       }),
     );
     await Promise.all(uploads);

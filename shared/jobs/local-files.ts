@@ -1,9 +1,12 @@
+import { createWriteStream, rmdirSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
 import type { Registry } from '../registry/registry.js';
 import type { ModelDoc } from '../registry/types.js';
+import { isNotFound } from '../storage/clients.js';
 
 const MARKER = '.complete';
 const inFlight = new Map<string, Promise<void>>();
@@ -92,6 +95,66 @@ export async function localCode(registry: Registry, codeUri: string, jobId: stri
     throw new BatchError('storage_failed', `Could not download the scoring code from ${codeUri}.`, { cause: err });
   }
   return folder;
+}
+
+/** Blobs up to this size are read whole into memory; larger ones stream to disk. */
+const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Fetches `bytes` [start, end) of a blob, or all of it. Small blobs and ranges come back as bytes
+ * (the scoring worker writes them where a script needs them, off the host's event loop, and the
+ * built-in runner never needs a file at all); a large whole blob streams to `target`, a file in an
+ * existing folder, and the result is undefined.
+ */
+export async function fetchBlob(
+  container: ContainerClient,
+  blob: string,
+  target: string,
+  range?: { start: number; end: number; prefix?: Buffer | undefined },
+): Promise<Buffer | undefined> {
+  const client = container.getBlobClient(blob);
+  try {
+    if (!range) {
+      // One GET, resumed from where it broke off if the connection drops.
+      const response = await client.download(0, undefined, { maxRetryRequests: 5 });
+      const body = response.readableStreamBody;
+      if (!body) throw new Error('the download returned no body');
+      if ((response.contentLength ?? Infinity) <= SMALL_BLOB_BYTES) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of body) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks);
+      }
+      await pipeline(body, createWriteStream(target));
+      return undefined;
+    }
+    const body = range.end > range.start ? await client.downloadToBuffer(range.start, range.end - range.start) : Buffer.alloc(0);
+    return range.prefix ? Buffer.concat([range.prefix, body]) : body;
+  } catch (err) {
+    if (isNotFound(err)) throw new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
+    throw new BatchError('storage_failed', `Could not download ${blob}.`, { cause: err });
+  }
+}
+
+/**
+ * Removes a mini-batch's downloaded files and its folder. Deleting the known files directly is far
+ * cheaper than a recursive delete; anything else left in the folder falls back to one.
+ */
+export async function cleanWorkDir(workDir: string, files: readonly string[]): Promise<void> {
+  try {
+    const folders = new Set<string>();
+    for (const file of files) {
+      try {
+        unlinkSync(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      if (dirname(file) !== workDir) folders.add(dirname(file));
+    }
+    for (const folder of folders) rmdirSync(folder);
+    rmdirSync(workDir);
+  } catch {
+    await removeQuietly(workDir);
+  }
 }
 
 export async function removeQuietly(path: string): Promise<void> {

@@ -9,7 +9,6 @@ import type {
   EndpointBody,
   ModelBody,
 } from '../schemas/resources.js';
-import type { ContainerAccess } from '../storage/blob-fetch.js';
 import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
 import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
@@ -20,8 +19,6 @@ export const WORKSPACE_DATASTORE = 'workspaceblobstore';
 export interface ResolvedData {
   datastore: DatastoreDoc;
   container: ContainerClient;
-  /** How to reach the same container from a scoring worker. */
-  access: ContainerAccess;
   /** Blob name or prefix inside the container, without a leading slash. */
   path: string;
   type: 'uri_folder' | 'uri_file';
@@ -136,28 +133,20 @@ export class Registry {
 
   /** The blob container of a datastore, reached with its credentials. */
   containerOf(datastore: DatastoreDoc, containerName = datastore.container_name): ContainerClient {
-    const access = this.accessOf(datastore, containerName);
-    return access.kind === 'connection'
-      ? storageAccount(access.connection).container(access.container)
-      : identityBlobService(access.accountUrl, access.clientId).getContainerClient(access.container);
-  }
-
-  /** How to reach a datastore's container, in a form a scoring worker can use. */
-  accessOf(datastore: DatastoreDoc, containerName = datastore.container_name): ContainerAccess {
     const creds = datastore.credentials;
     switch (creds.type) {
       case 'app_storage':
-        return { kind: 'connection', connection: this.#account.connection, container: containerName };
+        return this.#account.container(containerName);
       case 'connection_string': {
         const connection = appSetting(creds.setting);
         if (!connection) {
           throw new BatchError('configuration', `Datastore '${datastore.name}' uses app setting '${creds.setting}', which is not set.`);
         }
-        return { kind: 'connection', connection, container: containerName };
+        return storageAccount(connection).container(containerName);
       }
       case 'managed_identity': {
         const url = creds.account_url ?? `${datastore.protocol}://${datastore.account_name}.blob.${datastore.endpoint}`;
-        return { kind: 'identity', accountUrl: url, clientId: creds.client_id, container: containerName };
+        return identityBlobService(url, creds.client_id).getContainerClient(containerName);
       }
     }
   }
@@ -178,7 +167,6 @@ export class Registry {
         return {
           datastore: found.doc,
           container: this.containerOf(found.doc),
-          access: this.accessOf(found.doc),
           path: uri.path,
           type: typeOf(uri.path),
           uri: datastoreUri(uri.datastore, uri.path),
@@ -198,7 +186,6 @@ export class Registry {
         return {
           datastore: exact.doc,
           container: this.containerOf(exact.doc, uri.container),
-          access: this.accessOf(exact.doc, uri.container),
           path: uri.path,
           type: typeOf(uri.path),
           uri: exact.doc.container_name === uri.container ? datastoreUri(exact.doc.name, uri.path) : uri.url,

@@ -3,7 +3,7 @@
  * scoring script sees. Everything here must survive structured cloning.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { FailedItem, LogLevel, ScoreRequest, ScoreResult, ScoringItem } from './types.js';
+import type { FailedItem, LogLevel, ScoreResult, ScoringItem } from './types.js';
 
 export type LogEntry = ScoreResult['logs'][number];
 
@@ -41,13 +41,13 @@ export interface ScoringContext {
 }
 
 /**
- * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs.
- * Items with a `source` are fetched by the worker (see ScoreRequest.fetch).
+ * One mini-batch for a worker. `port` carries {@link WorkerEvent}s back while the task runs and,
+ * for a `streamed` task, {@link ArrivalEvent}s in: its files are still downloading when it starts.
  */
 export interface WorkerTask {
   items: ScoringItem[];
   port: MessagePort;
-  fetch?: ScoreRequest['fetch'];
+  streamed?: boolean | undefined;
   /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
   warmup?: boolean | undefined;
 }
@@ -57,6 +57,12 @@ export interface WorkerTask {
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
+/**
+ * Sent to the worker for a streamed task: an item is here (with its bytes, or in place on disk
+ * when `bytes` is absent), or a download failed.
+ */
+export type ArrivalEvent = { type: 'ready'; index: number; bytes?: Uint8Array | undefined } | { type: 'abort'; error: string };
+
 export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
 
 export type WorkerReply =
@@ -71,7 +77,6 @@ export type WorkerReply =
       logs: LogEntry[];
       seconds: number;
     }
-  /** `stage: 'download'`: fetching an input failed (the error says which), not the scorer. */
-  | { status: 'failed'; error: string; retryable: boolean; logs: LogEntry[]; seconds: number; stage?: 'download' | undefined }
+  | { status: 'failed'; error: string; retryable: boolean; logs: LogEntry[]; seconds: number }
   /** A bug in the runtime's own code in the worker (not the scorer's): the runtime throws for it. */
   | { status: 'internal'; error: string; logs: LogEntry[] };

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { BatchError, errorMessage } from '../errors.js';
-import type { LogEntry, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { ArrivalEvent, LogEntry, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import type { ScoreOutcome, ScoreRequest, ScorerSpec, ScoringRuntime } from './types.js';
 
 /** Options of {@link createScoringRuntime}; the defaults suit the app. */
@@ -65,7 +65,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
     const entry = await this.#poolFor(spec);
     const earlier = entry.notes.splice(0);
-    const outcome = await this.#execute(entry, { items: request.items, fetch: request.fetch }, request.timeoutMs);
+    const outcome = await this.#execute(entry, { items: request.items, ready: request.ready }, request.timeoutMs);
     if (outcome.status === 'released') {
       return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...outcome.logs], seconds: 0 };
     }
@@ -86,7 +86,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   }
 
   /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
-  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean; fetch?: WorkerTask['fetch'] }, timeoutMs: number): Promise<TaskOutcome> {
+  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean; ready?: ScoreRequest['ready'] }, timeoutMs: number): Promise<TaskOutcome> {
     const called = performance.now();
     const { pool } = entry;
     entry.active++;
@@ -115,10 +115,18 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       }, limit);
     });
     const seconds = (): number => round((performance.now() - (startedAt ?? called)) / 1000);
+    // Arrivals queue on the port until the worker listens; once the task is over they go nowhere.
+    task.ready?.forEach((arrived, index) => {
+      void arrived.then(
+        (bytes) => port1.postMessage({ type: 'ready', index, bytes } satisfies ArrivalEvent),
+        (err: unknown) => port1.postMessage({ type: 'abort', error: errorMessage(err) } satisfies ArrivalEvent),
+      );
+    });
 
     let reply: WorkerReply;
     try {
-      reply = await pool.run({ ...task, port: port2 }, { signal: controller.signal, transferList: [port2] });
+      const { ready, ...rest } = task;
+      reply = await pool.run({ ...rest, streamed: ready !== undefined, port: port2 }, { signal: controller.signal, transferList: [port2] });
     } catch (err) {
       if (expired) {
         // piscina has terminated the worker; the pool starts a fresh one (with a fresh init) when needed.

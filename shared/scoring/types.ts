@@ -1,10 +1,8 @@
 /**
  * The contract between the scoring activity and the scoring runtime (a worker-thread pool).
- * The activity says where a mini-batch's inputs are and uploads its outputs; the runtime's
- * workers fetch the inputs and turn them into prediction rows.
+ * The activity downloads inputs (handing small ones over as bytes) and uploads outputs; the
+ * runtime turns items into prediction rows.
  */
-
-import type { ContainerAccess, ItemSource } from '../storage/blob-fetch.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 
@@ -42,20 +40,20 @@ export interface ScoringItem {
    */
   rowOffset?: number | undefined;
   rows?: { start: number; end: number } | undefined;
-  /** Where to fetch it from (see {@link ScoreRequest.fetch}); without one, `localPath` is in place already. */
-  source?: ItemSource | undefined;
 }
 
 export interface ScoreRequest {
   items: ScoringItem[];
   /**
-   * Where items with a `source` come from, and the mini-batch's own folder their files go to. The
-   * worker fetches them itself, so the data never passes through the host's event loop, and
-   * scores each as it lands: the built-in ONNX runner parses a file as soon as it is here (from
-   * memory up to 4 MB), a script's run() gets the whole mini-batch once every file is written.
-   * The worker removes `workDir` after the run.
+   * Per item, settles once its data is here, so scoring starts while the rest still download: the
+   * built-in ONNX runner reads each item as it arrives, a script's run() waits for all of them.
+   * A promise that resolves with bytes hands over the item's content: the worker writes it to
+   * `localPath` itself when a script needs files (and removes it after the run), and the built-in
+   * runner reads it from memory. One that resolves with nothing means the file is in place.
+   * Omitted, every file is in place already. A rejection stops the mini-batch; its outcome is then
+   * not meaningful and the caller reports the download's own error.
    */
-  fetch?: { from: ContainerAccess; workDir: string } | undefined;
+  ready?: readonly Promise<Uint8Array | undefined>[] | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
 }
@@ -89,7 +87,7 @@ export interface ScoreResult {
 export type ScoreOutcome =
   | { status: 'completed'; result: ScoreResult }
   /** run() threw, or init failed: `retryable` says whether the same input may succeed again. */
-  | { status: 'failed'; error: string; retryable: boolean; logs: ScoreResult['logs']; seconds: number; stage?: 'download' | undefined }
+  | { status: 'failed'; error: string; retryable: boolean; logs: ScoreResult['logs']; seconds: number }
   | { status: 'timeout'; error: string; logs: ScoreResult['logs']; seconds: number };
 
 export interface ScoringRuntime {

@@ -6,16 +6,15 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { basename, isAbsolute, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { threadId, workerData } from 'node:worker_threads';
 import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { BatchError, errorMessage } from '../errors.js';
-import { type ItemSource, fetchItem, openContainer } from '../storage/blob-fetch.js';
+import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import type { LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
@@ -63,107 +62,73 @@ class SetupError extends Error {
   readonly retryable = false;
 }
 
-type ScriptFunction = (...args: unknown[]) => unknown;
+/** A streamed task's download failed: the caller reports that error, not this one. */
+class DownloadError extends Error {}
 
-/** Inputs a worker fetches at the same time. */
-const FETCHES_AT_ONCE = 16;
+type ScriptFunction = (...args: unknown[]) => unknown;
 
 /** When each item of a task is here. */
 interface Arrivals {
   /**
    * Resolves when item `index` is here: with its bytes if it came in memory and this worker does
-   * not need files, otherwise once its file is in place. Rejects if any input could not be fetched.
+   * not need files, otherwise once its file is in place. Rejects if the mini-batch's downloads failed.
    */
   ready(index: number): Promise<Buffer | undefined>;
   /** Resolves when every item is here. */
   all(): Promise<void>;
-  /** Why fetching failed, once it has: it fails the whole mini-batch, as a missing file would. */
-  failure(): BatchError | undefined;
-  /** Removes what this worker wrote for the task; waits for fetches still running first. */
-  cleanUp(): Promise<void>;
+  /** Stops listening and removes the files this worker wrote (the task is over). */
+  stop(): void;
 }
 
-const ARRIVED: Arrivals = {
-  ready: () => Promise.resolve(undefined),
-  all: () => Promise.resolve(),
-  failure: () => undefined,
-  cleanUp: () => Promise.resolve(),
-};
+const ARRIVED: Arrivals = { ready: () => Promise.resolve(undefined), all: () => Promise.resolve(), stop: () => undefined };
 
 /**
- * Fetches a task's items that have a `source`, all at once, so scoring starts with the first to
- * land. Scripts are handed paths, so their inputs are written to the items' files (in folders this
- * creates); the built-in runner reads small inputs from memory and needs no file at all.
+ * Follows a streamed task's {@link ArrivalEvent}s; a task that is not streamed has everything
+ * already. Scripts are handed paths, so bytes that arrive for them are written to the item's file
+ * here, on the worker, rather than on the host's event loop.
  */
 function arrivals(task: WorkerTask): Arrivals {
-  const plan = task.fetch;
-  if (!plan || !task.items.some((i) => i.source)) return ARRIVED;
+  if (!task.streamed) return ARRIVED;
   const needsFiles = spec.scriptPath !== undefined;
-  let wrote = false;
-  const folders = new Map<string, Promise<void>>();
-  const ensureFolder = (folder: string): Promise<void> => {
-    wrote = true;
-    let made = folders.get(folder);
-    if (!made) {
-      made = mkdir(folder, { recursive: true }).then(() => undefined);
-      folders.set(folder, made);
-    }
-    return made;
-  };
-  let failed: BatchError | undefined;
-  const headers = new Map<string, Promise<Buffer>>();
-  const container = openContainer(plan.from);
-  // In item order and a bounded number at a time: the first items land first, and a mini-batch of
-  // thousands of files does not open thousands of connections.
-  let slots = FETCHES_AT_ONCE;
-  const queue: (() => void)[] = [];
-  const slot = async (): Promise<void> => {
-    if (slots > 0) slots--;
-    else await new Promise<void>((resolve) => queue.push(resolve));
-  };
-  const release = (): void => {
-    const next = queue.shift();
-    if (next) next();
-    else slots++;
-  };
-  const fetched = task.items.map(async (item) => {
-    const source = item.source;
-    if (!source) return undefined;
-    await slot();
-    try {
-      return await fetchOne(item, source);
-    } finally {
-      release();
-    }
+  const written: string[] = [];
+  const waits = task.items.map(() => {
+    let settle: { resolve(bytes: Buffer | undefined): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
+    const promise = new Promise<Buffer | undefined>((resolve, reject) => (settle = { resolve, reject }));
+    // Nobody may be waiting when a download fails; that must not count as an unhandled rejection.
+    promise.catch(() => undefined);
+    return { promise, ...settle };
   });
-  async function fetchOne(item: ScoringItem, source: ItemSource): Promise<Buffer | undefined> {
-    const folder = dirname(item.localPath);
-    let bytes: Buffer | undefined;
-    try {
-      // Large files stream to disk whoever scores them.
-      bytes = await fetchItem(await container, source, { target: item.localPath, beforeWrite: () => ensureFolder(folder), headers });
-    } catch (err) {
-      failed ??= err instanceof BatchError ? err : new BatchError('storage_failed', `Could not download ${source.blob}.`, { cause: err });
-      throw failed;
+  const onMessage = (event: ArrivalEvent): void => {
+    if (event.type === 'abort') {
+      for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
+      return;
     }
-    if (bytes === undefined || !needsFiles) return bytes;
-    await ensureFolder(folder);
-    writeFileSync(item.localPath, bytes);
-    return undefined;
-  }
-  // A failed fetch may have nobody waiting for it (failure() reports it): not an unhandled rejection.
-  for (const promise of fetched) promise.catch(() => undefined);
-  const settled = Promise.allSettled(fetched);
+    const wait = waits[event.index];
+    const item = task.items[event.index];
+    if (!wait || !item) return;
+    // Structured cloning delivers a plain Uint8Array; the Buffer view shares its memory.
+    const bytes = event.bytes ? Buffer.from(event.bytes.buffer, event.bytes.byteOffset, event.bytes.byteLength) : undefined;
+    if (!bytes || !needsFiles) {
+      wait.resolve(bytes);
+      return;
+    }
+    try {
+      writeFileSync(item.localPath, bytes);
+      written.push(item.localPath);
+      wait.resolve(undefined);
+    } catch (err) {
+      wait.reject(new DownloadError(`could not write ${item.name} to local disk: ${errorMessage(err)}`));
+    }
+  };
+  task.port.on('message', onMessage);
   return {
-    ready: (index) => fetched[index] ?? Promise.resolve(undefined),
+    ready: (index) => waits[index]?.promise ?? Promise.resolve(undefined),
     all: async () => {
-      await Promise.all(fetched);
+      await Promise.all(waits.map((w) => w.promise));
     },
-    failure: () => failed,
-    cleanUp: async () => {
-      await settled;
-      // The mini-batch's own folder: other mini-batches of the job use folders beside it.
-      if (wrote) rmSync(plan.workDir, { recursive: true, force: true });
+    stop: () => {
+      task.port.off('message', onMessage);
+      for (const path of written) rmSync(path, { force: true });
     },
   };
 }
@@ -326,17 +291,12 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
     }
 
     post({ type: 'phase', phase: 'run' });
-    // An input that could not be fetched fails the mini-batch, whatever the scorer made of the rest.
-    const lost = (): WorkerReply | undefined => {
-      const why = arrived.failure();
-      return why && { status: 'failed', error: why.message, retryable: why.retryable, stage: 'download', logs: entries, seconds: seconds(started) };
-    };
     let output: unknown;
     let failure: WorkerReply | undefined;
     try {
       output = await scorer.invoke(task.items, arrived);
     } catch (err) {
-      if (!(err instanceof SetupError || arrived.failure())) logger.error('run() failed:', err);
+      if (!(err instanceof SetupError || err instanceof DownloadError)) logger.error('run() failed:', err);
       const retryable = !(typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false);
       failure = { status: 'failed', error: errorMessage(err), retryable, logs: entries, seconds: seconds(started) };
     }
@@ -348,9 +308,9 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
         // Taken after failed runs too: a failed run's files are dropped, its retry writes them again.
         known = after;
       }
-      if (failure) return lost() ?? failure;
+      if (failure) return failure;
       const result = await scorer.rows(output, task.items, arrived);
-      return lost() ?? {
+      return {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.
         csv: new TextEncoder().encode(result.csv),
@@ -365,7 +325,7 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
       return { status: 'internal', error: err instanceof Error ? (err.stack ?? err.message) : String(err), logs: entries };
     }
   } finally {
-    await arrived.cleanUp();
+    arrived.stop();
     current = undefined;
   }
 }

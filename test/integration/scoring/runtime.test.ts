@@ -6,10 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as RuntimeModule from '../../../shared/scoring/runtime.js';
-import type { ContainerAccess } from '../../../shared/storage/blob-fetch.js';
 import type { ScoreOutcome, ScoreResult, ScorerSpec, ScoringItem, ScoringRuntime } from '../../../shared/scoring/types.js';
 import {
   FIXTURES,
@@ -23,7 +21,6 @@ import {
   writeImageModel,
   writePenguinParquet,
 } from '../../fixtures/scoring/models.js';
-import { startAzurite } from '../../support/azurite.js';
 
 async function loadRuntime(): Promise<typeof RuntimeModule> {
   const src = join(ROOT, 'shared', 'scoring');
@@ -41,26 +38,13 @@ const work = mkdtempSync(join(tmpdir(), 'scoring-runtime-'));
 let runtime: ScoringRuntime;
 let keys = 0;
 
-let storage: Awaited<ReturnType<typeof startAzurite>> | undefined;
-
 beforeAll(async () => {
   runtime = (await loadRuntime()).createScoringRuntime();
 });
 afterAll(async () => {
   await runtime?.close();
-  await storage?.stop();
   rmSync(work, { recursive: true, force: true });
 });
-
-/** A fresh container on Azurite (started on first use) holding `blobs`, as a worker reaches it. */
-async function inputContainer(blobs: Record<string, string>): Promise<ContainerAccess> {
-  storage ??= await startAzurite();
-  const access: ContainerAccess = { kind: 'connection', connection: storage.connectionString, container: `inputs-${++keys}` };
-  const container = BlobServiceClient.fromConnectionString(access.connection).getContainerClient(access.container);
-  await container.create();
-  for (const [name, text] of Object.entries(blobs)) await container.getBlockBlobClient(name).upload(text, Buffer.byteLength(text));
-  return access;
-}
 
 function scriptSpec(script: string, overrides: Partial<ScorerSpec> = {}): ScorerSpec {
   const key = `job-${++keys}`;
@@ -126,34 +110,38 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     expect(again.csv.toString()).toBe(first.csv.toString());
   });
 
-  it('fetches its inputs itself, whole or as a CSV row range, reads them from memory, and fails the mini-batch for a missing one', async () => {
+  it('reads each item as it lands while the others still download, from memory or from disk, and fails what never arrived', async () => {
     const a = penguinRows(5, 31);
-    const big = penguinRows(9, 32);
-    const csv = penguinCsv(big);
-    const header = csv.indexOf('\n') + 1;
-    // Rows 3..6 of big.csv: where they start and end in the file.
-    const ends: number[] = [];
-    for (let at = csv.indexOf('\n', header); at !== -1; at = csv.indexOf('\n', at + 1)) ends.push(at + 1);
-    const container = await inputContainer({ 'in/a.csv': penguinCsv(a), 'in/big.csv': csv });
-    const dir = join(work, 'fetched', String(++keys));
-    const items: ScoringItem[] = [
-      { name: 'a.csv', localPath: join(dir, 'a.csv'), source: { blob: 'in/a.csv' } },
-      { name: 'big.csv', localPath: join(dir, 'big.csv'), rowOffset: 3, source: { blob: 'in/big.csv', range: { start: ends[2]!, end: ends[6]! }, headerEnd: header } },
-    ];
+    const b = penguinRows(4, 32);
+    const dir = join(work, 'streamed', String(++keys));
+    mkdirSync(dir, { recursive: true });
+    const items: ScoringItem[] = [{ name: 'a.csv', localPath: join(dir, 'a.csv') }, { name: 'b.csv', localPath: join(dir, 'b.csv') }];
     const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir: join(ROOT, 'scripts', 'demo', 'model'), modelFile: 'penguins.onnx' };
-    const result = completed(await runtime.score(spec, { items, fetch: { from: container, workDir: dir }, timeoutMs: T }));
-    const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(big.slice(3, 7))).map((l, i) => `${3 + i},${l},big.csv`)];
+    // b lands first, in memory; a a little later, as a file on disk. Nothing exists when scoring starts.
+    const landB = new Promise<Uint8Array | undefined>((resolve) => setTimeout(() => resolve(Buffer.from(penguinCsv(b))), 30));
+    const landA = landB.then(
+      () =>
+        new Promise<Uint8Array | undefined>((resolve) =>
+          setTimeout(() => {
+            writeFileSync(join(dir, 'a.csv'), penguinCsv(a));
+            resolve(undefined);
+          }, 30),
+        ),
+    );
+    const result = completed(await runtime.score(spec, { items, ready: [landA, landB], timeoutMs: T }));
+    const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(b)).map((l, i) => `${i},${l},b.csv`)];
     expect(result.csv.toString()).toBe(`${expected.join('\n')}\n`);
     expect(result.succeeded).toBe(2);
-    // The built-in runner read both from memory: nothing was written.
-    expect(existsSync(dir)).toBe(false);
+    // The built-in runner read b from memory: it never needed a file.
+    expect(existsSync(join(dir, 'b.csv'))).toBe(false);
 
+    // A download that fails stops the mini-batch; the caller reports it.
     const broken = await runtime.score(spec, {
-      items: [items[0]!, { name: 'gone.csv', localPath: join(dir, 'gone.csv'), source: { blob: 'in/gone.csv' } }],
-      fetch: { from: container, workDir: dir },
+      items: [{ name: 'c.csv', localPath: join(dir, 'c.csv') }, { name: 'gone.csv', localPath: join(dir, 'gone.csv') }],
+      ready: [Promise.resolve(Buffer.from(penguinCsv(a))), Promise.reject(new Error('404 on gone.csv'))],
       timeoutMs: T,
     });
-    expect(broken).toMatchObject({ status: 'failed', stage: 'download', retryable: false, error: 'The input blob in/gone.csv no longer exists.' });
+    expect(completed(broken).failed).toEqual([{ file: 'gone.csv', reason: expect.stringContaining('could not be downloaded: 404 on gone.csv') }]);
   });
 
   it('scores images', async () => {
@@ -209,46 +197,31 @@ describe('the scoring runtime with custom scripts', () => {
     expect(more.logs.some((l) => l.message.startsWith('init #'))).toBe(false);
   });
 
-  it('writes fetched inputs to files for a script (large ones streamed), calls run() when all are in place, then removes them', async () => {
+  it('calls run() only when every file of a streamed mini-batch is in place, writing what came in memory, and not at all if one never comes', async () => {
     const spec = scriptSpec('behaviours.js');
-    const large = 'x'.repeat(5 * 1024 * 1024 - 1) + '\n';
-    const container = await inputContainer({ 'in/small.txt': 'small file\n', 'in/large.txt': large });
-    const dir = join(work, 'fetched', String(++keys));
-    const items: ScoringItem[] = ['small.txt', 'large.txt'].map((name) => ({ name, localPath: join(dir, name), source: { blob: `in/${name}` } }));
-    const result = completed(await runtime.score(spec, { items, fetch: { from: container, workDir: dir }, timeoutMs: T }));
-    // behaviours.js reads each file: both were complete when run() began.
-    expect(result.csv.toString()).toMatch(new RegExp(`^small\\.txt,11,\\d+,\\nlarge\\.txt,${large.length},\\d+,\\n$`));
-    // The worker removes what it wrote, folders included.
-    expect(existsSync(dir)).toBe(false);
-
-    // Mini-batches side by side in sibling folders of a parent nobody has made yet: each worker
-    // creates and removes only its own.
-    const parent = join(work, 'fetched', `side-by-side-${++keys}`);
-    const twoAtOnce = scriptSpec('behaviours.js', { maxConcurrency: 2 });
-    const pair = await Promise.all(
-      [0, 1].map((n) =>
-        runtime.score(twoAtOnce, {
-          items: items.map((item) => ({ ...item, localPath: join(parent, `mb-${n}`, item.name) })),
-          fetch: { from: container, workDir: join(parent, `mb-${n}`) },
-          timeoutMs: T,
-        }),
+    const dir = join(work, 'streamed', String(++keys));
+    mkdirSync(dir, { recursive: true });
+    const items = ['late-1.txt', 'late-2.txt'].map((name) => ({ name, localPath: join(dir, name) }));
+    // late-1 arrives in memory (the worker writes it), late-2 as a file the caller wrote.
+    const ready = [
+      new Promise<Uint8Array | undefined>((resolve) => setTimeout(() => resolve(Buffer.from('late file 0\n')), 40)),
+      new Promise<Uint8Array | undefined>((resolve) =>
+        setTimeout(() => {
+          writeFileSync(join(dir, 'late-2.txt'), 'late file 1\n');
+          resolve(undefined);
+        }, 20),
       ),
-    );
-    expect(pair.map((outcome) => completed(outcome).succeeded)).toEqual([2, 2]);
-    expect(existsSync(join(parent, 'mb-0')) || existsSync(join(parent, 'mb-1'))).toBe(false);
+    ];
+    const result = completed(await runtime.score(spec, { items, ready, timeoutMs: T }));
+    // behaviours.js reads each file: both were complete when run() began.
+    expect(result.csv.toString()).toMatch(/^late-1\.txt,12,\d+,\nlate-2\.txt,12,\d+,\n$/);
+    // The worker removes what it wrote; the caller's own file is the caller's to remove.
+    expect(existsSync(join(dir, 'late-1.txt'))).toBe(false);
+    expect(existsSync(join(dir, 'late-2.txt'))).toBe(true);
 
-    // More files than the worker fetches at once: the rest queue, in order.
-    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`in/many/f${String(i).padStart(2, '0')}.txt`, `file ${i}\n`]));
-    const crowd = await inputContainer(many);
-    const crowdItems = Object.keys(many).map((blob) => ({ name: blob.slice(8), localPath: join(dir, blob.slice(8)), source: { blob } }));
-    const everyOne = completed(await runtime.score(spec, { items: crowdItems, fetch: { from: crowd, workDir: dir }, timeoutMs: T }));
-    expect(everyOne.succeeded).toBe(40);
-    expect(everyOne.csv.toString().trim().split('\n').map((line) => line.split(',').slice(0, 2).join(','))).toEqual(crowdItems.map((item, i) => `${item.name},${`file ${i}\n`.length}`));
-
-    const failed = await runtime.score(spec, { items: [items[0]!, { name: 'gone.txt', localPath: join(dir, 'gone.txt'), source: { blob: 'in/gone.txt' } }], fetch: { from: container, workDir: dir }, timeoutMs: T });
-    expect(failed).toMatchObject({ status: 'failed', stage: 'download', retryable: false, error: 'The input blob in/gone.txt no longer exists.' });
+    const failed = await runtime.score(spec, { items, ready: [Promise.resolve(undefined), Promise.reject(new Error('connection reset'))], timeoutMs: T });
+    expect(failed).toMatchObject({ status: 'failed', error: expect.stringContaining('could not be downloaded: connection reset') });
     expect(logsOf(failed).some((l) => l.message.startsWith('run() failed'))).toBe(false);
-    expect(existsSync(dir)).toBe(false);
   });
 
   it('names the files a script skipped, and counts a shortfall when results do not name files', async () => {
