@@ -4,7 +4,7 @@ import { stringify } from 'csv-stringify/sync';
 import type { AppConfig } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
-import { type MiniBatch, type PlanItem, chunkLayout, itemLabel, toMiniBatches } from '../planning/plan.js';
+import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, itemLabel, toMiniBatches } from '../planning/plan.js';
 import type { OutputFolder } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
@@ -226,7 +226,8 @@ export class JobRunner {
       }
       throw err;
     }
-    const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, this.#config.maxChunkSize);
+    const target = chunkTarget(batches.length, base.parallelism, this.#config.maxChunkSize);
+    const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, target);
     for (let c = 0; c < chunks; c += MANIFEST_WRITES) {
       const group = Array.from({ length: Math.min(MANIFEST_WRITES, chunks - c) }, (_, k) => c + k);
       await Promise.all(group.map((chunk) => this.#workArea.writeManifest(jobId, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize))));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDataUri } from '../../../shared/data/data-uri.js';
 import { exceedsThreshold, mergeSettings, parallelismOf } from '../../../shared/jobs/settings.js';
-import { chunkCount, chunkLayout, chunkOf, chunkRange, itemLabel, rowRanges, tabularKind, toMiniBatches } from '../../../shared/planning/plan.js';
+import { chunkCount, chunkLayout, chunkOf, chunkTarget, chunkRange, itemLabel, rowRanges, tabularKind, toMiniBatches } from '../../../shared/planning/plan.js';
 import { deploymentSettings } from '../../../shared/schemas/resources.js';
 
 const items = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}.csv`, blob: `in/f${i}.csv`, size: 1 }));
@@ -16,6 +16,13 @@ describe('mini-batch planning', () => {
   });
 
   it('cuts mini-batches into equal chunks, the same number per lane, none over the maximum', () => {
+    // Chunks aim at ∛(2 × mini-batches per lane), at least 32, at most the configured maximum.
+    expect(chunkTarget(1000, 2, 200)).toBe(32);
+    expect(chunkTarget(10, 1, 200)).toBe(32);
+    expect(chunkTarget(1_000_000, 2, 200)).toBe(100);
+    expect(chunkTarget(100_000_000, 1, 200)).toBe(200);
+    expect(chunkTarget(1000, 2, 8)).toBe(8);
+    expect(chunkLayout(1000, 2, chunkTarget(1000, 2, 200))).toEqual({ chunkSize: 32, chunks: 32, lanes: 2 });
     expect(chunkLayout(100, 2, 200)).toEqual({ chunkSize: 50, chunks: 2, lanes: 2 });
     expect(chunkLayout(150, 2, 200)).toEqual({ chunkSize: 75, chunks: 2, lanes: 2 });
     expect(chunkLayout(1001, 2, 200)).toEqual({ chunkSize: 167, chunks: 6, lanes: 2 });
