@@ -228,10 +228,8 @@ export class JobRunner {
     }
     const target = chunkTarget(batches.length, base.parallelism, this.#config.maxChunkSize);
     const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, target);
-    for (let c = 0; c < chunks; c += MANIFEST_WRITES) {
-      const group = Array.from({ length: Math.min(MANIFEST_WRITES, chunks - c) }, (_, k) => c + k);
-      await Promise.all(group.map((chunk) => this.#workArea.writeManifest(jobId, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize))));
-    }
+    const writes = Array.from({ length: chunks }, (_, chunk) => () => this.#workArea.writeManifest(jobId, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize)));
+    await Promise.all(inOrderAtMost(writes, MANIFEST_WRITES));
     const items = batches.reduce((n, b) => n + b.items.length, 0);
     const { folder } = await this.#placesOf(job);
     await folder.ensureContainer();

@@ -75,34 +75,27 @@ export class StorageClients {
     return connectionStringFor(connection, this.#settings());
   }
 
-  blobService(connection: unknown): BlobServiceClient {
+  /** The client in `cache` for a binding's connection, created on first use. */
+  #cached<T>(cache: Map<string, T>, connection: unknown, create: (cs: string) => T): T {
     const cs = this.connectionString(connection);
-    let client = this.#blob.get(cs);
+    let client = cache.get(cs);
     if (!client) {
-      client = BlobServiceClient.fromConnectionString(cs);
-      this.#blob.set(cs, client);
+      client = create(cs);
+      cache.set(cs, client);
     }
     return client;
+  }
+
+  blobService(connection: unknown): BlobServiceClient {
+    return this.#cached(this.#blob, connection, (cs) => BlobServiceClient.fromConnectionString(cs));
   }
 
   queueService(connection: unknown): QueueServiceClient {
-    const cs = this.connectionString(connection);
-    let client = this.#queue.get(cs);
-    if (!client) {
-      client = QueueServiceClient.fromConnectionString(cs);
-      this.#queue.set(cs, client);
-    }
-    return client;
+    return this.#cached(this.#queue, connection, (cs) => QueueServiceClient.fromConnectionString(cs));
   }
 
   tableService(connection: unknown): TableServiceClient {
-    const cs = this.connectionString(connection);
-    let client = this.#tableService.get(cs);
-    if (!client) {
-      client = TableServiceClient.fromConnectionString(cs, { allowInsecureConnection: allowsHttp(cs) });
-      this.#tableService.set(cs, client);
-    }
-    return client;
+    return this.#cached(this.#tableService, connection, (cs) => TableServiceClient.fromConnectionString(cs, { allowInsecureConnection: allowsHttp(cs) }));
   }
 
   table(connection: unknown, tableName: string): TableClient {
