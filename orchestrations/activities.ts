@@ -6,6 +6,7 @@ import * as df from 'durable-functions';
 import { BatchError } from '../shared/errors.js';
 import type { FinalizeInput, MiniBatchInput, MiniBatchResult, PreparedJob } from '../shared/jobs/job-runner.js';
 import type { JobCounts } from '../shared/jobs/types.js';
+import type { JournalEntry } from '../shared/jobs/work-area.js';
 import { services } from '../shared/services.js';
 import { typedActivity } from './job/typed-durable.js';
 
@@ -22,6 +23,11 @@ export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('sc
 export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>('recordMiniBatchFailure', (input) =>
   services().runner.recordFailure(input),
 );
+
+export const recordJournal = typedActivity<{ jobId: string; entries: JournalEntry[] }, null>('recordJournal', async (input) => {
+  await services().runner.recordJournal(input);
+  return null;
+});
 
 export const recordProgress = typedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>('recordProgress', async (input) => {
   await services().runner.progress(input);

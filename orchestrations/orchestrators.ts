@@ -1,12 +1,12 @@
 /** Registers the batch job orchestrators, wired to the activity handles. */
-import { finalizeJob, prepareJob, recordMiniBatchFailure, recordProgress, scoreMiniBatch } from './activities.js';
+import { finalizeJob, prepareJob, recordJournal, recordMiniBatchFailure, recordProgress, scoreMiniBatch } from './activities.js';
 import { type ChunkInput, batchChunk } from './job/batch-chunk.js';
 import { batchJob } from './job/batch-job.js';
 import { type LaneInput, batchLane } from './job/batch-lane.js';
 import { typedOrchestration } from './job/typed-durable.js';
 
 export const batchChunkOrchestration = typedOrchestration<ChunkInput, unknown>('batchChunk', (context, input) =>
-  batchChunk(context, input, { scoreMiniBatch, recordMiniBatchFailure, recordProgress }),
+  batchChunk(context, input, { scoreMiniBatch, recordMiniBatchFailure, recordProgress, recordJournal }),
 );
 
 export const batchLaneOrchestration = typedOrchestration<LaneInput, unknown>('batchLane', (context, input) =>

@@ -24,6 +24,11 @@ const schema = z.object({
   BATCH_CHUNK_SIZE: z.coerce.number().int().min(1).max(5000).default(200),
   /** How often (orchestration time) running jobs write their counts to the job table. */
   BATCH_PROGRESS_INTERVAL_SECONDS: z.coerce.number().min(0).default(2),
+  /**
+   * Megabytes of a lane's next mini-batch fetched while the current one is scored (0 turns
+   * prefetching off). Only inputs that are read into memory anyway (files up to 4 MB, row ranges).
+   */
+  BATCH_PREFETCH_MB: z.coerce.number().min(0).max(4096).default(64),
 });
 
 export interface AppConfig {
@@ -36,6 +41,8 @@ export interface AppConfig {
   /** The most mini-batches in one chunk; jobs cut theirs evenly across lanes (see chunkLayout). */
   maxChunkSize: number;
   progressIntervalSeconds: number;
+  /** Bytes of upcoming mini-batches' inputs held in memory at most; 0 = no prefetching. */
+  prefetchBytes: number;
 }
 
 let cached: AppConfig | undefined;
@@ -57,6 +64,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     tablePrefix: e.BATCH_TABLE_PREFIX,
     maxChunkSize: e.BATCH_CHUNK_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
+    prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
   };
   if (env === process.env) cached = config;
   return config;

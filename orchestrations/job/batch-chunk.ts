@@ -1,7 +1,8 @@
-import type * as df from 'durable-functions';
+import * as df from 'durable-functions';
 import type { MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runner.js';
 import { exceedsThreshold } from '../../shared/jobs/settings.js';
 import { type JobCounts, addCounts, emptyCounts } from '../../shared/jobs/types.js';
+import type { JournalEntry } from '../../shared/jobs/work-area.js';
 import type { TypedActivity } from './typed-durable.js';
 
 export interface ChunkInput {
@@ -31,7 +32,13 @@ export interface ChunkActivities {
   scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
   recordMiniBatchFailure: TypedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>;
   recordProgress: TypedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>;
+  recordJournal: TypedActivity<{ jobId: string; entries: JournalEntry[] }, null>;
 }
+
+/** Routine journal entries recorded per call: one storage write stands for this many mini-batches. */
+const JOURNAL_GROUP = 16;
+/** A storage hiccup while recording entries is retried rather than failing the chunk. */
+const JOURNAL_RETRY = new df.RetryOptions(1000, 4);
 
 interface FailureDetailsLike {
   failureDetails?: { properties?: Record<string, unknown> };
@@ -65,11 +72,16 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
   let thresholdExceeded = false;
   let columns: string[] | undefined;
   let lastProgress = context.df.currentUtcDateTime.getTime();
-  const call = { jobId: input.jobId, chunkSize: input.chunkSize, maxRetries: input.maxRetries };
+  const call = { jobId: input.jobId, chunkSize: input.chunkSize, maxRetries: input.maxRetries, deferJournal: true };
+  // Routine entries wait here (in the orchestration's own history, so a replay rebuilds them).
+  const journal: JournalEntry[] = [];
+  function* recordJournal(): Generator<df.Task, void, unknown> {
+    if (journal.length > 0) yield activities.recordJournal({ jobId: input.jobId, entries: journal.splice(0) }).withRetry(JOURNAL_RETRY);
+  }
 
   for (let index = input.start; index < input.end && !canceled && !thresholdExceeded; index++) {
     for (let attempt = 1; ; attempt++) {
-      const task = activities.scoreMiniBatch({ ...call, index, attempt });
+      const task = activities.scoreMiniBatch({ ...call, index, attempt, ...(index + 1 < input.end ? { next: index + 1 } : {}) });
       const cancel = context.df.waitForExternalEvent('cancel');
       const winner = yield context.df.Task.any([task, cancel]);
       if (winner === cancel) {
@@ -94,6 +106,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
         break;
       }
       const result = activities.scoreMiniBatch.resultOf(task);
+      if (result.journal) journal.push(result.journal);
       if (result.status === 'canceled') {
         canceled = true;
       } else if (result.status === 'skipped') {
@@ -114,11 +127,13 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
       }
       break;
     }
+    if (journal.length >= JOURNAL_GROUP) yield* recordJournal();
     const now = context.df.currentUtcDateTime.getTime();
     if (!canceled && index + 1 < input.end && now - lastProgress >= input.progressIntervalSeconds * 1000) {
       yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) });
       lastProgress = now;
     }
   }
+  yield* recordJournal();
   return { counts, canceled, thresholdExceeded, columns };
 }

@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import type { AppConfig } from '../config.js';
@@ -11,11 +10,11 @@ import { isTerminalJob } from '../schemas/jobs.js';
 import type { FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
-import { cleanWorkDir, fetchBlob, localCode, localModel, removeQuietly } from './local-files.js';
+import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import type { JobWorkArea } from './work-area.js';
+import type { JobWorkArea, JournalEntry } from './work-area.js';
 import { ERRORS_FILE, type Job, type JobCounts, type JobError, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
 
 /** What the orchestration needs to run a prepared job (small values only). */
@@ -42,6 +41,17 @@ export interface MiniBatchInput {
   attempt: number;
   /** retry_settings.max_retries: an attempt past it is the last, so its failed items count. */
   maxRetries: number;
+  /**
+   * The mini-batch this lane runs next, if any: its inputs are fetched while this one is scored,
+   * so a lane does not wait on storage between mini-batches. Only a hint: whichever activity runs
+   * that mini-batch fetches anything not prefetched on its own host.
+   */
+  next?: number | undefined;
+  /**
+   * The caller collects routine journal entries (see {@link MiniBatchResult.journal}) and records
+   * them in groups, so a routine mini-batch makes one storage write (its predictions), not two.
+   */
+  deferJournal?: boolean | undefined;
 }
 
 /** The outcome of one attempt at a mini-batch. */
@@ -59,6 +69,8 @@ export interface MiniBatchResult {
   columns?: string[] | undefined;
   /** The job's items failed for good so far, this mini-batch included (for the error threshold). */
   jobFailures: number;
+  /** The mini-batch's journal entry, left for the caller to record (only with `deferJournal`). */
+  journal?: JournalEntry | undefined;
 }
 
 export interface FinalizeInput {
@@ -68,6 +80,16 @@ export interface FinalizeInput {
   error?: JobError | undefined;
   columns?: string[] | undefined;
 }
+
+/** Inputs of a mini-batch fetched ahead of its activity, by item; undefined where not prefetched. */
+interface Prefetched {
+  at: number;
+  bytes: number;
+  items: (Promise<Buffer | undefined> | undefined)[];
+}
+
+/** Prefetched inputs nobody claimed (a canceled lane, a mini-batch run elsewhere) are dropped after this. */
+const PREFETCH_TTL_MS = 60_000;
 
 /** Where a job reads and writes, resolved once per job (datastores do not move under a job). */
 interface Places {
@@ -96,6 +118,12 @@ function reportRow(row: { index: number; attempt: number; items: number; succeed
   return stringify([[row.index, row.attempt, row.items, row.succeeded, row.failed, row.seconds.toFixed(3), row.status, row.error]], { record_delimiter: '\n' });
 }
 
+/** The bytes an item's fetch holds in memory, or undefined for one that streams to disk. */
+function inMemorySize(item: PlanItem): number | undefined {
+  if (item.bytes && item.kind !== 'parquet') return item.bytes.end - item.bytes.start + (item.headerEnd ?? 0);
+  return item.size <= SMALL_BLOB_BYTES ? item.size : undefined;
+}
+
 function errorLines(index: number, failed: FailedItem[]): string {
   return failed.map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`).join('');
 }
@@ -116,6 +144,9 @@ export class JobRunner {
   readonly #jobs: PromiseCache<Job>;
   readonly #places = new PromiseCache<Places>({ max: 256 });
   readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
+  /** Upcoming mini-batches' inputs, keyed `${jobId}/${index}`. */
+  readonly #prefetched = new Map<string, Prefetched>();
+  #prefetchedBytes = 0;
 
   constructor(options: {
     config: AppConfig;
@@ -278,6 +309,7 @@ export class JobRunner {
       // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
       const landed = Promise.allSettled(arrivals).then((settled) => {
         phases.download = elapsed();
+        if (input.next !== undefined) this.#prefetch(job, input.chunkSize, input.next);
         settled.forEach((s, n) => {
           if (s.status === 'fulfilled' && s.value === undefined) downloaded.push((items[n] as ScoringItem).localPath);
         });
@@ -297,12 +329,13 @@ export class JobRunner {
       if (err instanceof BatchError && !err.retryable) {
         outcome = { status: 'failed', error: err.message, retryable: false, logs: [], seconds: 0 };
       } else {
-        await cleanWorkDir(workDir, downloaded);
+        await cleanWorkDir(workDir, downloaded, { everything: true });
         throw err;
       }
     }
     const seconds = elapsed();
-    await cleanWorkDir(workDir, downloaded);
+    // A worker that ran to the end removed what it wrote; one stopped midway (a timeout) did not.
+    await cleanWorkDir(workDir, downloaded, { everything: outcome.status !== 'completed' });
     return this.#record(folder, input, batch, outcome, { seconds, ...phases });
   }
 
@@ -321,31 +354,25 @@ export class JobRunner {
     const baseOf = (item: PlanItem): string => item.name.split('/').pop() || 'item';
     const seen = new Map<string, number>();
     for (const item of batch.items) seen.set(baseOf(item), (seen.get(baseOf(item)) ?? 0) + 1);
-    const folders = new Set<string>([workDir]);
+    // Folders are made by whoever writes a file there: the scoring worker for the bytes it is
+    // sent, fetchBlob for a large file it streams to disk.
     const locals = batch.items.map((item, n) => {
       const base = baseOf(item);
-      if (seen.get(base) === 1) return join(workDir, base);
-      folders.add(join(workDir, String(n)));
-      return join(workDir, String(n), base);
+      return seen.get(base) === 1 ? join(workDir, base) : join(workDir, String(n), base);
     });
-    await Promise.all([...folders].map((f) => mkdir(f, { recursive: true })));
     // In item order, a bounded number at a time: the first items land first (scoring starts on
     // them), and a mini-batch of thousands of files never opens thousands of connections.
+    const early = this.#claimPrefetch(jobId, batch.index);
     const fetches = batch.items.map((item, n) => async (): Promise<Buffer | undefined> => {
-      const local = locals[n] as string;
-      if (item.bytes && item.kind !== 'parquet') {
-        let prefix: Buffer | undefined;
-        if (item.kind === 'csv' && item.headerEnd) {
-          let header = headers.get(item.blob);
-          if (!header) {
-            header = input.container.getBlobClient(item.blob).downloadToBuffer(0, item.headerEnd);
-            headers.set(item.blob, header);
-          }
-          prefix = await header;
+      const ahead = early?.[n];
+      if (ahead) {
+        try {
+          return await ahead;
+        } catch {
+          // A prefetch that failed is tried again here, where its failure counts.
         }
-        return fetchBlob(input.container, item.blob, local, { start: item.bytes.start, end: item.bytes.end, prefix });
       }
-      return fetchBlob(input.container, item.blob, local);
+      return this.#fetchItem(input, item, locals[n] as string, headers);
     });
     const arrivals = inOrderAtMost(fetches, FETCHES_AT_ONCE);
     // Whoever waits on the arrivals sees a failure; this keeps an unwatched one from crashing the host.
@@ -354,6 +381,73 @@ export class JobRunner {
       items.push({ name: item.name, localPath: locals[n] as string, rowOffset: item.rows?.start, rows: item.kind === 'parquet' ? item.rows : undefined });
     });
     return { items, arrivals };
+  }
+
+  /** Fetches one item: see {@link fetchBlob}. CSV row ranges get the file's header line first. */
+  #fetchItem(input: ResolvedData, item: PlanItem, local: string, headers: Map<string, Promise<Buffer>>, options?: { inMemory?: boolean }): Promise<Buffer | undefined> {
+    if (item.bytes && item.kind !== 'parquet') {
+      const { start, end } = item.bytes;
+      if (item.kind === 'csv' && item.headerEnd) {
+        let header = headers.get(item.blob);
+        if (!header) {
+          header = readRange(input.container, item.blob, 0, item.headerEnd);
+          headers.set(item.blob, header);
+        }
+        return header.then((prefix) => fetchBlob(input.container, item.blob, local, { range: { start, end, prefix } }));
+      }
+      return fetchBlob(input.container, item.blob, local, { range: { start, end } });
+    }
+    return fetchBlob(input.container, item.blob, local, { size: item.size, ...options });
+  }
+
+  /**
+   * Starts fetching mini-batch `index`'s inputs into memory for the activity that runs it next,
+   * within the prefetch budget: only items that would be read into memory anyway, and nothing if
+   * the budget is spent. Failures are left for that activity to retry.
+   */
+  #prefetch(job: Job, chunkSize: number, index: number): void {
+    const budget = this.#config.prefetchBytes;
+    if (budget <= 0) return;
+    const key = `${job.spec.id}/${index}`;
+    if (this.#prefetched.has(key)) return;
+    this.#dropStalePrefetches();
+    const started = (async (): Promise<void> => {
+      const [batch, { input }] = await Promise.all([this.#workArea.miniBatch(job.spec.id, chunkSize, index), this.#placesOf(job)]);
+      const sizes = batch.items.map(inMemorySize);
+      const bytes = sizes.reduce<number>((sum, size) => sum + (size ?? 0), 0);
+      if (bytes === 0 || this.#prefetchedBytes + bytes > budget || this.#prefetched.has(key)) return;
+      const headers = new Map<string, Promise<Buffer>>();
+      const entry: Prefetched = { at: this.#now().getTime(), bytes, items: [] };
+      const tasks = batch.items.map((item, n) => (sizes[n] === undefined ? undefined : () => this.#fetchItem(input, item, '', headers, { inMemory: true })));
+      const fetching = inOrderAtMost(tasks.filter((t) => t !== undefined), FETCHES_AT_ONCE);
+      let next = 0;
+      entry.items = tasks.map((t) => (t ? fetching[next++] : undefined));
+      // Whoever claims them sees failures; unclaimed ones must not crash the host.
+      for (const p of fetching) p.catch(() => undefined);
+      this.#prefetched.set(key, entry);
+      this.#prefetchedBytes += bytes;
+    })();
+    started.catch(() => undefined);
+  }
+
+  /** Takes mini-batch `index`'s prefetched inputs, if any, out of the cache. */
+  #claimPrefetch(jobId: string, index: number): Prefetched['items'] | undefined {
+    const key = `${jobId}/${index}`;
+    const entry = this.#prefetched.get(key);
+    if (!entry) return undefined;
+    this.#prefetched.delete(key);
+    this.#prefetchedBytes -= entry.bytes;
+    return entry.items;
+  }
+
+  #dropStalePrefetches(jobId?: string): void {
+    const oldest = this.#now().getTime() - PREFETCH_TTL_MS;
+    for (const [key, entry] of this.#prefetched) {
+      if (entry.at < oldest || (jobId !== undefined && key.startsWith(`${jobId}/`))) {
+        this.#prefetched.delete(key);
+        this.#prefetchedBytes -= entry.bytes;
+      }
+    }
   }
 
   async #record(
@@ -409,14 +503,16 @@ export class JobRunner {
         jobFailures: job.state.failures ?? 0,
       };
     }
-    uploads.push(
-      this.#workArea.stageJournal(input.jobId, {
-        i: input.index,
-        report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
-        errors,
-        log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
-      }),
-    );
+    const entry: JournalEntry = {
+      i: input.index,
+      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
+      errors,
+      log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+    };
+    // A retry must replace what its earlier attempt recorded, so only first attempts are deferred.
+    const routine = input.deferJournal === true && input.attempt === 1 && result.status === 'completed' && errors === '' && logText === '';
+    if (routine) result.journal = entry;
+    else uploads.push(this.#workArea.stageJournal(input.jobId, entry));
     await Promise.all(uploads);
     const final = result.status === 'completed' || !result.retryable || input.attempt > input.maxRetries;
     if (final && result.failed > 0) result.jobFailures = await this.#addFailures(input.jobId, result.failed);
@@ -434,6 +530,11 @@ export class JobRunner {
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });
     return { items: batch.items.length, jobFailures: await this.#addFailures(input.jobId, batch.items.length) };
+  }
+
+  /** Records routine journal entries that a chunk collected (see {@link MiniBatchInput.deferJournal}). */
+  async recordJournal(input: { jobId: string; entries: JournalEntry[] }): Promise<void> {
+    await this.#workArea.stageJournalGroup(input.jobId, input.entries);
   }
 
   /**
@@ -528,6 +629,7 @@ export class JobRunner {
     this.#jobs.delete(spec.id);
     this.#places.delete(spec.id);
     this.#scorers.delete(spec.id);
+    this.#dropStalePrefetches(spec.id);
     return { status };
   }
 }

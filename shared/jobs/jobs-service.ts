@@ -179,8 +179,9 @@ export class JobsService {
         if (await input.container.getBlobClient(input.path).exists()) return;
       } else {
         const prefix = input.path === '' || input.path.endsWith('/') ? input.path : `${input.path}/`;
-        for await (const entry of input.container.listBlobsByHierarchy('/', { prefix })) {
-          if (entry.kind === 'blob') return;
+        // Small pages: one blob settles it, and a folder of 10,000 files is not listed twice per job.
+        for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: 50 })) {
+          if (page.segment.blobItems.some((b) => b.name !== prefix && !b.name.endsWith('/'))) return;
         }
       }
     } catch (err) {

@@ -1,5 +1,5 @@
-import { createWriteStream, rmdirSync, unlinkSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
@@ -7,6 +7,7 @@ import { BatchError } from '../errors.js';
 import type { Registry } from '../registry/registry.js';
 import type { ModelDoc } from '../registry/types.js';
 import { isNotFound } from '../storage/clients.js';
+import { fastRead } from '../storage/fast-read.js';
 
 const MARKER = '.complete';
 const inFlight = new Map<string, Promise<void>>();
@@ -98,37 +99,51 @@ export async function localCode(registry: Registry, codeUri: string, jobId: stri
 }
 
 /** Blobs up to this size are read whole into memory; larger ones stream to disk. */
-const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
+export const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
+
+/** Bytes [start, end) of a blob (a plain GET where possible, else through the SDK). */
+export async function readRange(container: ContainerClient, blob: string, start: number, end: number): Promise<Buffer> {
+  if (end <= start) return Buffer.alloc(0);
+  const range = { start, end };
+  return (await fastRead(container, blob, { range, maxBytes: end - start })) ?? (await container.getBlobClient(blob).downloadToBuffer(start, end - start));
+}
 
 /**
- * Fetches `bytes` [start, end) of a blob, or all of it. Small blobs and ranges come back as bytes
- * (the scoring worker writes them where a script needs them, off the host's event loop, and the
- * built-in runner never needs a file at all); a large whole blob streams to `target`, a file in an
- * existing folder, and the result is undefined.
+ * Fetches a blob, or bytes [start, end) of it (after `prefix`, a CSV header line). Small blobs and
+ * ranges come back as bytes (the scoring worker writes them where a script needs them, off the
+ * host's event loop, and the built-in runner never needs a file at all); a large whole blob streams
+ * to `target`, a file in an existing folder, and the result is undefined, unless `inMemory`.
+ * `size`, the blob's size when listed, spares large blobs a first attempt at reading into memory.
  */
 export async function fetchBlob(
   container: ContainerClient,
   blob: string,
   target: string,
-  range?: { start: number; end: number; prefix?: Buffer | undefined },
+  options: { range?: { start: number; end: number; prefix?: Buffer | undefined }; inMemory?: boolean; size?: number } = {},
 ): Promise<Buffer | undefined> {
-  const client = container.getBlobClient(blob);
+  const { range } = options;
   try {
-    if (!range) {
-      // One GET, resumed from where it broke off if the connection drops.
-      const response = await client.download(0, undefined, { maxRetryRequests: 5 });
-      const body = response.readableStreamBody;
-      if (!body) throw new Error('the download returned no body');
-      if ((response.contentLength ?? Infinity) <= SMALL_BLOB_BYTES) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of body) chunks.push(chunk as Buffer);
-        return Buffer.concat(chunks);
-      }
-      await pipeline(body, createWriteStream(target));
-      return undefined;
+    if (range) {
+      const body = await readRange(container, blob, range.start, range.end);
+      return range.prefix ? Buffer.concat([range.prefix, body]) : body;
     }
-    const body = range.end > range.start ? await client.downloadToBuffer(range.start, range.end - range.start) : Buffer.alloc(0);
-    return range.prefix ? Buffer.concat([range.prefix, body]) : body;
+    const maxBytes = options.inMemory ? Number.MAX_SAFE_INTEGER : SMALL_BLOB_BYTES;
+    if ((options.size ?? 0) <= maxBytes) {
+      const fast = await fastRead(container, blob, { maxBytes });
+      if (fast) return fast;
+    }
+    // One GET, resumed from where it broke off if the connection drops.
+    const response = await container.getBlobClient(blob).download(0, undefined, { maxRetryRequests: 5 });
+    const body = response.readableStreamBody;
+    if (!body) throw new Error('the download returned no body');
+    if ((response.contentLength ?? Infinity) <= maxBytes) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    }
+    await mkdir(dirname(target), { recursive: true });
+    await pipeline(body, createWriteStream(target));
+    return undefined;
   } catch (err) {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
     throw new BatchError('storage_failed', `Could not download ${blob}.`, { cause: err });
@@ -136,25 +151,22 @@ export async function fetchBlob(
 }
 
 /**
- * Removes a mini-batch's downloaded files and its folder. Deleting the known files directly is far
- * cheaper than a recursive delete; anything else left in the folder falls back to one.
+ * Removes the files this thread downloaded for a mini-batch and their folders (the scoring worker
+ * removes the ones it wrote), or with `everything` the whole folder, whoever wrote in it.
  */
-export async function cleanWorkDir(workDir: string, files: readonly string[]): Promise<void> {
-  try {
-    const folders = new Set<string>();
-    for (const file of files) {
-      try {
-        unlinkSync(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-      if (dirname(file) !== workDir) folders.add(dirname(file));
-    }
-    for (const folder of folders) rmdirSync(folder);
-    rmdirSync(workDir);
-  } catch {
+export async function cleanWorkDir(workDir: string, files: readonly string[], options: { everything?: boolean } = {}): Promise<void> {
+  if (options.everything) {
     await removeQuietly(workDir);
+    return;
   }
+  if (files.length === 0) return;
+  await Promise.all(files.map((file) => rm(file, { force: true })));
+  const folders = new Set<string>();
+  for (const file of files) {
+    for (let folder = dirname(file); folder.startsWith(workDir); folder = dirname(folder)) folders.add(folder);
+  }
+  // Deepest first; a folder still holding something (a script's own file) is left for the job's end.
+  for (const folder of [...folders].sort((a, b) => b.length - a.length)) await rmdir(folder).catch(() => undefined);
 }
 
 export async function removeQuietly(path: string): Promise<void> {

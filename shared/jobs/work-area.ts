@@ -6,6 +6,8 @@ import { chunkOf, type MiniBatch } from '../planning/plan.js';
 import { isNotFound, storageAccount } from '../storage/clients.js';
 
 const JOURNAL = 'journal.jsonl';
+/** Block indexes from here up hold groups of entries (mini-batch indexes stay far below). */
+const GROUP_BLOCKS = 500_000_000_000;
 
 /** One mini-batch's share of processed_mini_batches.csv, errors.jsonl and the job log. */
 export interface JournalEntry {
@@ -88,16 +90,32 @@ export class JobWorkArea {
     await folder.stage(JOURNAL, entry.i, `${JSON.stringify(entry)}\n`);
   }
 
+  /**
+   * Records several mini-batches' entries as one block, for mini-batches whose entry is routine
+   * (first attempt, completed, nothing failed or logged): the orchestration collects those and a
+   * single storage call stands for many mini-batches. Its block id comes from its first entry, in a
+   * range of ids of its own, so it never replaces a mini-batch's own block; restaging the same
+   * entries (an activity run twice) writes the same block.
+   */
+  async stageJournalGroup(jobId: string, entries: readonly JournalEntry[]): Promise<void> {
+    const first = entries[0];
+    if (!first) return;
+    const folder = new OutputFolder(await this.#ready(), `${jobId}/`);
+    await folder.stage(JOURNAL, GROUP_BLOCKS + first.i, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  }
+
   /** Commits and reads the journal, in mini-batch order. Safe to repeat. */
   async readJournal(jobId: string): Promise<JournalEntry[]> {
     const container = await this.#ready();
     const folder = new OutputFolder(container, `${jobId}/`);
     await folder.commit(JOURNAL);
     const text = (await container.getBlobClient(folder.blobName(JOURNAL)).downloadToBuffer()).toString('utf8');
+    // Grouped entries come after every single one in the blob; sorting puts each in its place.
     return text
       .split('\n')
       .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as JournalEntry);
+      .map((line) => JSON.parse(line) as JournalEntry)
+      .sort((a, b) => a.i - b.i);
   }
 
   /** Deletes the job's working files (its outputs live elsewhere). */

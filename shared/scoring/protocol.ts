@@ -53,16 +53,17 @@ export interface WorkerTask {
 }
 
 /**
+ * Sent to the worker for a streamed task: items are here (each with its bytes, or in place on
+ * disk when `bytes` is absent), or a download failed. Items that land in the same turn of the
+ * host's event loop travel in one message: every message wakes the worker thread.
+ */
+export type ArrivalEvent = { type: 'ready'; items: { index: number; bytes?: Uint8Array | undefined }[] } | { type: 'abort'; error: string };
+
+/**
  * Sent on the task's port. The runtime starts the timeout clock on `phase` (so time spent queued
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
-/**
- * Sent to the worker for a streamed task: an item is here (with its bytes, or in place on disk
- * when `bytes` is absent), or a download failed.
- */
-export type ArrivalEvent = { type: 'ready'; index: number; bytes?: Uint8Array | undefined } | { type: 'abort'; error: string };
-
 export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
 
 export type WorkerReply =

@@ -116,10 +116,21 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     });
     const seconds = (): number => round((performance.now() - (startedAt ?? called)) / 1000);
     // Arrivals queue on the port until the worker listens; once the task is over they go nowhere.
+    const landed: { index: number; bytes?: Uint8Array | undefined }[] = [];
+    const post = (): void => {
+      if (landed.length > 0) port1.postMessage({ type: 'ready', items: landed.splice(0) } satisfies ArrivalEvent);
+    };
     task.ready?.forEach((arrived, index) => {
       void arrived.then(
-        (bytes) => port1.postMessage({ type: 'ready', index, bytes } satisfies ArrivalEvent),
-        (err: unknown) => port1.postMessage({ type: 'abort', error: errorMessage(err) } satisfies ArrivalEvent),
+        (bytes) => {
+          if (landed.length === 0) setImmediate(post);
+          landed.push({ index, bytes });
+        },
+        (err: unknown) => {
+          // What landed before the failure still counts: it goes first.
+          post();
+          port1.postMessage({ type: 'abort', error: errorMessage(err) } satisfies ArrivalEvent);
+        },
       );
     });
 

@@ -3,10 +3,10 @@
  * (its `workerData`) and initialises once, lazily on its first task: environment, own output
  * folder, the ONNX session and/or the scoring script's `init(context)`. Tasks are mini-batches.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { threadId, workerData } from 'node:worker_threads';
@@ -80,6 +80,16 @@ interface Arrivals {
   stop(): void;
 }
 
+/** `first` and the folders below it down to `last` (what `mkdirSync(last, { recursive })` made). */
+function foldersBetween(first: string, last: string): string[] {
+  const out: string[] = [];
+  for (let folder = last; folder.length >= first.length; folder = dirname(folder)) {
+    out.push(folder);
+    if (folder === first) break;
+  }
+  return out;
+}
+
 const ARRIVED: Arrivals = { ready: () => Promise.resolve(undefined), all: () => Promise.resolve(), stop: () => undefined };
 
 /**
@@ -91,6 +101,9 @@ function arrivals(task: WorkerTask): Arrivals {
   if (!task.streamed) return ARRIVED;
   const needsFiles = spec.scriptPath !== undefined;
   const written: string[] = [];
+  // Folders this task made for its files, removed with them (deepest first) when it ends.
+  const folders: string[] = [];
+  const made = new Set<string>();
   const waits = task.items.map(() => {
     let settle: { resolve(bytes: Buffer | undefined): void; reject(err: Error): void } = { resolve: () => undefined, reject: () => undefined };
     const promise = new Promise<Buffer | undefined>((resolve, reject) => (settle = { resolve, reject }));
@@ -98,27 +111,36 @@ function arrivals(task: WorkerTask): Arrivals {
     promise.catch(() => undefined);
     return { promise, ...settle };
   });
-  const onMessage = (event: ArrivalEvent): void => {
-    if (event.type === 'abort') {
-      for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
-      return;
-    }
-    const wait = waits[event.index];
-    const item = task.items[event.index];
+  const arrived = (index: number, data: Uint8Array | undefined): void => {
+    const wait = waits[index];
+    const item = task.items[index];
     if (!wait || !item) return;
     // Structured cloning delivers a plain Uint8Array; the Buffer view shares its memory.
-    const bytes = event.bytes ? Buffer.from(event.bytes.buffer, event.bytes.byteOffset, event.bytes.byteLength) : undefined;
+    const bytes = data ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : undefined;
     if (!bytes || !needsFiles) {
       wait.resolve(bytes);
       return;
     }
     try {
+      const folder = dirname(item.localPath);
+      if (!made.has(folder)) {
+        const first = mkdirSync(folder, { recursive: true });
+        made.add(folder);
+        if (first !== undefined) folders.push(...foldersBetween(first, folder));
+      }
       writeFileSync(item.localPath, bytes);
       written.push(item.localPath);
       wait.resolve(undefined);
     } catch (err) {
       wait.reject(new DownloadError(`could not write ${item.name} to local disk: ${errorMessage(err)}`));
     }
+  };
+  const onMessage = (event: ArrivalEvent): void => {
+    if (event.type === 'abort') {
+      for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
+      return;
+    }
+    for (const item of event.items) arrived(item.index, item.bytes);
   };
   task.port.on('message', onMessage);
   return {
@@ -129,6 +151,15 @@ function arrivals(task: WorkerTask): Arrivals {
     stop: () => {
       task.port.off('message', onMessage);
       for (const path of written) rmSync(path, { force: true });
+      // A folder still holding something (a file the host streamed there, or one the script
+      // left) stays for the host to clear.
+      for (const folder of folders.sort((a, b) => b.length - a.length)) {
+        try {
+          rmdirSync(folder);
+        } catch {
+          // not empty, or gone already
+        }
+      }
     },
   };
 }

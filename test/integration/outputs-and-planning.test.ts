@@ -1,13 +1,19 @@
-import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BlobServiceClient, ContainerClient, ContainerSASPermissions } from '@azure/storage-blob';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppConfig, loadConfig } from '../../shared/config.js';
 import { JobStore } from '../../shared/jobs/job-store.js';
 import { newJobId } from '../../shared/jobs/jobs-service.js';
+import { SMALL_BLOB_BYTES, fetchBlob } from '../../shared/jobs/local-files.js';
+import { JobWorkArea, type JournalEntry } from '../../shared/jobs/work-area.js';
 import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
 import { OutputFolder } from '../../shared/outputs/output-writer.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
+import { fastRead } from '../../shared/storage/fast-read.js';
 import { deploymentSettings } from '../../shared/schemas/resources.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
@@ -53,6 +59,60 @@ describe('output folder (Azurite)', () => {
     expect((await container.getBlobClient('jobs/out2/errors.jsonl').downloadToBuffer()).length).toBe(0);
   });
 
+});
+
+describe('job journal (Azurite)', () => {
+  it('reads single entries and groups back in mini-batch order; a retry replaces its own entry', async () => {
+    const area = new JobWorkArea({ config });
+    const job = uniqueName('job');
+    const entry = (i: number, note = ''): JournalEntry => ({ i, report: `${i}${note}\n`, errors: '', log: `log ${i}${note}\n` });
+    await area.stageJournal(job, entry(-1));
+    await area.stageJournalGroup(job, [entry(0), entry(1), entry(3)]);
+    await area.stageJournal(job, entry(2, ' first attempt'));
+    await area.stageJournal(job, entry(2, ' retried'));
+    await area.stageJournalGroup(job, [entry(4), entry(5)]);
+    // An activity that ran twice stages the same group again.
+    await area.stageJournalGroup(job, [entry(4), entry(5)]);
+    await area.stageJournalGroup(job, []);
+    const read = await area.readJournal(job);
+    expect(read.map((e) => e.report)).toEqual(['-1\n', '0\n', '1\n', '2 retried\n', '3\n', '4\n', '5\n']);
+    // Reading again (a finalize after a crash) gives the same.
+    expect((await area.readJournal(job)).map((e) => e.i)).toEqual([-1, 0, 1, 2, 3, 4, 5]);
+    await area.clear(job);
+  });
+});
+
+describe('fast blob reads (Azurite)', () => {
+  it('reads whole blobs and ranges over a SAS, and declines what it cannot read', async () => {
+    const names = ['plain.txt', 'folder/with space.txt', 'odd %23#?&+name.txt', 'ünïcode/ファイル.txt'];
+    for (const name of names) await container.getBlockBlobClient(`fast/${name}`).upload(`content of ${name}`, Buffer.byteLength(`content of ${name}`));
+    for (const name of names) expect((await fastRead(container, `fast/${name}`, { maxBytes: 1000 }))?.toString()).toBe(`content of ${name}`);
+    expect((await fastRead(container, 'fast/plain.txt', { maxBytes: 1000, range: { start: 3, end: 10 } }))?.toString()).toBe('tent of');
+    // Anything but a clean read is left to the SDK: a missing blob, a body over the limit.
+    expect(await fastRead(container, 'fast/missing.txt', { maxBytes: 1000 })).toBeUndefined();
+    expect(await fastRead(container, 'fast/plain.txt', { maxBytes: 5 })).toBeUndefined();
+    // A client holding a SAS in its URL reads with it; one with an Entra credential is not signed here.
+    const sasUrl = await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('r'), expiresOn: new Date(Date.now() + 3_600_000) });
+    expect((await fastRead(new ContainerClient(sasUrl), 'fast/plain.txt', { maxBytes: 1000 }))?.toString()).toBe('content of plain.txt');
+    const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
+    expect(await fastRead(entra, 'fast/plain.txt', { maxBytes: 1000 })).toBeUndefined();
+  });
+
+  it('fetchBlob falls back to the SDK: a large blob streams to disk, a missing one is a non-retryable input error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fetch-'));
+    try {
+      const big = Buffer.alloc(SMALL_BLOB_BYTES + 10, 7);
+      await container.getBlockBlobClient('fast/big.bin').upload(big, big.length);
+      const target = join(dir, 'nested', 'big.bin');
+      // The listing said it was small: the fast read declines the body, the SDK streams it.
+      expect(await fetchBlob(container, 'fast/big.bin', target, { size: 10 })).toBeUndefined();
+      expect(readFileSync(target).equals(big)).toBe(true);
+      expect((await fetchBlob(container, 'fast/big.bin', '', { inMemory: true }))?.length).toBe(big.length);
+      await expect(fetchBlob(container, 'fast/missing.bin', join(dir, 'm'))).rejects.toMatchObject({ code: 'input_not_found', retryable: false });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('input listing and row splitting (Azurite)', () => {

@@ -2,7 +2,7 @@
  * The scoring runtime as the app runs it: the compiled module from dist/ (build first with
  * `npx tsc -p tsconfig.json`), real piscina worker threads, real onnxruntime.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -222,6 +222,29 @@ describe('the scoring runtime with custom scripts', () => {
     const failed = await runtime.score(spec, { items, ready: [Promise.resolve(undefined), Promise.reject(new Error('connection reset'))], timeoutMs: T });
     expect(failed).toMatchObject({ status: 'failed', error: expect.stringContaining('could not be downloaded: connection reset') });
     expect(logsOf(failed).some((l) => l.message.startsWith('run() failed'))).toBe(false);
+  });
+
+  it('makes the folders for the files it writes and removes them with the files, leaving folders that hold anything else', async () => {
+    const spec = scriptSpec('behaviours.js');
+    const dir = join(work, 'made-by-worker', String(++keys));
+    // Nothing exists yet: same-named files from two folders get a folder each below the mini-batch's.
+    const items = [
+      { name: 'x/same.txt', localPath: join(dir, '0', 'same.txt') },
+      { name: 'y/same.txt', localPath: join(dir, '1', 'same.txt') },
+      { name: 'own.txt', localPath: join(dir, 'own.txt') },
+    ];
+    const result = completed(await runtime.score(spec, { items, ready: items.map((_, n) => Promise.resolve(Buffer.from(`file ${n}\n`))), timeoutMs: T }));
+    expect(result.succeeded).toBe(3);
+    expect(existsSync(dir)).toBe(false);
+
+    // A file the caller put there keeps its folder (and the mini-batch's) in place.
+    mkdirSync(join(dir, '1'), { recursive: true });
+    writeFileSync(join(dir, '1', 'same.txt'), 'from the caller\n');
+    const mixed = completed(await runtime.score(spec, { items, ready: [Promise.resolve(Buffer.from('a\n')), Promise.resolve(undefined), Promise.resolve(Buffer.from('b\n'))], timeoutMs: T }));
+    expect(mixed.succeeded).toBe(3);
+    expect(existsSync(join(dir, '0'))).toBe(false);
+    expect(existsSync(join(dir, 'own.txt'))).toBe(false);
+    expect(readFileSync(join(dir, '1', 'same.txt'), 'utf8')).toBe('from the caller\n');
   });
 
   it('names the files a script skipped, and counts a shortfall when results do not name files', async () => {

@@ -1,0 +1,111 @@
+import http from 'node:http';
+import https from 'node:https';
+import { type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential } from '@azure/storage-blob';
+
+/**
+ * Reads of small blobs without the SDK's request pipeline: one keep-alive HTTP GET on a read-only
+ * SAS URL. A batch job reads thousands of small files, and the pipeline (policies, header
+ * deserialization, tracing) costs ~0.6 ms of the event loop per blob against ~0.14 ms for the GET
+ * itself (measured against Azurite). It is only a fast path: whatever it cannot do (no account
+ * key to sign with, a status other than 200/206, a network error, a body over the limit) it leaves
+ * to the SDK, whose retries and error reporting then apply as before.
+ */
+
+/** SAS URLs made here are valid this long and replaced once half of it has passed. */
+const SAS_LIFETIME_MS = 2 * 60 * 60_000;
+/** A response that stalls this long is dropped (and the read goes through the SDK). */
+const IDLE_TIMEOUT_MS = 30_000;
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+};
+
+interface Signed {
+  /** The container URL (no query), its SAS query, and when to sign again (epoch ms). */
+  base: string;
+  query: string;
+  renewAt: number;
+}
+
+/** Per container URL and credential kind: how to sign its blob URLs, or null where this process cannot. */
+const signed = new Map<string, Promise<Signed | null>>();
+
+async function sign(container: ContainerClient, now: number): Promise<Signed | null> {
+  const url = new URL(container.url);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  if (container.credential instanceof StorageSharedKeyCredential) {
+    const sasUrl = new URL(
+      await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('r'), startsOn: new Date(now - 5 * 60_000), expiresOn: new Date(now + SAS_LIFETIME_MS) }),
+    );
+    return { base: `${sasUrl.origin}${sasUrl.pathname}`, query: sasUrl.search.slice(1), renewAt: now + SAS_LIFETIME_MS / 2 };
+  }
+  // A client made from a SAS connection string carries its SAS in the URL; it is used as it is.
+  if (url.searchParams.has('sig')) return { base: `${url.origin}${url.pathname}`, query: url.search.slice(1), renewAt: Infinity };
+  // Microsoft Entra credentials (managed identity): the SDK reads these blobs.
+  return null;
+}
+
+async function signedFor(container: ContainerClient, now: number): Promise<Signed | null> {
+  // The same container reached with another kind of credential is signed (or not) on its own.
+  const key = `${container.credential.constructor.name} ${container.url}`;
+  let entry = signed.get(key);
+  const current = entry ? await entry.catch(() => null) : undefined;
+  if (entry === undefined || (current && current.renewAt <= now)) {
+    entry = sign(container, now).catch(() => null);
+    signed.set(key, entry);
+    if (signed.size > 256) {
+      const oldest = signed.keys().next().value;
+      if (oldest !== undefined) signed.delete(oldest);
+    }
+    return entry;
+  }
+  return current ?? null;
+}
+
+function get(url: string, options: { range?: { start: number; end: number } | undefined; maxBytes: number }): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const target = new URL(url);
+    const agent = agents[target.protocol as keyof typeof agents];
+    const headers: Record<string, string> = options.range ? { 'x-ms-range': `bytes=${options.range.start}-${options.range.end - 1}` } : {};
+    const request = (target.protocol === 'https:' ? https : http).get(target, { agent, headers }, (response) => {
+      const expected = options.range ? 206 : 200;
+      const length = Number(response.headers['content-length'] ?? Number.NaN);
+      if (response.statusCode !== expected || !(length <= options.maxBytes)) {
+        // An error's body is small: read it so the connection is kept. A large blob is not read twice.
+        if (response.statusCode === expected) response.destroy();
+        else response.resume();
+        resolve(undefined);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let received = 0;
+      response.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
+      });
+      response.on('end', () => resolve(received === length ? Buffer.concat(chunks, received) : undefined));
+      response.on('error', () => resolve(undefined));
+      response.on('aborted', () => resolve(undefined));
+    });
+    request.setTimeout(IDLE_TIMEOUT_MS, () => request.destroy(new Error('timed out')));
+    request.on('error', () => resolve(undefined));
+  });
+}
+
+/**
+ * Reads a blob, or bytes [start, end) of it, if this process can sign a read-only SAS for its
+ * container (an account key) or the container URL carries one. Returns undefined when it cannot,
+ * when the read fails in any way, or when the body is larger than `maxBytes`: the caller then reads
+ * through the SDK.
+ */
+export async function fastRead(
+  container: ContainerClient,
+  blob: string,
+  options: { range?: { start: number; end: number } | undefined; maxBytes: number; now?: (() => number) | undefined },
+): Promise<Buffer | undefined> {
+  const sas = await signedFor(container, (options.now ?? Date.now)());
+  if (!sas) return undefined;
+  const path = blob.split('/').map(encodeURIComponent).join('/');
+  return get(`${sas.base}/${path}?${sas.query}`, options);
+}
