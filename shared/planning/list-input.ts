@@ -4,6 +4,7 @@ import { parquetMetadataAsync } from 'hyparquet';
 import { BatchError } from '../errors.js';
 import type { ResolvedData } from '../registry/registry.js';
 import { isNotFound } from '../storage/clients.js';
+import { fastList } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
 import { type PlanItem, rowRanges, tabularKind } from './plan.js';
 
@@ -45,6 +46,14 @@ async function folder(input: ResolvedData): Promise<PlanItem[]> {
   const prefix = input.path === '' || input.path.endsWith('/') ? input.path : `${input.path}/`;
   const items: PlanItem[] = [];
   try {
+    const listed = await fastList(input.container, prefix);
+    if (listed) {
+      for (const blob of listed) {
+        const name = blob.name.substring(prefix.length);
+        if (name !== '' && !name.endsWith('/')) items.push({ name, blob: blob.name, size: blob.size });
+      }
+      return sortByName(items);
+    }
     // Pages of 1,000 keep the parsed listing small however large the folder.
     for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
       for (const entry of page.segment.blobItems) {
@@ -57,8 +66,11 @@ async function folder(input: ResolvedData): Promise<PlanItem[]> {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });
     throw new BatchError('storage_failed', `Could not list the input ${input.uri}.`, { cause: err });
   }
-  items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return items;
+  return sortByName(items);
+}
+
+function sortByName(items: PlanItem[]): PlanItem[] {
+  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Ends of the rows of a CSV file (byte offsets), the first being the header's end. */

@@ -13,7 +13,7 @@ import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
 import { OutputFolder } from '../../shared/outputs/output-writer.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
-import { fastRead } from '../../shared/storage/fast-read.js';
+import { fastList, fastRead } from '../../shared/storage/fast-read.js';
 import { deploymentSettings } from '../../shared/schemas/resources.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
@@ -96,6 +96,21 @@ describe('fast blob reads (Azurite)', () => {
     expect((await fastRead(new ContainerClient(sasUrl), 'fast/plain.txt', { maxBytes: 1000 }))?.toString()).toBe('content of plain.txt');
     const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
     expect(await fastRead(entra, 'fast/plain.txt', { maxBytes: 1000 })).toBeUndefined();
+  });
+
+  it('lists a folder page by page, leaving out subfolders, exactly as the SDK does', async () => {
+    const names = ['a.txt', 'b &amp; <c>.txt', 'ünïcode ファイル.csv', 'sub/inner.txt', 'sub/deeper/x.txt', 'z%20y.txt'];
+    for (const [n, name] of names.entries()) await container.getBlockBlobClient(`list/${name}`).upload('x'.repeat(n), n);
+    const sdk: { name: string; size: number }[] = [];
+    for await (const entry of container.listBlobsByHierarchy('/', { prefix: 'list/' })) {
+      if (entry.kind === 'blob') sdk.push({ name: entry.name, size: entry.properties.contentLength ?? -1 });
+    }
+    expect(sdk.map((b) => b.name)).toHaveLength(4);
+    expect(await fastList(container, 'list/', { pageSize: 2 })).toEqual(sdk);
+    expect(await fastList(container, 'list/sub/')).toEqual([{ name: 'list/sub/inner.txt', size: 3 }]);
+    expect(await fastList(container, 'list/nothing-here/')).toEqual([]);
+    const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
+    expect(await fastList(entra, 'list/')).toBeUndefined();
   });
 
   it('fetchBlob falls back to the SDK: a large blob streams to disk, a missing one is a non-retryable input error', async () => {
