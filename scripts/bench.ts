@@ -7,6 +7,9 @@
  * (b) Trivial scorer over 1,000 and 10,000 files: overhead per mini-batch against a bare loop that
  *     lists the same folder, downloads the files to disk and calls the same run() on them, and the
  *     host's peak RSS (each scenario in a fresh host).
+ *
+ * Each scenario runs one uncounted warm-up pair (job, bare), then alternates job and bare runs and
+ * keeps the best of each.
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -27,8 +30,9 @@ const program = new Command()
   .option('--small <list>', 'file counts for (b)', (v) => v.split(',').map(Number), [1000, 10000])
   .option('--only <which>', 'a, b or both', 'both')
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
+  .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
   .parse();
-const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number }>();
+const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number }>();
 
 const CONTAINER = 'azureml-blobstore';
 const MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
@@ -159,6 +163,30 @@ function row(scenario: string, files: number, job: { seconds: number; miniBatche
   };
 }
 
+type JobTime = Awaited<ReturnType<typeof timeJob>>;
+
+/**
+ * Runs the job and the bare script alternately: `--warmup` pairs first, not counted, then
+ * `--repeat` pairs. On a shared 2-core machine single runs vary by ±15%; alternating runs and
+ * keeping the best of each compares the two at their least disturbed. Peak RSS is the host's after
+ * its first job.
+ */
+async function alternate(label: string, pid: number | undefined, runJob: () => Promise<JobTime>, runBare: () => Promise<number>): Promise<{ job: JobTime; bare: number; peakRss: number }> {
+  const jobs: JobTime[] = [];
+  const bares: number[] = [];
+  let peakRss = 0;
+  const warmup = Math.max(0, opts.warmup);
+  for (let r = 0; r < warmup + Math.max(1, opts.repeat); r++) {
+    jobs.push(await runJob());
+    if (r === 0) peakRss = peakRssMb(pid);
+    bares.push(await runBare());
+  }
+  const seconds = (list: number[]): string => list.map((v) => v.toFixed(2)).join(', ');
+  const counted = jobs.slice(warmup);
+  console.log(`${label}: warm-up job ${seconds(jobs.slice(0, warmup).map((j) => j.seconds))} s, bare ${seconds(bares.slice(0, warmup))} s; runs: job ${seconds(counted.map((j) => j.seconds))} s; bare ${seconds(bares.slice(warmup))} s`);
+  return { job: counted.reduce((a, b) => (b.seconds < a.seconds ? b : a)), bare: Math.min(...bares.slice(warmup)), peakRss };
+}
+
 async function scenarioA(): Promise<Row> {
   const stack = await startLocalStack();
   try {
@@ -170,19 +198,12 @@ async function scenarioA(): Promise<Row> {
     await uploadFiles(stack.storageConnection, CONTAINER, '', { 'models/penguins/penguins.onnx': readFileSync(MODEL) });
     await uploadFiles(stack.storageConnection, CONTAINER, '', files);
     const client = await setup(stack, 'bench-onnx', { settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } }, { type: 'onnx', path: 'azureml://datastores/workspaceblobstore/paths/models/penguins/penguins.onnx' });
-    // On a shared 2-core machine single runs vary by ±15%; alternating runs and keeping the best of
-    // each compares the two at their least disturbed.
-    const jobs: Awaited<ReturnType<typeof timeJob>>[] = [];
-    const bares: number[] = [];
-    let peakRss = 0;
-    for (let r = 0; r < Math.max(1, opts.repeat); r++) {
-      jobs.push(await timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'));
-      if (r === 0) peakRss = peakRssMb(stack.child.pid);
-      bares.push(await bareOnnx(stack.storageConnection, 'bench/a/'));
-    }
-    console.log(`(a) runs: job ${jobs.map((j) => j.seconds.toFixed(2)).join(', ')} s; bare ${bares.map((b) => b.toFixed(2)).join(', ')} s`);
-    const job = jobs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    const bare = Math.min(...bares);
+    const { job, bare, peakRss } = await alternate(
+      '(a)',
+      stack.child.pid,
+      () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
+      () => bareOnnx(stack.storageConnection, 'bench/a/'),
+    );
     return row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare, peakRss);
   } finally {
     await stack.stop();
@@ -202,18 +223,13 @@ async function scenarioB(count: number): Promise<Row> {
       { code_configuration: { code: 'azureml://datastores/workspaceblobstore/paths/code/trivial/', scoring_script: 'score.js' }, settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } },
       { type: 'custom_model', path: 'azureml://datastores/workspaceblobstore/paths/models/none/' },
     );
-    // Alternating runs, the best of each, as for (a).
-    const jobs: Awaited<ReturnType<typeof timeJob>>[] = [];
-    const bares: number[] = [];
-    let peakRss = 0;
-    for (let r = 0; r < Math.max(1, opts.repeat); r++) {
-      jobs.push(await timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`));
-      if (r === 0) peakRss = peakRssMb(stack.child.pid);
-      bares.push(await bareFileLoop(stack.storageConnection, `bench/b${count}/`, count));
-    }
-    console.log(`(b) ${count} files runs: job ${jobs.map((j) => j.seconds.toFixed(2)).join(', ')} s; bare ${bares.map((b) => b.toFixed(2)).join(', ')} s`);
-    const job = jobs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    return row('(b) trivial scorer', count, job, Math.min(...bares), peakRss);
+    const { job, bare, peakRss } = await alternate(
+      `(b) ${count} files`,
+      stack.child.pid,
+      () => timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`),
+      () => bareFileLoop(stack.storageConnection, `bench/b${count}/`, count),
+    );
+    return row('(b) trivial scorer', count, job, bare, peakRss);
   } finally {
     await stack.stop();
   }

@@ -568,13 +568,16 @@ export class JobRunner {
     const spec = job.spec;
     const folder = await outputFolderOf(this.#registry, spec);
     await folder.ensureContainer();
-    if (spec.settings.output_action === 'append_row') {
-      await folder.commit(spec.settings.output_file_name, { contentType: 'text/csv; charset=utf-8' });
-    }
-    const journal = await this.#workArea.readJournal(input.jobId);
+    // The outputs are independent of each other: they are written side by side.
+    const [, journal] = await Promise.all([
+      spec.settings.output_action === 'append_row' ? folder.commit(spec.settings.output_file_name, { contentType: 'text/csv; charset=utf-8' }) : undefined,
+      this.#workArea.readJournal(input.jobId),
+    ]);
     const entries = journal.filter((e) => e.i >= 0);
-    await folder.upload(REPORT_FILE, REPORT_HEADER + entries.map((e) => e.report).join(''), 'text/csv; charset=utf-8');
-    await folder.upload(ERRORS_FILE, entries.map((e) => e.errors).join(''), 'application/x-ndjson');
+    await Promise.all([
+      folder.upload(REPORT_FILE, REPORT_HEADER + entries.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
+      folder.upload(ERRORS_FILE, entries.map((e) => e.errors).join(''), 'application/x-ndjson'),
+    ]);
 
     const counts: JobCounts = {
       mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, job.state.counts.mini_batches.total) },
@@ -590,14 +593,7 @@ export class JobRunner {
       };
     }
     const completedAt = this.#now().toISOString();
-    const final = await this.#store.update(input.jobId, (s) => ({
-      ...s,
-      status,
-      completed_at: completedAt,
-      counts,
-      error,
-      columns: input.columns ?? s.columns,
-    }));
+    const columns = input.columns ?? job.state.columns;
     const files = outputFiles(spec);
     const summary = {
       id: spec.id,
@@ -607,20 +603,25 @@ export class JobRunner {
       status,
       error: error ?? null,
       counts,
-      columns: input.columns ?? final?.columns ?? null,
+      columns: columns ?? null,
       settings: spec.settings,
       input: spec.input,
       output: { uri: spec.output.uri, files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${spec.output.uri}${f}`])) },
       created_at: spec.created_at,
-      started_at: final?.started_at ?? null,
+      started_at: job.state.started_at ?? null,
       completed_at: completedAt,
     };
-    await folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json');
-    await folder.upload(
-      LOG_FILE,
-      `${journal.map((e) => e.log).join('')}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
-      'text/plain; charset=utf-8',
-    );
+    // Every output is in place before the job says it is done: a client that sees the final
+    // status can read them all.
+    await Promise.all([
+      folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json'),
+      folder.upload(
+        LOG_FILE,
+        `${journal.map((e) => e.log).join('')}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+        'text/plain; charset=utf-8',
+      ),
+    ]);
+    await this.#store.update(input.jobId, (s) => ({ ...s, status, completed_at: completedAt, counts, error, columns: columns ?? s.columns }));
     await this.#runtime.release(spec.id).catch(() => undefined);
     await removeQuietly(join(this.#config.cacheDir, 'code', spec.id));
     await removeQuietly(join(this.#config.cacheDir, 'outputs', spec.id));

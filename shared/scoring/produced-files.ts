@@ -2,18 +2,22 @@
  * Which files a scoring script wrote into its output folder: the folder is listed before and
  * after a run, and new or changed files are the run's products.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
 /** Relative path (with `/`) to a fingerprint of the file's size and modification time. */
 export type FolderSnapshot = Map<string, string>;
 
-/** Lists the files under `root` (recursively) with their fingerprints; a missing folder is empty. */
-export async function snapshotFolder(root: string): Promise<FolderSnapshot> {
+/**
+ * Lists the files under `root` (recursively) with their fingerprints; a missing folder is empty.
+ * Synchronous: it runs on a scoring worker before and after every mini-batch, where a round trip
+ * through the thread pool would cost more than the (usually empty) listing.
+ */
+export function snapshotFolder(root: string): FolderSnapshot {
   const snapshot: FolderSnapshot = new Map();
   let entries: string[];
   try {
-    entries = await readdir(root, { recursive: true });
+    entries = readdirSync(root, { recursive: true, encoding: 'utf8' });
   } catch (err) {
     // A script may delete its own folder; nothing in it is then a product.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return snapshot;
@@ -22,7 +26,7 @@ export async function snapshotFolder(root: string): Promise<FolderSnapshot> {
   for (const entry of entries.sort()) {
     const path = join(root, entry);
     try {
-      const info = await stat(path);
+      const info = statSync(path);
       if (!info.isFile()) continue;
       snapshot.set(relative(root, path).split(sep).join('/'), `${info.size}:${info.mtimeMs}`);
     } catch {

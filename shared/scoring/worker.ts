@@ -230,7 +230,7 @@ async function initialise(): Promise<Scorer> {
 
   if (spec.scriptPath) {
     // Files already there come from an earlier process (thread ids repeat after a restart), not from this worker.
-    known = await snapshotFolder(outputDir);
+    known = snapshotFolder(outputDir);
     let module: Record<string, unknown>;
     try {
       module = (await import(pathToFileURL(spec.scriptPath).href)) as Record<string, unknown>;
@@ -334,7 +334,7 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
     try {
       let produced: { localPath: string; name: string }[] = [];
       if (scorer.outputDir) {
-        const after = await snapshotFolder(scorer.outputDir);
+        const after = snapshotFolder(scorer.outputDir);
         produced = producedFiles(scorer.outputDir, known, after);
         // Taken after failed runs too: a failed run's files are dropped, its retry writes them again.
         known = after;

@@ -8,23 +8,23 @@ const dir = mkdtempSync(join(tmpdir(), 'scoring-produced-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('files a run produced', () => {
-  it('reports new and changed files, in nested folders, by relative name', async () => {
+  it('reports new and changed files, in nested folders, by relative name', () => {
     writeFileSync(join(dir, 'old.txt'), 'old');
     writeFileSync(join(dir, 'changed.txt'), 'v1');
     utimesSync(join(dir, 'changed.txt'), new Date(2020, 0, 1), new Date(2020, 0, 1));
-    const before = await snapshotFolder(dir);
+    const before = snapshotFolder(dir);
     mkdirSync(join(dir, 'sub'));
     writeFileSync(join(dir, 'sub', 'new.csv'), 'a,b\n');
     writeFileSync(join(dir, 'changed.txt'), 'v2');
-    const after = await snapshotFolder(dir);
+    const after = snapshotFolder(dir);
     expect(producedFiles(dir, before, after)).toEqual([
       { localPath: join(dir, 'changed.txt'), name: 'changed.txt' },
       { localPath: join(dir, 'sub', 'new.csv'), name: 'sub/new.csv' },
     ]);
-    expect(producedFiles(dir, after, await snapshotFolder(dir))).toEqual([]);
+    expect(producedFiles(dir, after, snapshotFolder(dir))).toEqual([]);
   });
 
-  it('treats a missing folder as empty', async () => {
-    expect((await snapshotFolder(join(dir, 'nope'))).size).toBe(0);
+  it('treats a missing folder as empty', () => {
+    expect(snapshotFolder(join(dir, 'nope')).size).toBe(0);
   });
 });
