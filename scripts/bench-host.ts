@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { FNHOST_NODE_FLAGS } from '../infra/local/src/node-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const APP = join(ROOT, 'scripts', 'bench', 'host-app');
@@ -33,7 +34,7 @@ async function freePort(): Promise<number> {
 async function startHost(): Promise<Host> {
   const dir = mkdtempSync(join(tmpdir(), 'fnhost-bench-'));
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'start', '--script-root', APP, '--port', String(port), '--data', dir, '--no-azurite'], {
+  const child = spawn(process.execPath, [...FNHOST_NODE_FLAGS, BIN, 'start', '--script-root', APP, '--port', String(port), '--data', dir, '--no-azurite'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, AzureWebJobsStorage: '' },
   });

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
@@ -39,7 +40,7 @@ export interface StackOptions {
 
 export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
   const port = options.port ?? (await freePort());
-  const args = [join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  const args = [...FNHOST_NODE_FLAGS, join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
   args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']));
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 import { freePort } from './ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -52,7 +53,7 @@ export async function startFnHost(options: StartOptions): Promise<FnHostProcess>
 }
 
 async function startOnce(options: StartOptions, port: number): Promise<FnHostProcess> {
-  const args = [BIN, 'start', '--script-root', options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  const args = [...FNHOST_NODE_FLAGS, BIN, 'start', '--script-root', options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
   if (options.dataDir) args.push('--data', options.dataDir);
   else args.push('--in-memory');
   if (options.storageConnection) args.push('--no-azurite');

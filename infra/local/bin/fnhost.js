@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-// The fnhost command. The host is TypeScript compiled to dist/ by `npm run build` (run by `npm install`).
+#!/usr/bin/env -S node --heap-growing-percent=20
+// The fnhost command (its flags: src/node-flags.ts). The host is TypeScript compiled to dist/ by `npm run build` (run by `npm install`).
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import v8 from 'node:v8';
