@@ -5,6 +5,7 @@ import { BatchError, notFound } from '../errors.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type InvokeBody, invokeBody, isTerminalJob } from '../schemas/jobs.js';
+import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
 import type { JobStore } from './job-store.js';
@@ -178,10 +179,10 @@ export class JobsService {
       if (input.type === 'uri_file') {
         if (await input.container.getBlobClient(input.path).exists()) return;
       } else {
-        const prefix = input.path === '' || input.path.endsWith('/') ? input.path : `${input.path}/`;
+        const prefix = folderPrefix(input.path);
         // Small pages: one blob settles it, and a folder of 10,000 files is not listed twice per job.
         for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: 50 })) {
-          if (page.segment.blobItems.some((b) => b.name !== prefix && !b.name.endsWith('/'))) return;
+          if (page.segment.blobItems.some((b) => isFileIn(prefix, b.name))) return;
         }
       }
     } catch (err) {

@@ -4,7 +4,7 @@ import { parquetMetadataAsync } from 'hyparquet';
 import { BatchError } from '../errors.js';
 import type { ResolvedData } from '../registry/registry.js';
 import { isNotFound } from '../storage/clients.js';
-import { fastList } from '../storage/fast-read.js';
+import { type ListedBlob, fastList } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
 import { type PlanItem, rowRanges, tabularKind } from './plan.js';
 
@@ -42,35 +42,37 @@ async function single(input: ResolvedData): Promise<PlanItem[]> {
 
 const LIST_PAGE_SIZE = 1000;
 
+/** The blob-name prefix of a folder path: itself, ending with "/" (or "" for a container's root). */
+export function folderPrefix(path: string): string {
+  return path === '' || path.endsWith('/') ? path : `${path}/`;
+}
+
+/** Whether a listed blob is a file of the folder (not the folder's own marker, nor a folder). */
+export function isFileIn(prefix: string, blobName: string): boolean {
+  return blobName !== prefix && !blobName.endsWith('/');
+}
+
 async function folder(input: ResolvedData): Promise<PlanItem[]> {
-  const prefix = input.path === '' || input.path.endsWith('/') ? input.path : `${input.path}/`;
-  const items: PlanItem[] = [];
+  const prefix = folderPrefix(input.path);
+  let listed: ListedBlob[];
   try {
-    const listed = await fastList(input.container, prefix);
-    if (listed) {
-      for (const blob of listed) {
-        const name = blob.name.substring(prefix.length);
-        if (name !== '' && !name.endsWith('/')) items.push({ name, blob: blob.name, size: blob.size });
-      }
-      return sortByName(items);
-    }
-    // Pages of 1,000 keep the parsed listing small however large the folder.
-    for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
-      for (const entry of page.segment.blobItems) {
-        const name = entry.name.substring(prefix.length);
-        if (name === '' || name.endsWith('/')) continue;
-        items.push({ name, blob: entry.name, size: entry.properties.contentLength ?? 0 });
-      }
-    }
+    listed = (await fastList(input.container, prefix)) ?? (await sdkList(input.container, prefix));
   } catch (err) {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });
     throw new BatchError('storage_failed', `Could not list the input ${input.uri}.`, { cause: err });
   }
-  return sortByName(items);
+  const items = listed.filter((b) => isFileIn(prefix, b.name)).map((b) => ({ name: b.name.substring(prefix.length), blob: b.name, size: b.size }));
+  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-function sortByName(items: PlanItem[]): PlanItem[] {
-  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+/** The listing through the SDK, where {@link fastList} cannot. */
+async function sdkList(container: ContainerClient, prefix: string): Promise<ListedBlob[]> {
+  const listed: ListedBlob[] = [];
+  // Pages of 1,000 keep the parsed listing small however large the folder.
+  for await (const page of container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
+    for (const entry of page.segment.blobItems) listed.push({ name: entry.name, size: entry.properties.contentLength ?? 0 });
+  }
+  return listed;
 }
 
 /** Ends of the rows of a CSV file (byte offsets), the first being the header's end. */
