@@ -4,9 +4,9 @@
  */
 import * as df from 'durable-functions';
 import { BatchError } from '../shared/errors.js';
-import type { FinalizeInput, MiniBatchInput, MiniBatchResult, PreparedJob } from '../shared/jobs/job-runner.js';
-import type { JobCounts } from '../shared/jobs/types.js';
-import type { JournalEntry } from '../shared/jobs/work-area.js';
+import type { FinalizeInput, FinalizeResult, MiniBatchInput, MiniBatchResult, PreparedJob } from '../shared/jobs/job-runner.js';
+import type { JournalLine } from '../shared/jobs/journal.js';
+import type { JobCounts, JobError } from '../shared/jobs/types.js';
 import { services } from '../shared/services.js';
 import { typedActivity } from './job/typed-durable.js';
 
@@ -20,11 +20,11 @@ export const prepareJob = typedActivity<{ jobId: string }, PreparedJob>('prepare
 
 export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('scoreMiniBatch', (input) => services().runner.scoreMiniBatch(input));
 
-export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>('recordMiniBatchFailure', (input) =>
+export const recordMiniBatchFailure = typedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number; nonce: string }>('recordMiniBatchFailure', (input) =>
   services().runner.recordFailure(input),
 );
 
-export const recordJournal = typedActivity<{ jobId: string; entries: JournalEntry[] }, null>('recordJournal', async (input) => {
+export const recordJournal = typedActivity<{ jobId: string; lines: JournalLine[] }, null>('recordJournal', async (input) => {
   await services().runner.recordJournal(input);
   return null;
 });
@@ -34,4 +34,9 @@ export const recordProgress = typedActivity<{ jobId: string; lane: number; count
   return null;
 });
 
-export const finalizeJob = typedActivity<FinalizeInput, { status: string }>('finalizeJob', (input) => services().runner.finalize(input));
+export const haltJob = typedActivity<{ jobId: string; error: JobError }, null>('haltJob', async (input) => {
+  await services().runner.halt(input);
+  return null;
+});
+
+export const finalizeJob = typedActivity<FinalizeInput, FinalizeResult>('finalizeJob', (input) => services().runner.finalize(input));

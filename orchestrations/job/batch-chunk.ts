@@ -1,8 +1,8 @@
 import * as df from 'durable-functions';
 import type { MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runner.js';
+import type { JournalLine } from '../../shared/jobs/journal.js';
 import { exceedsThreshold } from '../../shared/jobs/settings.js';
-import { type JobCounts, addCounts, emptyCounts } from '../../shared/jobs/types.js';
-import type { JournalEntry } from '../../shared/jobs/work-area.js';
+import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import type { TypedActivity } from './typed-durable.js';
 
 export interface ChunkInput {
@@ -23,22 +23,39 @@ export interface ChunkInput {
 
 export interface ChunkResult {
   counts: JobCounts;
+  /**
+   * How many mini-batches from `start` ran to a final outcome that is recorded in the journal (they
+   * run in order, so it is a prefix of the range): finalizing expects a record for each of them.
+   */
+  ran: number;
   canceled: boolean;
   thresholdExceeded: boolean;
-  columns?: string[] | undefined;
+  /** Another part of the job halted it (see JobRunner.halt). */
+  halted: boolean;
+  /** Why this chunk could not go on (its work could not be recorded); the job fails with it. */
+  error?: JobError | undefined;
 }
 
 export interface ChunkActivities {
   scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
-  recordMiniBatchFailure: TypedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number }>;
+  recordMiniBatchFailure: TypedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number; nonce: string }>;
   recordProgress: TypedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>;
-  recordJournal: TypedActivity<{ jobId: string; entries: JournalEntry[] }, null>;
+  recordJournal: TypedActivity<{ jobId: string; lines: JournalLine[] }, null>;
+  haltJob: TypedActivity<{ jobId: string; error: JobError }, null>;
 }
 
-/** Routine journal entries recorded per call: one storage write stands for this many mini-batches. */
+/** Journal lines recorded per call: one storage write stands for this many mini-batches. */
 const JOURNAL_GROUP = 16;
-/** A storage hiccup while recording entries is retried rather than failing the chunk. */
-const JOURNAL_RETRY = new df.RetryOptions(1000, 4);
+/**
+ * Bookkeeping (journal, failure records, halting) retries storage hiccups for about half a minute
+ * (1, 2, 4, 8, 16 s) before the chunk gives up and fails the job; each call is also retried by the
+ * storage SDK itself.
+ */
+export const BOOKKEEPING_RETRY = new df.RetryOptions(1000, 6);
+BOOKKEEPING_RETRY.backoffCoefficient = 2;
+BOOKKEEPING_RETRY.maxRetryIntervalInMilliseconds = 16_000;
+/** Progress is advisory: a few tries, then the next report catches up. */
+const PROGRESS_RETRY = new df.RetryOptions(500, 3);
 
 interface FailureDetailsLike {
   failureDetails?: { properties?: Record<string, unknown> };
@@ -51,7 +68,7 @@ function retryableFailure(error: unknown): boolean {
   return details?.['retryable'] !== false;
 }
 
-function messageOf(error: unknown): string {
+export function messageOf(error: unknown): string {
   const m = (error as FailureDetailsLike | undefined)?.message;
   return typeof m === 'string' ? m : String(error);
 }
@@ -60,7 +77,12 @@ function messageOf(error: unknown): string {
  * Runs a bounded range of mini-batches one at a time (one sub-orchestration per chunk keeps every
  * history small; lanes run chunks side by side): retries of retryable failures up to max_retries,
  * failed items checked against the job-wide error threshold as each mini-batch ends, cancellation
- * and progress reports.
+ * and progress reports. Every attempt's outcome goes into the job's journal: a routine one whole
+ * (it came back with the activity's result), any other as an ack of the entry its activity staged.
+ *
+ * It never throws: when its work cannot be recorded (storage failing past every retry) it halts
+ * the job, so the other lanes stop at their next mini-batch, and returns the error with what it
+ * had recorded, so the job finalizes only after every lane has stopped.
  *
  * Each wait is a new Task.any of a new activity and a new "cancel" waiter: no task is ever put into
  * a second Task.any/Task.all, which the Durable extension in Azure mishandles for JavaScript
@@ -70,16 +92,32 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
   const counts = emptyCounts();
   let canceled = false;
   let thresholdExceeded = false;
-  let columns: string[] | undefined;
+  let halted = false;
+  let error: JobError | undefined;
   let lastProgress = context.df.currentUtcDateTime.getTime();
   const call = { jobId: input.jobId, chunkSize: input.chunkSize, maxRetries: input.maxRetries, deferJournal: true };
-  // Routine entries wait here (in the orchestration's own history, so a replay rebuilds them).
-  const journal: JournalEntry[] = [];
-  function* recordJournal(): Generator<df.Task, void, unknown> {
-    if (journal.length > 0) yield activities.recordJournal({ jobId: input.jobId, entries: journal.splice(0) }).withRetry(JOURNAL_RETRY);
+  // Lines wait here (in the orchestration's own history, so a replay rebuilds them) until recorded.
+  const journal: JournalLine[] = [];
+  /** Mini-batches with a final outcome, and how many of those are recorded. */
+  let finished = 0;
+  let recorded = 0;
+  function* recordJournal(): Generator<df.Task, boolean, unknown> {
+    if (journal.length > 0) {
+      const lines = journal.slice();
+      try {
+        yield activities.recordJournal({ jobId: input.jobId, lines }).withRetry(BOOKKEEPING_RETRY);
+      } catch (err) {
+        error = { code: 'storage_failed', message: `The outcomes of mini-batches ${input.start + recorded}-${input.start + finished - 1} could not be recorded: ${messageOf(err)}` };
+        return false;
+      }
+      journal.splice(0, lines.length);
+    }
+    recorded = finished;
+    return true;
   }
+  const ack = (index: number, attempt: number, nonce: string, final: boolean): JournalLine => ({ ack: { i: index, a: attempt, n: nonce, final } });
 
-  for (let index = input.start; index < input.end && !canceled && !thresholdExceeded; index++) {
+  for (let index = input.start; index < input.end && !canceled && !thresholdExceeded && !halted && !error; index++) {
     for (let attempt = 1; ; attempt++) {
       const task = activities.scoreMiniBatch({ ...call, index, attempt, ...(index + 1 < input.end ? { next: index + 1 } : {}) });
       const cancel = context.df.waitForExternalEvent('cancel');
@@ -99,41 +137,65 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
           counts.mini_batches.retried++;
           continue;
         }
-        const recorded = (yield activities.recordMiniBatchFailure({ ...call, index, attempt, error: messageOf(task.result) })) as { items: number; jobFailures: number };
+        let recordedFailure: { items: number; jobFailures: number; nonce: string };
+        try {
+          recordedFailure = (yield activities.recordMiniBatchFailure({ ...call, index, attempt, error: messageOf(task.result) }).withRetry(BOOKKEEPING_RETRY)) as typeof recordedFailure;
+        } catch (err) {
+          error = { code: 'storage_failed', message: `The failure of mini-batch ${index} could not be recorded: ${messageOf(err)}` };
+          break;
+        }
+        journal.push(ack(index, attempt, recordedFailure.nonce, true));
+        finished++;
         counts.mini_batches.failed++;
-        counts.items.failed += recorded.items;
-        thresholdExceeded = exceedsThreshold(recorded.jobFailures, input.errorThreshold);
+        counts.items.failed += recordedFailure.items;
+        thresholdExceeded = exceedsThreshold(recordedFailure.jobFailures, input.errorThreshold);
         break;
       }
       const result = activities.scoreMiniBatch.resultOf(task);
-      if (result.journal) journal.push(result.journal);
       if (result.status === 'canceled') {
         canceled = true;
       } else if (result.status === 'skipped') {
-        thresholdExceeded = true;
+        if (result.stop === 'halted') halted = true;
+        else thresholdExceeded = true;
       } else if (result.status === 'completed') {
+        journal.push(result.journal ?? ack(index, attempt, result.nonce, true));
+        finished++;
         counts.mini_batches.succeeded++;
         counts.items.succeeded += result.succeeded;
         counts.items.failed += result.failed;
-        columns ??= result.columns;
         thresholdExceeded = exceedsThreshold(result.jobFailures, input.errorThreshold);
       } else if (result.retryable && mayRetry) {
+        // The failed attempt's entry (its logs, its reason) stays in the journal beside the retry's.
+        journal.push(ack(index, attempt, result.nonce, false));
         counts.mini_batches.retried++;
         continue;
       } else {
+        journal.push(ack(index, attempt, result.nonce, true));
+        finished++;
         counts.mini_batches.failed++;
         counts.items.failed += result.failed;
         thresholdExceeded = exceedsThreshold(result.jobFailures, input.errorThreshold);
       }
       break;
     }
-    if (journal.length >= JOURNAL_GROUP) yield* recordJournal();
+    if (journal.length >= JOURNAL_GROUP && !(yield* recordJournal())) break;
     const now = context.df.currentUtcDateTime.getTime();
-    if (!canceled && index + 1 < input.end && now - lastProgress >= input.progressIntervalSeconds * 1000) {
-      yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) });
+    if (!canceled && !error && index + 1 < input.end && now - lastProgress >= input.progressIntervalSeconds * 1000) {
+      try {
+        yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
+      } catch {
+        // Counts shown while the job runs lag a little; the final ones come from the journal.
+      }
       lastProgress = now;
     }
   }
-  yield* recordJournal();
-  return { counts, canceled, thresholdExceeded, columns };
+  if (!error) yield* recordJournal();
+  if (error) {
+    try {
+      yield activities.haltJob({ jobId: input.jobId, error }).withRetry(BOOKKEEPING_RETRY);
+    } catch {
+      // The other lanes then run on to their ends; the job still fails with this error.
+    }
+  }
+  return { counts, ran: recorded, canceled, thresholdExceeded, halted, error };
 }

@@ -1,14 +1,18 @@
 import * as df from 'durable-functions';
-import type { FinalizeInput, PreparedJob } from '../../shared/jobs/job-runner.js';
+import type { FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchResult, PreparedJob } from '../../shared/jobs/job-runner.js';
 import { laneInstanceId } from '../../shared/jobs/jobs-service.js';
+import type { JournalLine } from '../../shared/jobs/journal.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
+import { BOOKKEEPING_RETRY, messageOf } from './batch-chunk.js';
 import type { LaneInput, LaneResult } from './batch-lane.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface BatchJobActivities {
   prepareJob: TypedActivity<{ jobId: string }, PreparedJob>;
-  finalizeJob: TypedActivity<FinalizeInput, { status: string }>;
+  finalizeJob: TypedActivity<FinalizeInput, FinalizeResult>;
   batchLane: TypedOrchestration<LaneInput>;
+  scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
+  recordJournal: TypedActivity<{ jobId: string; lines: JournalLine[] }, null>;
 }
 
 export interface BatchJobResult {
@@ -19,53 +23,57 @@ export interface BatchJobResult {
 
 /** Storage hiccups in setup and finish are retried; a job's own failures are results, not exceptions. */
 const SETUP_RETRY = new df.RetryOptions(2000, 4);
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+/** Rounds of running again mini-batches whose recorded outputs were lost, before the job fails. */
+const REPAIR_ROUNDS = 2;
 
 /**
  * One batch job: prepare the plan (list the input, split it into mini-batches, write the manifest),
  * run it in lanes side by side (each a sub-orchestration running its share of the chunks), then
- * finalize (commit outputs in mini-batch order, write the summary, end the job). Only ids and
- * counts pass through here.
+ * finalize: check the outputs against the journal, run again any mini-batch whose outputs were
+ * lost, commit, write the summary and end the job. Only ids and counts pass through here.
  */
 export function* batchJob(context: df.OrchestrationContext, input: { jobId: string }, steps: BatchJobActivities): Generator<df.Task, BatchJobResult, unknown> {
   const { jobId } = input;
   let counts = emptyCounts();
   let outcome: FinalizeInput['outcome'] = 'Completed';
   let error: JobError | undefined;
-  let columns: string[] | undefined;
+  let layout: FinalizeInput['layout'] = { lanes: 0, chunkSize: 1, miniBatches: 0 };
+  let ran: LaneRan[] = [];
+  let plan: PreparedJob | undefined;
   try {
-    const plan = (yield steps.prepareJob({ jobId }).withRetry(SETUP_RETRY)) as PreparedJob;
+    plan = (yield steps.prepareJob({ jobId }).withRetry(SETUP_RETRY)) as PreparedJob;
     if (plan.status !== 'ready') {
       outcome = plan.status === 'canceled' ? 'Canceled' : 'Failed';
       error = plan.error;
     } else {
       counts.mini_batches.total = plan.miniBatches;
       counts.items.total = plan.items;
+      layout = { lanes: plan.lanes, chunkSize: plan.chunkSize, miniBatches: plan.miniBatches };
       const lanes = Array.from({ length: plan.lanes }, (_, lane) =>
         steps.batchLane(
           {
             jobId,
             lane,
-            lanes: plan.lanes,
-            chunks: plan.chunks,
-            chunkSize: plan.chunkSize,
-            miniBatches: plan.miniBatches,
-            maxRetries: plan.maxRetries,
-            errorThreshold: plan.errorThreshold,
-            progressIntervalSeconds: plan.progressIntervalSeconds,
+            lanes: plan?.lanes ?? 0,
+            chunks: plan?.chunks ?? 0,
+            chunkSize: plan?.chunkSize ?? 1,
+            miniBatches: plan?.miniBatches ?? 0,
+            maxRetries: plan?.maxRetries ?? 0,
+            errorThreshold: plan?.errorThreshold ?? -1,
+            progressIntervalSeconds: plan?.progressIntervalSeconds ?? 2,
           },
           laneInstanceId(jobId, lane),
         ),
       );
+      // Lanes never fail (they return their errors), so this waits for every one of them.
       const results = (yield context.df.Task.all(lanes)) as LaneResult[];
-      for (const result of results) {
-        counts = addCounts(counts, result.counts);
-        columns ??= result.columns;
-      }
-      if (results.some((r) => r.canceled)) {
+      ran = results.map((r) => ({ done: r.done, partial: r.partial }));
+      for (const result of results) counts = addCounts(counts, result.counts);
+      const failed = results.find((r) => r.error !== undefined)?.error;
+      if (failed) {
+        outcome = 'Failed';
+        error = failed;
+      } else if (results.some((r) => r.canceled)) {
         outcome = 'Canceled';
       } else if (results.some((r) => r.thresholdExceeded)) {
         outcome = 'Failed';
@@ -77,8 +85,33 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
     }
   } catch (err) {
     outcome = 'Failed';
-    error = { code: 'orchestration_failed', message: describe(err) };
+    error = { code: 'orchestration_failed', message: messageOf(err) };
   }
-  const final = (yield steps.finalizeJob({ jobId, outcome, counts, error, columns }).withRetry(SETUP_RETRY)) as { status: string };
-  return { jobId, status: final.status, counts };
+  for (let round = 0; ; round++) {
+    const final = (yield steps.finalizeJob({ jobId, outcome, counts, error, layout, ran, mayRepair: round < REPAIR_ROUNDS }).withRetry(SETUP_RETRY)) as FinalizeResult;
+    if (final.status !== 'repair') return { jobId, status: final.status, counts };
+    // Mini-batches whose recorded outputs were lost run again, one at a time (this is rare), and
+    // their new outcomes are acknowledged like any other before finalizing looks again.
+    const lines: JournalLine[] = [];
+    for (const missing of final.repair) {
+      try {
+        const result = (yield steps.scoreMiniBatch({
+          jobId,
+          chunkSize: layout.chunkSize,
+          index: missing.index,
+          attempt: missing.attempt,
+          maxRetries: 0,
+          repair: true,
+        })) as MiniBatchResult;
+        lines.push({ ack: { i: missing.index, a: missing.attempt, n: result.nonce, final: true } });
+      } catch {
+        // Still missing when finalizing looks again: another round, or the job fails saying so.
+      }
+    }
+    try {
+      yield steps.recordJournal({ jobId, lines }).withRetry(BOOKKEEPING_RETRY);
+    } catch {
+      // As above: the next look finds them missing.
+    }
+  }
 }

@@ -1,9 +1,9 @@
 import type * as df from 'durable-functions';
 import { chunkInstanceId } from '../../shared/jobs/jobs-service.js';
-import { type JobCounts, addCounts, emptyCounts } from '../../shared/jobs/types.js';
+import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import { chunkRange } from '../../shared/planning/plan.js';
-import type { ChunkInput, ChunkResult } from './batch-chunk.js';
-import type { TypedOrchestration } from './typed-durable.js';
+import { BOOKKEEPING_RETRY, type ChunkInput, type ChunkResult, messageOf } from './batch-chunk.js';
+import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface LaneInput {
   jobId: string;
@@ -19,39 +19,63 @@ export interface LaneInput {
 
 export interface LaneResult {
   counts: JobCounts;
+  /** The lane's first `done` chunks ran whole; the next one its first `partial` mini-batches (see ranIndexes). */
+  done: number;
+  partial: number;
   canceled: boolean;
   thresholdExceeded: boolean;
-  columns?: string[] | undefined;
+  halted: boolean;
+  error?: JobError | undefined;
 }
 
 /**
  * One of the job's lanes: runs chunks lane, lane + lanes, … one after another, each a
  * sub-orchestration. Lanes run side by side, so instance_count × max_concurrency_per_instance
- * mini-batches are in flight and a slow mini-batch holds up only its own lane.
+ * mini-batches are in flight and a slow mini-batch holds up only its own lane. It never throws: a
+ * chunk that fails halts the job (the other lanes stop) and the lane returns the error, so the job
+ * waits for every lane before it finalizes.
  */
-export function* batchLane(context: df.OrchestrationContext, input: LaneInput, steps: { batchChunk: TypedOrchestration<ChunkInput> }): Generator<df.Task, LaneResult, unknown> {
+export function* batchLane(
+  context: df.OrchestrationContext,
+  input: LaneInput,
+  steps: { batchChunk: TypedOrchestration<ChunkInput>; haltJob: TypedActivity<{ jobId: string; error: JobError }, null> },
+): Generator<df.Task, LaneResult, unknown> {
   let counts = emptyCounts();
-  let columns: string[] | undefined;
+  let done = 0;
   for (let chunk = input.lane; chunk < input.chunks; chunk += input.lanes) {
     const range = chunkRange(chunk, input.chunkSize, input.miniBatches);
-    const result = (yield steps.batchChunk(
-      {
-        jobId: input.jobId,
-        chunk,
-        lane: input.lane,
-        chunkSize: input.chunkSize,
-        start: range.start,
-        end: range.end,
-        maxRetries: input.maxRetries,
-        errorThreshold: input.errorThreshold,
-        progressIntervalSeconds: input.progressIntervalSeconds,
-        laneBase: counts,
-      },
-      chunkInstanceId(input.jobId, chunk),
-    )) as ChunkResult;
+    let result: ChunkResult;
+    try {
+      result = (yield steps.batchChunk(
+        {
+          jobId: input.jobId,
+          chunk,
+          lane: input.lane,
+          chunkSize: input.chunkSize,
+          start: range.start,
+          end: range.end,
+          maxRetries: input.maxRetries,
+          errorThreshold: input.errorThreshold,
+          progressIntervalSeconds: input.progressIntervalSeconds,
+          laneBase: counts,
+        },
+        chunkInstanceId(input.jobId, chunk),
+      )) as ChunkResult;
+    } catch (err) {
+      const error: JobError = { code: 'internal', message: `Chunk ${chunk} of the job failed: ${messageOf(err)}` };
+      try {
+        yield steps.haltJob({ jobId: input.jobId, error }).withRetry(BOOKKEEPING_RETRY);
+      } catch {
+        // The other lanes then run on to their ends; the job still fails with this error.
+      }
+      return { counts, done, partial: 0, canceled: false, thresholdExceeded: false, halted: false, error };
+    }
     counts = addCounts(counts, result.counts);
-    columns ??= result.columns;
-    if (result.canceled || result.thresholdExceeded) return { counts, canceled: result.canceled, thresholdExceeded: result.thresholdExceeded, columns };
+    const stopped = result.canceled || result.thresholdExceeded || result.halted || result.error !== undefined;
+    if (stopped || result.ran < range.end - range.start) {
+      return { counts, done, partial: result.ran, canceled: result.canceled, thresholdExceeded: result.thresholdExceeded, halted: result.halted, error: result.error };
+    }
+    done++;
   }
-  return { counts, canceled: false, thresholdExceeded: false, columns };
+  return { counts, done, partial: 0, canceled: false, thresholdExceeded: false, halted: false };
 }

@@ -9,7 +9,16 @@ import { BatchError } from '../errors.js';
  */
 export type DataUri =
   | { kind: 'datastore'; datastore: string; path: string }
-  | { kind: 'blob-url'; account: string; container: string; path: string; url: string }
+  | {
+      kind: 'blob-url';
+      account: string;
+      container: string;
+      /** Decoded. */
+      path: string;
+      url: string;
+      /** The URL up to the container: origin, plus the account for path-style (emulator) URLs. */
+      base: string;
+    }
   | { kind: 'asset'; name: string; /** A version number, or `latest`. */ version: string };
 
 const DATASTORE = /^azureml:\/\/datastores\/([^/]+)\/paths\/?(.*)$/i;
@@ -52,13 +61,14 @@ export function parseDataUri(text: string, field: string): DataUri {
     let account: string | undefined;
     if (blobHost) account = blobHost[1];
     else account = segments.shift();
+    const base = blobHost ? url.origin : `${url.origin}/${account ?? ''}`;
     const container = segments.shift();
     if (!account || !container) {
       throw new BatchError('path_outside_datastores', `${field}: "${value}" is not a blob URL (https://{account}.blob.core.windows.net/{container}/{path}).`, {
         issues: [{ field, message: 'not a blob URL' }],
       });
     }
-    return { kind: 'blob-url', account, container, path: cleanPath(segments.join('/'), field), url: value };
+    return { kind: 'blob-url', account, container, path: cleanPath(segments.join('/'), field), url: value, base };
   }
   throw new BatchError(
     'path_outside_datastores',
@@ -67,6 +77,25 @@ export function parseDataUri(text: string, field: string): DataUri {
   );
 }
 
+/**
+ * Percent-encodes one decoded path segment for a URI: everything `encodeURIComponent` escapes but
+ * the characters RFC 3986 allows in a path segment as they are (`:@!$&'()*+,;=`), so canonical URIs
+ * stay readable. `%` is always escaped, which is what makes {@link parseDataUri} of the result give
+ * back exactly the decoded path (a path is decoded once, at the edge, and never again).
+ */
+export function encodePathSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/%(3A|40|21|24|26|27|28|29|2A|2B|2C|3B|3D)/gi, (escaped) => decodeURIComponent(escaped));
+}
+
+/** A decoded blob path as it appears in a URI: each segment encoded, the slashes kept. */
+export function encodePath(path: string): string {
+  return path.split('/').map(encodePathSegment).join('/');
+}
+
+/**
+ * The canonical URI of a decoded `path` on a datastore. The path is encoded here, and only here:
+ * `parseDataUri(datastoreUri(d, p))` gives back `p` for every path.
+ */
 export function datastoreUri(datastore: string, path: string): string {
-  return `azureml://datastores/${datastore}/paths/${path}`;
+  return `azureml://datastores/${datastore}/paths/${encodePath(path)}`;
 }

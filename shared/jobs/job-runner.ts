@@ -4,18 +4,20 @@ import type { AppConfig } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
 import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, itemLabel, toMiniBatches } from '../planning/plan.js';
-import type { OutputFolder } from '../outputs/output-writer.js';
+import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import type { FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
+import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
+import { ONNX_COLUMNS } from '../scoring/columns.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
 import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import type { JobWorkArea, JournalEntry } from './work-area.js';
-import { ERRORS_FILE, type Job, type JobCounts, type JobError, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
+import type { JobWorkArea } from './work-area.js';
+import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
+import { ERRORS_FILE, type Job, type JobCounts, type JobError, type JobState, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
 
 /** What the orchestration needs to run a prepared job (small values only). */
 export interface PreparedJob {
@@ -52,13 +54,25 @@ export interface MiniBatchInput {
    * them in groups, so a routine mini-batch makes one storage write (its predictions), not two.
    */
   deferJournal?: boolean | undefined;
+  /**
+   * Finalizing found this mini-batch's recorded outputs missing and runs it again: it runs whatever
+   * the job's state (cancellation and the error threshold were settled when it first ran).
+   */
+  repair?: boolean | undefined;
 }
 
 /** The outcome of one attempt at a mini-batch. */
 export interface MiniBatchResult {
   index: number;
-  /** `skipped`: not run, because the job's failures already exceed the error threshold. */
+  attempt: number;
+  /** The execution's nonce: the journal entry it staged is acknowledged by (index, attempt, nonce). */
+  nonce: string;
+  /**
+   * `skipped`: not run, because the job's failures already exceed the error threshold (`stop:
+   * 'threshold'`) or the job was halted (`stop: 'halted'`); `canceled`: not run, the job is canceling.
+   */
   status: 'completed' | 'failed' | 'timeout' | 'canceled' | 'skipped';
+  stop?: 'threshold' | 'halted' | undefined;
   items: number;
   succeeded: number;
   failed: number;
@@ -66,20 +80,36 @@ export interface MiniBatchResult {
   retryable: boolean;
   seconds: number;
   error?: string | undefined;
-  columns?: string[] | undefined;
   /** The job's items failed for good so far, this mini-batch included (for the error threshold). */
   jobFailures: number;
   /** The mini-batch's journal entry, left for the caller to record (only with `deferJournal`). */
   journal?: JournalEntry | undefined;
 }
 
+/** What one lane ran, compactly: see {@link ranIndexes}. */
+export interface LaneRan {
+  done: number;
+  partial: number;
+}
+
 export interface FinalizeInput {
   jobId: string;
   outcome: 'Completed' | 'Failed' | 'Canceled';
+  /** The orchestration's counts, shown while finalizing (the final ones come from the journal). */
   counts: JobCounts;
   error?: JobError | undefined;
-  columns?: string[] | undefined;
+  /** How the plan was cut and what each lane ran: which mini-batches must have accepted records. */
+  layout: { lanes: number; chunkSize: number; miniBatches: number };
+  ran: LaneRan[];
+  /** Whether mini-batches whose records or parts are missing may still be run again (else the job fails). */
+  mayRepair: boolean;
 }
+
+/** What finalizing came to: the job's final status, or mini-batches to run again first. */
+export type FinalizeResult = { status: 'Completed' | 'Failed' | 'Canceled' } | { status: 'repair'; repair: { index: number; attempt: number }[] };
+
+/** More missing mini-batches than this are not repaired: something is badly wrong, and the job fails. */
+const MAX_REPAIRS = 100;
 
 /** Inputs of a mini-batch fetched ahead of its activity, by item; undefined where not prefetched. */
 interface Prefetched {
@@ -91,7 +121,7 @@ interface Prefetched {
 /** Prefetched inputs nobody claimed (a canceled lane, a mini-batch run elsewhere) are dropped after this. */
 const PREFETCH_TTL_MS = 60_000;
 
-/** Where a job reads and writes, resolved once per job (datastores do not move under a job). */
+/** Where a job reads and writes: its spec's own copies of the locations (never looked up by name). */
 interface Places {
   folder: OutputFolder;
   input: ResolvedData;
@@ -207,17 +237,18 @@ export class JobRunner {
   #scorerFiles(job: Job): Promise<ScorerFiles> {
     const spec = job.spec;
     return this.#scorers.get(spec.id, async () => ({
-      model: await localModel(this.#registry, spec.model, this.#config.cacheDir),
-      scriptPath: spec.code_configuration
-        ? join(await localCode(this.#registry, spec.code_configuration.code, spec.id, this.#config.cacheDir), ...spec.code_configuration.scoring_script.split('/'))
-        : undefined,
+      model: await localModel(this.#registry, spec.model, spec.model_location, this.#config.cacheDir),
+      scriptPath:
+        spec.code_configuration && spec.code_location
+          ? join(await localCode(this.#registry, spec.code_location, spec.code_configuration.code, spec.id, this.#config.cacheDir), ...spec.code_configuration.scoring_script.split('/'))
+          : undefined,
     }));
   }
 
   #placesOf(job: Job): Promise<Places> {
     return this.#places.get(job.spec.id, async () => ({
       folder: await outputFolderOf(this.#registry, job.spec),
-      input: await this.#registry.resolveData(job.spec.input.uri, 'inputs', job.spec.input.type),
+      input: this.#registry.reopen(job.spec.input.location, job.spec.input.type, job.spec.input.uri),
     }));
   }
 
@@ -264,8 +295,14 @@ export class JobRunner {
     const items = batches.reduce((n, b) => n + b.items.length, 0);
     const { folder } = await this.#placesOf(job);
     await folder.ensureContainer();
-    await this.#workArea.stageJournal(jobId, {
+    await this.#workArea.stageEntry(jobId, {
       i: -1,
+      a: 0,
+      n: '',
+      status: 'completed',
+      items: 0,
+      succeeded: 0,
+      failed: 0,
       report: '',
       errors: '',
       log: `${this.#now().toISOString()} INFO job ${jobId}: ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, deployment ${spec.endpoint}/${spec.deployment}, model ${spec.model.name}:${spec.model.version}\n`,
@@ -273,9 +310,11 @@ export class JobRunner {
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
+    // The built-in runner's columns are known now; a script's are fixed by its first rows.
+    const columns = spec.code_configuration ? undefined : [...ONNX_COLUMNS];
     const state = await this.#store.update(jobId, (s) => {
       if (isTerminalJob(s.status)) return undefined;
-      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0 };
+      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, ...(columns ? { columns } : {}) };
     });
     const plan = { ...base, miniBatches: batches.length, items, chunks, chunkSize, lanes };
     if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
@@ -287,16 +326,22 @@ export class JobRunner {
     const job = await this.#job(input.jobId);
     const spec = job.spec;
     const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
-    const base = { index: input.index, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: job.state.failures ?? 0 };
-    if (job.state.status === 'Canceling' || job.state.status === 'Canceled') {
-      return { ...base, status: 'canceled', retryable: false };
-    }
-    // Another lane may have taken the job over its error threshold since this lane last heard.
-    if (exceedsThreshold(base.jobFailures, spec.settings.error_threshold)) {
-      return { ...base, status: 'skipped', retryable: false };
+    // Each execution has its own nonce: what it stages and its work folder are its alone, even
+    // when the same attempt runs twice (activities run at least once).
+    const nonce = newNonce();
+    const base = { index: input.index, attempt: input.attempt, nonce, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: job.state.failures ?? 0 };
+    if (!input.repair) {
+      if (job.state.status === 'Canceling' || job.state.status === 'Canceled') {
+        return { ...base, status: 'canceled', retryable: false };
+      }
+      // Another lane may have halted the job, or taken it over its error threshold, since this lane last heard.
+      if (job.state.halt) return { ...base, status: 'skipped', stop: 'halted', retryable: false };
+      if (exceedsThreshold(base.jobFailures, spec.settings.error_threshold)) {
+        return { ...base, status: 'skipped', stop: 'threshold', retryable: false };
+      }
     }
     const { folder } = await this.#placesOf(job);
-    const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}`);
+    const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}-${nonce}`);
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     const phases = { download: 0, scoring: 0 };
@@ -317,7 +362,12 @@ export class JobRunner {
         if (failed) throw failed.reason;
       });
       // Scoring starts while the files download; the runner reads each as it lands.
-      const scored = this.#runtime.score(this.#scorerSpec(job, files), { items, ready: arrivals, timeoutMs: spec.settings.retry_settings.timeout * 1000 });
+      const scored = this.#runtime.score(this.#scorerSpec(job, files), {
+        items,
+        ready: arrivals,
+        timeoutMs: spec.settings.retry_settings.timeout * 1000,
+        columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input.jobId, proposal) : undefined,
+      });
       // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
       const [downloads, scoring] = await Promise.allSettled([landed, scored]);
       if (downloads.status === 'rejected') throw downloads.reason;
@@ -336,7 +386,32 @@ export class JobRunner {
     const seconds = elapsed();
     // A worker that ran to the end removed what it wrote; one stopped midway (a timeout) did not.
     await cleanWorkDir(workDir, downloaded, { everything: outcome.status !== 'completed' });
-    return this.#record(folder, input, batch, outcome, { seconds, ...phases });
+    return this.#record(folder, input, nonce, batch, outcome, { seconds, ...phases });
+  }
+
+  /**
+   * The job's columns, for a mini-batch whose run() returned rows: fixed by the first mini-batch
+   * that asks (one atomic update of the job record; later ones read it), so every mini-batch writes
+   * the same columns in the same order. Keys `seen` that are not among them are dropped; those not
+   * dropped before are returned in `warn`, so the job log names each dropped key once.
+   */
+  async #columns(jobId: string, proposal: ColumnsProposal): Promise<ColumnsDecision> {
+    const cached = await this.#job(jobId);
+    const known = cached.state.columns;
+    const isNew = (columns: readonly string[], dropped: readonly string[]): string[] => proposal.seen.filter((k) => !columns.includes(k) && !dropped.includes(k));
+    if (known && isNew(known, cached.state.dropped_columns ?? []).length === 0) return { columns: known, warn: [] };
+    let warn: string[] = [];
+    const state = await this.#store.update(jobId, (s) => {
+      const columns = s.columns ?? proposal.proposed;
+      const dropped = s.dropped_columns ?? [];
+      warn = isNew(columns, dropped);
+      if (s.columns && warn.length === 0) return undefined;
+      return { ...s, columns, dropped_columns: [...dropped, ...warn] };
+    });
+    this.#jobs.delete(jobId);
+    const columns = state?.columns;
+    if (!columns) throw new BatchError('internal', `Job '${jobId}' has no columns after fixing them.`);
+    return { columns, warn };
   }
 
   /**
@@ -453,6 +528,7 @@ export class JobRunner {
   async #record(
     folder: OutputFolder,
     input: MiniBatchInput,
+    nonce: string,
     batch: MiniBatch,
     outcome: ScoreOutcome,
     timing: { seconds: number; download: number; scoring: number },
@@ -463,25 +539,30 @@ export class JobRunner {
     const items = batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
+    const ids = new BlockIds(input.jobId);
     let result: MiniBatchResult;
     let errors: string;
-    // The outputs and the journal entry go up together; the activity returns only when all are stored.
-    const uploads: Promise<void>[] = [];
+    let part: StagedPart | undefined;
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
-      if (spec.settings.output_action === 'append_row') uploads.push(folder.stage(spec.settings.output_file_name, input.index, r.csv));
-      for (const produced of r.producedFiles) uploads.push(folder.uploadFile(produced.name, produced.localPath));
+      // The rows and produced files go up side by side; the journal entry that names them after.
+      const [staged] = await Promise.all([
+        spec.settings.output_action === 'append_row' ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.csv) : undefined,
+        ...r.producedFiles.map((produced) => folder.uploadFile(produced.name, produced.localPath)),
+      ]);
+      part = staged;
       errors = errorLines(input.index, r.failed);
       result = {
         index: input.index,
+        attempt: input.attempt,
+        nonce,
         status: 'completed',
         items,
         succeeded: Math.min(r.succeeded, items),
         failed: Math.min(failedCount, items),
         retryable: false,
         seconds,
-        columns: r.columns,
         jobFailures: job.state.failures ?? 0,
       };
     } else {
@@ -493,6 +574,8 @@ export class JobRunner {
       errors = errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) })));
       result = {
         index: input.index,
+        attempt: input.attempt,
+        nonce,
         status: outcome.status,
         items,
         succeeded: 0,
@@ -505,36 +588,61 @@ export class JobRunner {
     }
     const entry: JournalEntry = {
       i: input.index,
+      a: input.attempt,
+      n: nonce,
+      status: result.status as AttemptStatus,
+      items,
+      succeeded: result.succeeded,
+      failed: result.failed,
+      part,
       report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
       errors,
       log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
-    // A retry must replace what its earlier attempt recorded, so only first attempts are deferred.
-    const routine = input.deferJournal === true && input.attempt === 1 && result.status === 'completed' && errors === '' && logText === '';
+    // A routine entry (small: a report row and one log line) travels back through the orchestration,
+    // which records many in one write; any other is staged here, and the orchestration acknowledges it.
+    const routine = input.deferJournal === true && result.status === 'completed' && errors === '' && logText === '';
     if (routine) result.journal = entry;
-    else uploads.push(this.#workArea.stageJournal(input.jobId, entry));
-    await Promise.all(uploads);
+    else await this.#workArea.stageEntry(input.jobId, entry);
     const final = result.status === 'completed' || !result.retryable || input.attempt > input.maxRetries;
-    if (final && result.failed > 0) result.jobFailures = await this.#addFailures(input.jobId, result.failed);
+    // A repair re-runs a mini-batch whose failures were counted when it first ran.
+    if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input.jobId, result.failed);
     return result;
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
-  async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number }> {
+  async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number; nonce: string }> {
     const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
     const reason = truncate(input.error);
-    await this.#workArea.stageJournal(input.jobId, {
+    const nonce = newNonce();
+    const items = batch.items.length;
+    await this.#workArea.stageEntry(input.jobId, {
       i: input.index,
-      report: reportRow({ index: input.index, attempt: input.attempt, items: batch.items.length, succeeded: 0, failed: batch.items.length, seconds: 0, status: 'failed', error: reason }),
+      a: input.attempt,
+      n: nonce,
+      status: 'failed',
+      items,
+      succeeded: 0,
+      failed: items,
+      report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason }),
       errors: errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason }))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });
-    return { items: batch.items.length, jobFailures: await this.#addFailures(input.jobId, batch.items.length) };
+    return { items, jobFailures: await this.#addFailures(input.jobId, items), nonce };
   }
 
-  /** Records routine journal entries that a chunk collected (see {@link MiniBatchInput.deferJournal}). */
-  async recordJournal(input: { jobId: string; entries: JournalEntry[] }): Promise<void> {
-    await this.#workArea.stageJournalGroup(input.jobId, input.entries);
+  /** Records journal lines an orchestration collected: routine entries and acks (see JobWorkArea.stageGroup). */
+  async recordJournal(input: { jobId: string; lines: JournalLine[] }): Promise<void> {
+    await this.#workArea.stageGroup(input.jobId, input.lines);
+  }
+
+  /**
+   * Halts the job: part of it failed in a way that must stop the rest (a lane could not record its
+   * work). Lanes' next mini-batches see it and stop; the first halt's reason is the job's error.
+   */
+  async halt(input: { jobId: string; error: JobError }): Promise<void> {
+    await this.#store.update(input.jobId, (s) => (s.halt || isTerminalJob(s.status) ? undefined : { ...s, halt: input.error }));
+    this.#jobs.delete(input.jobId);
   }
 
   /**
@@ -559,33 +667,59 @@ export class JobRunner {
     await this.#store.writeLaneCounts(input.jobId, input.lane, input.counts);
   }
 
-  /** Commits the outputs in mini-batch order, writes the summary, and ends the job. */
-  async finalize(input: FinalizeInput): Promise<{ status: string }> {
+  /**
+   * Finishes the job. First it checks the outputs against the records: every mini-batch the lanes
+   * ran (`input.ran`) must have an accepted journal record, and every record's part of the
+   * predictions file must be stored with the recorded length. Mini-batches that fail the check are
+   * handed back to be run again (`repair`) while `input.mayRepair`; after that the job fails
+   * (`output_incomplete`) rather than commit a file with a gap. Then it commits exactly the
+   * recorded parts in mini-batch order, writes the reports and summary (counts from the accepted
+   * records, not from what anyone remembers), and ends the job. Safe to repeat.
+   */
+  async finalize(input: FinalizeInput): Promise<FinalizeResult> {
     const job = await this.#store.get(input.jobId);
     if (!job) throw new BatchError('not_found', `Job '${input.jobId}' does not exist.`, { retryable: false });
-    if (isTerminalJob(job.state.status)) return { status: job.state.status };
-    await this.#store.update(input.jobId, (s) => (isTerminalJob(s.status) ? undefined : { ...s, status: 'Finalizing' }));
+    if (isTerminalJob(job.state.status)) return { status: job.state.status as 'Completed' | 'Failed' | 'Canceled' };
+    const totals = (s: JobState): JobCounts => ({
+      mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, s.counts.mini_batches.total) },
+      items: { ...input.counts.items, total: Math.max(input.counts.items.total, s.counts.items.total) },
+    });
+    // While it finalizes, the job shows the counts the lanes reached (their progress rows stop).
+    const state = (await this.#store.update(input.jobId, (s) => (isTerminalJob(s.status) ? undefined : { ...s, status: 'Finalizing', counts: totals(s) }))) ?? job.state;
     const spec = job.spec;
     const folder = await outputFolderOf(this.#registry, spec);
     await folder.ensureContainer();
-    // The outputs are independent of each other: they are written side by side.
-    const [, journal] = await Promise.all([
-      spec.settings.output_action === 'append_row' ? folder.commit(spec.settings.output_file_name, { contentType: 'text/csv; charset=utf-8' }) : undefined,
-      this.#workArea.readJournal(input.jobId),
-    ]);
-    const entries = journal.filter((e) => e.i >= 0);
-    await Promise.all([
-      folder.upload(REPORT_FILE, REPORT_HEADER + entries.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
-      folder.upload(ERRORS_FILE, entries.map((e) => e.errors).join(''), 'application/x-ndjson'),
-    ]);
+    const file = spec.settings.output_file_name;
+    const appendRow = spec.settings.output_action === 'append_row';
+    const [lines, blocks] = await Promise.all([this.#workArea.readJournal(input.jobId), appendRow ? folder.blocks(file) : new Map<string, number>()]);
+    const reading = readJournalLines(lines, ranIndexes(input.layout, input.ran));
+    const parts = reading.accepted.flatMap((m) => (m.final.part ? [{ index: m.index, attempt: m.final.a, part: m.final.part }] : []));
+    const lost = appendRow ? OutputFolder.missing(parts, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
+    const missing = [...reading.missing, ...lost].sort((a, b) => a.index - b.index);
+    if (missing.length > 0 && input.mayRepair && missing.length <= MAX_REPAIRS) return { status: 'repair', repair: missing };
 
-    const counts: JobCounts = {
-      mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, job.state.counts.mini_batches.total) },
-      items: { ...input.counts.items, total: Math.max(input.counts.items.total, job.state.counts.items.total) },
-    };
     let status = input.outcome;
     let error = input.error;
-    if (status === 'Completed' && counts.items.succeeded === 0 && counts.items.failed > 0) {
+    const accepted = reading.accepted;
+    const finals = accepted.map((m) => m.final);
+    const counts: JobCounts = {
+      mini_batches: {
+        total: totals(state).mini_batches.total,
+        succeeded: finals.filter((e) => e.status === 'completed').length,
+        failed: finals.filter((e) => e.status !== 'completed').length,
+        retried: finals.reduce((n, e) => n + e.a - 1, 0),
+      },
+      items: { total: totals(state).items.total, succeeded: finals.reduce((n, e) => n + e.succeeded, 0), failed: finals.reduce((n, e) => n + e.failed, 0) },
+    };
+    if (missing.length > 0) {
+      status = 'Failed';
+      const shown = missing.slice(0, 20).map((m) => m.index).join(', ');
+      error = {
+        code: 'output_incomplete',
+        message: `The outputs of ${missing.length} mini-batch(es) (${shown}${missing.length > 20 ? ', …' : ''}) were lost in storage and could not be recovered by running them again; ${appendRow ? `${file} was not written rather than written with a gap` : 'the reports leave them out'}.`,
+        details: { mini_batches: missing.map((m) => m.index) },
+      };
+    } else if (status === 'Completed' && counts.items.succeeded === 0 && counts.items.failed > 0) {
       status = 'Failed';
       error = {
         code: 'no_item_succeeded',
@@ -593,7 +727,7 @@ export class JobRunner {
       };
     }
     const completedAt = this.#now().toISOString();
-    const columns = input.columns ?? job.state.columns;
+    const columns = state.columns;
     const files = outputFiles(spec);
     const summary = {
       id: spec.id,
@@ -605,23 +739,27 @@ export class JobRunner {
       counts,
       columns: columns ?? null,
       settings: spec.settings,
-      input: spec.input,
+      input: { name: spec.input.name, type: spec.input.type, path: spec.input.path, uri: spec.input.uri },
       output: { uri: spec.output.uri, files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${spec.output.uri}${f}`])) },
       created_at: spec.created_at,
       started_at: job.state.started_at ?? null,
       completed_at: completedAt,
     };
+    const log = [...reading.preamble.map((e) => e.log), ...accepted.flatMap((m) => m.attempts.map((e) => e.log))].join('');
     // Every output is in place before the job says it is done: a client that sees the final
-    // status can read them all.
+    // status can read them all. They are independent of each other, so they go up side by side.
     await Promise.all([
+      appendRow && missing.length === 0 ? folder.commit(file, parts.map((p) => p.part), { contentType: 'text/csv; charset=utf-8' }) : undefined,
+      folder.upload(REPORT_FILE, REPORT_HEADER + finals.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
+      folder.upload(ERRORS_FILE, finals.map((e) => e.errors).join(''), 'application/x-ndjson'),
       folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json'),
       folder.upload(
         LOG_FILE,
-        `${journal.map((e) => e.log).join('')}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+        `${log}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
         'text/plain; charset=utf-8',
       ),
     ]);
-    await this.#store.update(input.jobId, (s) => ({ ...s, status, completed_at: completedAt, counts, error, columns: columns ?? s.columns }));
+    await this.#store.update(input.jobId, (s) => ({ ...s, status, completed_at: completedAt, counts, error }));
     await this.#runtime.release(spec.id).catch(() => undefined);
     await removeQuietly(join(this.#config.cacheDir, 'code', spec.id));
     await removeQuietly(join(this.#config.cacheDir, 'outputs', spec.id));

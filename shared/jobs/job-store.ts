@@ -39,10 +39,52 @@ interface IdempotencyEntity {
   requestHash: string;
 }
 
+interface OutputClaimEntity {
+  partitionKey: string;
+  rowKey: string;
+  /** The folder claimed (see {@link JobStore.claimOutput}), kept for people reading the table. */
+  folder: string;
+  jobId: string;
+  claimedAt: string;
+  etag?: string;
+}
+
+/** An output folder's current claim. */
+export interface OutputClaim {
+  jobId: string;
+  claimedAt: string;
+  etag: string;
+}
+
+/** The idempotency keys and job index of an endpoint: its name and the incarnation (see EndpointDoc.uid). */
+export interface EndpointScope {
+  name: string;
+  uid: string;
+}
+
+/**
+ * The partition of an endpoint's keys and index rows. An endpoint deleted and created again under
+ * the same name is another endpoint: its jobs and idempotency keys are not the old one's.
+ */
+function scopeKey(scope: EndpointScope): string {
+  return scope.uid ? `${scope.name}|${scope.uid}` : scope.name;
+}
+
+function claimKey(folder: string): string {
+  return createHash('sha256').update(folder).digest('hex');
+}
 const MAX_TIME = 9_999_999_999_999;
 
 function storageError(action: string, err: unknown): BatchError {
   return new BatchError('storage_failed', `Storage failed while ${action}.`, { cause: err });
+}
+
+function idempotencyRow(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+function scopeOf(spec: JobSpec): EndpointScope {
+  return { name: spec.endpoint, uid: spec.endpoint_uid ?? '' };
 }
 
 /** Row key that sorts newest first. */
@@ -72,6 +114,9 @@ export class JobStore {
   #keys(): Promise<TableClient> {
     return this.#account.table(`${this.#prefix}idempotency`);
   }
+  #claims(): Promise<TableClient> {
+    return this.#account.table(`${this.#prefix}outputclaims`);
+  }
 
   async create(spec: JobSpec, state: JobState): Promise<void> {
     const jobs = await this.#jobs();
@@ -91,7 +136,7 @@ export class JobStore {
       throw storageError('creating the job', err);
     }
     try {
-      await index.createEntity<IndexEntity>({ partitionKey: spec.endpoint, rowKey: newestFirstKey(spec.created_at, spec.id), jobId: spec.id });
+      await index.createEntity<IndexEntity>({ partitionKey: scopeKey(scopeOf(spec)), rowKey: newestFirstKey(spec.created_at, spec.id), jobId: spec.id });
     } catch (err) {
       await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
       throw storageError('indexing the job', err);
@@ -102,7 +147,7 @@ export class JobStore {
   async remove(spec: JobSpec): Promise<void> {
     const jobs = await this.#jobs();
     const index = await this.#index();
-    await index.deleteEntity(spec.endpoint, newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
+    await index.deleteEntity(scopeKey(scopeOf(spec)), newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
     await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
   }
 
@@ -168,9 +213,9 @@ export class JobStore {
   }
 
   /** Jobs of an endpoint, newest first. */
-  async listByEndpoint(endpoint: string, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
+  async listByEndpoint(endpoint: EndpointScope, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     const index = await this.#index();
-    const filter = `PartitionKey eq '${endpoint.replace(/'/g, "''")}'`;
+    const filter = `PartitionKey eq '${scopeKey(endpoint).replace(/'/g, "''")}'`;
     try {
       const iterator = index.listEntities<IndexEntity>({ queryOptions: { filter } }).byPage({
         maxPageSize: page.top,
@@ -186,25 +231,86 @@ export class JobStore {
     }
   }
 
-  /**
-   * Claims an idempotency key for a new job. When the key was used before, returns the job it
-   * started and the hash of that request instead.
-   */
-  async claimKey(endpoint: string, key: string, requestHash: string, jobId: string): Promise<{ claimed: true } | { claimed: false; jobId: string; requestHash: string }> {
+  /** The job an idempotency key started on this endpoint, and the hash of that request, if it was used. */
+  async findKey(endpoint: EndpointScope, key: string): Promise<{ jobId: string; requestHash: string } | undefined> {
     const keys = await this.#keys();
-    const rowKey = createHash('sha256').update(key).digest('hex');
     try {
-      await keys.createEntity<IdempotencyEntity>({ partitionKey: endpoint, rowKey, jobId, requestHash });
+      const found = await keys.getEntity<IdempotencyEntity>(scopeKey(endpoint), idempotencyRow(key));
+      return { jobId: found.jobId, requestHash: found.requestHash };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading the idempotency key', err);
+    }
+  }
+
+  /**
+   * Claims an idempotency key for a new job (an atomic insert). When the key was used before,
+   * returns the job it started and the hash of that request instead.
+   */
+  async claimKey(endpoint: EndpointScope, key: string, requestHash: string, jobId: string): Promise<{ claimed: true } | { claimed: false; jobId: string; requestHash: string }> {
+    const keys = await this.#keys();
+    try {
+      await keys.createEntity<IdempotencyEntity>({ partitionKey: scopeKey(endpoint), rowKey: idempotencyRow(key), jobId, requestHash });
       return { claimed: true };
     } catch (err) {
       if (!isConflict(err)) throw storageError('recording the idempotency key', err);
     }
-    const existing = await keys.getEntity<IdempotencyEntity>(endpoint, rowKey);
-    return { claimed: false, jobId: existing.jobId, requestHash: existing.requestHash };
+    const existing = await this.findKey(endpoint, key);
+    if (!existing) throw new BatchError('conflict', 'A request with this Idempotency-Key is being processed; retry shortly.', { details: { header: 'Idempotency-Key' } });
+    return { claimed: false, ...existing };
   }
 
-  async releaseKey(endpoint: string, key: string): Promise<void> {
+  async releaseKey(endpoint: EndpointScope, key: string): Promise<void> {
     const keys = await this.#keys();
-    await keys.deleteEntity(endpoint, createHash('sha256').update(key).digest('hex')).catch(() => undefined);
+    await keys.deleteEntity(scopeKey(endpoint), idempotencyRow(key)).catch(() => undefined);
+  }
+
+  /**
+   * Claims an output folder for a job with one atomic insert, so two jobs can never write into the
+   * same folder: of two invocations racing for it, exactly one gets it (a check for existing files
+   * followed by a write could let both through). `folder` identifies the folder physically (account,
+   * container and prefix), so two names for one folder are one claim. When the folder is claimed
+   * already, `mayTakeOver` sees the claim and may allow taking it (e.g. its job never came to be);
+   * the takeover is conditional on the claim being unchanged, so it is atomic too.
+   */
+  async claimOutput(folder: string, jobId: string, now: string, mayTakeOver: (claim: OutputClaim) => Promise<boolean>): Promise<{ claimed: true } | { claimed: false; jobId: string }> {
+    const claims = await this.#claims();
+    const entity: OutputClaimEntity = { partitionKey: claimKey(folder), rowKey: 'output', folder, jobId, claimedAt: now };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await claims.createEntity(entity);
+        return { claimed: true };
+      } catch (err) {
+        if (!isConflict(err)) throw storageError('claiming the output folder', err);
+      }
+      let existing: OutputClaimEntity;
+      try {
+        existing = await claims.getEntity<OutputClaimEntity>(entity.partitionKey, 'output');
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw storageError('reading the output claim', err);
+      }
+      if (existing.jobId === jobId) return { claimed: true };
+      const claim = { jobId: existing.jobId, claimedAt: existing.claimedAt, etag: existing.etag ?? '' };
+      if (!(await mayTakeOver(claim))) return { claimed: false, jobId: existing.jobId };
+      try {
+        await claims.updateEntity(entity, 'Replace', { etag: claim.etag });
+        return { claimed: true };
+      } catch (err) {
+        if (!isConflict(err) && !isNotFound(err)) throw storageError('claiming the output folder', err);
+      }
+    }
+    throw new BatchError('storage_failed', 'The output folder is being claimed by other requests; retry.', { retryable: true });
+  }
+
+  /** Gives up a job's claim on an output folder (an invocation that did not go ahead); another job's claim stays. */
+  async releaseOutput(folder: string, jobId: string): Promise<void> {
+    const claims = await this.#claims();
+    try {
+      const existing = await claims.getEntity<OutputClaimEntity>(claimKey(folder), 'output');
+      if (existing.jobId === jobId) await claims.deleteEntity(claimKey(folder), 'output', { etag: existing.etag ?? '*' });
+    } catch {
+      // Gone already, or changed hands: either way it is not this job's any more.
+    }
   }
 }

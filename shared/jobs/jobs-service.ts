@@ -41,10 +41,18 @@ function hashRequest(endpoint: string, deployment: string | undefined, body: Inv
   return createHash('sha256').update(JSON.stringify({ endpoint, deployment: deployment ?? null, body })).digest('hex');
 }
 
-/** The output folder of a job, from its spec. */
+/** An invocation that died between claiming an output folder and recording its job leaves a claim this old at most. */
+const ORPHAN_CLAIM_MS = 60_000;
+
+/** The output folder of a job, where its spec says (never looked up by name again). */
 export async function outputFolderOf(registry: Registry, spec: JobSpec): Promise<OutputFolder> {
-  const resolved = await registry.resolveData(spec.output.uri, 'outputs', 'uri_folder');
-  return new OutputFolder(resolved.container, resolved.path);
+  return Promise.resolve(new OutputFolder(registry.open(spec.output.location), spec.output.location.path));
+}
+
+/** What identifies a job's output folder physically: the container's URL and the folder's prefix. */
+export function outputFolderKey(registry: Registry, spec: JobSpec): string {
+  const url = new URL(registry.open(spec.output.location).url);
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}/${folderPrefix(spec.output.location.path)}`;
 }
 
 /**
@@ -62,9 +70,30 @@ export class JobsService {
     this.#now = options.now ?? (() => new Date());
   }
 
+  /**
+   * Invokes an endpoint: validates everything, claims what the job will own (its idempotency key,
+   * its output folder), records the job and starts its orchestration. Nothing is left behind when
+   * any step fails: claims made so far are released and the job record removed.
+   *
+   * An Idempotency-Key is looked up before any check that the first job's own effects can change
+   * (its output folder is claimed and filled by then), so a retry always gets the first job back.
+   */
   async invoke(request: InvokeRequest): Promise<InvokeResult> {
     const body = parseOrThrow(invokeBody, request.body, 'request body');
+    const key = request.idempotencyKey;
+    if (key !== undefined && (key.length === 0 || key.length > 255)) {
+      throw new BatchError('validation_failed', 'The Idempotency-Key header must be 1-255 characters.', {
+        issues: [{ field: 'Idempotency-Key', message: 'must be 1-255 characters' }],
+      });
+    }
     const endpoint = await this.#registry.requireEndpoint(request.endpoint);
+    const scope = { name: request.endpoint, uid: endpoint.doc.uid ?? '' };
+    const requestHash = hashRequest(request.endpoint, request.deploymentHeader, body);
+    if (key !== undefined) {
+      const used = await this.#store.findKey(scope, key);
+      if (used) return this.#replay(used, requestHash);
+    }
+
     const deploymentName = request.deploymentHeader?.trim() || endpoint.doc.defaults.deployment_name;
     if (!deploymentName) {
       throw new BatchError(
@@ -92,107 +121,156 @@ export class JobsService {
     }
     const [inputName, input] = inputs[0] as [string, InvokeBody['inputs'][string]];
 
-    if (request.idempotencyKey !== undefined) {
-      const key = request.idempotencyKey;
-      if (key.length === 0 || key.length > 255) {
-        throw new BatchError('validation_failed', 'The Idempotency-Key header must be 1-255 characters.', {
-          issues: [{ field: 'Idempotency-Key', message: 'must be 1-255 characters' }],
-        });
-      }
-    }
-
     const settings = mergeSettings(deployment.doc.settings, body.settings);
     const resources = { instance_count: body.resources?.instance_count ?? deployment.doc.resources.instance_count };
     const split = body.split === null ? undefined : (body.split ?? deployment.doc.split);
     const model = await this.#registry.getModel(deployment.doc.model.name, deployment.doc.model.version);
     if (!model) throw notFound('Model', `${deployment.doc.model.name}:${deployment.doc.model.version}`);
+    const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
+    const code = deployment.doc.code_configuration
+      ? await this.#registry.resolveData(deployment.doc.code_configuration.code, 'code_configuration.code', 'uri_folder')
+      : undefined;
 
-    const resolvedInput = await this.#registry.resolveData(input.path, `inputs.${inputName}.path`, input.type);
-    await this.#checkInputExists(resolvedInput, `inputs.${inputName}.path`);
+    const inputField = `inputs.${inputName}.path`;
+    const resolvedInput = await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
     const now = this.#now();
     const jobId = newJobId(now);
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
-    const outputUri = output
-      ? (await this.#registry.resolveData(output.path, `outputs.${outputName}.path`, 'uri_folder')).uri.replace(/\/?$/, '/')
-      : datastoreUri(WORKSPACE_DATASTORE, `azureml/${jobId}/${outputName}/`);
+    const outputField = `outputs.${outputName}.path`;
+    const outputData = output
+      ? await this.#registry.resolveData(output.path, outputField, 'uri_folder')
+      : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${jobId}/${outputName}/`), outputField, 'uri_folder');
     const spec: JobSpec = {
       id: jobId,
       endpoint: request.endpoint,
+      endpoint_uid: scope.uid || undefined,
       deployment: deploymentName,
       display_name: body.display_name,
       description: body.description,
       tags: body.tags,
       model: model.doc,
+      model_location: modelData.location,
       code_configuration: deployment.doc.code_configuration,
+      code_location: code?.location,
       settings,
       resources,
       split,
-      input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri },
-      output: { name: outputName, uri: outputUri },
+      input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri, location: resolvedInput.location },
+      output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } },
       invoked_by: request.invokedBy,
       created_at: now.toISOString(),
     };
-    if (output && settings.output_action === 'append_row') {
-      const folder = await outputFolderOf(this.#registry, spec);
-      if (await folder.exists(settings.output_file_name)) {
-        throw new BatchError('output_exists', `The output ${outputUri}${settings.output_file_name} already exists. Choose an empty output folder.`, {
-          issues: [{ field: `outputs.${outputName}.path`, message: `${settings.output_file_name} already exists there` }],
-        });
-      }
-    }
 
-    if (request.idempotencyKey !== undefined) {
-      const hash = hashRequest(request.endpoint, request.deploymentHeader, body);
-      const claim = await this.#store.claimKey(request.endpoint, request.idempotencyKey, hash, jobId);
-      if (!claim.claimed) {
-        if (claim.requestHash !== hash) {
-          throw new BatchError('unprocessable', 'The Idempotency-Key was already used with a different request.', {
-            details: { header: 'Idempotency-Key', job_id: claim.jobId },
-          });
-        }
-        const existing = await this.#store.get(claim.jobId);
-        if (!existing) {
-          throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
-            details: { header: 'Idempotency-Key', job_id: claim.jobId },
-          });
-        }
-        return { job: existing, replayed: true };
-      }
-    }
-
-    await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
+    // Claims, in order; whatever was claimed is given back if the job does not go ahead.
+    const undo: (() => Promise<void>)[] = [];
     try {
-      await request.start(jobId);
+      if (key !== undefined) {
+        const claim = await this.#store.claimKey(scope, key, requestHash, jobId);
+        // Another request with this key got there between the lookup above and now.
+        if (!claim.claimed) return await this.#replay(claim, requestHash);
+        undo.push(() => this.#store.releaseKey(scope, key));
+      }
+      await this.#claimOutput(spec, outputField);
+      const folderKey = outputFolderKey(this.#registry, spec);
+      undo.push(() => this.#store.releaseOutput(folderKey, jobId));
+      await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
+      undo.push(() => this.#store.remove(spec));
+      try {
+        await request.start(jobId);
+      } catch (err) {
+        throw new BatchError('internal', `The job could not be started: ${(err as Error).message}`, { cause: err });
+      }
     } catch (err) {
-      await this.#store.remove(spec);
-      if (request.idempotencyKey !== undefined) await this.#store.releaseKey(request.endpoint, request.idempotencyKey);
-      throw new BatchError('internal', `The job could not be started: ${(err as Error).message}`, { cause: err });
+      for (const step of undo.reverse()) await step().catch(() => undefined);
+      throw err;
     }
     const job = await this.#store.get(jobId);
     if (!job) throw new BatchError('internal', `Job ${jobId} vanished after it was created.`);
     return { job, replayed: false };
   }
 
-  async #checkInputExists(input: ResolvedData, field: string): Promise<void> {
+  /** The answer to a request whose Idempotency-Key was used before: that job, or why not. */
+  async #replay(used: { jobId: string; requestHash: string }, requestHash: string): Promise<InvokeResult> {
+    if (used.requestHash !== requestHash) {
+      throw new BatchError('unprocessable', 'The Idempotency-Key was already used with a different request.', {
+        details: { header: 'Idempotency-Key', job_id: used.jobId },
+      });
+    }
+    const existing = await this.#store.get(used.jobId);
+    if (!existing) {
+      throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+        details: { header: 'Idempotency-Key', job_id: used.jobId },
+      });
+    }
+    return { job: existing, replayed: true };
+  }
+
+  /**
+   * Claims the job's output folder (see JobStore.claimOutput), then makes sure nothing written
+   * outside this app's claims (an earlier run's predictions or summary) is in the way. A claim held
+   * by another job is a 409 naming the output, unless that job never came to be (its invocation
+   * died between claiming and recording it) or it has ended and its outputs have since been deleted.
+   */
+  async #claimOutput(spec: JobSpec, field: string): Promise<void> {
+    const folder = await outputFolderOf(this.#registry, spec);
+    const folderKey = outputFolderKey(this.#registry, spec);
+    const claimed = await this.#store.claimOutput(folderKey, spec.id, spec.created_at, async (claim) => {
+      const owner = await this.#store.get(claim.jobId);
+      if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
+      return isTerminalJob(owner.state.status) && !(await folder.hasAnyFile());
+    });
+    const conflict = (message: string, jobId?: string): BatchError =>
+      new BatchError('output_exists', message, {
+        issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
+        details: { output: spec.output.uri, ...(jobId ? { job_id: jobId } : {}) },
+      });
+    if (!claimed.claimed) {
+      throw conflict(`The output folder ${spec.output.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+    }
+    const existing = [...new Set([...(spec.settings.output_action === 'append_row' ? [spec.settings.output_file_name] : []), SUMMARY_FILE, REPORT_FILE])];
+    for (const file of existing) {
+      if (await folder.exists(file)) {
+        await this.#store.releaseOutput(folderKey, spec.id);
+        throw conflict(`The output ${spec.output.uri}${file} already exists. Choose an empty output folder.`);
+      }
+    }
+  }
+
+  /**
+   * Settles what the input is, from storage: a path given without a type and without a trailing
+   * "/" is a file if a blob has that name and a folder if files are under it (Azure ML's SDK types an
+   * input uri_folder when no type is given). A stated type that does not match what is there is a
+   * 400 that says what is there.
+   */
+  async #inputData(input: ResolvedData, field: string): Promise<ResolvedData> {
+    const prefix = folderPrefix(input.path);
+    const isFile = async (): Promise<boolean> => input.path !== '' && !input.path.endsWith('/') && (await input.container.getBlobClient(input.path).exists());
+    const isFolder = async (): Promise<boolean> => {
+      // Small pages: one blob settles it, and a folder of 10,000 files is not listed twice per job.
+      for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: 50 })) {
+        if (page.segment.blobItems.some((b) => isFileIn(prefix, b.name))) return true;
+      }
+      return false;
+    };
+    const missing = (message: string): BatchError => new BatchError('input_not_found', message, { issues: [{ field, message }] });
     try {
       if (input.type === 'uri_file') {
-        if (await input.container.getBlobClient(input.path).exists()) return;
-      } else {
-        const prefix = folderPrefix(input.path);
-        // Small pages: one blob settles it, and a folder of 10,000 files is not listed twice per job.
-        for await (const page of input.container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: 50 })) {
-          if (page.segment.blobItems.some((b) => isFileIn(prefix, b.name))) return;
+        if (await isFile()) return input;
+        if (await isFolder()) {
+          if (!input.typeGiven) return { ...input, type: 'uri_folder' };
+          throw missing(`${input.uri} is a folder, not a file: give the input type uri_folder (or no type).`);
         }
+        throw missing(`The input file ${input.uri} does not exist.`);
       }
+      if (await isFolder()) return input;
+      if (await isFile()) throw missing(`${input.uri} is a file, not a folder: give the input type uri_file (or no type).`);
+      throw missing(`The input folder ${input.uri} contains no files.`);
     } catch (err) {
-      if (!isNotFound(err)) throw new BatchError('storage_failed', `Could not read ${input.uri}.`, { cause: err });
+      if (err instanceof BatchError) throw err;
+      if (isNotFound(err)) throw missing(`The input ${input.uri} does not exist (its container is missing).`);
+      throw new BatchError('storage_failed', `Could not read ${input.uri}.`, { cause: err });
     }
-    throw new BatchError(
-      'input_not_found',
-      input.type === 'uri_file' ? `The input file ${input.uri} does not exist.` : `The input folder ${input.uri} contains no files.`,
-      { issues: [{ field, message: 'no data there' }] },
-    );
   }
 
   /** A job as users see it: while it runs, its counts are the sum of what its lanes reported. */
@@ -203,8 +281,7 @@ export class JobsService {
   }
 
   async list(endpoint: string, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
-    await this.#registry.requireEndpoint(endpoint);
-    const found = await this.#store.listByEndpoint(endpoint, page);
+    const found = await this.#store.listByEndpoint({ name: endpoint, uid: (await this.#registry.requireEndpoint(endpoint)).doc.uid ?? '' }, page);
     return { ...found, jobs: await Promise.all(found.jobs.map((job) => this.#withLiveCounts(job))) };
   }
 

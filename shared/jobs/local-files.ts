@@ -1,10 +1,11 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
-import type { Registry } from '../registry/registry.js';
+import type { DataLocation, Registry } from '../registry/registry.js';
 import type { ModelDoc } from '../registry/types.js';
 import { isNotFound } from '../storage/clients.js';
 import { fastRead } from '../storage/fast-read.js';
@@ -27,10 +28,14 @@ async function once(folder: string, fill: (into: string) => Promise<void>): Prom
   let pending = inFlight.get(folder);
   if (!pending) {
     pending = (async () => {
-      const temp = `${folder}.tmp-${process.pid}-${Date.now()}`;
-      await rm(temp, { recursive: true, force: true });
+      const temp = `${folder}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
       await mkdir(temp, { recursive: true });
-      await fill(temp);
+      try {
+        await fill(temp);
+      } catch (err) {
+        await rm(temp, { recursive: true, force: true }).catch(() => undefined);
+        throw err;
+      }
       await writeFile(join(temp, MARKER), new Date().toISOString());
       await rm(folder, { recursive: true, force: true });
       await mkdir(dirname(folder), { recursive: true });
@@ -41,53 +46,95 @@ async function once(folder: string, fill: (into: string) => Promise<void>): Prom
   await pending;
 }
 
-/** Downloads every blob under `prefix` (recursively) into `into`, keeping relative paths. */
-async function downloadTree(container: ContainerClient, prefix: string, into: string): Promise<string[]> {
-  const files: string[] = [];
+/** A blob of a model or code folder as listed: its path below the folder, its ETag and size. */
+interface TreeBlob {
+  blob: string;
+  relative: string;
+  etag: string;
+  size: number;
+}
+
+/** Every blob under `prefix` (recursively), with the ETag that identifies its content. */
+async function listTree(container: ContainerClient, prefix: string): Promise<TreeBlob[]> {
+  const files: TreeBlob[] = [];
   for await (const blob of container.listBlobsFlat({ prefix })) {
     const relative = blob.name.substring(prefix.length);
     if (relative === '' || relative.endsWith('/')) continue;
-    const target = join(into, ...relative.split('/'));
-    await mkdir(dirname(target), { recursive: true });
-    await container.getBlobClient(blob.name).downloadToFile(target);
-    files.push(relative);
+    files.push({ blob: blob.name, relative, etag: blob.properties.etag ?? '', size: blob.properties.contentLength ?? 0 });
   }
-  return files;
+  return files.sort((a, b) => (a.relative < b.relative ? -1 : a.relative > b.relative ? 1 : 0));
 }
 
-/** The model's files on this machine, downloaded once per model version (versions are immutable). */
-export async function localModel(registry: Registry, model: ModelDoc, cacheDir: string): Promise<{ modelDir: string; modelFile: string | undefined }> {
-  const folder = join(cacheDir, 'models', model.name, model.version);
-  const resolved = await registry.resolveData(model.path, 'model.path');
+/**
+ * Downloads the listed blobs into `into`, each only if it still has the listed ETag: the folder
+ * then holds exactly the content its cache key names. A blob changed since the listing fails the
+ * download (retryable), and the next attempt lists again.
+ */
+async function downloadTree(container: ContainerClient, files: readonly TreeBlob[], into: string): Promise<void> {
+  for (const file of files) {
+    const target = join(into, ...file.relative.split('/'));
+    await mkdir(dirname(target), { recursive: true });
+    await container.getBlobClient(file.blob).downloadToFile(target, 0, undefined, { conditions: file.etag ? { ifMatch: file.etag } : {} });
+  }
+}
+
+/**
+ * What a folder of files is, as a cache key: a hash of where it is and of every file's path, size
+ * and ETag. A model registered again under the same name and version, a folder rewritten in place,
+ * or the same path on another account all get another key; the same content always the same one.
+ */
+function contentKey(container: ContainerClient, files: readonly TreeBlob[]): string {
+  const hash = createHash('sha256').update(new URL(container.url).href);
+  for (const f of files) hash.update(`\n${f.relative}\n${f.size}\n${f.etag}`);
+  return hash.digest('hex').substring(0, 32);
+}
+
+/**
+ * The model's files on this machine, downloaded once per content (see {@link contentKey}; never per
+ * name and version, which can be reused: a model version deleted and registered again elsewhere is
+ * other content). `location` is the job's copy of where the model was at invoke.
+ */
+export async function localModel(registry: Registry, model: ModelDoc, location: DataLocation, cacheDir: string): Promise<{ modelDir: string; modelFile: string | undefined }> {
+  const container = registry.open(location);
+  let folder: string;
   try {
-    await once(folder, async (into) => {
-      const single = resolved.path !== '' && !resolved.path.endsWith('/') && (await resolved.container.getBlobClient(resolved.path).exists());
-      if (single) {
-        const name = resolved.path.split('/').pop() ?? 'model';
-        await resolved.container.getBlobClient(resolved.path).downloadToFile(join(into, name));
-      } else {
-        const prefix = resolved.path === '' || resolved.path.endsWith('/') ? resolved.path : `${resolved.path}/`;
-        const files = await downloadTree(resolved.container, prefix, into);
-        if (files.length === 0) throw new BatchError('scoring_setup_failed', `The model ${model.name}:${model.version} has no files at ${model.path}.`);
+    const path = location.path;
+    let files: TreeBlob[] = [];
+    let prefix = '';
+    if (path !== '' && !path.endsWith('/')) {
+      try {
+        const props = await container.getBlobClient(path).getProperties();
+        const slash = path.lastIndexOf('/');
+        prefix = path.substring(0, slash + 1);
+        files = [{ blob: path, relative: path.substring(slash + 1), etag: props.etag ?? '', size: props.contentLength ?? 0 }];
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
       }
-    });
+    }
+    if (files.length === 0) {
+      prefix = path === '' || path.endsWith('/') ? path : `${path}/`;
+      files = await listTree(container, prefix);
+    }
+    if (files.length === 0) throw new BatchError('scoring_setup_failed', `The model ${model.name}:${model.version} has no files at ${model.path}.`);
+    folder = join(cacheDir, 'models', contentKey(container, files));
+    await once(folder, (into) => downloadTree(container, files, into));
   } catch (err) {
     if (err instanceof BatchError) throw err;
     throw new BatchError('storage_failed', `Could not download model ${model.name}:${model.version}.`, { cause: err });
   }
-  const entries = (await readdir(folder, { recursive: true })).map(String).sort();
+  const entries = (await readdir(folder, { recursive: true })).map(String).filter((e) => e !== MARKER).sort();
   const onnx = entries.find((e) => e.endsWith('model.onnx')) ?? entries.find((e) => e.endsWith('.onnx'));
   return { modelDir: folder, modelFile: onnx ? join(folder, onnx) : undefined };
 }
 
-/** A job's scoring code on this machine (per job: code folders may change between jobs). */
-export async function localCode(registry: Registry, codeUri: string, jobId: string, cacheDir: string): Promise<string> {
+/** A job's scoring code on this machine, in a folder of the job's own (scripts may write next to themselves). */
+export async function localCode(registry: Registry, location: DataLocation, codeUri: string, jobId: string, cacheDir: string): Promise<string> {
   const folder = join(cacheDir, 'code', jobId);
-  const resolved = await registry.resolveData(codeUri, 'code_configuration.code', 'uri_folder');
+  const container = registry.open(location);
   try {
     await once(folder, async (into) => {
-      const prefix = resolved.path === '' || resolved.path.endsWith('/') ? resolved.path : `${resolved.path}/`;
-      await downloadTree(resolved.container, prefix, into);
+      const prefix = location.path === '' || location.path.endsWith('/') ? location.path : `${location.path}/`;
+      await downloadTree(container, await listTree(container, prefix), into);
       // Scoring scripts are ES modules whatever their extension.
       await writeFile(join(into, 'package.json'), JSON.stringify({ type: 'module' }));
     });

@@ -1,3 +1,4 @@
+import type { DataLocation } from '../registry/registry.js';
 import type { ModelDoc } from '../registry/types.js';
 import type { DeploymentSettings, SplitSettings } from '../schemas/resources.js';
 import type { JobStatus } from '../schemas/jobs.js';
@@ -14,17 +15,28 @@ export interface Invoker {
 export interface JobSpec {
   id: string;
   endpoint: string;
+  /** The endpoint's incarnation (EndpointDoc.uid) when the job was invoked. */
+  endpoint_uid?: string | undefined;
   deployment: string;
   display_name?: string | undefined;
   description?: string | undefined;
   tags: Record<string, string>;
   model: ModelDoc;
   code_configuration?: { code: string; scoring_script: string } | undefined;
+  /**
+   * Where the model's files and the scoring code were when the job was invoked: a job never looks a
+   * name up again, so re-registering a datastore, model or code folder under the same name cannot
+   * change what a running job reads.
+   */
+  model_location: DataLocation;
+  code_location?: DataLocation | undefined;
   settings: DeploymentSettings;
   resources: { instance_count: number };
   split?: SplitSettings | undefined;
-  input: { name: string; type: 'uri_folder' | 'uri_file'; path: string; uri: string };
-  output: { name: string; uri: string };
+  /** `path` as the caller wrote it; `uri` canonical (encoded once); `location` resolved and decoded. */
+  input: { name: string; type: 'uri_folder' | 'uri_file'; path: string; uri: string; location: DataLocation };
+  /** The output folder, claimed for this job alone at invoke (see JobStore.claimOutput). */
+  output: { name: string; uri: string; location: DataLocation };
   invoked_by: Invoker;
   created_at: string;
 }
@@ -54,8 +66,19 @@ export interface JobState {
    * lanes running side by side check the error threshold against it.
    */
   failures?: number | undefined;
-  /** Column names of the prediction rows (predictions.csv has no header, as in Azure ML). */
+  /**
+   * Column names of the prediction rows (predictions.csv has no header, as in Azure ML). Fixed for
+   * the whole job by the first mini-batch that returns rows (an atomic update of this record); every
+   * mini-batch writes its rows in this order, by name.
+   */
   columns?: string[] | undefined;
+  /** Result keys that were not among the columns and were dropped; each is warned about once. */
+  dropped_columns?: string[] | undefined;
+  /**
+   * Set when part of the job failed for a reason that must stop all of it (a lane could not record
+   * its work): every lane's next mini-batch sees it and stops, and the job ends Failed with it.
+   */
+  halt?: JobError | undefined;
 }
 
 export interface Job {

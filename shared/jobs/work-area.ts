@@ -1,21 +1,14 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
-import { OutputFolder } from '../outputs/output-writer.js';
+import { BlockIds, OutputFolder } from '../outputs/output-writer.js';
 import { chunkOf, type MiniBatch } from '../planning/plan.js';
 import { isNotFound, storageAccount } from '../storage/clients.js';
+import { type JournalEntry, type JournalLine, isAck } from './journal.js';
 
 const JOURNAL = 'journal.jsonl';
-/** Block indexes from here up hold groups of entries (mini-batch indexes stay far below). */
-const GROUP_BLOCKS = 500_000_000_000;
-
-/** One mini-batch's share of processed_mini_batches.csv, errors.jsonl and the job log. */
-export interface JournalEntry {
-  i: number;
-  report: string;
-  errors: string;
-  log: string;
-}
+/** The preamble's block: one per job, whoever writes it last (prepare may run twice) wins. */
+const PREAMBLE_NONCE = '00000000';
 
 /**
  * The job's working area in the app's own storage: the mini-batch manifest, one JSONL blob per
@@ -81,41 +74,42 @@ export class JobWorkArea {
   }
 
   /**
-   * Records what one mini-batch contributes to the small report files (its report row, error lines
-   * and log lines) as one block of the job's journal: one storage call per mini-batch instead of
-   * three. A retry replaces its block. Index -1 is the job's own preamble.
+   * Records one attempt's journal entry as a block of its own (see BlockIds: a duplicate execution
+   * stages beside it, never over it). The orchestration's ack decides which copy counts.
    */
-  async stageJournal(jobId: string, entry: JournalEntry): Promise<void> {
+  async stageEntry(jobId: string, entry: JournalEntry): Promise<void> {
     const folder = new OutputFolder(await this.#ready(), `${jobId}/`);
-    await folder.stage(JOURNAL, entry.i, `${JSON.stringify(entry)}\n`);
+    const nonce = entry.i < 0 ? PREAMBLE_NONCE : entry.n;
+    await folder.stage(JOURNAL, new BlockIds(jobId).part('e', entry.i, entry.a, nonce), `${JSON.stringify(entry)}\n`);
   }
 
   /**
-   * Records several mini-batches' entries as one block, for mini-batches whose entry is routine
-   * (first attempt, completed, nothing failed or logged): the orchestration collects those and a
-   * single storage call stands for many mini-batches. Its block id comes from its first entry, in a
-   * range of ids of its own, so it never replaces a mini-batch's own block; restaging the same
-   * entries (an activity run twice) writes the same block.
+   * Records lines the orchestration collected (routine entries it carried, acks of entries staged
+   * by activities) as one block. The block id comes from the content, so recording the same lines
+   * again (an activity run twice) writes the same block.
    */
-  async stageJournalGroup(jobId: string, entries: readonly JournalEntry[]): Promise<void> {
-    const first = entries[0];
-    if (!first) return;
+  async stageGroup(jobId: string, lines: readonly JournalLine[]): Promise<void> {
+    if (lines.length === 0) return;
     const folder = new OutputFolder(await this.#ready(), `${jobId}/`);
-    await folder.stage(JOURNAL, GROUP_BLOCKS + first.i, entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    const text = lines.map((l) => `${JSON.stringify(isAck(l) ? l : { ...l, g: 1 })}\n`).join('');
+    await folder.stage(JOURNAL, new BlockIds(jobId).group(text), text);
   }
 
-  /** Commits and reads the journal, in mini-batch order. Safe to repeat. */
-  async readJournal(jobId: string): Promise<JournalEntry[]> {
+  /**
+   * Commits every block of the journal that is this job's and reads all its lines (see
+   * readJournalLines for which of them count). Safe to repeat.
+   */
+  async readJournal(jobId: string): Promise<JournalLine[]> {
     const container = await this.#ready();
     const folder = new OutputFolder(container, `${jobId}/`);
-    await folder.commit(JOURNAL);
+    const ids = new BlockIds(jobId);
+    const blocks = [...(await folder.blocks(JOURNAL))].filter(([id]) => ids.owns(id)).map(([id, bytes]) => ({ id, bytes }));
+    await folder.commit(JOURNAL, blocks);
     const text = (await container.getBlobClient(folder.blobName(JOURNAL)).downloadToBuffer()).toString('utf8');
-    // Grouped entries come after every single one in the blob; sorting puts each in its place.
     return text
       .split('\n')
       .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as JournalEntry)
-      .sort((a, b) => a.i - b.i);
+      .map((line) => JSON.parse(line) as JournalLine);
   }
 
   /** Deletes the job's working files (its outputs live elsewhere). */

@@ -1,17 +1,54 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
 import { isNotFound } from '../storage/clients.js';
 
-const BLOCK = /^b-(\d{12})$/;
-
-/** A block id per mini-batch index; -1 is the header. Equal length for every id, as Blob storage requires. */
-export function blockId(index: number): string {
-  return Buffer.from(`b-${String(index + 1).padStart(12, '0')}`).toString('base64');
+/** A block staged for a file: its id and its exact length, as the writer recorded them. */
+export interface StagedPart {
+  id: string;
+  bytes: number;
 }
 
-function indexOfBlock(name: string): number | undefined {
-  const m = BLOCK.exec(Buffer.from(name, 'base64').toString('utf8'));
-  return m ? Number(m[1]) - 1 : undefined;
+/**
+ * Block ids for one job's parts of assembled files. Every id names the job (a hash of its id), so
+ * two jobs can never address the same block, and the part's place in the file; parts staged by
+ * each execution of an activity also carry a random nonce, so a duplicate execution (activities
+ * run at least once) stages a block of its own instead of overwriting another's. Blob storage wants
+ * every id of a blob to have the same length: all ids made here are 41 characters before base64.
+ */
+export class BlockIds {
+  readonly #tag: string;
+
+  constructor(jobId: string) {
+    this.#tag = createHash('sha256').update(jobId).digest('hex').substring(0, 12);
+  }
+
+  /** A new id for part `index` (mini-batch index; -1 for a preamble) staged by attempt `attempt`. */
+  part(kind: 'p' | 'e', index: number, attempt: number, nonce: string): string {
+    // Ids of one blob must be of one length: a nonce not made by newNonce is hashed to its shape.
+    const n = /^[0-9a-f]{8}$/.test(nonce) ? nonce : createHash('sha256').update(nonce).digest('hex').substring(0, 8);
+    return encode(`${kind}-${this.#tag}-${String(index + 1).padStart(12, '0')}-${String(attempt).padStart(4, '0').slice(-4)}-${n}`);
+  }
+
+  /** The id of a group of journal lines: the same lines always get the same id (restaging is harmless). */
+  group(content: string): string {
+    return encode(`g-${this.#tag}-${createHash('sha256').update(content).digest('hex').substring(0, 26)}`);
+  }
+
+  /** Whether a block id is one of this job's. */
+  owns(id: string): boolean {
+    const text = Buffer.from(id, 'base64').toString('utf8');
+    return text.length === 41 && text.substring(1, 15) === `-${this.#tag}-`;
+  }
+}
+
+/** A fresh nonce for one execution of an activity: 8 hex digits. */
+export function newNonce(): string {
+  return randomBytes(4).toString('hex');
+}
+
+function encode(text: string): string {
+  return Buffer.from(text, 'utf8').toString('base64');
 }
 
 function storageError(action: string, err: unknown): BatchError {
@@ -20,9 +57,10 @@ function storageError(action: string, err: unknown): BatchError {
 
 /**
  * Writes a job's outputs into its output folder without moving data through the orchestration:
- * each mini-batch stages its part of a file as a block whose id comes from its index; finishing the
- * job commits the blocks in index order. A retried mini-batch restages the same id, so the result
- * is the same whether or not anything ran twice.
+ * each mini-batch stages its part of a file as a block (see {@link BlockIds}) and reports the
+ * block's id and length; finishing the job checks those records against the blob's block list and
+ * commits exactly the recorded blocks, in mini-batch order. Nothing is ever committed that no
+ * record names, and a record whose block is missing or of another length is found before commit.
  */
 export class OutputFolder {
   readonly container: ContainerClient;
@@ -47,6 +85,19 @@ export class OutputFolder {
     }
   }
 
+  /** Whether anything at all is stored under the folder (nested folders included). */
+  async hasAnyFile(): Promise<boolean> {
+    try {
+      for await (const page of this.container.listBlobsFlat({ prefix: this.prefix }).byPage({ maxPageSize: 1 })) {
+        if (page.segment.blobItems.length > 0) return true;
+      }
+      return false;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw storageError('listing the output folder', err);
+    }
+  }
+
   async ensureContainer(): Promise<void> {
     try {
       await this.container.createIfNotExists();
@@ -55,40 +106,51 @@ export class OutputFolder {
     }
   }
 
-  /** Stages mini-batch `index`'s part of `file` (nothing for empty content). */
-  async stage(file: string, index: number, content: string | Buffer): Promise<void> {
+  /** Stages one part of `file` under `id` and returns what was staged (nothing for empty content). */
+  async stage(file: string, id: string, content: string | Buffer): Promise<StagedPart | undefined> {
     const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-    if (body.length === 0) return;
+    if (body.length === 0) return undefined;
     try {
-      await this.container.getBlockBlobClient(this.blobName(file)).stageBlock(blockId(index), body, body.length);
+      await this.container.getBlockBlobClient(this.blobName(file)).stageBlock(id, body, body.length);
     } catch (err) {
-      throw storageError(`staging part ${index} of ${file}`, err);
+      throw storageError(`staging a part of ${file}`, err);
     }
+    return { id, bytes: body.length };
+  }
+
+  /** The blocks of `file` that exist (staged or committed), by id, with their lengths. */
+  async blocks(file: string): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    try {
+      const list = await this.container.getBlockBlobClient(this.blobName(file)).getBlockList('all');
+      // Committed first, so a block staged again since (same id) shows its newest length.
+      for (const block of [...(list.committedBlocks ?? []), ...(list.uncommittedBlocks ?? [])]) {
+        if (block.name) found.set(block.name, block.size);
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw storageError(`listing the parts of ${file}`, err);
+    }
+    return found;
   }
 
   /**
-   * Commits the staged parts of `file` in index order (with `header` first, if given) and returns
-   * how many parts it holds. Safe to repeat: parts committed earlier are kept.
+   * The records whose block is not in `blocks` (see {@link blocks}) with exactly the recorded
+   * length: the parts that were lost or replaced since they were recorded.
    */
-  async commit(file: string, options: { header?: string; contentType?: string } = {}): Promise<number> {
+  static missing<T extends { part: StagedPart }>(records: readonly T[], blocks: ReadonlyMap<string, number>): T[] {
+    return records.filter((r) => blocks.get(r.part.id) !== r.part.bytes);
+  }
+
+  /**
+   * Commits `file` as exactly `parts`, in the order given (an empty file for none). Safe to repeat:
+   * a part committed by an earlier call is still found by its id.
+   */
+  async commit(file: string, parts: readonly StagedPart[], options: { contentType?: string } = {}): Promise<void> {
     const blob = this.container.getBlockBlobClient(this.blobName(file));
+    const headers = options.contentType ? { blobHTTPHeaders: { blobContentType: options.contentType } } : {};
     try {
-      if (options.header) await blob.stageBlock(blockId(-1), Buffer.from(options.header), Buffer.byteLength(options.header));
-      let names: string[] = [];
-      try {
-        const list = await blob.getBlockList('all');
-        names = [...(list.committedBlocks ?? []), ...(list.uncommittedBlocks ?? [])].map((b) => b.name ?? '');
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-      const indexes = [...new Set(names.map(indexOfBlock).filter((i): i is number => i !== undefined))].sort((a, b) => a - b);
-      const headers = options.contentType ? { blobHTTPHeaders: { blobContentType: options.contentType } } : {};
-      if (indexes.length === 0) {
-        await blob.upload('', 0, headers);
-        return 0;
-      }
-      await blob.commitBlockList(indexes.map(blockId), headers);
-      return indexes.filter((i) => i >= 0).length;
+      if (parts.length === 0) await blob.upload('', 0, headers);
+      else await blob.commitBlockList(parts.map((p) => p.id), headers);
     } catch (err) {
       throw storageError(`committing ${file}`, err);
     }

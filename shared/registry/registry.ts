@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { type AppConfig, appSetting } from '../config.js';
-import { type DataUri, datastoreUri, parseDataUri } from '../data/data-uri.js';
+import { type DataUri, datastoreUri, encodePath, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
 import type {
   DataAssetBody,
@@ -15,15 +16,34 @@ import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, 
 
 export const WORKSPACE_DATASTORE = 'workspaceblobstore';
 
+/**
+ * Where data is, as resolved once when a resource or job is created and kept from then on: the
+ * datastore as it was registered then (a datastore re-registered under the same name later does not
+ * move a running job), the container, and the decoded blob path (never decoded again).
+ */
+export interface DataLocation {
+  datastore: DatastoreDoc;
+  container: string;
+  /** Blob name or prefix inside the container, decoded, without a leading slash. */
+  path: string;
+}
+
 /** Where a data path resolved to. */
 export interface ResolvedData {
   datastore: DatastoreDoc;
   container: ContainerClient;
-  /** Blob name or prefix inside the container, without a leading slash. */
+  /** Blob name or prefix inside the container, decoded, without a leading slash. */
   path: string;
   type: 'uri_folder' | 'uri_file';
-  /** The canonical form, azureml://datastores/{name}/paths/{path} (or the blob URL given). */
+  /**
+   * Whether `type` was stated (by the caller or a data asset) rather than read off the path: with
+   * none stated, a path without a trailing "/" may still name a folder (Azure ML's default input
+   * type is uri_folder), which only storage can tell.
+   */
+  typeGiven: boolean;
+  /** The canonical form, azureml://datastores/{name}/paths/{path} (or the blob URL), encoded once. */
   uri: string;
+  location: DataLocation;
 }
 
 type Clock = () => Date;
@@ -151,6 +171,16 @@ export class Registry {
     }
   }
 
+  /** The container of a location resolved earlier, reached with the credentials it was resolved with. */
+  open(location: DataLocation): ContainerClient {
+    return this.containerOf(location.datastore, location.container);
+  }
+
+  /** A location resolved earlier, as data to read or write (no name is looked up again). */
+  reopen(location: DataLocation, type: 'uri_folder' | 'uri_file', uri: string): ResolvedData {
+    return { datastore: location.datastore, container: this.open(location), path: location.path, type, typeGiven: true, uri, location };
+  }
+
   // ------------------------------------------------------------------ data resolution
 
   /**
@@ -169,7 +199,9 @@ export class Registry {
           container: this.containerOf(found.doc),
           path: uri.path,
           type: typeOf(uri.path),
+          typeGiven: expected !== undefined,
           uri: datastoreUri(uri.datastore, uri.path),
+          location: { datastore: found.doc, container: found.doc.container_name, path: uri.path },
         };
       }
       case 'blob-url': {
@@ -188,7 +220,10 @@ export class Registry {
           container: this.containerOf(exact.doc, uri.container),
           path: uri.path,
           type: typeOf(uri.path),
-          uri: exact.doc.container_name === uri.container ? datastoreUri(exact.doc.name, uri.path) : uri.url,
+          typeGiven: expected !== undefined,
+          // Rebuilt from the decoded parts, so it is encoded exactly once whatever the caller sent.
+          uri: exact.doc.container_name === uri.container ? datastoreUri(exact.doc.name, uri.path) : `${uri.base}/${uri.container}/${encodePath(uri.path)}`,
+          location: { datastore: exact.doc, container: uri.container, path: uri.path },
         };
       }
       case 'asset': {
@@ -329,7 +364,8 @@ export class Registry {
         throw notFound('Deployment', `${name}/${requested}`, { field: 'defaults.deployment_name' });
       }
     }
-    const doc: EndpointDoc = { name, description: body.description, tags: body.tags, defaults: { deployment_name: defaultName } };
+    const uid = existing ? existing.doc.uid : randomBytes(8).toString('hex');
+    const doc: EndpointDoc = { name, ...(uid ? { uid } : {}), description: body.description, tags: body.tags, defaults: { deployment_name: defaultName } };
     await this.#docs.put('endpoint', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
     return { stored: (await this.getEndpoint(name)) as Stored<EndpointDoc>, created: !existing };
   }

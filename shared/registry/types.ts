@@ -40,6 +40,12 @@ export interface ModelDoc {
 
 export interface EndpointDoc {
   name: string;
+  /**
+   * Made when the endpoint is created and kept by updates. An endpoint deleted and created again
+   * under its name gets a new one, so what is keyed by the endpoint (its job list, idempotency keys)
+   * never carries over from the deleted one.
+   */
+  uid?: string | undefined;
   description?: string | undefined;
   tags: Record<string, string>;
   defaults: { deployment_name: string | null };

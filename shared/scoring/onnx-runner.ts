@@ -11,8 +11,7 @@ import { csvCell, formatFloat32, roundFloat32, toJson } from './rows.js';
 import { SUPPORTED_EXTENSIONS, fileKind, readTabular } from './tabular.js';
 import type { FailedItem, ScoringItem } from './types.js';
 
-/** The columns of the built-in runner's prediction rows. */
-export const ONNX_COLUMNS = ['row', 'prediction', 'file_name'];
+export { ONNX_COLUMNS } from './columns.js';
 
 type Dim = number | string;
 type Value = number | bigint | string | boolean;

@@ -3,6 +3,7 @@
  * scoring script sees. Everything here must survive structured cloning.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { ColumnsDecision, ColumnsProposal } from './columns.js';
 import type { FailedItem, LogLevel, ScoreResult, ScoringItem } from './types.js';
 
 export type LogEntry = ScoreResult['logs'][number];
@@ -50,6 +51,8 @@ export interface WorkerTask {
   streamed?: boolean | undefined;
   /** Only initialise the worker (load the model, run init()); its logs go to the next mini-batch. */
   warmup?: boolean | undefined;
+  /** The host decides the job's columns: the worker sends a `columns` event and waits for the answer. */
+  columns?: boolean | undefined;
 }
 
 /**
@@ -57,14 +60,18 @@ export interface WorkerTask {
  * disk when `bytes` is absent), or a download failed. Items that land in the same turn of the
  * host's event loop travel in one message: every message wakes the worker thread.
  */
-export type ArrivalEvent = { type: 'ready'; items: { index: number; bytes?: Uint8Array | undefined }[] } | { type: 'abort'; error: string };
+export type ArrivalEvent =
+  | { type: 'ready'; items: { index: number; bytes?: Uint8Array | undefined }[] }
+  | { type: 'abort'; error: string }
+  /** The answer to the worker's `columns` event. */
+  | ({ type: 'columns' } & (ColumnsDecision | { error: string }));
 
 /**
  * Sent on the task's port. The runtime starts the timeout clock on `phase` (so time spent queued
  * for a busy pool does not count) and keeps `log` entries for the case where it must abandon the
  * worker before its reply arrives.
  */
-export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry };
+export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'log'; entry: LogEntry } | ({ type: 'columns' } & ColumnsProposal);
 
 export type WorkerReply =
   | {

@@ -4,6 +4,7 @@
  * byte-identical output.
  */
 import { basename } from 'node:path';
+import { isRecord, proposeColumns, valuesByName } from './columns.js';
 import type { FailedItem, ScoringItem } from './types.js';
 
 /** A float32 with up to 7 significant digits: enough to identify it, and stable across runs. */
@@ -79,10 +80,8 @@ export interface RowsResult {
   columns: string[];
   succeeded: number;
   failed: FailedItem[];
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value) && !(value instanceof Date);
+  /** What the job log should say about these results (a miscount that cannot be attributed). */
+  warnings: string[];
 }
 
 function plural(n: number, word: string): string {
@@ -110,13 +109,15 @@ function attributor(items: readonly ScoringItem[]): (result: unknown) => number 
 /**
  * Accounts for what a script's `run()` returned for a mini-batch, as Azure ML does: each element is
  * one succeeded item. When every element names its item (`file_name` or `file`), items nobody
- * named are the failed ones; otherwise a shortfall is one line for the missing count.
+ * named are the failed ones; otherwise a shortfall is one line for the missing count, and a surplus
+ * (more elements than items, none naming its item) is warned about: it cannot be told which items
+ * they belong to. Rows are written by name in the job's `columns` (see columns.ts), never by the
+ * position of a value in its object.
  */
-export function scriptResultRows(results: readonly unknown[], items: readonly ScoringItem[]): RowsResult {
-  const first = results[0];
-  const columns = isRecord(first) ? Object.keys(first) : ['prediction'];
-  const rows = results.map((r) => (isRecord(r) ? Object.values(r).map(formatValue) : [formatValue(r)]));
+export function scriptResultRows(results: readonly unknown[], items: readonly ScoringItem[], columns: readonly string[] = proposeColumns(results).proposed): RowsResult {
+  const rows = results.map((r) => valuesByName(r, columns).map(formatValue));
   const failed: FailedItem[] = [];
+  const warnings: string[] = [];
   let succeeded: number;
 
   const attribute = attributor(items);
@@ -135,6 +136,11 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
     succeeded = Math.min(results.length, items.length);
     const missing = items.length - results.length;
     if (missing > 0) failed.push({ file: null, reason: `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')}`, count: missing });
+    if (missing < 0) {
+      warnings.push(
+        `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')} without naming each result's file (file_name): all ${plural(results.length, 'row')} are written, and ${plural(items.length, 'item')} counted as succeeded`,
+      );
+    }
   }
-  return { rows, columns, succeeded, failed };
+  return { rows, columns: [...columns], succeeded, failed, warnings };
 }

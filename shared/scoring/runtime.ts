@@ -65,7 +65,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
     const entry = await this.#poolFor(spec);
     const earlier = entry.notes.splice(0);
-    const outcome = await this.#execute(entry, { items: request.items, ready: request.ready }, request.timeoutMs);
+    const outcome = await this.#execute(entry, { items: request.items, ready: request.ready, columns: request.columns }, request.timeoutMs);
     if (outcome.status === 'released') {
       return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...outcome.logs], seconds: 0 };
     }
@@ -86,7 +86,11 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   }
 
   /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
-  async #execute(entry: Pool, task: { items: WorkerTask['items']; warmup?: boolean; ready?: ScoreRequest['ready'] }, timeoutMs: number): Promise<TaskOutcome> {
+  async #execute(
+    entry: Pool,
+    task: { items: WorkerTask['items']; warmup?: boolean; ready?: ScoreRequest['ready']; columns?: ScoreRequest['columns'] },
+    timeoutMs: number,
+  ): Promise<TaskOutcome> {
     const called = performance.now();
     const { pool } = entry;
     entry.active++;
@@ -102,6 +106,15 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     port1.on('message', (event: WorkerEvent) => {
       if (event.type === 'log') {
         streamed.push(event.entry);
+        return;
+      }
+      if (event.type === 'columns') {
+        const { type: _type, ...proposal } = event;
+        const decide = task.columns ?? ((p) => Promise.resolve({ columns: p.proposed, warn: [] }));
+        decide(proposal).then(
+          (decision) => port1.postMessage({ type: 'columns', ...decision } satisfies ArrivalEvent),
+          (err: unknown) => port1.postMessage({ type: 'columns', error: errorMessage(err) } satisfies ArrivalEvent),
+        );
         return;
       }
       // The clock starts when a worker takes the task (queueing for a busy pool is not the
@@ -136,8 +149,8 @@ class PiscinaScoringRuntime implements ScoringRuntime {
 
     let reply: WorkerReply;
     try {
-      const { ready, ...rest } = task;
-      reply = await pool.run({ ...rest, streamed: ready !== undefined, port: port2 }, { signal: controller.signal, transferList: [port2] });
+      const { ready, columns, ...rest } = task;
+      reply = await pool.run({ ...rest, streamed: ready !== undefined, columns: columns !== undefined, port: port2 }, { signal: controller.signal, transferList: [port2] });
     } catch (err) {
       if (expired) {
         // piscina has terminated the worker; the pool starts a fresh one (with a fresh init) when needed.

@@ -4,6 +4,10 @@
  * runtime turns items into prediction rows.
  */
 
+import type { ColumnsDecision, ColumnsProposal } from './columns.js';
+
+export type { ColumnsDecision, ColumnsProposal } from './columns.js';
+
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 
 /** What to score with; one pool (and one init per worker) per spec key. */
@@ -56,6 +60,12 @@ export interface ScoreRequest {
   ready?: readonly Promise<Uint8Array | undefined>[] | undefined;
   /** retry_settings.timeout: the run is stopped and its worker replaced after this long. */
   timeoutMs: number;
+  /**
+   * The job's columns for a script's rows (see columns.ts): asked once run() has returned, with what
+   * its results propose. Without it (rows that are not kept), the results' own proposal is used. A
+   * rejection fails the mini-batch, retryably.
+   */
+  columns?: ((proposal: ColumnsProposal) => Promise<ColumnsDecision>) | undefined;
 }
 
 export interface FailedItem {

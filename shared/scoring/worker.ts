@@ -14,6 +14,7 @@ import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
+import { type ColumnsDecision, type ColumnsProposal, proposeColumns } from './columns.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
@@ -140,7 +141,7 @@ function arrivals(task: WorkerTask): Arrivals {
       for (const wait of waits) wait.reject(new DownloadError(`an input of this mini-batch could not be downloaded: ${event.error}`));
       return;
     }
-    for (const item of event.items) arrived(item.index, item.bytes);
+    if (event.type === 'ready') for (const item of event.items) arrived(item.index, item.bytes);
   };
   task.port.on('message', onMessage);
   return {
@@ -169,8 +170,29 @@ interface Scorer {
   outputDir: string | undefined;
   /** Runs the scorer's own code: what it throws is the mini-batch's failure. */
   invoke(items: ScoringItem[], arrived: Arrivals): Promise<unknown>;
-  /** The runtime's part, turning invoke's output into CSV rows: what it throws is a bug of ours. */
-  rows(output: unknown, items: ScoringItem[], arrived: Arrivals): Promise<CsvResult> | CsvResult;
+  /**
+   * The runtime's part, turning invoke's output into CSV rows: what it throws is a bug of ours,
+   * except a {@link ColumnsError} (the host could not settle the job's columns: retry).
+   */
+  rows(output: unknown, task: WorkerTask, arrived: Arrivals): Promise<CsvResult> | CsvResult;
+}
+
+/** The host could not settle the job's columns (storage trouble): the mini-batch may be run again. */
+class ColumnsError extends Error {}
+
+/** The job's columns for these results: asked of the host when it decides them (see columns.ts). */
+function askColumns(task: WorkerTask, proposal: ColumnsProposal): Promise<ColumnsDecision> {
+  if (!task.columns) return Promise.resolve({ columns: proposal.proposed, warn: [] });
+  return new Promise((resolve, reject) => {
+    const onMessage = (event: ArrivalEvent): void => {
+      if (event.type !== 'columns') return;
+      task.port.off('message', onMessage);
+      if ('error' in event) reject(new ColumnsError(`could not settle the job's columns: ${event.error}`));
+      else resolve({ columns: event.columns, warn: event.warn });
+    };
+    task.port.on('message', onMessage);
+    task.port.postMessage({ type: 'columns', ...proposal } satisfies WorkerEvent);
+  });
 }
 
 function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
@@ -257,8 +279,16 @@ async function initialise(): Promise<Scorer> {
         await arrived.all();
         return scriptResults(await run(items.map((i) => i.localPath), context));
       },
-      rows: (output, items) => {
-        const { rows, ...accounting } = scriptResultRows(output as unknown[], items);
+      rows: async (output, task) => {
+        const results = output as unknown[];
+        const decision = await askColumns(task, proposeColumns(results));
+        const { rows, warnings, ...accounting } = scriptResultRows(results, task.items, decision.columns);
+        if (decision.warn.length > 0) {
+          logger.warning(
+            `run() returned ${decision.warn.length === 1 ? 'a key' : 'keys'} that ${decision.warn.length === 1 ? 'is' : 'are'} not among the job's columns (${decision.columns.join(', ')}): ${decision.warn.join(', ')}; dropped from every row (said once per job)`,
+          );
+        }
+        for (const warning of warnings) logger.warning(warning);
         return { ...accounting, csv: toCsv(rows) };
       },
     };
@@ -273,7 +303,7 @@ async function initialise(): Promise<Scorer> {
     // The runner turns every data or model problem into a failed item, so whatever escapes it is a bug.
     invoke: () => Promise.resolve(undefined),
     // Each file is parsed as soon as it is in place, while the rest still download.
-    rows: async (_output, items, arrived) => ({ ...(await runner.score(items, { ready: (index) => arrived.ready(index) })), columns: ONNX_COLUMNS }),
+    rows: async (_output, task, arrived) => ({ ...(await runner.score(task.items, { ready: (index) => arrived.ready(index) })), columns: [...ONNX_COLUMNS] }),
   };
 }
 
@@ -340,7 +370,13 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
         known = after;
       }
       if (failure) return failure;
-      const result = await scorer.rows(output, task.items, arrived);
+      let result: CsvResult;
+      try {
+        result = await scorer.rows(output, task, arrived);
+      } catch (err) {
+        if (!(err instanceof ColumnsError)) throw err;
+        return { status: 'failed', error: err.message, retryable: true, logs: entries, seconds: seconds(started) };
+      }
       return {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.

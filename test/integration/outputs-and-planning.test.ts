@@ -8,9 +8,10 @@ import { type AppConfig, loadConfig } from '../../shared/config.js';
 import { JobStore } from '../../shared/jobs/job-store.js';
 import { newJobId } from '../../shared/jobs/jobs-service.js';
 import { SMALL_BLOB_BYTES, fetchBlob } from '../../shared/jobs/local-files.js';
-import { JobWorkArea, type JournalEntry } from '../../shared/jobs/work-area.js';
+import { JobWorkArea } from '../../shared/jobs/work-area.js';
+import { type JournalEntry, type JournalLine, readJournalLines } from '../../shared/jobs/journal.js';
 import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
-import { OutputFolder } from '../../shared/outputs/output-writer.js';
+import { BlockIds, OutputFolder, newNonce } from '../../shared/outputs/output-writer.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
 import { fastList, fastRead } from '../../shared/storage/fast-read.js';
@@ -34,50 +35,100 @@ afterAll(async () => {
 });
 
 describe('output folder (Azurite)', () => {
-  it('assembles a file from parts staged in any order, committing in index order, repeatably', async () => {
+  it('commits exactly the recorded parts in the order given, repeatably, and never a block no record names', async () => {
     const folder = new OutputFolder(container, 'jobs/out1/');
-    await folder.stage('predictions.csv', 2, 'c\n');
-    await folder.stage('predictions.csv', 0, 'a\n');
-    await folder.stage('predictions.csv', 1, 'b-first-attempt\n');
-    await folder.stage('predictions.csv', 1, 'b\n');
-    await folder.stage('predictions.csv', 3, '');
+    const ids = new BlockIds('job-a');
+    const c = await folder.stage('predictions.csv', ids.part('p', 2, 1, newNonce()), 'c\n');
+    const a = await folder.stage('predictions.csv', ids.part('p', 0, 1, newNonce()), 'a\n');
+    // A first attempt and a duplicate execution of it stage blocks of their own, beside each other.
+    await folder.stage('predictions.csv', ids.part('p', 1, 1, newNonce()), 'b-first-attempt\n');
+    const b = await folder.stage('predictions.csv', ids.part('p', 1, 2, newNonce()), 'b\n');
+    // Another job's block in the same blob (it could only get there by a bug) is never committed.
+    await folder.stage('predictions.csv', new BlockIds('job-b').part('p', 0, 1, newNonce()), 'other job\n');
+    expect(await folder.stage('predictions.csv', ids.part('p', 3, 1, newNonce()), '')).toBeUndefined();
     expect(await folder.exists('predictions.csv')).toBe(false);
-    expect(await folder.commit('predictions.csv')).toBe(3);
+    const parts = [a, b, c].map((p) => p!);
+    expect(parts.map((p) => p.bytes)).toEqual([2, 2, 2]);
+    const blocks = await folder.blocks('predictions.csv');
+    expect(blocks.size).toBe(5);
+    expect(OutputFolder.missing(parts.map((part, index) => ({ index, part })), blocks)).toEqual([]);
+    await folder.commit('predictions.csv', parts);
     const read = async (): Promise<string> => (await container.getBlobClient('jobs/out1/predictions.csv').downloadToBuffer()).toString();
     expect(await read()).toBe('a\nb\nc\n');
-    // A finalize that runs again (after a crash) produces the same file.
-    expect(await folder.commit('predictions.csv')).toBe(3);
+    // A finalize that runs again (after a crash) finds the committed blocks and writes the same file.
+    const again = await folder.blocks('predictions.csv');
+    expect(OutputFolder.missing(parts.map((part, index) => ({ index, part })), again)).toEqual([]);
+    await folder.commit('predictions.csv', parts);
     expect(await read()).toBe('a\nb\nc\n');
+    expect(ids.owns(parts[0]!.id)).toBe(true);
+    expect(new BlockIds('job-b').owns(parts[0]!.id)).toBe(false);
   });
 
-  it('puts a header first and writes an empty file when nothing was staged', async () => {
-    const folder = new OutputFolder(container, 'jobs/out2');
-    await folder.stage('report.csv', 5, 'five\n');
-    await folder.commit('report.csv', { header: 'h\n' });
-    expect((await container.getBlobClient('jobs/out2/report.csv').downloadToBuffer()).toString()).toBe('h\nfive\n');
-    await folder.commit('errors.jsonl');
-    expect((await container.getBlobClient('jobs/out2/errors.jsonl').downloadToBuffer()).length).toBe(0);
+  it('finds a recorded part that is missing or has another length than recorded', async () => {
+    const folder = new OutputFolder(container, 'jobs/out2/');
+    const ids = new BlockIds('job-c');
+    const kept = (await folder.stage('p.csv', ids.part('p', 0, 1, 'aaaaaaaa'), 'kept\n'))!;
+    const records = [
+      { index: 0, part: kept },
+      { index: 1, part: { id: ids.part('p', 1, 1, 'bbbbbbbb'), bytes: 4 } },
+      { index: 2, part: { ...kept, bytes: kept.bytes + 1 } },
+    ];
+    expect(OutputFolder.missing(records, await folder.blocks('p.csv')).map((r) => r.index)).toEqual([1, 2]);
+    // An empty commit writes an empty file.
+    await folder.commit('empty.jsonl', []);
+    expect((await container.getBlobClient('jobs/out2/empty.jsonl').downloadToBuffer()).length).toBe(0);
+    expect(await folder.hasAnyFile()).toBe(true);
+    expect(await new OutputFolder(container, 'jobs/nothing/').hasAnyFile()).toBe(false);
   });
-
 });
 
 describe('job journal (Azurite)', () => {
-  it('reads single entries and groups back in mini-batch order; a retry replaces its own entry', async () => {
+  it('keeps every attempt and duplicate, and reads back only what the orchestration acknowledged', async () => {
     const area = new JobWorkArea({ config });
     const job = uniqueName('job');
-    const entry = (i: number, note = ''): JournalEntry => ({ i, report: `${i}${note}\n`, errors: '', log: `log ${i}${note}\n` });
-    await area.stageJournal(job, entry(-1));
-    await area.stageJournalGroup(job, [entry(0), entry(1), entry(3)]);
-    await area.stageJournal(job, entry(2, ' first attempt'));
-    await area.stageJournal(job, entry(2, ' retried'));
-    await area.stageJournalGroup(job, [entry(4), entry(5)]);
-    // An activity that ran twice stages the same group again.
-    await area.stageJournalGroup(job, [entry(4), entry(5)]);
-    await area.stageJournalGroup(job, []);
-    const read = await area.readJournal(job);
-    expect(read.map((e) => e.report)).toEqual(['-1\n', '0\n', '1\n', '2 retried\n', '3\n', '4\n', '5\n']);
+    const entry = (i: number, a: number, n: string, note = ''): JournalEntry => ({
+      i,
+      a,
+      n,
+      status: 'completed',
+      items: 1,
+      succeeded: 1,
+      failed: 0,
+      report: `${i}${note}\n`,
+      errors: '',
+      log: `log ${i}/${a}${note}\n`,
+    });
+    await area.stageEntry(job, { ...entry(-1, 0, ''), log: 'preamble\n' });
+    await area.stageGroup(job, [entry(0, 1, 'n0'), entry(1, 1, 'n1'), entry(3, 1, 'n3')]);
+    await area.stageEntry(job, { ...entry(2, 1, 'n2a', ' timed out'), status: 'timeout' });
+    await area.stageEntry(job, entry(2, 2, 'n2b', ' retried'));
+    // A duplicate execution of attempt 2 that the orchestration did not take.
+    await area.stageEntry(job, entry(2, 2, 'n2x', ' duplicate'));
+    const acks = (): JournalLine[] => [
+      { ack: { i: 2, a: 1, n: 'n2a', final: false } },
+      { ack: { i: 2, a: 2, n: 'n2b', final: true } },
+    ];
+    await area.stageGroup(job, acks());
+    // An activity that ran twice stages the same group again: same content, same block.
+    await area.stageGroup(job, acks());
+    // Mini-batch 4 ran but its record was lost; 5 staged an entry nobody acknowledged.
+    await area.stageEntry(job, entry(5, 1, 'n5'));
+    const lines = await area.readJournal(job);
+    const reading = readJournalLines(lines, [0, 1, 2, 3, 4, 5]);
+    expect(reading.preamble.map((e) => e.log)).toEqual(['preamble\n']);
+    expect(reading.accepted.map((m) => [m.index, m.final.report])).toEqual([
+      [0, '0\n'],
+      [1, '1\n'],
+      [2, '2 retried\n'],
+      [3, '3\n'],
+    ]);
+    expect(reading.accepted[2]?.attempts.map((e) => e.log)).toEqual(['log 2/1 timed out\n', 'log 2/2 retried\n']);
+    expect(reading.missing).toEqual([
+      { index: 4, attempt: 1 },
+      { index: 5, attempt: 1 },
+    ]);
     // Reading again (a finalize after a crash) gives the same.
-    expect((await area.readJournal(job)).map((e) => e.i)).toEqual([-1, 0, 1, 2, 3, 4, 5]);
+    expect(readJournalLines(await area.readJournal(job), [0, 1, 2, 3, 4, 5])).toEqual(reading);
     await area.clear(job);
   });
 });
@@ -179,28 +230,36 @@ describe('input listing and row splitting (Azurite)', () => {
 });
 
 describe('job store (Azurite)', () => {
+  const location = { datastore: { name: 'ws', type: 'azure_blob' as const, tags: {}, account_name: 'a', container_name: 'c', endpoint: 'e', protocol: 'http' as const, credentials: { type: 'app_storage' as const } }, container: 'c', path: 'p/' };
+  const specOf = (endpoint: string, i: number, uid = ''): JobSpec => ({
+    id: newJobId(new Date(Date.UTC(2026, 0, 1, 0, 0, i))),
+    endpoint,
+    endpoint_uid: uid || undefined,
+    deployment: 'dep',
+    tags: {},
+    model: { name: 'm', version: '1', type: 'onnx', path: 'p', tags: {}, properties: {} },
+    model_location: location,
+    settings: deploymentSettings.parse({}),
+    resources: { instance_count: 1 },
+    input: { name: 'in', type: 'uri_folder', path: 'p', uri: 'p', location },
+    output: { name: 'score', uri: 'o/', location },
+    invoked_by: { name: 'test', via: 'anonymous' },
+    created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+  });
+
   it('creates, updates with concurrency control, lists newest first and claims idempotency keys', async () => {
     const store = new JobStore({ config });
     const endpoint = uniqueName('ep');
-    const specOf = (i: number): JobSpec => ({
-      id: newJobId(new Date(Date.UTC(2026, 0, 1, 0, 0, i))),
-      endpoint,
-      deployment: 'dep',
-      tags: {},
-      model: { name: 'm', version: '1', type: 'onnx', path: 'p', tags: {}, properties: {} },
-      settings: deploymentSettings.parse({}),
-      resources: { instance_count: 1 },
-      input: { name: 'in', type: 'uri_folder', path: 'p', uri: 'p' },
-      output: { name: 'score', uri: 'o/' },
-      invoked_by: { name: 'test', via: 'anonymous' },
-      created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
-    });
-    const specs = [0, 1, 2].map(specOf);
+    const scope = { name: endpoint, uid: 'u1' };
+    const specs = [0, 1, 2].map((i) => specOf(endpoint, i, 'u1'));
     for (const s of specs) await store.create(s, { status: 'NotStarted', counts: emptyCounts() });
-    const page1 = await store.listByEndpoint(endpoint, { top: 2 });
+    const page1 = await store.listByEndpoint(scope, { top: 2 });
     expect(page1.jobs.map((j) => j.spec.id)).toEqual([specs[2]?.id, specs[1]?.id]);
-    const page2 = await store.listByEndpoint(endpoint, { top: 2, continuationToken: page1.continuationToken });
+    const page2 = await store.listByEndpoint(scope, { top: 2, continuationToken: page1.continuationToken });
     expect(page2.jobs.map((j) => j.spec.id)).toEqual([specs[0]?.id]);
+    // The same name created again is another endpoint: none of the old one's jobs or keys.
+    const reborn = { name: endpoint, uid: 'u2' };
+    expect((await store.listByEndpoint(reborn, { top: 10 })).jobs).toEqual([]);
 
     const id = specs[0]?.id ?? '';
     // Concurrent updates all land (optimistic concurrency retries on conflicts).
@@ -211,7 +270,26 @@ describe('job store (Azurite)', () => {
     );
     expect((await store.get(id))?.state.counts.items.succeeded).toBe(5);
 
-    expect(await store.claimKey(endpoint, 'key-1', 'hash-a', id)).toEqual({ claimed: true });
-    expect(await store.claimKey(endpoint, 'key-1', 'hash-b', 'other')).toEqual({ claimed: false, jobId: id, requestHash: 'hash-a' });
+    expect(await store.findKey(scope, 'key-1')).toBeUndefined();
+    expect(await store.claimKey(scope, 'key-1', 'hash-a', id)).toEqual({ claimed: true });
+    expect(await store.claimKey(scope, 'key-1', 'hash-b', 'other')).toEqual({ claimed: false, jobId: id, requestHash: 'hash-a' });
+    expect(await store.findKey(scope, 'key-1')).toEqual({ jobId: id, requestHash: 'hash-a' });
+    expect(await store.findKey(reborn, 'key-1')).toBeUndefined();
+  });
+
+  it('gives an output folder to exactly one of many jobs claiming it at once', async () => {
+    const store = new JobStore({ config });
+    const folder = `http://x/${uniqueName('f')}/out/`;
+    const claims = await Promise.all(Array.from({ length: 8 }, (_, n) => store.claimOutput(folder, `job-${n}`, new Date().toISOString(), () => Promise.resolve(false))));
+    const winners = claims.filter((c) => c.claimed);
+    expect(winners).toHaveLength(1);
+    const owner = claims.find((c): c is { claimed: false; jobId: string } => !c.claimed)?.jobId;
+    expect(claims.every((c) => c.claimed || c.jobId === owner)).toBe(true);
+    // Only the owner's release frees it; a takeover is allowed only when the check says so.
+    await store.releaseOutput(folder, 'someone-else');
+    expect((await store.claimOutput(folder, 'late', new Date().toISOString(), () => Promise.resolve(false))).claimed).toBe(false);
+    expect((await store.claimOutput(folder, 'taker', new Date().toISOString(), (claim) => Promise.resolve(claim.jobId === owner))).claimed).toBe(true);
+    await store.releaseOutput(folder, 'taker');
+    expect((await store.claimOutput(folder, 'fresh', new Date().toISOString(), () => Promise.resolve(false))).claimed).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'csv-stringify/sync';
+import { proposeColumns } from '../../../shared/scoring/columns.js';
 import { formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
 import type { ScoringItem } from '../../../shared/scoring/types.js';
 
@@ -53,7 +54,33 @@ describe('formatting', () => {
 });
 
 describe('accounting for what run() returned', () => {
-  it('makes object keys the columns, values in each object key order', () => {
+  it('fills the job\'s columns by name: a missing key is an empty cell, a key that is no column is dropped (case 4a)', () => {
+    const results = [
+      { file_name: 'a.txt', score: 0.1, label: 'cat' },
+      { label: 'dog', score: 0.2, file_name: 'b.txt' },
+      { file_name: 'c.txt', score: 0.3 },
+      { file_name: 'd.txt', score: 0.4, label: 'fox', extra: 'surprise' },
+    ];
+    expect(proposeColumns(results)).toEqual({ proposed: ['file_name', 'score', 'label'], seen: ['file_name', 'score', 'label', 'extra'] });
+    // Each mini-batch alone (mini_batch_size 1) with the job's columns fixed by the first.
+    const columns = ['file_name', 'score', 'label'];
+    const csv = results.map((result, n) => toCsv(scriptResultRows([result], items(`${'abcd'[n]}.txt`), columns).rows)).join('');
+    expect(csv).toBe('a.txt,0.1,cat\nb.txt,0.2,dog\nc.txt,0.3,\nd.txt,0.4,fox\n');
+    // A result that is not an object is the row { prediction: value }.
+    expect(scriptResultRows([7], items('a'), ['prediction', 'x']).rows).toEqual([['7', '']]);
+    expect(scriptResultRows([{ prediction: 1 }], items('a'), ['x']).rows).toEqual([['']]);
+  });
+
+  it('warns when run() returns more results than items without naming their files (case 4b)', () => {
+    const r = scriptResultRows([1, 2, 3], items('a', 'b'));
+    expect(r.succeeded).toBe(2);
+    expect(r.rows).toHaveLength(3);
+    expect(r.warnings).toEqual([expect.stringContaining('run() returned 3 results for 2 items without naming')]);
+    expect(scriptResultRows([1, 2], items('a', 'b')).warnings).toEqual([]);
+    expect(scriptResultRows([{ file_name: 'a' }, { file_name: 'a' }, { file_name: 'b' }], items('a', 'b')).warnings).toEqual([]);
+  });
+
+  it('writes every row by column name, in the order of the first object, whatever each object\'s key order', () => {
     const r = scriptResultRows(
       [
         { file: 'a.txt', score: 0.5, label: 'x' },
@@ -64,7 +91,7 @@ describe('accounting for what run() returned', () => {
     expect(r.columns).toEqual(['file', 'score', 'label']);
     expect(r.rows).toEqual([
       ['a.txt', '0.5', 'x'],
-      ['y', 'b.txt', '2'],
+      ['b.txt', '2', 'y'],
     ]);
     expect(r.succeeded).toBe(2);
     expect(r.failed).toEqual([]);
