@@ -33,6 +33,14 @@ const schema = z.object({
    * slower with 64 MB, the 1,000-file (b) ~4% faster with it).
    */
   BATCH_PREFETCH_MB: z.coerce.number().min(0).max(4096).default(4),
+  /**
+   * How a job's bookkeeping (journal, failure records, halting) retries storage failures that the
+   * storage SDK's own retries did not overcome: attempts in all, the first retry after this many
+   * milliseconds, doubling up to 16 s. The defaults ride out about half a minute of trouble before
+   * the job fails; progress reports are advisory and retried less.
+   */
+  BATCH_BOOKKEEPING_RETRY_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
+  BATCH_BOOKKEEPING_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(6),
 });
 
 export interface AppConfig {
@@ -47,6 +55,14 @@ export interface AppConfig {
   progressIntervalSeconds: number;
   /** Bytes of upcoming mini-batches' inputs held in memory at most; 0 = no prefetching. */
   prefetchBytes: number;
+  /** Retries of a job's bookkeeping activities (see BATCH_BOOKKEEPING_RETRY_MS). */
+  bookkeepingRetry: BookkeepingRetry;
+}
+
+/** How bookkeeping activities are retried: attempts in all, and the first interval (doubling, at most 16 s). */
+export interface BookkeepingRetry {
+  firstRetryMs: number;
+  attempts: number;
 }
 
 let cached: AppConfig | undefined;
@@ -69,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     maxChunkSize: e.BATCH_CHUNK_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
+    bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },
   };
   if (env === process.env) cached = config;
   return config;

@@ -3,6 +3,7 @@ import type { MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runn
 import type { JournalLine } from '../../shared/jobs/journal.js';
 import { exceedsThreshold } from '../../shared/jobs/settings.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
+import type { BookkeepingRetry } from '../../shared/config.js';
 import type { TypedActivity } from './typed-durable.js';
 
 export interface ChunkInput {
@@ -19,6 +20,7 @@ export interface ChunkInput {
   progressIntervalSeconds: number;
   /** The lane's counts from its earlier chunks, so progress reports are lane-wide. */
   laneBase: JobCounts;
+  bookkeeping: BookkeepingRetry;
 }
 
 export interface ChunkResult {
@@ -47,13 +49,16 @@ export interface ChunkActivities {
 /** Journal lines recorded per call: one storage write stands for this many mini-batches. */
 const JOURNAL_GROUP = 16;
 /**
- * Bookkeeping (journal, failure records, halting) retries storage hiccups for about half a minute
- * (1, 2, 4, 8, 16 s) before the chunk gives up and fails the job; each call is also retried by the
- * storage SDK itself.
+ * Bookkeeping (journal, failure records, halting) retries storage trouble that outlasted the
+ * storage SDK's own retries, by default for about half a minute (1, 2, 4, 8, 16 s), before the
+ * chunk gives up and fails the job (see BATCH_BOOKKEEPING_RETRY_MS).
  */
-export const BOOKKEEPING_RETRY = new df.RetryOptions(1000, 6);
-BOOKKEEPING_RETRY.backoffCoefficient = 2;
-BOOKKEEPING_RETRY.maxRetryIntervalInMilliseconds = 16_000;
+export function bookkeepingRetry(options: BookkeepingRetry): df.RetryOptions {
+  const retry = new df.RetryOptions(options.firstRetryMs, options.attempts);
+  retry.backoffCoefficient = 2;
+  retry.maxRetryIntervalInMilliseconds = 16_000;
+  return retry;
+}
 /** Progress is advisory: a few tries, then the next report catches up. */
 const PROGRESS_RETRY = new df.RetryOptions(500, 3);
 
@@ -89,6 +94,7 @@ export function messageOf(error: unknown): string {
  * (azure-functions-durable-js#574). The newest waiter receives a raised event.
  */
 export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput, activities: ChunkActivities): Generator<df.Task, ChunkResult, unknown> {
+  const bookkeeping = bookkeepingRetry(input.bookkeeping);
   const counts = emptyCounts();
   let canceled = false;
   let thresholdExceeded = false;
@@ -105,7 +111,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
     if (journal.length > 0) {
       const lines = journal.slice();
       try {
-        yield activities.recordJournal({ jobId: input.jobId, lines }).withRetry(BOOKKEEPING_RETRY);
+        yield activities.recordJournal({ jobId: input.jobId, lines }).withRetry(bookkeeping);
       } catch (err) {
         error = { code: 'storage_failed', message: `The outcomes of mini-batches ${input.start + recorded}-${input.start + finished - 1} could not be recorded: ${messageOf(err)}` };
         return false;
@@ -139,7 +145,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
         }
         let recordedFailure: { items: number; jobFailures: number; nonce: string };
         try {
-          recordedFailure = (yield activities.recordMiniBatchFailure({ ...call, index, attempt, error: messageOf(task.result) }).withRetry(BOOKKEEPING_RETRY)) as typeof recordedFailure;
+          recordedFailure = (yield activities.recordMiniBatchFailure({ ...call, index, attempt, error: messageOf(task.result) }).withRetry(bookkeeping)) as typeof recordedFailure;
         } catch (err) {
           error = { code: 'storage_failed', message: `The failure of mini-batch ${index} could not be recorded: ${messageOf(err)}` };
           break;
@@ -192,7 +198,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
   if (!error) yield* recordJournal();
   if (error) {
     try {
-      yield activities.haltJob({ jobId: input.jobId, error }).withRetry(BOOKKEEPING_RETRY);
+      yield activities.haltJob({ jobId: input.jobId, error }).withRetry(bookkeeping);
     } catch {
       // The other lanes then run on to their ends; the job still fails with this error.
     }

@@ -3,7 +3,7 @@ import type { FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchR
 import { laneInstanceId } from '../../shared/jobs/jobs-service.js';
 import type { JournalLine } from '../../shared/jobs/journal.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
-import { BOOKKEEPING_RETRY, messageOf } from './batch-chunk.js';
+import { bookkeepingRetry, messageOf } from './batch-chunk.js';
 import type { LaneInput, LaneResult } from './batch-lane.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
@@ -23,6 +23,8 @@ export interface BatchJobResult {
 
 /** Storage hiccups in setup and finish are retried; a job's own failures are results, not exceptions. */
 const SETUP_RETRY = new df.RetryOptions(2000, 4);
+/** Bookkeeping retries when there is no plan to say (prepare failed): the configuration's defaults. */
+const DEFAULT_BOOKKEEPING = { firstRetryMs: 1000, attempts: 6 };
 /** Rounds of running again mini-batches whose recorded outputs were lost, before the job fails. */
 const REPAIR_ROUNDS = 2;
 
@@ -61,6 +63,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
             maxRetries: plan?.maxRetries ?? 0,
             errorThreshold: plan?.errorThreshold ?? -1,
             progressIntervalSeconds: plan?.progressIntervalSeconds ?? 2,
+            bookkeeping: plan?.bookkeeping ?? DEFAULT_BOOKKEEPING,
           },
           laneInstanceId(jobId, lane),
         ),
@@ -109,7 +112,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
       }
     }
     try {
-      yield steps.recordJournal({ jobId, lines }).withRetry(BOOKKEEPING_RETRY);
+      yield steps.recordJournal({ jobId, lines }).withRetry(bookkeepingRetry(plan?.bookkeeping ?? DEFAULT_BOOKKEEPING));
     } catch {
       // As above: the next look finds them missing.
     }

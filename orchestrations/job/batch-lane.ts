@@ -2,7 +2,8 @@ import type * as df from 'durable-functions';
 import { chunkInstanceId } from '../../shared/jobs/jobs-service.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import { chunkRange } from '../../shared/planning/plan.js';
-import { BOOKKEEPING_RETRY, type ChunkInput, type ChunkResult, messageOf } from './batch-chunk.js';
+import type { BookkeepingRetry } from '../../shared/config.js';
+import { type ChunkInput, type ChunkResult, bookkeepingRetry, messageOf } from './batch-chunk.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface LaneInput {
@@ -15,6 +16,7 @@ export interface LaneInput {
   maxRetries: number;
   errorThreshold: number;
   progressIntervalSeconds: number;
+  bookkeeping: BookkeepingRetry;
 }
 
 export interface LaneResult {
@@ -58,13 +60,14 @@ export function* batchLane(
           errorThreshold: input.errorThreshold,
           progressIntervalSeconds: input.progressIntervalSeconds,
           laneBase: counts,
+          bookkeeping: input.bookkeeping,
         },
         chunkInstanceId(input.jobId, chunk),
       )) as ChunkResult;
     } catch (err) {
       const error: JobError = { code: 'internal', message: `Chunk ${chunk} of the job failed: ${messageOf(err)}` };
       try {
-        yield steps.haltJob({ jobId: input.jobId, error }).withRetry(BOOKKEEPING_RETRY);
+        yield steps.haltJob({ jobId: input.jobId, error }).withRetry(bookkeepingRetry(input.bookkeeping));
       } catch {
         // The other lanes then run on to their ends; the job still fails with this error.
       }

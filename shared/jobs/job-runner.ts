@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import type { AppConfig } from '../config.js';
+import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
 import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, itemLabel, toMiniBatches } from '../planning/plan.js';
@@ -33,6 +33,8 @@ export interface PreparedJob {
   maxRetries: number;
   errorThreshold: number;
   progressIntervalSeconds: number;
+  /** How bookkeeping activities retry (from the configuration, fixed for the job here). */
+  bookkeeping: BookkeepingRetry;
   error?: JobError | undefined;
 }
 
@@ -237,10 +239,13 @@ export class JobRunner {
   #scorerFiles(job: Job): Promise<ScorerFiles> {
     const spec = job.spec;
     return this.#scorers.get(spec.id, async () => ({
-      model: await localModel(this.#registry, spec.model, spec.model_location, this.#config.cacheDir),
+      model: await localModel(this.#registry, spec.model, spec.model_location, spec.model_content, this.#config.cacheDir),
       scriptPath:
         spec.code_configuration && spec.code_location
-          ? join(await localCode(this.#registry, spec.code_location, spec.code_configuration.code, spec.id, this.#config.cacheDir), ...spec.code_configuration.scoring_script.split('/'))
+          ? join(
+              await localCode(this.#registry, spec.code_location, spec.code_configuration.code, spec.code_content, spec.id, this.#config.cacheDir),
+              ...spec.code_configuration.scoring_script.split('/'),
+            )
           : undefined,
     }));
   }
@@ -266,6 +271,7 @@ export class JobRunner {
       maxRetries: spec.settings.retry_settings.max_retries,
       errorThreshold: spec.settings.error_threshold,
       progressIntervalSeconds: this.#config.progressIntervalSeconds,
+      bookkeeping: this.#config.bookkeepingRetry,
     };
     const started = await this.#store.update(jobId, (s) =>
       s.status === 'NotStarted' ? { ...s, status: 'Preparing', started_at: this.#now().toISOString() } : undefined,
@@ -586,6 +592,9 @@ export class JobRunner {
         jobFailures: job.state.failures ?? 0,
       };
     }
+    const repairNote = input.repair
+      ? `${this.#now().toISOString()} WARNING [mini-batch ${input.index} attempt ${input.attempt}] run again while finalizing: the outputs it had recorded were lost in storage\n`
+      : '';
     const entry: JournalEntry = {
       i: input.index,
       a: input.attempt,
@@ -597,7 +606,7 @@ export class JobRunner {
       part,
       report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
       errors,
-      log: `${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
     // A routine entry (small: a report row and one log line) travels back through the orchestration,
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.

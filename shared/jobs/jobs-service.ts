@@ -3,7 +3,8 @@ import type { AppConfig } from '../config.js';
 import { datastoreUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
 import { OutputFolder } from '../outputs/output-writer.js';
-import { type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
+import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
+import { type FolderContent, folderContent } from './local-files.js';
 import { type InvokeBody, invokeBody, isTerminalJob } from '../schemas/jobs.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
@@ -131,6 +132,10 @@ export class JobsService {
       ? await this.#registry.resolveData(deployment.doc.code_configuration.code, 'code_configuration.code', 'uri_folder')
       : undefined;
 
+    const [modelContent, codeContent] = await Promise.all([
+      this.#content(modelData.location, 'model.path', `The model ${model.doc.name}:${model.doc.version}`),
+      code ? this.#content(code.location, 'code_configuration.code', 'The scoring code folder', { file: false }) : undefined,
+    ]);
     const inputField = `inputs.${inputName}.path`;
     const resolvedInput = await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
@@ -151,6 +156,8 @@ export class JobsService {
       tags: body.tags,
       model: model.doc,
       model_location: modelData.location,
+      model_content: modelContent,
+      code_content: codeContent,
       code_configuration: deployment.doc.code_configuration,
       code_location: code?.location,
       settings,
@@ -188,6 +195,20 @@ export class JobsService {
     const job = await this.#store.get(jobId);
     if (!job) throw new BatchError('internal', `Job ${jobId} vanished after it was created.`);
     return { job, replayed: false };
+  }
+
+  /** The identity of a model's or code's content now (see folderContent); nothing there is a 400. */
+  async #content(location: DataLocation, field: string, what: string, options: { file?: boolean } = {}): Promise<string> {
+    let content: FolderContent;
+    try {
+      content = await folderContent(this.#registry, location, options);
+    } catch (err) {
+      throw new BatchError('storage_failed', `Could not read ${field}.`, { cause: err });
+    }
+    if (content.files.length === 0) {
+      throw new BatchError('validation_failed', `${what} has no files at ${datastoreUri(location.datastore.name, location.path)}.`, { issues: [{ field, message: 'no files there' }] });
+    }
+    return content.key;
   }
 
   /** The answer to a request whose Idempotency-Key was used before: that job, or why not. */

@@ -89,37 +89,55 @@ function contentKey(container: ContainerClient, files: readonly TreeBlob[]): str
   return hash.digest('hex').substring(0, 32);
 }
 
+/** What a model or code folder holds, as listed: its files, and the key that names that content. */
+export interface FolderContent {
+  files: TreeBlob[];
+  /** See {@link contentKey}. */
+  key: string;
+}
+
+/**
+ * Lists what a location holds: the blob itself when it names one (a single-file model), else every
+ * blob under it as a folder. Empty when nothing is there.
+ */
+export async function folderContent(registry: Registry, location: DataLocation, options: { file?: boolean } = {}): Promise<FolderContent> {
+  const container = registry.open(location);
+  const path = location.path;
+  let files: TreeBlob[] = [];
+  if (options.file !== false && path !== '' && !path.endsWith('/')) {
+    try {
+      const props = await container.getBlobClient(path).getProperties();
+      files = [{ blob: path, relative: path.substring(path.lastIndexOf('/') + 1), etag: props.etag ?? '', size: props.contentLength ?? 0 }];
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  if (files.length === 0) files = await listTree(container, path === '' || path.endsWith('/') ? path : `${path}/`);
+  return { files, key: contentKey(container, files) };
+}
+
+function changed(what: string): BatchError {
+  return new BatchError('scoring_setup_failed', `${what} changed after the job was invoked; a job runs with the content it was invoked with. Invoke a new job to use the new content.`, { retryable: false });
+}
+
 /**
  * The model's files on this machine, downloaded once per content (see {@link contentKey}; never per
  * name and version, which can be reused: a model version deleted and registered again elsewhere is
- * other content). `location` is the job's copy of where the model was at invoke.
+ * other content). `location` and `expected` are the job's copies of where the model was and what
+ * it held at invoke: a model rewritten since fails the job's mini-batches rather than mix models.
  */
-export async function localModel(registry: Registry, model: ModelDoc, location: DataLocation, cacheDir: string): Promise<{ modelDir: string; modelFile: string | undefined }> {
+export async function localModel(registry: Registry, model: ModelDoc, location: DataLocation, expected: string | undefined, cacheDir: string): Promise<{ modelDir: string; modelFile: string | undefined }> {
   const container = registry.open(location);
   let folder: string;
   try {
-    const path = location.path;
-    let files: TreeBlob[] = [];
-    let prefix = '';
-    if (path !== '' && !path.endsWith('/')) {
-      try {
-        const props = await container.getBlobClient(path).getProperties();
-        const slash = path.lastIndexOf('/');
-        prefix = path.substring(0, slash + 1);
-        files = [{ blob: path, relative: path.substring(slash + 1), etag: props.etag ?? '', size: props.contentLength ?? 0 }];
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-    if (files.length === 0) {
-      prefix = path === '' || path.endsWith('/') ? path : `${path}/`;
-      files = await listTree(container, prefix);
-    }
-    if (files.length === 0) throw new BatchError('scoring_setup_failed', `The model ${model.name}:${model.version} has no files at ${model.path}.`);
-    folder = join(cacheDir, 'models', contentKey(container, files));
-    await once(folder, (into) => downloadTree(container, files, into));
+    const content = await folderContent(registry, location);
+    if (content.files.length === 0) throw new BatchError('scoring_setup_failed', `The model ${model.name}:${model.version} has no files at ${model.path}.`);
+    if (expected !== undefined && content.key !== expected) throw changed(`The model ${model.name}:${model.version} (${model.path})`);
+    folder = join(cacheDir, 'models', content.key);
+    await once(folder, (into) => downloadTree(container, content.files, into));
   } catch (err) {
     if (err instanceof BatchError) throw err;
+    if (isPreconditionFailed(err) && expected !== undefined) throw changed(`The model ${model.name}:${model.version} (${model.path})`);
     throw new BatchError('storage_failed', `Could not download model ${model.name}:${model.version}.`, { cause: err });
   }
   const entries = (await readdir(folder, { recursive: true })).map(String).filter((e) => e !== MARKER).sort();
@@ -127,22 +145,31 @@ export async function localModel(registry: Registry, model: ModelDoc, location: 
   return { modelDir: folder, modelFile: onnx ? join(folder, onnx) : undefined };
 }
 
-/** A job's scoring code on this machine, in a folder of the job's own (scripts may write next to themselves). */
-export async function localCode(registry: Registry, location: DataLocation, codeUri: string, jobId: string, cacheDir: string): Promise<string> {
+/**
+ * A job's scoring code on this machine, in a folder of the job's own (scripts may write next to
+ * themselves), checked against the content the job was invoked with (`expected`).
+ */
+export async function localCode(registry: Registry, location: DataLocation, codeUri: string, expected: string | undefined, jobId: string, cacheDir: string): Promise<string> {
   const folder = join(cacheDir, 'code', jobId);
   const container = registry.open(location);
   try {
     await once(folder, async (into) => {
-      const prefix = location.path === '' || location.path.endsWith('/') ? location.path : `${location.path}/`;
-      await downloadTree(container, await listTree(container, prefix), into);
+      const content = await folderContent(registry, location, { file: false });
+      if (expected !== undefined && content.key !== expected) throw changed(`The scoring code (${codeUri})`);
+      await downloadTree(container, content.files, into);
       // Scoring scripts are ES modules whatever their extension.
       await writeFile(join(into, 'package.json'), JSON.stringify({ type: 'module' }));
     });
   } catch (err) {
     if (err instanceof BatchError) throw err;
+    if (isPreconditionFailed(err) && expected !== undefined) throw changed(`The scoring code (${codeUri})`);
     throw new BatchError('storage_failed', `Could not download the scoring code from ${codeUri}.`, { cause: err });
   }
   return folder;
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 412;
 }
 
 /** Blobs up to this size are read whole into memory; larger ones stream to disk. */

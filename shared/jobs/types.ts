@@ -30,6 +30,13 @@ export interface JobSpec {
    */
   model_location: DataLocation;
   code_location?: DataLocation | undefined;
+  /**
+   * What the model's and code's files were at invoke (a hash of each file's path, size and ETag):
+   * every instance that runs a mini-batch checks it, so a job never mixes two versions of a model
+   * rewritten in place while it runs.
+   */
+  model_content?: string | undefined;
+  code_content?: string | undefined;
   settings: DeploymentSettings;
   resources: { instance_count: number };
   split?: SplitSettings | undefined;

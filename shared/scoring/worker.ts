@@ -281,7 +281,8 @@ async function initialise(): Promise<Scorer> {
       },
       rows: async (output, task) => {
         const results = output as unknown[];
-        const decision = await askColumns(task, proposeColumns(results));
+        // Only rows can fix the job's columns: a mini-batch that returned none has nothing to say.
+        const decision = results.length > 0 ? await askColumns(task, proposeColumns(results)) : { columns: [], warn: [] };
         const { rows, warnings, ...accounting } = scriptResultRows(results, task.items, decision.columns);
         if (decision.warn.length > 0) {
           logger.warning(

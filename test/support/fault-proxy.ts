@@ -66,6 +66,12 @@ export interface FaultRule {
    */
   reset?: boolean;
   /**
+   * Acknowledge the request as storage does a successful write (`status`, default 201, an empty
+   * body) without forwarding it: the client believes the write is stored, and it is not. This is
+   * what a storage crash after acknowledging a write loses (an emulator that had not saved it yet).
+   */
+  drop?: boolean;
+  /**
    * Let this many matching requests through to Azurite first (default 0); failing starts with the
    * next one. Counted among the requests this rule decides: while an earlier live rule matches a
    * request, that rule decides it and this one does not see it.
@@ -355,9 +361,13 @@ export async function startFaultProxy(targets: Record<StorageService, Target> | 
       answered();
       return;
     }
-    const status = rule.status ?? 503;
+    const status = rule.status ?? (rule.drop ? 201 : 503);
     const code = rule.code ?? DEFAULT_CODES[status] ?? 'InjectedFault';
-    const { body, contentType } = rule.body !== undefined ? { body: rule.body, contentType: contentTypeOf(rule.body) } : errorBody(entry.service, code, status);
+    const { body, contentType } = rule.drop
+      ? { body: '', contentType: 'text/plain' }
+      : rule.body !== undefined
+        ? { body: rule.body, contentType: contentTypeOf(rule.body) }
+        : errorBody(entry.service, code, status);
     // The request body is read to its end first, as a server does before it answers, so the
     // connection stays usable for the client's next request.
     const respond = (): void => {
@@ -366,7 +376,7 @@ export async function startFaultProxy(targets: Record<StorageService, Target> | 
       res.writeHead(status, {
         'Content-Type': contentType,
         'Content-Length': Buffer.byteLength(body),
-        'x-ms-error-code': code,
+        ...(rule.drop ? { 'x-ms-version': '2025-01-05' } : { 'x-ms-error-code': code }),
         'x-ms-request-id': `fault-proxy-${entry.seq}`,
         ...rule.headers,
       });

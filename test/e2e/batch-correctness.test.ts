@@ -1,0 +1,212 @@
+/**
+ * Issue 8's cases over HTTP on fnhost: a job never mixes with another, never serves stale data,
+ * never miscounts. Each test is one case of a kind of fault, plus siblings of it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Api, type Json, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { uniqueName } from '../support/ports.js';
+
+let host: FnHostProcess;
+let api: Api;
+const cache = tempDir('batch-cache-');
+
+beforeAll(async () => {
+  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_CACHE_DIR: cache.path } });
+  api = apiOf(host);
+  await upload(host.storageConnection, { 'models/dummy/model.txt': 'unused' });
+});
+
+afterAll(async () => {
+  await host?.stop();
+  cache.remove();
+});
+
+async function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Json; headers: Headers }> {
+  return api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
+}
+
+async function started(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
+  const res = await invoke(endpoint, body, headers);
+  if (res.status !== 202) throw new Error(`invoke ${endpoint}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+async function output(jobId: string, file: string): Promise<string> {
+  const res = await fetch(`${host.url}/api/jobs/${jobId}/outputs/${file}`, { headers: { 'x-functions-key': host.masterKey } });
+  if (res.status !== 200) throw new Error(`GET outputs/${file}: ${res.status}`);
+  return res.text();
+}
+
+async function scriptDeployment(endpoint: string, script: string, settings: Record<string, unknown> = {}, model = { name: 'dummy', version: '1', path: ds('models/dummy/') }): Promise<void> {
+  const codeDir = `code/${uniqueName('c')}/`;
+  await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(script) });
+  await deploy(api, {
+    endpoint,
+    deployment: 'dep',
+    model: { ...model, type: 'custom_model' },
+    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings },
+  });
+}
+
+/** Files named as given, each holding its own name as its one line. */
+async function files(prefix: string, names: string[]): Promise<void> {
+  await upload(host.storageConnection, Object.fromEntries(names.map((n) => [`${prefix}${n}`, `${n}\n`])));
+}
+
+describe('kind 2: nothing keyed by a name that can be reused', () => {
+  it('2a: claims an output folder atomically at invoke: a second job for it gets 409 naming the output, and the first job\'s outputs stay its own', async () => {
+    const endpoint = uniqueName('claim');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 2, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '300' } });
+    await files(`data/${endpoint}/a/`, Array.from({ length: 8 }, (_, i) => `a${i}.txt`));
+    await files(`data/${endpoint}/b/`, ['b0.txt', 'b1.txt']);
+    const out = { score: { path: ds(`out/${endpoint}/shared/`) } };
+    const a = await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/a/`) } }, outputs: out });
+    const b = await invoke(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/b/`) } }, outputs: out });
+    expect(b.status).toBe(409);
+    expect(b.headers.get('content-type')).toContain('application/problem+json');
+    expect(b.body).toMatchObject({ code: 'output_exists', job_id: a.id });
+    expect(b.body.errors.map((e: { field: string }) => e.field)).toEqual(['outputs.score.path']);
+    const job = await waitForJob(api, a.id);
+    expect(job.status).toBe('Completed');
+    expect((await readBlob(host.storageConnection, `out/${endpoint}/shared/predictions.csv`)).toString()).toBe(
+      Array.from({ length: 8 }, (_, i) => `a${i}.txt,1,a${i}.txt\n`).join(''),
+    );
+    const summary = JSON.parse((await readBlob(host.storageConnection, `out/${endpoint}/shared/job.json`)).toString()) as Json;
+    expect(summary).toMatchObject({ id: a.id, counts: { items: { total: 8, succeeded: 8, failed: 0 } } });
+    // The refused invocation created nothing.
+    expect((await api.call('GET', `endpoints/${endpoint}/jobs`)).body.value.map((j: Json) => j.id)).toEqual([a.id]);
+    // After the first job has finished, its folder is still its own.
+    expect((await invoke(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/b/`) } }, outputs: out })).status).toBe(409);
+
+    // Three at once on a fresh folder, the same folder spelt two ways: exactly one gets it.
+    const racing = await Promise.all(
+      [ds(`out/${endpoint}/race/`), ds(`out/${endpoint}/race`), ds(`out/${endpoint}/race/`)].map((path) => invoke(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/b/`) } }, outputs: { score: { path } } })),
+    );
+    expect(racing.map((r) => r.status).sort()).toEqual([202, 409, 409]);
+    const winner = racing.find((r) => r.status === 202)?.body as Json;
+    expect((await waitForJob(api, winner.id)).status).toBe('Completed');
+    expect((await readBlob(host.storageConnection, `out/${endpoint}/race/predictions.csv`)).toString()).toBe('b0.txt,1,b0.txt\nb1.txt,1,b1.txt\n');
+  });
+
+  it('2b: loads the model as it is registered now, not a cached copy of an earlier model of the same name and version', async () => {
+    const endpoint = uniqueName('model');
+    await upload(host.storageConnection, { [`models/${endpoint}/A/model.txt`]: 'model A', [`models/${endpoint}/B/model.txt`]: 'model B' });
+    await files(`data/${endpoint}/`, ['f.txt']);
+    const name = uniqueName('m');
+    await scriptDeployment(endpoint, 'model-echo.js', {}, { name, version: '1', path: ds(`models/${endpoint}/A/`) });
+    const first = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/`) } } })).id);
+    expect(await output(first.id, 'predictions.csv')).toBe('f.txt,model A\n');
+
+    expect((await api.call('DELETE', `endpoints/${endpoint}`)).status).toBe(204);
+    expect((await api.call('DELETE', `models/${name}/versions/1`)).status).toBe(204);
+    await scriptDeployment(endpoint, 'model-echo.js', {}, { name, version: '1', path: ds(`models/${endpoint}/B/`) });
+    const second = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/`) } } })).id);
+    expect(await output(second.id, 'predictions.csv')).toBe('f.txt,model B\n');
+
+    // The same folder rewritten in place is new content too.
+    await upload(host.storageConnection, { [`models/${endpoint}/B/model.txt`]: 'model B, retrained' });
+    const third = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/`) } } })).id);
+    expect(await output(third.id, 'predictions.csv')).toBe('f.txt,"model B, retrained"\n');
+    // The endpoint created again under its name lists only its own jobs.
+    expect((await api.call('GET', `endpoints/${endpoint}/jobs`)).body.value.map((j: Json) => j.id).sort()).toEqual([second.id, third.id].sort());
+  });
+});
+
+describe('kind 3: a path is decoded once', () => {
+  it('3a: reads exactly the folder an encoded path names, with %, spaces, #, ? and unicode in names', async () => {
+    const endpoint = uniqueName('enc');
+    await scriptDeployment(endpoint, 'slow-lines.js', { environment_variables: { SLOW_MS: '0' } });
+    const base = `data/${endpoint}/`;
+    await files(`${base}100% sample/`, ['one #1.txt', 'two?.txt', 'drei ü ファイル.txt']);
+    await files(`${base}50%25/`, ['literal.txt']);
+    await files(`${base}50%/`, ['decoy.txt']);
+    const sample = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`${base}100%25%20sample/`) } } })).id);
+    expect(sample.status).toBe('Completed');
+    expect(sample.inputs.x.uri).toBe(ds(`${base}100%25%20sample/`));
+    expect((await output(sample.id, 'predictions.csv')).split('\n').filter(Boolean).sort()).toEqual(
+      ['drei ü ファイル.txt,1,drei ü ファイル.txt', 'one #1.txt,1,one #1.txt', 'two?.txt,1,two?.txt'].sort(),
+    );
+    const literal = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`${base}50%2525/`) } } })).id);
+    expect(literal.status).toBe('Completed');
+    expect(await output(literal.id, 'predictions.csv')).toBe('literal.txt,1,literal.txt\n');
+    // An output folder with such a name is written where it says, and its links reach it.
+    const out = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`${base}50%2525/`) } }, outputs: { o: { path: ds(`out/${endpoint}/a%23b%20c/`) } } })).id);
+    expect(out.outputs.o.path).toBe(ds(`out/${endpoint}/a%23b%20c/`));
+    expect((await readBlob(host.storageConnection, `out/${endpoint}/a#b c/predictions.csv`)).toString()).toBe('literal.txt,1,literal.txt\n');
+    // A path that is not valid percent-encoding is refused at the edge, naming the field.
+    const bad = await invoke(endpoint, { inputs: { x: { path: ds(`${base}100% sample/`) } } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.errors.map((e: { field: string }) => e.field)).toEqual(['inputs.x.path']);
+  });
+});
+
+describe('kind 4: script results are written by column name', () => {
+  it('4a/4b: fixes the job\'s columns from the first rows, writes every row by name, and warns once about a dropped key and about unnamed surplus results', async () => {
+    const endpoint = uniqueName('cols');
+    await scriptDeployment(endpoint, 'keyed.js', { mini_batch_size: 1, max_concurrency_per_instance: 1 });
+    // The first mini-batch returns no rows at all: it has no say in the columns.
+    await files(`data/${endpoint}/keyed/`, ['0-empty.txt', 'a.txt', 'b.txt', 'c.txt', 'd.txt', 'e.txt']);
+    const job = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/keyed/`) } } })).id);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: 6, succeeded: 5, failed: 1 });
+    expect(job.columns).toEqual(['file_name', 'score', 'label']);
+    expect(await output(job.id, 'predictions.csv')).toBe('a.txt,0.1,cat\nb.txt,0.2,dog\nc.txt,0.3,\nd.txt,0.4,fox\ne.txt,0.5,owl\n');
+    const log = await output(job.id, 'logs/job.log');
+    const dropped = log.split('\n').filter((l) => l.includes('not among the job\'s columns'));
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]).toMatch(/WARNING .*: extra; dropped/);
+    expect(JSON.parse(await output(job.id, 'job.json')).columns).toEqual(['file_name', 'score', 'label']);
+
+    await files(`data/${endpoint}/surplus/`, ['surplus.txt']);
+    const surplus = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/surplus/`) } } })).id);
+    expect(surplus.counts.items).toEqual({ total: 1, succeeded: 1, failed: 0 });
+    expect(surplus.columns).toEqual(['prediction']);
+    expect(await output(surplus.id, 'predictions.csv')).toBe('1\n2\n3\n');
+    expect(await output(surplus.id, 'logs/job.log')).toMatch(/WARNING .*run\(\) returned 3 results for 1 item without naming/);
+  });
+});
+
+describe('kind 5: inputs as Azure ML users write them', () => {
+  it('5a: a path without a type and without a trailing slash that names a folder is read as the folder; a stated type that does not match says what is there', async () => {
+    const endpoint = uniqueName('infer');
+    await scriptDeployment(endpoint, 'slow-lines.js', { environment_variables: { SLOW_MS: '0' } });
+    await files(`data/${endpoint}/bh/in/`, ['x.txt', 'y.txt']);
+    const job = await waitForJob(api, (await started(endpoint, { inputs: { data: { path: ds(`data/${endpoint}/bh/in`) } } })).id);
+    expect(job.status).toBe('Completed');
+    expect(job.inputs.data.type).toBe('uri_folder');
+    expect(job.counts.items).toEqual({ total: 2, succeeded: 2, failed: 0 });
+    // A file is still a file.
+    const file = await waitForJob(api, (await started(endpoint, { inputs: { data: { path: ds(`data/${endpoint}/bh/in/x.txt`) } } })).id);
+    expect(file.inputs.data.type).toBe('uri_file');
+    expect(await output(file.id, 'predictions.csv')).toBe('x.txt,1,x.txt\n');
+    const asFile = await invoke(endpoint, { inputs: { data: { type: 'uri_file', path: ds(`data/${endpoint}/bh/in`) } } });
+    expect(asFile.status).toBe(400);
+    expect(asFile.body.detail).toContain('is a folder, not a file');
+    expect(asFile.body.errors.map((e: { field: string }) => e.field)).toEqual(['inputs.data.path']);
+    const asFolder = await invoke(endpoint, { inputs: { data: { type: 'uri_folder', path: ds(`data/${endpoint}/bh/in/x.txt`) } } });
+    expect(asFolder.status).toBe(400);
+    expect(asFolder.body.detail).toContain('is a file, not a folder');
+    const nothing = await invoke(endpoint, { inputs: { data: { path: ds(`data/${endpoint}/bh/nothing`) } } });
+    expect(nothing.status).toBe(400);
+    expect(nothing.body.code).toBe('input_not_found');
+  });
+});
+
+describe('kind 6: failures and state', () => {
+  it('returns the same job to an idempotent retry sent after the first job wrote its outputs', async () => {
+    const endpoint = uniqueName('idem');
+    await scriptDeployment(endpoint, 'slow-lines.js', { environment_variables: { SLOW_MS: '0' } });
+    await files(`data/${endpoint}/`, ['i.txt']);
+    const body = { inputs: { x: { path: ds(`data/${endpoint}/`) } }, outputs: { score: { path: ds(`out/${endpoint}/`) } } };
+    const key = uniqueName('key');
+    const first = await started(endpoint, body, { 'idempotency-key': key });
+    expect((await waitForJob(api, first.id)).status).toBe('Completed');
+    const retry = await invoke(endpoint, body, { 'idempotency-key': key });
+    expect(retry.status).toBe(202);
+    expect(retry.body.id).toBe(first.id);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    // Without the key, the same request is another job, and the folder is the first job's.
+    expect((await invoke(endpoint, body)).status).toBe(409);
+  });
+});

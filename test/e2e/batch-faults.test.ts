@@ -1,0 +1,172 @@
+/**
+ * Storage failures injected under a running job (issue 8, kind 6). All of the app's storage goes
+ * through a fault proxy in front of real Azurite: requests a rule names are failed, or acknowledged
+ * without being stored (what a storage crash loses), and everything else is Azurite's own answer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite } from '../support/azurite.js';
+import { type Api, type Json, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
+import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
+import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { uniqueName } from '../support/ports.js';
+
+let storage: { connectionString: string; stop: () => Promise<void> };
+let proxy: FaultProxy;
+let host: FnHostProcess;
+let api: Api;
+const cache = tempDir('batch-faults-cache-');
+
+/** Block ids start with a kind letter (see BlockIds): base64 of "e-" is "ZS", of "g-" "Zy", of "p-" "cC". */
+const OWN_ENTRY = /blockid=ZS/;
+const GROUP = /blockid=Zy/;
+
+beforeAll(async () => {
+  storage = await startAzurite();
+  proxy = await startFaultProxy(storage.connectionString);
+  host = await startFnHost({
+    appDir: PRODUCT_APP,
+    storageConnection: proxy.connectionString,
+    env: { BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_CACHE_DIR: cache.path, BATCH_BOOKKEEPING_RETRY_MS: '100', BATCH_BOOKKEEPING_ATTEMPTS: '3' },
+  });
+  api = apiOf(host);
+  await upload(storage.connectionString, { 'models/dummy/model.txt': 'unused' });
+});
+
+afterAll(async () => {
+  await host?.stop();
+  await proxy?.stop();
+  await storage?.stop();
+  cache.remove();
+});
+
+async function scriptDeployment(endpoint: string, script: string, settings: Record<string, unknown>): Promise<void> {
+  const codeDir = `code/${uniqueName('c')}/`;
+  await upload(storage.connectionString, { [`${codeDir}score.js`]: fixtureScript(script) });
+  await deploy(api, {
+    endpoint,
+    deployment: 'dep',
+    model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
+    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings },
+  });
+}
+
+async function files(prefix: string, names: string[]): Promise<void> {
+  await upload(storage.connectionString, Object.fromEntries(names.map((n) => [`${prefix}${n}`, `${n}\n`])));
+}
+
+async function run(endpoint: string, folder: string): Promise<Json> {
+  const res = await api.call('POST', `endpoints/${endpoint}/jobs`, { inputs: { x: { path: ds(folder) } } });
+  if (res.status !== 202) throw new Error(`invoke: ${res.status} ${JSON.stringify(res.body)}`);
+  return waitForJob(api, res.body.id);
+}
+
+async function output(jobId: string, file: string): Promise<string> {
+  const res = await fetch(`${host.url}/api/jobs/${jobId}/outputs/${file}`, { headers: { 'x-functions-key': host.masterKey } });
+  return res.text();
+}
+
+function reportRows(text: string): string[][] {
+  return text.trim().split('\n').slice(1).map((l) => l.split(','));
+}
+
+describe('lost acknowledged writes are found before the outputs are committed', () => {
+  it('runs again a mini-batch whose staged rows were acknowledged but lost, and commits complete predictions', async () => {
+    const endpoint = uniqueName('lostpart');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } });
+    const names = Array.from({ length: 10 }, (_, i) => `f${i}.txt`);
+    await files(`data/${endpoint}/`, names);
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/predictions\.csv$/, query: /comp=block&/, drop: true, times: 1, after: 3 });
+    const job = await run(endpoint, `data/${endpoint}/`);
+    expect(rule.hits).toBe(1);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: 10, succeeded: 10, failed: 0 });
+    expect(await output(job.id, 'predictions.csv')).toBe(names.map((n) => `${n},1,${n}\n`).join(''));
+    const report = reportRows(await output(job.id, 'processed_mini_batches.csv'));
+    expect(report).toHaveLength(10);
+    expect(report.filter((r) => r[1] === '2')).toHaveLength(1);
+  });
+
+  it('runs again the mini-batches whose journal records were acknowledged but lost', async () => {
+    const endpoint = uniqueName('lostjournal');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } });
+    const names = Array.from({ length: 10 }, (_, i) => `g${i}.txt`);
+    await files(`data/${endpoint}/`, names);
+    // The first group of records a lane writes (five mini-batches' outcomes) is lost.
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: GROUP, drop: true, times: 1 });
+    const job = await run(endpoint, `data/${endpoint}/`);
+    expect(rule.hits).toBe(1);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: 10, succeeded: 10, failed: 0 });
+    expect(await output(job.id, 'predictions.csv')).toBe(names.map((n) => `${n},1,${n}\n`).join(''));
+    const report = reportRows(await output(job.id, 'processed_mini_batches.csv'));
+    expect(report.map((r) => r[0])).toEqual(names.map((_, i) => String(i)));
+    // Their first outcomes were lost with the records; the log says which ran again, and why.
+    const again = (await output(job.id, 'logs/job.log')).split('\n').filter((l) => l.includes('run again while finalizing'));
+    expect(again).toHaveLength(5);
+  });
+});
+
+describe('bookkeeping retries storage failures', () => {
+  it('ends with correct outputs and counts while progress, journal, failure-record and finalize writes fail', async () => {
+    const endpoint = uniqueName('bookkeeping');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, retry_settings: { max_retries: 1 }, environment_variables: { SLOW_MS: '0' } });
+    const good = Array.from({ length: 7 }, (_, i) => `h${i}.txt`);
+    await files(`data/${endpoint}/`, [...good, 'zz-broken.txt']);
+    const rules = {
+      // Progress rows never get written: advisory, the job goes on.
+      progress: proxy.fail({ service: 'table', method: 'PUT', path: /RowKey='lane-/, status: 403, code: 'AuthorizationFailure', times: Infinity }),
+      // Journal groups fail twice before they land.
+      journal: proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: GROUP, status: 502, times: 2 }),
+      // One input cannot be read at all, so its mini-batch's failure is recorded by its own activity…
+      input: proxy.fail({ service: 'blob', method: 'GET', path: /zz-broken\.txt$/, status: 502, times: Infinity }),
+      // …whose write fails once (the first own entry is the job's preamble).
+      failure: proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: OWN_ENTRY, status: 502, times: 1, after: 1 }),
+      // Finalize fails once writing the report, and runs again.
+      finalize: proxy.fail({ service: 'blob', method: 'PUT', path: /\/processed_mini_batches\.csv$/, status: 502, times: 1 }),
+    };
+    const job = await run(endpoint, `data/${endpoint}/`);
+    for (const rule of Object.values(rules)) rule.cancel();
+    expect(rules.progress.hits).toBeGreaterThan(0);
+    expect(rules.journal.hits).toBe(2);
+    expect(rules.input.hits).toBeGreaterThan(0);
+    expect(rules.failure.hits).toBe(1);
+    expect(rules.finalize.hits).toBe(1);
+    expect(job.status).toBe('Completed');
+    expect(job.counts).toEqual({ mini_batches: { total: 8, succeeded: 7, failed: 1, retried: 1 }, items: { total: 8, succeeded: 7, failed: 1 } });
+    expect(await output(job.id, 'predictions.csv')).toBe(good.map((n) => `${n},1,${n}\n`).join(''));
+    const errors = (await output(job.id, 'errors.jsonl')).trim().split('\n').map((l) => JSON.parse(l) as Json);
+    expect(errors).toEqual([expect.objectContaining({ mini_batch: 7, file: 'zz-broken.txt', reason: expect.stringContaining('Could not download') })]);
+    expect(reportRows(await output(job.id, 'processed_mini_batches.csv'))).toHaveLength(8);
+  });
+
+  it('halts the job when a lane cannot record its work: the other lane stops, and finalizing waits for every lane', async () => {
+    const endpoint = uniqueName('halt');
+    await scriptDeployment(endpoint, 'uneven.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, retry_settings: { max_retries: 0 } });
+    // Lane 0 runs the a-* files (a-bad first: its outcome is not routine, so it writes a record of
+    // its own, which fails for good); lane 1 runs twelve files of 300 ms each.
+    const laneZero = ['a-bad.txt', ...Array.from({ length: 11 }, (_, i) => `a-ok${String(i).padStart(2, '0')}.txt`)];
+    const laneOne = Array.from({ length: 12 }, (_, i) => `b-wait${String(i).padStart(2, '0')}.txt`);
+    await files(`data/${endpoint}/`, [...laneZero, ...laneOne]);
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: OWN_ENTRY, status: 502, times: Infinity, after: 1 });
+    const job = await run(endpoint, `data/${endpoint}/`);
+    rule.cancel();
+    expect(job.status).toBe('Failed');
+    expect(job.error.code).toBe('storage_failed');
+    expect(job.error.message).toContain('mini-batch 0');
+    // Lane 1 stopped well before its end once the job was halted.
+    const report = reportRows(await output(job.id, 'processed_mini_batches.csv'));
+    const laneOneRan = report.filter((r) => Number(r[0]) >= 12);
+    expect(laneOneRan.length).toBeGreaterThan(0);
+    expect(laneOneRan.length).toBeLessThan(12);
+    // What was committed is exactly what the report and counts say.
+    expect((await output(job.id, 'predictions.csv')).trim().split('\n')).toHaveLength(job.counts.items.succeeded);
+    expect(job.counts.items.succeeded).toBe(laneOneRan.length);
+    // No lane or chunk of the job was still running when it ended (the job's own orchestration
+    // ends just after the job record does).
+    const instances = [`${job.id}:lane-0`, `${job.id}:lane-1`, `${job.id}:chunk-0`, `${job.id}:chunk-1`];
+    for (const id of instances) {
+      const res = await fetch(`${host.url}/runtime/webhooks/durabletask/instances/${encodeURIComponent(id)}`, { headers: { 'x-functions-key': host.masterKey } });
+      expect(((await res.json()) as Json).runtimeStatus, id).toBe('Completed');
+    }
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * Finalizing a job against real storage (Azurite): the outputs are checked against the journal's
+ * accepted records before anything is committed, a gap is never committed, the final counts come
+ * from the records, and while it finalizes the job shows the counts the lanes reached.
+ * Mini-batches are simulated by staging what their activities would (parts and journal lines);
+ * the scoring runtime is not needed here and is a stand-in that does nothing.
+ */
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AppConfig, loadConfig } from '../../shared/config.js';
+import { JobRunner } from '../../shared/jobs/job-runner.js';
+import { JobStore } from '../../shared/jobs/job-store.js';
+import { JobsService, outputFolderOf } from '../../shared/jobs/jobs-service.js';
+import type { JournalEntry } from '../../shared/jobs/journal.js';
+import { type JobCounts, emptyCounts } from '../../shared/jobs/types.js';
+import { JobWorkArea } from '../../shared/jobs/work-area.js';
+import { BlockIds, type StagedPart, newNonce } from '../../shared/outputs/output-writer.js';
+import { Registry } from '../../shared/registry/registry.js';
+import { deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import type { ScoringRuntime } from '../../shared/scoring/types.js';
+import { startAzurite } from '../support/azurite.js';
+import { uniqueName } from '../support/ports.js';
+
+let storage: { connectionString: string; stop: () => Promise<void> };
+let config: AppConfig;
+let registry: Registry;
+let store: JobStore;
+let jobs: JobsService;
+let runner: JobRunner;
+let area: JobWorkArea;
+let ws: ContainerClient;
+
+const idle: ScoringRuntime = {
+  score: () => Promise.reject(new Error('not used')),
+  warm: () => Promise.resolve(),
+  pools: () => 0,
+  release: () => Promise.resolve(),
+  close: () => Promise.resolve(),
+};
+const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
+
+beforeAll(async () => {
+  storage = await startAzurite();
+  config = loadConfig({ AzureWebJobsStorage: storage.connectionString, BATCH_TABLE_PREFIX: uniqueName('t').replace(/[^a-z0-9]/g, '') });
+  registry = new Registry({ config });
+  store = new JobStore({ config });
+  area = new JobWorkArea({ config });
+  jobs = new JobsService({ config, registry, store });
+  runner = new JobRunner({ config, registry, store, workArea: area, runtime: idle });
+  ws = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(config.workspaceContainer);
+  await ws.createIfNotExists();
+  await ws.getBlockBlobClient('code/score.js').upload('export function run() { return []; }', 10);
+  await ws.getBlockBlobClient('models/m/model.txt').upload('m', 1);
+  await registry.putEndpoint('fin', endpointBody.parse({}));
+  await registry.createModel('m', '1', modelBody.parse({ type: 'custom_model', path: ds('models/m/') }));
+  await registry.putDeployment('fin', 'dep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' }, settings: { mini_batch_size: 1 } }));
+  await registry.putEndpoint('fin', endpointBody.parse({ defaults: { deployment_name: 'dep' } }));
+});
+
+afterAll(async () => {
+  await storage?.stop();
+});
+
+/** A prepared job over `n` one-line files: one mini-batch per file, one lane. */
+async function preparedJob(n: number): Promise<{ id: string; chunkSize: number }> {
+  const folder = `data/${uniqueName('in')}/`;
+  for (let i = 0; i < n; i++) await ws.getBlockBlobClient(`${folder}f${i}.txt`).upload(`f${i}\n`, 3);
+  const { job } = await jobs.invoke({ endpoint: 'fin', deploymentHeader: undefined, body: { inputs: { x: { path: ds(folder) } } }, idempotencyKey: undefined, invokedBy: { name: 't', via: 'anonymous' }, start: () => Promise.resolve() });
+  const plan = await runner.prepare(job.spec.id);
+  expect(plan).toMatchObject({ status: 'ready', miniBatches: n, lanes: 1 });
+  return { id: job.spec.id, chunkSize: plan.chunkSize };
+}
+
+/** What mini-batch `i`'s activity stages when it completes: its part of the predictions, and its routine entry. */
+async function completed(jobId: string, i: number, rows: string): Promise<{ entry: JournalEntry; part: StagedPart }> {
+  const job = await store.get(jobId);
+  const folder = await outputFolderOf(registry, job!.spec);
+  const n = newNonce();
+  const part = (await folder.stage('predictions.csv', new BlockIds(jobId).part('p', i, 1, n), rows))!;
+  const entry: JournalEntry = { i, a: 1, n, status: 'completed', items: 1, succeeded: 1, failed: 0, part, report: `${i},1,1,1,0,0.001,completed,\n`, errors: '', log: `log ${i}\n` };
+  return { entry, part };
+}
+
+function countsOf(succeeded: number): JobCounts {
+  const counts = emptyCounts();
+  counts.mini_batches.succeeded = succeeded;
+  counts.items.succeeded = succeeded;
+  return counts;
+}
+
+describe('finalizing a job (Azurite)', () => {
+  it('commits exactly the accepted parts in order, with counts from the records', async () => {
+    const { id, chunkSize } = await preparedJob(3);
+    const staged = await Promise.all([2, 0, 1].map((i) => completed(id, i, `row ${i}\n`)));
+    await area.stageGroup(id, staged.map((s) => s.entry));
+    // The orchestration's own counts are off here on purpose: the records decide.
+    const result = await runner.finalize({ jobId: id, outcome: 'Completed', counts: countsOf(99), layout: { lanes: 1, chunkSize, miniBatches: 3 }, ran: [{ done: 1, partial: 0 }], mayRepair: true });
+    expect(result).toEqual({ status: 'Completed' });
+    const job = await jobs.get(id);
+    expect(job.state.counts).toEqual({ mini_batches: { total: 3, succeeded: 3, failed: 0, retried: 0 }, items: { total: 3, succeeded: 3, failed: 0 } });
+    const out = job.spec.output.location.path;
+    expect((await ws.getBlobClient(`${out}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\nrow 2\n');
+    expect((await ws.getBlobClient(`${out}logs/job.log`).downloadToBuffer()).toString()).toMatch(/log 0\nlog 1\nlog 2\n.*Completed/s);
+  });
+
+  it('hands back the mini-batches whose record or part is missing, showing the lanes\' counts while it finalizes; after the repairs it fails rather than commit a gap', async () => {
+    const { id, chunkSize } = await preparedJob(4);
+    const zero = await completed(id, 0, 'row 0\n');
+    const two = await completed(id, 2, 'row 2\n');
+    const three = await completed(id, 3, 'row 3\n');
+    // 1 ran but its record was lost; 2's record names a part of another length; 3's part is gone.
+    const wrong = { ...two.entry, part: { ...two.part, bytes: two.part.bytes + 1 } };
+    const gone = { ...three.entry, part: { id: new BlockIds(id).part('p', 3, 1, newNonce()), bytes: three.part.bytes } };
+    await area.stageGroup(id, [zero.entry, wrong, gone]);
+    const input = { jobId: id, outcome: 'Completed' as const, counts: countsOf(4), layout: { lanes: 1, chunkSize, miniBatches: 4 }, ran: [{ done: 1, partial: 0 }] };
+    expect(await runner.finalize({ ...input, mayRepair: true })).toEqual({
+      status: 'repair',
+      repair: [
+        { index: 1, attempt: 1 },
+        { index: 2, attempt: 2 },
+        { index: 3, attempt: 2 },
+      ],
+    });
+    const finalizing = await jobs.get(id);
+    expect(finalizing.state.status).toBe('Finalizing');
+    expect(finalizing.state.counts).toEqual({ mini_batches: { total: 4, succeeded: 4, failed: 0, retried: 0 }, items: { total: 4, succeeded: 4, failed: 0 } });
+    const out = finalizing.spec.output.location.path;
+    expect(await ws.getBlobClient(`${out}predictions.csv`).exists()).toBe(false);
+
+    const result = await runner.finalize({ ...input, mayRepair: false });
+    expect(result).toEqual({ status: 'Failed' });
+    const failed = await jobs.get(id);
+    expect(failed.state.error).toMatchObject({ code: 'output_incomplete', details: { mini_batches: [1, 2, 3] } });
+    // No predictions file that looks complete; the reports say what is there.
+    expect(await ws.getBlobClient(`${out}predictions.csv`).exists()).toBe(false);
+    expect((await ws.getBlobClient(`${out}processed_mini_batches.csv`).downloadToBuffer()).toString().trim().split('\n')).toHaveLength(1 + 3);
+  });
+
+  it('accepts a re-run\'s record once the orchestration acknowledges it', async () => {
+    const { id, chunkSize } = await preparedJob(2);
+    const zero = await completed(id, 0, 'row 0\n');
+    await area.stageGroup(id, [zero.entry]);
+    const input = { jobId: id, outcome: 'Completed' as const, counts: countsOf(2), layout: { lanes: 1, chunkSize, miniBatches: 2 }, ran: [{ done: 1, partial: 0 }], mayRepair: true };
+    expect(await runner.finalize(input)).toEqual({ status: 'repair', repair: [{ index: 1, attempt: 1 }] });
+    // The re-run stages its entry itself; until it is acknowledged it does not count.
+    const one = await completed(id, 1, 'row 1\n');
+    await area.stageEntry(id, one.entry);
+    expect(await runner.finalize(input)).toEqual({ status: 'repair', repair: [{ index: 1, attempt: 1 }] });
+    await area.stageGroup(id, [{ ack: { i: 1, a: 1, n: one.entry.n, final: true } }]);
+    expect(await runner.finalize(input)).toEqual({ status: 'Completed' });
+    const job = await jobs.get(id);
+    expect((await ws.getBlobClient(`${job.spec.output.location.path}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\n');
+  });
+});
