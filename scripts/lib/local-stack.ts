@@ -36,12 +36,14 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Echo the host's log lines. */
   echo?: boolean;
+  /** More `fnhost start` options. */
+  args?: string[];
 }
 
 export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
   const port = options.port ?? (await freePort());
   const args = [...FNHOST_NODE_FLAGS, join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
-  args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']));
+  args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']), ...(options.args ?? []));
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, AzureWebJobsStorage: 'UseDevelopmentStorage=true', FUNCTIONS_WORKER_RUNTIME: 'node', ...options.env },

@@ -1,11 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { formatTimeSpan } from '../config/timespan.js';
 import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Invoker } from '../worker/invoker.js';
 import type { RegisteredFunction, WorkerRuntime } from '../worker/worker-runtime.js';
-import { type DurableHttpRequestJson, topLevelActions } from './actions.js';
+import type { DurableHttpRequestJson } from './actions.js';
+import {
+  DEFAULT_HTTP_POLL_MS,
+  type OrchestratorResult,
+  classifyEpisode,
+  completedOutputText,
+  failedOutputText,
+  orchestratorResultOf,
+  orchestratorTriggerFields,
+  shimEpisode,
+} from './episode-protocol.js';
 import { runEntityBatch } from './entity-batch.js';
 import {
   EventType,
@@ -15,11 +24,10 @@ import {
   type RuntimeStatus,
   isTerminal,
   makeEvent,
-  parseJsonText,
 } from './history.js';
 import { MinHeap } from './min-heap.js';
-import { type OrchestratorState, stateFromError, stateFromReturnValue } from './orchestrator-state.js';
-import { type EntityRequestMessage, HTTP_ACTIVITY_NAME, type ShimResult, replayActions, schedulerId } from './replay-shim.js';
+import type { OrchestratorState } from './orchestrator-state.js';
+import { type EntityRequestMessage, HTTP_ACTIVITY_NAME, type ShimResult, schedulerId } from './replay-shim.js';
 import { activityFailure, jsonTextOfTypedData } from './results.js';
 import type {
   ActivityTask,
@@ -57,11 +65,19 @@ export interface DurableEngineOptions {
   historyCacheEvents?: number;
 }
 
-const MAX_SHORT_TIMER_MS = 3650 * 86_400_000;
-const LONG_TIMER_INTERVAL_MS = 3 * 86_400_000;
-const DEFAULT_HTTP_POLL_MS = 30_000;
 /** An instance's next episode waits this many times its last replay's cost, so fan-in batches up. */
 const REPLAY_BACKOFF_FACTOR = 2;
+/**
+ * A task hub write that failed (a locked, full or failing disk) is tried again after 50 ms,
+ * doubling up to 5 s: what it carried is kept until the store has it, never dropped.
+ */
+const STORE_RETRY_FIRST_MS = 50;
+const STORE_RETRY_MAX_MS = 5_000;
+
+/** The wait before the next try after `failures` failed store writes in a row. */
+export function storeRetryDelay(failures: number): number {
+  return Math.min(STORE_RETRY_FIRST_MS * 2 ** Math.max(0, failures - 1), STORE_RETRY_MAX_MS);
+}
 
 interface CachedHistory {
   executionId: string;
@@ -72,8 +88,6 @@ interface CachedHistory {
    */
   text: string;
 }
-
-type EpisodeKind = 'running' | 'completed' | 'failed' | 'continueAsNew';
 
 function newId(): string {
   return randomUUID().replace(/-/g, '');
@@ -130,6 +144,12 @@ export class DurableEngine {
 
   readonly #completions: { taskSeq: number; message: NewMessage }[] = [];
   #flushScheduled = false;
+  /** Failed writes of activity results in a row, and the timer of the next try. */
+  #completionFailures = 0;
+  #completionRetry: unknown;
+  /** Episodes and entity batches that failed in the host, by instance, for their backoff. */
+  readonly #instanceFailures = new Map<string, number>();
+  #rescanFailures = 0;
   #pumpScheduled = false;
   readonly #inFlight = new Set<Promise<void>>();
   readonly #histories = new Map<string, CachedHistory>();
@@ -170,6 +190,7 @@ export class DurableEngine {
   /** Stops taking new work and waits (up to `graceMs`) for running invocations to finish. */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
+    const deadline = this.#clock.now() + graceMs;
     if (this.#timerHandle !== undefined) this.#clock.clearTimeout(this.#timerHandle);
     this.#timerHandle = undefined;
     const all = Promise.allSettled([...this.#inFlight]);
@@ -179,7 +200,27 @@ export class DurableEngine {
     });
     await Promise.race([all, timeout]);
     this.#clock.clearTimeout(handle);
-    this.#flushCompletions();
+    await this.#drainCompletions(deadline);
+  }
+
+  /**
+   * Writes the results still queued before the host goes, trying again while the grace period
+   * lasts. What cannot be written is not lost: those tasks are still in the store and run again
+   * on the next start (at least once, as in Durable Functions).
+   */
+  async #drainCompletions(deadline: number): Promise<void> {
+    if (this.#completionRetry !== undefined) this.#clock.clearTimeout(this.#completionRetry);
+    this.#completionRetry = undefined;
+    for (;;) {
+      if (this.#flushCompletions()) return;
+      const wait = Math.min(storeRetryDelay(this.#completionFailures), deadline - this.#clock.now());
+      if (wait <= 0) break;
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, wait));
+    }
+    this.#logger.error(
+      `${this.#completions.length} activity result(s) could not be recorded before the host stopped; ` +
+        'their tasks are still queued in the task hub and run again when it restarts.',
+    );
   }
 
   /** True when nothing is queued, running or waiting on a timer that is due. */
@@ -383,9 +424,21 @@ export class DurableEngine {
     }
     if (rescan) {
       // Timers found in the store at start-up: ask it which instances they wake.
-      const { ready, nextVisibleAt } = this.#store.readyInstances(now);
-      for (const id of ready) this.#notify(id);
-      if (nextVisibleAt !== undefined) this.#timers.push(nextVisibleAt, '');
+      try {
+        const { ready, nextVisibleAt } = this.#store.readyInstances(now);
+        this.#rescanFailures = 0;
+        for (const id of ready) this.#notify(id);
+        if (nextVisibleAt !== undefined) this.#timers.push(nextVisibleAt, '');
+      } catch (err) {
+        // Without the rescan marker nothing would wake the instances whose timers the store holds.
+        this.#rescanFailures++;
+        const delay = storeRetryDelay(this.#rescanFailures);
+        this.#logger.error(
+          `Could not read which instances are due from the task hub (failure ${this.#rescanFailures} in a row): ` +
+            `${describeError(err)}. Trying again in ${delay} ms.`,
+        );
+        this.#timers.push(now + delay, '');
+      }
     }
     this.#armTimer();
   }
@@ -433,7 +486,14 @@ export class DurableEngine {
       this.#orchRunning.add(id);
       this.#track(
         this.#runEpisode(id)
-          .catch((err: unknown) => this.#logger.error(`Orchestration "${id}" episode failed in the host: ${describeError(err)}`))
+          .then(
+            () => {
+              this.#instanceFailures.delete(id);
+            },
+            (err: unknown) => {
+              this.#retryInstance(id, `Orchestration "${id}" episode`, err);
+            },
+          )
           .finally(() => {
             this.#orchRunning.delete(id);
             if (this.#orchDirty.delete(id)) this.#orchReady.add(id);
@@ -447,7 +507,14 @@ export class DurableEngine {
       this.#entityRunning.add(id);
       this.#track(
         this.#runEntity(id)
-          .catch((err: unknown) => this.#logger.error(`Entity "${id}" batch failed in the host: ${describeError(err)}`))
+          .then(
+            () => {
+              this.#instanceFailures.delete(id);
+            },
+            (err: unknown) => {
+              this.#retryInstance(id, `Entity "${id}" batch`, err);
+            },
+          )
           .finally(() => {
             this.#entityRunning.delete(id);
             if (this.#entityDirty.delete(id)) this.#entityReady.add(id);
@@ -455,6 +522,21 @@ export class DurableEngine {
           }),
       );
     }
+  }
+
+  /**
+   * An episode or entity batch that failed in the host (mostly: its store write failed) wrote
+   * nothing, and its messages are still in the store. Nothing else would wake the instance before
+   * its next message or a restart, so it runs again after a backoff.
+   */
+  #retryInstance(id: string, what: string, err: unknown): void {
+    const failures = (this.#instanceFailures.get(id) ?? 0) + 1;
+    this.#instanceFailures.set(id, failures);
+    // The store is the truth: the next try reads the history again.
+    this.#forget(id);
+    const delay = storeRetryDelay(failures);
+    this.#logger.error(`${what} failed in the host (failure ${failures} in a row): ${describeError(err)}. It runs again in ${delay} ms.`);
+    this.#addTimer(this.#clock.now() + delay, id);
   }
 
   // ---------------------------------------------------------------- history cache
@@ -613,19 +695,7 @@ export class DurableEngine {
           '(azure-functions-durable-js#574): restructure the code before deploying.',
       );
     }
-    let kind: EpisodeKind;
-    let errorMessage = result.error;
-    if (shimResult?.nonDeterminism) errorMessage = shimResult.nonDeterminism;
-    if (errorMessage !== undefined || !result.state || !shimResult) {
-      kind = 'failed';
-      errorMessage ??= 'The orchestrator returned no state.';
-    } else if (result.state.isDone && shimResult.continueAsNew) {
-      kind = 'continueAsNew';
-    } else if (result.state.isDone) {
-      kind = 'completed';
-    } else {
-      kind = 'running';
-    }
+    const { kind, errorMessage } = classifyEpisode(result, shimResult);
 
     const commit: EpisodeCommit = {
       instanceId,
@@ -649,7 +719,7 @@ export class DurableEngine {
     const parent = startEvent.ParentInstance;
 
     if (kind === 'completed') {
-      const output = result.state?.output === undefined ? 'null' : JSON.stringify(result.state.output);
+      const output = completedOutputText(result.state);
       commit.appendHistory.push(
         makeEvent(EventType.ExecutionCompleted, commit.now, {
           OrchestrationStatus: OrchestrationStatusNumber.Completed,
@@ -669,7 +739,7 @@ export class DurableEngine {
         });
       }
     } else if (kind === 'failed') {
-      const text = `Orchestrator function '${instance.name}' failed: ${String(errorMessage)}`;
+      const text = failedOutputText(instance.name, errorMessage);
       const failure: FailureDetails = result.state?.failureDetails ?? {
         ErrorType: 'OrchestrationFailureException',
         ErrorMessage: String(errorMessage),
@@ -808,7 +878,7 @@ export class DurableEngine {
     cache: CachedHistory,
     episodeEvents: HistoryEvent[],
     startEvent: HistoryEvent,
-  ): Promise<{ state: OrchestratorState | undefined; error: string | undefined; stack: string | undefined }> {
+  ): Promise<OrchestratorResult> {
     const fn = this.#function(instance.name, 'orchestrationTrigger');
     if (!fn) {
       return {
@@ -822,54 +892,23 @@ export class DurableEngine {
     // not serialised again on every episode.
     const fresh = episodeEvents.map((e) => JSON.stringify(e)).join(',');
     const historyJson = cache.text === '' ? fresh : `${cache.text},${fresh}`;
-    const rest = {
-      input: parseJsonText(startEvent.Input),
+    const rest = orchestratorTriggerFields({
       instanceId: instance.instanceId,
+      startEvent,
       isReplaying: cache.events.length > 0,
-      parentInstanceId: startEvent.ParentInstance?.OrchestrationInstance.InstanceId ?? null,
-      upperSchemaVersion: Math.min(schema, 1),
-      upperSchemaVersionNew: schema,
-      longRunningTimerIntervalDuration: formatTimeSpan(LONG_TIMER_INTERVAL_MS),
-      maximumShortTimerDuration: formatTimeSpan(MAX_SHORT_TIMER_MS),
-      defaultHttpAsyncRequestSleepTimeMillseconds: DEFAULT_HTTP_POLL_MS,
-    };
+      schemaVersion: schema,
+    });
     const payload = `{"history":[${historyJson}],${JSON.stringify(rest).slice(1)}`;
     const outcome = await this.#o.invoker.invoke(fn, {
       triggerData: { string: payload },
       skipBindings: true,
       bindingData: { instanceId: instance.instanceId },
     });
-    if (outcome.error) {
-      const { state, message } = stateFromError(outcome.error, schema);
-      return { state, error: message, stack: outcome.error.stack };
-    }
-    const state = stateFromReturnValue(outcome.response?.returnValue, schema);
-    return state
-      ? { state, error: state.error, stack: undefined }
-      : { state: undefined, error: 'The orchestrator function returned no OrchestratorState. Is it registered with df.app.orchestration?', stack: undefined };
+    return orchestratorResultOf({ error: outcome.error, returnValue: outcome.response?.returnValue }, schema);
   }
 
-  #shim(instance: InstanceRecord, history: HistoryEvent[], state: OrchestratorState): ShimResult | undefined {
-    try {
-      const actions = topLevelActions(state.actions, state.schemaVersion);
-      return replayActions(history, actions, {
-        now: this.#clock.now(),
-        schemaVersion: state.schemaVersion,
-        defaultHttpAsyncRequestSleepTimeMillseconds: DEFAULT_HTTP_POLL_MS,
-        maximumShortTimerDurationMs: MAX_SHORT_TIMER_MS,
-        longRunningTimerIntervalDurationMs: LONG_TIMER_INTERVAL_MS,
-        instanceId: instance.instanceId,
-        executionId: instance.executionId,
-      });
-    } catch (err) {
-      return {
-        decisions: [],
-        canceledTimerIds: [],
-        continueAsNew: undefined,
-        nonDeterminism: `The orchestrator returned actions fnhost cannot read: ${describeError(err)}`,
-        reyieldedTasks: false,
-      };
-    }
+  #shim(instance: InstanceRecord, history: HistoryEvent[], state: OrchestratorState): ShimResult {
+    return shimEpisode(history, state, { now: this.#clock.now(), instanceId: instance.instanceId, executionId: instance.executionId });
   }
 
   #applyDecisions(instance: InstanceRecord, shim: ShimResult, commit: EpisodeCommit, onlySignals: boolean): void {
@@ -1056,7 +1095,8 @@ export class DurableEngine {
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
+    // After a failed write, new results queue behind the kept ones until the retry timer fires.
+    if (this.#flushScheduled || this.#completionRetry !== undefined) return;
     this.#flushScheduled = true;
     // Results that finish in the same turn are committed together (group commit).
     setImmediate(() => {
@@ -1065,14 +1105,40 @@ export class DurableEngine {
     });
   }
 
-  #flushCompletions(): void {
-    if (this.#completions.length === 0) return;
-    const batch = this.#completions.splice(0, this.#completions.length);
+  /**
+   * Records the queued results in one store transaction. They leave the queue only once the store
+   * has them: a failed call wrote nothing (it is one transaction) and is tried again whole, in
+   * order and ahead of newer results, after a backoff. A retry cannot record a result twice: the
+   * store skips tasks that are no longer queued. Returns whether everything was recorded.
+   */
+  #flushCompletions(): boolean {
+    const count = this.#completions.length;
+    if (count === 0) return true;
+    let notify: Delivery[];
     try {
-      this.#deliver(this.#store.completeActivities(batch));
+      notify = this.#store.completeActivities(this.#completions.slice(0, count));
     } catch (err) {
-      this.#logger.error(`Could not record ${batch.length} activity result(s): ${describeError(err)}`);
+      this.#completionFailures++;
+      const delay = storeRetryDelay(this.#completionFailures);
+      this.#logger.error(
+        `Could not record ${count} activity result(s) (failure ${this.#completionFailures} in a row): ${describeError(err)}. ` +
+          `They are kept and written again in ${delay} ms; their orchestrations wait for them until then.`,
+      );
+      if (!this.#stopping && this.#completionRetry === undefined) {
+        this.#completionRetry = this.#clock.setTimeout(() => {
+          this.#completionRetry = undefined;
+          this.#flushCompletions();
+        }, delay);
+      }
+      return false;
     }
+    this.#completions.splice(0, count);
+    if (this.#completionFailures > 0) {
+      this.#logger.warn(`Recorded ${count} activity result(s) after ${this.#completionFailures} failed attempt(s).`);
+      this.#completionFailures = 0;
+    }
+    this.#deliver(notify);
+    return true;
   }
 
   // ---------------------------------------------------------------- entities

@@ -1,0 +1,275 @@
+/**
+ * `npm run record:histories`: runs a few representative batch jobs on fnhost (with Azurite) and
+ * writes the complete history of every orchestration instance of each job to
+ * test/fixtures/histories/<scenario>/<role>.json, for the replay tests
+ * (test/unit/orchestrations/replay-histories.test.ts). See test/fixtures/histories/README.md.
+ *
+ * Histories are read from the task hub's SQLite database, opened read-only after the host has
+ * stopped: it holds every event exactly as the engine stored it (the durable HTTP API's
+ * `showHistory` drops the scheduling events, OrchestratorStarted/Completed and sequence numbers
+ * that replay needs).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { EventType, type HistoryEvent, type RuntimeStatus } from '../infra/local/src/durable/history.js';
+import { ApiError, BatchClient, type JobView } from './lib/batch-client.js';
+import { HISTORY_FIXTURE_FORMAT, type RecordedInstance, formatRecording, roleOf } from './lib/history-fixtures.js';
+import { type LocalStack, ROOT, startLocalStack } from './lib/local-stack.js';
+import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
+
+const OUT = join(ROOT, 'test', 'fixtures', 'histories');
+const CONTAINER = 'azureml-blobstore';
+/** fnhost's default replay schema (V4), given explicitly so the fixtures say what ran. */
+const SCHEMA_VERSION = 3;
+/**
+ * Small chunks, so a lane runs several chunk sub-orchestrations even in a job of a few
+ * mini-batches, and a progress report after every mini-batch. Set here (the environment wins over
+ * a local.settings.json) so every recording runs with the same settings.
+ */
+const ENV = {
+  BATCH_CHUNK_SIZE: '2',
+  BATCH_PROGRESS_INTERVAL_SECONDS: '0',
+  BATCH_WORKSPACE_CONTAINER: CONTAINER,
+  BATCH_API_AUTH_LEVEL: 'function',
+  BATCH_TABLE_PREFIX: '',
+};
+const TERMINAL: RuntimeStatus[] = ['Completed', 'Failed', 'Terminated', 'Canceled'];
+
+interface Context {
+  stack: LocalStack;
+  client: BatchClient;
+}
+
+interface Scenario {
+  name: string;
+  /** Uploads, registers and invokes; returns the job id. */
+  start(ctx: Context): Promise<string>;
+  /** Anything about the finished job or its recordings that makes it not what the scenario shows. */
+  check(job: JobView, recordings: RecordedInstance[]): string | undefined;
+}
+
+const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
+const script = (name: string): string => readFileSync(join(ROOT, 'test', 'fixtures', 'scripts', name), 'utf8');
+
+async function customDeployment(ctx: Context, endpoint: string, scriptName: string, settings: Record<string, unknown>): Promise<void> {
+  const model = await ctx.client.request('GET', 'models/dummy/versions/1').catch((err: unknown) => {
+    if (err instanceof ApiError && err.status === 404) return undefined;
+    throw err;
+  });
+  if (!model) {
+    await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'models/dummy/', { 'model.txt': 'unused' });
+    await ctx.client.put('models/dummy/versions/1', { type: 'custom_model', path: ds('models/dummy/') });
+  }
+  await uploadFiles(ctx.stack.storageConnection, CONTAINER, `code/${endpoint}/`, { 'score.js': script(scriptName) });
+  await ctx.client.put(`endpoints/${endpoint}`, {});
+  await ctx.client.put(`endpoints/${endpoint}/deployments/main`, {
+    model: 'azureml:dummy:1',
+    code_configuration: { code: ds(`code/${endpoint}/`), scoring_script: 'score.js' },
+    settings,
+  });
+  await ctx.client.put(`endpoints/${endpoint}`, { defaults: { deployment_name: 'main' } });
+}
+
+const roles = (recordings: RecordedInstance[]): string[] => recordings.map((r) => r.role).sort();
+const hasCancelEvent = (r: RecordedInstance): boolean => r.history.some((e) => e.EventType === EventType.EventRaised && e.Name === 'cancel');
+
+const SCENARIOS: Scenario[] = [
+  {
+    // The main path: an ONNX model over CSV files, two lanes of two chunks each, progress reports.
+    name: 'onnx-two-lanes',
+    async start(ctx) {
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'models/penguins/1/', {
+        'penguins.onnx': readFileSync(join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx')),
+      });
+      const rows = penguinRows(8 * 5, 11);
+      const files: Record<string, string> = {};
+      for (let f = 0; f < 8; f++) files[`p${f}.csv`] = toCsv(rows.slice(f * 5, (f + 1) * 5));
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/penguins/', files);
+      await ctx.client.put('models/penguins/versions/1', { type: 'onnx', path: ds('models/penguins/1/penguins.onnx') });
+      await ctx.client.put('endpoints/penguins', {});
+      await ctx.client.put('endpoints/penguins/deployments/classifier', {
+        model: 'azureml:penguins:1',
+        resources: { instance_count: 1 },
+        settings: { max_concurrency_per_instance: 2, mini_batch_size: 1 },
+      });
+      await ctx.client.put('endpoints/penguins', { defaults: { deployment_name: 'classifier' } });
+      return (await ctx.client.invoke('penguins', { inputs: { penguins: { type: 'uri_folder', path: ds('data/penguins/') } } })).id;
+    },
+    check(job, recordings) {
+      if (job.status !== 'Completed' || job.counts.mini_batches.succeeded !== 8) return `job ${job.status} with ${JSON.stringify(job.counts)}`;
+      const want = ['chunk-0', 'chunk-1', 'chunk-2', 'chunk-3', 'job', 'lane-0', 'lane-1'];
+      return JSON.stringify(roles(recordings)) === JSON.stringify(want) ? undefined : `instances ${roles(recordings).join(', ')}`;
+    },
+  },
+  {
+    // A scoring script that throws on one file (retried once, then failed), skips others (failed
+    // items), and an error threshold the third failure exceeds: the lane stops, the job fails.
+    name: 'script-retry-threshold',
+    async start(ctx) {
+      const names = ['01-ok', '02-boom', '03-bad', '04-ok', '05-bad', '06-ok', '07-ok', '08-ok'];
+      const files = Object.fromEntries(names.map((n, i) => [`${n}.txt`, `line\n`.repeat(i + 1)]));
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/texts/', files);
+      await customDeployment(ctx, 'lines', 'count-lines.js', {
+        mini_batch_size: 1,
+        max_concurrency_per_instance: 1,
+        error_threshold: 2,
+        retry_settings: { max_retries: 1, timeout: 30 },
+      });
+      return (await ctx.client.invoke('lines', { inputs: { texts: { type: 'uri_folder', path: ds('data/texts/') } } })).id;
+    },
+    check(job, recordings) {
+      if (job.status !== 'Failed' || job.error?.code !== 'error_threshold_exceeded') return `job ${job.status} ${JSON.stringify(job.error)}`;
+      if (job.counts.mini_batches.retried !== 1) return `retried ${job.counts.mini_batches.retried}`;
+      const want = ['chunk-0', 'chunk-1', 'chunk-2', 'job', 'lane-0'];
+      return JSON.stringify(roles(recordings)) === JSON.stringify(want) ? undefined : `instances ${roles(recordings).join(', ')}`;
+    },
+  },
+  {
+    // Canceled while both lanes score their first mini-batch: the running chunks get the cancel
+    // event, let the mini-batch in flight finish and stop; no further chunk starts; the job ends
+    // Canceled.
+    name: 'canceled',
+    async start(ctx) {
+      const files = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`s${i}.txt`, `slow ${i}\n`]));
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/slow/', files);
+      await customDeployment(ctx, 'slow', 'slow.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '1000' } });
+      const job = await ctx.client.invoke('slow', { inputs: { texts: { type: 'uri_folder', path: ds('data/slow/') } } });
+      // Both first chunks have scheduled their first mini-batch, which takes a second.
+      for (const deadline = Date.now() + 60_000; ; ) {
+        const statuses = await Promise.all([0, 1].map((c) => orchestrationStatus(ctx.stack, `${job.id}:chunk-${c}`)));
+        if (statuses.every((s) => s === 'Running')) break;
+        if (Date.now() > deadline) throw new Error(`the chunks of job ${job.id} did not start: ${statuses.join(', ')}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await ctx.client.request('POST', `jobs/${job.id}/cancel`);
+      return job.id;
+    },
+    check(job, recordings) {
+      if (job.status !== 'Canceled') return `job ${job.status}`;
+      const want = ['chunk-0', 'chunk-1', 'job', 'lane-0', 'lane-1'];
+      if (JSON.stringify(roles(recordings)) !== JSON.stringify(want)) return `instances ${roles(recordings).join(', ')}`;
+      const chunks = recordings.filter((r) => r.role.startsWith('chunk-'));
+      return chunks.every(hasCancelEvent) ? undefined : 'a running chunk did not receive the cancel event';
+    },
+  },
+];
+
+async function orchestrationStatus(stack: LocalStack, instanceId: string): Promise<RuntimeStatus | undefined> {
+  const res = await fetch(`${stack.url}/runtime/webhooks/durabletask/instances/${encodeURIComponent(instanceId)}`, {
+    headers: { 'x-functions-key': stack.masterKey },
+  });
+  if (res.status === 404) return undefined;
+  return ((await res.json()) as { runtimeStatus?: RuntimeStatus }).runtimeStatus;
+}
+
+/** Waits until the job's own orchestration has ended (the job's status is set a step before). */
+async function waitForOrchestration(stack: LocalStack, instanceId: string): Promise<void> {
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const status = await orchestrationStatus(stack, instanceId);
+    if (status && TERMINAL.includes(status)) return;
+    if (Date.now() > deadline) throw new Error(`orchestration ${instanceId} did not end: ${String(status)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface InstanceRow {
+  instance_id: string;
+  name: string;
+  runtime_status: RuntimeStatus;
+  input: string | null;
+  output: string | null;
+}
+
+const parse = (text: string | null): unknown => (text === null ? null : JSON.parse(text));
+
+/** Every orchestration instance of a job, with its complete history, from the stopped host's task hub. */
+function readJob(db: Database.Database, scenario: string, jobId: string): RecordedInstance[] {
+  const rows = db
+    .prepare<[string, string, string], InstanceRow>(
+      `SELECT instance_id, name, runtime_status, input, output FROM instances
+       WHERE is_entity = 0 AND (instance_id = ? OR (instance_id >= ? AND instance_id < ?)) ORDER BY instance_id`,
+    )
+    .all(jobId, `${jobId}:`, `${jobId};`);
+  const history = db.prepare<[string], { event: string }>('SELECT event FROM history WHERE instance_id = ? ORDER BY seq');
+  return rows.map((row) => {
+    const role = roleOf(jobId, row.instance_id);
+    if (!role) throw new Error(`${row.instance_id} is not an instance of job ${jobId}`);
+    if (!TERMINAL.includes(row.runtime_status)) throw new Error(`${row.instance_id} is still ${row.runtime_status}`);
+    return {
+      format: HISTORY_FIXTURE_FORMAT,
+      scenario,
+      role,
+      instanceId: row.instance_id,
+      name: row.name,
+      schemaVersion: SCHEMA_VERSION,
+      runtimeStatus: row.runtime_status,
+      input: parse(row.input),
+      output: parse(row.output),
+      history: history.all(row.instance_id).map((r) => JSON.parse(r.event) as HistoryEvent),
+    };
+  });
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const hubName = (JSON.parse(readFileSync(join(ROOT, 'host.json'), 'utf8')) as { extensions: { durableTask: { hubName: string } } }).extensions.durableTask.hubName;
+  const dataDir = mkdtempSync(join(tmpdir(), 'record-histories-'));
+  try {
+    const jobs = new Map<Scenario, JobView>();
+    // A scenario whose timing went wrong (a cancel that came too late) is run again on a new job.
+    let pending = [...SCENARIOS];
+    for (let round = 1; pending.length > 0; round++) {
+      if (round > 3) throw new Error(`scenarios did not come out as intended: ${pending.map((s) => s.name).join(', ')}`);
+      const stack = await startLocalStack({ dataDir: join(dataDir, `round-${round}`), env: ENV, args: ['--durable-schema', String(SCHEMA_VERSION)] });
+      const ctx: Context = { stack, client: new BatchClient(stack.url, stack.masterKey) };
+      try {
+        for (const scenario of pending) {
+          const jobId = await scenario.start(ctx);
+          const job = await ctx.client.waitForJob(jobId, () => undefined, 100, 120_000);
+          await waitForOrchestration(stack, jobId);
+          jobs.set(scenario, job);
+          console.log(`${scenario.name}: job ${job.id} ${job.status} (${Date.now() - started} ms)`);
+        }
+      } finally {
+        await stack.stop();
+      }
+      const db = new Database(join(dataDir, `round-${round}`, 'durable', `${hubName}.sqlite`), { readonly: true, fileMustExist: true });
+      const failed: Scenario[] = [];
+      try {
+        for (const scenario of pending) {
+          const job = jobs.get(scenario) as JobView;
+          const recordings = readJob(db, scenario.name, job.id);
+          const problem = scenario.check(job, recordings);
+          if (problem) {
+            console.log(`${scenario.name}: not as intended (${problem}); running it again`);
+            failed.push(scenario);
+            continue;
+          }
+          const dir = join(OUT, scenario.name);
+          rmSync(dir, { recursive: true, force: true });
+          mkdirSync(dir, { recursive: true });
+          let bytes = 0;
+          for (const recording of recordings) {
+            const text = formatRecording(recording);
+            bytes += text.length;
+            writeFileSync(join(dir, `${recording.role}.json`), text);
+          }
+          console.log(`${scenario.name}: wrote ${recordings.length} histories (${(bytes / 1024).toFixed(1)} KB) to ${dir}`);
+        }
+      } finally {
+        db.close();
+      }
+      pending = failed;
+    }
+    console.log(`Recorded in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});
