@@ -12,6 +12,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
 import Database from 'better-sqlite3';
 import { EventType, type HistoryEvent, type RuntimeStatus } from '../infra/local/src/durable/history.js';
 import { ApiError, BatchClient, type JobView } from './lib/batch-client.js';
@@ -152,6 +153,33 @@ const SCENARIOS: Scenario[] = [
       if (JSON.stringify(roles(recordings)) !== JSON.stringify(want)) return `instances ${roles(recordings).join(', ')}`;
       const chunks = recordings.filter((r) => r.role.startsWith('chunk-'));
       return chunks.every(hasCancelEvent) ? undefined : 'a running chunk did not receive the cancel event';
+    },
+  },
+  {
+    // Rows a mini-batch staged are lost before the job finalizes (the predictions blob's staged
+    // blocks discarded, as a storage crash would lose them): finalizing finds their records without
+    // parts, runs those mini-batches again, and then commits a complete file.
+    name: 'repaired',
+    async start(ctx) {
+      const files = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`r${i}.txt`, `row ${i}\n`]));
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/repair/', files);
+      await customDeployment(ctx, 'repair', 'slow.js', { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '700' } });
+      const job = await ctx.client.invoke('repair', { inputs: { texts: { type: 'uri_folder', path: ds('data/repair/') } } });
+      const blob = BlobServiceClient.fromConnectionString(ctx.stack.storageConnection).getContainerClient(CONTAINER).getBlockBlobClient(`azureml/${job.id}/score/predictions.csv`);
+      for (const deadline = Date.now() + 60_000; ; ) {
+        const list = await blob.getBlockList('uncommitted').catch(() => undefined);
+        if ((list?.uncommittedBlocks?.length ?? 0) >= 2) break;
+        if (Date.now() > deadline) throw new Error(`job ${job.id} staged no rows`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      // Committing an empty list discards every staged block.
+      await blob.commitBlockList([]);
+      return job.id;
+    },
+    check(job, recordings) {
+      if (job.status !== 'Completed' || job.counts.items.succeeded !== 4) return `job ${job.status} with ${JSON.stringify(job.counts)}`;
+      const finalizes = recordings.find((r) => r.role === 'job')?.history.filter((e) => e.EventType === EventType.TaskScheduled && e.Name === 'finalizeJob').length ?? 0;
+      return finalizes >= 2 ? undefined : `finalized ${finalizes} time(s): nothing was repaired`;
     },
   },
 ];

@@ -44,14 +44,14 @@ function production(name: string): OrchestratorListener {
 
 /** batchChunk as orchestrators.ts wires it, with some activities replaced. */
 function chunkWith(change: (steps: Parameters<typeof batchChunk>[2]) => Parameters<typeof batchChunk>[2]): OrchestratorListener {
-  const { scoreMiniBatch, recordMiniBatchFailure, recordProgress, recordJournal } = app.activities;
-  const steps = change({ scoreMiniBatch, recordMiniBatchFailure, recordProgress, recordJournal });
+  const { scoreMiniBatch, recordMiniBatchFailure, recordProgress, recordJournal, haltJob } = app.activities;
+  const steps = change({ scoreMiniBatch, recordMiniBatchFailure, recordProgress, recordJournal, haltJob });
   return orchestratorListener((context: df.OrchestrationContext) => batchChunk(context, context.df.getInput<ChunkInput>(), steps));
 }
 
 describe("recorded job histories replay against today's orchestrators", () => {
   it('has recordings of every scenario', () => {
-    expect(new Set(recordings.map((r) => r.recording.scenario))).toEqual(new Set(['onnx-two-lanes', 'script-retry-threshold', 'canceled']));
+    expect(new Set(recordings.map((r) => r.recording.scenario))).toEqual(new Set(['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired']));
     expect(new Set(recordings.map((r) => r.recording.name))).toEqual(new Set(['batchJob', 'batchLane', 'batchChunk']));
   });
 
@@ -114,9 +114,9 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
   });
 
   it('a job that now returns a different result', async () => {
-    const { prepareJob, finalizeJob } = app.activities;
+    const { prepareJob, finalizeJob, scoreMiniBatch, recordJournal } = app.activities;
     const altered = orchestratorListener(function* (context: df.OrchestrationContext) {
-      const result = yield* batchJob(context, context.df.getInput<{ jobId: string }>(), { prepareJob, finalizeJob, batchLane: app.orchestrations.batchLaneOrchestration });
+      const result = yield* batchJob(context, context.df.getInput<{ jobId: string }>(), { prepareJob, finalizeJob, scoreMiniBatch, recordJournal, batchLane: app.orchestrations.batchLaneOrchestration });
       return { ...result, status: 'Different' };
     });
     const recorded = recording('canceled', 'job');
@@ -131,7 +131,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
     const altered = orchestratorListener(function* (context: df.OrchestrationContext) {
       runs++;
       const input = context.df.getInput<ChunkInput>();
-      if (runs > 1) yield app.activities.recordJournal({ jobId: input.jobId, entries: [] });
+      if (runs > 1) yield app.activities.recordJournal({ jobId: input.jobId, lines: [] });
       return yield* batchChunk(context, input, app.activities);
     });
     const recorded = recording('canceled', 'chunk-1');
