@@ -72,7 +72,7 @@ describe('kind 2: nothing keyed by a name that can be reused', () => {
     expect((await readBlob(host.storageConnection, `out/${endpoint}/shared/predictions.csv`)).toString()).toBe(
       Array.from({ length: 8 }, (_, i) => `a${i}.txt,1,a${i}.txt\n`).join(''),
     );
-    const summary = JSON.parse((await readBlob(host.storageConnection, `out/${endpoint}/shared/job.json`)).toString()) as Json;
+    const summary = JSON.parse((await readBlob(host.storageConnection, `out/${endpoint}/shared/job.json`)).toString());
     expect(summary).toMatchObject({ id: a.id, counts: { items: { total: 8, succeeded: 8, failed: 0 } } });
     // The refused invocation created nothing.
     expect((await api.call('GET', `endpoints/${endpoint}/jobs`)).body.value.map((j: Json) => j.id)).toEqual([a.id]);
@@ -84,7 +84,7 @@ describe('kind 2: nothing keyed by a name that can be reused', () => {
       [ds(`out/${endpoint}/race/`), ds(`out/${endpoint}/race`), ds(`out/${endpoint}/race/`)].map((path) => invoke(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/b/`) } }, outputs: { score: { path } } })),
     );
     expect(racing.map((r) => r.status).sort()).toEqual([202, 409, 409]);
-    const winner = racing.find((r) => r.status === 202)?.body as Json;
+    const winner = racing.find((r) => r.status === 202)?.body;
     expect((await waitForJob(api, winner.id)).status).toBe('Completed');
     expect((await readBlob(host.storageConnection, `out/${endpoint}/race/predictions.csv`)).toString()).toBe('b0.txt,1,b0.txt\nb1.txt,1,b1.txt\n');
   });

@@ -134,7 +134,7 @@ describe('bookkeeping retries storage failures', () => {
     expect(job.status).toBe('Completed');
     expect(job.counts).toEqual({ mini_batches: { total: 8, succeeded: 7, failed: 1, retried: 1 }, items: { total: 8, succeeded: 7, failed: 1 } });
     expect(await output(job.id, 'predictions.csv')).toBe(good.map((n) => `${n},1,${n}\n`).join(''));
-    const errors = (await output(job.id, 'errors.jsonl')).trim().split('\n').map((l) => JSON.parse(l) as Json);
+    const errors = (await output(job.id, 'errors.jsonl')).trim().split('\n').map((l) => JSON.parse(l));
     expect(errors).toEqual([expect.objectContaining({ mini_batch: 7, file: 'zz-broken.txt', reason: expect.stringContaining('Could not download') })]);
     expect(reportRows(await output(job.id, 'processed_mini_batches.csv'))).toHaveLength(8);
   });
