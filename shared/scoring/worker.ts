@@ -16,7 +16,7 @@ import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
-import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
+import { type CsvResult, describeFailedItem, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
 
 const spec = workerData as ScorerSpec;
@@ -341,6 +341,8 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
       }
       if (failure) return failure;
       const result = await scorer.rows(output, task.items, arrived);
+      // The job's log names every failed item too, beside errors.jsonl.
+      for (const failed of result.failed) logger.warning(`item failed: ${describeFailedItem(failed)}`);
       return {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.
