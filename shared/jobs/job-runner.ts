@@ -3,12 +3,13 @@ import { stringify } from 'csv-stringify/sync';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
-import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, itemLabel, toMiniBatches } from '../planning/plan.js';
+import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, toMiniBatches } from '../planning/plan.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import { ONNX_COLUMNS } from '../scoring/columns.js';
+import { failedItem } from '../scoring/rows.js';
+import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
 import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readRange, removeQuietly } from './local-files.js';
@@ -156,8 +157,11 @@ function inMemorySize(item: PlanItem): number | undefined {
   return item.size <= SMALL_BLOB_BYTES ? item.size : undefined;
 }
 
+/** errors.jsonl lines: `{"mini_batch":3,"file":"big.csv","rows":{"start":10,"end":20},"reason":"…"}` (rows only for a row range, 0-based, end exclusive; count only for an unnamed line of several). */
 function errorLines(index: number, failed: FailedItem[]): string {
-  return failed.map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`).join('');
+  return failed
+    .map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, ...(f.rows ? { rows: { start: f.rows.start, end: f.rows.end } } : {}), reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`)
+    .join('');
 }
 
 
@@ -459,7 +463,7 @@ export class JobRunner {
     // Whoever waits on the arrivals sees a failure; this keeps an unwatched one from crashing the host.
     for (const arrival of arrivals) arrival.catch(() => undefined);
     batch.items.forEach((item, n) => {
-      items.push({ name: item.name, localPath: locals[n] as string, rowOffset: item.rows?.start, rows: item.kind === 'parquet' ? item.rows : undefined });
+      items.push({ name: item.name, localPath: locals[n] as string, rowOffset: item.rows?.start, rows: item.rows });
     });
     return { items, arrivals };
   }
@@ -577,7 +581,7 @@ export class JobRunner {
         outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
           ? outcome.error
           : `run() failed: ${outcome.error}`;
-      errors = errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason: truncate(reason) })));
+      errors = errorLines(input.index, batch.items.map((i) => failedItem(i, truncate(reason))));
       result = {
         index: input.index,
         attempt: input.attempt,
@@ -634,7 +638,7 @@ export class JobRunner {
       succeeded: 0,
       failed: items,
       report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason }),
-      errors: errorLines(input.index, batch.items.map((i) => ({ file: itemLabel(i), reason }))),
+      errors: errorLines(input.index, batch.items.map((i) => failedItem(i, reason))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });
     return { items, jobFailures: await this.#addFailures(input.jobId, items), nonce };

@@ -1,29 +1,31 @@
+import { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
-import { parse } from 'csv-parse';
 import { parquetMetadataAsync } from 'hyparquet';
+import { RecordError, type TabularFormat, cutRecords, fileFormat } from '../data/records.js';
 import { BatchError } from '../errors.js';
 import type { ResolvedData } from '../registry/registry.js';
 import { isNotFound } from '../storage/clients.js';
 import { type ListedBlob, fastList } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
-import { type PlanItem, rowRanges, tabularKind } from './plan.js';
+import { type PlanItem, rowRanges } from './plan.js';
 
 /**
  * Lists a job's input as plan items. A folder contributes the blobs directly inside it (nested
  * folders are not explored, as in Azure ML); a file contributes itself. With `split`, tabular files
- * become row ranges, found by scanning each file once.
+ * with records become row ranges, found by scanning each file once; every other file, and a
+ * tabular file without records or that cannot be parsed, stays whole.
  */
 export async function listInput(input: ResolvedData, split: SplitSettings | undefined): Promise<PlanItem[]> {
   const files = input.type === 'uri_file' ? await single(input) : await folder(input);
   if (!split) return files;
   const items: PlanItem[] = [];
   for (const file of files) {
-    const kind = tabularKind(file.name);
-    if (!kind) {
+    const format = fileFormat(file.name);
+    if (!('tabular' in format)) {
       items.push(file);
       continue;
     }
-    items.push(...(await splitFile(input.container, file, kind, split.max_rows)));
+    items.push(...(await splitFile(input.container, file, format.tabular, split.max_rows)));
   }
   return items;
 }
@@ -75,88 +77,58 @@ async function sdkList(container: ContainerClient, prefix: string): Promise<List
   return listed;
 }
 
-/** Ends of the rows of a CSV file (byte offsets), the first being the header's end. */
-async function csvRowEnds(container: ContainerClient, blob: string): Promise<number[]> {
-  const download = await container.getBlobClient(blob).download();
-  const body = download.readableStreamBody;
-  if (!body) return [];
-  const ends: number[] = [];
-  const parser = parse({ info: true, bom: true, relax_column_count: true });
-  body.pipe(parser);
-  for await (const record of parser as AsyncIterable<{ info: { bytes: number } }>) ends.push(record.info.bytes);
-  return ends;
+/** A blob's bytes as a stream, for one pass over a large file. */
+async function stream(container: ContainerClient, blob: string): Promise<AsyncIterable<Uint8Array>> {
+  const body = (await container.getBlobClient(blob).download()).readableStreamBody;
+  return (body as AsyncIterable<Uint8Array> | undefined) ?? Readable.from([]);
 }
 
-/** Ends of the non-empty lines of a JSONL file (byte offsets). */
-async function jsonlLineEnds(container: ContainerClient, blob: string): Promise<{ start: number; end: number }[]> {
-  const download = await container.getBlobClient(blob).download();
-  const body = download.readableStreamBody;
-  if (!body) return [];
-  const lines: { start: number; end: number }[] = [];
-  let offset = 0;
-  let lineStart = 0;
-  let blank = true;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i] as number;
-      if (byte === 0x0a) {
-        if (!blank) lines.push({ start: lineStart, end: offset + i + 1 });
-        lineStart = offset + i + 1;
-        blank = true;
-      } else if (byte !== 0x0d && byte !== 0x20 && byte !== 0x09) {
-        blank = false;
-      }
-    }
-    offset += chunk.length;
-  }
-  if (!blank) lines.push({ start: lineStart, end: offset });
-  return lines;
-}
-
-async function parquetRows(container: ContainerClient, blob: string, size: number): Promise<number> {
+/** The row count in a Parquet file's metadata, or undefined when the file is not Parquet. */
+async function parquetRows(container: ContainerClient, blob: string, size: number): Promise<number | undefined> {
   const client = container.getBlobClient(blob);
+  let storageFailure: { error: unknown } | undefined;
   const file = {
     byteLength: size,
     async slice(start: number, end?: number): Promise<ArrayBuffer> {
       const stop = end ?? size;
-      const buffer = await client.downloadToBuffer(start, stop - start);
-      return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength) as ArrayBuffer;
+      try {
+        const buffer = await client.downloadToBuffer(start, stop - start);
+        return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength) as ArrayBuffer;
+      } catch (err) {
+        storageFailure = { error: err };
+        throw err;
+      }
     },
   };
-  const metadata = await parquetMetadataAsync(file);
-  return Number(metadata.num_rows);
+  try {
+    return Number((await parquetMetadataAsync(file)).num_rows);
+  } catch {
+    if (storageFailure) throw storageFailure.error;
+    // Not readable as Parquet: scoring reports that on the whole file, as without split.
+    return undefined;
+  }
 }
 
-async function splitFile(container: ContainerClient, file: PlanItem, kind: 'csv' | 'jsonl' | 'parquet', maxRows: number): Promise<PlanItem[]> {
+/**
+ * A tabular file as row ranges of at most `maxRows` rows, cut at the record boundaries that
+ * shared/data/records.ts defines (the readers use the same). A file with no records, or one that
+ * cannot be parsed, stays one whole-file item: scoring then fails it with the same reason as
+ * without split, rather than the file vanishing or failing the whole job.
+ */
+async function splitFile(container: ContainerClient, file: PlanItem, format: TabularFormat, maxRows: number): Promise<PlanItem[]> {
   try {
-    if (kind === 'csv') {
-      const ends = await csvRowEnds(container, file.blob);
-      const headerEnd = ends[0] ?? 0;
-      const rowEnds = ends.slice(1);
-      return rowRanges(rowEnds.length, maxRows).map((r) => ({
-        ...file,
-        kind,
-        rows: r,
-        headerEnd,
-        bytes: { start: r.start === 0 ? headerEnd : (rowEnds[r.start - 1] as number), end: rowEnds[r.end - 1] as number },
-      }));
+    if (format === 'parquet') {
+      const rows = await parquetRows(container, file.blob, file.size);
+      if (!rows) return [file];
+      return rowRanges(rows, maxRows).map((r) => ({ ...file, kind: format, rows: r }));
     }
-    if (kind === 'jsonl') {
-      const lines = await jsonlLineEnds(container, file.blob);
-      return rowRanges(lines.length, maxRows).map((r) => ({
-        ...file,
-        kind,
-        rows: r,
-        bytes: { start: (lines[r.start] as { start: number }).start, end: (lines[r.end - 1] as { end: number }).end },
-      }));
-    }
-    const rows = await parquetRows(container, file.blob, file.size);
-    return rowRanges(rows, maxRows).map((r) => ({ ...file, kind, rows: r }));
+    if (file.size === 0) return [file];
+    const cut = await cutRecords(format, await stream(container, file.blob), maxRows);
+    if (cut.records === 0) return [file];
+    return cut.ranges.map((r) => ({ ...file, kind: format, rows: r.rows, bytes: r.bytes, ...(format === 'csv' ? { headerEnd: cut.headerEnd } : {}) }));
   } catch (err) {
-    if (err instanceof BatchError) throw err;
-    throw new BatchError('input_not_found', `Could not read ${file.name} to split it into row ranges: ${(err as Error).message}`, {
-      cause: err,
-      retryable: false,
-    });
+    if (err instanceof RecordError) return [file];
+    if (isNotFound(err)) throw new BatchError('input_not_found', `The input file ${file.name} no longer exists.`, { details: { file: file.name }, retryable: false });
+    throw new BatchError('storage_failed', `Could not read ${file.name} to split it into row ranges.`, { cause: err });
   }
 }

@@ -3,7 +3,7 @@
  * Deterministic (same input listing ⇒ same plan), which is what makes outputs reproducible.
  */
 
-export type TabularKind = 'csv' | 'jsonl' | 'parquet';
+import type { TabularFormat } from '../data/records.js';
 
 /** One unit of work: a file, or a row range of a tabular file. */
 export interface PlanItem {
@@ -17,7 +17,7 @@ export interface PlanItem {
   /** For a CSV/JSONL row range: its bytes [start, end), and (CSV) where the header line ends. */
   bytes?: { start: number; end: number } | undefined;
   headerEnd?: number | undefined;
-  kind?: TabularKind | undefined;
+  kind?: TabularFormat | undefined;
 }
 
 export interface MiniBatch {
@@ -30,14 +30,6 @@ export interface Plan {
   items: number;
   chunks: number;
   chunkSize: number;
-}
-
-export function tabularKind(name: string): TabularKind | undefined {
-  const lower = name.toLowerCase();
-  if (lower.endsWith('.csv')) return 'csv';
-  if (lower.endsWith('.jsonl') || lower.endsWith('.ndjson')) return 'jsonl';
-  if (lower.endsWith('.parquet')) return 'parquet';
-  return undefined;
 }
 
 /** Groups items into mini-batches of `miniBatchSize` items, in order. */
@@ -103,7 +95,3 @@ export function rowRanges(rowCount: number, maxRows: number): { start: number; e
   return ranges;
 }
 
-/** How an item is named in reports: the file, with its row range when split. */
-export function itemLabel(item: PlanItem): string {
-  return item.rows ? `${item.name}[rows ${item.rows.start}-${item.rows.end - 1}]` : item.name;
-}

@@ -4,7 +4,7 @@
  */
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
-import type { ImageKind } from './tabular.js';
+import type { ImageFormat } from '../data/records.js';
 
 export interface DecodedImage {
   width: number;
@@ -14,7 +14,7 @@ export interface DecodedImage {
 }
 
 /** Decodes a PNG or JPEG file's bytes to RGBA; the error names the format it expected. */
-export function decodeImage(data: Buffer, kind: ImageKind): DecodedImage {
+export function decodeImage(data: Buffer, kind: ImageFormat): DecodedImage {
   try {
     if (kind === 'png') {
       const png = pngjs.PNG.sync.read(data);

@@ -7,8 +7,9 @@ import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { decodeImage, imageLayout, imageRow } from './images.js';
 import type { ScoringLogger } from './protocol.js';
-import { csvCell, formatFloat32, roundFloat32, toJson } from './rows.js';
-import { SUPPORTED_EXTENSIONS, fileKind, readTabular } from './tabular.js';
+import { fileFormat, noRowsReason } from '../data/records.js';
+import { csvCell, failedItem, formatFloat32, roundFloat32, toJson } from './rows.js';
+import { firstRowOf, readTabular } from './tabular.js';
 import type { FailedItem, ScoringItem } from './types.js';
 
 export { ONNX_COLUMNS } from './columns.js';
@@ -376,7 +377,7 @@ export class OnnxRunner {
       const values = predictions.get(index);
       const feed = feedOf.get(index);
       if (reason !== undefined || !values || !feed) {
-        failed.push({ file: item.name, reason: reason ?? 'the file was not scored' });
+        failed.push(failedItem(item, reason ?? 'the file was not scored'));
         return;
       }
       succeeded++;
@@ -398,11 +399,11 @@ export class OnnxRunner {
   }
 
   async #feed(item: ScoringItem, index: number, bytes: Buffer | undefined): Promise<Feed> {
-    const kind = fileKind(item.localPath);
-    if ('unsupported' in kind) throw new ItemError(`${kind.unsupported} (supported: ${SUPPORTED_EXTENSIONS.join(', ')})`);
-    if ('image' in kind) {
+    const format = fileFormat(item.name);
+    if ('unsupported' in format) throw new ItemError(format.unsupported);
+    if ('image' in format) {
       const input = this.#imageInput();
-      const image = decodeImage(bytes ?? (await readFile(item.localPath)), kind.image);
+      const image = decodeImage(bytes ?? (await readFile(item.localPath)), format.image);
       const layout = imageLayout(input.dims);
       if (typeof layout === 'string') throw new ItemError(`input ${input.name}: ${layout}`);
       const height = layout.height ?? image.height;
@@ -412,8 +413,10 @@ export class OnnxRunner {
       return { index, rows: 1, rowBase: undefined, inputs: new Map([[input.name, { data, rowShape }]]) };
     }
 
-    const table = await readTabular(item, kind.tabular, { wanted: this.#inputs.map((i) => i.name), bytes });
-    const rowBase = item.rowOffset ?? item.rows?.start ?? 0;
+    const table = await readTabular(item, format.tabular, { wanted: this.#inputs.map((i) => i.name), bytes });
+    // A model needs rows; an empty file fails as an item, whether or not the job splits files.
+    if (table.records.length === 0) throw new ItemError(noRowsReason(format.tabular, table.columns));
+    const rowBase = firstRowOf(item);
     const inputs = new Map<string, InputData>();
     const only = this.#inputs.length === 1 ? this.#inputs[0] : undefined;
     for (const input of this.#inputs) {
@@ -480,7 +483,7 @@ export class OnnxRunner {
       rowShape = shape;
       for (const value of raw) push(value, r);
     }
-    // An item without rows still needs a shape to be grouped with others; it is never fed.
+    // Only an item without rows has no shape, and those fail before they get here.
     return { data, rowShape: rowShape ?? input.dims.slice(1).map((d) => (typeof d === 'number' && d > 0 ? d : 1)) };
   }
 

@@ -84,6 +84,20 @@ export interface RowsResult {
   warnings: string[];
 }
 
+/**
+ * The failure of one item: `file` is its name, `rows` its row range when it is one. Every place
+ * that fails an item builds it here, so a file or range is named the same way everywhere.
+ */
+export function failedItem(item: { name: string; rows?: { start: number; end: number } | undefined }, reason: string): FailedItem {
+  return item.rows ? { file: item.name, rows: { start: item.rows.start, end: item.rows.end }, reason } : { file: item.name, reason };
+}
+
+/** A failure as one line of text for logs: `big.csv (rows 10-19): reason`, rows inclusive. */
+export function describeFailedItem(failed: FailedItem): string {
+  const what = failed.file ?? `${plural(failed.count ?? 1, 'item')} not named`;
+  return `${what}${failed.rows ? ` (rows ${failed.rows.start}-${failed.rows.end - 1})` : ''}: ${failed.reason}`;
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
@@ -126,12 +140,12 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
     const named = new Set(owners);
     succeeded = named.size;
     items.forEach((item, i) => {
-      if (!named.has(i)) failed.push({ file: item.name, reason: 'run() returned no result for this file' });
+      if (!named.has(i)) failed.push(failedItem(item, 'run() returned no result for this file'));
     });
   } else if (results.length === 0) {
     // Nothing came back, so every item is known to have failed.
     succeeded = 0;
-    for (const item of items) failed.push({ file: item.name, reason: 'run() returned no result for this file' });
+    for (const item of items) failed.push(failedItem(item, 'run() returned no result for this file'));
   } else {
     succeeded = Math.min(results.length, items.length);
     const missing = items.length - results.length;

@@ -1,101 +1,38 @@
 /**
  * Reading the rows of a tabular item (CSV with a header, JSON Lines, Parquet) as records keyed by
- * column name, in file order. Errors are thrown with messages fit for the item's failure reason.
+ * column name, in file order. What a record is, and the wording of a bad one's reason, is decided
+ * in shared/data/records.ts; this adds where the bytes come from and Parquet. Errors are thrown
+ * with messages fit for the item's failure reason.
  */
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
-import { parse } from 'csv-parse/sync';
 import { type AsyncBuffer, asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { type TabularData, type TabularFormat, readCsv, readJsonl } from '../data/records.js';
 import type { ScoringItem } from './types.js';
 
-/** The tabular formats the built-in runner reads. */
-export type TabularKind = 'csv' | 'jsonl' | 'parquet';
-/** The image formats the built-in runner decodes. */
-export type ImageKind = 'png' | 'jpeg';
+export type { TabularData } from '../data/records.js';
 
-/** Listed in the failure reason of an unsupported file, so users see what would have worked. */
-export const SUPPORTED_EXTENSIONS = ['.csv', '.jsonl', '.parquet', '.png', '.jpg', '.jpeg'] as const;
-
-/** How the built-in runner reads a file, from its extension (case-insensitive). */
-export function fileKind(path: string): { tabular: TabularKind } | { image: ImageKind } | { unsupported: string } {
-  const ext = extname(path).toLowerCase();
-  switch (ext) {
-    case '.csv':
-      return { tabular: 'csv' };
-    case '.jsonl':
-      return { tabular: 'jsonl' };
-    case '.parquet':
-      return { tabular: 'parquet' };
-    case '.png':
-      return { image: 'png' };
-    case '.jpg':
-    case '.jpeg':
-      return { image: 'jpeg' };
-    default:
-      return { unsupported: ext === '' ? 'unsupported file type (the file has no extension)' : `unsupported file type ${ext}` };
-  }
-}
-
-/** A tabular item's rows. */
-export interface TabularData {
-  /** Column names in file order (CSV header, Parquet schema, JSONL keys as first seen). */
-  columns: string[];
-  records: Record<string, unknown>[];
+/** The row number (the `row` column) of an item's first row: its range's start, else 0. */
+export function firstRowOf(item: ScoringItem): number {
+  return item.rowOffset ?? item.rows?.start ?? 0;
 }
 
 /**
  * Reads an item's rows, from `bytes` when its content is already in memory, else from its file.
  * Parquet honours `item.rows` (a range of the whole file); CSV and JSONL ranges arrive already cut
- * on their own. `wanted` limits the Parquet columns read when all of them exist (other formats
- * must be parsed whole anyway).
+ * on their own (CSV after the file's header bytes). `wanted` limits the Parquet columns read when
+ * all of them exist (other formats must be parsed whole anyway).
  */
-export async function readTabular(item: ScoringItem, kind: TabularKind, options: { wanted?: readonly string[]; bytes?: Buffer | undefined } = {}): Promise<TabularData> {
+export async function readTabular(item: ScoringItem, format: TabularFormat, options: { wanted?: readonly string[]; bytes?: Buffer | undefined } = {}): Promise<TabularData> {
   const { wanted, bytes } = options;
-  switch (kind) {
+  switch (format) {
     case 'csv':
       // csv-parse decodes bytes itself; handing it the Buffer saves decoding the file twice.
-      return readCsv(bytes ?? (await readFile(item.localPath)));
+      return readCsv(bytes ?? (await readFile(item.localPath)), { firstRow: firstRowOf(item) });
     case 'jsonl':
-      return readJsonl((bytes ?? (await readFile(item.localPath))).toString('utf8'));
+      return readJsonl(bytes ?? (await readFile(item.localPath)), { firstRow: firstRowOf(item) });
     case 'parquet':
       return readParquet(item, wanted, bytes);
   }
-}
-
-/** Parses CSV text with a header row; every value stays a string (conversion happens per model input). */
-export function readCsv(text: string | Buffer): TabularData {
-  let columns: string[] = [];
-  const records = parse<Record<string, string>>(text, {
-    bom: true,
-    skip_empty_lines: true,
-    columns: (header: string[]) => {
-      columns = header;
-      return header;
-    },
-  });
-  return { columns, records };
-}
-
-/** Parses JSON Lines (one object per line; blank lines skipped), naming the first bad line. */
-export function readJsonl(text: string): TabularData {
-  const records: Record<string, unknown>[] = [];
-  const columns = new Set<string>();
-  const lines = text.split('\n');
-  lines.forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      throw new Error(`line ${i + 1} is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`line ${i + 1} is not a JSON object`);
-    const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record)) columns.add(key);
-    records.push(record);
-  });
-  return { columns: [...columns], records };
 }
 
 async function readParquet(item: ScoringItem, wanted: readonly string[] | undefined, bytes: Buffer | undefined): Promise<TabularData> {

@@ -39,10 +39,14 @@ export interface ScoringItem {
   localPath: string;
   /**
    * For a row range: the index of the first row of this item within the original file (the `row`
-   * column counts from here). CSV/JSONL ranges are cut into their own local file (CSV with its
-   * header line); Parquet ranges read rows [rows.start, rows.end) of the whole local file.
+   * column counts from here); defaults to `rows.start`.
    */
   rowOffset?: number | undefined;
+  /**
+   * For a row range: its rows [start, end) of the original file (0-based, header excluded), as the
+   * planner cut them; failures of the item name them. CSV/JSONL ranges arrive cut into their own
+   * content (CSV after the file's header bytes); Parquet ranges read these rows of the whole file.
+   */
   rows?: { start: number; end: number } | undefined;
 }
 
@@ -69,8 +73,10 @@ export interface ScoreRequest {
 }
 
 export interface FailedItem {
-  /** The item's name, or null when a script returned fewer results than items without saying which. */
+  /** The item's name (its file), or null when a script returned fewer results than items without saying which. */
   file: string | null;
+  /** For a row range: its rows [start, end) of the file (0-based, end exclusive, header excluded). */
+  rows?: { start: number; end: number } | undefined;
   reason: string;
   /** How many items this line stands for (more than 1 only when file is null). */
   count?: number | undefined;

@@ -17,7 +17,7 @@ import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-f
 import { type ColumnsDecision, type ColumnsProposal, proposeColumns } from './columns.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
-import { type CsvResult, scriptResultRows, toCsv } from './rows.js';
+import { type CsvResult, describeFailedItem, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
 
 const spec = workerData as ScorerSpec;
@@ -378,6 +378,8 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
         if (!(err instanceof ColumnsError)) throw err;
         return { status: 'failed', error: err.message, retryable: true, logs: entries, seconds: seconds(started) };
       }
+      // The job's log names every failed item too, beside errors.jsonl.
+      for (const failed of result.failed) logger.warning(`item failed: ${describeFailedItem(failed)}`);
       return {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.

@@ -214,6 +214,59 @@ describe('input listing and row splitting (Azurite)', () => {
     expect(jsonl.substring(j1?.bytes?.start ?? 0, j1?.bytes?.end)).toBe('{"a":3}\n');
   });
 
+  it('splits where the readers find records: blank lines are no rows, .ndjson is JSON Lines, files without rows or unparseable stay whole', async () => {
+    const registry = new Registry({ config });
+    const ws = registry.containerOf(registry.workspaceDatastore());
+    await ws.createIfNotExists();
+    const header = 'island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex';
+    const gaps = `${header}\n\nBiscoe,45.1,14.5,215,5000,female\n\nDream,39.5,16.7,178,3250,female\n\nTorgersen,38.9,17.8,181,3625,female\n\nBiscoe,50,15.2,218,5700,male\n\n`;
+    const ndjson = '{"a":1}\r\n{"a":2}\r\n\r\n{"a":3}\r\n';
+    const crcrlf = `${header}\r\r\nBiscoe,45.1,14.5,215,5000,female\r\r\nDream,39.5,16.7,178,3250,female\r\r\nTorgersen,38.9,17.8,181,3625,female\r\r\n`;
+    const emptyParquet = parquetWriteBuffer({ columnData: [{ name: 'x', data: [], type: 'INT32' }] });
+    const files: [string, string | Buffer][] = [
+      ['records/a-gaps.csv', gaps],
+      ['records/b.ndjson', ndjson],
+      ['records/c-crcrlf.csv', crcrlf],
+      ['records/d-header-only.csv', `${header}\n`],
+      ['records/e-empty.csv', ''],
+      ['records/f-blank.jsonl', '\n \n\r\n'],
+      ['records/g-unclosed.csv', `${header}\nBiscoe,1,2,3,4,"male\n`],
+      ['records/h-empty.parquet', Buffer.from(emptyParquet)],
+      ['records/i-not.parquet', 'not parquet'],
+    ];
+    for (const [name, content] of files) await ws.getBlockBlobClient(name).upload(content, Buffer.byteLength(content));
+    const input = await registry.resolveData('azureml://datastores/workspaceblobstore/paths/records/', 'p');
+    const split = await listInput(input, { by: 'rows', max_rows: 2 });
+    expect(split.map((i) => [i.name, i.rows?.start, i.rows?.end])).toEqual([
+      ['a-gaps.csv', 0, 2],
+      ['a-gaps.csv', 2, 4],
+      ['b.ndjson', 0, 2],
+      ['b.ndjson', 2, 3],
+      ['c-crcrlf.csv', 0, 2],
+      ['c-crcrlf.csv', 2, 3],
+      // No records, or records that cannot be told apart: the whole file, as without split.
+      ['d-header-only.csv', undefined, undefined],
+      ['e-empty.csv', undefined, undefined],
+      ['f-blank.jsonl', undefined, undefined],
+      ['g-unclosed.csv', undefined, undefined],
+      ['h-empty.parquet', undefined, undefined],
+      ['i-not.parquet', undefined, undefined],
+    ]);
+    // Whole-file items are exactly what listing without split gives.
+    const plain = await listInput(input, undefined);
+    expect(split.filter((i) => !i.rows)).toEqual(plain.slice(3));
+    // Each range is its records' bytes: a CSV range goes after the header's bytes.
+    const text = (item: (typeof split)[number], content: string): string => Buffer.from(content).subarray(item.bytes?.start, item.bytes?.end).toString();
+    expect(gaps.substring(0, split[0]?.headerEnd)).toBe(`${header}\n`);
+    expect(text(split[0]!, gaps)).toBe('\nBiscoe,45.1,14.5,215,5000,female\n\nDream,39.5,16.7,178,3250,female\n');
+    expect(text(split[1]!, gaps)).toBe('\nTorgersen,38.9,17.8,181,3625,female\n\nBiscoe,50,15.2,218,5700,male\n');
+    expect(text(split[2]!, ndjson)).toBe('{"a":1}\r\n{"a":2}\r\n');
+    expect(text(split[3]!, ndjson)).toBe('\r\n{"a":3}\r\n');
+    expect(crcrlf.substring(0, split[4]?.headerEnd)).toBe(`${header}\r`);
+    expect(text(split[5]!, crcrlf)).toBe('\r\nTorgersen,38.9,17.8,181,3625,female\r');
+    expect(split.slice(0, 6).map((i) => i.kind)).toEqual(['csv', 'csv', 'jsonl', 'jsonl', 'csv', 'csv']);
+  });
+
   it('splits Parquet files by row count', async () => {
     const registry = new Registry({ config });
     const ws = registry.containerOf(registry.workspaceDatastore());

@@ -103,7 +103,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     expect(first.csv.toString()).toBe(`${expected.join('\n')}\n`);
     expect(first.columns).toEqual(['row', 'prediction', 'file_name']);
     expect(first.succeeded).toBe(3);
-    expect(first.failed).toEqual([{ file: 'notes.txt', reason: 'unsupported file type .txt (supported: .csv, .jsonl, .parquet, .png, .jpg, .jpeg)' }]);
+    expect(first.failed).toEqual([{ file: 'notes.txt', reason: 'unsupported file type .txt (supported: .csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg)' }]);
     expect(first.logs.map((l) => l.message).join('\n')).toContain('loaded the model: inputs: bill_length_mm float32 [N,1]');
 
     const again = completed(await runtime.score(spec, { items, timeoutMs: T }));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDataUri } from '../../../shared/data/data-uri.js';
 import { exceedsThreshold, mergeSettings, parallelismOf } from '../../../shared/jobs/settings.js';
-import { chunkCount, chunkLayout, chunkOf, chunkTarget, chunkRange, itemLabel, rowRanges, tabularKind, toMiniBatches } from '../../../shared/planning/plan.js';
+import { chunkCount, chunkLayout, chunkOf, chunkTarget, chunkRange, rowRanges, toMiniBatches } from '../../../shared/planning/plan.js';
 import { deploymentSettings } from '../../../shared/schemas/resources.js';
 
 const items = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}.csv`, blob: `in/f${i}.csv`, size: 1 }));
@@ -50,17 +50,13 @@ describe('mini-batch planning', () => {
     expect(chunkOf(999, 500)).toBe(1);
   });
 
-  it('cuts row ranges and labels them', () => {
+  it('cuts row ranges', () => {
     expect(rowRanges(10, 4)).toEqual([
       { start: 0, end: 4 },
       { start: 4, end: 8 },
       { start: 8, end: 10 },
     ]);
     expect(rowRanges(0, 4)).toEqual([]);
-    expect(itemLabel({ name: 'big.csv', blob: 'b', size: 1, rows: { start: 4, end: 8 } })).toBe('big.csv[rows 4-7]');
-    expect(tabularKind('X.PARQUET')).toBe('parquet');
-    expect(tabularKind('a.ndjson')).toBe('jsonl');
-    expect(tabularKind('a.png')).toBeUndefined();
   });
 });
 

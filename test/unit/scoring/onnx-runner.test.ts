@@ -99,14 +99,32 @@ describe('the built-in ONNX runner on tabular files', () => {
       file('notes.xyz', 'hello'),
       file('empty.csv', `${FEATURES.join(',')}\n`),
     ]);
-    expect(result.succeeded).toBe(2);
+    expect(result.succeeded).toBe(1);
     expect(rowsOf(result)).toEqual((await referenceLabels(good)).map((l, i) => [String(i), l, 'good.csv']));
     const reasons = reasonsOf(result.failed);
-    expect(Object.keys(reasons).sort()).toEqual(['bad.csv', 'bad.jsonl', 'missing.csv', 'notes.xyz']);
+    expect(Object.keys(reasons).sort()).toEqual(['bad.csv', 'bad.jsonl', 'empty.csv', 'missing.csv', 'notes.xyz']);
     expect(reasons['missing.csv']).toMatch(/column "body_mass_g" is missing/);
     expect(reasons['bad.csv']).toBe('column "flipper_length_mm", row 1: "seven" is not a number (the input is float32)');
-    expect(reasons['bad.jsonl']).toMatch(/line 2 is not valid JSON/);
-    expect(reasons['notes.xyz']).toBe('unsupported file type .xyz (supported: .csv, .jsonl, .parquet, .png, .jpg, .jpeg)');
+    expect(reasons['bad.jsonl']).toMatch(/^could not read the file: row 1 is not valid JSON/);
+    expect(reasons['notes.xyz']).toBe('unsupported file type .xyz (supported: .csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg)');
+    // A model needs rows: a file without any fails like any unusable file.
+    expect(reasons['empty.csv']).toBe('the file has no rows (only a header)');
+  });
+
+  it('names a failed row range by file and rows, and its bad row by its number in the file', async () => {
+    const rows = penguinRows(2, 6);
+    // Rows 10-11 of a split CSV (its own content, with the header) and rows 4-5 of a split JSONL file.
+    const csvRange: ScoringItem = { ...file('big-part.csv', `${FEATURES.join(',')}\n1,2,3,4\n5,6,seven,8\n`), name: 'big.csv', rows: { start: 10, end: 12 }, rowOffset: 10 };
+    const jsonlRange: ScoringItem = { ...file('big-part.ndjson', `${penguinJsonl(rows)}{oops\r\n`), name: 'big.ndjson', rows: { start: 4, end: 7 }, rowOffset: 4 };
+    const whole = file('header-only.csv', `${FEATURES.join(',')}\r\n\r\n`);
+    const result = await penguins.score([csvRange, jsonlRange, whole]);
+    expect(result.succeeded).toBe(0);
+    expect(result.failed).toEqual([
+      { file: 'big.csv', rows: { start: 10, end: 12 }, reason: 'column "flipper_length_mm", row 11: "seven" is not a number (the input is float32)' },
+      { file: 'big.ndjson', rows: { start: 4, end: 7 }, reason: expect.stringMatching(/^could not read the file: row 6 is not valid JSON \(/) },
+      { file: 'header-only.csv', reason: 'the file has no rows (only a header)' },
+    ]);
+    expect(result.failed[2]).not.toHaveProperty('rows');
   });
 
   it('feeds int64, double, bool, string and int32 inputs from CSV text and JSON values', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'csv-stringify/sync';
 import { proposeColumns } from '../../../shared/scoring/columns.js';
-import { formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
+import { describeFailedItem, failedItem, formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
 import type { ScoringItem } from '../../../shared/scoring/types.js';
 
 function items(...names: string[]): ScoringItem[] {
@@ -130,6 +130,16 @@ describe('accounting for what run() returned', () => {
       { file: 'a', reason: 'run() returned no result for this file' },
       { file: 'b', reason: 'run() returned no result for this file' },
     ]);
+  });
+
+  it('names a failed row range by its file and rows, as every failure of an item does', () => {
+    const range = { name: 'big.csv', localPath: '/work/mb-0/0/big.csv', rows: { start: 20, end: 30 } };
+    const r = scriptResultRows([{ file_name: 'a.csv', y: 1 }], [{ name: 'a.csv', localPath: '/work/mb-0/a.csv' }, range]);
+    expect(r.failed).toEqual([{ file: 'big.csv', rows: { start: 20, end: 30 }, reason: 'run() returned no result for this file' }]);
+    expect(failedItem(range, 'x')).toEqual({ file: 'big.csv', rows: { start: 20, end: 30 }, reason: 'x' });
+    expect(failedItem({ name: 'a.csv' }, 'x')).toStrictEqual({ file: 'a.csv', reason: 'x' });
+    expect(describeFailedItem(failedItem(range, 'boom'))).toBe('big.csv (rows 20-29): boom');
+    expect(describeFailedItem({ file: null, reason: 'run() returned 1 result for 3 items', count: 2 })).toBe('2 items not named: run() returned 1 result for 3 items');
   });
 
   it('never counts more successes than items', () => {

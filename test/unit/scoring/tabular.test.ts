@@ -2,22 +2,23 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fileKind, readCsv, readJsonl, readTabular } from '../../../shared/scoring/tabular.js';
+import { fileFormat, readCsv, readJsonl } from '../../../shared/data/records.js';
+import { readTabular } from '../../../shared/scoring/tabular.js';
 import { FEATURES, penguinRows, writePenguinParquet } from '../../fixtures/scoring/models.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scoring-tabular-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('tabular files', () => {
-  it('tells file kinds from extensions, case-insensitively', () => {
-    expect(fileKind('/a/b.CSV')).toEqual({ tabular: 'csv' });
-    expect(fileKind('b.jsonl')).toEqual({ tabular: 'jsonl' });
-    expect(fileKind('b.parquet')).toEqual({ tabular: 'parquet' });
-    expect(fileKind('b.JPEG')).toEqual({ image: 'jpeg' });
-    expect(fileKind('b.jpg')).toEqual({ image: 'jpeg' });
-    expect(fileKind('b.png')).toEqual({ image: 'png' });
-    expect(fileKind('b.xyz')).toEqual({ unsupported: 'unsupported file type .xyz' });
-    expect(fileKind('README')).toEqual({ unsupported: 'unsupported file type (the file has no extension)' });
+  it('tells file formats from extensions, case-insensitively', () => {
+    expect(fileFormat('/a/b.CSV')).toEqual({ tabular: 'csv' });
+    expect(fileFormat('b.jsonl')).toEqual({ tabular: 'jsonl' });
+    expect(fileFormat('b.parquet')).toEqual({ tabular: 'parquet' });
+    expect(fileFormat('b.JPEG')).toEqual({ image: 'jpeg' });
+    expect(fileFormat('b.jpg')).toEqual({ image: 'jpeg' });
+    expect(fileFormat('b.png')).toEqual({ image: 'png' });
+    expect(fileFormat('b.xyz')).toEqual({ unsupported: 'unsupported file type .xyz (supported: .csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg)' });
+    expect(fileFormat('README')).toEqual({ unsupported: 'unsupported file type (the file has no extension; supported: .csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg)' });
   });
 
   it('reads CSV with its header (BOM and blank lines tolerated, quoted fields kept)', () => {
@@ -30,12 +31,12 @@ describe('tabular files', () => {
     expect(() => readCsv('a,b\n1,2,3\n')).toThrow();
   });
 
-  it('reads JSON Lines, naming the line that is not an object', () => {
+  it('reads JSON Lines, naming the row that is not an object', () => {
     const t = readJsonl('{"a":1,"b":[1,2]}\n\n{"c":true}\n');
     expect(t.columns).toEqual(['a', 'b', 'c']);
     expect(t.records).toEqual([{ a: 1, b: [1, 2] }, { c: true }]);
-    expect(() => readJsonl('{"a":1}\n{oops\n')).toThrow(/line 2 is not valid JSON/);
-    expect(() => readJsonl('[1,2]\n')).toThrow(/line 1 is not a JSON object/);
+    expect(() => readJsonl('{"a":1}\n\n{oops\n')).toThrow(/^row 1 is not valid JSON/);
+    expect(() => readJsonl('[1,2]\n')).toThrow(/^row 0 is not a JSON object$/);
   });
 
   it('reads a Parquet row range across row groups, and only the wanted columns', async () => {
