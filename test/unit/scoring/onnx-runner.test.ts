@@ -219,3 +219,31 @@ describe('the built-in ONNX runner on images', () => {
     expect(result.failed[0]?.reason).toMatch(/images need a model with one 4-D image input; this model has 4 inputs/);
   });
 });
+
+describe('Parquet with nulls', () => {
+  it('reads a null as a missing value, as the same CSV with empty cells, whole and in row ranges alike', async () => {
+    const { parquetWriteFile } = await import('hyparquet-writer');
+    const rows = penguinRows(9, 5).map((r, i) => r.map((v, j) => (i % 3 === j % 3 ? null : v)));
+    const path = join(dir, 'nulls.parquet');
+    parquetWriteFile({
+      filename: path,
+      columnData: [
+        { name: 'island', data: rows.map((_, i) => (i === 4 ? null : 'Dream')), type: 'STRING' },
+        ...FEATURES.map((name, j) => ({ name, data: rows.map((r) => r[j] ?? null), type: 'DOUBLE' as const })),
+      ],
+      rowGroupSize: 4,
+    });
+    const csv = file('nulls.csv', `island,${FEATURES.join(',')}\n${rows.map((r, i) => `${i === 4 ? '' : 'Dream'},${r.map((v) => (v === null ? '' : String(v))).join(',')}`).join('\n')}\n`);
+    const fromCsv = await penguins.score([csv]);
+    expect(fromCsv.failed).toEqual([]);
+    const whole = await penguins.score([{ name: 'nulls.parquet', localPath: path }]);
+    expect(whole.failed).toEqual([]);
+    const labels = (r: { csv: string }): string[][] => rowsOf(r).map((cells) => cells.slice(0, 2));
+    expect(labels(whole)).toEqual(labels(fromCsv));
+    const ranges = await penguins.score([
+      { name: 'nulls.parquet', localPath: path, rows: { start: 0, end: 5 }, rowOffset: 0 },
+      { name: 'nulls.parquet', localPath: path, rows: { start: 5, end: 9 }, rowOffset: 5 },
+    ]);
+    expect(labels(ranges)).toEqual(labels(fromCsv));
+  });
+});
