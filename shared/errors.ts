@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'no_default_deployment'
   | 'unsupported'
   | 'input_not_found'
+  | 'input_changed'
   | 'output_exists'
   | 'path_outside_datastores'
   | 'scoring_failed'
@@ -59,6 +60,7 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   no_default_deployment: { status: 400, title: 'No deployment to route to', kind: 'user', retryable: false },
   unsupported: { status: 400, title: 'Not supported', kind: 'user', retryable: false },
   input_not_found: { status: 400, title: 'Input data not found', kind: 'user', retryable: false },
+  input_changed: { status: 409, title: 'The input changed', kind: 'user', retryable: false },
   output_exists: { status: 409, title: 'The output already exists', kind: 'user', retryable: false },
   path_outside_datastores: { status: 400, title: 'The path is not on a registered datastore', kind: 'user', retryable: false },
   scoring_failed: { status: 500, title: 'Scoring failed', kind: 'user', retryable: true },

@@ -140,6 +140,8 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
       const mayRetry = !canceled && attempt <= input.maxRetries;
       if (task.isFaulted) {
         if (retryableFailure(task.result) && mayRetry) {
+          // The activity itself failed and wrote no entry; the ack still says an attempt was retried.
+          journal.push(ack(index, attempt, '', false));
           counts.mini_batches.retried++;
           continue;
         }
@@ -196,6 +198,14 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
     }
   }
   if (!error) yield* recordJournal();
+  if (!error && !canceled && finished > 0) {
+    // Every chunk reports at its end too: chunks shorter than the interval would otherwise never.
+    try {
+      yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
+    } catch {
+      // As above.
+    }
+  }
   if (error) {
     try {
       yield activities.haltJob({ jobId: input.jobId, error }).withRetry(bookkeeping);

@@ -25,12 +25,23 @@ const DATASTORE = /^azureml:\/\/datastores\/([^/]+)\/paths\/?(.*)$/i;
 const ASSET_VERSION = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
 const ASSET_LATEST = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/;
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// eslint-disable-next-line no-control-regex -- these are exactly what is refused
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const DATASTORE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+
 function cleanPath(path: string, field: string): string {
   let decoded: string;
   try {
     decoded = decodeURIComponent(path);
   } catch {
     throw new BatchError('validation_failed', `${field}: the path is not correctly URL-encoded.`, { issues: [{ field, message: 'invalid URL encoding' }] });
+  }
+  if (LONE_SURROGATE.test(decoded)) {
+    throw new BatchError('validation_failed', `${field}: the path is not valid Unicode (it holds half of a surrogate pair).`, { issues: [{ field, message: 'not valid Unicode' }] });
+  }
+  if (CONTROL.test(decoded)) {
+    throw new BatchError('validation_failed', `${field}: the path holds a control character, which a blob path cannot.`, { issues: [{ field, message: 'control characters are not allowed' }] });
   }
   const trimmed = decoded.replace(/^\/+/, '');
   if (trimmed.split('/').some((s) => s === '..' || s === '.')) {
@@ -43,7 +54,13 @@ function cleanPath(path: string, field: string): string {
 export function parseDataUri(text: string, field: string): DataUri {
   const value = text.trim();
   const ds = DATASTORE.exec(value);
-  if (ds) return { kind: 'datastore', datastore: ds[1] ?? '', path: cleanPath(ds[2] ?? '', field) };
+  if (ds) {
+    const datastore = ds[1] ?? '';
+    if (!DATASTORE_NAME.test(datastore)) {
+      throw new BatchError('validation_failed', `${field}: "${datastore}" is not a datastore name.`, { issues: [{ field, message: 'not a datastore name' }] });
+    }
+    return { kind: 'datastore', datastore, path: cleanPath(ds[2] ?? '', field) };
+  }
   const av = ASSET_VERSION.exec(value);
   if (av) return { kind: 'asset', name: av[1] ?? '', version: av[2] ?? '' };
   const al = ASSET_LATEST.exec(value);
@@ -54,6 +71,12 @@ export function parseDataUri(text: string, field: string): DataUri {
       url = new URL(value);
     } catch {
       throw new BatchError('validation_failed', `${field}: "${value}" is not a valid URL.`, { issues: [{ field, message: 'invalid URL' }] });
+    }
+    // '#' and '?' end a URL's path: left unencoded in a name, they would cut it short silently.
+    if (url.hash !== '' || (url.search !== '' && !url.searchParams.has('sig'))) {
+      throw new BatchError('validation_failed', `${field}: "${value}" has a '${url.hash !== '' ? '#' : '?'}' that ends its path; encode a '#' in a name as %23 and a '?' as %3F.`, {
+        issues: [{ field, message: "unencoded '#' or '?'" }],
+      });
     }
     const segments = url.pathname.replace(/^\/+/, '').split('/');
     const host = url.hostname.toLowerCase();

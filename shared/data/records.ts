@@ -270,10 +270,25 @@ export interface TabularData {
  * range's start). Throws for a file csv-parse cannot parse (its message), and for a record whose
  * field count differs from the header's: `row 7 has 5 fields; the header has 6`.
  */
+/**
+ * Header names made unique as pandas' read_csv makes them (what Azure ML's MLflow scoring reads
+ * CSV with): a repeated name keeps its first column, later ones become `name.1`, `name.2`, … (a
+ * model input named `x` is then fed the first `x`, never silently the last).
+ */
+export function uniqueColumns(header: readonly string[]): string[] {
+  const used = new Set<string>();
+  return header.map((name) => {
+    let unique = name;
+    for (let n = 1; used.has(unique); n++) unique = `${name}.${n}`;
+    used.add(unique);
+    return unique;
+  });
+}
+
 export function readCsv(input: string | Uint8Array, options: { firstRow?: number } = {}): TabularData {
   const firstRow = options.firstRow ?? 0;
   const rows = parseCsv(input, CSV_OPTIONS);
-  const header = rows[0];
+  const header = rows[0] ? uniqueColumns(rows[0]) : undefined;
   if (!header) return { columns: [], records: [] };
   const records = new Array<Record<string, unknown>>(rows.length - 1);
   for (let r = 1; r < rows.length; r++) {

@@ -12,7 +12,7 @@ import { failedItem } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles, outputFolderOf } from './jobs-service.js';
-import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readRange, removeQuietly } from './local-files.js';
+import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readInputRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
@@ -387,7 +387,10 @@ export class JobRunner {
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
       if (err instanceof BatchError && !err.retryable) {
-        outcome = { status: 'failed', error: err.message, retryable: false, logs: [], seconds: 0 };
+        // An input that is gone or was rewritten fails the mini-batch it belongs to; say so, rather
+        // than let each of its items read as if its own file had the problem.
+        const error = err.code === 'input_not_found' || err.code === 'input_changed' ? `an input of this mini-batch could not be read: ${err.message}` : err.message;
+        outcome = { status: 'failed', error, retryable: false, logs: [], seconds: 0 };
       } else {
         await cleanWorkDir(workDir, downloaded, { everything: true });
         throw err;
@@ -475,14 +478,14 @@ export class JobRunner {
       if (item.kind === 'csv' && item.headerEnd) {
         let header = headers.get(item.blob);
         if (!header) {
-          header = readRange(input.container, item.blob, 0, item.headerEnd);
+          header = readInputRange(input.container, item.blob, 0, item.headerEnd, item.etag);
           headers.set(item.blob, header);
         }
-        return header.then((prefix) => fetchBlob(input.container, item.blob, local, { range: { start, end, prefix } }));
+        return header.then((prefix) => fetchBlob(input.container, item.blob, local, { range: { start, end, prefix }, etag: item.etag }));
       }
-      return fetchBlob(input.container, item.blob, local, { range: { start, end } });
+      return fetchBlob(input.container, item.blob, local, { range: { start, end }, etag: item.etag });
     }
-    return fetchBlob(input.container, item.blob, local, { size: item.size, ...options });
+    return fetchBlob(input.container, item.blob, local, { size: item.size, etag: item.etag, ...options });
   }
 
   /**
@@ -578,7 +581,7 @@ export class JobRunner {
     } else {
       // Setup failures already say what failed (init(), loading the script or the model).
       const reason =
-        outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model)/i.test(outcome.error)
+        outcome.status === 'timeout' || /^(init\(\)|run\(\)|could not load|the scoring|the model|an input of this mini-batch)/i.test(outcome.error)
           ? outcome.error
           : `run() failed: ${outcome.error}`;
       errors = errorLines(input.index, batch.items.map((i) => failedItem(i, truncate(reason))));
@@ -720,7 +723,9 @@ export class JobRunner {
         total: totals(state).mini_batches.total,
         succeeded: finals.filter((e) => e.status === 'completed').length,
         failed: finals.filter((e) => e.status !== 'completed').length,
-        retried: finals.reduce((n, e) => n + e.a - 1, 0),
+        // Retries the orchestration made; a mini-batch run again because its outputs were lost in
+        // storage is not one (an undisturbed run would not have retried it).
+        retried: accepted.reduce((n, m) => n + m.retries, 0),
       },
       items: { total: totals(state).items.total, succeeded: finals.reduce((n, e) => n + e.succeeded, 0), failed: finals.reduce((n, e) => n + e.failed, 0) },
     };

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AppConfig } from '../config.js';
-import { datastoreUri } from '../data/data-uri.js';
+import { datastoreUri, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
 import { type InvokeBody, invokeBody, isTerminalJob } from '../schemas/jobs.js';
+import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
@@ -95,7 +96,9 @@ export class JobsService {
       if (used) return this.#replay(used, requestHash);
     }
 
-    const deploymentName = request.deploymentHeader?.trim() || endpoint.doc.defaults.deployment_name;
+    const header = request.deploymentHeader?.trim() || undefined;
+    if (header !== undefined) parseOrThrow(endpointName, header, 'the azureml-model-deployment header', 'azureml-model-deployment');
+    const deploymentName = header ?? endpoint.doc.defaults.deployment_name;
     if (!deploymentName) {
       throw new BatchError(
         'no_default_deployment',
@@ -143,6 +146,12 @@ export class JobsService {
     const jobId = newJobId(now);
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
     const outputField = `outputs.${outputName}.path`;
+    if (output && parseDataUri(output.path, outputField).kind === 'asset') {
+      // A data asset version is immutable: writing a job's outputs into its folder would change it.
+      throw new BatchError('validation_failed', `${outputField}: an output is a folder (azureml://datastores/{datastore}/paths/{path} or a blob URL), not a data asset.`, {
+        issues: [{ field: outputField, message: 'a data asset cannot be an output' }],
+      });
+    }
     const outputData = output
       ? await this.#registry.resolveData(output.path, outputField, 'uri_folder')
       : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${jobId}/${outputName}/`), outputField, 'uri_folder');
@@ -249,8 +258,8 @@ export class JobsService {
     if (!claimed.claimed) {
       throw conflict(`The output folder ${spec.output.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
     }
-    const existing = [...new Set([...(spec.settings.output_action === 'append_row' ? [spec.settings.output_file_name] : []), SUMMARY_FILE, REPORT_FILE])];
-    for (const file of existing) {
+    // Any file the job would write, found there, would be overwritten: the folder is refused.
+    for (const file of Object.values(outputFiles(spec))) {
       if (await folder.exists(file)) {
         await this.#store.releaseOutput(folderKey, spec.id);
         throw conflict(`The output ${spec.output.uri}${file} already exists. Choose an empty output folder.`);

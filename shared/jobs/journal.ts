@@ -53,6 +53,8 @@ export interface AcceptedMiniBatch {
   index: number;
   attempts: JournalEntry[];
   final: JournalEntry;
+  /** Attempts the orchestration retried (with an entry or without: an activity that threw writes none). */
+  retries: number;
 }
 
 export interface JournalReading {
@@ -106,7 +108,7 @@ export function readJournalLines(lines: readonly JournalLine[], expected: Iterab
       result.missing.push({ index, attempt: (last?.[0] ?? 0) + 1 });
       continue;
     }
-    result.accepted.push({ index, attempts: entries, final: last[1].entry });
+    result.accepted.push({ index, attempts: entries, final: last[1].entry, retries: sorted.filter(([, v]) => !v.final).length });
   }
   return result;
 }

@@ -7,8 +7,8 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
 import type { DataLocation, Registry } from '../registry/registry.js';
 import type { ModelDoc } from '../registry/types.js';
-import { isNotFound } from '../storage/clients.js';
-import { fastRead } from '../storage/fast-read.js';
+import { isNotFound, isVersionChanged } from '../storage/clients.js';
+import { fastRead, quotedEtag } from '../storage/fast-read.js';
 
 const MARKER = '.complete';
 const inFlight = new Map<string, Promise<void>>();
@@ -84,7 +84,9 @@ async function downloadTree(container: ContainerClient, files: readonly TreeBlob
  * or the same path on another account all get another key; the same content always the same one.
  */
 function contentKey(container: ContainerClient, files: readonly TreeBlob[]): string {
-  const hash = createHash('sha256').update(new URL(container.url).href);
+  // The account and container by name: a URL's host and port can differ for the same container
+  // (an emulator restarted on other ports), and account names are unique.
+  const hash = createHash('sha256').update(`${container.accountName}/${container.containerName}`);
   for (const f of files) hash.update(`\n${f.relative}\n${f.size}\n${f.etag}`);
   return hash.digest('hex').substring(0, 32);
 }
@@ -176,10 +178,34 @@ function isPreconditionFailed(err: unknown): boolean {
 export const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
 
 /** Bytes [start, end) of a blob (a plain GET where possible, else through the SDK). */
-export async function readRange(container: ContainerClient, blob: string, start: number, end: number): Promise<Buffer> {
+async function readRange(container: ContainerClient, blob: string, start: number, end: number, etag: string | undefined): Promise<Buffer> {
   if (end <= start) return Buffer.alloc(0);
   const range = { start, end };
-  return (await fastRead(container, blob, { range, maxBytes: end - start })) ?? (await container.getBlobClient(blob).downloadToBuffer(start, end - start));
+  return (
+    (await fastRead(container, blob, { range, maxBytes: end - start, etag })) ??
+    (await container.getBlobClient(blob).downloadToBuffer(start, end - start, { conditions: etag ? { ifMatch: quotedEtag(etag) } : {} }))
+  );
+}
+
+/** What a failed input read means for its item: gone, changed since it was listed, or storage trouble. */
+function inputError(blob: string, err: unknown): BatchError {
+  if (err instanceof BatchError) return err;
+  if (isNotFound(err)) return new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
+  if (isVersionChanged(err)) {
+    return new BatchError('input_changed', `The input blob ${blob} was rewritten after the job listed it; a job scores the files as they were when it started. Invoke a new job to score the new content.`, {
+      retryable: false,
+    });
+  }
+  return new BatchError('storage_failed', `Could not download ${blob}.`, { cause: err });
+}
+
+/** Bytes [start, end) of the listed version (`etag`) of a blob; failures as {@link fetchBlob}'s. */
+export async function readInputRange(container: ContainerClient, blob: string, start: number, end: number, etag: string | undefined): Promise<Buffer> {
+  try {
+    return await readRange(container, blob, start, end, etag);
+  } catch (err) {
+    throw inputError(blob, err);
+  }
 }
 
 /**
@@ -193,21 +219,21 @@ export async function fetchBlob(
   container: ContainerClient,
   blob: string,
   target: string,
-  options: { range?: { start: number; end: number; prefix?: Buffer | undefined }; inMemory?: boolean; size?: number } = {},
+  options: { range?: { start: number; end: number; prefix?: Buffer | undefined }; inMemory?: boolean; size?: number; etag?: string | undefined } = {},
 ): Promise<Buffer | undefined> {
-  const { range } = options;
+  const { range, etag } = options;
   try {
     if (range) {
-      const body = await readRange(container, blob, range.start, range.end);
+      const body = await readRange(container, blob, range.start, range.end, etag);
       return range.prefix ? Buffer.concat([range.prefix, body]) : body;
     }
     const maxBytes = options.inMemory ? Number.MAX_SAFE_INTEGER : SMALL_BLOB_BYTES;
     if ((options.size ?? 0) <= maxBytes) {
-      const fast = await fastRead(container, blob, { maxBytes });
+      const fast = await fastRead(container, blob, { maxBytes, etag });
       if (fast) return fast;
     }
     // One GET, resumed from where it broke off if the connection drops.
-    const response = await container.getBlobClient(blob).download(0, undefined, { maxRetryRequests: 5 });
+    const response = await container.getBlobClient(blob).download(0, undefined, { maxRetryRequests: 5, conditions: etag ? { ifMatch: quotedEtag(etag) } : {} });
     const body = response.readableStreamBody;
     if (!body) throw new Error('the download returned no body');
     if ((response.contentLength ?? Infinity) <= maxBytes) {
@@ -219,8 +245,7 @@ export async function fetchBlob(
     await pipeline(body, createWriteStream(target));
     return undefined;
   } catch (err) {
-    if (isNotFound(err)) throw new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
-    throw new BatchError('storage_failed', `Could not download ${blob}.`, { cause: err });
+    throw inputError(blob, err);
   }
 }
 

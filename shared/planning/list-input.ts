@@ -4,8 +4,8 @@ import { parquetMetadataAsync } from 'hyparquet';
 import { RecordError, type TabularFormat, cutRecords, fileFormat } from '../data/records.js';
 import { BatchError } from '../errors.js';
 import type { ResolvedData } from '../registry/registry.js';
-import { isNotFound } from '../storage/clients.js';
-import { type ListedBlob, fastList } from '../storage/fast-read.js';
+import { isNotFound, isVersionChanged } from '../storage/clients.js';
+import { type ListedBlob, fastList, quotedEtag } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
 import { type PlanItem, rowRanges } from './plan.js';
 
@@ -35,7 +35,7 @@ async function single(input: ResolvedData): Promise<PlanItem[]> {
   try {
     const props = await blob.getProperties();
     const name = input.path.split('/').pop() ?? input.path;
-    return [{ name, blob: input.path, size: props.contentLength ?? 0 }];
+    return [{ name, blob: input.path, size: props.contentLength ?? 0, etag: props.etag }];
   } catch (err) {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input file ${input.uri} does not exist.`, { details: { input: input.uri } });
     throw new BatchError('storage_failed', `Could not read the input ${input.uri}.`, { cause: err });
@@ -63,7 +63,7 @@ async function folder(input: ResolvedData): Promise<PlanItem[]> {
     if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });
     throw new BatchError('storage_failed', `Could not list the input ${input.uri}.`, { cause: err });
   }
-  const items = listed.filter((b) => isFileIn(prefix, b.name)).map((b) => ({ name: b.name.substring(prefix.length), blob: b.name, size: b.size }));
+  const items = listed.filter((b) => isFileIn(prefix, b.name)).map((b) => ({ name: b.name.substring(prefix.length), blob: b.name, size: b.size, etag: b.etag }));
   return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
@@ -72,27 +72,33 @@ async function sdkList(container: ContainerClient, prefix: string): Promise<List
   const listed: ListedBlob[] = [];
   // Pages of 1,000 keep the parsed listing small however large the folder.
   for await (const page of container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
-    for (const entry of page.segment.blobItems) listed.push({ name: entry.name, size: entry.properties.contentLength ?? 0 });
+    for (const entry of page.segment.blobItems) listed.push({ name: entry.name, size: entry.properties.contentLength ?? 0, etag: entry.properties.etag ?? '' });
   }
   return listed;
 }
 
-/** A blob's bytes as a stream, for one pass over a large file. */
-async function stream(container: ContainerClient, blob: string): Promise<AsyncIterable<Uint8Array>> {
-  const body = (await container.getBlobClient(blob).download()).readableStreamBody;
+/** The conditions that read exactly the listed version of an item. */
+function listedVersion(item: PlanItem): { conditions: { ifMatch?: string } } {
+  return { conditions: item.etag ? { ifMatch: quotedEtag(item.etag) } : {} };
+}
+
+/** A blob's bytes (the listed version) as a stream, for one pass over a large file. */
+async function stream(container: ContainerClient, file: PlanItem): Promise<AsyncIterable<Uint8Array>> {
+  const body = (await container.getBlobClient(file.blob).download(0, undefined, listedVersion(file))).readableStreamBody;
   return (body as AsyncIterable<Uint8Array> | undefined) ?? Readable.from([]);
 }
 
 /** The row count in a Parquet file's metadata, or undefined when the file is not Parquet. */
-async function parquetRows(container: ContainerClient, blob: string, size: number): Promise<number | undefined> {
-  const client = container.getBlobClient(blob);
+async function parquetRows(container: ContainerClient, item: PlanItem): Promise<number | undefined> {
+  const { size } = item;
+  const client = container.getBlobClient(item.blob);
   let storageFailure: { error: unknown } | undefined;
   const file = {
     byteLength: size,
     async slice(start: number, end?: number): Promise<ArrayBuffer> {
       const stop = end ?? size;
       try {
-        const buffer = await client.downloadToBuffer(start, stop - start);
+        const buffer = await client.downloadToBuffer(start, stop - start, listedVersion(item));
         return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength) as ArrayBuffer;
       } catch (err) {
         storageFailure = { error: err };
@@ -118,17 +124,18 @@ async function parquetRows(container: ContainerClient, blob: string, size: numbe
 async function splitFile(container: ContainerClient, file: PlanItem, format: TabularFormat, maxRows: number): Promise<PlanItem[]> {
   try {
     if (format === 'parquet') {
-      const rows = await parquetRows(container, file.blob, file.size);
+      const rows = await parquetRows(container, file);
       if (!rows) return [file];
       return rowRanges(rows, maxRows).map((r) => ({ ...file, kind: format, rows: r }));
     }
     if (file.size === 0) return [file];
-    const cut = await cutRecords(format, await stream(container, file.blob), maxRows);
+    const cut = await cutRecords(format, await stream(container, file), maxRows);
     if (cut.records === 0) return [file];
     return cut.ranges.map((r) => ({ ...file, kind: format, rows: r.rows, bytes: r.bytes, ...(format === 'csv' ? { headerEnd: cut.headerEnd } : {}) }));
   } catch (err) {
-    if (err instanceof RecordError) return [file];
-    if (isNotFound(err)) throw new BatchError('input_not_found', `The input file ${file.name} no longer exists.`, { details: { file: file.name }, retryable: false });
+    // Gone or rewritten since it was listed: it stays whole, and reading it fails its item with
+    // the same reason as without split.
+    if (err instanceof RecordError || isNotFound(err) || isVersionChanged(err)) return [file];
     throw new BatchError('storage_failed', `Could not read ${file.name} to split it into row ranges.`, { cause: err });
   }
 }

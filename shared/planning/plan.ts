@@ -12,6 +12,13 @@ export interface PlanItem {
   /** Blob name in the input container. */
   blob: string;
   size: number;
+  /**
+   * The version of the blob that was listed (its ETag): every read of the item asks for exactly
+   * this version, so a file rewritten while the job runs fails its items ("changed after the job
+   * planned it") instead of mixing rows of two versions, or cutting the new one at the old one's
+   * record boundaries.
+   */
+  etag?: string | undefined;
   /** For a row range: rows [start, end) of the file (0-based, header excluded). */
   rows?: { start: number; end: number } | undefined;
   /** For a CSV/JSONL row range: its bytes [start, end), and (CSV) where the header line ends. */

@@ -233,6 +233,11 @@ export class Registry {
           throw notFound('Data asset', uri.version === 'latest' ? `${uri.name}@latest` : `${uri.name}:${uri.version}`, { field });
         }
         const doc = asset.doc as DataAssetDoc;
+        if (expected !== undefined && expected !== doc.type) {
+          throw new BatchError('validation_failed', `${field}: data asset ${doc.name}:${doc.version} is a ${doc.type}, not a ${expected}.`, {
+            issues: [{ field, message: `the data asset is a ${doc.type}` }],
+          });
+        }
         return this.resolveData(doc.path, field, doc.type, depth + 1);
       }
     }

@@ -89,27 +89,33 @@ function isEmpty(value: unknown): boolean {
   return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
 }
 
+/**
+ * Decimal number text as pandas reads it: digits with an optional point and exponent, or inf /
+ * infinity / nan in any case. Not what Number() also takes (0x1F, 0b101, 0o7, "1_000"): text like
+ * that in a numeric column is an error, never a number the user did not write.
+ */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const SPECIAL = /^([+-]?)(inf|infinity|nan)$/i;
+
+function parseDecimal(text: string): number | undefined {
+  if (DECIMAL.test(text)) return Number(text);
+  const special = SPECIAL.exec(text);
+  if (!special) return undefined;
+  if ((special[2] as string).toLowerCase() === 'nan') return NaN;
+  return special[1] === '-' ? -Infinity : Infinity;
+}
+
 /** Converts one cell to the input's element type; undefined when it cannot be. */
 function convert(value: unknown, type: FeedType): Value | undefined {
   switch (type) {
     case 'float32':
     case 'float64': {
-      if (typeof value === 'string') {
-        // Number() ignores surrounding whitespace and reads blank text as 0, which must stay missing.
-        const n = Number(value);
-        if (!Number.isNaN(n)) return n === 0 && value.trim() === '' ? NaN : n;
-      }
       // Missing numbers are NaN, as pandas reads them: models with imputers expect exactly that.
       if (isEmpty(value)) return NaN;
       if (typeof value === 'number') return value;
       if (typeof value === 'bigint') return Number(value);
       if (typeof value === 'boolean') return value ? 1 : 0;
-      if (typeof value === 'string') {
-        const text = value.trim();
-        const n = Number(text);
-        if (!Number.isNaN(n)) return n;
-        return /^[+-]?nan$/i.test(text) ? NaN : undefined;
-      }
+      if (typeof value === 'string') return parseDecimal(value.trim());
       return undefined;
     }
     case 'string':
@@ -134,8 +140,11 @@ function convert(value: unknown, type: FeedType): Value | undefined {
       else if (typeof value === 'string') {
         const text = value.trim();
         if (/^[+-]?\d+$/.test(text)) int = BigInt(text);
-        // Integer columns with gaps are written as floats ("3.0") by pandas.
-        else if (text !== '' && Number.isInteger(Number(text))) int = BigInt(Number(text));
+        else {
+          // Integer columns with gaps are written as floats ("3.0") by pandas.
+          const n = parseDecimal(text);
+          if (n !== undefined && Number.isInteger(n)) int = BigInt(n);
+        }
       }
       const range = INT_RANGES[type];
       if (int === undefined || !range || int < range[0] || int > range[1]) return undefined;

@@ -102,21 +102,29 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** Which item a result names through `file_name` or `file`, if any. */
+/**
+ * Which item a result names through `file_name` or `file`, if any. A name identifies an item only
+ * when no other item of the mini-batch has it: the row ranges of one file share its name (and
+ * base name), so only their local paths tell them apart.
+ */
 function attributor(items: readonly ScoringItem[]): (result: unknown) => number | undefined {
-  const exact = new Map<string, number>();
+  const exact = new Map<string, number | null>();
   const byBase = new Map<string, number | null>();
+  const claim = (map: Map<string, number | null>, key: string, i: number): void => {
+    map.set(key, map.has(key) && map.get(key) !== i ? null : i);
+  };
   items.forEach((item, i) => {
-    exact.set(item.name, i);
-    exact.set(item.localPath, i);
+    claim(exact, item.name, i);
+    claim(exact, item.localPath, i);
     // Scripts often report the base name; it identifies an item only when no other item shares it.
-    for (const base of new Set([basename(item.name), basename(item.localPath)])) byBase.set(base, byBase.has(base) && byBase.get(base) !== i ? null : i);
+    for (const base of new Set([basename(item.name), basename(item.localPath)])) claim(byBase, base, i);
   });
   return (result) => {
     if (!isRecord(result)) return undefined;
     const named = result['file_name'] ?? result['file'];
     if (typeof named !== 'string') return undefined;
-    return exact.get(named) ?? byBase.get(basename(named)) ?? undefined;
+    const found = exact.has(named) ? exact.get(named) : byBase.get(basename(named));
+    return found ?? undefined;
   };
 }
 

@@ -113,6 +113,11 @@ export function isNotFound(err: unknown): boolean {
   return (err as { statusCode?: number }).statusCode === 404;
 }
 
+/** Whether a storage SDK error says a conditional request's blob is no longer the version asked for (412). */
+export function isVersionChanged(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 412;
+}
+
 export function isConflict(err: unknown): boolean {
   const status = (err as { statusCode?: number }).statusCode;
   return status === 409 || status === 412;

@@ -65,11 +65,14 @@ async function signedFor(container: ContainerClient, now: number): Promise<Signe
   return current ?? null;
 }
 
-function get(url: string, options: { range?: { start: number; end: number } | undefined; maxBytes: number; status?: number }): Promise<Buffer | undefined> {
+function get(url: string, options: { range?: { start: number; end: number } | undefined; maxBytes: number; status?: number; etag?: string | undefined }): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const target = new URL(url);
     const agent = agents[target.protocol as keyof typeof agents];
-    const headers: Record<string, string> = options.range ? { 'x-ms-range': `bytes=${options.range.start}-${options.range.end - 1}` } : {};
+    const headers: Record<string, string> = {
+      ...(options.range ? { 'x-ms-range': `bytes=${options.range.start}-${options.range.end - 1}` } : {}),
+      ...(options.etag ? { 'if-match': quotedEtag(options.etag) } : {}),
+    };
     const request = (target.protocol === 'https:' ? https : http).get(target, { agent, headers }, (response) => {
       const expected = options.status ?? (options.range ? 206 : 200);
       // Blobs come with their length; a listing may come chunked, without one.
@@ -101,16 +104,21 @@ function get(url: string, options: { range?: { start: number; end: number } | un
   });
 }
 
+/** An ETag as request headers want it: in quotes (listings give it without). */
+export function quotedEtag(etag: string): string {
+  return `"${etag.replace(/^"|"$/g, '')}"`;
+}
+
 /**
  * Reads a blob, or bytes [start, end) of it, if this process can sign a read-only SAS for its
  * container (an account key) or the container URL carries one. Returns undefined when it cannot,
- * when the read fails in any way, or when the body is larger than `maxBytes`: the caller then reads
- * through the SDK.
+ * when the read fails in any way (with `etag`, also when the blob is no longer that version), or
+ * when the body is larger than `maxBytes`: the caller then reads through the SDK.
  */
 export async function fastRead(
   container: ContainerClient,
   blob: string,
-  options: { range?: { start: number; end: number } | undefined; maxBytes: number; now?: (() => number) | undefined },
+  options: { range?: { start: number; end: number } | undefined; maxBytes: number; etag?: string | undefined; now?: (() => number) | undefined },
 ): Promise<Buffer | undefined> {
   const sas = await signedFor(container, (options.now ?? Date.now)());
   if (!sas) return undefined;
@@ -118,16 +126,19 @@ export async function fastRead(
   return get(`${sas.base}/${path}?${sas.query}`, options);
 }
 
-/** A blob in a listing: its full name and size. */
+/** A blob in a listing: its full name, size and ETag (the version listed). */
 export interface ListedBlob {
   name: string;
   size: number;
+  etag: string;
 }
 
 const listParser = new XMLParser({
   ignoreAttributes: false,
   parseTagValue: false,
   processEntities: true,
+  // Names may carry characters XML can only hold as numeric references (&#xD; for a carriage return).
+  htmlEntities: true,
   isArray: (_name, jpath) => jpath === 'EnumerationResults.Blobs.Blob',
   // A blob's properties stay unparsed text: only its size is read from them.
   stopNodes: ['EnumerationResults.Blobs.Blob.Properties'],
@@ -173,8 +184,9 @@ export async function fastList(container: ContainerClient, prefix: string, optio
     for (const blob of found) {
       const name = blobName(blob.Name);
       const size = /<Content-Length>(\d+)<\/Content-Length>/.exec(blob.Properties ?? '')?.[1];
-      if (name === undefined || size === undefined) return undefined;
-      blobs.push({ name, size: Number(size) });
+      const etag = /<Etag>([^<]*)<\/Etag>/i.exec(blob.Properties ?? '')?.[1];
+      if (name === undefined || size === undefined || etag === undefined) return undefined;
+      blobs.push({ name, size: Number(size), etag: etag.replace(/&quot;/g, '"') });
     }
     marker = typeof results.NextMarker === 'string' ? results.NextMarker : '';
   } while (marker !== '');

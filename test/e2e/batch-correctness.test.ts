@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, type Json, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
 
 let host: FnHostProcess;
 let api: Api;
@@ -113,6 +114,31 @@ describe('kind 2: nothing keyed by a name that can be reused', () => {
   });
 });
 
+describe('kind 2, siblings: an input file is scored as it was listed', () => {
+  it('fails the row ranges of a file rewritten while the job runs, instead of reading the new file at the old boundaries', async () => {
+    const endpoint = uniqueName('rewrite');
+    await scriptDeployment(endpoint, 'echo-rows.js', { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '400' } });
+    const old = Array.from({ length: 40 }, (_, i) => `old-${i}`);
+    await upload(host.storageConnection, { [`data/${endpoint}/big.csv`]: `h\n${old.join('\n')}\n` });
+    const deploymentSplit = { by: 'rows', max_rows: 5 };
+    const job = await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/big.csv`) } }, split: deploymentSplit });
+    // Once the first range has been read, the file is rewritten with longer lines.
+    await waitFor(async () => ((await api.call('GET', `jobs/${job.id}`)).body.counts.mini_batches.succeeded >= 1 ? true : undefined), { timeoutMs: 30_000, intervalMs: 50, what: 'a first range' });
+    await upload(host.storageConnection, { [`data/${endpoint}/big.csv`]: `h\n${old.map((l) => `NEW-${l}-NEW`).join('\n')}\n` });
+    const done = await waitForJob(api, job.id);
+    const predictions = (await output(done.id, 'predictions.csv')).trim().split('\n');
+    // Whatever was scored was the listed file: rows of the old content, five per range, in order.
+    expect(predictions.join('\n')).not.toContain('NEW');
+    for (const line of predictions) expect(line).toMatch(/^\S+,old-(\d+)\|old-\d+\|old-\d+\|old-\d+\|old-\d+$/);
+    expect(done.counts.items.succeeded).toBe(predictions.length);
+    expect(done.counts.items.succeeded + done.counts.items.failed).toBe(8);
+    expect(done.counts.items.failed).toBeGreaterThan(0);
+    const errors = (await output(done.id, 'errors.jsonl')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(errors).toHaveLength(done.counts.items.failed);
+    for (const e of errors) expect(e).toMatchObject({ file: 'big.csv', rows: expect.any(Object), reason: expect.stringContaining('was rewritten after the job listed it') });
+  });
+});
+
 describe('kind 3: a path is decoded once', () => {
   it('3a: reads exactly the folder an encoded path names, with %, spaces, #, ? and unicode in names', async () => {
     const endpoint = uniqueName('enc');
@@ -190,6 +216,54 @@ describe('kind 5: inputs as Azure ML users write them', () => {
     const nothing = await invoke(endpoint, { inputs: { data: { path: ds(`data/${endpoint}/bh/nothing`) } } });
     expect(nothing.status).toBe(400);
     expect(nothing.body.code).toBe('input_not_found');
+  });
+});
+
+describe('client mistakes are 4xx naming what is wrong, and create nothing', () => {
+  it('refuses a data asset as an output, an asset of the other type, a deployment header that is no name, and a folder holding the job\'s file names', async () => {
+    const endpoint = uniqueName('refuse');
+    await scriptDeployment(endpoint, 'slow-lines.js', { environment_variables: { SLOW_MS: '0' } });
+    await files(`data/${endpoint}/in/`, ['f.txt']);
+    const asset = uniqueName('asset');
+    expect((await api.call('PUT', `data/${asset}/versions/1`, { type: 'uri_folder', path: ds(`data/${endpoint}/in/`) })).status).toBe(201);
+    const input = { x: { path: ds(`data/${endpoint}/in/`) } };
+    const problems: [unknown, Record<string, string>, number, string, string][] = [
+      [{ inputs: input, outputs: { o: { path: `azureml:${asset}:1` } } }, {}, 400, 'outputs.o.path', 'not a data asset'],
+      [{ inputs: { x: { type: 'uri_file', path: `azureml:${asset}:1` } } }, {}, 400, 'inputs.x.path', 'is a uri_folder, not a uri_file'],
+      [{ inputs: input }, { 'azureml-model-deployment': '../x' }, 400, 'azureml-model-deployment', 'azureml-model-deployment'],
+    ];
+    for (const [body, headers, status, field, detail] of problems) {
+      const res = await invoke(endpoint, body, headers);
+      expect(res.status, JSON.stringify(body)).toBe(status);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([field]);
+      expect(res.body.detail).toContain(detail);
+    }
+    // A user's own file with a name the job writes (its log) is never overwritten.
+    await upload(host.storageConnection, { [`out/${endpoint}/mine/logs/job.log`]: 'my notes' });
+    const taken = await invoke(endpoint, { inputs: input, outputs: { o: { path: ds(`out/${endpoint}/mine/`) } } });
+    expect(taken.status).toBe(409);
+    expect(taken.body.detail).toContain('logs/job.log already exists');
+    expect((await readBlob(host.storageConnection, `out/${endpoint}/mine/logs/job.log`)).toString()).toBe('my notes');
+    expect((await api.call('GET', `endpoints/${endpoint}/jobs`)).body.value).toEqual([]);
+    // The asset's folder is as it was.
+    const job = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: `azureml:${asset}:1` } } })).id);
+    expect(job.counts.items).toEqual({ total: 1, succeeded: 1, failed: 0 });
+  });
+});
+
+describe('script results and row ranges', () => {
+  it('counts the row ranges of a file right when run() names results by the file\'s base name', async () => {
+    const endpoint = uniqueName('ranges');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 2, error_threshold: 0, environment_variables: { SLOW_MS: '0' } });
+    await upload(host.storageConnection, {
+      [`data/${endpoint}/big.csv`]: `h\n${Array.from({ length: 10 }, (_, i) => `r${i}`).join('\n')}\n`,
+      [`data/${endpoint}/small.csv`]: 'h\ns0\n',
+    });
+    const job = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/`) } }, split: { by: 'rows', max_rows: 3 } })).id);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: 5, succeeded: 5, failed: 0 });
+    expect(await output(job.id, 'errors.jsonl')).toBe('');
+    expect((await output(job.id, 'predictions.csv')).trim().split('\n')).toHaveLength(5);
   });
 });
 

@@ -14,6 +14,7 @@ import { JobsService, outputFolderOf } from '../../shared/jobs/jobs-service.js';
 import type { JournalEntry } from '../../shared/jobs/journal.js';
 import { type JobCounts, emptyCounts } from '../../shared/jobs/types.js';
 import { JobWorkArea } from '../../shared/jobs/work-area.js';
+import { folderContent } from '../../shared/jobs/local-files.js';
 import { BlockIds, type StagedPart, newNonce } from '../../shared/outputs/output-writer.js';
 import { Registry } from '../../shared/registry/registry.js';
 import { deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
@@ -150,5 +151,16 @@ describe('finalizing a job (Azurite)', () => {
     expect(await runner.finalize(input)).toEqual({ status: 'Completed' });
     const job = await jobs.get(id);
     expect((await ws.getBlobClient(`${job.spec.output.location.path}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\n');
+  });
+
+  it('identifies a model\'s content by account and container name, not the URL it is reached at', async () => {
+    const model = await registry.resolveData(ds('models/m/'), 'model.path');
+    const here = await folderContent(registry, model.location);
+    // The same emulator reached at another host name (as after a restart on other ports).
+    const other = new Registry({ config: loadConfig({ AzureWebJobsStorage: storage.connectionString.replace(/127\.0\.0\.1/g, 'localhost'), BATCH_TABLE_PREFIX: config.tablePrefix }) });
+    expect(other.open(model.location).url).not.toBe(registry.open(model.location).url);
+    expect((await folderContent(other, model.location)).key).toBe(here.key);
+    await ws.getBlockBlobClient('models/m/model.txt').upload('changed', 7);
+    expect((await folderContent(registry, model.location)).key).not.toBe(here.key);
   });
 });

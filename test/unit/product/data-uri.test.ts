@@ -41,4 +41,26 @@ describe('data URIs are decoded once', () => {
     expect(parseDataUri('azureml://datastores/ws/paths/my folder/', 'f')).toMatchObject({ path: 'my folder/' });
     expect(() => parseDataUri('azureml://datastores/ws/paths/100% sample/', 'inputs.x.path')).toThrow(/not correctly URL-encoded/);
   });
+
+  it('refuses at the edge what no blob path can hold, naming the field', () => {
+    const refused = (text: string, message: RegExp): void => {
+      let error: unknown;
+      try {
+        parseDataUri(text, 'inputs.x.path');
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toMatchObject({ code: 'validation_failed', issues: [{ field: 'inputs.x.path' }] });
+      expect((error as Error).message).toMatch(message);
+    };
+    refused('azureml://datastores/ws/paths/a/\ud800/', /not valid Unicode/);
+    refused('azureml://datastores/ws/paths/a/%ED%A0%80/', /not correctly URL-encoded/);
+    refused('azureml://datastores/ws/paths/a/%00/', /control character/);
+    refused('azureml://datastores/ws/paths/a/b\u0001c', /control character/);
+    refused('azureml://datastores/a#b/paths/x/', /not a datastore name/);
+    refused('http://127.0.0.1:10000/devstoreaccount1/c/ha#sh/', /'#' that ends its path/);
+    refused('https://acct.blob.core.windows.net/c/what?.csv', /'\?' that ends its path/);
+    // A SAS query is a query, not part of the name.
+    expect(parseDataUri('https://acct.blob.core.windows.net/c/x.csv?sv=2024&sig=abc', 'f')).toMatchObject({ path: 'x.csv' });
+  });
 });

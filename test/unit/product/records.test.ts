@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { CSV_OPTIONS, JsonlScanner, RecordError, cutRecords, fileFormat, noRowsReason, readCsv, readJsonl } from '../../../shared/data/records.js';
+import { CSV_OPTIONS, JsonlScanner, RecordError, cutRecords, fileFormat, noRowsReason, readCsv, uniqueColumns,
+  readJsonl } from '../../../shared/data/records.js';
 
 const SUPPORTED = '.csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg';
 
@@ -196,5 +197,12 @@ describe('JSON Lines records', () => {
     expect(() => readJsonl('{"a":1}\n\n{"a":2}\n{oops\n')).toThrow(/^row 2 is not valid JSON \(/);
     expect(() => readJsonl('\n{oops\n', { firstRow: 2 })).toThrow(/^row 2 is not valid JSON \(/);
     expect(() => readJsonl('{"a":1}\r\n[1,2]\r\n')).toThrow(/^row 1 is not a JSON object$/);
+  });
+
+  it('makes repeated header names unique as pandas does: the first keeps its name', () => {
+    expect(uniqueColumns(['a', 'b', 'a', 'a', 'a.1'])).toEqual(['a', 'b', 'a.1', 'a.2', 'a.1.1']);
+    const table = readCsv('x,y,x\n1,2,3\n');
+    expect(table.columns).toEqual(['x', 'y', 'x.1']);
+    expect(table.records).toEqual([{ x: '1', y: '2', 'x.1': '3' }]);
   });
 });

@@ -247,3 +247,28 @@ describe('Parquet with nulls', () => {
     expect(labels(ranges)).toEqual(labels(fromCsv));
   });
 });
+
+describe('numbers as pandas reads them', () => {
+  it('takes decimal text, inf and nan, and refuses what only JavaScript reads as a number', async () => {
+    const head = `island,${FEATURES.join(',')}\n`;
+    const ok = await penguins.score([file('decimal.csv', `${head}Dream,4.51e1,17.0,+198,.395e4\nDream,nan,17,198,INF\n`)]);
+    expect(ok.failed).toEqual([]);
+    for (const [name, cell] of [
+      ['hex.csv', '0x2D'],
+      ['binary.csv', '0b101101'],
+      ['octal.csv', '0o55'],
+      ['underscore.csv', '4_5'],
+    ] as const) {
+      const result = await penguins.score([file(name, `${head}Dream,${cell},17,198,3950\n`)]);
+      expect(reasonsOf(result.failed)[name]).toBe(`column "bill_length_mm", row 0: "${cell}" is not a number (the input is float32)`);
+    }
+  });
+
+  it('feeds the first of two columns with one name, as pandas does', async () => {
+    const rows = penguinRows(3, 9);
+    const csv = (extra: string): string => `island,${FEATURES.join(',')},bill_length_mm\n${rows.map((r) => `Dream,${r.join(',')},${extra}`).join('\n')}\n`;
+    const labels = await referenceLabels(rows);
+    const result = await penguins.score([file('dupe.csv', csv('999'))]);
+    expect(rowsOf(result).map((r) => r[1])).toEqual(labels);
+  });
+});

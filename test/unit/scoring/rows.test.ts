@@ -122,6 +122,24 @@ describe('accounting for what run() returned', () => {
     expect(ambiguous.failed).toEqual([{ file: null, reason: 'run() returned 1 result for 2 items', count: 1 }]);
   });
 
+  it('tells the row ranges of one file apart only by their local paths; a shared name falls back to counting', () => {
+    const ranges: ScoringItem[] = [
+      { name: 'big.csv', localPath: '/w/0/big.csv', rows: { start: 0, end: 3 } },
+      { name: 'big.csv', localPath: '/w/1/big.csv', rows: { start: 3, end: 6 } },
+      { name: 'small.csv', localPath: '/w/small.csv' },
+    ];
+    // The usual Azure ML pattern, file_name: basename(path): two results for big.csv cannot say which range.
+    const byBase = scriptResultRows([{ file_name: 'big.csv' }, { file_name: 'big.csv' }, { file_name: 'small.csv' }], ranges);
+    expect(byBase.succeeded).toBe(3);
+    expect(byBase.failed).toEqual([]);
+    const oneMissing = scriptResultRows([{ file_name: 'big.csv' }, { file_name: 'small.csv' }], ranges);
+    expect(oneMissing.succeeded).toBe(2);
+    expect(oneMissing.failed).toEqual([{ file: null, reason: 'run() returned 2 results for 3 items', count: 1 }]);
+    // Local paths name each range exactly.
+    const byPath = scriptResultRows([{ file_name: '/w/1/big.csv' }, { file_name: '/w/small.csv' }], ranges);
+    expect(byPath.failed).toEqual([{ file: 'big.csv', rows: { start: 0, end: 3 }, reason: 'run() returned no result for this file' }]);
+  });
+
   it('fails every file by name when nothing came back', () => {
     const r = scriptResultRows([], items('a', 'b'));
     expect(r.rows).toEqual([]);
