@@ -137,7 +137,12 @@ function attributor(items: readonly ScoringItem[]): (result: unknown) => number 
  * position of a value in its object.
  */
 export function scriptResultRows(results: readonly unknown[], items: readonly ScoringItem[], columns: readonly string[] = proposeColumns(results).proposed): RowsResult {
-  const rows = results.map((r) => valuesByName(r, columns).map(formatValue));
+  // A result with none of the job's columns would be an empty row: it is not written, and the
+  // item it stands for counts as failed (an empty row passed off as a prediction would be wrong).
+  const values = results.map((r) => valuesByName(r, columns));
+  const unusable = values.map((v) => columns.length > 0 && v.every((cell) => cell === undefined));
+  const rows = values.filter((_, k) => !unusable[k]).map((v) => v.map(formatValue));
+  const noColumns = `run() returned a result with none of the job's columns (${columns.join(', ')})`;
   const failed: FailedItem[] = [];
   const warnings: string[] = [];
   let succeeded: number;
@@ -145,22 +150,28 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
   const attribute = attributor(items);
   const owners = results.map(attribute);
   if (results.length > 0 && owners.every((o) => o !== undefined)) {
-    const named = new Set(owners);
+    const named = new Set(owners.filter((_, k) => !unusable[k]));
+    const emptyOnly = new Set(owners.filter((_, k) => unusable[k]));
     succeeded = named.size;
     items.forEach((item, i) => {
-      if (!named.has(i)) failed.push(failedItem(item, 'run() returned no result for this file'));
+      if (!named.has(i)) failed.push(failedItem(item, emptyOnly.has(i) ? `${noColumns} for this file` : 'run() returned no result for this file'));
     });
   } else if (results.length === 0) {
     // Nothing came back, so every item is known to have failed.
     succeeded = 0;
     for (const item of items) failed.push(failedItem(item, 'run() returned no result for this file'));
   } else {
-    succeeded = Math.min(results.length, items.length);
-    const missing = items.length - results.length;
-    if (missing > 0) failed.push({ file: null, reason: `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')}`, count: missing });
-    if (missing < 0) {
+    const usable = rows.length;
+    const dropped = results.length - usable;
+    succeeded = Math.min(usable, items.length);
+    const missing = items.length - usable;
+    if (missing > 0) {
+      const reason = `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')}${dropped > 0 ? `, ${dropped} of them with none of the job's columns (${columns.join(', ')})` : ''}`;
+      failed.push({ file: null, reason, count: missing });
+    }
+    if (usable > items.length) {
       warnings.push(
-        `run() returned ${plural(results.length, 'result')} for ${plural(items.length, 'item')} without naming each result's file (file_name): all ${plural(results.length, 'row')} are written, and ${plural(items.length, 'item')} counted as succeeded`,
+        `run() returned ${plural(usable, 'result')} for ${plural(items.length, 'item')} without naming each result's file (file_name): all ${plural(usable, 'row')} are written, and ${plural(items.length, 'item')} counted as succeeded`,
       );
     }
   }

@@ -68,7 +68,17 @@ describe('accounting for what run() returned', () => {
     expect(csv).toBe('a.txt,0.1,cat\nb.txt,0.2,dog\nc.txt,0.3,\nd.txt,0.4,fox\n');
     // A result that is not an object is the row { prediction: value }.
     expect(scriptResultRows([7], items('a'), ['prediction', 'x']).rows).toEqual([['7', '']]);
-    expect(scriptResultRows([{ prediction: 1 }], items('a'), ['x']).rows).toEqual([['']]);
+    // One with none of the job's columns is no row at all: its item fails, saying why.
+    const none = scriptResultRows([{ prediction: 1 }], items('a'), ['x']);
+    expect(none.rows).toEqual([]);
+    expect(none.succeeded).toBe(0);
+    expect(none.failed).toEqual([{ file: null, reason: "run() returned 1 result for 1 item, 1 of them with none of the job's columns (x)", count: 1 }]);
+    const named = scriptResultRows([{ file_name: 'a', x: 1 }, { file_name: 'b', y: 2 }, 42], items('a', 'b', 'c'), ['file_name', 'x']);
+    expect(named.rows).toEqual([['a', '1'], ['b', '']]);
+    const partly = scriptResultRows([{ file_name: 'a', x: 1 }, { file_name: 'b', y: 2 }], items('a', 'b'), ['x']);
+    expect(partly.rows).toEqual([['1']]);
+    expect(partly.succeeded).toBe(1);
+    expect(partly.failed).toEqual([{ file: 'b', reason: "run() returned a result with none of the job's columns (x) for this file" }]);
   });
 
   it('warns when run() returns more results than items without naming their files (case 4b)', () => {
