@@ -82,7 +82,9 @@ const jsonlCase: fc.Arbitrary<JsonlCase> = fc
     bad: fc.option(fc.record({ at: fc.nat(), text: fc.constantFrom('{oops', '[1]', '"s"', 'nul', '\uFEFF{}') }), { nil: undefined }),
   })
   .map(({ bom, lines, trailingEnd, bad }): JsonlCase => {
-    let badRow = bad === undefined || lines.length === 0 ? undefined : bad.at % lines.length;
+    // Where the bad line is written, and the row the reader must name (not always the same: below).
+    const badAt = bad === undefined || lines.length === 0 ? undefined : bad.at % lines.length;
+    let badRow = badAt;
     const records = lines.map((l) => l.value);
     const first = lines[0];
     if (badRow === 0 && bad?.text.startsWith('\uFEFF') && !bom && first?.blanksBefore.length === 0 && first.padStart === '') {
@@ -92,7 +94,7 @@ const jsonlCase: fc.Arbitrary<JsonlCase> = fc
     }
     let text = bom ? '\uFEFF' : '';
     lines.forEach((line, r) => {
-      const json = r === badRow ? (bad?.text ?? '') : JSON.stringify(line.value);
+      const json = r === badAt ? (bad?.text ?? '') : JSON.stringify(line.value);
       const last = r === lines.length - 1;
       text += `${line.blanksBefore.map(([pad, end]) => pad + end).join('')}${line.padStart}${json}${line.padEnd}${last && !trailingEnd ? '' : line.end}`;
     });
