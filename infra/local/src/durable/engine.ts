@@ -4,6 +4,7 @@ import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Invoker } from '../worker/invoker.js';
 import type { RegisteredFunction, WorkerRuntime } from '../worker/worker-runtime.js';
+import { activityBindingData, orchestrationBindingData } from '../worker/trigger-binding-data.js';
 import type { DurableHttpRequestJson } from './actions.js';
 import {
   DEFAULT_HTTP_POLL_MS,
@@ -902,7 +903,7 @@ export class DurableEngine {
     const outcome = await this.#o.invoker.invoke(fn, {
       triggerData: { string: payload },
       skipBindings: true,
-      bindingData: { instanceId: instance.instanceId },
+      bindingData: orchestrationBindingData(instance.instanceId),
     });
     return orchestratorResultOf({ error: outcome.error, returnValue: outcome.response?.returnValue }, schema);
   }
@@ -1045,7 +1046,7 @@ export class DurableEngine {
       } else {
         const outcome = await this.#o.invoker.invoke(fn, {
           triggerData: task.input === null ? null : { json: task.input },
-          bindingData: { instanceId: task.instanceId },
+          bindingData: activityBindingData({ instanceId: task.instanceId, triggerName: fn.triggerName, input: task.input }),
         });
         this.stats.activities++;
         if (outcome.error) {

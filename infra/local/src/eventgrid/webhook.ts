@@ -3,6 +3,7 @@ import type { KeyStore } from '../http/keys.js';
 import { presentedKey } from '../http/keys.js';
 import { type HostRequest, type HostResponse, empty, header, json, text } from '../http/types.js';
 import type { Invoker } from '../worker/invoker.js';
+import { eventGridBindingData } from '../worker/trigger-binding-data.js';
 import type { RegisteredFunction } from '../worker/worker-runtime.js';
 
 /**
@@ -123,10 +124,10 @@ export class EventGridWebhook {
     const outcomes = await Promise.all(
       events.map((event) => {
         const record = event as EventRecord;
+        const eventText = JSON.stringify(record);
         return this.#invoker.invoke(fn, {
-          triggerData: { json: JSON.stringify(record) },
-          triggerMetadata: { data: { json: JSON.stringify(record['data'] ?? null) } },
-          bindingData: { ...record, data: record['data'] },
+          triggerData: { json: eventText },
+          bindingData: eventGridBindingData(record, eventText),
         });
       }),
     );

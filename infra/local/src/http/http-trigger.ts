@@ -3,8 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RpcHttpCookie, RpcHttpData, RpcTypedData } from '../worker/core-types.js';
+import type { BindingData } from '../worker/binding-data.js';
+import type { RpcHttpCookie, RpcHttpData } from '../worker/core-types.js';
 import type { Invoker } from '../worker/invoker.js';
+import { httpBindingData } from '../worker/trigger-binding-data.js';
 import type { RegisteredFunction } from '../worker/worker-runtime.js';
 import type { KeyStore } from './keys.js';
 import { presentedKey } from './keys.js';
@@ -68,17 +70,6 @@ function queryRecord(url: URL): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of url.searchParams) out[k] = k in out ? `${out[k]},${v}` : v;
   return out;
-}
-
-/** JSON body properties are binding data for an HTTP trigger, as in the host. */
-function bodyBindingData(body: Buffer, contentType: string | undefined): Record<string, unknown> {
-  if (body.length === 0 || !contentType?.toLowerCase().includes('json')) return {};
-  try {
-    const value = JSON.parse(body.toString('utf8')) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }
 
 /** Routes requests under the route prefix to HTTP-triggered functions and writes their responses. */
@@ -152,18 +143,7 @@ export class HttpTriggerRouter {
     }
     const headers = flatHeaders(req);
     const query = queryRecord(url);
-    const triggerMetadata: Record<string, RpcTypedData> = {
-      Headers: { json: JSON.stringify(headers) },
-      Query: { json: JSON.stringify(query) },
-    };
-    for (const [k, v] of Object.entries(params)) triggerMetadata[k] = { string: v };
-    const bindingData: Record<string, unknown> = {
-      ...bodyBindingData(body, headers['content-type']),
-      ...query,
-      ...params,
-      Query: query,
-      Headers: headers,
-    };
+    const bindingData = httpBindingData({ body, headers, url, params });
     const http: RpcHttpData = {
       method: req.method ?? 'GET',
       url: url.toString(),
@@ -175,14 +155,13 @@ export class HttpTriggerRouter {
     const invocationId = randomUUID();
 
     if (this.#o.streamUri) {
-      await this.#invokeStreaming(target, req, res, url, body, invocationId, triggerMetadata, bindingData);
+      await this.#invokeStreaming(target, req, res, url, body, invocationId, bindingData);
       return;
     }
 
     const outcome = await this.#o.invoker.invoke(fn, {
       invocationId,
       triggerData: { http },
-      triggerMetadata,
       bindingData,
     });
     if (outcome.error) {
@@ -212,8 +191,7 @@ export class HttpTriggerRouter {
     url: URL,
     body: Buffer,
     invocationId: string,
-    triggerMetadata: Record<string, RpcTypedData>,
-    bindingData: Record<string, unknown>,
+    bindingData: BindingData,
   ): Promise<void> {
     const streamUri = new URL(`${url.pathname}${url.search}`, this.#o.streamUri);
     const proxied = new Promise<void>((resolve, reject) => {
@@ -241,7 +219,6 @@ export class HttpTriggerRouter {
     const outcome = await this.#o.invoker.invoke(target.fn, {
       invocationId,
       triggerData: { http: { method: req.method ?? 'GET', url: url.toString() } },
-      triggerMetadata,
       bindingData,
     });
     if (outcome.error) {

@@ -4,9 +4,10 @@ import type { Clock } from '../clock.js';
 import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseBindingTemplate, resolveAppSettings } from '../worker/binding-expressions.js';
-import type { BindingData } from '../worker/bindings.js';
+import { type BindingData, DateTimeOffsetValue, EnumValue, OpaqueValue } from '../worker/binding-data.js';
 import type { RpcTypedData } from '../worker/core-types.js';
 import type { Invoker } from '../worker/invoker.js';
+import { blobBindingData } from '../worker/trigger-binding-data.js';
 import type { RegisteredFunction } from '../worker/worker-runtime.js';
 import { statusOf } from './binding-properties.js';
 import { refuseSdkBinding, validateContainerName } from './blob-bindings.js';
@@ -14,7 +15,7 @@ import type { BlobReceipts } from './blob-receipts.js';
 import type { StorageClients } from './connections.js';
 import { encodeQueueMessage } from './queue-messages.js';
 import { InFlight, PollLoop, within } from './polling.js';
-import { jsonData, typedDataFor } from './typed-data.js';
+import { typedDataFor } from './typed-data.js';
 
 /** The queue where the host puts blobs whose function failed `maxDequeueCount` times. */
 export const BLOB_POISON_QUEUE = 'webjobs-blobtrigger-poison';
@@ -94,25 +95,40 @@ export function compileBlobPathPattern(path: string): BlobPathPattern {
   };
 }
 
-/** Blob properties with the host's (Azure.Storage.Blobs) PascalCase names. */
+const BLOB_TYPES = ['BlockBlob', 'PageBlob', 'AppendBlob'];
+const LEASE_STATES = ['available', 'leased', 'expired', 'breaking', 'broken'];
+const LEASE_STATUSES = ['locked', 'unlocked'];
+
+/** An enum value by its position in the .NET enum, or an opaque value if it is not one. */
+function dotnetEnum(names: string[], name: string | undefined): unknown {
+  if (name === undefined) return undefined;
+  const code = names.findIndex((n) => n.toLowerCase() === name.toLowerCase());
+  return code < 0 ? new OpaqueValue(name) : new EnumValue(code, name);
+}
+
+/**
+ * Blob properties with the host's (Azure.Storage.Blobs BlobProperties) names and value types, so
+ * `{properties.contentLength}` and `{properties.contentType}` resolve as in Azure and the
+ * DateTimeOffset, ETag and bool values give ''.
+ */
 function blobProperties(item: BlobItem): Record<string, unknown> {
   const p = item.properties;
   const out: Record<string, unknown> = {
-    LastModified: p.lastModified.toISOString(),
-    CreatedOn: p.createdOn?.toISOString(),
+    LastModified: new DateTimeOffsetValue(p.lastModified.getTime()),
+    CreatedOn: p.createdOn ? new DateTimeOffsetValue(p.createdOn.getTime()) : undefined,
     ContentLength: p.contentLength,
     ContentType: p.contentType,
     ContentEncoding: p.contentEncoding,
     ContentLanguage: p.contentLanguage,
     ContentDisposition: p.contentDisposition,
     CacheControl: p.cacheControl,
-    ContentHash: p.contentMD5 ? Buffer.from(p.contentMD5).toString('base64') : undefined,
-    ETag: p.etag,
-    BlobType: p.blobType,
-    AccessTier: p.accessTier,
-    LeaseState: p.leaseState,
-    LeaseStatus: p.leaseStatus,
-    IsServerEncrypted: p.serverEncrypted,
+    ContentHash: p.contentMD5 ? new OpaqueValue(Buffer.from(p.contentMD5).toString('base64')) : undefined,
+    ETag: p.etag === undefined ? undefined : new OpaqueValue(p.etag),
+    BlobType: dotnetEnum(BLOB_TYPES, p.blobType),
+    AccessTier: p.accessTier === undefined ? undefined : new OpaqueValue(p.accessTier),
+    LeaseState: dotnetEnum(LEASE_STATES, p.leaseState),
+    LeaseStatus: dotnetEnum(LEASE_STATUSES, p.leaseStatus),
+    IsServerEncrypted: p.serverEncrypted === undefined ? undefined : new OpaqueValue(p.serverEncrypted),
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out;
@@ -126,22 +142,18 @@ export function blobTriggerInput(options: {
   captures: Record<string, string>;
   content: Buffer;
   dataType: unknown;
-}): { triggerData: RpcTypedData; triggerMetadata: Record<string, RpcTypedData>; bindingData: BindingData } {
-  const blobPath = `${options.container}/${options.item.name}`;
-  const properties = blobProperties(options.item);
-  const metadata = options.item.metadata ?? {};
-  const triggerMetadata: Record<string, RpcTypedData> = {
-    BlobTrigger: { string: blobPath },
-    Uri: { string: options.url },
-    Properties: jsonData(properties),
-    Metadata: jsonData(metadata),
-  };
-  // A capture overrides a built-in name, as in the host.
-  for (const [name, value] of Object.entries(options.captures)) triggerMetadata[name] = { string: value };
+}): { triggerData: RpcTypedData; bindingData: BindingData } {
+  const triggerData = typedDataFor(options.content, options.dataType);
   return {
-    triggerData: typedDataFor(options.content, options.dataType),
-    triggerMetadata,
-    bindingData: { BlobTrigger: blobPath, Uri: options.url, Properties: properties, Metadata: metadata, ...options.captures },
+    triggerData,
+    bindingData: blobBindingData({
+      path: `${options.container}/${options.item.name}`,
+      uri: options.url,
+      properties: blobProperties(options.item),
+      metadata: options.item.metadata ?? {},
+      captures: options.captures,
+      text: triggerData.string ?? undefined,
+    }),
   };
 }
 

@@ -4,69 +4,44 @@ import type { HostSettings } from '../config/app-config.js';
 import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resolveAppSettings } from '../worker/binding-expressions.js';
-import type { BindingData } from '../worker/bindings.js';
+import type { BindingData } from '../worker/binding-data.js';
 import type { RpcTypedData } from '../worker/core-types.js';
 import type { Invoker } from '../worker/invoker.js';
+import { queueBindingData } from '../worker/trigger-binding-data.js';
 import type { RegisteredFunction } from '../worker/worker-runtime.js';
 import { statusOf } from './binding-properties.js';
 import type { StorageClients } from './connections.js';
 import { decodeQueueMessage, isBase64Text, poisonQueueName, validateQueueName } from './queue-messages.js';
 import { InFlight, PollLoop, within, RandomizedBackoff } from './polling.js';
-import { jsonData } from './typed-data.js';
 
 /** How long a received message stays invisible while its function runs; renewed at half-time. */
 const RECEIVE_VISIBILITY_S = 600;
 /** The shortest wait between polls of an empty queue. */
 const MIN_POLL_MS = 100;
 
-/**
- * A DateTimeOffset as the host's JSON serializer writes it (`2024-05-01T10:04:00+00:00`), which is
- * what workers see in trigger metadata.
- */
-export function dotnetOffsetDate(date: Date): string {
-  return date.toISOString().replace(/\.000Z$/, 'Z').replace(/Z$/, '+00:00');
-}
-
-/** Properties of a JSON-object message, which join the binding data. */
-function jsonProperties(text: string): BindingData {
-  const trimmed = text.trimStart();
-  if (!trimmed.startsWith('{')) return {};
-  try {
-    const value = JSON.parse(text) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as BindingData) : {};
-  } catch {
-    return {};
-  }
-}
-
 /** What a queue trigger hands to an invocation, built from one dequeued message. */
 export function queueTriggerInput(
   message: DequeuedMessageItem,
   dataType: unknown,
-): { triggerData: RpcTypedData; triggerMetadata: Record<string, RpcTypedData>; bindingData: BindingData } {
+  now: number,
+): { triggerData: RpcTypedData; bindingData: BindingData } {
   const text = decodeQueueMessage(message.messageText);
   const bytes = isBase64Text(message.messageText) ? Buffer.from(message.messageText, 'base64') : Buffer.from(message.messageText, 'utf8');
-  const triggerData: RpcTypedData = dataType === 'binary' || dataType === 'stream' ? { bytes } : { string: text };
-  const triggerMetadata: Record<string, RpcTypedData> = {
-    QueueTrigger: { string: text },
-    DequeueCount: { int: message.dequeueCount },
-    ExpirationTime: jsonData(dotnetOffsetDate(message.expiresOn)),
-    Id: { string: message.messageId },
-    InsertionTime: jsonData(dotnetOffsetDate(message.insertedOn)),
-    NextVisibleTime: jsonData(dotnetOffsetDate(message.nextVisibleOn)),
-    PopReceipt: { string: message.popReceipt },
-  };
-  const bindingData: BindingData = {
-    ...jsonProperties(text),
-    QueueTrigger: text,
-    DequeueCount: message.dequeueCount,
-    ExpirationTime: message.expiresOn,
-    Id: message.messageId,
-    InsertionTime: message.insertedOn,
-    NextVisibleTime: message.nextVisibleOn,
-    PopReceipt: message.popReceipt,
-  };
-  return { triggerData, triggerMetadata, bindingData };
+  const binary = dataType === 'binary' || dataType === 'stream';
+  const triggerData: RpcTypedData = binary ? { bytes } : { string: text };
+  const bindingData = queueBindingData(
+    {
+      text,
+      dequeueCount: message.dequeueCount,
+      id: message.messageId,
+      popReceipt: message.popReceipt,
+      expiresOn: message.expiresOn,
+      insertedOn: message.insertedOn,
+      nextVisibleOn: message.nextVisibleOn,
+    },
+    { now, payloadIsText: !binary },
+  );
+  return { triggerData, bindingData };
 }
 
 export interface QueueListenerOptions {
@@ -202,7 +177,7 @@ export class QueueListener {
         await this.#moveToPoison(message, popReceipt);
         return;
       }
-      const input = queueTriggerInput(message, this.fn.trigger.dataType);
+      const input = queueTriggerInput(message, this.fn.trigger.dataType, this.#o.clock.now());
       // Keep the message invisible while a long invocation runs, as the host's renewal does.
       let renewal: unknown;
       let renewing: Promise<void> | undefined;
@@ -224,7 +199,6 @@ export class QueueListener {
       try {
         const outcome = await this.#o.invoker.invoke(this.fn, {
           triggerData: input.triggerData,
-          triggerMetadata: input.triggerMetadata,
           bindingData: input.bindingData,
         });
         failed = outcome.error !== undefined;

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatDateTime, resolveAppSettings } from '../worker/binding-expressions.js';
+import { timerBindingData } from '../worker/trigger-binding-data.js';
 import type { Invoker } from '../worker/invoker.js';
 import type { RegisteredFunction, WorkerRuntime } from '../worker/worker-runtime.js';
 import {
@@ -284,8 +285,8 @@ export class TimerSubsystem {
       invoke: async (value) => {
         await invoker.invoke(fn, {
           triggerData: { json: JSON.stringify(value) },
-          // The host's only binding data for timers: the local time as .NET prints it.
-          bindingData: { TimerTrigger: formatDateTime(clock.now(), 'M/d/yyyy h:mm:ss tt') },
+          // DateTime.Now.ToString() in the en-US culture of the host's machines.
+          bindingData: timerBindingData(formatDateTime(clock.now(), 'M/d/yyyy h:mm:ss tt')),
         });
       },
     });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { FnHostError } from '../errors.js';
-import type { BindingData } from './bindings.js';
+import { type BindingData, EnumValue, JsonScalar, isJsonObject } from './binding-data.js';
 
 /**
  * Binding expressions as the Functions host resolves them in binding properties (`path`,
@@ -11,7 +11,7 @@ import type { BindingData } from './bindings.js';
 
 /** Where expressions get their values; only `bindingData` is required. */
 export interface ExpressionContext {
-  /** What the trigger contributed; names are matched ignoring case. */
+  /** What the trigger contributed (trigger-binding-data.ts); names are matched ignoring case. */
   bindingData: BindingData;
   /** The function's name, for `{sys.methodname}`. */
   functionName?: string;
@@ -60,57 +60,82 @@ export function resolveAppSettings(template: string, settings: SettingsSource = 
 }
 
 /** One piece of a parsed `{...}` template. */
-export type TemplateToken = { kind: 'literal'; text: string } | { kind: 'expression'; expression: string; position: number };
+export type TemplateToken =
+  | { kind: 'literal'; text: string }
+  | { kind: 'expression'; expression: string; position: number; parsed: ParsedExpression };
+
+/** An expression split the way the host's template parser splits it. */
+export interface ParsedExpression {
+  /** `a.b.c` as ['a', 'b', 'c']; for a builtin, the first part still carries its format. */
+  parts: string[];
+  /** Text after the first ':' (not split off for builtins, which read it themselves). */
+  format: string | undefined;
+  builtin: 'rand-guid' | 'datetime' | undefined;
+}
+
+// The host's grammar: '{{' and '}}' escape a brace, '{...}' without braces inside is an
+// expression, other text is literal, and any brace left over is unbalanced.
+const TOKEN = /(\{\{|\}\})|\{([^{}]*)\}|([^{}]+)|([{}])/g;
+
+// A C# identifier that may also contain '.' and '-' (the host's IdentifierPattern).
+const IDENTIFIER =
+  /^(?:\p{Lu}|\p{Ll}|\p{Lt}|\p{Lm}|\p{Lo}|\p{Nl}|_)(?:\p{Lu}|\p{Ll}|\p{Lt}|\p{Lm}|\p{Lo}|\p{Nl}|\p{Nd}|\p{Pc}|\p{Mn}|\p{Mc}|\.|-|\p{Cf})*$/u;
+
+const BUILTINS = ['rand-guid', 'datetime'] as const;
 
 /**
- * Splits a template into literal text and `{expression}` tokens. `{{` and `}}` stand for literal
- * braces; an unbalanced brace or an empty `{}` is an error, as in the host's template parser.
+ * Splits a template into literal text and `{expression}` tokens as the host's BindingTemplateParser
+ * does, with its error texts (positions count from 1). `{{` and `}}` stand for literal braces.
  */
 export function parseBindingTemplate(template: string): TemplateToken[] {
   const tokens: TemplateToken[] = [];
-  let literal = '';
-  let i = 0;
-  while (i < template.length) {
-    const ch = template[i];
-    if (ch === '{') {
-      if (template[i + 1] === '{') {
-        literal += '{';
-        i += 2;
-        continue;
-      }
-      const close = template.indexOf('}', i + 1);
-      const nextOpen = template.indexOf('{', i + 1);
-      if (close < 0 || (nextOpen >= 0 && nextOpen < close)) {
-        throw new FnHostError('ERR_BINDING', `Invalid template '${template}'. Missing closing bracket at position ${i}.`);
-      }
-      const expression = template.slice(i + 1, close).trim();
-      if (expression === '') {
-        throw new FnHostError('ERR_BINDING', `Invalid template '${template}'. Empty parameter name at position ${i}.`);
-      }
-      if (literal) tokens.push({ kind: 'literal', text: literal });
-      literal = '';
-      tokens.push({ kind: 'expression', expression, position: i });
-      i = close + 1;
-      continue;
+  const invalid = (reason: string): FnHostError => new FnHostError('ERR_BINDING', `Invalid template '${template}'. ${reason}`);
+  for (const m of template.matchAll(TOKEN)) {
+    const [, escape, expression, literal, unbalanced] = m;
+    if (escape !== undefined) {
+      tokens.push({ kind: 'literal', text: escape.charAt(0) });
+    } else if (expression !== undefined) {
+      if (expression === '') throw invalid(`The parameter name at position ${m.index + 1} is empty.`);
+      tokens.push({ kind: 'expression', expression, position: m.index, parsed: parseExpression(expression, invalid) });
+    } else if (literal !== undefined) {
+      tokens.push({ kind: 'literal', text: literal });
+    } else if (unbalanced !== undefined) {
+      throw invalid(`Missing ${unbalanced === '{' ? 'closing' : 'opening'} bracket at position ${m.index + 1}.`);
     }
-    if (ch === '}') {
-      if (template[i + 1] === '}') {
-        literal += '}';
-        i += 2;
-        continue;
-      }
-      throw new FnHostError('ERR_BINDING', `Invalid template '${template}'. Missing opening bracket at position ${i}.`);
-    }
-    literal += ch;
-    i += 1;
   }
-  if (literal) tokens.push({ kind: 'literal', text: literal });
-  return tokens;
+  // Adjacent literals (an escape next to text) read more easily as one.
+  return tokens.reduce<TemplateToken[]>((out, token) => {
+    const last = out[out.length - 1];
+    if (token.kind === 'literal' && last?.kind === 'literal') last.text += token.text;
+    else out.push(token);
+    return out;
+  }, []);
+}
+
+function parseExpression(text: string, invalid: (reason: string) => FnHostError): ParsedExpression {
+  const lower = text.toLowerCase();
+  // The host matches builtins by prefix and leaves their format in place, so `{DateTime:yyyy}`
+  // is looked up in binding data as 'DateTime:yyyy' (never found) before the builtin answers.
+  const builtin = BUILTINS.find((name) => lower.startsWith(name));
+  let name = text;
+  let format: string | undefined;
+  if (!builtin) {
+    const colon = text.indexOf(':');
+    if (colon > 0) {
+      format = text.slice(colon + 1);
+      name = text.slice(0, colon);
+    }
+    if (!IDENTIFIER.test(name)) throw invalid(`Invalid template expression '${name}'.`);
+  }
+  const parts = name.split('.');
+  if (!builtin && parts[0]?.includes('-')) throw invalid(`The parameter name '${parts[0]}' is invalid.`);
+  if (parts.some((part) => part.trim() === '')) throw invalid(`Illegal expression '${name}': a name between dots is empty.`);
+  return { parts, format, builtin };
 }
 
 /**
  * Resolves `{...}` tokens of an (already `%`-resolved) template against binding data, with the
- * host's builtins `{rand-guid}`, `{DateTime}` and `{sys.randguid|utcnow|methodname}`.
+ * host's builtins `{rand-guid}`, `{DateTime}` and `{sys.RandGuid|UtcNow|MethodName}`.
  */
 export function resolveBindingExpressions(template: string, context: ExpressionContext): string {
   let out = '';
@@ -119,7 +144,7 @@ export function resolveBindingExpressions(template: string, context: ExpressionC
       out += token.text;
       continue;
     }
-    const value = evaluate(token.expression, context);
+    const value = evaluate(token.parsed, context);
     out += context.escapeValue ? context.escapeValue(value) : value;
   }
   return out;
@@ -134,18 +159,34 @@ export function resolveBindingTemplate(
   return resolveBindingExpressions(resolveAppSettings(template, settings), context);
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_-]*$/;
-const BUILTINS = new Set(['rand-guid', 'datetime']);
-
-function splitExpression(expression: string): { path: string[]; format: string | undefined } {
-  const colon = expression.indexOf(':');
-  const name = (colon < 0 ? expression : expression.slice(0, colon)).trim();
-  const format = colon < 0 ? undefined : expression.slice(colon + 1);
-  return { path: name.split('.'), format };
+/** A .NET Guid value (sys.RandGuid): printed with a Guid format, 'D' by default. */
+class GuidValue {
+  constructor(readonly text: string) {}
 }
 
-/** Finds a key ignoring case; an exact match wins over a case-insensitive one. */
-function lookup(record: Record<string, unknown>, key: string): { found: boolean; value: unknown } {
+/**
+ * The host's `sys` object: its properties are read ignoring case, RandGuid is new on every read,
+ * UtcNow is a DateTime (so it takes date formats).
+ */
+class SystemBindingData {
+  constructor(readonly context: ExpressionContext) {}
+
+  property(name: string): { found: boolean; value: unknown } {
+    switch (name.toLowerCase()) {
+      case 'methodname':
+        return { found: true, value: this.context.functionName ?? null };
+      case 'utcnow':
+        return { found: true, value: new Date((this.context.now ?? Date.now)()) };
+      case 'randguid':
+        return { found: true, value: new GuidValue((this.context.newGuid ?? randomUUID)()) };
+      default:
+        return { found: false, value: undefined };
+    }
+  }
+}
+
+/** A JSON object's property ignoring case; an exact-case match wins, as JObject's lookup does. */
+function jsonProperty(record: Record<string, unknown>, key: string): { found: boolean; value: unknown } {
   if (Object.prototype.hasOwnProperty.call(record, key)) return { found: true, value: record[key] };
   const lower = key.toLowerCase();
   for (const [k, v] of Object.entries(record)) {
@@ -154,83 +195,74 @@ function lookup(record: Record<string, unknown>, key: string): { found: boolean;
   return { found: false, value: undefined };
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+/** One step of `a.b`: JSON objects and `sys` ignore case; dictionaries match exactly. */
+function member(value: unknown, name: string): unknown {
+  let found: { found: boolean; value: unknown };
+  if (value === null || value === undefined) {
+    throw new FnHostError('ERR_BINDING', `Error while accessing '${name}': Object reference not set to an instance of an object.`);
+  } else if (value instanceof SystemBindingData) {
+    found = value.property(name);
+  } else if (value instanceof Map) {
+    const map = value as Map<string, unknown>;
+    found = map.has(name) ? { found: true, value: map.get(name) } : { found: false, value: undefined };
+  } else if (isJsonObject(value)) {
+    found = jsonProperty(value, name);
+  } else {
+    found = { found: false, value: undefined };
+  }
+  if (!found.found) throw new FnHostError('ERR_BINDING', `Error while accessing '${name}': property doesn't exist.`);
+  return found.value;
 }
 
-function evaluate(expression: string, context: ExpressionContext): string {
-  const { path, format } = splitExpression(expression);
-  const [first, ...members] = path;
-  if (first === undefined || path.some((segment) => !IDENTIFIER.test(segment))) {
-    throw new FnHostError('ERR_BINDING', `'${expression}' is not a valid binding expression.`);
+function evaluate(expression: ParsedExpression, context: ExpressionContext): string {
+  const [first, ...members] = expression.parts as [string, ...string[]];
+  let hit = context.bindingData.lookup(first);
+  // The host puts its `sys` object into binding data only when the trigger has no value named sys.
+  if (!hit.found && first.toLowerCase() === 'sys') hit = { found: true, value: new SystemBindingData(context) };
+  if (hit.found) {
+    let value = hit.value;
+    for (const name of members) value = member(value, name);
+    return pathText(value, expression.format);
   }
-  const now = context.now ?? Date.now;
-  const newGuid = context.newGuid ?? randomUUID;
-  const builtin = first.toLowerCase();
-  if (first.includes('-') && !BUILTINS.has(builtin)) {
-    throw new FnHostError('ERR_BINDING', `'${expression}' is not a valid binding expression: '-' is only allowed in builtins.`);
+  if (expression.builtin) {
+    // Anything after the builtin's name other than ':format' is ignored, as in the host.
+    const formatAt = expression.builtin.length;
+    const format = first.charAt(formatAt) === ':' ? first.slice(formatAt + 1) : undefined;
+    const value = expression.builtin === 'rand-guid' ? new GuidValue((context.newGuid ?? randomUUID)()) : new Date((context.now ?? Date.now)());
+    return pathText(value, format);
   }
-
-  let value: unknown;
-  const fromData = lookup(context.bindingData, first);
-  if (fromData.found) {
-    value = fromData.value;
-  } else if (builtin === 'sys') {
-    value = {
-      randguid: newGuid(),
-      utcnow: new Date(now()),
-      methodname: context.functionName ?? '',
-    } satisfies Record<string, unknown>;
-  } else if (builtin === 'rand-guid' && members.length === 0) {
-    return formatGuid(newGuid(), format);
-  } else if (builtin === 'datetime' && members.length === 0) {
-    return formatDateTime(now(), format ?? DEFAULT_DATE_FORMAT);
-  } else {
-    throw new FnHostError('ERR_BINDING', `No value for named parameter '${first}'.`, { details: { parameter: first } });
-  }
-
-  for (const member of members) {
-    const found = isRecord(value) ? lookup(value, member) : { found: false, value: undefined };
-    if (!found.found) {
-      throw new FnHostError('ERR_BINDING', `Error while accessing '${member}' of '${expression}': property doesn't exist.`);
-    }
-    value = found.value;
-  }
-  // A GUID-valued property of sys takes Guid formats.
-  if (builtin === 'sys' && !fromData.found && members[0]?.toLowerCase() === 'randguid' && typeof value === 'string') {
-    return formatGuid(value, format);
-  }
-  return toBindingString(value, path.join('.'), format);
+  throw new FnHostError('ERR_BINDING', `No value for named parameter '${first}'.`, { details: { parameter: first } });
 }
 
 /** The host's default format for DateTime values in binding expressions ({DateTime}, sys.utcnow). */
 export const DEFAULT_DATE_FORMAT = 'yyyy-MM-ddTHH-mm-ssK';
 
 /**
- * Turns a binding-data value into the text a binding expression inserts: primitives as text,
- * dates in the default format, objects and arrays are errors (the host yields no value for them).
+ * The text a binding-data value puts into a path, as the host's BindingDataPathHelper gives it:
+ * strings, numbers and JSON booleans as text, DateTime and Guid with the format (or their
+ * default), enums as their number, null as ''. Objects, arrays, dictionaries and the .NET values
+ * it cannot print (DateTimeOffset, Uri) also give '': the host does not fail for them.
  */
-export function toBindingString(value: unknown, name: string, format?: string): string {
+export function pathText(value: unknown, format?: string): string {
+  const fmt = format === undefined || format.trim() === '' ? undefined : format;
   if (value === null || value === undefined) return '';
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'bigint') return String(value);
-  // .NET's Boolean.ToString, which is what the host inserts.
   if (typeof value === 'boolean') return value ? 'True' : 'False';
-  if (value instanceof Date) return formatDateTime(value.getTime(), format ?? DEFAULT_DATE_FORMAT);
-  throw new FnHostError(
-    'ERR_BINDING',
-    `Binding parameter '${name}' is an object or an array; binding expressions must resolve to a primitive value.`,
-  );
+  if (value instanceof Date) return formatDateTime(value.getTime(), fmt ?? DEFAULT_DATE_FORMAT);
+  if (value instanceof GuidValue) return formatGuid(value.text, fmt);
+  if (value instanceof EnumValue) return String(value.code);
+  if (value instanceof JsonScalar) return pathText(value.value);
+  return '';
 }
 
-/** Formats a GUID with a .NET Guid format specifier (D, N, B, P). */
+/** Formats a GUID with a .NET Guid format specifier (D, N, B, P, X). */
 export function formatGuid(guid: string, format: string | undefined): string {
   const hex = guid.replace(/[{}()-]/g, '').toLowerCase();
   const dashed = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  switch ((format ?? 'D').trim()) {
+  switch (format ?? 'D') {
     case 'D':
     case 'd':
-    case '':
       return dashed;
     case 'N':
     case 'n':
@@ -241,8 +273,13 @@ export function formatGuid(guid: string, format: string | undefined): string {
     case 'P':
     case 'p':
       return `(${dashed})`;
+    case 'X':
+    case 'x': {
+      const bytes = (from: number, to: number): string[] => (hex.slice(from, to).match(/../g) ?? []).map((b) => `0x${b}`);
+      return `{0x${hex.slice(0, 8)},0x${hex.slice(8, 12)},0x${hex.slice(12, 16)},{${bytes(16, 32).join(',')}}}`;
+    }
     default:
-      throw new FnHostError('ERR_BINDING', `'${format}' is not a GUID format fnhost supports (D, N, B, P).`);
+      throw new FnHostError('ERR_BINDING', 'Format string can be only "D", "d", "N", "n", "P", "p", "B", "b", "X" or "x".');
   }
 }
 
@@ -267,6 +304,7 @@ const STANDARD_FORMATS: Record<string, string> = {
   t: 'HH:mm',
   T: 'HH:mm:ss',
   u: "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
+  U: 'dddd, dd MMMM yyyy HH:mm:ss',
   y: 'yyyy MMMM',
   Y: 'yyyy MMMM',
 };
@@ -278,7 +316,9 @@ const STANDARD_FORMATS: Record<string, string> = {
  */
 export function formatDateTime(ms: number, format: string): string {
   const date = new Date(ms);
-  const pattern = format.length === 1 ? (STANDARD_FORMATS[format] ?? format) : format;
+  // One letter is always a standard format in .NET; an unknown one is an error, not literal text.
+  const pattern = format.length === 1 ? STANDARD_FORMATS[format] : format;
+  if (pattern === undefined) throw new FnHostError('ERR_BINDING', `Input string was not in a correct format ('${format}' is not a date format).`);
   const pad = (n: number, width: number): string => String(n).padStart(width, '0');
   const year = date.getUTCFullYear();
   const month = date.getUTCMonth();

@@ -1,17 +1,13 @@
 import { FnHostError, describeError } from '../errors.js';
+import type { BindingData } from './binding-data.js';
 import type { RpcBindingInfo, RpcInvocationResponse, RpcParameterBinding, RpcTypedData } from './core-types.js';
 import type { RegisteredFunction } from './worker-runtime.js';
-
-/**
- * Values a trigger contributes to binding expressions (`{name}`, `{queueTrigger}`, `{data.url}`).
- * Keys are matched case-insensitively, as the host does.
- */
-export type BindingData = Record<string, unknown>;
 
 export interface BindingCall {
   fn: RegisteredFunction;
   bindingName: string;
   binding: RpcBindingInfo;
+  /** What the trigger offers to binding expressions (trigger-binding-data.ts). */
   bindingData: BindingData;
   invocationId: string;
 }
@@ -73,8 +69,10 @@ export class BindingRegistry {
         const data = await provider.resolve({ fn, bindingName, binding, bindingData, invocationId });
         result.push({ name: bindingName, data: data ?? null });
       } catch (err) {
-        throw new FnHostError('ERR_BINDING', `Input binding "${bindingName}" of "${fn.name}" failed: ${describeError(err)}`, {
-          cause: err,
+        // The WebJobs SDK's wording for a binding that fails before the function runs. The message
+        // carries the whole inner chain already; a cause would print it twice in the log.
+        throw new FnHostError('ERR_BINDING', `Exception binding parameter '${bindingName}': ${describeError(err)}`, {
+          details: { binding: bindingName },
         });
       }
     }
@@ -104,8 +102,9 @@ export class BindingRegistry {
       try {
         await provider.write({ fn, bindingName, binding, bindingData, invocationId }, data);
       } catch (err) {
-        throw new FnHostError('ERR_BINDING', `Output binding "${bindingName}" of "${fn.name}" failed: ${describeError(err)}`, {
-          cause: err,
+        // The WebJobs SDK's wording for an output binding that fails after the function returned.
+        throw new FnHostError('ERR_BINDING', `Error while handling parameter ${bindingName} after function returned: ${describeError(err)}`, {
+          details: { binding: bindingName },
         });
       }
     }

@@ -3,7 +3,8 @@ import type { Clock } from '../clock.js';
 import { FnHostError, describeError, toError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatTimeSpan } from '../config/timespan.js';
-import type { BindingData, BindingRegistry } from './bindings.js';
+import { BindingData, triggerMetadataOf } from './binding-data.js';
+import type { BindingRegistry } from './bindings.js';
 import type {
   CoreInvocationContext,
   InvocationState,
@@ -20,8 +21,10 @@ import type { RegisteredFunction, WorkerRuntime } from './worker-runtime.js';
 export interface InvokeOptions {
   /** The trigger's value, under the trigger binding's name. */
   triggerData: RpcTypedData | null;
-  triggerMetadata?: Record<string, RpcTypedData>;
-  /** Values for binding expressions of the other bindings. */
+  /**
+   * What the trigger offers to binding expressions of the other bindings (built in
+   * trigger-binding-data.ts); the worker also gets it as `triggerMetadata`, as from the host.
+   */
   bindingData?: BindingData;
   retryContext?: RpcRetryContext;
   invocationId?: string;
@@ -100,7 +103,7 @@ export class Invoker {
   async invoke(fn: RegisteredFunction, options: InvokeOptions): Promise<InvocationOutcome> {
     const invocationId = options.invocationId ?? randomUUID();
     const started = this.#clock.now();
-    const bindingData = options.bindingData ?? {};
+    const bindingData = options.bindingData ?? new BindingData();
     let outcome: InvocationOutcome;
     try {
       const response = await this.#withTimeout(fn, this.#run(fn, invocationId, options, bindingData));
@@ -170,7 +173,7 @@ export class Invoker {
       invocationId,
       functionId: fn.metadata.functionId ?? fn.name,
       inputData,
-      triggerMetadata: options.triggerMetadata ?? {},
+      triggerMetadata: triggerMetadataOf(bindingData),
       traceContext: { traceParent: null, traceState: null, attributes: {} },
       retryContext: options.retryContext ?? null,
     };
