@@ -17,6 +17,7 @@ const optionsSchema = z.object({
   verbose: z.boolean(),
   durableSchema: z.number().int().min(0).max(3),
   shutdownGrace: z.number().int().min(0),
+  auth: z.boolean(),
 });
 
 function int(value: string): number {
@@ -39,13 +40,13 @@ export function hostOptionsFrom(raw: unknown): HostOptions {
     logLevel: o.verbose ? 'debug' : 'information',
     durableSchemaVersion: o.durableSchema,
     shutdownGraceMs: o.shutdownGrace * 1000,
+    enforceKeys: o.auth,
   };
 }
 
 async function start(raw: unknown): Promise<void> {
   const options = hostOptionsFrom(raw);
   const host = await FnHost.start(options);
-  host.logger.info(`fnhost ${FNHOST_VERSION} is listening on ${host.url}`);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -80,6 +81,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--table-port <port>', 'Azurite table port (0 = any free port)', int, 10002)
     .option('--durable-schema <n>', 'replay schema offered to durable-functions (0=V1 … 3=V4)', int, 3)
     .option('--shutdown-grace <seconds>', 'how long to wait for running functions on stop', int, 10)
+    .option('--no-auth', 'do not check keys: every request has admin access, like `func start` without --enableAuth')
     .option('--verbose', "show the host's own tracing", false)
     .action(async (opts: Record<string, unknown>) => {
       await start(opts);

@@ -1,4 +1,5 @@
 import { createServer as createNetServer } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type Clock, systemClock } from './clock.js';
 import { type AppConfig, loadAppConfig } from './config/app-config.js';
@@ -15,9 +16,11 @@ import { KeyStore } from './http/keys.js';
 import { HostServer, type WebhookHandler } from './http/server.js';
 import { type LogLevel, type LogSink, Logger } from './log.js';
 import { AzuriteProcess, type AzuritePorts, devConnectionString } from './storage/azurite.js';
+import { WORKER_STARTED, functionsListing, hostInstanceId, lockLeaseLine } from './startup-lines.js';
 import { StorageSubsystem } from './storage/storage-subsystem.js';
 import { TimerSubsystem } from './timer/timer-trigger.js';
 import { BindingRegistry } from './worker/bindings.js';
+import { settleFunctionStates } from './worker/function-states.js';
 import { Invoker } from './worker/invoker.js';
 import { loadEntryPoints } from './worker/loader.js';
 import { installCoreModule } from './worker/module-hook.js';
@@ -45,6 +48,11 @@ export interface HostOptions {
   durableSchemaVersion: number;
   /** How long stop() waits for invocations in progress. */
   shutdownGraceMs: number;
+  /**
+   * Check function, host and master keys (the default, as in Azure). False lets every request in
+   * with admin access, as `func start` does without --enableAuth.
+   */
+  enforceKeys?: boolean;
 }
 
 /** Something that runs beside the HTTP server: triggers that poll, timers. */
@@ -123,6 +131,7 @@ export class FnHost {
   readonly #store: SqliteTaskHubStore;
   readonly #azurite: AzuriteProcess | undefined;
   readonly #subsystems: Subsystem[];
+  readonly #invoker: Invoker;
   readonly #uninstall: () => void;
   #stopped = false;
 
@@ -139,6 +148,7 @@ export class FnHost {
     store: SqliteTaskHubStore;
     azurite: AzuriteProcess | undefined;
     subsystems: Subsystem[];
+    invoker: Invoker;
     uninstall: () => void;
     storageConnection: string | undefined;
   }) {
@@ -154,6 +164,7 @@ export class FnHost {
     this.#store = init.store;
     this.#azurite = init.azurite;
     this.#subsystems = init.subsystems;
+    this.#invoker = init.invoker;
     this.#uninstall = init.uninstall;
     this.storageConnection = init.storageConnection;
   }
@@ -162,6 +173,7 @@ export class FnHost {
   static async start(options: HostOptions): Promise<FnHost> {
     const logger = new Logger({ minLevel: options.logLevel, ...(options.logSink ? { sink: options.logSink } : {}) });
     const clock = options.clock ?? systemClock;
+    const startedAt = clock.now();
     const config = await loadAppConfig(options.scriptRoot);
 
     // App settings, as `func` does: local.settings.json Values become environment variables
@@ -217,12 +229,18 @@ export class FnHost {
         ? await runtime.programmingModel.getCapabilities({})
         : {};
       const streamUri = capabilities['HttpUri'];
+      // App settings are in the environment by now (local.settings.json Values merged above).
+      settleFunctionStates(runtime, { env: process.env, logger, httpStreaming: streamUri !== undefined });
 
       const keys = KeyStore.load({
         file: options.dataDir ? join(options.dataDir, 'keys.json') : undefined,
         settings: config.keys,
         functionNames: [...runtime.functions.values()].map((f) => f.name),
+        enforced: options.enforceKeys ?? true,
       });
+      if (!keys.enforced) {
+        logger.warn('Keys are not checked (--no-auth): every request has admin access, as with `func start` without --enableAuth.');
+      }
 
       const bindings = new BindingRegistry();
       const invoker = new Invoker({
@@ -276,12 +294,14 @@ export class FnHost {
       const timers = new TimerSubsystem({ runtime, invoker, logger, clock, dataDir: options.dataDir });
 
       for (const fn of runtime.functions.values()) {
+        if (fn.error !== undefined) continue;
         const missing = bindings.unsupported(fn);
         if (missing.length > 0) logger.warn(`Function "${fn.name}": fnhost does not support ${missing.join(', ')}.`);
       }
 
       const httpTriggers = new HttpTriggerRouter({
-        functions: runtime.functionsWithTrigger('httpTrigger'),
+        // Disabled functions keep their routes: they answer 404, or run for an admin caller.
+        functions: runtime.functionsWithTrigger('httpTrigger', { includeDisabled: true }),
         invoker,
         keys,
         logger,
@@ -353,10 +373,11 @@ export class FnHost {
         store,
         azurite,
         subsystems: [storageSubsystem, timers],
+        invoker,
         uninstall,
         storageConnection: storage,
       });
-      host.#printFunctions(httpTriggers);
+      host.#printStartup(clock.now() - startedAt);
       return host;
     } catch (err) {
       for (const cleanup of cleanupOnFailure.reverse()) {
@@ -366,22 +387,32 @@ export class FnHost {
     }
   }
 
-  #printFunctions(http: HttpTriggerRouter): void {
-    const lines: string[] = ['', 'Functions:', ''];
-    const prefix = this.config.host.routePrefix ? `/${this.config.host.routePrefix}` : '';
-    const httpNames = new Set(http.routes.map((r) => r.name.toLowerCase()));
-    for (const route of http.routes) {
-      const key = route.authLevel === 'function' ? `?code=${this.keys.functionKey(route.name) ?? ''}` : '';
-      const methods = route.methods ? `[${route.methods.join(',')}]` : '[ALL]';
-      lines.push(`        ${route.name}: ${methods} ${this.url}${prefix}/${route.template}${key}`);
-    }
-    for (const fn of this.runtime.functions.values()) {
-      if (!httpNames.has(fn.name.toLowerCase())) lines.push(`        ${fn.name}: ${fn.triggerType}`);
-    }
-    lines.push('', `Master key: ${this.keys.keys.master}`);
+  /**
+   * What `func start` prints once the host runs, in its order: the worker line, the host's start
+   * lines, the "Functions:" listing, then the lock-lease line that tools such as VS Code's
+   * Azure Functions tasks wait for. fnhost's own lines (keys, storage, address) come before the
+   * lock lease, so everything is printed once a tool stops waiting.
+   */
+  #printStartup(startupMs: number): void {
+    const log = this.logger;
+    log.info(WORKER_STARTED);
+    log.info(`Host started (${startupMs}ms)`);
+    log.info('Job host started');
+    const listing = functionsListing(this.runtime.functions.values(), {
+      baseUrl: this.url,
+      routePrefix: this.config.host.routePrefix,
+      // With keys checked, a function-level URL without its key would only answer 401.
+      keyFor: (fn) => {
+        const level = fn.trigger['authLevel'];
+        return this.keys.enforced && typeof level === 'string' && level.toLowerCase() === 'function' ? this.keys.functionKey(fn.name) : undefined;
+      },
+    });
+    const lines = [...listing, '', `Master key: ${this.keys.keys.master}`];
     if (this.storageConnection) lines.push(`Storage (AzureWebJobsStorage): ${this.storageConnection}`);
     lines.push('');
-    this.logger.info(lines.join('\n'));
+    log.info(lines.join('\n'));
+    log.info(`fnhost ${FNHOST_VERSION} is listening on ${this.url}`);
+    log.info(lockLeaseLine(hostInstanceId(process.env, hostname())));
   }
 
   /**
@@ -392,6 +423,8 @@ export class FnHost {
     if (this.#stopped) return;
     this.#stopped = true;
     const grace = this.#options.shutdownGraceMs;
+    // Shutdown cancels the waits between retries, as the host's cancellation token does.
+    this.#invoker.stop();
     await Promise.all([this.#server.close(grace), this.#rpcServer.close(grace)]);
     for (const s of this.#subsystems) await s.stop(grace).catch((err: unknown) => this.logger.warn(describeError(err)));
     await this.engine.stop(grace);

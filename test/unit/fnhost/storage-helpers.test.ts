@@ -115,9 +115,17 @@ describe('table entities', () => {
     expect(() => entityFromValue({ PartitionKey: 'p', RowKey: 'r', o: { a: 1 } }, {})).toThrow(/must be a string, number or boolean/);
   });
 
-  it('shapes read entities with the host property names', () => {
-    const json = entityToJson({ partitionKey: 'p', rowKey: 'r', timestamp: 't', etag: 'e', big: { type: 'Int64', value: '5' } });
-    expect(json).toEqual({ PartitionKey: 'p', RowKey: 'r', Timestamp: 't', 'odata.etag': 'e', big: 5 });
+  it('shapes read entities as the Tables extension does: keys and properties, no ETag or Timestamp', () => {
+    const json = entityToJson({
+      'odata.metadata': 'http://127.0.0.1:10002/devstoreaccount1/$metadata#t/@Element',
+      partitionKey: 'p',
+      rowKey: 'r',
+      timestamp: '2026-01-01T00:00:00.0000000Z',
+      etag: `W/"datetime'2026-01-01T00%3A00%3A00.0000000Z'"`,
+      big: { type: 'Int64', value: '5' },
+      when: new Date('2026-02-03T04:05:06.000Z'),
+    });
+    expect(json).toEqual({ PartitionKey: 'p', RowKey: 'r', big: 5, when: '2026-02-03T04:05:06.000Z' });
   });
 });
 

@@ -359,7 +359,9 @@ export class DurableEngine {
 
   #function(name: string, triggerType: string): RegisteredFunction | undefined {
     const fn = this.#o.runtime.getFunction(name);
-    return fn && fn.triggerType.toLowerCase() === triggerType.toLowerCase() ? fn : undefined;
+    // A disabled function has no listener in the host, so the extension does not find it.
+    const runs = fn !== undefined && !fn.disabled && fn.error === undefined;
+    return runs && fn.triggerType.toLowerCase() === triggerType.toLowerCase() ? fn : undefined;
   }
 
   #entityFunction(entityName: string): RegisteredFunction | undefined {

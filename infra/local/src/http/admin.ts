@@ -33,12 +33,20 @@ export class AdminApi {
     if (area === 'functions' && a === undefined && method === 'GET') {
       return json(
         200,
-        [...this.options.runtime.functions.values()].map((f) => ({ name: f.name, trigger: f.triggerType, bindings: f.bindings })),
+        [...this.options.runtime.functions.values()].map((f) => ({
+          name: f.name,
+          trigger: f.triggerType,
+          bindings: f.bindings,
+          // The host's function metadata carries isDisabled; fnhost also says why a function cannot run.
+          isDisabled: f.disabled,
+          ...(f.error === undefined ? {} : { error: f.error }),
+        })),
       );
     }
     if (area === 'functions' && a && method === 'POST') {
       const fn = this.options.runtime.getFunction(decodeURIComponent(a));
-      if (!fn) return empty(404);
+      // A function in error is not one the host knows; a disabled one can still be run by hand, as in the host.
+      if (!fn || fn.error !== undefined) return empty(404);
       if (fn.triggerType.toLowerCase() === 'httptrigger') {
         return json(400, { error: 'Call HTTP-triggered functions on their route.' });
       }

@@ -132,11 +132,15 @@ export class HttpTriggerRouter {
     body: Buffer,
   ): Promise<void> {
     const { fn } = target;
-    if (target.authLevel !== 'anonymous') {
+    if (target.authLevel !== 'anonymous' || fn.disabled) {
       const level = this.#o.keys.levelOf(presentedKey(req.headers, url.searchParams), { functionName: fn.name });
-      const ok = target.authLevel === 'admin' ? level === 'admin' : level === 'admin' || level === 'function';
-      if (!ok) {
-        res.writeHead(401);
+      const ok =
+        target.authLevel === 'anonymous' ||
+        (target.authLevel === 'admin' ? level === 'admin' : level === 'admin' || level === 'function');
+      // As the host does: authorization first, then a disabled function is not found unless the caller is admin.
+      const status = !ok ? 401 : fn.disabled && level !== 'admin' ? 404 : undefined;
+      if (status !== undefined) {
+        res.writeHead(status);
         res.end();
         return;
       }

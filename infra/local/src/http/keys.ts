@@ -30,12 +30,24 @@ function safeEqual(a: string, b: string): boolean {
  */
 export class KeyStore {
   readonly keys: KeySet;
+  /**
+   * Whether presented keys decide the access level. When not, every request has admin access, as
+   * with `func start` without --enableAuth (Core Tools authenticates every request as Admin).
+   */
+  readonly enforced: boolean;
 
-  private constructor(keys: KeySet) {
+  private constructor(keys: KeySet, enforced: boolean) {
     this.keys = keys;
+    this.enforced = enforced;
   }
 
-  static load(options: { file: string | undefined; settings: KeySettings | undefined; functionNames: string[] }): KeyStore {
+  static load(options: {
+    file: string | undefined;
+    settings: KeySettings | undefined;
+    functionNames: string[];
+    /** Check keys (the default); false grants every request admin access. */
+    enforced?: boolean;
+  }): KeyStore {
     let stored: Partial<KeySet> = {};
     if (options.file) {
       try {
@@ -64,11 +76,12 @@ export class KeyStore {
       mkdirSync(dirname(options.file), { recursive: true });
       writeFileSync(options.file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
     }
-    return new KeyStore(keys);
+    return new KeyStore(keys, options.enforced ?? true);
   }
 
   /** The level a presented key grants for `functionName` (or for system extension `systemName`). */
   levelOf(presented: string | undefined, target: { functionName?: string; systemName?: string }): AccessLevel {
+    if (!this.enforced) return 'admin';
     if (!presented) return 'anonymous';
     if (safeEqual(presented, this.keys.master)) return 'admin';
     if (target.systemName) {

@@ -55,26 +55,18 @@ function jsonValue(value: unknown): unknown {
   return value;
 }
 
-/** An entity as the host's JObject conversion shapes it: system properties in PascalCase. */
+/**
+ * An entity as the host's Tables extension hands it to workers: PartitionKey, RowKey and the
+ * properties. The extension drops `odata.etag` and `Timestamp` ("V4 compatibility"), and the
+ * Tables SDK drops OData metadata and type annotations.
+ */
 export function entityToJson(entity: Row): Row {
   const out: Row = {};
   for (const [key, value] of Object.entries(entity)) {
-    switch (key) {
-      case 'partitionKey':
-        out['PartitionKey'] = value;
-        break;
-      case 'rowKey':
-        out['RowKey'] = value;
-        break;
-      case 'timestamp':
-        out['Timestamp'] = value;
-        break;
-      case 'etag':
-        out['odata.etag'] = value;
-        break;
-      default:
-        out[key] = jsonValue(value);
-    }
+    if (key === 'partitionKey') out['PartitionKey'] = value;
+    else if (key === 'rowKey') out['RowKey'] = value;
+    else if (key === 'timestamp' || key === 'etag' || key.startsWith('odata.')) continue;
+    else out[key] = jsonValue(value);
   }
   return out;
 }

@@ -12,10 +12,12 @@ import type {
   RpcInvocationResponse,
   RpcLogCategory,
   RpcLogLevel,
+  RpcException,
   RpcParameterBinding,
   RpcRetryContext,
   RpcTypedData,
 } from './core-types.js';
+import { formatDotnetTimeSpan } from './retry-policy.js';
 import type { RegisteredFunction, WorkerRuntime } from './worker-runtime.js';
 
 export interface InvokeOptions {
@@ -42,6 +44,18 @@ export interface InvocationOutcome {
   response?: RpcInvocationResponse;
   /** Present when the function (or a binding, or a hook) failed. */
   error?: Error;
+}
+
+/**
+ * The failure a retry is about, as the host hands it to the worker: the host wraps the worker's
+ * failure ("Result: Failure / Exception: … / Stack: …") in "Exception while executing function".
+ */
+function retryException(fn: RegisteredFunction, error: Error): RpcException {
+  return {
+    message: `Exception while executing function: Functions.${fn.name} ---> Result: Failure\nException: ${error.message}\nStack: ${error.stack ?? ''}`,
+    stackTrace: error.stack ?? '',
+    source: 'fnhost',
+  };
 }
 
 class CoreContext implements CoreInvocationContext {
@@ -85,6 +99,10 @@ export class Invoker {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #functionTimeoutMs: number | undefined;
+  readonly #random: (() => number) | undefined;
+  /** Cancels of the waits between retries in progress. */
+  readonly #waits = new Set<() => void>();
+  #stopping = false;
 
   constructor(options: {
     runtime: WorkerRuntime;
@@ -92,15 +110,82 @@ export class Invoker {
     logger: Logger;
     clock: Clock;
     functionTimeoutMs: number | undefined;
+    /** Jitter of exponential backoff between retries; tests pass a fixed source. */
+    random?: () => number;
   }) {
     this.#runtime = options.runtime;
     this.#bindings = options.bindings;
     this.#logger = options.logger;
     this.#clock = options.clock;
     this.#functionTimeoutMs = options.functionTimeoutMs;
+    this.#random = options.random;
   }
 
+  /**
+   * Runs the function once, or, when it has a retry policy, again after each failure as the WebJobs
+   * SDK's executor does: every attempt gets `retryContext` ({retryCount: 0, maxRetryCount} on the
+   * first, with the previous failure from the second on), the delay between attempts comes from the
+   * policy on the injected clock, and the outcome is the last attempt's.
+   */
   async invoke(fn: RegisteredFunction, options: InvokeOptions): Promise<InvocationOutcome> {
+    const policy = fn.retry;
+    if (!policy) return this.#attempt(fn, options);
+    const nextDelay = policy.delays(this.#random);
+    let retryContext: RpcRetryContext = { retryCount: 0, maxRetryCount: policy.maxRetryCount };
+    for (;;) {
+      const outcome = await this.#attempt(fn, {
+        ...options,
+        retryContext,
+        // Each attempt is a new invocation, as each is a new function instance in the host.
+        ...(retryContext.retryCount === 0 ? {} : { invocationId: randomUUID() }),
+      });
+      const error = outcome.error;
+      if (!error) return outcome;
+      const attempt = retryContext.retryCount ?? 0;
+      if (policy.maxRetryCount !== -1 && attempt >= policy.maxRetryCount) {
+        this.#hostLog(fn, 'error', `Function execution failed after '${attempt}' retries.`);
+        return outcome;
+      }
+      const delay = nextDelay();
+      this.#hostLog(
+        fn,
+        'debug',
+        `Waiting for \`${formatDotnetTimeSpan(delay)}\` before retrying function execution. Next attempt: '${attempt + 1}'. Max retry count: '${policy.maxRetryCount}'.`,
+      );
+      if (!(await this.#wait(delay))) {
+        this.#hostLog(fn, 'warning', 'Invocation cancelled - exiting retry loop.');
+        return outcome;
+      }
+      retryContext = { retryCount: attempt + 1, maxRetryCount: policy.maxRetryCount, exception: retryException(fn, error) };
+    }
+  }
+
+  /** Cancels the waits between retries, as host shutdown cancels them: each chain ends with its last failure. */
+  stop(): void {
+    this.#stopping = true;
+    for (const cancel of [...this.#waits]) cancel();
+  }
+
+  /** Resolves true after `ms`, or false at once or as soon as the invoker stops. */
+  #wait(ms: number): Promise<boolean> {
+    if (this.#stopping) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (waited: boolean): void => {
+        this.#waits.delete(cancel);
+        this.#clock.clearTimeout(handle);
+        resolve(waited);
+      };
+      const cancel = (): void => done(false);
+      const handle = this.#clock.setTimeout(() => done(true), ms);
+      this.#waits.add(cancel);
+    });
+  }
+
+  #hostLog(fn: RegisteredFunction, level: 'debug' | 'warning' | 'error', message: string): void {
+    this.#logger.write({ level, category: 'host', functionName: fn.name, message });
+  }
+
+  async #attempt(fn: RegisteredFunction, options: InvokeOptions): Promise<InvocationOutcome> {
     const invocationId = options.invocationId ?? randomUUID();
     const started = this.#clock.now();
     const bindingData = options.bindingData ?? new BindingData();

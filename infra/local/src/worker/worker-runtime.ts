@@ -12,6 +12,7 @@ import type {
   RpcLogCategory,
   RpcLogLevel,
 } from './core-types.js';
+import type { RetryPolicy } from './retry-policy.js';
 
 /** A function the app registered, with what the host needs to route triggers to it. */
 export interface RegisteredFunction {
@@ -25,6 +26,15 @@ export interface RegisteredFunction {
   triggerType: string;
   /** The entry file that registered it, for error messages. */
   scriptFile: string | undefined;
+  /**
+   * `AzureWebJobs.<name>.Disabled` is set: its trigger does not fire, and its HTTP route answers
+   * 404 to all but admin callers. Decided by the host at start.
+   */
+  disabled: boolean;
+  /** Why the function cannot run at all (an unsupported trigger, invalid options); decided by the host at start. */
+  error: string | undefined;
+  /** The retry policy the host applies to its failed invocations; decided by the host at start. */
+  retry: RetryPolicy | undefined;
 }
 
 /** Mirrors `Disposable` of the worker contract. */
@@ -144,6 +154,9 @@ export class WorkerRuntime {
       trigger,
       triggerType: String(trigger.type),
       scriptFile: this.currentEntryPoint,
+      disabled: false,
+      error: undefined,
+      retry: undefined,
     };
     this.functions.set(key, registered);
     return new Disposable(() => this.functions.delete(key));
@@ -172,9 +185,15 @@ export class WorkerRuntime {
     return this.functions.get(name.toLowerCase());
   }
 
-  functionsWithTrigger(triggerType: string): RegisteredFunction[] {
+  /**
+   * The functions of one trigger type that run: disabled functions and functions in error are left
+   * out, unless `includeDisabled` (HTTP routes of disabled functions still answer admin callers).
+   */
+  functionsWithTrigger(triggerType: string, options: { includeDisabled?: boolean } = {}): RegisteredFunction[] {
     const wanted = triggerType.toLowerCase();
-    return [...this.functions.values()].filter((f) => f.triggerType.toLowerCase() === wanted);
+    return [...this.functions.values()].filter(
+      (f) => f.triggerType.toLowerCase() === wanted && f.error === undefined && (options.includeDisabled === true || !f.disabled),
+    );
   }
 
   /** Runs hooks in registration order; a throwing hook stops the chain, as in the real worker. */
