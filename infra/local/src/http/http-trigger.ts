@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { request as httpRequest } from 'node:http';
-import { FnHostError, describeError } from '../errors.js';
+import { FnHostError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BindingData } from '../worker/binding-data.js';
 import type { RpcHttpCookie, RpcHttpData } from '../worker/core-types.js';
 import type { Invoker } from '../worker/invoker.js';
 import { httpBindingData } from '../worker/trigger-binding-data.js';
 import type { RegisteredFunction } from '../worker/worker-runtime.js';
+import { invokeStreamed } from './http-stream.js';
 import type { KeyStore } from './keys.js';
 import { presentedKey } from './keys.js';
+import { RequestBodyTooLargeError, readRequestBody } from './request-body.js';
 import { type CompiledRoute, compileRoute, matchRoute } from './routes.js';
 
 interface HttpFunction {
@@ -42,19 +43,32 @@ function authLevelOf(fn: RegisteredFunction): HttpFunction['authLevel'] {
   throw new FnHostError('ERR_APP_LOAD', `Function "${fn.name}" has an unknown authLevel "${level}".`);
 }
 
+/** Uri.EscapeDataString: percent-encodes everything but RFC 3986 unreserved characters. */
+function escapeDataString(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * A Set-Cookie value as the host writes it: ASP.NET Core's Response.Cookies.Append with the
+ * CookieOptions the host builds from the RPC cookie. The value is URI-escaped, attributes are
+ * lower-case in SetCookieHeaderValue's order, the path defaults to "/", and SameSite is written
+ * only when the app set one (the library sends "none" for unset, "explicitNone" for None).
+ */
 function cookieHeader(c: RpcHttpCookie): string {
-  let s = `${c.name ?? ''}=${c.value ?? ''}`;
-  if (c.domain?.value) s += `; Domain=${c.domain.value}`;
-  if (c.path?.value) s += `; Path=${c.path.value}`;
+  const parts = [`${c.name ?? ''}=${escapeDataString(c.value ?? '')}`];
   const expires = c.expires?.value?.seconds;
-  if (typeof expires === 'number') s += `; Expires=${new Date(expires * 1000).toUTCString()}`;
-  if (typeof c.maxAge?.value === 'number') s += `; Max-Age=${c.maxAge.value}`;
-  if (c.secure?.value) s += '; Secure';
-  if (c.httpOnly?.value) s += '; HttpOnly';
-  if (c.sameSite === 'lax') s += '; SameSite=Lax';
-  else if (c.sameSite === 'strict') s += '; SameSite=Strict';
-  else if (c.sameSite === 'explicitNone' || c.sameSite === 'none') s += '; SameSite=None';
-  return s;
+  if (typeof expires === 'number') parts.push(`expires=${new Date(expires * 1000).toUTCString()}`);
+  const maxAge = c.maxAge?.value;
+  if (typeof maxAge === 'number') parts.push(`max-age=${Math.trunc(maxAge)}`);
+  const domain = c.domain?.value;
+  if (typeof domain === 'string') parts.push(`domain=${domain}`);
+  parts.push(`path=${c.path ? (c.path.value ?? '') : '/'}`);
+  if (c.secure?.value) parts.push('secure');
+  if (c.sameSite === 'strict') parts.push('samesite=strict');
+  else if (c.sameSite === 'lax') parts.push('samesite=lax');
+  else if (c.sameSite === 'explicitNone') parts.push('samesite=none');
+  if (c.httpOnly?.value) parts.push('httponly');
+  return parts.join('; ');
 }
 
 function flatHeaders(req: IncomingMessage): Record<string, string> {
@@ -101,8 +115,11 @@ export class HttpTriggerRouter {
     }));
   }
 
-  /** Returns false when no function's route matches the path. */
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL, path: string, body: Buffer): Promise<boolean> {
+  /**
+   * Returns false when no function's route matches the path. The request body is read here (or
+   * forwarded as it arrives, with HTTP streams), refused past `bodyLimit` bytes.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL, path: string, bodyLimit: number): Promise<boolean> {
     const method = (req.method ?? 'GET').toUpperCase();
     let allowed: string[] = [];
     for (const candidate of this.#functions) {
@@ -112,7 +129,7 @@ export class HttpTriggerRouter {
         allowed = allowed.concat(candidate.methods);
         continue;
       }
-      await this.#invoke(candidate, req, res, url, params, body);
+      await this.#invoke(candidate, req, res, url, params, bodyLimit);
       return true;
     }
     if (allowed.length > 0) {
@@ -129,7 +146,7 @@ export class HttpTriggerRouter {
     res: ServerResponse,
     url: URL,
     params: Record<string, string>,
-    body: Buffer,
+    bodyLimit: number,
   ): Promise<void> {
     const { fn } = target;
     if (target.authLevel !== 'anonymous' || fn.disabled) {
@@ -147,21 +164,48 @@ export class HttpTriggerRouter {
     }
     const headers = flatHeaders(req);
     const query = queryRecord(url);
-    const bindingData = httpBindingData({ body, headers, url, params });
+    const invocationId = randomUUID();
+    // Binding data as the host builds it (trigger-binding-data.ts), from the body when one was read.
+    const bindingDataOf = (body: Buffer): BindingData => httpBindingData({ body, headers, url, params });
+
+    if (this.#o.streamUri) {
+      await invokeStreamed({
+        fn,
+        req,
+        res,
+        url,
+        streamUri: this.#o.streamUri,
+        bodyLimit,
+        invocationId,
+        bindingDataOf,
+        invoker: this.#o.invoker,
+        logger: this.#o.logger,
+      });
+      return;
+    }
+
+    let body: Buffer;
+    try {
+      body = await readRequestBody(req, bodyLimit);
+    } catch (err) {
+      if (!(err instanceof RequestBodyTooLargeError)) throw err;
+      // The host fails such a request before the function runs, with 500 (azure-functions-host#10519).
+      this.#o.logger.write({ level: 'error', category: 'host', functionName: fn.name, invocationId, message: err.message });
+      res.writeHead(500);
+      res.end();
+      return;
+    }
+    const bindingData = bindingDataOf(body);
     const http: RpcHttpData = {
       method: req.method ?? 'GET',
       url: url.toString(),
       headers,
       query,
       params,
-      body: { bytes: body },
     };
-    const invocationId = randomUUID();
-
-    if (this.#o.streamUri) {
-      await this.#invokeStreaming(target, req, res, url, body, invocationId, bindingData);
-      return;
-    }
+    // The host sends a body only when the request has one. @azure/functions before 4.16.4 passes
+    // any RPC body to the Request constructor, which refuses one, even empty, for GET and HEAD.
+    if (body.length > 0) http.body = { bytes: body };
 
     const outcome = await this.#o.invoker.invoke(fn, {
       invocationId,
@@ -186,60 +230,6 @@ export class HttpTriggerRouter {
       if (httpOut) break;
     }
     writeRpcResponse(res, httpOut);
-  }
-
-  async #invokeStreaming(
-    target: HttpFunction,
-    req: IncomingMessage,
-    res: ServerResponse,
-    url: URL,
-    body: Buffer,
-    invocationId: string,
-    bindingData: BindingData,
-  ): Promise<void> {
-    const streamUri = new URL(`${url.pathname}${url.search}`, this.#o.streamUri);
-    const proxied = new Promise<void>((resolve, reject) => {
-      const forward = httpRequest(
-        streamUri,
-        {
-          method: req.method,
-          headers: {
-            ...req.headers,
-            'x-ms-invocation-id': invocationId,
-            'x-forwarded-host': url.host,
-            'x-forwarded-proto': url.protocol.replace(':', ''),
-          },
-        },
-        (proxyRes) => {
-          res.writeHead(proxyRes.statusCode ?? 200, proxyRes.headers);
-          proxyRes.pipe(res);
-          proxyRes.on('end', resolve);
-          proxyRes.on('error', reject);
-        },
-      );
-      forward.on('error', reject);
-      forward.end(body);
-    });
-    const outcome = await this.#o.invoker.invoke(target.fn, {
-      invocationId,
-      triggerData: { http: { method: req.method ?? 'GET', url: url.toString() } },
-      bindingData,
-    });
-    if (outcome.error) {
-      if (!res.headersSent) {
-        res.writeHead(500);
-        res.end();
-      }
-      proxied.catch(() => undefined);
-      return;
-    }
-    try {
-      await proxied;
-    } catch (err) {
-      this.#o.logger.warn(`HTTP stream proxy for ${target.fn.name} failed: ${describeError(err)}`);
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    }
   }
 }
 

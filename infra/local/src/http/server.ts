@@ -5,10 +5,8 @@ import type { Logger } from '../log.js';
 import type { KeyStore } from './keys.js';
 import { presentedKey } from './keys.js';
 import type { HttpTriggerRouter } from './http-trigger.js';
-import { type HostRequest, type HostResponse, empty, json } from './types.js';
-
-/** Requests larger than this are refused, as the Functions host limits request size. */
-export const MAX_BODY_BYTES = 100 * 1024 * 1024;
+import { RequestBodyTooLargeError, readRequestBody, requestBodyLimit } from './request-body.js';
+import { type HostRequest, type HostResponse, empty } from './types.js';
 
 export interface WebhookHandler {
   handle(request: HostRequest, path: string): Promise<HostResponse>;
@@ -22,18 +20,8 @@ export interface HostServerOptions {
   admin: WebhookHandler;
   keys: KeyStore;
   logger: Logger;
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (size > MAX_BODY_BYTES) throw new FnHostError('ERR_BAD_REQUEST', 'Request body too large.', { details: { status: 413 } });
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks);
+  /** The largest request body in bytes; default: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, else the host's 100 MiB. */
+  maxRequestBodyBytes?: number;
 }
 
 function send(res: ServerResponse, response: HostResponse): void {
@@ -50,12 +38,14 @@ function send(res: ServerResponse, response: HostResponse): void {
  */
 export class HostServer {
   readonly #o: HostServerOptions;
+  readonly #bodyLimit: number;
   readonly #server: Server;
   readonly #open = new Set<Promise<void>>();
   #closing = false;
 
   constructor(options: HostServerOptions) {
     this.#o = options;
+    this.#bodyLimit = options.maxRequestBodyBytes ?? requestBodyLimit();
     this.#server = createServer((req, res) => {
       const work = this.#dispatch(req, res);
       this.#open.add(work);
@@ -102,7 +92,6 @@ export class HostServer {
         return;
       }
       const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
-      const body = await readBody(req);
       const path = url.pathname;
       const lower = path.toLowerCase();
 
@@ -120,6 +109,7 @@ export class HostServer {
             return;
           }
         }
+        const body = await readRequestBody(req, this.#bodyLimit);
         send(res, await entry.handler.handle({ method: req.method ?? 'GET', url, headers: req.headers, body }, hook[2] ?? ''));
         return;
       }
@@ -129,13 +119,15 @@ export class HostServer {
           send(res, empty(401));
           return;
         }
+        const body = await readRequestBody(req, this.#bodyLimit);
         send(res, await this.#o.admin.handle({ method: req.method ?? 'GET', url, headers: req.headers, body }, path.substring(6)));
         return;
       }
       const prefix = this.#o.routePrefix === '' ? '' : `/${this.#o.routePrefix.toLowerCase()}`;
       if (prefix === '' || lower === prefix || lower.startsWith(`${prefix}/`)) {
         const rest = path.substring(prefix.length);
-        if (await this.#o.httpTriggers.handle(req, res, url, rest, body)) return;
+        // HTTP triggers read (or, with HTTP streams, forward) the body themselves.
+        if (await this.#o.httpTriggers.handle(req, res, url, rest, this.#bodyLimit)) return;
       }
       if (path === '/' && req.method === 'GET') {
         send(res, { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: 'fnhost: your Functions app is up and running.\n' });
@@ -143,10 +135,15 @@ export class HostServer {
       }
       send(res, empty(404));
     } catch (err) {
-      const status = err instanceof FnHostError && err.details?.['status'] === 413 ? 413 : 500;
-      if (status === 500) this.#o.logger.error(`Request ${req.method ?? ''} ${req.url ?? ''} failed: ${describeError(err)}`);
-      if (!res.headersSent) send(res, status === 413 ? json(413, { error: 'Request body too large.' }) : empty(500));
-      else res.end();
+      // An oversized body is refused with 500 as in the host, whose exception middleware turns
+      // Kestrel's "Request body too large" into a 500 (azure-functions-host#10519).
+      this.#o.logger.error(
+        err instanceof RequestBodyTooLargeError
+          ? `Request ${req.method ?? ''} ${req.url ?? ''}: ${err.message}`
+          : `Request ${req.method ?? ''} ${req.url ?? ''} failed: ${describeError(err)}`,
+      );
+      if (!res.headersSent) send(res, empty(500));
+      else res.destroy();
     }
   }
 }

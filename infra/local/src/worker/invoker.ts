@@ -34,6 +34,13 @@ export interface InvokeOptions {
   reason?: string;
   /** Skip input/output bindings: Durable triggers carry none. */
   skipBindings?: boolean;
+  /**
+   * Runs once the programming model has produced the response, before output bindings are
+   * written; if it rejects, the invocation fails and no output is written. The host does the
+   * same for an HTTP stream: it waits until the response was forwarded before it takes the
+   * invocation's outputs.
+   */
+  beforeOutputs?: () => Promise<void>;
 }
 
 export interface InvocationOutcome {
@@ -316,6 +323,7 @@ export class Invoker {
 
     if (error !== null && error !== undefined) throw toError(error);
     const response = await invocationModel.getResponse(context, result);
+    await options.beforeOutputs?.();
     if (!options.skipBindings) {
       await this.#bindings.writeOutputs(fn, response, bindingData, invocationId);
     }
