@@ -138,7 +138,7 @@ describe.each([
     expect(await again.text()).toBe('');
     const againNoBody = await post('entities?body=none', { PartitionKey: pk, RowKey: 'r', value: 'third' });
     expect(againNoBody.status).toBe(500);
-    await waitFor(() => (/Executed 'Functions\.entities' \(Failed, [^\n]*Output binding/.test(target().output()) ? true : undefined), {
+    await waitFor(() => (/Executed 'Functions\.entities' \(Failed, [^\n]*Error while handling parameter/.test(target().output()) ? true : undefined), {
       what: 'the failed invocation in the log',
     });
     // A function that throws before it answers fails the same way.
