@@ -9,7 +9,8 @@
  *     host's peak RSS (each scenario in a fresh host).
  *
  * Each scenario runs one uncounted warm-up pair (job, bare), then alternates job and bare runs and
- * keeps the best of each.
+ * keeps the best of each. Hosts keep their state in memory unless `--data` gives each a data
+ * folder (Azurite then runs as a process of its own and saves to disk, as with `fnhost start`).
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -31,8 +32,23 @@ const program = new Command()
   .option('--only <which>', 'a, b or both', 'both')
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
   .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
+  .option('--data', 'keep state in a fresh data folder, as `fnhost start` does by default (Azurite as its own process, saving to disk), instead of in memory', false)
   .parse();
-const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number }>();
+const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number; data: boolean }>();
+
+/** A fresh host for a scenario: in memory, or on a new data folder removed afterwards. */
+async function freshStack(): Promise<LocalStack> {
+  if (!opts.data) return startLocalStack();
+  const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
+  const stack = await startLocalStack({ dataDir });
+  return {
+    ...stack,
+    async stop() {
+      await stack.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
 
 const CONTAINER = 'azureml-blobstore';
 const MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
@@ -188,7 +204,7 @@ async function alternate(label: string, pid: number | undefined, runJob: () => P
 }
 
 async function scenarioA(): Promise<Row> {
-  const stack = await startLocalStack();
+  const stack = await freshStack();
   try {
     const rowsPerFile = Math.ceil(opts.rows / opts.files);
     const all = penguinRows(rowsPerFile, 11);
@@ -211,7 +227,7 @@ async function scenarioA(): Promise<Row> {
 }
 
 async function scenarioB(count: number): Promise<Row> {
-  const stack = await startLocalStack();
+  const stack = await freshStack();
   try {
     const files: Record<string, string> = {};
     for (let f = 0; f < count; f++) files[`bench/b${count}/f-${String(f).padStart(6, '0')}.txt`] = `item ${f}\n`;
@@ -238,6 +254,6 @@ async function scenarioB(count: number): Promise<Row> {
 const rows: Row[] = [];
 if (opts.only !== 'b') rows.push(await scenarioA());
 if (opts.only !== 'a') for (const count of opts.small) rows.push(await scenarioB(count));
-console.log('\nbatch-endpoints benchmark (each scenario in a fresh fnhost + Azurite; job s = invoke → Completed)\n');
+console.log(`\nbatch-endpoints benchmark (each scenario in a fresh fnhost + Azurite${opts.data ? ' on a data folder' : ', in memory'}; job s = invoke → Completed)\n`);
 console.table(rows);
 console.log('Aims: (a) ratio <= 1.15; (b) overhead <= 5 ms per mini-batch, peak RSS < 400 MB and flat as input grows.');

@@ -2,12 +2,20 @@
  * Starts this app under fnhost (with its own Azurite) as a child process, the way a user runs it,
  * and reads back what a client needs: the URL, the master key and the storage connection string.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 
-export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+/**
+ * The repository: three levels up when this runs compiled (dist/scripts/lib), two when a test
+ * imports the source (scripts/lib). The app the host serves is this repository either way.
+ */
+export const ROOT = ((): string => {
+  const compiled = resolve(import.meta.dirname, '..', '..', '..');
+  return existsSync(join(compiled, 'infra', 'local', 'bin', 'fnhost.js')) ? compiled : resolve(import.meta.dirname, '..', '..');
+})();
 
 export interface LocalStack {
   url: string;
@@ -15,7 +23,10 @@ export interface LocalStack {
   storageConnection: string;
   child: ChildProcess;
   output(): string;
+  /** SIGTERM, and wait: the host stops its work and its Azurite (which saves its data). */
   stop(): Promise<void>;
+  /** SIGKILL, no cleanup: a crash. `group` kills the host's whole process group (see `detached`). */
+  kill(options?: { group?: boolean }): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -38,6 +49,8 @@ export interface StackOptions {
   echo?: boolean;
   /** More `fnhost start` options. */
   args?: string[];
+  /** Start the host as the leader of a process group of its own, so a kill can take the group. */
+  detached?: boolean;
 }
 
 export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
@@ -46,6 +59,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
   args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']), ...(options.args ?? []));
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached === true,
     env: { ...process.env, AzureWebJobsStorage: 'UseDevelopmentStorage=true', FUNCTIONS_WORKER_RUNTIME: 'node', ...options.env },
   });
   let out = '';
@@ -77,9 +91,25 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
     child,
     output: () => out,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await exited;
     },
+    async kill(how = {}) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (how.group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      else child.kill('SIGKILL');
+      await exited;
+    },
   };
+}
+
+/**
+ * `fnhost stop --data DIR`: stops the Azurite a data folder's host left running (a killed host
+ * leaves it running, as Azure Storage outlives a crashed Functions host).
+ */
+export async function stopStorage(dataDir: string): Promise<string> {
+  return new Promise((done, fail) => {
+    execFile(process.execPath, [join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'stop', '--data', dataDir], (err, stdout, stderr) => (err ? fail(new Error(`${err.message}\n${stderr}`)) : done(stdout)));
+  });
 }

@@ -7,7 +7,6 @@ import { Logger } from '../../infra/local/src/log.js';
  */
 export async function startAzurite(): Promise<{ connectionString: string; stop: () => Promise<void> }> {
   const azurite = await AzuriteProcess.start({
-    location: undefined,
     ports: { blob: 0, queue: 0, table: 0 },
     logger: new Logger({ minLevel: 'warning' }),
   });

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
@@ -20,8 +20,8 @@ export interface FnHostProcess {
   output(): string;
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
-  /** SIGKILL, no cleanup: the crash case. */
-  kill(): Promise<void>;
+  /** SIGKILL, no cleanup: the crash case. `group` kills the host's whole process group. */
+  kill(options?: { group?: boolean }): Promise<void>;
   exited: Promise<number | null>;
 }
 
@@ -35,6 +35,8 @@ export interface StartOptions {
   args?: string[];
   /** Use this storage instead of starting Azurite. */
   storageConnection?: string;
+  /** Start it as the leader of a process group of its own (so `kill({ group: true })` reaches all of it). */
+  detached?: boolean;
 }
 
 /**
@@ -60,7 +62,7 @@ async function startOnce(options: StartOptions, port: number): Promise<FnHostPro
   args.push(...(options.args ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   if (options.storageConnection) env['AzureWebJobsStorage'] = options.storageConnection;
-  const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true });
   let output = '';
   child.stdout?.on('data', (c: Buffer) => {
     output += c.toString();
@@ -96,11 +98,42 @@ async function startOnce(options: StartOptions, port: number): Promise<FnHostPro
       child.kill('SIGTERM');
       return exited;
     },
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    async kill(how = {}) {
+      if (child.exitCode === null && child.signalCode === null) {
+        if (how.group && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        else child.kill('SIGKILL');
+      }
       await exited;
     },
   };
+}
+
+/**
+ * `fnhost stop --data DIR`: stops the Azurite a data folder's host left running (a host killed by
+ * a test leaves it, as a crashed host would). Resolves with what the command printed.
+ */
+export async function stopStorage(dataDir: string): Promise<string> {
+  return new Promise((resolveStop, reject) => {
+    execFile(process.execPath, [BIN, 'stop', '--data', dataDir], (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolveStop(stdout)));
+  });
+}
+
+/**
+ * Whether a process is still running. An Azurite whose host was killed belongs to init when it
+ * exits, and init may take a second or more to reap it: a zombie has exited, though signal 0
+ * still reaches it.
+ */
+export function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return !existsSync('/proc/self/stat');
+  }
 }
 
 /** A temporary folder removed by the returned cleanup. */

@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { FnHostError, describeError } from './errors.js';
 import { FNHOST_VERSION, FnHost, type HostOptions } from './host.js';
+import { Logger } from './log.js';
+import { stopAzuriteFor } from './storage/azurite-service.js';
 
 const optionsSchema = z.object({
   scriptRoot: z.string().min(1),
@@ -64,6 +66,18 @@ async function start(raw: unknown): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
+const stopOptionsSchema = z.object({ scriptRoot: z.string().min(1), data: z.string().min(1) });
+
+/** `fnhost stop`: stops the Azurite a data folder's host left running (after a crash, say). */
+async function stop(raw: unknown): Promise<void> {
+  const o = stopOptionsSchema.parse(raw);
+  const dataDir = resolve(resolve(o.scriptRoot), o.data);
+  const outcome = await stopAzuriteFor({ dataDir, logger: new Logger() });
+  if (outcome.kind === 'stopped') process.stdout.write(`Stopped Azurite ${outcome.pid} for ${dataDir}; its data is saved.\n`);
+  else if (outcome.kind === 'stale') process.stdout.write(`Azurite ${outcome.pid} for ${dataDir} was no longer running; removed its state file.\n`);
+  else process.stdout.write(`No Azurite is running for ${dataDir}.\n`);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
   program.name('fnhost').description('Run an Azure Functions (Node.js v4) + Durable Functions app on one machine').version(FNHOST_VERSION);
@@ -85,6 +99,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--verbose', "show the host's own tracing", false)
     .action(async (opts: Record<string, unknown>) => {
       await start(opts);
+    });
+  program
+    .command('stop')
+    .description("stop the Azurite that serves a data folder (it outlives a host that crashed); a running host is stopped with Ctrl+C")
+    .option('--script-root <dir>', 'the app folder', '.')
+    .option('--data <dir>', 'the data folder (relative to the script root)', '.data')
+    .action(async (opts: Record<string, unknown>) => {
+      await stop(opts);
     });
   await program.parseAsync(argv);
 }

@@ -15,7 +15,8 @@ import { HttpTriggerRouter } from './http/http-trigger.js';
 import { KeyStore } from './http/keys.js';
 import { HostServer, type WebhookHandler } from './http/server.js';
 import { type LogLevel, type LogSink, Logger } from './log.js';
-import { AzuriteProcess, type AzuritePorts, devConnectionString } from './storage/azurite.js';
+import { AzuriteProcess, type AzuritePorts, type StorageEmulator, devConnectionString } from './storage/azurite.js';
+import { AzuriteService } from './storage/azurite-service.js';
 import { WORKER_STARTED, functionsListing, hostInstanceId, lockLeaseLine } from './startup-lines.js';
 import { StorageSubsystem } from './storage/storage-subsystem.js';
 import { TimerSubsystem } from './timer/timer-trigger.js';
@@ -95,6 +96,41 @@ async function portInUse(port: number, host: string): Promise<boolean> {
   });
 }
 
+/**
+ * The storage the app uses when it names development storage. With a data folder that is the
+ * folder's own Azurite, running as a service that outlives the host (AzuriteService): the one a
+ * previous host left running is reattached, else one is started. In memory it is a child process
+ * that ends with the host. Storage already listening on the wanted port (started by the user) is
+ * used as it is.
+ */
+async function startStorage(init: { options: HostOptions; logger: Logger; clock: Clock; given: string | undefined }): Promise<{ azurite: StorageEmulator | undefined; storage: string }> {
+  const { options, logger, clock, given } = init;
+  const wanted = given && !/UseDevelopmentStorage=true/i.test(given) ? portsFrom(given, options.azuritePorts) : options.azuritePorts;
+  if (options.dataDir) {
+    const found = await AzuriteService.attach({ dataDir: options.dataDir, logger, clock });
+    if (found) {
+      const { ports } = found;
+      logger.info(`Azurite for ${options.dataDir} is still running (pid ${found.pid}, since ${found.startedAt}); reattached to it (blob ${ports.blob}, queue ${ports.queue}, table ${ports.table}).`);
+      const ignored = (['blob', 'queue', 'table'] as const).filter((k) => wanted[k] !== 0 && wanted[k] !== ports[k]);
+      if (ignored.length > 0) {
+        logger.warn(`Azurite keeps the ports it was started with; the ${ignored.join('/')} port(s) asked for apply after \`fnhost stop --data ${options.dataDir}\`.`);
+      }
+      return { azurite: found, storage: found.connectionString };
+    }
+  }
+  if (await portInUse(wanted.blob, '127.0.0.1')) {
+    logger.info(`Storage at port ${wanted.blob} is already running; fnhost will use it.`);
+    return { azurite: undefined, storage: devConnectionString('127.0.0.1', wanted) };
+  }
+  const azurite = options.dataDir
+    ? await AzuriteService.start({ dataDir: options.dataDir, ports: wanted, logger, clock })
+    : await AzuriteProcess.start({ ports: wanted, logger, clock });
+  const { ports } = azurite;
+  const kind = options.dataDir ? `for ${options.dataDir}, running on its own until \`fnhost stop\` or Ctrl+C` : 'in memory';
+  logger.info(`Azurite started (${kind}; blob ${ports.blob}, queue ${ports.queue}, table ${ports.table})`);
+  return { azurite, storage: azurite.connectionString };
+}
+
 async function defaultHttpCall(request: DurableHttpRequestJson): Promise<DurableHttpResponse> {
   if (request.tokenSource) {
     throw new FnHostError('ERR_NOT_IMPLEMENTED', 'fnhost cannot obtain managed identity tokens for callHttp (tokenSource).');
@@ -129,7 +165,7 @@ export class FnHost {
   readonly #server: HostServer;
   readonly #rpcServer: HostServer;
   readonly #store: SqliteTaskHubStore;
-  readonly #azurite: AzuriteProcess | undefined;
+  readonly #azurite: StorageEmulator | undefined;
   readonly #subsystems: Subsystem[];
   readonly #invoker: Invoker;
   readonly #uninstall: () => void;
@@ -146,7 +182,7 @@ export class FnHost {
     server: HostServer;
     rpcServer: HostServer;
     store: SqliteTaskHubStore;
-    azurite: AzuriteProcess | undefined;
+    azurite: StorageEmulator | undefined;
     subsystems: Subsystem[];
     invoker: Invoker;
     uninstall: () => void;
@@ -184,25 +220,28 @@ export class FnHost {
     process.env['FUNCTIONS_WORKER_RUNTIME'] ??= 'node';
     process.env['AzureWebJobsScriptRoot'] ??= config.scriptRoot;
 
-    let azurite: AzuriteProcess | undefined;
+    // The task hub is opened (and checked) before storage starts: a damaged data folder is refused
+    // before anything runs.
+    const hub = config.host.durable.hubName;
+    const store = new SqliteTaskHubStore({
+      path: options.dataDir ? join(options.dataDir, 'durable', `${hub}.sqlite`) : ':memory:',
+      hubName: hub,
+    });
+
+    let azurite: StorageEmulator | undefined;
     let storage = process.env['AzureWebJobsStorage'];
     if (options.azurite && (storage === undefined || storage === '' || isLoopbackStorage(storage))) {
-      const wanted = storage && !/UseDevelopmentStorage=true/i.test(storage) ? portsFrom(storage, options.azuritePorts) : options.azuritePorts;
-      if (await portInUse(wanted.blob, '127.0.0.1')) {
-        logger.info(`Storage at port ${wanted.blob} is already running; fnhost will use it.`);
-        storage = devConnectionString('127.0.0.1', wanted);
-      } else {
-        azurite = await AzuriteProcess.start({
-          location: options.dataDir ? join(options.dataDir, 'azurite') : undefined,
-          ports: wanted,
-          logger,
-        });
-        storage = azurite.connectionString;
-        logger.info(`Azurite started (blob ${azurite.ports.blob}, queue ${azurite.ports.queue}, table ${azurite.ports.table})`);
+      const given = storage;
+      try {
+        ({ azurite, storage } = await startStorage({ options, logger, clock, given }));
+      } catch (err) {
+        store.close();
+        throw err;
       }
-      // The app sees an explicit connection string, so any port works for it.
+      // The app sees an explicit connection string naming the instance in use, so any port works
+      // for it (a reattached Azurite keeps the ports it was started with).
       for (const [k, v] of Object.entries(process.env)) {
-        if (v !== undefined && /^\s*UseDevelopmentStorage=true\s*$/i.test(v)) process.env[k] = storage;
+        if (v !== undefined && (/^\s*UseDevelopmentStorage=true\s*$/i.test(v) || (given && v === given))) process.env[k] = storage;
       }
       process.env['AzureWebJobsStorage'] = storage;
     }
@@ -214,6 +253,7 @@ export class FnHost {
       uninstall();
       await azurite?.stop();
     });
+    cleanupOnFailure.push(() => Promise.resolve(store.close()));
     try {
       await loadEntryPoints({
         scriptRoot: config.scriptRoot,
@@ -251,12 +291,6 @@ export class FnHost {
         functionTimeoutMs: config.host.functionTimeoutMs,
       });
 
-      const hub = config.host.durable.hubName;
-      const store = new SqliteTaskHubStore({
-        path: options.dataDir ? join(options.dataDir, 'durable', `${hub}.sqlite`) : ':memory:',
-        hubName: hub,
-      });
-      cleanupOnFailure.push(() => Promise.resolve(store.close()));
       const engine = new DurableEngine({
         store,
         runtime,

@@ -1,3 +1,4 @@
+import { copyFileSync, existsSync, mkdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventType, makeEvent } from '../../../infra/local/src/durable/history.js';
 import { SqliteTaskHubStore } from '../../../infra/local/src/durable/store/sqlite-store.js';
@@ -132,5 +133,74 @@ describe('SQLite task hub store', () => {
     expect(store.purgeInstances({ createdTimeFrom: 0 })).toBe(0);
     expect(store.purgeInstances({ createdTimeFrom: 0, runtimeStatus: ['Pending'] })).toBe(5);
     expect(store.getInstance('q0')).toBeUndefined();
+  });
+
+  describe('a damaged task hub file', () => {
+    /** A hub file with some history in it, closed cleanly (so everything is in the main file). */
+    function filledHub(): string {
+      const dir = tempDir('store-damage-');
+      dirs.push(dir);
+      const path = `${dir.path}/hub.sqlite`;
+      const store = new SqliteTaskHubStore({ path, hubName: 'test' });
+      for (let i = 0; i < 200; i++) {
+        store.createInstance({ ...create(`i${i}`), input: JSON.stringify({ text: 'x'.repeat(500), i }) });
+      }
+      store.close();
+      expect(existsSync(`${path}-wal`)).toBe(false);
+      return path;
+    }
+
+    const refusal = (path: string): RegExp => new RegExp(`durable task hub ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged`);
+
+    it('opens an undamaged one with everything in it', () => {
+      const path = filledHub();
+      expect(open(path).getInstance('i199')).toMatchObject({ runtimeStatus: 'Pending' });
+    });
+
+    it('refuses a truncated file, naming it, instead of starting on it', () => {
+      const path = filledHub();
+      truncateSync(path, Math.floor(statSync(path).size / 2));
+      expect(() => open(path)).toThrow(refusal(path));
+    });
+
+    it('refuses a truncated file whose newest pages are in the WAL (SQLite opens it and fails later, on the missing pages)', () => {
+      const path = filledHub();
+      const store = open(path);
+      store.createInstance(create('late'));
+      // The files as a crash would leave them: the newest commit only in the WAL.
+      const copy = `${path}.copy`;
+      copyFileSync(path, copy);
+      copyFileSync(`${path}-wal`, `${copy}-wal`);
+      truncateSync(copy, Math.floor(statSync(copy).size / 2));
+      expect(() => open(copy)).toThrow(refusal(copy));
+    });
+
+    it('refuses a file cut to its first bytes and one cut to nothing (SQLite would read that as a new, empty hub)', () => {
+      const path = filledHub();
+      truncateSync(path, 50);
+      expect(() => open(path)).toThrow(refusal(path));
+      truncateSync(path, 0);
+      expect(() => open(path)).toThrow(/is damaged \(the file is empty\)/);
+      expect(statSync(path).size).toBe(0);
+    });
+
+    it('refuses a file that is not a database', () => {
+      const path = filledHub();
+      writeFileSync(path, 'not a database, just text that someone wrote over it'.repeat(100));
+      expect(() => open(path)).toThrow(refusal(path));
+    });
+
+    it('builds a new hub under another name and renames it into place, so a crash while creating it leaves no hub file', () => {
+      const dir = tempDir('store-new-');
+      dirs.push(dir);
+      // What a crash while building it would have left; the next start builds it again.
+      const fresh = `${dir.path}/durable/other.sqlite`;
+      mkdirSync(`${dir.path}/durable`);
+      writeFileSync(`${fresh}.new`, 'left over from a crash');
+      const store = open(fresh);
+      expect(store.createInstance(create('a'))).toEqual({ created: true });
+      expect(existsSync(`${fresh}.new`)).toBe(false);
+      expect(statSync(fresh).size).toBeGreaterThan(0);
+    });
   });
 });

@@ -1,9 +1,10 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { type Clock, systemClock } from '../clock.js';
 import { FnHostError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { AZURITE_PRELOAD } from './azurite-preload.js';
 
 /** The well-known development storage account Azurite serves. */
 export const DEV_ACCOUNT = 'devstoreaccount1';
@@ -15,12 +16,20 @@ export interface AzuritePorts {
   table: number;
 }
 
+/** Storage the host started or found: where it listens, and how to stop it. */
+export interface StorageEmulator {
+  readonly host: string;
+  readonly ports: AzuritePorts;
+  readonly connectionString: string;
+  /** Shuts it down, saving its data, and waits until it has exited. */
+  stop(): Promise<void>;
+}
+
 export interface AzuriteOptions {
-  /** Folder for Azurite's data; undefined keeps everything in memory. */
-  location: string | undefined;
   ports: AzuritePorts;
   host?: string;
   logger: Logger;
+  clock?: Clock;
 }
 
 /** A connection string for the development account on the given endpoints. */
@@ -35,80 +44,87 @@ export function devConnectionString(host: string, ports: AzuritePorts): string {
   ].join(';');
 }
 
-/**
- * Preloaded into the Azurite child process (as a data: URL, so it needs no file of its own).
- * - Azurite looks blobs and blocks up in LokiJS with queries such as {accountName, containerName,
- *   name}. Loki uses an index only for the query's first key, and every blob shares the account,
- *   so each lookup scans every blob: at 10,000 blobs a download costs ~10 ms of Azurite's one
- *   thread. Moving the indexed `name`/`blobName` key first makes it a binary search. The AND of the
- *   same conditions is the same result, so behaviour does not change.
- * - When fnhost dies, even by SIGKILL, the IPC channel closes; Azurite then shuts down the way it
- *   does on SIGTERM, so its database is written out.
- * - Azurite keeps timers alive after closing its servers; exit as soon as all three services
- *   report "successfully closed" (their databases are saved by then) instead of hanging.
- * - Azurite routes every request by compiling each operation's URI template (a hundred or so) anew,
- *   about 0.2 ms of its one thread per request. Templates are immutable once compiled, so each is
- *   compiled once.
- */
-const PRELOAD = `
-import { createRequire } from 'node:module';
-try {
-  const { Resultset } = createRequire(process.argv[1])('lokijs');
-  const selective = ['name', 'blobName'];
-  const find = Resultset.prototype.find;
-  Resultset.prototype.find = function (query, firstOnly) {
-    if (!this.filterInitialized && query && typeof query === 'object' && !Array.isArray(query)) {
-      const keys = Object.keys(query);
-      const key = keys.length > 1 && selective.find((k) => k in query && (query[k] === null || typeof query[k] !== 'object') && this.collection.binaryIndices[k]);
-      if (key && keys[0] !== key) query = { [key]: query[key], ...query };
-    }
-    return find.call(this, query, firstOnly);
-  };
-} catch (err) {
-  console.error('fnhost: could not speed up Azurite lookups: ' + err);
+/** Azurite's own command line script. */
+export function azuriteCli(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
 }
-try {
-  const require = createRequire(process.argv[1]);
-  const id = require.resolve('uri-templates');
-  const compile = require(id);
-  const compiled = new Map();
-  const cached = function (template) {
-    let parsed = compiled.get(template);
-    if (parsed === undefined) compiled.set(template, (parsed = compile(template)));
-    return parsed;
-  };
-  cached.prototype = compile.prototype;
-  require.cache[id].exports = cached;
-} catch (err) {
-  console.error('fnhost: could not speed up Azurite routing: ' + err);
+
+/** Azurite's arguments; `location` undefined keeps its data in memory. */
+export function azuriteArgs(options: { host: string; ports: AzuritePorts; location: string | undefined }): string[] {
+  const { host, ports } = options;
+  return [
+    '--blobHost', host, '--blobPort', String(ports.blob),
+    '--queueHost', host, '--queuePort', String(ports.queue),
+    '--tableHost', host, '--tablePort', String(ports.table),
+    '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent',
+    ...(options.location === undefined ? ['--inMemoryPersistence'] : ['--location', options.location]),
+  ];
 }
-let closed = 0;
-const log = console.log.bind(console);
-console.log = (...args) => {
-  log(...args);
-  if (typeof args[0] === 'string' && args[0].includes('successfully closed') && ++closed === 3) {
-    setImmediate(() => process.exit(0));
-  }
-};
-const fallbackExit = () => setTimeout(() => process.exit(0), 15000).unref();
-process.on('disconnect', () => { process.emit('SIGTERM', 'SIGTERM'); fallbackExit(); });
-process.on('message', (m) => { if (m === 'shutdown') fallbackExit(); });
-`;
+
+/** Node.js options that load the preload (see azurite-preload.ts). */
+export function azuriteExecArgv(): string[] {
+  return ['--import', `data:text/javascript,${encodeURIComponent(AZURITE_PRELOAD)}`];
+}
+
+interface ReadyMessage {
+  fnhost: 'ready';
+  ports: AzuritePorts;
+  host: string;
+}
+
+function isReady(message: unknown): message is ReadyMessage {
+  return typeof message === 'object' && message !== null && (message as { fnhost?: unknown }).fnhost === 'ready';
+}
 
 /**
- * Azurite running in a child process. It runs apart from the host so storage keeps its own CPU and
- * event loop; the watchdog preload makes it shut down cleanly (flushing its database) when the
- * host dies, even by SIGKILL, because the IPC channel closes.
+ * Waits for the preload's "ready" message (all three services listen). An exit first, or no
+ * answer within `timeoutMs`, is an error whose message carries what Azurite printed.
  */
-export class AzuriteProcess {
+export async function waitForAzurite(options: { child: ChildProcess; output: () => string; clock: Clock; timeoutMs: number }): Promise<ReadyMessage> {
+  const { child, clock } = options;
+  return new Promise<ReadyMessage>((resolve, reject) => {
+    const done = (): void => {
+      clock.clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    const onMessage = (message: unknown): void => {
+      if (!isReady(message)) return;
+      done();
+      resolve(message);
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      done();
+      reject(new FnHostError('ERR_CONFIG', `Azurite exited (${signal ?? `code ${String(code)}`}) before it was ready:\n${options.output().trim()}`));
+    };
+    const timer = clock.setTimeout(() => {
+      done();
+      child.kill('SIGTERM');
+      reject(new FnHostError('ERR_CONFIG', `Azurite was not ready within ${options.timeoutMs / 1000} s:\n${options.output().trim()}`));
+    }, options.timeoutMs);
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+/**
+ * Azurite in memory, as a child process of the host: for `--in-memory` runs (nothing has to
+ * survive the host) and for tests that need storage of their own. It runs apart from the host so
+ * storage keeps its own CPU and event loop, and the preload makes it exit when the host dies,
+ * even by SIGKILL, because the IPC channel closes. Azurite for a data folder is `AzuriteService`.
+ */
+export class AzuriteProcess implements StorageEmulator {
   readonly ports: AzuritePorts;
   readonly host: string;
   readonly #child: ChildProcess;
+  readonly #clock: Clock;
 
-  private constructor(child: ChildProcess, host: string, ports: AzuritePorts) {
-    this.#child = child;
-    this.host = host;
-    this.ports = ports;
+  private constructor(init: { child: ChildProcess; host: string; ports: AzuritePorts; clock: Clock }) {
+    this.#child = init.child;
+    this.#clock = init.clock;
+    this.host = init.host;
+    this.ports = init.ports;
   }
 
   get connectionString(): string {
@@ -116,63 +132,33 @@ export class AzuriteProcess {
   }
 
   static async start(options: AzuriteOptions): Promise<AzuriteProcess> {
-    const require = createRequire(import.meta.url);
-    const cli = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
     const host = options.host ?? '127.0.0.1';
-    const args = [
-      '--blobHost', host, '--blobPort', String(options.ports.blob),
-      '--queueHost', host, '--queuePort', String(options.ports.queue),
-      '--tableHost', host, '--tablePort', String(options.ports.table),
-      '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent',
-    ];
-    if (options.location) {
-      mkdirSync(options.location, { recursive: true });
-      args.push('--location', options.location);
-    } else {
-      args.push('--inMemoryPersistence');
-    }
-    const child = fork(cli, args, {
-      execArgv: ['--import', `data:text/javascript,${encodeURIComponent(PRELOAD)}`],
+    const clock = options.clock ?? systemClock;
+    const child = fork(azuriteCli(), azuriteArgs({ host, ports: options.ports, location: undefined }), {
+      execArgv: azuriteExecArgv(),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
-    const ports = await new Promise<AzuritePorts>((resolve, reject) => {
-      const found: Partial<AzuritePorts> = {};
-      let output = '';
-      const onData = (chunk: Buffer): void => {
-        output += chunk.toString();
-        for (const m of output.matchAll(/Azurite (Blob|Queue|Table) service is successfully listening at http:\/\/[^:]+:(\d+)/g)) {
-          found[(m[1] as string).toLowerCase() as keyof AzuritePorts] = Number(m[2]);
-        }
-        if (found.blob && found.queue && found.table) {
-          child.stdout?.off('data', onData);
-          resolve(found as AzuritePorts);
-        }
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', (c: Buffer) => {
-        output += c.toString();
-      });
-      child.once('exit', (code) => {
-        reject(
-          new FnHostError('ERR_CONFIG', `Azurite exited with code ${String(code)} before it was ready:\n${output.trim()}`),
-        );
-      });
-    });
-    child.stdout?.resume();
-    child.stderr?.resume();
-    options.logger.debug(`Azurite listening: blob ${ports.blob}, queue ${ports.queue}, table ${ports.table}`);
-    return new AzuriteProcess(child, host, ports);
+    let output = '';
+    const collect = (chunk: Buffer): void => {
+      // Only start-up output is kept (for an error message); after that it is drained.
+      if (output.length < 64_000) output += chunk.toString();
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    const ready = await waitForAzurite({ child, output: () => output, clock, timeoutMs: 60_000 });
+    options.logger.debug(`Azurite listening: blob ${ready.ports.blob}, queue ${ready.ports.queue}, table ${ready.ports.table}`);
+    return new AzuriteProcess({ child, host, ports: ready.ports, clock });
   }
 
-  /** Asks Azurite to shut down and waits for it (it persists its database on the way out). */
+  /** Asks Azurite to shut down and waits for it. */
   async stop(timeoutMs = 10_000): Promise<void> {
     const child = this.#child;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     if (child.connected) child.send('shutdown');
     else child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = this.#clock.setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     await exited;
-    clearTimeout(timer);
+    this.#clock.clearTimeout(timer);
   }
 }

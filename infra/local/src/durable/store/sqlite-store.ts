@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { FnHostError, describeError } from '../../errors.js';
 import { EventType, type HistoryEvent, type RuntimeStatus, TERMINAL_STATUSES, makeEvent } from '../history.js';
 import type {
   ActivityTask,
@@ -137,6 +138,60 @@ function entityNameOf(schedulerId: string): string {
   return at > 0 ? schedulerId.substring(1, at) : schedulerId;
 }
 
+function openHub(db: Database.Database): Database.Database {
+  db.pragma('journal_mode = WAL');
+  // NORMAL in WAL mode survives a process crash (kill -9); an OS crash or power loss can roll back
+  // the commits since the last checkpoint (the WAL is synced only then), never corrupt the file.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+  return db;
+}
+
+/**
+ * Opens the task hub file, refusing one that is damaged. A new hub is built under another name and
+ * renamed into place, so a hub file that exists was complete once: an empty or truncated one is
+ * damage (SQLite would read an empty file as a new, empty hub, and a truncated one fails only when
+ * a query reaches the missing pages), and fnhost must not start on it as if nothing had happened.
+ */
+function openHubFile(path: string): Database.Database {
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path)) {
+    const building = `${path}.new`;
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${building}${suffix}`, { force: true });
+    openHub(new Database(building)).close();
+    renameSync(building, path);
+  }
+  const damaged = (problem: string, cause?: unknown): FnHostError =>
+    new FnHostError(
+      'ERR_CONFIG',
+      `The durable task hub ${path} is damaged (${problem}). fnhost will not start on it: the state of ` +
+        `orchestrations and activities in it would be lost or wrong. Restore it from a backup, or move it ` +
+        `(with any ${path}-wal) away to start with an empty task hub.`,
+      { details: { file: path }, ...(cause === undefined ? {} : { cause }) },
+    );
+  const wal = `${path}-wal`;
+  if (statSync(path).size === 0 && (!existsSync(wal) || statSync(wal).size === 0)) throw damaged('the file is empty');
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    const check = db.pragma('quick_check') as { quick_check: string }[];
+    const lines = check.map((r) => r.quick_check);
+    if (lines.length !== 1 || lines[0] !== 'ok') {
+      const shown = lines.join('\n').split('\n').slice(0, 3).join('; ');
+      throw damaged(`SQLite's quick_check: ${shown}`);
+    }
+    return openHub(db);
+  } catch (err) {
+    db?.close();
+    if (err instanceof FnHostError) throw err;
+    const code = (err as { code?: unknown }).code;
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw damaged(`SQLite: ${describeError(err)}`, err);
+    throw err;
+  }
+}
+
 const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(',');
 
 export class SqliteTaskHubStore implements TaskHubStore {
@@ -147,13 +202,7 @@ export class SqliteTaskHubStore implements TaskHubStore {
   /** Opens (or creates) the task hub database; `path` ':memory:' keeps it in memory. */
   constructor(options: { path: string; hubName: string }) {
     this.hubName = options.hubName;
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    this.#db = new Database(options.path);
-    this.#db.pragma('journal_mode = WAL');
-    // NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can lose the last commits.
-    this.#db.pragma('synchronous = NORMAL');
-    this.#db.pragma('busy_timeout = 5000');
-    this.#db.exec(SCHEMA);
+    this.#db = options.path === ':memory:' ? openHub(new Database(':memory:')) : openHubFile(options.path);
     const db = this.#db;
     this.#stmts = {
       getInstance: db.prepare<[string], InstanceRow>('SELECT * FROM instances WHERE instance_id = ?'),
