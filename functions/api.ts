@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, invokeEndpoint, listJobs } from './handlers/jobs.js';
+import { cancelJob, getJob, getJobOutput, getStepOutput, invokeEndpoint, listJobs } from './handlers/jobs.js';
 import { getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { api, type Handler } from './lib/http.js';
@@ -60,5 +60,6 @@ route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
+route('getStepOutput', 'jobs/{id}/steps/{step}/outputs/{*file}', 'GET', getStepOutput);
 
 app.http('openapi', { route: 'openapi.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getOpenApi) });

@@ -1,8 +1,26 @@
 /** Registers the batch job orchestrators, wired to the activity handles. */
-import { finalizeJob, haltJob, prepareJob, recordJournal, recordMiniBatchFailure, recordProgress, scoreMiniBatch } from './activities.js';
+import {
+  cancelSteps,
+  finalizeJob,
+  finalizePipeline,
+  finishStep,
+  haltJob,
+  preparePipeline,
+  prepareJob,
+  prepareStep,
+  recordJournal,
+  recordMiniBatchFailure,
+  recordProgress,
+  runCommandStep,
+  scoreMiniBatch,
+  startSteps,
+  PIPELINE_STEP_ORCHESTRATOR,
+} from './activities.js';
 import { type ChunkInput, batchChunk } from './job/batch-chunk.js';
 import { batchJob } from './job/batch-job.js';
 import { type LaneInput, batchLane } from './job/batch-lane.js';
+import { pipelineJob } from './job/pipeline-job.js';
+import { pipelineStep } from './job/pipeline-step.js';
 import { typedOrchestration } from './job/typed-durable.js';
 
 export const batchChunkOrchestration = typedOrchestration<ChunkInput, unknown>('batchChunk', (context, input) =>
@@ -13,6 +31,20 @@ export const batchLaneOrchestration = typedOrchestration<LaneInput, unknown>('ba
   batchLane(context, input, { batchChunk: batchChunkOrchestration, haltJob }),
 );
 
-export const batchJobOrchestration = typedOrchestration<{ jobId: string }, unknown>('batchJob', (context, input) =>
-  batchJob(context, input, { prepareJob, finalizeJob, batchLane: batchLaneOrchestration, scoreMiniBatch, recordJournal }),
+const engine = { prepareJob, finalizeJob, batchLane: batchLaneOrchestration, scoreMiniBatch, recordJournal };
+
+/**
+ * Jobs created before steps existed: they run to their end on this orchestrator, unchanged, so a
+ * deploy never breaks a job in flight (Durable Functions' versioning: new work gets new names).
+ */
+export const batchJobOrchestration = typedOrchestration<{ jobId: string }, unknown>('batchJob', (context, input) => batchJob(context, input, engine));
+
+/** One step of a job (see pipelineStep). */
+export const pipelineStepOrchestration = typedOrchestration<{ jobId: string; step: string }, unknown>(PIPELINE_STEP_ORCHESTRATOR, (context, input) =>
+  pipelineStep(context, input, { ...engine, prepareStep, runCommandStep, finishStep }),
+);
+
+/** Every job created now: a graph of steps (a model deployment's job is one parallel step). */
+export const pipelineJobOrchestration = typedOrchestration<{ jobId: string }, unknown>('pipelineJob', (context, input) =>
+  pipelineJob(context, input, { preparePipeline, startSteps, cancelSteps, finalizePipeline }),
 );

@@ -19,6 +19,8 @@ import { ApiError, BatchClient, type JobView } from './lib/batch-client.js';
 import { HISTORY_FIXTURE_FORMAT, type RecordedInstance, formatRecording, roleOf } from './lib/history-fixtures.js';
 import { type LocalStack, ROOT, startLocalStack } from './lib/local-stack.js';
 import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
+import { chunkInstanceId } from '../shared/jobs/jobs-service.js';
+import { MODEL_STEP } from '../shared/jobs/types.js';
 
 const OUT = join(ROOT, 'test', 'fixtures', 'histories');
 const CONTAINER = 'azureml-blobstore';
@@ -100,7 +102,7 @@ const SCENARIOS: Scenario[] = [
     },
     check(job, recordings) {
       if (job.status !== 'Completed' || job.counts.mini_batches.succeeded !== 8) return `job ${job.status} with ${JSON.stringify(job.counts)}`;
-      const want = ['chunk-0', 'chunk-1', 'chunk-2', 'chunk-3', 'job', 'lane-0', 'lane-1'];
+      const want = ['batchscoring.chunk-0', 'batchscoring.chunk-1', 'batchscoring.chunk-2', 'batchscoring.chunk-3', 'batchscoring.lane-0', 'batchscoring.lane-1', 'job', 'step-batchscoring'];
       return JSON.stringify(roles(recordings)) === JSON.stringify(want) ? undefined : `instances ${roles(recordings).join(', ')}`;
     },
   },
@@ -123,7 +125,7 @@ const SCENARIOS: Scenario[] = [
     check(job, recordings) {
       if (job.status !== 'Failed' || job.error?.code !== 'error_threshold_exceeded') return `job ${job.status} ${JSON.stringify(job.error)}`;
       if (job.counts.mini_batches.retried !== 1) return `retried ${job.counts.mini_batches.retried}`;
-      const want = ['chunk-0', 'chunk-1', 'chunk-2', 'job', 'lane-0'];
+      const want = ['batchscoring.chunk-0', 'batchscoring.chunk-1', 'batchscoring.chunk-2', 'batchscoring.lane-0', 'job', 'step-batchscoring'];
       return JSON.stringify(roles(recordings)) === JSON.stringify(want) ? undefined : `instances ${roles(recordings).join(', ')}`;
     },
   },
@@ -139,7 +141,7 @@ const SCENARIOS: Scenario[] = [
       const job = await ctx.client.invoke('slow', { inputs: { texts: { type: 'uri_folder', path: ds('data/slow/') } } });
       // Both first chunks have scheduled their first mini-batch, which takes a second.
       for (const deadline = Date.now() + 60_000; ; ) {
-        const statuses = await Promise.all([0, 1].map((c) => orchestrationStatus(ctx.stack, `${job.id}:chunk-${c}`)));
+        const statuses = await Promise.all([0, 1].map((c) => orchestrationStatus(ctx.stack, chunkInstanceId(job.id, c, MODEL_STEP))));
         if (statuses.every((s) => s === 'Running')) break;
         if (Date.now() > deadline) throw new Error(`the chunks of job ${job.id} did not start: ${statuses.join(', ')}`);
         await new Promise((r) => setTimeout(r, 25));
@@ -149,9 +151,9 @@ const SCENARIOS: Scenario[] = [
     },
     check(job, recordings) {
       if (job.status !== 'Canceled') return `job ${job.status}`;
-      const want = ['chunk-0', 'chunk-1', 'job', 'lane-0', 'lane-1'];
+      const want = ['batchscoring.chunk-0', 'batchscoring.chunk-1', 'batchscoring.lane-0', 'batchscoring.lane-1', 'job', 'step-batchscoring'];
       if (JSON.stringify(roles(recordings)) !== JSON.stringify(want)) return `instances ${roles(recordings).join(', ')}`;
-      const chunks = recordings.filter((r) => r.role.startsWith('chunk-'));
+      const chunks = recordings.filter((r) => r.role.includes('chunk-'));
       return chunks.every(hasCancelEvent) ? undefined : 'a running chunk did not receive the cancel event';
     },
   },
@@ -178,7 +180,7 @@ const SCENARIOS: Scenario[] = [
     },
     check(job, recordings) {
       if (job.status !== 'Completed' || job.counts.items.succeeded !== 4) return `job ${job.status} with ${JSON.stringify(job.counts)}`;
-      const finalizes = recordings.find((r) => r.role === 'job')?.history.filter((e) => e.EventType === EventType.TaskScheduled && e.Name === 'finalizeJob').length ?? 0;
+      const finalizes = recordings.find((r) => r.role === 'step-batchscoring')?.history.filter((e) => e.EventType === EventType.TaskScheduled && e.Name === 'finalizeJob').length ?? 0;
       return finalizes >= 2 ? undefined : `finalized ${finalizes} time(s): nothing was repaired`;
     },
   },

@@ -2,6 +2,7 @@ import { type AppConfig, loadConfig } from './config.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { JobStore } from './jobs/job-store.js';
 import { JobsService } from './jobs/jobs-service.js';
+import { PipelineRunner } from './jobs/pipeline-runner.js';
 import { JobWorkArea } from './jobs/work-area.js';
 import { Registry } from './registry/registry.js';
 import { createScoringRuntime } from './scoring/runtime.js';
@@ -14,6 +15,7 @@ export interface Services {
   jobs: JobsService;
   store: JobStore;
   runner: JobRunner;
+  pipelines: PipelineRunner;
   runtime: ScoringRuntime;
 }
 
@@ -32,6 +34,7 @@ export function services(): Services {
       runtime,
       jobs: new JobsService({ config, registry, store }),
       runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
+      pipelines: new PipelineRunner({ config, registry, store }),
     };
   }
   return built;

@@ -1,5 +1,5 @@
 import { outputFiles } from './jobs/jobs-service.js';
-import type { Job } from './jobs/types.js';
+import { type Job, MODEL_STEP, type StepInput, type StepState, isPipelineSpec } from './jobs/types.js';
 import { WORKSPACE_DATASTORE } from './registry/registry.js';
 import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc } from './registry/types.js';
 import type { Stored } from './storage/doc-table.js';
@@ -82,24 +82,102 @@ export function deploymentView(s: Stored<DeploymentDoc>, isDefault: boolean): Re
   };
 }
 
+/** A step's path segment in links (step names are letters, digits and `_`). */
+function stepLink(self: string, step: string): string {
+  return `${self}/steps/${step}`;
+}
+
+function stepView(
+  self: string,
+  step: { name: string; type: 'command' | 'parallel'; component: string; inputs: Record<string, unknown>; outputs: Record<string, string> },
+  state: StepState | undefined,
+  files: Record<string, string> | undefined,
+): Record<string, unknown> {
+  const outputs = state?.outputs ? Object.fromEntries(Object.entries(state.outputs).map(([k, o]) => [k, o.uri])) : step.outputs;
+  return {
+    name: step.name,
+    type: step.type,
+    component: step.component,
+    status: state?.status ?? 'NotStarted',
+    started_at: state?.started_at ?? null,
+    completed_at: state?.completed_at ?? null,
+    reused: state?.reused_from !== undefined,
+    reused_from: state?.reused_from ?? null,
+    inputs: step.inputs,
+    outputs: Object.fromEntries(
+      Object.entries(outputs).map(([name, uri]) => [name, { uri, ...(files && name === Object.keys(outputs)[0] ? { files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${uri}${f}`])) } : {}) }]),
+    ),
+    ...(step.type === 'parallel' ? { counts: state?.counts ?? null, columns: state?.columns ?? null } : { attempts: state?.attempts ?? null }),
+    error: state?.error ?? null,
+    links: { outputs: `${stepLink(self, step.name)}/outputs/` },
+  };
+}
+
+/** How a step input shows: a data input's URI, a literal's value, or the step output it takes. */
+function inputView(input: StepInput): unknown {
+  switch (input.type) {
+    case 'literal':
+      return { type: 'literal', value: input.value };
+    case 'step_output':
+      return { type: 'step_output', step: input.step, output: input.output };
+    case 'none':
+      return null;
+    default:
+      return { type: input.type, uri: input.uri };
+  }
+}
+
 export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
   const { spec, state } = job;
-  const files = outputFiles(spec);
   const self = `${baseUrl}/api/jobs/${spec.id}`;
-  return {
+  const common = {
     id: spec.id,
     name: spec.id,
     display_name: spec.display_name ?? null,
     description: spec.description ?? null,
     tags: spec.tags,
-    endpoint: spec.endpoint,
-    deployment: spec.deployment,
-    model: `azureml:${spec.model.name}:${spec.model.version}`,
+    endpoint: spec.endpoint || null,
+    deployment: spec.deployment || null,
     status: state.status,
     created_at: spec.created_at,
     started_at: state.started_at ?? null,
     completed_at: state.completed_at ?? null,
     invoked_by: spec.invoked_by,
+  };
+  if (isPipelineSpec(spec)) {
+    const pipeline = spec.pipeline;
+    return {
+      ...common,
+      type: 'pipeline',
+      component: pipeline.component ? `azureml:${pipeline.component.name}:${pipeline.component.version}` : null,
+      inputs: Object.fromEntries(Object.entries(pipeline.inputs).map(([k, v]) => [k, v.type === 'literal' ? { type: 'literal', value: v.value } : { type: v.type, path: v.path, uri: v.uri }])),
+      outputs: Object.fromEntries(Object.entries(pipeline.outputs).map(([k, o]) => [k, { type: o.type, path: o.uri }])),
+      settings: pipeline.settings,
+      counts: state.counts,
+      error: state.error ?? null,
+      steps: pipeline.steps.map((step) =>
+        stepView(
+          self,
+          {
+            name: step.name,
+            type: step.type,
+            component: step.component.name ? `azureml:${step.component.name}:${step.component.version ?? ''}` : 'inline',
+            inputs: Object.fromEntries(Object.entries(step.inputs).map(([k, v]) => [k, inputView(v)])),
+            outputs: Object.fromEntries(Object.entries(step.outputs).map(([k, o]) => [k, o.uri])),
+          },
+          job.steps?.[step.name],
+          step.type === 'parallel' ? outputFiles(step.work) : undefined,
+        ),
+      ),
+      links: { self, cancel: `${self}/cancel` },
+    };
+  }
+  const files = outputFiles(spec);
+  const modelStep = job.steps?.[MODEL_STEP];
+  return {
+    ...common,
+    type: 'model',
+    model: `azureml:${spec.model.name}:${spec.model.version}`,
     inputs: { [spec.input.name]: { type: spec.input.type, path: spec.input.path, uri: spec.input.uri } },
     outputs: {
       [spec.output.name]: {
@@ -112,8 +190,23 @@ export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
     resources: spec.resources,
     split: spec.split ?? null,
     counts: state.counts,
-    columns: state.columns ?? null,
+    columns: state.columns ?? modelStep?.columns ?? null,
     error: state.error ?? null,
+    // A model deployment's job is one parallel step, as in Azure ML (jobs from before steps show it too).
+    steps: [
+      stepView(
+        self,
+        {
+          name: MODEL_STEP,
+          type: 'parallel',
+          component: `azureml:${spec.model.name}:${spec.model.version}`,
+          inputs: { [spec.input.name]: { type: spec.input.type, uri: spec.input.uri } },
+          outputs: { [spec.output.name]: spec.output.uri },
+        },
+        modelStep ?? { ...state, status: state.status },
+        files,
+      ),
+    ],
     links: {
       self,
       cancel: `${self}/cancel`,

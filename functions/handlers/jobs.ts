@@ -2,12 +2,12 @@ import { Readable } from 'node:stream';
 import type { ReadableStream } from 'node:stream/web';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
-import { batchJobOrchestration } from '../../orchestrations/orchestrators.js';
+import { pipelineJobOrchestration } from '../../orchestrations/orchestrators.js';
 import { BatchError } from '../../shared/errors.js';
-import { outputFolderOf } from '../../shared/jobs/jobs-service.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
+import { stepName } from '../../shared/schemas/jobs.js';
 import { jobView } from '../../shared/views.js';
 import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
 
@@ -29,7 +29,7 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
     idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
     invokedBy: invokerOf(request),
     start: async (jobId) => {
-      await client.startNew(batchJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+      await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
     },
   });
   const location = `${baseUrl(request)}/api/jobs/${job.spec.id}`;
@@ -69,15 +69,24 @@ export async function cancelJob(request: HttpRequest, context: InvocationContext
   return json(202, jobView(job, baseUrl(request)));
 }
 
-/** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's output folder. */
+/** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's outputs. */
 export async function getJobOutput(request: HttpRequest): Promise<HttpResponseInit> {
-  const { registry, jobs } = services();
+  return streamOutput(request, undefined);
+}
+
+/** GET /api/jobs/{id}/steps/{step}/outputs/{*file}: streams a file of a step's outputs. */
+export async function getStepOutput(request: HttpRequest): Promise<HttpResponseInit> {
+  return streamOutput(request, param(request, 'step', stepName));
+}
+
+async function streamOutput(request: HttpRequest, step: string | undefined): Promise<HttpResponseInit> {
+  const { jobs } = services();
   const job = await jobs.get(jobIdParam(request));
-  const file = param(request, 'file');
-  if (file.split('/').some((s) => s === '..' || s === '.' || s === '')) {
+  const path = param(request, 'file');
+  if (path.split('/').some((s) => s === '..' || s === '.' || s === '')) {
     throw new BatchError('validation_failed', 'The file path must stay inside the job output folder.', { issues: [{ field: 'file', message: 'invalid path' }] });
   }
-  const folder = await outputFolderOf(registry, job.spec);
+  const { folder, file } = jobs.outputFile(job, step, path);
   const blob = folder.container.getBlobClient(folder.blobName(file));
   try {
     const download = await blob.download();
@@ -93,10 +102,10 @@ export async function getJobOutput(request: HttpRequest): Promise<HttpResponseIn
     };
   } catch (err) {
     if (isNotFound(err)) {
-      throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${file}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
-        details: { resource: 'Job output', name: file },
+      throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${path}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
+        details: { resource: 'Job output', name: path },
       });
     }
-    throw new BatchError('storage_failed', `Could not read output '${file}'.`, { cause: err });
+    throw new BatchError('storage_failed', `Could not read output '${path}'.`, { cause: err });
   }
 }

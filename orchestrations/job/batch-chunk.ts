@@ -1,5 +1,5 @@
 import * as df from 'durable-functions';
-import type { MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runner.js';
+import type { EngineRef, MiniBatchInput, MiniBatchResult } from '../../shared/jobs/job-runner.js';
 import type { JournalLine } from '../../shared/jobs/journal.js';
 import { exceedsThreshold } from '../../shared/jobs/settings.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
@@ -8,6 +8,8 @@ import type { TypedActivity } from './typed-durable.js';
 
 export interface ChunkInput {
   jobId: string;
+  /** The parallel step the chunk belongs to (absent for jobs created before steps). */
+  step?: string | undefined;
   chunk: number;
   /** The lane running this chunk, for progress reports. */
   lane: number;
@@ -41,9 +43,9 @@ export interface ChunkResult {
 export interface ChunkActivities {
   scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
   recordMiniBatchFailure: TypedActivity<MiniBatchInput & { error: string }, { items: number; jobFailures: number; nonce: string }>;
-  recordProgress: TypedActivity<{ jobId: string; lane: number; counts: JobCounts }, null>;
-  recordJournal: TypedActivity<{ jobId: string; lines: JournalLine[] }, null>;
-  haltJob: TypedActivity<{ jobId: string; error: JobError }, null>;
+  recordProgress: TypedActivity<EngineRef & { lane: number; counts: JobCounts }, null>;
+  recordJournal: TypedActivity<EngineRef & { lines: JournalLine[] }, null>;
+  haltJob: TypedActivity<EngineRef & { error: JobError }, null>;
 }
 
 /** Journal lines recorded per call: one storage write stands for this many mini-batches. */
@@ -101,7 +103,9 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
   let halted = false;
   let error: JobError | undefined;
   let lastProgress = context.df.currentUtcDateTime.getTime();
-  const call = { jobId: input.jobId, chunkSize: input.chunkSize, maxRetries: input.maxRetries, deferJournal: true };
+  // The engine run every activity is about: the job, or its step.
+  const ref = input.step === undefined ? { jobId: input.jobId } : { jobId: input.jobId, step: input.step };
+  const call = { ...ref, chunkSize: input.chunkSize, maxRetries: input.maxRetries, deferJournal: true };
   // Lines wait here (in the orchestration's own history, so a replay rebuilds them) until recorded.
   const journal: JournalLine[] = [];
   /** Mini-batches with a final outcome, and how many of those are recorded. */
@@ -111,7 +115,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
     if (journal.length > 0) {
       const lines = journal.slice();
       try {
-        yield activities.recordJournal({ jobId: input.jobId, lines }).withRetry(bookkeeping);
+        yield activities.recordJournal({ ...ref, lines }).withRetry(bookkeeping);
       } catch (err) {
         error = { code: 'storage_failed', message: `The outcomes of mini-batches ${input.start + recorded}-${input.start + finished - 1} could not be recorded: ${messageOf(err)}` };
         return false;
@@ -190,7 +194,7 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
     const now = context.df.currentUtcDateTime.getTime();
     if (!canceled && !error && index + 1 < input.end && now - lastProgress >= input.progressIntervalSeconds * 1000) {
       try {
-        yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
+        yield activities.recordProgress({ ...ref, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
       } catch {
         // Counts shown while the job runs lag a little; the final ones come from the journal.
       }
@@ -201,14 +205,14 @@ export function* batchChunk(context: df.OrchestrationContext, input: ChunkInput,
   if (!error && !canceled && finished > 0) {
     // Every chunk reports at its end too: chunks shorter than the interval would otherwise never.
     try {
-      yield activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
+      yield activities.recordProgress({ ...ref, lane: input.lane, counts: addCounts(input.laneBase, counts) }).withRetry(PROGRESS_RETRY);
     } catch {
       // As above.
     }
   }
   if (error) {
     try {
-      yield activities.haltJob({ jobId: input.jobId, error }).withRetry(bookkeeping);
+      yield activities.haltJob({ ...ref, error }).withRetry(bookkeeping);
     } catch {
       // The other lanes then run on to their ends; the job still fails with this error.
     }

@@ -1,5 +1,5 @@
 import * as df from 'durable-functions';
-import type { FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchResult, PreparedJob } from '../../shared/jobs/job-runner.js';
+import type { EngineRef, FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchResult, PreparedJob } from '../../shared/jobs/job-runner.js';
 import { laneInstanceId } from '../../shared/jobs/jobs-service.js';
 import type { JournalLine } from '../../shared/jobs/journal.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
@@ -8,11 +8,11 @@ import type { LaneInput, LaneResult } from './batch-lane.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface BatchJobActivities {
-  prepareJob: TypedActivity<{ jobId: string }, PreparedJob>;
+  prepareJob: TypedActivity<EngineRef, PreparedJob>;
   finalizeJob: TypedActivity<FinalizeInput, FinalizeResult>;
   batchLane: TypedOrchestration<LaneInput>;
   scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
-  recordJournal: TypedActivity<{ jobId: string; lines: JournalLine[] }, null>;
+  recordJournal: TypedActivity<EngineRef & { lines: JournalLine[] }, null>;
 }
 
 export interface BatchJobResult {
@@ -35,7 +35,23 @@ const REPAIR_ROUNDS = 2;
  * lost, commit, write the summary and end the job. Only ids and counts pass through here.
  */
 export function* batchJob(context: df.OrchestrationContext, input: { jobId: string }, steps: BatchJobActivities): Generator<df.Task, BatchJobResult, unknown> {
-  const { jobId } = input;
+  const result = yield* runParallel(context, { jobId: input.jobId }, steps);
+  return { jobId: input.jobId, status: result.status, counts: result.counts };
+}
+
+/**
+ * One run of the mini-batch engine, for a job created before steps (`ref.step` absent: the
+ * `batchJob` orchestrator) or a parallel step: prepare, lanes side by side, then finalize with
+ * repairs. Returns the run's final status. For the legacy job this is exactly what `batchJob` did,
+ * call for call, so histories of jobs in flight replay unchanged.
+ */
+export function* runParallel(
+  context: df.OrchestrationContext,
+  ref: EngineRef,
+  steps: BatchJobActivities,
+): Generator<df.Task, { status: 'Completed' | 'Failed' | 'Canceled'; counts: JobCounts }, unknown> {
+  const { jobId, step } = ref;
+  const at = step === undefined ? {} : { step };
   let counts = emptyCounts();
   let outcome: FinalizeInput['outcome'] = 'Completed';
   let error: JobError | undefined;
@@ -43,7 +59,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
   let ran: LaneRan[] = [];
   let plan: PreparedJob | undefined;
   try {
-    plan = (yield steps.prepareJob({ jobId }).withRetry(SETUP_RETRY)) as PreparedJob;
+    plan = (yield steps.prepareJob({ jobId, ...at }).withRetry(SETUP_RETRY)) as PreparedJob;
     if (plan.status !== 'ready') {
       outcome = plan.status === 'canceled' ? 'Canceled' : 'Failed';
       error = plan.error;
@@ -55,6 +71,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
         steps.batchLane(
           {
             jobId,
+            ...at,
             lane,
             lanes: plan?.lanes ?? 0,
             chunks: plan?.chunks ?? 0,
@@ -65,7 +82,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
             progressIntervalSeconds: plan?.progressIntervalSeconds ?? 2,
             bookkeeping: plan?.bookkeeping ?? DEFAULT_BOOKKEEPING,
           },
-          laneInstanceId(jobId, lane),
+          laneInstanceId(jobId, lane, step),
         ),
       );
       // Lanes never fail (they return their errors), so this waits for every one of them.
@@ -91,8 +108,8 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
     error = { code: 'orchestration_failed', message: messageOf(err) };
   }
   for (let round = 0; ; round++) {
-    const final = (yield steps.finalizeJob({ jobId, outcome, counts, error, layout, ran, mayRepair: round < REPAIR_ROUNDS }).withRetry(SETUP_RETRY)) as FinalizeResult;
-    if (final.status !== 'repair') return { jobId, status: final.status, counts };
+    const final = (yield steps.finalizeJob({ jobId, ...at, outcome, counts, error, layout, ran, mayRepair: round < REPAIR_ROUNDS }).withRetry(SETUP_RETRY)) as FinalizeResult;
+    if (final.status !== 'repair') return { status: final.status, counts };
     // Mini-batches whose recorded outputs were lost run again, one at a time (this is rare), and
     // their new outcomes are acknowledged like any other before finalizing looks again.
     const lines: JournalLine[] = [];
@@ -100,6 +117,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
       try {
         const result = (yield steps.scoreMiniBatch({
           jobId,
+          ...at,
           chunkSize: layout.chunkSize,
           index: missing.index,
           attempt: missing.attempt,
@@ -112,7 +130,7 @@ export function* batchJob(context: df.OrchestrationContext, input: { jobId: stri
       }
     }
     try {
-      yield steps.recordJournal({ jobId, lines }).withRetry(bookkeepingRetry(plan?.bookkeeping ?? DEFAULT_BOOKKEEPING));
+      yield steps.recordJournal({ jobId, ...at, lines }).withRetry(bookkeepingRetry(plan?.bookkeeping ?? DEFAULT_BOOKKEEPING));
     } catch {
       // As above: the next look finds them missing.
     }

@@ -8,6 +8,8 @@ import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface LaneInput {
   jobId: string;
+  /** The parallel step the lane belongs to (absent for jobs created before steps). */
+  step?: string | undefined;
   lane: number;
   lanes: number;
   chunks: number;
@@ -40,7 +42,7 @@ export interface LaneResult {
 export function* batchLane(
   context: df.OrchestrationContext,
   input: LaneInput,
-  steps: { batchChunk: TypedOrchestration<ChunkInput>; haltJob: TypedActivity<{ jobId: string; error: JobError }, null> },
+  steps: { batchChunk: TypedOrchestration<ChunkInput>; haltJob: TypedActivity<{ jobId: string; step?: string; error: JobError }, null> },
 ): Generator<df.Task, LaneResult, unknown> {
   let counts = emptyCounts();
   let done = 0;
@@ -51,6 +53,7 @@ export function* batchLane(
       result = (yield steps.batchChunk(
         {
           jobId: input.jobId,
+          ...(input.step === undefined ? {} : { step: input.step }),
           chunk,
           lane: input.lane,
           chunkSize: input.chunkSize,
@@ -62,12 +65,12 @@ export function* batchLane(
           laneBase: counts,
           bookkeeping: input.bookkeeping,
         },
-        chunkInstanceId(input.jobId, chunk),
+        chunkInstanceId(input.jobId, chunk, input.step),
       )) as ChunkResult;
     } catch (err) {
       const error: JobError = { code: 'internal', message: `Chunk ${chunk} of the job failed: ${messageOf(err)}` };
       try {
-        yield steps.haltJob({ jobId: input.jobId, error }).withRetry(bookkeepingRetry(input.bookkeeping));
+        yield steps.haltJob({ jobId: input.jobId, ...(input.step === undefined ? {} : { step: input.step }), error }).withRetry(bookkeepingRetry(input.bookkeeping));
       } catch {
         // The other lanes then run on to their ends; the job still fails with this error.
       }

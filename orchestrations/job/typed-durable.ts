@@ -17,6 +17,21 @@ export function typedActivity<I, O>(name: string, handler: (input: I) => Promise
   });
 }
 
+/**
+ * Registers an activity that also gets a Durable client (to start orchestrations or raise events to
+ * them), and returns a typed handle.
+ */
+export function typedClientActivity<I, O>(name: string, handler: (input: I, client: df.DurableClient) => Promise<O>): TypedActivity<I, O> {
+  const registered = df.app.activity(name, {
+    extraInputs: [df.input.durableClient()],
+    handler: (input: unknown, context) => handler(input as I, df.getClient(context)),
+  });
+  return Object.assign((input: I) => registered(input), {
+    activityName: name,
+    resultOf: (task: df.Task) => task.result as O,
+  });
+}
+
 export interface TypedOrchestration<I> {
   (input: I, instanceId: string): df.RegisteredOrchestrationTask;
   readonly orchestrationName: string;

@@ -29,8 +29,12 @@ export interface RecordedInstance {
 /** The role of an instance in job `jobId`: the job itself, one of its lanes or one of its chunks. */
 export function roleOf(jobId: string, instanceId: string): string | undefined {
   if (instanceId === jobId) return 'job';
-  const m = /^:(lane-\d+|chunk-\d+)$/.exec(instanceId.slice(jobId.length));
-  return instanceId.startsWith(jobId) && m ? m[1] : undefined;
+  if (!instanceId.startsWith(jobId)) return undefined;
+  const rest = instanceId.slice(jobId.length);
+  // `:lane-0` (a job run before steps existed), `:step-score`, `:score:chunk-1` (a step's).
+  const m = /^:(?:(lane-\d+|chunk-\d+)|(step-[A-Za-z0-9_]+)|([A-Za-z0-9_]+):(lane-\d+|chunk-\d+))$/.exec(rest);
+  if (!m) return undefined;
+  return m[1] ?? m[2] ?? `${m[3] ?? ''}.${m[4] ?? ''}`;
 }
 
 /** Pretty at the top, one history event per line: small diffs, still readable. */

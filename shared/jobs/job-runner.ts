@@ -11,14 +11,36 @@ import { ONNX_COLUMNS } from '../scoring/columns.js';
 import { failedItem } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
-import { outputFiles, outputFolderOf } from './jobs-service.js';
+import { outputFiles } from './jobs-service.js';
 import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readInputRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
-import { ERRORS_FILE, type Job, type JobCounts, type JobError, type JobState, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
+import {
+  ERRORS_FILE,
+  type Job,
+  type JobCounts,
+  type JobError,
+  type JobState,
+  LOG_FILE,
+  type ParallelWork,
+  REPORT_FILE,
+  SUMMARY_FILE,
+  type StepState,
+  emptyCounts,
+  isPipelineSpec,
+} from './types.js';
+
+/**
+ * Which run of the mini-batch engine an activity is about: a job run as one (`step` absent: jobs
+ * created before pipelines, on the `batchJob` orchestrator), or a parallel step of a `steps` job.
+ */
+export interface EngineRef {
+  jobId: string;
+  step?: string | undefined;
+}
 
 /** What the orchestration needs to run a prepared job (small values only). */
 export interface PreparedJob {
@@ -39,8 +61,7 @@ export interface PreparedJob {
   error?: JobError | undefined;
 }
 
-export interface MiniBatchInput {
-  jobId: string;
+export interface MiniBatchInput extends EngineRef {
   chunkSize: number;
   index: number;
   attempt: number;
@@ -95,8 +116,7 @@ export interface LaneRan {
   partial: number;
 }
 
-export interface FinalizeInput {
-  jobId: string;
+export interface FinalizeInput extends EngineRef {
   outcome: 'Completed' | 'Failed' | 'Canceled';
   /** The orchestration's counts, shown while finalizing (the final ones come from the journal). */
   counts: JobCounts;
@@ -128,6 +148,55 @@ const PREFETCH_TTL_MS = 60_000;
 interface Places {
   folder: OutputFolder;
   input: ResolvedData;
+}
+
+/**
+ * One run of the engine as an activity sees it: the job, what the run scores (`work`), its state
+ * (the job's own, or its step's read as a job's), and `scope`: what its work area, blocks, pool and
+ * caches are keyed by (the job id, or `<job id>/<step>`), so two parallel steps of one job never
+ * address the same thing.
+ */
+interface EngineRun {
+  ref: EngineRef;
+  scope: string;
+  job: Job;
+  work: ParallelWork;
+  state: JobState;
+}
+
+/** A step's record read as the engine's state. */
+function engineState(step: StepState): JobState {
+  return { ...step, status: step.status === 'Skipped' ? 'Canceled' : step.status, counts: step.counts ?? emptyCounts() };
+}
+
+/** Where a run's prefetched mini-batch lives in the cache ('#' cannot occur in a scope). */
+function prefetchKey(scope: string, index: number | string): string {
+  return `${scope}#${index}`;
+}
+
+/** How the job's log names where it came from: the deployment, when it came through an endpoint. */
+function deploymentOf(job: Job): string {
+  return job.spec.endpoint ? `deployment ${job.spec.endpoint}/${job.spec.deployment}, ` : '';
+}
+
+/**
+ * What a step runs: for a model deployment's job the job's own work; for a pipeline's parallel step
+ * its component's, with its input as bound when it started and its output where the job put it.
+ */
+function stepWork(job: Job, stepName: string, step: StepState): ParallelWork {
+  const spec = job.spec;
+  if (!isPipelineSpec(spec)) return spec;
+  const found = spec.pipeline.steps.find((s) => s.name === stepName);
+  if (!found || found.type !== 'parallel') throw new BatchError('internal', `Job '${spec.id}' has no parallel step '${stepName}'.`, { retryable: false });
+  if (!step.input) throw new BatchError('internal', `Step '${stepName}' of job '${spec.id}' has no input bound yet.`, { retryable: false });
+  const target = found.outputs[found.append_row_to];
+  if (!target) throw new BatchError('internal', `Step '${stepName}' of job '${spec.id}' has no output '${found.append_row_to}'.`, { retryable: false });
+  return { ...found.work, input: step.input, output: { name: found.append_row_to, uri: target.uri, location: target.location } };
+}
+
+/** The scope of an engine run (see EngineRun). */
+export function engineScope(ref: EngineRef): string {
+  return ref.step === undefined ? ref.jobId : `${ref.jobId}/${ref.step}`;
 }
 
 interface ScorerFiles {
@@ -177,7 +246,7 @@ export class JobRunner {
   readonly #workArea: JobWorkArea;
   readonly #runtime: ScoringRuntime;
   readonly #now: () => Date;
-  readonly #jobs: PromiseCache<Job>;
+  readonly #runs: PromiseCache<EngineRun>;
   readonly #places = new PromiseCache<Places>({ max: 256 });
   readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
   /** Upcoming mini-batches' inputs, keyed `${jobId}/${index}`. */
@@ -198,34 +267,57 @@ export class JobRunner {
     this.#workArea = options.workArea;
     this.#runtime = options.runtime;
     this.#now = options.now ?? (() => new Date());
-    this.#jobs = new PromiseCache<Job>({ max: 256, ttlMs: 1000, now: () => this.#now().getTime() });
+    this.#runs = new PromiseCache<EngineRun>({ max: 256, ttlMs: 1000, now: () => this.#now().getTime() });
   }
 
   /**
-   * The job, re-read at most once a second: mini-batches check for cancellation this way. Concurrent
-   * mini-batches of a job share one read.
+   * An engine run (the job, and the step's record for a step), re-read at most once a second:
+   * mini-batches check for cancellation this way. Concurrent mini-batches of a run share one read.
    */
-  #job(jobId: string): Promise<Job> {
-    return this.#jobs.get(jobId, async () => {
-      const found = await this.#store.get(jobId);
-      if (!found) throw new BatchError('not_found', `Job '${jobId}' does not exist.`, { retryable: false });
-      return found;
+  #run(ref: EngineRef): Promise<EngineRun> {
+    const scope = engineScope(ref);
+    return this.#runs.get(scope, async () => {
+      const job = await this.#store.get(ref.jobId);
+      if (!job) throw new BatchError('not_found', `Job '${ref.jobId}' does not exist.`, { retryable: false });
+      if (ref.step === undefined) {
+        if (isPipelineSpec(job.spec)) throw new BatchError('internal', `Job '${ref.jobId}' runs as steps; name the step.`, { retryable: false });
+        return { ref, scope, job, work: job.spec, state: job.state };
+      }
+      const step = await this.#store.getStep(ref.jobId, ref.step);
+      if (!step) throw new BatchError('internal', `Step '${ref.step}' of job '${ref.jobId}' has no record.`, { retryable: false });
+      return { ref, scope, job, work: stepWork(job, ref.step, step), state: engineState(step) };
     });
   }
 
-  /** What the scoring runtime runs for a job: the same spec (and so the same pool) every time. */
-  #scorerSpec(job: Job, files: ScorerFiles): ScorerSpec {
-    const spec = job.spec;
+  /** Changes the engine's state: the job's, or its step's (see JobStore.update). */
+  async #update(ref: EngineRef, mutate: (state: JobState) => JobState | undefined): Promise<JobState | undefined> {
+    if (ref.step === undefined) return this.#store.update(ref.jobId, (s) => mutate(s));
+    const next = await this.#store.updateStep(ref.jobId, ref.step, (step) => {
+      const changed = mutate(engineState(step));
+      return changed ? { ...step, ...changed } : undefined;
+    });
+    return next ? engineState(next) : undefined;
+  }
+
+  /** Whether the run, or the job it belongs to, is being canceled (or was). */
+  static #canceling(run: EngineRun): boolean {
+    const statuses = [run.state.status, run.job.state.status];
+    return statuses.includes('Canceling') || statuses.includes('Canceled');
+  }
+
+  /** What the scoring runtime runs for a run: the same spec (and so the same pool) every time. */
+  #scorerSpec(run: EngineRun, files: ScorerFiles): ScorerSpec {
+    const work = run.work;
     return {
-      key: spec.id,
-      kind: spec.model.type === 'onnx' ? 'onnx' : 'script',
+      key: run.scope,
+      kind: work.model.type === 'onnx' ? 'onnx' : 'script',
       modelDir: files.model.modelDir,
       modelFile: files.model.modelFile,
       scriptPath: files.scriptPath,
-      outputDir: join(this.#config.cacheDir, 'outputs', spec.id),
-      environment: spec.settings.environment_variables,
-      loggingLevel: spec.settings.logging_level,
-      maxConcurrency: spec.settings.max_concurrency_per_instance,
+      outputDir: join(this.#config.cacheDir, 'outputs', ...run.scope.split('/')),
+      environment: work.settings.environment_variables,
+      loggingLevel: work.settings.logging_level,
+      maxConcurrency: work.settings.max_concurrency_per_instance,
     };
   }
 
@@ -234,36 +326,39 @@ export class JobRunner {
    * so the first mini-batches do not wait for them. Best effort: the mini-batches do the same work
    * again if this fails, and report what went wrong.
    */
-  async #warmUp(job: Job): Promise<void> {
-    const files = await this.#scorerFiles(job);
-    await this.#runtime.warm(this.#scorerSpec(job, files), { timeoutMs: job.spec.settings.retry_settings.timeout * 1000 });
+  async #warmUp(run: EngineRun): Promise<void> {
+    const files = await this.#scorerFiles(run);
+    await this.#runtime.warm(this.#scorerSpec(run, files), { timeoutMs: run.work.settings.retry_settings.timeout * 1000 });
   }
 
-  /** The model and scoring script on this machine, fetched once per job. */
-  #scorerFiles(job: Job): Promise<ScorerFiles> {
-    const spec = job.spec;
-    return this.#scorers.get(spec.id, async () => ({
-      model: await localModel(this.#registry, spec.model, spec.model_location, spec.model_content, this.#config.cacheDir),
+  /** The model and scoring script on this machine, fetched once per run. */
+  #scorerFiles(run: EngineRun): Promise<ScorerFiles> {
+    const work = run.work;
+    return this.#scorers.get(run.scope, async () => ({
+      model: await localModel(this.#registry, work.model, work.model_location, work.model_content, this.#config.cacheDir),
       scriptPath:
-        spec.code_configuration && spec.code_location
+        work.code_configuration && work.code_location
           ? join(
-              await localCode(this.#registry, spec.code_location, spec.code_configuration.code, spec.code_content, spec.id, this.#config.cacheDir),
-              ...spec.code_configuration.scoring_script.split('/'),
+              await localCode(this.#registry, work.code_location, work.code_configuration.code, work.code_content, run.scope, this.#config.cacheDir),
+              ...work.code_configuration.scoring_script.split('/'),
             )
           : undefined,
     }));
   }
 
-  #placesOf(job: Job): Promise<Places> {
-    return this.#places.get(job.spec.id, async () => ({
-      folder: await outputFolderOf(this.#registry, job.spec),
-      input: this.#registry.reopen(job.spec.input.location, job.spec.input.type, job.spec.input.uri),
-    }));
+  #placesOf(run: EngineRun): Promise<Places> {
+    return this.#places.get(run.scope, () =>
+      Promise.resolve({
+        folder: new OutputFolder(this.#registry.open(run.work.output.location), run.work.output.location.path),
+        input: this.#registry.reopen(run.work.input.location, run.work.input.type, run.work.input.uri),
+      }),
+    );
   }
 
-  async prepare(jobId: string): Promise<PreparedJob> {
-    const job = await this.#job(jobId);
-    const spec = job.spec;
+  async prepare(ref: EngineRef): Promise<PreparedJob> {
+    const run = await this.#run(ref);
+    const { jobId } = ref;
+    const spec = run.work;
     const base: PreparedJob = {
       status: 'ready',
       miniBatches: 0,
@@ -277,16 +372,16 @@ export class JobRunner {
       progressIntervalSeconds: this.#config.progressIntervalSeconds,
       bookkeeping: this.#config.bookkeepingRetry,
     };
-    const started = await this.#store.update(jobId, (s) =>
+    const started = await this.#update(ref, (s) =>
       s.status === 'NotStarted' ? { ...s, status: 'Preparing', started_at: this.#now().toISOString() } : undefined,
     );
-    if (started?.status === 'Canceling' || started?.status === 'Canceled') return { ...base, status: 'canceled' };
+    if (started?.status === 'Canceling' || started?.status === 'Canceled' || JobRunner.#canceling(run)) return { ...base, status: 'canceled' };
 
     // Not awaited: loading the model overlaps listing and planning.
-    this.#warmUp(job).catch(() => undefined);
+    this.#warmUp(run).catch(() => undefined);
     let batches: MiniBatch[];
     try {
-      const { input } = await this.#placesOf(job);
+      const { input } = await this.#placesOf(run);
       const items = await listInput(input, spec.split);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
@@ -300,12 +395,13 @@ export class JobRunner {
     }
     const target = chunkTarget(batches.length, base.parallelism, this.#config.maxChunkSize);
     const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, target);
-    const writes = Array.from({ length: chunks }, (_, chunk) => () => this.#workArea.writeManifest(jobId, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize)));
+    const writes = Array.from({ length: chunks }, (_, chunk) => () => this.#workArea.writeManifest(run.scope, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize)));
     await Promise.all(inOrderAtMost(writes, MANIFEST_WRITES));
     const items = batches.reduce((n, b) => n + b.items.length, 0);
-    const { folder } = await this.#placesOf(job);
+    const { folder } = await this.#placesOf(run);
     await folder.ensureContainer();
-    await this.#workArea.stageEntry(jobId, {
+    const where = ref.step === undefined ? '' : ` step ${ref.step},`;
+    await this.#workArea.stageEntry(run.scope, {
       i: -1,
       a: 0,
       n: '',
@@ -315,14 +411,14 @@ export class JobRunner {
       failed: 0,
       report: '',
       errors: '',
-      log: `${this.#now().toISOString()} INFO job ${jobId}: ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, deployment ${spec.endpoint}/${spec.deployment}, model ${spec.model.name}:${spec.model.version}\n`,
+      log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
     });
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
     // The built-in runner's columns are known now; a script's are fixed by its first rows.
     const columns = spec.code_configuration ? undefined : [...ONNX_COLUMNS];
-    const state = await this.#store.update(jobId, (s) => {
+    const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
       return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, ...(columns ? { columns } : {}) };
     });
@@ -333,25 +429,25 @@ export class JobRunner {
 
   /** Scores one mini-batch and stages its outputs. Scorer problems are results, not exceptions. */
   async scoreMiniBatch(input: MiniBatchInput): Promise<MiniBatchResult> {
-    const job = await this.#job(input.jobId);
-    const spec = job.spec;
-    const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
+    const run = await this.#run(input);
+    const spec = run.work;
+    const batch = await this.#workArea.miniBatch(run.scope, input.chunkSize, input.index);
     // Each execution has its own nonce: what it stages and its work folder are its alone, even
     // when the same attempt runs twice (activities run at least once).
     const nonce = newNonce();
-    const base = { index: input.index, attempt: input.attempt, nonce, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: job.state.failures ?? 0 };
+    const base = { index: input.index, attempt: input.attempt, nonce, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: run.state.failures ?? 0 };
     if (!input.repair) {
-      if (job.state.status === 'Canceling' || job.state.status === 'Canceled') {
+      if (JobRunner.#canceling(run)) {
         return { ...base, status: 'canceled', retryable: false };
       }
       // Another lane may have halted the job, or taken it over its error threshold, since this lane last heard.
-      if (job.state.halt) return { ...base, status: 'skipped', stop: 'halted', retryable: false };
+      if (run.state.halt) return { ...base, status: 'skipped', stop: 'halted', retryable: false };
       if (exceedsThreshold(base.jobFailures, spec.settings.error_threshold)) {
         return { ...base, status: 'skipped', stop: 'threshold', retryable: false };
       }
     }
-    const { folder } = await this.#placesOf(job);
-    const workDir = join(this.#config.cacheDir, 'work', input.jobId, `mb-${input.index}-a${input.attempt}-${nonce}`);
+    const { folder } = await this.#placesOf(run);
+    const workDir = join(this.#config.cacheDir, 'work', ...run.scope.split('/'), `mb-${input.index}-a${input.attempt}-${nonce}`);
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     const phases = { download: 0, scoring: 0 };
@@ -359,12 +455,12 @@ export class JobRunner {
     const downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
-      const files = await this.#scorerFiles(job);
-      const { items, arrivals } = await this.#download(input.jobId, batch, workDir);
+      const files = await this.#scorerFiles(run);
+      const { items, arrivals } = await this.#download(run, batch, workDir);
       // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
       const landed = Promise.allSettled(arrivals).then((settled) => {
         phases.download = elapsed();
-        if (input.next !== undefined) this.#prefetch(job, input.chunkSize, input.next);
+        if (input.next !== undefined) this.#prefetch(run, input.chunkSize, input.next);
         settled.forEach((s, n) => {
           if (s.status === 'fulfilled' && s.value === undefined) downloaded.push((items[n] as ScoringItem).localPath);
         });
@@ -372,11 +468,11 @@ export class JobRunner {
         if (failed) throw failed.reason;
       });
       // Scoring starts while the files download; the runner reads each as it lands.
-      const scored = this.#runtime.score(this.#scorerSpec(job, files), {
+      const scored = this.#runtime.score(this.#scorerSpec(run, files), {
         items,
         ready: arrivals,
         timeoutMs: spec.settings.retry_settings.timeout * 1000,
-        columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input.jobId, proposal) : undefined,
+        columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input, proposal) : undefined,
       });
       // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
       const [downloads, scoring] = await Promise.allSettled([landed, scored]);
@@ -408,22 +504,22 @@ export class JobRunner {
    * the same columns in the same order. Keys `seen` that are not among them are dropped; those not
    * dropped before are returned in `warn`, so the job log names each dropped key once.
    */
-  async #columns(jobId: string, proposal: ColumnsProposal): Promise<ColumnsDecision> {
-    const cached = await this.#job(jobId);
+  async #columns(ref: EngineRef, proposal: ColumnsProposal): Promise<ColumnsDecision> {
+    const cached = await this.#run(ref);
     const known = cached.state.columns;
     const isNew = (columns: readonly string[], dropped: readonly string[]): string[] => proposal.seen.filter((k) => !columns.includes(k) && !dropped.includes(k));
     if (known && isNew(known, cached.state.dropped_columns ?? []).length === 0) return { columns: known, warn: [] };
     let warn: string[] = [];
-    const state = await this.#store.update(jobId, (s) => {
+    const state = await this.#update(ref, (s) => {
       const columns = s.columns ?? proposal.proposed;
       const dropped = s.dropped_columns ?? [];
       warn = isNew(columns, dropped);
       if (s.columns && warn.length === 0) return undefined;
       return { ...s, columns, dropped_columns: [...dropped, ...warn] };
     });
-    this.#jobs.delete(jobId);
+    this.#runs.delete(engineScope(ref));
     const columns = state?.columns;
-    if (!columns) throw new BatchError('internal', `Job '${jobId}' has no columns after fixing them.`);
+    if (!columns) throw new BatchError('internal', `Job '${ref.jobId}' has no columns after fixing them.`);
     return { columns, warn };
   }
 
@@ -432,9 +528,8 @@ export class JobRunner {
    * per item a promise that settles when its data is here, with its bytes if they were read into
    * memory (see {@link ScoreRequest.ready}) or with nothing once a large file is in place on disk.
    */
-  async #download(jobId: string, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<Buffer | undefined>[] }> {
-    const job = await this.#job(jobId);
-    const { input } = await this.#placesOf(job);
+  async #download(run: EngineRun, batch: MiniBatch, workDir: string): Promise<{ items: ScoringItem[]; arrivals: Promise<Buffer | undefined>[] }> {
+    const { input } = await this.#placesOf(run);
     const headers = new Map<string, Promise<Buffer>>();
     const items: ScoringItem[] = [];
     // Files keep their base names (scripts often use them); only names that occur more than once
@@ -450,7 +545,7 @@ export class JobRunner {
     });
     // In item order, a bounded number at a time: the first items land first (scoring starts on
     // them), and a mini-batch of thousands of files never opens thousands of connections.
-    const early = this.#claimPrefetch(jobId, batch.index);
+    const early = this.#claimPrefetch(run.scope, batch.index);
     const fetches = batch.items.map((item, n) => async (): Promise<Buffer | undefined> => {
       const ahead = early?.[n];
       if (ahead) {
@@ -493,14 +588,14 @@ export class JobRunner {
    * within the prefetch budget: only items that would be read into memory anyway, and nothing if
    * the budget is spent. Failures are left for that activity to retry.
    */
-  #prefetch(job: Job, chunkSize: number, index: number): void {
+  #prefetch(run: EngineRun, chunkSize: number, index: number): void {
     const budget = this.#config.prefetchBytes;
     if (budget <= 0) return;
-    const key = `${job.spec.id}/${index}`;
+    const key = prefetchKey(run.scope, index);
     if (this.#prefetched.has(key)) return;
     this.#dropStalePrefetches();
     const started = (async (): Promise<void> => {
-      const [batch, { input }] = await Promise.all([this.#workArea.miniBatch(job.spec.id, chunkSize, index), this.#placesOf(job)]);
+      const [batch, { input }] = await Promise.all([this.#workArea.miniBatch(run.scope, chunkSize, index), this.#placesOf(run)]);
       const sizes = batch.items.map(inMemorySize);
       const bytes = sizes.reduce<number>((sum, size) => sum + (size ?? 0), 0);
       if (bytes === 0 || this.#prefetchedBytes + bytes > budget || this.#prefetched.has(key)) return;
@@ -519,8 +614,8 @@ export class JobRunner {
   }
 
   /** Takes mini-batch `index`'s prefetched inputs, if any, out of the cache. */
-  #claimPrefetch(jobId: string, index: number): Prefetched['items'] | undefined {
-    const key = `${jobId}/${index}`;
+  #claimPrefetch(scope: string, index: number): Prefetched['items'] | undefined {
+    const key = prefetchKey(scope, index);
     const entry = this.#prefetched.get(key);
     if (!entry) return undefined;
     this.#prefetched.delete(key);
@@ -528,10 +623,10 @@ export class JobRunner {
     return entry.items;
   }
 
-  #dropStalePrefetches(jobId?: string): void {
+  #dropStalePrefetches(scope?: string): void {
     const oldest = this.#now().getTime() - PREFETCH_TTL_MS;
     for (const [key, entry] of this.#prefetched) {
-      if (entry.at < oldest || (jobId !== undefined && key.startsWith(`${jobId}/`))) {
+      if (entry.at < oldest || (scope !== undefined && key.startsWith(prefetchKey(scope, '')))) {
         this.#prefetched.delete(key);
         this.#prefetchedBytes -= entry.bytes;
       }
@@ -547,12 +642,12 @@ export class JobRunner {
     timing: { seconds: number; download: number; scoring: number },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
-    const job = await this.#job(input.jobId);
-    const spec = job.spec;
+    const run = await this.#run(input);
+    const spec = run.work;
     const items = batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
-    const ids = new BlockIds(input.jobId);
+    const ids = new BlockIds(run.scope);
     let result: MiniBatchResult;
     let errors: string;
     let part: StagedPart | undefined;
@@ -576,7 +671,7 @@ export class JobRunner {
         failed: Math.min(failedCount, items),
         retryable: false,
         seconds,
-        jobFailures: job.state.failures ?? 0,
+        jobFailures: run.state.failures ?? 0,
       };
     } else {
       // Setup failures already say what failed (init(), loading the script or the model).
@@ -596,7 +691,7 @@ export class JobRunner {
         retryable: outcome.status === 'timeout' ? true : outcome.retryable,
         seconds,
         error: truncate(outcome.error),
-        jobFailures: job.state.failures ?? 0,
+        jobFailures: run.state.failures ?? 0,
       };
     }
     const repairNote = input.repair
@@ -619,20 +714,21 @@ export class JobRunner {
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.
     const routine = input.deferJournal === true && result.status === 'completed' && errors === '' && logText === '';
     if (routine) result.journal = entry;
-    else await this.#workArea.stageEntry(input.jobId, entry);
+    else await this.#workArea.stageEntry(run.scope, entry);
     const final = result.status === 'completed' || !result.retryable || input.attempt > input.maxRetries;
     // A repair re-runs a mini-batch whose failures were counted when it first ran.
-    if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input.jobId, result.failed);
+    if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input, result.failed);
     return result;
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
   async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number; nonce: string }> {
-    const batch = await this.#workArea.miniBatch(input.jobId, input.chunkSize, input.index);
+    const scope = engineScope(input);
+    const batch = await this.#workArea.miniBatch(scope, input.chunkSize, input.index);
     const reason = truncate(input.error);
     const nonce = newNonce();
     const items = batch.items.length;
-    await this.#workArea.stageEntry(input.jobId, {
+    await this.#workArea.stageEntry(scope, {
       i: input.index,
       a: input.attempt,
       n: nonce,
@@ -644,21 +740,21 @@ export class JobRunner {
       errors: errorLines(input.index, batch.items.map((i) => failedItem(i, reason))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });
-    return { items, jobFailures: await this.#addFailures(input.jobId, items), nonce };
+    return { items, jobFailures: await this.#addFailures(input, items), nonce };
   }
 
   /** Records journal lines an orchestration collected: routine entries and acks (see JobWorkArea.stageGroup). */
-  async recordJournal(input: { jobId: string; lines: JournalLine[] }): Promise<void> {
-    await this.#workArea.stageGroup(input.jobId, input.lines);
+  async recordJournal(input: EngineRef & { lines: JournalLine[] }): Promise<void> {
+    await this.#workArea.stageGroup(engineScope(input), input.lines);
   }
 
   /**
    * Halts the job: part of it failed in a way that must stop the rest (a lane could not record its
    * work). Lanes' next mini-batches see it and stop; the first halt's reason is the job's error.
    */
-  async halt(input: { jobId: string; error: JobError }): Promise<void> {
-    await this.#store.update(input.jobId, (s) => (s.halt || isTerminalJob(s.status) ? undefined : { ...s, halt: input.error }));
-    this.#jobs.delete(input.jobId);
+  async halt(input: EngineRef & { error: JobError }): Promise<void> {
+    await this.#update(input, (s) => (s.halt || isTerminalJob(s.status) ? undefined : { ...s, halt: input.error }));
+    this.#runs.delete(engineScope(input));
   }
 
   /**
@@ -666,10 +762,10 @@ export class JobRunner {
    * last step of a mini-batch, after its outputs are stored; only a crash between the two could
    * count a mini-batch twice, which at worst stops a job at its threshold a little early.
    */
-  async #addFailures(jobId: string, items: number): Promise<number> {
-    const state = await this.#store.update(jobId, (s) => ({ ...s, failures: (s.failures ?? 0) + items }));
+  async #addFailures(ref: EngineRef, items: number): Promise<number> {
+    const state = await this.#update(ref, (s) => ({ ...s, failures: (s.failures ?? 0) + items }));
     // Mini-batches that start next must see the new total.
-    this.#jobs.delete(jobId);
+    this.#runs.delete(engineScope(ref));
     return state?.failures ?? items;
   }
 
@@ -677,10 +773,10 @@ export class JobRunner {
    * Writes one lane's counts (its finished chunks and the running one) beside the job, so
    * GET /jobs/{id} shows them move. Lanes write their own rows: no lane waits for another.
    */
-  async progress(input: { jobId: string; lane: number; counts: JobCounts }): Promise<void> {
-    const job = await this.#job(input.jobId);
-    if (job.state.status !== 'Running' && job.state.status !== 'Canceling') return;
-    await this.#store.writeLaneCounts(input.jobId, input.lane, input.counts);
+  async progress(input: EngineRef & { lane: number; counts: JobCounts }): Promise<void> {
+    const run = await this.#run(input);
+    if (run.state.status !== 'Running' && run.state.status !== 'Canceling') return;
+    await this.#store.writeLaneCounts(input, input.lane, input.counts);
   }
 
   /**
@@ -693,21 +789,22 @@ export class JobRunner {
    * records, not from what anyone remembers), and ends the job. Safe to repeat.
    */
   async finalize(input: FinalizeInput): Promise<FinalizeResult> {
-    const job = await this.#store.get(input.jobId);
-    if (!job) throw new BatchError('not_found', `Job '${input.jobId}' does not exist.`, { retryable: false });
-    if (isTerminalJob(job.state.status)) return { status: job.state.status as 'Completed' | 'Failed' | 'Canceled' };
+    this.#runs.delete(engineScope(input));
+    const run = await this.#run(input);
+    const job = run.job;
+    if (isTerminalJob(run.state.status)) return { status: run.state.status as 'Completed' | 'Failed' | 'Canceled' };
     const totals = (s: JobState): JobCounts => ({
       mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, s.counts.mini_batches.total) },
       items: { ...input.counts.items, total: Math.max(input.counts.items.total, s.counts.items.total) },
     });
     // While it finalizes, the job shows the counts the lanes reached (their progress rows stop).
-    const state = (await this.#store.update(input.jobId, (s) => (isTerminalJob(s.status) ? undefined : { ...s, status: 'Finalizing', counts: totals(s) }))) ?? job.state;
-    const spec = job.spec;
-    const folder = await outputFolderOf(this.#registry, spec);
+    const state = (await this.#update(input, (s) => (isTerminalJob(s.status) ? undefined : { ...s, status: 'Finalizing', counts: totals(s) }))) ?? run.state;
+    const spec = run.work;
+    const { folder } = await this.#placesOf(run);
     await folder.ensureContainer();
     const file = spec.settings.output_file_name;
     const appendRow = spec.settings.output_action === 'append_row';
-    const [lines, blocks] = await Promise.all([this.#workArea.readJournal(input.jobId), appendRow ? folder.blocks(file) : new Map<string, number>()]);
+    const [lines, blocks] = await Promise.all([this.#workArea.readJournal(run.scope), appendRow ? folder.blocks(file) : new Map<string, number>()]);
     const reading = readJournalLines(lines, ranIndexes(input.layout, input.ran));
     const parts = reading.accepted.flatMap((m) => (m.final.part ? [{ index: m.index, attempt: m.final.a, part: m.final.part }] : []));
     const lost = appendRow ? OutputFolder.missing(parts, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
@@ -748,9 +845,10 @@ export class JobRunner {
     const columns = state.columns;
     const files = outputFiles(spec);
     const summary = {
-      id: spec.id,
-      endpoint: spec.endpoint,
-      deployment: spec.deployment,
+      id: job.spec.id,
+      ...(input.step === undefined ? {} : { step: input.step }),
+      endpoint: job.spec.endpoint,
+      deployment: job.spec.deployment,
       model: `${spec.model.name}:${spec.model.version}`,
       status,
       error: error ?? null,
@@ -759,8 +857,8 @@ export class JobRunner {
       settings: spec.settings,
       input: { name: spec.input.name, type: spec.input.type, path: spec.input.path, uri: spec.input.uri },
       output: { uri: spec.output.uri, files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${spec.output.uri}${f}`])) },
-      created_at: spec.created_at,
-      started_at: job.state.started_at ?? null,
+      created_at: job.spec.created_at,
+      started_at: state.started_at ?? null,
       completed_at: completedAt,
     };
     const log = [...reading.preamble.map((e) => e.log), ...accepted.flatMap((m) => m.attempts.map((e) => e.log))].join('');
@@ -773,20 +871,21 @@ export class JobRunner {
       folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json'),
       folder.upload(
         LOG_FILE,
-        `${log}${completedAt} INFO job ${spec.id} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+        `${log}${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
         'text/plain; charset=utf-8',
       ),
     ]);
-    await this.#store.update(input.jobId, (s) => ({ ...s, status, completed_at: completedAt, counts, error }));
-    await this.#runtime.release(spec.id).catch(() => undefined);
-    await removeQuietly(join(this.#config.cacheDir, 'code', spec.id));
-    await removeQuietly(join(this.#config.cacheDir, 'outputs', spec.id));
-    await removeQuietly(join(this.#config.cacheDir, 'work', spec.id));
-    await this.#workArea.clear(spec.id).catch(() => undefined);
-    this.#jobs.delete(spec.id);
-    this.#places.delete(spec.id);
-    this.#scorers.delete(spec.id);
-    this.#dropStalePrefetches(spec.id);
+    await this.#update(input, (s) => ({ ...s, status, completed_at: completedAt, counts, error }));
+    const local = run.scope.split('/');
+    await this.#runtime.release(run.scope).catch(() => undefined);
+    await removeQuietly(join(this.#config.cacheDir, 'code', ...local));
+    await removeQuietly(join(this.#config.cacheDir, 'outputs', ...local));
+    await removeQuietly(join(this.#config.cacheDir, 'work', ...local));
+    await this.#workArea.clear(run.scope).catch(() => undefined);
+    this.#runs.delete(run.scope);
+    this.#places.delete(run.scope);
+    this.#scorers.delete(run.scope);
+    this.#dropStalePrefetches(run.scope);
     return { status };
   }
 }

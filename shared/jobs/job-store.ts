@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { TableClient } from '@azure/data-tables';
+import type { TableClient, TransactionAction } from '@azure/data-tables';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
-import { type Job, type JobCounts, type JobSpec, type JobState, addCounts, emptyCounts } from './types.js';
+import { type Job, type JobCounts, type JobSpec, type JobState, type StepState, addCounts, emptyCounts } from './types.js';
 
 interface JobEntity {
   partitionKey: string;
@@ -25,6 +25,23 @@ interface LaneEntity {
 /** Row keys of a job's lane progress rows sort between these. */
 const LANE_FIRST = 'lane-';
 const LANE_AFTER = 'lane.';
+
+/** Row keys of a job's step records sort between these (beside `job` and the lanes' rows). */
+const STEP_FIRST = 'step:';
+const STEP_AFTER = 'step;';
+
+interface StepEntity {
+  partitionKey: string;
+  rowKey: string;
+  state: string;
+  status: string;
+  etag?: string;
+}
+
+/** The row key prefix of an engine run's lane rows: the job's own, or a step's. */
+function laneRows(step: string | undefined): { first: string; after: string } {
+  return step === undefined ? { first: LANE_FIRST, after: LANE_AFTER } : { first: `steplane:${step}:`, after: `steplane:${step};` };
+}
 
 interface IndexEntity {
   partitionKey: string;
@@ -187,20 +204,87 @@ export class JobStore {
     throw new BatchError('storage_failed', `Job '${id}' is being updated too often; gave up after 20 attempts.`, { retryable: true });
   }
 
-  /** Records one lane's counts in a row of its own beside the job (lanes never contend). */
-  async writeLaneCounts(jobId: string, lane: number, counts: JobCounts): Promise<void> {
+  /**
+   * Creates the records of a job's steps (before its orchestration starts): one row each beside the
+   * job's, created together in one batch, so a job never has some of its steps' records and not others.
+   */
+  async createSteps(jobId: string, steps: Record<string, StepState>): Promise<void> {
+    const jobs = await this.#jobs();
+    const actions = Object.entries(steps).map(
+      ([name, state]): TransactionAction => ['create', { partitionKey: jobId, rowKey: `${STEP_FIRST}${name}`, state: JSON.stringify(state), status: state.status }],
+    );
+    if (actions.length === 0) return;
+    try {
+      await jobs.submitTransaction(actions);
+    } catch (err) {
+      throw storageError('creating the job\'s steps', err);
+    }
+  }
+
+  async getStep(jobId: string, step: string): Promise<StepState | undefined> {
+    return (await this.#getStepEntity(jobId, step))?.state;
+  }
+
+  async #getStepEntity(jobId: string, step: string): Promise<{ state: StepState; etag: string } | undefined> {
     const jobs = await this.#jobs();
     try {
-      await jobs.upsertEntity<LaneEntity>({ partitionKey: jobId, rowKey: `${LANE_FIRST}${String(lane).padStart(5, '0')}`, counts: JSON.stringify(counts) }, 'Replace');
+      const e = await jobs.getEntity<StepEntity>(jobId, `${STEP_FIRST}${step}`);
+      return { state: JSON.parse(e.state) as StepState, etag: e.etag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading a step of the job', err);
+    }
+  }
+
+  /** Every step record of a job, by step name. */
+  async listSteps(jobId: string): Promise<Map<string, StepState>> {
+    const jobs = await this.#jobs();
+    const filter = `PartitionKey eq '${jobId.replace(/'/g, "''")}' and RowKey ge '${STEP_FIRST}' and RowKey lt '${STEP_AFTER}'`;
+    const found = new Map<string, StepState>();
+    try {
+      for await (const row of jobs.listEntities<StepEntity>({ queryOptions: { filter } })) {
+        found.set(row.rowKey.substring(STEP_FIRST.length), JSON.parse(row.state) as StepState);
+      }
+    } catch (err) {
+      throw storageError('reading the job\'s steps', err);
+    }
+    return found;
+  }
+
+  /** Changes a step's record with optimistic concurrency, as {@link update} does the job's. */
+  async updateStep(jobId: string, step: string, mutate: (state: StepState) => StepState | undefined): Promise<StepState | undefined> {
+    const jobs = await this.#jobs();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const found = await this.#getStepEntity(jobId, step);
+      if (!found) return undefined;
+      const next = mutate(structuredClone(found.state));
+      if (!next) return found.state;
+      try {
+        await jobs.updateEntity({ partitionKey: jobId, rowKey: `${STEP_FIRST}${step}`, state: JSON.stringify(next), status: next.status }, 'Merge', { etag: found.etag });
+        return next;
+      } catch (err) {
+        if (!isConflict(err)) throw storageError('updating a step of the job', err);
+      }
+    }
+    throw new BatchError('storage_failed', `Step '${step}' of job '${jobId}' is being updated too often; gave up after 20 attempts.`, { retryable: true });
+  }
+
+  /** Records one lane's counts in a row of its own beside the job (lanes never contend). */
+  async writeLaneCounts(ref: { jobId: string; step?: string | undefined }, lane: number, counts: JobCounts): Promise<void> {
+    const jobs = await this.#jobs();
+    try {
+      const rowKey = `${laneRows(ref.step).first}${String(lane).padStart(5, '0')}`;
+      await jobs.upsertEntity<LaneEntity>({ partitionKey: ref.jobId, rowKey, counts: JSON.stringify(counts) }, 'Replace');
     } catch (err) {
       throw storageError('recording progress', err);
     }
   }
 
   /** The sum of the counts the lanes of a running job have recorded so far. */
-  async laneCounts(jobId: string): Promise<JobCounts> {
+  async laneCounts(jobId: string, step?: string): Promise<JobCounts> {
     const jobs = await this.#jobs();
-    const filter = `PartitionKey eq '${jobId.replace(/'/g, "''")}' and RowKey ge '${LANE_FIRST}' and RowKey lt '${LANE_AFTER}'`;
+    const rows = laneRows(step);
+    const filter = `PartitionKey eq '${jobId.replace(/'/g, "''")}' and RowKey ge '${rows.first}' and RowKey lt '${rows.after}'`;
     let sum = emptyCounts();
     try {
       for await (const row of jobs.listEntities<LaneEntity>({ queryOptions: { filter, select: ['counts'] } })) {

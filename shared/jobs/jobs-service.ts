@@ -5,14 +5,14 @@ import { BatchError, notFound } from '../errors.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
-import { type InvokeBody, invokeBody, isTerminalJob } from '../schemas/jobs.js';
+import { type InvokeBody, type JobStatus, invokeBody, isTerminalJob } from '../schemas/jobs.js';
 import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
 import type { JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
-import { ERRORS_FILE, type Invoker, type Job, type JobSpec, LOG_FILE, REPORT_FILE, SUMMARY_FILE, emptyCounts } from './types.js';
+import { ERRORS_FILE, type Invoker, type Job, type JobCounts, LOG_FILE, MODEL_STEP, type ModelJobSpec, REPORT_FILE, SUMMARY_FILE, emptyCounts, isPipelineSpec } from './types.js';
 
 export interface InvokeRequest {
   endpoint: string;
@@ -46,15 +46,15 @@ function hashRequest(endpoint: string, deployment: string | undefined, body: Inv
 /** An invocation that died between claiming an output folder and recording its job leaves a claim this old at most. */
 const ORPHAN_CLAIM_MS = 60_000;
 
-/** The output folder of a job, where its spec says (never looked up by name again). */
-export async function outputFolderOf(registry: Registry, spec: JobSpec): Promise<OutputFolder> {
-  return Promise.resolve(new OutputFolder(registry.open(spec.output.location), spec.output.location.path));
+/** An output folder, where the job's spec put it (never looked up by name again). */
+export function outputFolderOf(registry: Registry, target: { location: DataLocation }): OutputFolder {
+  return new OutputFolder(registry.open(target.location), target.location.path);
 }
 
-/** What identifies a job's output folder physically: the container's URL and the folder's prefix. */
-export function outputFolderKey(registry: Registry, spec: JobSpec): string {
-  const url = new URL(registry.open(spec.output.location).url);
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}/${folderPrefix(spec.output.location.path)}`;
+/** What identifies an output folder physically: the container's URL and the folder's prefix. */
+export function outputFolderKey(registry: Registry, location: DataLocation): string {
+  const url = new URL(registry.open(location).url);
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}/${folderPrefix(location.path)}`;
 }
 
 /**
@@ -155,8 +155,10 @@ export class JobsService {
     const outputData = output
       ? await this.#registry.resolveData(output.path, outputField, 'uri_folder')
       : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${jobId}/${outputName}/`), outputField, 'uri_folder');
-    const spec: JobSpec = {
+    const spec: ModelJobSpec = {
       id: jobId,
+      kind: 'model',
+      runs_as: 'steps',
       endpoint: request.endpoint,
       endpoint_uid: scope.uid || undefined,
       deployment: deploymentName,
@@ -187,11 +189,13 @@ export class JobsService {
         if (!claim.claimed) return await this.#replay(claim, requestHash);
         undo.push(() => this.#store.releaseKey(scope, key));
       }
-      await this.#claimOutput(spec, outputField);
-      const folderKey = outputFolderKey(this.#registry, spec);
+      await this.#claimOutput(spec, spec.output, Object.values(outputFiles(spec)), outputField);
+      const folderKey = outputFolderKey(this.#registry, spec.output.location);
       undo.push(() => this.#store.releaseOutput(folderKey, jobId));
       await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
       undo.push(() => this.#store.remove(spec));
+      // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
+      await this.#store.createSteps(jobId, { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } });
       try {
         await request.start(jobId);
       } catch (err) {
@@ -242,10 +246,10 @@ export class JobsService {
    * by another job is a 409 naming the output, unless that job never came to be (its invocation
    * died between claiming and recording it) or it has ended and its outputs have since been deleted.
    */
-  async #claimOutput(spec: JobSpec, field: string): Promise<void> {
-    const folder = await outputFolderOf(this.#registry, spec);
-    const folderKey = outputFolderKey(this.#registry, spec);
-    const claimed = await this.#store.claimOutput(folderKey, spec.id, spec.created_at, async (claim) => {
+  async #claimOutput(job: { id: string; created_at: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string): Promise<void> {
+    const folder = outputFolderOf(this.#registry, target);
+    const folderKey = outputFolderKey(this.#registry, target.location);
+    const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, async (claim) => {
       const owner = await this.#store.get(claim.jobId);
       if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
       return isTerminalJob(owner.state.status) && !(await folder.hasAnyFile());
@@ -253,16 +257,16 @@ export class JobsService {
     const conflict = (message: string, jobId?: string): BatchError =>
       new BatchError('output_exists', message, {
         issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
-        details: { output: spec.output.uri, ...(jobId ? { job_id: jobId } : {}) },
+        details: { output: target.uri, ...(jobId ? { job_id: jobId } : {}) },
       });
     if (!claimed.claimed) {
-      throw conflict(`The output folder ${spec.output.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+      throw conflict(`The output folder ${target.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
     }
     // Any file the job would write, found there, would be overwritten: the folder is refused.
-    for (const file of Object.values(outputFiles(spec))) {
+    for (const file of files) {
       if (await folder.exists(file)) {
-        await this.#store.releaseOutput(folderKey, spec.id);
-        throw conflict(`The output ${spec.output.uri}${file} already exists. Choose an empty output folder.`);
+        await this.#store.releaseOutput(folderKey, job.id);
+        throw conflict(`The output ${target.uri}${file} already exists. Choose an empty output folder.`);
       }
     }
   }
@@ -303,7 +307,11 @@ export class JobsService {
     }
   }
 
-  /** A job as users see it: while it runs, its counts are the sum of what its lanes reported. */
+  /**
+   * A job as users see it, with its steps: while a parallel step runs, its counts are the sum of
+   * what its lanes reported; a job's counts are its parallel steps' (a model deployment's job has
+   * one).
+   */
   async get(id: string): Promise<Job> {
     const job = await this.#store.get(id);
     if (!job) throw notFound('Job', id);
@@ -316,11 +324,57 @@ export class JobsService {
   }
 
   async #withLiveCounts(job: Job): Promise<Job> {
-    if (job.state.status !== 'Running' && job.state.status !== 'Canceling') return job;
-    const live = await this.#store.laneCounts(job.spec.id);
-    const { total: batches } = job.state.counts.mini_batches;
-    const { total: items } = job.state.counts.items;
-    return { ...job, state: { ...job.state, counts: { mini_batches: { ...live.mini_batches, total: batches }, items: { ...live.items, total: items } } } };
+    const running = (status: string): boolean => status === 'Running' || status === 'Canceling';
+    if (job.spec.runs_as !== 'steps') {
+      if (!running(job.state.status)) return job;
+      return { ...job, state: { ...job.state, counts: withTotals(await this.#store.laneCounts(job.spec.id), job.state.counts) } };
+    }
+    const steps = await this.#store.listSteps(job.spec.id);
+    for (const [name, step] of steps) {
+      if (step.counts && running(step.status)) steps.set(name, { ...step, counts: withTotals(await this.#store.laneCounts(job.spec.id, name), step.counts) });
+    }
+    const parallel = [...steps.values()].flatMap((s) => (s.counts ? [s.counts] : []));
+    // Once the job has ended its own counts are final (taken from the steps' records).
+    const counts = isTerminalJob(job.state.status) || parallel.length === 0 ? job.state.counts : parallel.reduce(sumCounts, emptyCounts());
+    const state = { ...job.state, counts };
+    // A model deployment's job is its one step, as callers of Azure ML see it: until the job has
+    // ended it shows the step's status (Preparing, Running, Finalizing…) and error.
+    const only = isPipelineSpec(job.spec) ? undefined : steps.get(MODEL_STEP);
+    if (only && !isTerminalJob(job.state.status) && only.status !== 'NotStarted' && only.status !== 'Skipped') {
+      state.status = only.status;
+      if (only.error) state.error = only.error;
+    }
+    return { ...job, state, steps: Object.fromEntries(steps) };
+  }
+
+  /**
+   * Which file `GET /api/jobs/{id}[/steps/{step}]/outputs/{*file}` means: for a model deployment's
+   * job (or its one step) a file of its output folder; for a pipeline job or a step with one
+   * output, a file of that output; with several, the path starts with the output's name. A step's
+   * outputs are where it recorded them (an earlier run's, when it was reused).
+   */
+  outputFile(job: Job, step: string | undefined, file: string): { folder: OutputFolder; file: string } {
+    const spec = job.spec;
+    let outputs: Record<string, { uri: string; location: DataLocation }>;
+    if (!isPipelineSpec(spec)) {
+      if (step !== undefined && step !== MODEL_STEP) throw notFound('Step', step);
+      outputs = { [spec.output.name]: spec.output };
+    } else if (step === undefined) {
+      outputs = spec.pipeline.outputs;
+    } else {
+      const found = spec.pipeline.steps.find((s) => s.name === step);
+      if (!found) throw notFound('Step', step);
+      outputs = job.steps?.[step]?.outputs ?? found.outputs;
+    }
+    const names = Object.keys(outputs);
+    const [first, ...rest] = file.split('/');
+    const named = first !== undefined && rest.length > 0 ? outputs[first] : undefined;
+    const only = names.length === 1 ? outputs[names[0] as string] : undefined;
+    const target = named ?? only;
+    if (!target) {
+      throw new BatchError('not_found', `Name the output first (${names.join(', ') || 'none'}): outputs/<output>/<file>.`, { details: { resource: 'Job output', name: file } });
+    }
+    return { folder: outputFolderOf(this.#registry, target), file: named ? rest.join('/') : file };
   }
 
   /**
@@ -337,24 +391,59 @@ export class JobsService {
     const state = await this.#store.update(id, (s) =>
       isTerminalJob(s.status) || s.status === 'Canceling' || s.status === 'Finalizing' ? undefined : { ...s, status: 'Canceling' },
     );
-    const chunks = state?.chunks ?? 0;
-    await notify([id, ...Array.from({ length: chunks }, (_, c) => chunkInstanceId(id, c))]);
+    if (job.spec.runs_as !== 'steps') {
+      const chunks = state?.chunks ?? 0;
+      await notify([id, ...Array.from({ length: chunks }, (_, c) => chunkInstanceId(id, c))]);
+      return this.get(id);
+    }
+    // Every step still going hears it: its record says Canceling (its mini-batches check that) and
+    // its orchestrations (the step's, and a parallel step's chunks) get the event.
+    const instances = [id];
+    for (const [name, step] of await this.#store.listSteps(id)) {
+      if (isTerminalJob(step.status as JobStatus) || step.status === 'Skipped') continue;
+      const updated = await this.#store.updateStep(id, name, (s) => (s.status === 'Running' || s.status === 'Preparing' ? { ...s, status: 'Canceling' } : undefined));
+      instances.push(stepInstanceId(id, name), ...Array.from({ length: updated?.chunks ?? 0 }, (_, c) => chunkInstanceId(id, c, name)));
+    }
+    await notify(instances);
     return this.get(id);
   }
 }
 
-/** The sub-orchestration instance that runs lane `lane` of a job. */
-export function laneInstanceId(jobId: string, lane: number): string {
-  return `${jobId}:lane-${lane}`;
+/** The sub-orchestration instance that runs lane `lane` of a job (or of its parallel step `step`). */
+export function laneInstanceId(jobId: string, lane: number, step?: string): string {
+  return step === undefined ? `${jobId}:lane-${lane}` : `${jobId}:${step}:lane-${lane}`;
 }
 
-/** The sub-orchestration instance that runs chunk `chunk` of a job. */
-export function chunkInstanceId(jobId: string, chunk: number): string {
-  return `${jobId}:chunk-${chunk}`;
+/** The sub-orchestration instance that runs chunk `chunk` of a job (or of its parallel step `step`). */
+export function chunkInstanceId(jobId: string, chunk: number, step?: string): string {
+  return step === undefined ? `${jobId}:chunk-${chunk}` : `${jobId}:${step}:chunk-${chunk}`;
+}
+
+/** The orchestration instance that runs step `step` of a job. */
+export function stepInstanceId(jobId: string, step: string): string {
+  return `${jobId}:step-${step}`;
+}
+
+/** Live counts of lanes with the plan's totals (the lanes' rows do not carry them). */
+function withTotals(live: JobCounts, planned: JobCounts): JobCounts {
+  return { mini_batches: { ...live.mini_batches, total: planned.mini_batches.total }, items: { ...live.items, total: planned.items.total } };
+}
+
+/** Counts of two parallel steps together: totals add up too (unlike lanes of one step, see addCounts). */
+export function sumCounts(a: JobCounts, b: JobCounts): JobCounts {
+  return {
+    mini_batches: {
+      total: a.mini_batches.total + b.mini_batches.total,
+      succeeded: a.mini_batches.succeeded + b.mini_batches.succeeded,
+      failed: a.mini_batches.failed + b.mini_batches.failed,
+      retried: a.mini_batches.retried + b.mini_batches.retried,
+    },
+    items: { total: a.items.total + b.items.total, succeeded: a.items.succeeded + b.items.succeeded, failed: a.items.failed + b.items.failed },
+  };
 }
 
 /** The files a job writes, relative to its output folder. */
-export function outputFiles(spec: JobSpec): Record<string, string> {
+export function outputFiles(spec: { settings: { output_action: string; output_file_name: string } }): Record<string, string> {
   const files: Record<string, string> = {};
   if (spec.settings.output_action === 'append_row') files['predictions'] = spec.settings.output_file_name;
   files['mini_batch_report'] = REPORT_FILE;

@@ -11,16 +11,11 @@ export interface Invoker {
   via: 'easy_auth' | 'function_key' | 'anonymous' | 'event_grid';
 }
 
-/** Everything fixed when a job is created; it never changes afterwards. */
-export interface JobSpec {
-  id: string;
-  endpoint: string;
-  /** The endpoint's incarnation (EndpointDoc.uid) when the job was invoked. */
-  endpoint_uid?: string | undefined;
-  deployment: string;
-  display_name?: string | undefined;
-  description?: string | undefined;
-  tags: Record<string, string>;
+/**
+ * What the mini-batch engine runs (Azure ML's `parallel` step): a model deployment job's own
+ * fields, or one parallel step of a pipeline job.
+ */
+export interface ParallelWork {
   model: ModelDoc;
   code_configuration?: { code: string; scoring_script: string } | undefined;
   /**
@@ -41,12 +36,126 @@ export interface JobSpec {
   resources: { instance_count: number };
   split?: SplitSettings | undefined;
   /** `path` as the caller wrote it; `uri` canonical (encoded once); `location` resolved and decoded. */
-  input: { name: string; type: 'uri_folder' | 'uri_file'; path: string; uri: string; location: DataLocation };
+  input: DataValue & { name: string };
   /** The output folder, claimed for this job alone at invoke (see JobStore.claimOutput). */
   output: { name: string; uri: string; location: DataLocation };
+}
+
+/** A data input as resolved at invoke: `path` as the caller wrote it, `uri` canonical, `location` decoded. */
+export interface DataValue {
+  type: 'uri_folder' | 'uri_file';
+  path: string;
+  uri: string;
+  location: DataLocation;
+}
+
+/** A literal input (pipeline jobs only), checked against the component's type at invoke. */
+export interface LiteralValue {
+  type: 'literal';
+  value: string | number | boolean;
+}
+
+/** Where a job or step output goes: a folder (or file) claimed for this job at invoke. */
+export interface OutputTarget {
+  type: 'uri_folder' | 'uri_file';
+  uri: string;
+  location: DataLocation;
+}
+
+interface JobSpecBase {
+  id: string;
+  /** The endpoint invoked; empty for a standalone pipeline job (`POST /api/jobs`). */
+  endpoint: string;
+  /** The endpoint's incarnation (EndpointDoc.uid) when the job was invoked. */
+  endpoint_uid?: string | undefined;
+  deployment: string;
+  display_name?: string | undefined;
+  description?: string | undefined;
+  tags: Record<string, string>;
   invoked_by: Invoker;
   created_at: string;
+  /**
+   * How the job runs. Absent in jobs created before pipelines existed: they run on the `batchJob`
+   * orchestrator with their state in the job record. `steps`: the `pipelineJob` orchestrator runs
+   * the job as a graph of steps (a model deployment's job is one `parallel` step, `batchscoring`,
+   * as in Azure ML), each step's state in a record of its own.
+   */
+  runs_as?: 'steps' | undefined;
 }
+
+/** Everything fixed when a model deployment's job is created; it never changes afterwards. */
+export interface ModelJobSpec extends JobSpecBase, ParallelWork {
+  kind?: 'model' | undefined;
+}
+
+/** Everything fixed when a pipeline job is created (see PipelineSpec). */
+export interface PipelineJobSpec extends JobSpecBase {
+  kind: 'pipeline';
+  pipeline: PipelineSpec;
+  runs_as: 'steps';
+}
+
+export type JobSpec = ModelJobSpec | PipelineJobSpec;
+
+export function isPipelineSpec(spec: JobSpec): spec is PipelineJobSpec {
+  return spec.kind === 'pipeline';
+}
+
+/** The step a model deployment's job runs as (Azure ML's name for it). */
+export const MODEL_STEP = 'batchscoring';
+
+/** Settings of a pipeline job (Azure ML's pipeline deployment `settings`). */
+export interface PipelineSettings {
+  continue_on_step_failure: boolean;
+  default_datastore: string;
+  force_rerun: boolean;
+}
+
+/** A pipeline job's graph, resolved at invoke: every component pinned, every location decided. */
+export interface PipelineSpec {
+  /** The deployed pipeline component, when there is one (not for an inline graph). */
+  component?: { name: string; version: string } | undefined;
+  settings: PipelineSettings;
+  inputs: Record<string, DataValue | LiteralValue>;
+  outputs: Record<string, OutputTarget>;
+  /** In an order where every step comes after the steps it takes inputs from. */
+  steps: StepSpec[];
+}
+
+/** A step input as bound at invoke: a job input's value, a literal, another step's output, or nothing. */
+export type StepInput = DataValue | LiteralValue | { type: 'step_output'; step: string; output: string } | { type: 'none' };
+
+interface StepSpecBase {
+  name: string;
+  /** The component it runs, as registered (`name`/`version`), or inline. */
+  component: { name?: string | undefined; version?: string | undefined };
+  /** The steps whose outputs it takes. */
+  needs: string[];
+  inputs: Record<string, StepInput>;
+  /** Where each of its outputs goes (a job output, or a folder of this job's own). */
+  outputs: Record<string, OutputTarget>;
+}
+
+export interface CommandStepSpec extends StepSpecBase {
+  type: 'command';
+  code: { uri: string; location: DataLocation; content: string };
+  entry_script: string;
+  environment_variables: Record<string, string>;
+  /** Seconds (`limits.timeout`). */
+  timeout: number;
+  max_retries: number;
+}
+
+export interface ParallelStepSpec extends StepSpecBase {
+  type: 'parallel';
+  /** The engine's work but for its input, which is bound when the step starts (see StepInput). */
+  work: Omit<ParallelWork, 'input' | 'output'>;
+  /** The input it splits into mini-batches, and the output its rows go to. */
+  input_data: string;
+  append_row_to: string;
+}
+
+export type StepSpec = CommandStepSpec | ParallelStepSpec;
 
 export interface JobCounts {
   mini_batches: { total: number; succeeded: number; failed: number; retried: number };
@@ -92,6 +201,26 @@ export interface Job {
   spec: JobSpec;
   state: JobState;
   etag: string;
+  /** Its steps' records, by name (jobs that run as steps; filled in where the API shows a job). */
+  steps?: Record<string, StepState> | undefined;
+}
+
+export type StepStatus = JobStatus | 'Skipped';
+
+/**
+ * What moves while a step of a `steps` job runs, in a record of its own beside the job's. A
+ * parallel step's engine fields are those of a job's (JobState); a step also records where its
+ * outputs are (its own, or an earlier run's when it was reused).
+ */
+export interface StepState extends Omit<JobState, 'status' | 'counts'> {
+  status: StepStatus;
+  counts?: JobCounts | undefined;
+  outputs?: Record<string, { uri: string; location: DataLocation }> | undefined;
+  /** The earlier run whose outputs it reused (force_rerun false, nothing changed). */
+  reused_from?: { job: string; step: string } | undefined;
+  attempts?: number | undefined;
+  /** A parallel step's input, bound when it started (a job input, or another step's output). */
+  input?: (DataValue & { name: string }) | undefined;
 }
 
 export function emptyCounts(): JobCounts {

@@ -5,6 +5,9 @@ import { dataPath, loggingLevel, splitSettings } from './resources.js';
 
 const inputName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be an identifier');
 
+/** A step's name in a pipeline (Azure ML's rule: letters, digits and `_`, starting with a letter). */
+export const stepName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,254}$/, 'must be letters, digits and "_", starting with a letter');
+
 export const jobInput = z.strictObject({
   /** Defaults to uri_folder when the path ends with "/", uri_file otherwise. */
   type: z.enum(['uri_folder', 'uri_file']).optional(),

@@ -114,7 +114,7 @@ describe('bookkeeping retries storage failures', () => {
     await files(`data/${endpoint}/`, [...good, 'zz-broken.txt']);
     const rules = {
       // Progress rows never get written: advisory, the job goes on.
-      progress: proxy.fail({ service: 'table', method: 'PUT', path: /RowKey='lane-/, status: 403, code: 'AuthorizationFailure', times: Infinity }),
+      progress: proxy.fail({ service: 'table', method: 'PUT', path: /RowKey='steplane:batchscoring:/, status: 403, code: 'AuthorizationFailure', times: Infinity }),
       // Journal groups fail twice before they land.
       journal: proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: GROUP, status: 502, times: 2 }),
       // One input cannot be read at all, so its mini-batch's failure is recorded by its own activity…
@@ -163,7 +163,7 @@ describe('bookkeeping retries storage failures', () => {
     expect(job.counts.items.succeeded).toBe(laneOneRan.length);
     // No lane or chunk of the job was still running when it ended (the job's own orchestration
     // ends just after the job record does).
-    const instances = [`${job.id}:lane-0`, `${job.id}:lane-1`, `${job.id}:chunk-0`, `${job.id}:chunk-1`];
+    const instances = [`${job.id}:batchscoring:lane-0`, `${job.id}:batchscoring:lane-1`, `${job.id}:batchscoring:chunk-0`, `${job.id}:batchscoring:chunk-1`];
     for (const id of instances) {
       const res = await fetch(`${host.url}/runtime/webhooks/durabletask/instances/${encodeURIComponent(id)}`, { headers: { 'x-functions-key': host.masterKey } });
       expect(((await res.json()) as Json).runtimeStatus, id).toBe('Completed');

@@ -8,11 +8,11 @@
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppConfig, loadConfig } from '../../shared/config.js';
-import { JobRunner } from '../../shared/jobs/job-runner.js';
+import { JobRunner, engineScope } from '../../shared/jobs/job-runner.js';
 import { JobStore } from '../../shared/jobs/job-store.js';
 import { JobsService, outputFolderOf } from '../../shared/jobs/jobs-service.js';
 import type { JournalEntry } from '../../shared/jobs/journal.js';
-import { type JobCounts, emptyCounts } from '../../shared/jobs/types.js';
+import { type JobCounts, MODEL_STEP, type ModelJobSpec, emptyCounts, isPipelineSpec } from '../../shared/jobs/types.js';
 import { JobWorkArea } from '../../shared/jobs/work-area.js';
 import { folderContent } from '../../shared/jobs/local-files.js';
 import { BlockIds, type StagedPart, newNonce } from '../../shared/outputs/output-writer.js';
@@ -67,17 +67,31 @@ async function preparedJob(n: number): Promise<{ id: string; chunkSize: number }
   const folder = `data/${uniqueName('in')}/`;
   for (let i = 0; i < n; i++) await ws.getBlockBlobClient(`${folder}f${i}.txt`).upload(`f${i}\n`, 3);
   const { job } = await jobs.invoke({ endpoint: 'fin', deploymentHeader: undefined, body: { inputs: { x: { path: ds(folder) } } }, idempotencyKey: undefined, invokedBy: { name: 't', via: 'anonymous' }, start: () => Promise.resolve() });
-  const plan = await runner.prepare(job.spec.id);
+  const plan = await runner.prepare(refOf(job.spec.id));
   expect(plan).toMatchObject({ status: 'ready', miniBatches: n, lanes: 1 });
   return { id: job.spec.id, chunkSize: plan.chunkSize };
+}
+
+/** A model deployment's job runs as its one step. */
+function refOf(jobId: string): { jobId: string; step: string } {
+  return { jobId, step: MODEL_STEP };
+}
+
+function scopeOf(jobId: string): string {
+  return engineScope(refOf(jobId));
+}
+
+function modelSpec(spec: { kind?: string }): ModelJobSpec {
+  if (isPipelineSpec(spec as ModelJobSpec)) throw new Error('not a model job');
+  return spec as ModelJobSpec;
 }
 
 /** What mini-batch `i`'s activity stages when it completes: its part of the predictions, and its routine entry. */
 async function completed(jobId: string, i: number, rows: string): Promise<{ entry: JournalEntry; part: StagedPart }> {
   const job = await store.get(jobId);
-  const folder = await outputFolderOf(registry, job!.spec);
+  const folder = outputFolderOf(registry, modelSpec(job!.spec).output);
   const n = newNonce();
-  const part = (await folder.stage('predictions.csv', new BlockIds(jobId).part('p', i, 1, n), rows))!;
+  const part = (await folder.stage('predictions.csv', new BlockIds(scopeOf(jobId)).part('p', i, 1, n), rows))!;
   const entry: JournalEntry = { i, a: 1, n, status: 'completed', items: 1, succeeded: 1, failed: 0, part, report: `${i},1,1,1,0,0.001,completed,\n`, errors: '', log: `log ${i}\n` };
   return { entry, part };
 }
@@ -93,13 +107,13 @@ describe('finalizing a job (Azurite)', () => {
   it('commits exactly the accepted parts in order, with counts from the records', async () => {
     const { id, chunkSize } = await preparedJob(3);
     const staged = await Promise.all([2, 0, 1].map((i) => completed(id, i, `row ${i}\n`)));
-    await area.stageGroup(id, staged.map((s) => s.entry));
+    await area.stageGroup(scopeOf(id), staged.map((s) => s.entry));
     // The orchestration's own counts are off here on purpose: the records decide.
-    const result = await runner.finalize({ jobId: id, outcome: 'Completed', counts: countsOf(99), layout: { lanes: 1, chunkSize, miniBatches: 3 }, ran: [{ done: 1, partial: 0 }], mayRepair: true });
+    const result = await runner.finalize({ ...refOf(id), outcome: 'Completed', counts: countsOf(99), layout: { lanes: 1, chunkSize, miniBatches: 3 }, ran: [{ done: 1, partial: 0 }], mayRepair: true });
     expect(result).toEqual({ status: 'Completed' });
     const job = await jobs.get(id);
     expect(job.state.counts).toEqual({ mini_batches: { total: 3, succeeded: 3, failed: 0, retried: 0 }, items: { total: 3, succeeded: 3, failed: 0 } });
-    const out = job.spec.output.location.path;
+    const out = modelSpec(job.spec).output.location.path;
     expect((await ws.getBlobClient(`${out}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\nrow 2\n');
     expect((await ws.getBlobClient(`${out}logs/job.log`).downloadToBuffer()).toString()).toMatch(/log 0\nlog 1\nlog 2\n.*Completed/s);
   });
@@ -111,9 +125,9 @@ describe('finalizing a job (Azurite)', () => {
     const three = await completed(id, 3, 'row 3\n');
     // 1 ran but its record was lost; 2's record names a part of another length; 3's part is gone.
     const wrong = { ...two.entry, part: { ...two.part, bytes: two.part.bytes + 1 } };
-    const gone = { ...three.entry, part: { id: new BlockIds(id).part('p', 3, 1, newNonce()), bytes: three.part.bytes } };
-    await area.stageGroup(id, [zero.entry, wrong, gone]);
-    const input = { jobId: id, outcome: 'Completed' as const, counts: countsOf(4), layout: { lanes: 1, chunkSize, miniBatches: 4 }, ran: [{ done: 1, partial: 0 }] };
+    const gone = { ...three.entry, part: { id: new BlockIds(scopeOf(id)).part('p', 3, 1, newNonce()), bytes: three.part.bytes } };
+    await area.stageGroup(scopeOf(id), [zero.entry, wrong, gone]);
+    const input = { ...refOf(id), outcome: 'Completed' as const, counts: countsOf(4), layout: { lanes: 1, chunkSize, miniBatches: 4 }, ran: [{ done: 1, partial: 0 }] };
     expect(await runner.finalize({ ...input, mayRepair: true })).toEqual({
       status: 'repair',
       repair: [
@@ -125,7 +139,7 @@ describe('finalizing a job (Azurite)', () => {
     const finalizing = await jobs.get(id);
     expect(finalizing.state.status).toBe('Finalizing');
     expect(finalizing.state.counts).toEqual({ mini_batches: { total: 4, succeeded: 4, failed: 0, retried: 0 }, items: { total: 4, succeeded: 4, failed: 0 } });
-    const out = finalizing.spec.output.location.path;
+    const out = modelSpec(finalizing.spec).output.location.path;
     expect(await ws.getBlobClient(`${out}predictions.csv`).exists()).toBe(false);
 
     const result = await runner.finalize({ ...input, mayRepair: false });
@@ -140,17 +154,17 @@ describe('finalizing a job (Azurite)', () => {
   it('accepts a re-run\'s record once the orchestration acknowledges it', async () => {
     const { id, chunkSize } = await preparedJob(2);
     const zero = await completed(id, 0, 'row 0\n');
-    await area.stageGroup(id, [zero.entry]);
-    const input = { jobId: id, outcome: 'Completed' as const, counts: countsOf(2), layout: { lanes: 1, chunkSize, miniBatches: 2 }, ran: [{ done: 1, partial: 0 }], mayRepair: true };
+    await area.stageGroup(scopeOf(id), [zero.entry]);
+    const input = { ...refOf(id), outcome: 'Completed' as const, counts: countsOf(2), layout: { lanes: 1, chunkSize, miniBatches: 2 }, ran: [{ done: 1, partial: 0 }], mayRepair: true };
     expect(await runner.finalize(input)).toEqual({ status: 'repair', repair: [{ index: 1, attempt: 1 }] });
     // The re-run stages its entry itself; until it is acknowledged it does not count.
     const one = await completed(id, 1, 'row 1\n');
-    await area.stageEntry(id, one.entry);
+    await area.stageEntry(scopeOf(id), one.entry);
     expect(await runner.finalize(input)).toEqual({ status: 'repair', repair: [{ index: 1, attempt: 1 }] });
-    await area.stageGroup(id, [{ ack: { i: 1, a: 1, n: one.entry.n, final: true } }]);
+    await area.stageGroup(scopeOf(id), [{ ack: { i: 1, a: 1, n: one.entry.n, final: true } }]);
     expect(await runner.finalize(input)).toEqual({ status: 'Completed' });
     const job = await jobs.get(id);
-    expect((await ws.getBlobClient(`${job.spec.output.location.path}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\n');
+    expect((await ws.getBlobClient(`${modelSpec(job.spec).output.location.path}predictions.csv`).downloadToBuffer()).toString()).toBe('row 0\nrow 1\n');
   });
 
   it('identifies a model\'s content by account and container name, not the URL it is reached at', async () => {

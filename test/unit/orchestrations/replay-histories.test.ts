@@ -14,11 +14,15 @@ import { type OrchestratorListener, orchestratorListener } from '../../support/i
 import { replayRecording } from '../../support/replay.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
-const FIXTURES = join(ROOT, 'test', 'fixtures', 'histories');
-const recordings = loadRecordings(FIXTURES);
+const FIXTURES = join(ROOT, 'test', 'fixtures');
+/** Jobs as they run today: a graph of steps (pipelineJob, pipelineStep, the step's lanes and chunks). */
+const current = loadRecordings(join(FIXTURES, 'histories'));
+/** Jobs started before steps existed (batchJob): deployed code must still finish them. */
+const legacy = loadRecordings(join(FIXTURES, 'histories-batch-job'));
+const SCENARIOS = new Set(['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired']);
 
-function recording(scenario: string, role: string): RecordedInstance {
-  const found = recordings.find((r) => r.recording.scenario === scenario && r.recording.role === role);
+function recording(scenario: string, role: string, from = current): RecordedInstance {
+  const found = from.find((r) => r.recording.scenario === scenario && r.recording.role === role);
   if (!found) throw new Error(`no recording ${scenario}/${role}.json`);
   return found.recording;
 }
@@ -50,12 +54,14 @@ function chunkWith(change: (steps: Parameters<typeof batchChunk>[2]) => Paramete
 }
 
 describe("recorded job histories replay against today's orchestrators", () => {
-  it('has recordings of every scenario', () => {
-    expect(new Set(recordings.map((r) => r.recording.scenario))).toEqual(new Set(['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired']));
-    expect(new Set(recordings.map((r) => r.recording.name))).toEqual(new Set(['batchJob', 'batchLane', 'batchChunk']));
+  it('has recordings of every scenario, as jobs run today and as jobs started before steps existed ran', () => {
+    expect(new Set(current.map((r) => r.recording.scenario))).toEqual(SCENARIOS);
+    expect(new Set(current.map((r) => r.recording.name))).toEqual(new Set(['pipelineJob', 'pipelineStep', 'batchLane', 'batchChunk']));
+    expect(new Set(legacy.map((r) => r.recording.scenario))).toEqual(SCENARIOS);
+    expect(new Set(legacy.map((r) => r.recording.name))).toEqual(new Set(['batchJob', 'batchLane', 'batchChunk']));
   });
 
-  it.each(recordings.map((r) => [relative(FIXTURES, r.file), r.recording] as const))('%s', async (_file, recorded) => {
+  it.each([...current, ...legacy].map((r) => [relative(FIXTURES, r.file), r.recording] as const))('%s', async (_file, recorded) => {
     const report = await replayRecording(recorded, production(recorded.name));
     expect(report.mismatch?.message).toBeUndefined();
     // Every episode but a termination's ran the orchestrator.
@@ -70,7 +76,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
       yield app.activities.recordProgress({ jobId: input.jobId, lane: input.lane, counts: input.laneBase });
       return yield* batchChunk(context, input, app.activities);
     });
-    const recorded = recording('onnx-two-lanes', 'chunk-0');
+    const recorded = recording('onnx-two-lanes', 'batchscoring.chunk-0');
     const first = scheduledAt(recorded, 0);
     expect(first.name).not.toBe('recordProgress');
     const report = await replayRecording(recorded, altered);
@@ -89,7 +95,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
         resultOf: (task: df.Task) => steps.scoreMiniBatch.resultOf(task),
       }),
     }));
-    const report = await replayRecording(recording('script-retry-threshold', 'chunk-0'), altered);
+    const report = await replayRecording(recording('script-retry-threshold', 'batchscoring.chunk-0'), altered);
     expect(report.mismatch?.message).toMatch(/history has TaskScheduled "scoreMiniBatch" .*, but the orchestrator now calls activity "recordMiniBatchFailure"/);
   });
 
@@ -102,13 +108,13 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
         chunks.push(
           app.orchestrations.batchChunkOrchestration(
             { ...input, chunk, start: range.start, end: range.end, laneBase: emptyCounts() },
-            chunkInstanceId(input.jobId, chunk),
+            chunkInstanceId(input.jobId, chunk, input.step),
           ),
         );
       }
       return yield context.df.Task.all(chunks);
     });
-    const report = await replayRecording(recording('onnx-two-lanes', 'lane-0'), altered);
+    const report = await replayRecording(recording('onnx-two-lanes', 'batchscoring.lane-0'), altered);
     expect(report.mismatch?.episode).toBe(1);
     expect(report.mismatch?.message).toMatch(/history has nothing more there, but the orchestrator now also calls sub-orchestration "batchChunk" as ".*:chunk-2" \(sequence number 1\)/);
   });
@@ -119,7 +125,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
       const result = yield* batchJob(context, context.df.getInput<{ jobId: string }>(), { prepareJob, finalizeJob, scoreMiniBatch, recordJournal, batchLane: app.orchestrations.batchLaneOrchestration });
       return { ...result, status: 'Different' };
     });
-    const recorded = recording('canceled', 'job');
+    const recorded = recording('canceled', 'job', legacy);
     const report = await replayRecording(recorded, altered);
     expect(report.mismatch?.message).toMatch(/history has ExecutionCompleted .* with status 1 and result .*"status":"Canceled".*, but the orchestrator now completes with .*"status":"Different"/);
     expect(report.mismatch?.eventIndex).toBe(recorded.history.length - 1);
@@ -134,7 +140,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
       if (runs > 1) yield app.activities.recordJournal({ jobId: input.jobId, lines: [] });
       return yield* batchChunk(context, input, app.activities);
     });
-    const recorded = recording('canceled', 'chunk-1');
+    const recorded = recording('canceled', 'batchscoring.chunk-1');
     const first = scheduledAt(recorded, 0);
     const report = await replayRecording(recorded, altered);
     // The first episode is as recorded; the second replays it and does something else there.
@@ -153,7 +159,7 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
         resultOf: (task: df.Task) => steps.scoreMiniBatch.resultOf(task),
       }),
     }));
-    const recorded = recording('onnx-two-lanes', 'chunk-1');
+    const recorded = recording('onnx-two-lanes', 'batchscoring.chunk-1');
     expect((await replayRecording(recorded, altered)).mismatch).toBeUndefined();
     expect((await replayRecording(recorded, production('batchChunk'), { compareInputs: true })).mismatch).toBeUndefined();
     const strict = await replayRecording(recorded, altered, { compareInputs: true });
