@@ -10,7 +10,8 @@ import type { ModelDoc } from '../registry/types.js';
 import { isNotFound, isVersionChanged } from '../storage/clients.js';
 import { fastRead, quotedEtag } from '../storage/fast-read.js';
 
-const MARKER = '.complete';
+/** The file a folder filled by {@link fillOnce} holds once it is complete (not one of its files). */
+export const FILLED_MARKER = '.complete';
 const inFlight = new Map<string, Promise<void>>();
 
 async function exists(path: string): Promise<boolean> {
@@ -22,9 +23,12 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Runs `fill` once per folder (across concurrent callers), writing into a temp folder first. */
-async function once(folder: string, fill: (into: string) => Promise<void>): Promise<void> {
-  if (await exists(join(folder, MARKER))) return;
+/**
+ * Runs `fill` once per folder (across concurrent callers), writing into a temp folder first. Also
+ * used for other content-keyed folders (a command step's code: shared/steps/step-files.ts).
+ */
+export async function fillOnce(folder: string, fill: (into: string) => Promise<void>): Promise<void> {
+  if (await exists(join(folder, FILLED_MARKER))) return;
   let pending = inFlight.get(folder);
   if (!pending) {
     pending = (async () => {
@@ -36,7 +40,7 @@ async function once(folder: string, fill: (into: string) => Promise<void>): Prom
         await rm(temp, { recursive: true, force: true }).catch(() => undefined);
         throw err;
       }
-      await writeFile(join(temp, MARKER), new Date().toISOString());
+      await writeFile(join(temp, FILLED_MARKER), new Date().toISOString());
       await rm(folder, { recursive: true, force: true });
       await mkdir(dirname(folder), { recursive: true });
       await rename(temp, folder);
@@ -70,7 +74,7 @@ async function listTree(container: ContainerClient, prefix: string): Promise<Tre
  * then holds exactly the content its cache key names. A blob changed since the listing fails the
  * download (retryable), and the next attempt lists again.
  */
-async function downloadTree(container: ContainerClient, files: readonly TreeBlob[], into: string): Promise<void> {
+export async function downloadTree(container: ContainerClient, files: readonly TreeBlob[], into: string): Promise<void> {
   for (const file of files) {
     const target = join(into, ...file.relative.split('/'));
     await mkdir(dirname(target), { recursive: true });
@@ -136,13 +140,13 @@ export async function localModel(registry: Registry, model: ModelDoc, location: 
     if (content.files.length === 0) throw new BatchError('scoring_setup_failed', `The model ${model.name}:${model.version} has no files at ${model.path}.`);
     if (expected !== undefined && content.key !== expected) throw changed(`The model ${model.name}:${model.version} (${model.path})`);
     folder = join(cacheDir, 'models', content.key);
-    await once(folder, (into) => downloadTree(container, content.files, into));
+    await fillOnce(folder, (into) => downloadTree(container, content.files, into));
   } catch (err) {
     if (err instanceof BatchError) throw err;
     if (isPreconditionFailed(err) && expected !== undefined) throw changed(`The model ${model.name}:${model.version} (${model.path})`);
     throw new BatchError('storage_failed', `Could not download model ${model.name}:${model.version}.`, { cause: err });
   }
-  const entries = (await readdir(folder, { recursive: true })).map(String).filter((e) => e !== MARKER).sort();
+  const entries = (await readdir(folder, { recursive: true })).map(String).filter((e) => e !== FILLED_MARKER).sort();
   const onnx = entries.find((e) => e.endsWith('model.onnx')) ?? entries.find((e) => e.endsWith('.onnx'));
   return { modelDir: folder, modelFile: onnx ? join(folder, onnx) : undefined };
 }
@@ -155,7 +159,7 @@ export async function localCode(registry: Registry, location: DataLocation, code
   const folder = join(cacheDir, 'code', jobId);
   const container = registry.open(location);
   try {
-    await once(folder, async (into) => {
+    await fillOnce(folder, async (into) => {
       const content = await folderContent(registry, location, { file: false });
       if (expected !== undefined && content.key !== expected) throw changed(`The scoring code (${codeUri})`);
       await downloadTree(container, content.files, into);
