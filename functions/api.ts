@@ -1,6 +1,6 @@
 /**
  * Registers the HTTP API (thin: handlers live in ./handlers). Routes follow Azure ML's resource
- * model: datastores, data assets, models, endpoints, deployments, jobs.
+ * model: datastores, data assets, models, components, endpoints, deployments, jobs.
  */
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
@@ -54,6 +54,12 @@ route('listDeployments', 'endpoints/{endpoint}/deployments', 'GET', r.listDeploy
 route('getDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'GET', r.getDeployment);
 route('putDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'PUT', r.putDeployment);
 route('deleteDeployment', 'endpoints/{endpoint}/deployments/{deployment}', 'DELETE', r.deleteDeployment);
+
+route('listComponents', 'components', 'GET', r.listComponents);
+route('listComponentVersions', 'components/{name}/versions', 'GET', r.listComponents);
+route('getComponent', 'components/{name}/versions/{version}', 'GET', r.getComponent);
+route('putComponent', 'components/{name}/versions/{version}', 'PUT', r.putComponent);
+route('deleteComponent', 'components/{name}/versions/{version}', 'DELETE', r.deleteComponent);
 
 route('invokeEndpoint', 'endpoints/{endpoint}/jobs', 'POST', invokeEndpoint, true);
 route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);

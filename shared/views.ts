@@ -1,7 +1,8 @@
+import { type AnyDeploymentDoc, type ComponentDoc, type ComponentRef, type PipelineComponentDoc, isComponentRef } from './components/types.js';
 import { outputFiles } from './jobs/jobs-service.js';
 import { type Job, MODEL_STEP, type StepInput, type StepState, isPipelineSpec } from './jobs/types.js';
 import { WORKSPACE_DATASTORE } from './registry/registry.js';
-import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc } from './registry/types.js';
+import type { DataAssetDoc, DatastoreDoc, EndpointDoc, ModelDoc } from './registry/types.js';
 import type { Stored } from './storage/doc-table.js';
 
 /**
@@ -63,22 +64,54 @@ export function endpointView(s: Stored<EndpointDoc>, baseUrl: string): Record<st
   };
 }
 
-export function deploymentView(s: Stored<DeploymentDoc>, isDefault: boolean): Record<string, unknown> {
+const refText = (ref: ComponentRef): string => `azureml:${ref.name}:${ref.version}`;
+
+/**
+ * A component as Azure ML writes it: references as `azureml:{name}:{version}` (pinned when it was
+ * registered), inline step components in full. Fields left unset are left out.
+ */
+function componentBodyView(d: ComponentDoc): Record<string, unknown> {
+  const body = JSON.parse(JSON.stringify(d)) as Record<string, unknown>;
+  if (d.type === 'parallel') body['model'] = `azureml:${d.model.name}:${d.model.version}`;
+  if (d.type === 'pipeline') body['jobs'] = pipelineJobsView(d);
+  return body;
+}
+
+function pipelineJobsView(d: PipelineComponentDoc): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(d.jobs).map(([step, job]) => [
+      step,
+      { type: job.type, component: isComponentRef(job.component) ? refText(job.component) : componentBodyView(job.component), inputs: job.inputs, outputs: job.outputs },
+    ]),
+  );
+}
+
+export function componentView(s: Stored<ComponentDoc>): Record<string, unknown> {
   const d = s.doc;
+  return { id: `azureml:${d.name ?? ''}:${d.version ?? ''}`, ...componentBodyView(d), ...stamps(s) };
+}
+
+export function deploymentView(s: Stored<AnyDeploymentDoc>, isDefault: boolean): Record<string, unknown> {
+  const d = s.doc;
+  const common = { name: d.name, endpoint_name: d.endpoint_name, type: d.type, description: d.description ?? null, tags: d.tags };
+  const tail = { is_default: isDefault, provisioning_state: 'Succeeded', ...stamps(s) };
+  if (d.type === 'pipeline') {
+    return {
+      ...common,
+      component: isComponentRef(d.component) ? refText(d.component) : componentBodyView(d.component),
+      job_definition: d.job_definition ?? null,
+      settings: d.settings,
+      ...tail,
+    };
+  }
   return {
-    name: d.name,
-    endpoint_name: d.endpoint_name,
-    type: d.type,
-    description: d.description ?? null,
-    tags: d.tags,
+    ...common,
     model: `azureml:${d.model.name}:${d.model.version}`,
     code_configuration: d.code_configuration ?? null,
     resources: d.resources,
     settings: d.settings,
     split: d.split ?? null,
-    is_default: isDefault,
-    provisioning_state: 'Succeeded',
-    ...stamps(s),
+    ...tail,
   };
 }
 

@@ -1,6 +1,7 @@
 import type { HttpResponseInit } from '@azure/functions';
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { componentBody } from '../../shared/components/schemas.js';
 import { invokeBody } from '../../shared/schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
 import { json } from '../lib/http.js';
@@ -28,6 +29,7 @@ function build(): unknown {
   resource('/api/datastores/{name}', 'datastores', datastoreBody, { name: z.string() });
   resource('/api/data/{name}/versions/{version}', 'data', dataAssetBody, { name: z.string(), version: z.string() });
   resource('/api/models/{name}/versions/{version}', 'models', modelBody, { name: z.string(), version: z.string() });
+  resource('/api/components/{name}/versions/{version}', 'components', componentBody, { name: z.string(), version: z.string() });
   resource('/api/endpoints/{endpoint}', 'endpoints', endpointBody, { endpoint: z.string() });
   resource('/api/endpoints/{endpoint}/deployments/{deployment}', 'deployments', deploymentBody, { endpoint: z.string(), deployment: z.string() });
   registry.registerPath({

@@ -1,9 +1,10 @@
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { componentBody, componentName, componentVersion } from '../../shared/components/schemas.js';
 import { BatchError, notFound } from '../../shared/errors.js';
 import { assetName, assetVersion, dataAssetBody, datastoreBody, deploymentBody, endpointBody, endpointName, modelBody } from '../../shared/schemas/resources.js';
 import { parseOrThrow } from '../../shared/schemas/validate.js';
 import { services } from '../../shared/services.js';
-import { dataAssetView, datastoreView, deploymentView, endpointView, modelView } from '../../shared/views.js';
+import { componentView, dataAssetView, datastoreView, deploymentView, endpointView, modelView } from '../../shared/views.js';
 import { baseUrl, json, param, readJson } from '../lib/http.js';
 
 /** Path and body must agree on a name when the body repeats it. */
@@ -154,7 +155,7 @@ export async function getDeployment(request: HttpRequest): Promise<HttpResponseI
   const name = param(request, 'deployment', endpointName);
   const registry = services().registry;
   const ep = await registry.requireEndpoint(endpoint);
-  const found = await registry.getDeployment(endpoint, name);
+  const found = await registry.getAnyDeployment(endpoint, name);
   if (!found) throw notFound('Deployment', `${endpoint}/${name}`);
   return json(200, deploymentView(found, ep.doc.defaults.deployment_name === name));
 }
@@ -169,5 +170,39 @@ export async function listDeployments(request: HttpRequest): Promise<HttpRespons
 
 export async function deleteDeployment(request: HttpRequest): Promise<HttpResponseInit> {
   await services().registry.deleteDeployment(param(request, 'endpoint', endpointName), param(request, 'deployment', endpointName));
+  return { status: 204 };
+}
+
+// ---------------------------------------------------------------- components
+
+export async function putComponent(request: HttpRequest): Promise<HttpResponseInit> {
+  const name = param(request, 'name', componentName);
+  const version = param(request, 'version', componentVersion);
+  const body = parseOrThrow(componentBody, await readJson(request), 'component');
+  sameName('name', name, body.name);
+  sameName('version', version, body.version);
+  const { stored, created: isNew } = await services().registry.createComponent(name, version, body);
+  return created(request, isNew, componentView(stored));
+}
+
+export async function getComponent(request: HttpRequest): Promise<HttpResponseInit> {
+  const name = param(request, 'name', componentName);
+  const version = param(request, 'version', componentVersion);
+  const registry = services().registry;
+  const found = version === 'latest' ? await registry.latestComponent(name) : await registry.getComponent(name, version);
+  if (!found) throw notFound('Component', `${name}:${version}`);
+  return json(200, componentView(found));
+}
+
+export async function listComponents(request: HttpRequest): Promise<HttpResponseInit> {
+  const name = request.params['name'];
+  const registry = services().registry;
+  const all = name ? await registry.listComponentVersions(param(request, 'name', componentName)) : await registry.listComponents();
+  if (name && all.length === 0) throw notFound('Component', name);
+  return json(200, { value: all.map(componentView) });
+}
+
+export async function deleteComponent(request: HttpRequest): Promise<HttpResponseInit> {
+  await services().registry.deleteComponent(param(request, 'name', componentName), param(request, 'version', componentVersion));
   return { status: 204 };
 }

@@ -1,5 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
+import { componentRefsIn, componentsWithin, dataUrisOf, resolvePipeline } from '../components/graph.js';
+import { type ComponentResolver, normalizeComponent } from '../components/normalize.js';
+import { type ComponentBody, componentBody } from '../components/schemas.js';
+import {
+  type AnyDeploymentDoc,
+  type ComponentDoc,
+  type ComponentRef,
+  type PipelineComponentDoc,
+  type PipelineDeploymentDoc,
+  type ResolvedPipeline,
+  isComponentRef,
+} from '../components/types.js';
 import { type AppConfig, appSetting } from '../config.js';
 import { type DataUri, datastoreUri, encodePath, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
@@ -9,7 +21,10 @@ import type {
   DeploymentBody,
   EndpointBody,
   ModelBody,
+  ModelDeploymentBody,
+  PipelineDeploymentBody,
 } from '../schemas/resources.js';
+import { parseOrThrow } from '../schemas/validate.js';
 import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
 import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
@@ -48,6 +63,26 @@ export interface ResolvedData {
 
 type Clock = () => Date;
 
+/**
+ * Turns a pipeline job into the pipeline component it ran (Azure ML's `job_definition` of a
+ * pipeline deployment). Wired by whoever owns jobs; errors name `field`.
+ */
+export type JobDefinitionResolver = (jobId: string, field: string) => Promise<PipelineComponentDoc>;
+
+/** A component reference or inline component, resolved: `ref` is set for a registered version. */
+export interface ResolvedComponent {
+  ref?: ComponentRef | undefined;
+  doc: ComponentDoc;
+}
+
+function keyOfComponent(ref: ComponentRef): string {
+  return `${ref.name}:${ref.version}`;
+}
+
+function invalid(field: string, message: string, code: 'validation_failed' | 'unsupported' = 'validation_failed'): BatchError {
+  return new BatchError(code, `${field}: ${message}.`, { issues: [{ field, message }] });
+}
+
 function keyOfModel(ref: ModelRef): string {
   return `${ref.name}:${ref.version}`;
 }
@@ -62,12 +97,14 @@ export class Registry {
   readonly #account: StorageAccount;
   readonly #docs: DocTable<unknown>;
   readonly #now: Clock;
+  readonly #jobDefinition: JobDefinitionResolver | undefined;
 
-  constructor(options: { config: AppConfig; now?: Clock }) {
+  constructor(options: { config: AppConfig; now?: Clock; jobDefinition?: JobDefinitionResolver }) {
     this.#config = options.config;
     this.#account = storageAccount(options.config.storageConnection);
     this.#docs = new DocTable(this.#account, `${options.config.tablePrefix}registry`);
     this.#now = options.now ?? (() => new Date());
+    this.#jobDefinition = options.jobDefinition;
   }
 
   #stamp(): string {
@@ -144,6 +181,10 @@ export class Registry {
     const users = [
       ...(await this.listAllModels()).filter((m) => m.doc.path.startsWith(prefix)).map((m) => `model ${keyOfModel(m.doc)}`),
       ...(await this.listAllDataAssets()).filter((d) => d.doc.path.startsWith(prefix)).map((d) => `data ${d.doc.name}:${d.doc.version}`),
+      ...(await this.listComponents()).filter((c) => dataUrisOf(c.doc).some((u) => u.startsWith(prefix))).map((c) => `component ${c.doc.name ?? ''}:${c.doc.version ?? ''}`),
+      ...(await this.listAllDeployments())
+        .filter((d) => d.doc.type === 'pipeline' && (d.doc.settings.default_datastore === name || (!isComponentRef(d.doc.component) && dataUrisOf(d.doc.component).some((u) => u.startsWith(prefix)))))
+        .map((d) => `deployment ${d.doc.endpoint_name}/${d.doc.name}`),
     ];
     if (users.length > 0) {
       throw new BatchError('conflict', `Datastore '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
@@ -312,12 +353,18 @@ export class Registry {
 
   async deleteModel(name: string, version: string): Promise<void> {
     if (!(await this.getModel(name, version))) throw notFound('Model', `${name}:${version}`);
-    const users = (await this.listAllDeployments())
-      .filter((d) => d.doc.model.name === name && d.doc.model.version === version)
-      .map((d) => `${d.doc.endpoint_name}/${d.doc.name}`);
-    if (users.length > 0) {
-      throw new BatchError('conflict', `Model '${name}:${version}' is used by deployment(s) ${users.join(', ')}.`, {
-        details: { used_by: users },
+    const usesModel = (doc: ComponentDoc): boolean => componentsWithin(doc).some((c) => c.type === 'parallel' && c.model.name === name && c.model.version === version);
+    const deployments = await this.listAllDeployments();
+    const users = [
+      ...deployments
+        .filter((d) => (d.doc.type === 'pipeline' ? !isComponentRef(d.doc.component) && usesModel(d.doc.component) : d.doc.model.name === name && d.doc.model.version === version))
+        .map((d) => `${d.doc.endpoint_name}/${d.doc.name}`),
+    ];
+    const components = (await this.listComponents()).filter((c) => usesModel(c.doc)).map((c) => `component ${c.doc.name ?? ''}:${c.doc.version ?? ''}`);
+    if (users.length > 0 || components.length > 0) {
+      const by = [...(users.length > 0 ? [`deployment(s) ${users.join(', ')}`] : []), ...components].join(', ');
+      throw new BatchError('conflict', `Model '${name}:${version}' is used by ${by}.`, {
+        details: { used_by: [...users, ...components] },
       });
     }
     await this.#docs.delete(`model:${name}`, version);
@@ -365,7 +412,7 @@ export class Registry {
     const requested = body.defaults?.deployment_name;
     const defaultName = requested === undefined ? (existing?.doc.defaults.deployment_name ?? null) : requested;
     if (requested) {
-      if (!existing || !(await this.getDeployment(name, requested))) {
+      if (!existing || !(await this.getAnyDeployment(name, requested))) {
         throw notFound('Deployment', `${name}/${requested}`, { field: 'defaults.deployment_name' });
       }
     }
@@ -384,25 +431,64 @@ export class Registry {
 
   // ------------------------------------------------------------------ deployments
 
+  /**
+   * A model deployment, the kind jobs run today. A pipeline deployment under the name is a 400
+   * (`unsupported`) rather than a model deployment it is not; {@link getAnyDeployment} returns both.
+   */
   async getDeployment(endpoint: string, name: string): Promise<Stored<DeploymentDoc> | undefined> {
-    return (await this.#docs.get(`deployment:${endpoint}`, name)) as Stored<DeploymentDoc> | undefined;
-  }
-
-  async listDeployments(endpoint: string): Promise<Stored<DeploymentDoc>[]> {
-    return (await this.#docs.list({ partition: `deployment:${endpoint}` })) as unknown as Stored<DeploymentDoc>[];
-  }
-
-  async listAllDeployments(): Promise<Stored<DeploymentDoc>[]> {
-    return (await this.#docs.list({ partitionPrefix: 'deployment:' })) as unknown as Stored<DeploymentDoc>[];
-  }
-
-  async putDeployment(endpoint: string, name: string, body: DeploymentBody): Promise<{ stored: Stored<DeploymentDoc>; created: boolean }> {
-    await this.requireEndpoint(endpoint);
-    if (body.type === 'pipeline') {
-      throw new BatchError('unsupported', 'Pipeline component deployments are not supported yet; use type "model".', {
-        issues: [{ field: 'type', message: 'only "model" is supported' }],
+    const found = await this.getAnyDeployment(endpoint, name);
+    if (found?.doc.type === 'pipeline') {
+      throw new BatchError('unsupported', `Deployment '${endpoint}/${name}' is a pipeline deployment; jobs of pipeline deployments are not available yet.`, {
+        details: { deployment: name, type: 'pipeline' },
       });
     }
+    return found as Stored<DeploymentDoc> | undefined;
+  }
+
+  /** A deployment of either type. */
+  async getAnyDeployment(endpoint: string, name: string): Promise<Stored<AnyDeploymentDoc> | undefined> {
+    return (await this.#docs.get(`deployment:${endpoint}`, name)) as Stored<AnyDeploymentDoc> | undefined;
+  }
+
+  async listDeployments(endpoint: string): Promise<Stored<AnyDeploymentDoc>[]> {
+    return (await this.#docs.list({ partition: `deployment:${endpoint}` })) as unknown as Stored<AnyDeploymentDoc>[];
+  }
+
+  async listAllDeployments(): Promise<Stored<AnyDeploymentDoc>[]> {
+    return (await this.#docs.list({ partitionPrefix: 'deployment:' })) as unknown as Stored<AnyDeploymentDoc>[];
+  }
+
+  /**
+   * The canonical URI of a code folder, once `script` is found in it (the check a deployment's
+   * `code_configuration.scoring_script` and a component's `entry_script` get).
+   */
+  async #resolveCode(codeText: string, script: string, codeField: string, scriptField: string): Promise<string> {
+    const resolved = await this.resolveData(codeText, codeField, 'uri_folder');
+    const blob = resolved.container.getBlobClient(`${resolved.path.replace(/\/?$/, '/')}${script}`);
+    if (!(await blob.exists())) {
+      const what = scriptField.endsWith('scoring_script') ? 'scoring script' : 'entry script';
+      throw new BatchError('validation_failed', `The ${what} '${script}' is not in ${resolved.uri}.`, {
+        issues: [{ field: scriptField, message: `not found in ${resolved.uri}` }],
+      });
+    }
+    return resolved.uri;
+  }
+
+  /**
+   * Creates or replaces a deployment. `type: model` (the default) as before; `type: pipeline`
+   * resolves its component (a reference pinned to the version it names now, or an inline pipeline
+   * component validated in full) or its `job_definition` (through the resolver given to the
+   * constructor), and checks `settings.default_datastore` exists.
+   */
+  async putDeployment(endpoint: string, name: string, body: DeploymentBody): Promise<{ stored: Stored<AnyDeploymentDoc>; created: boolean }> {
+    await this.requireEndpoint(endpoint);
+    const doc = body.type === 'pipeline' ? await this.#pipelineDeployment(endpoint, name, body) : await this.#modelDeployment(endpoint, name, body);
+    const existing = await this.getAnyDeployment(endpoint, name);
+    await this.#docs.put(`deployment:${endpoint}`, name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
+    return { stored: (await this.getAnyDeployment(endpoint, name)) as Stored<AnyDeploymentDoc>, created: !existing };
+  }
+
+  async #modelDeployment(endpoint: string, name: string, body: ModelDeploymentBody): Promise<DeploymentDoc> {
     const model = await this.resolveModelRef(body.model, 'model');
     if (model.type === 'custom_model' && !body.code_configuration) {
       throw new BatchError('validation_failed', 'A custom_model deployment needs code_configuration with a scoring script.', {
@@ -411,16 +497,10 @@ export class Registry {
     }
     let code: DeploymentDoc['code_configuration'];
     if (body.code_configuration) {
-      const resolved = await this.resolveData(body.code_configuration.code, 'code_configuration.code', 'uri_folder');
-      const script = resolved.container.getBlobClient(`${resolved.path.replace(/\/?$/, '/')}${body.code_configuration.scoring_script}`);
-      if (!(await script.exists())) {
-        throw new BatchError('validation_failed', `The scoring script '${body.code_configuration.scoring_script}' is not in ${resolved.uri}.`, {
-          issues: [{ field: 'code_configuration.scoring_script', message: `not found in ${resolved.uri}` }],
-        });
-      }
-      code = { code: resolved.uri, scoring_script: body.code_configuration.scoring_script };
+      const { code: folder, scoring_script } = body.code_configuration;
+      code = { code: await this.#resolveCode(folder, scoring_script, 'code_configuration.code', 'code_configuration.scoring_script'), scoring_script };
     }
-    const doc: DeploymentDoc = {
+    return {
       name,
       endpoint_name: endpoint,
       type: 'model',
@@ -432,17 +512,162 @@ export class Registry {
       settings: body.settings,
       split: body.split,
     };
-    const existing = await this.getDeployment(endpoint, name);
-    await this.#docs.put(`deployment:${endpoint}`, name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
-    return { stored: (await this.getDeployment(endpoint, name)) as Stored<DeploymentDoc>, created: !existing };
+  }
+
+  async #pipelineDeployment(endpoint: string, name: string, body: PipelineDeploymentBody): Promise<PipelineDeploymentDoc> {
+    let component: PipelineDeploymentDoc['component'];
+    let jobDefinition: string | undefined;
+    if (body.component !== undefined) {
+      const resolved = await this.resolveComponentRef(body.component, 'component');
+      if (resolved.doc.type !== 'pipeline') {
+        const what = resolved.ref ? `${keyOfComponent(resolved.ref)} is a ${resolved.doc.type} component` : `this is a ${resolved.doc.type} component`;
+        throw invalid(resolved.ref ? 'component' : 'component.type', `a pipeline deployment deploys a pipeline component; ${what}`);
+      }
+      component = resolved.ref ?? resolved.doc;
+    } else {
+      const text = body.job_definition ?? '';
+      const jobId = text.replace(/^azureml:/, '');
+      if (!this.#jobDefinition) throw invalid('job_definition', 'deploying from a pipeline job is not available', 'unsupported');
+      const doc = await this.#jobDefinition(jobId, 'job_definition');
+      // The job's graph is checked as a registered pipeline's would be.
+      await resolvePipeline(doc, this, 'job_definition');
+      component = doc;
+      jobDefinition = `azureml:${jobId}`;
+    }
+    const datastore = body.settings.default_datastore.replace(/^azureml:/, '');
+    if (!(await this.getDatastore(datastore))) throw notFound('Datastore', datastore, { field: 'settings.default_datastore' });
+    return {
+      name,
+      endpoint_name: endpoint,
+      type: 'pipeline',
+      description: body.description,
+      tags: body.tags,
+      component,
+      job_definition: jobDefinition,
+      settings: { ...body.settings, default_datastore: datastore },
+    };
+  }
+
+  /** The pipeline component a pipeline deployment runs: the registered version it names, or its inline one. */
+  async pipelineComponentOf(deployment: PipelineDeploymentDoc): Promise<PipelineComponentDoc> {
+    if (!isComponentRef(deployment.component)) return deployment.component;
+    const { name, version } = deployment.component;
+    const found = await this.getComponent(name, version);
+    if (found?.doc.type !== 'pipeline') throw notFound('Pipeline component', `${name}:${version}`, { field: 'component' });
+    return found.doc;
+  }
+
+  /** A pipeline deployment's graph resolved for running (see `resolvePipeline`). */
+  async resolveDeploymentPipeline(deployment: PipelineDeploymentDoc): Promise<ResolvedPipeline> {
+    return resolvePipeline(await this.pipelineComponentOf(deployment), this, isComponentRef(deployment.component) ? '' : 'component');
   }
 
   async deleteDeployment(endpoint: string, name: string): Promise<void> {
     const ep = await this.requireEndpoint(endpoint);
-    if (!(await this.getDeployment(endpoint, name))) throw notFound('Deployment', `${endpoint}/${name}`);
+    if (!(await this.getAnyDeployment(endpoint, name))) throw notFound('Deployment', `${endpoint}/${name}`);
     if (ep.doc.defaults.deployment_name === name) {
       throw new BatchError('conflict', `Deployment '${name}' is the default of endpoint '${endpoint}'. Make another deployment the default first.`);
     }
     await this.#docs.delete(`deployment:${endpoint}`, name);
+  }
+
+  // ------------------------------------------------------------------ components
+
+  /** A registered component version. */
+  async getComponent(name: string, version: string): Promise<Stored<ComponentDoc> | undefined> {
+    return (await this.#docs.get(`component:${name}`, version)) as Stored<ComponentDoc> | undefined;
+  }
+
+  /** The newest version of a component (by registration time, as `@latest` of models and data). */
+  async latestComponent(name: string): Promise<Stored<ComponentDoc> | undefined> {
+    const versions = await this.listComponentVersions(name);
+    return versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+  }
+
+  async listComponentVersions(name: string): Promise<Stored<ComponentDoc>[]> {
+    return (await this.#docs.list({ partition: `component:${name}` })) as unknown as Stored<ComponentDoc>[];
+  }
+
+  /** Every version of every component. */
+  async listComponents(): Promise<Stored<ComponentDoc>[]> {
+    return (await this.#docs.list({ partitionPrefix: 'component:' })) as unknown as Stored<ComponentDoc>[];
+  }
+
+  #componentResolver(): ComponentResolver {
+    return {
+      resolveCode: (code, script, codeField, scriptField) => this.#resolveCode(code, script, codeField, scriptField),
+      resolveData: async (path, field, type) => (await this.resolveData(path, field, type)).uri,
+      resolveModel: (text, field) => this.resolveModelRef(text, field),
+      resolveComponentText: (text, field) => this.#resolveComponentText(text, field),
+    };
+  }
+
+  /** azureml:{name}:{version}, {name}:{version} or azureml:{name}@latest, pinned to the version it names now. */
+  async #resolveComponentText(text: string, field: string): Promise<{ ref: ComponentRef; doc: ComponentDoc }> {
+    const value = text.replace(/^azureml:/, '');
+    const latest = /^([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/.exec(value);
+    const pinned = /^([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(value);
+    let found: Stored<ComponentDoc> | undefined;
+    if (latest?.[1] !== undefined) {
+      found = await this.latestComponent(latest[1]);
+      if (!found) throw notFound('Component', `${latest[1]}@latest`, { field });
+    } else if (pinned?.[1] !== undefined && pinned[2] !== undefined) {
+      found = await this.getComponent(pinned[1], pinned[2]);
+      if (!found) throw notFound('Component', `${pinned[1]}:${pinned[2]}`, { field });
+    } else {
+      throw invalid(field, 'must be azureml:{name}:{version}, azureml:{name}@latest, or a component written inline');
+    }
+    return { ref: { name: found.doc.name ?? '', version: found.doc.version ?? '' }, doc: found.doc };
+  }
+
+  /**
+   * A component reference (azureml:{name}:{version}, azureml:{name}@latest, pinned to the version
+   * it names now) or an inline component body (validated and normalized as a registered one would
+   * be, with errors named under `field`).
+   */
+  async resolveComponentRef(textOrInline: unknown, field: string): Promise<ResolvedComponent> {
+    if (typeof textOrInline === 'string') return this.#resolveComponentText(textOrInline, field);
+    const body = parseOrThrow(componentBody, textOrInline, 'component', field);
+    return { doc: await normalizeComponent(body, this.#componentResolver(), field) };
+  }
+
+  /**
+   * Registers an immutable component version: the same body again is accepted, a different one is
+   * a conflict. Code folders and entry scripts are checked, references pinned, a pipeline's graph
+   * validated (see shared/components/).
+   */
+  async createComponent(name: string, version: string, body: ComponentBody): Promise<{ stored: Stored<ComponentDoc>; created: boolean }> {
+    const normalized = await normalizeComponent(body, this.#componentResolver());
+    const doc: ComponentDoc = { ...normalized, name, version };
+    return this.#createVersion(`component:${name}`, version, doc, `Component '${name}' version '${version}'`);
+  }
+
+  /** Who uses a component version: pipeline components' steps and pipeline deployments. */
+  async #componentUsers(ref: ComponentRef): Promise<string[]> {
+    const same = (r: ComponentRef): boolean => r.name === ref.name && r.version === ref.version;
+    const users: string[] = [];
+    for (const c of await this.listComponents()) {
+      for (const use of componentRefsIn(c.doc)) if (same(use.ref)) users.push(`pipeline component ${c.doc.name ?? ''}:${c.doc.version ?? ''} (step ${use.step})`);
+    }
+    for (const d of await this.listAllDeployments()) {
+      if (d.doc.type !== 'pipeline') continue;
+      const where = `deployment ${d.doc.endpoint_name}/${d.doc.name}`;
+      if (isComponentRef(d.doc.component)) {
+        if (same(d.doc.component)) users.push(where);
+      } else {
+        for (const use of componentRefsIn(d.doc.component)) if (same(use.ref)) users.push(`${where} (step ${use.step})`);
+      }
+    }
+    return users;
+  }
+
+  /** Deletes a component version unless a pipeline component or a pipeline deployment uses it. */
+  async deleteComponent(name: string, version: string): Promise<void> {
+    if (!(await this.getComponent(name, version))) throw notFound('Component', `${name}:${version}`);
+    const users = await this.#componentUsers({ name, version });
+    if (users.length > 0) {
+      throw new BatchError('conflict', `Component '${name}:${version}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+    }
+    await this.#docs.delete(`component:${name}`, version);
   }
 }

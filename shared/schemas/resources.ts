@@ -140,11 +140,12 @@ export const codeConfiguration = z.strictObject({
     .refine((p) => !p.split('/').includes('..'), 'must stay inside the code folder'),
 });
 
-export const deploymentBody = z
+/** A model deployment (`type: model`, the default): today's deployment body, unchanged. */
+export const modelDeploymentBody = z
   .strictObject({
     name: endpointName.optional(),
     endpoint_name: endpointName.optional(),
-    type: z.enum(['model', 'pipeline']).default('model'),
+    type: z.literal('model').default('model'),
     description,
     tags,
     /** azureml:{name}:{version}, {name}:{version}, or azureml:{name}@latest */
@@ -153,6 +154,60 @@ export const deploymentBody = z
     resources: resources.prefault({}),
     settings: deploymentSettings.prefault({}),
     split: splitSettings.optional(),
+  })
+  .meta({ id: 'ModelDeploymentRequest' });
+export type ModelDeploymentBody = z.infer<typeof modelDeploymentBody>;
+
+/**
+ * Azure ML's pipeline deployment `settings` (reference-yaml-deployment-batch, "settings" of a
+ * pipeline component deployment). `default_compute` has no meaning here and is not accepted.
+ */
+export const pipelineDeploymentSettings = z.strictObject({
+  /** Keep running steps that do not depend on a failed one (Azure ML's default: false). */
+  continue_on_step_failure: z.boolean().default(false),
+  /** The datastore for outputs given no path: a name, or azureml:{name} as Azure ML writes it. */
+  default_datastore: z
+    .string()
+    .regex(/^(azureml:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, 'must be a datastore name (or azureml:{name})')
+    .default('workspaceblobstore'),
+  /** Run every step again even when its inputs and component are unchanged (Azure ML's default: false). */
+  force_rerun: z.boolean().default(false),
+});
+
+/**
+ * A pipeline component deployment (`type: pipeline`): `component` (azureml:{name}:{version},
+ * azureml:{name}@latest, or a pipeline component inline, checked in full when the deployment is
+ * created) or `job_definition: azureml:{job id}`, exactly one of them. No model or code here.
+ */
+export const pipelineDeploymentBody = z
+  .strictObject({
+    name: endpointName.optional(),
+    endpoint_name: endpointName.optional(),
+    type: z.literal('pipeline'),
+    description,
+    tags,
+    // The inline form is a pipeline component body (shared/components/schemas.ts), parsed by the
+    // registry with field names under "component"; importing it here would make the two schema
+    // modules import each other.
+    component: z.union([z.string().min(1), z.looseObject({}).meta({ description: 'An inline pipeline component (PipelineComponentRequest).' })]).optional(),
+    /** azureml:{pipeline job id}: deploy the graph of an existing pipeline job. */
+    job_definition: z.string().min(1).optional(),
+    settings: pipelineDeploymentSettings.prefault({}),
+  })
+  .superRefine((body, ctx) => {
+    if (body.component === undefined && body.job_definition === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['component'], message: 'a pipeline deployment needs component (or job_definition)' });
+    } else if (body.component !== undefined && body.job_definition !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['job_definition'], message: 'give component or job_definition, not both' });
+    }
+  })
+  .meta({ id: 'PipelineDeploymentRequest' });
+export type PipelineDeploymentBody = z.infer<typeof pipelineDeploymentBody>;
+
+/** A deployment body: `type` (default model) chooses the shape. */
+export const deploymentBody = z
+  .discriminatedUnion('type', [modelDeploymentBody, pipelineDeploymentBody], {
+    error: (issue) => (issue.code === 'invalid_union' ? 'must be "model" or "pipeline"' : undefined),
   })
   .meta({ id: 'DeploymentRequest' });
 export type DeploymentBody = z.infer<typeof deploymentBody>;

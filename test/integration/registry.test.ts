@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppConfig, loadConfig } from '../../shared/config.js';
 import { BatchError } from '../../shared/errors.js';
 import { Registry } from '../../shared/registry/registry.js';
+import { componentBody } from '../../shared/components/schemas.js';
+import type { PipelineDeploymentDoc } from '../../shared/components/types.js';
 import { dataAssetBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
@@ -17,7 +19,7 @@ beforeAll(async () => {
   registry = new Registry({ config });
   const container = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(config.workspaceContainer);
   await container.createIfNotExists();
-  for (const name of ['models/m/model.onnx', 'data/a.csv', 'data/b.csv', 'code/score.js']) {
+  for (const name of ['models/m/model.onnx', 'data/a.csv', 'data/b.csv', 'code/score.js', 'code/main.js']) {
     await container.getBlockBlobClient(name).upload('x', 1);
   }
 });
@@ -101,5 +103,52 @@ describe('registry (Azurite)', () => {
     expect(await registry.getDeployment('endp1', 'dep1')).toBeUndefined();
     await registry.deleteModel('m2', '1');
     expect(await registry.getModel('m2', '1')).toBeUndefined();
+  });
+
+  it('resolves a pipeline deployment to its graph: steps loaded, bindings named, a topological order', async () => {
+    await registry.createModel('pm', '1', modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') }));
+    await registry.createComponent(
+      'prep',
+      '1',
+      componentBody.parse({ code: ds('code/'), entry_script: 'main.js', inputs: { raw: { type: 'uri_folder' }, n: { type: 'integer', min: 1, default: 2 } }, outputs: { clean: { type: 'uri_folder' } } }),
+    );
+    await registry.createComponent(
+      'score',
+      '1',
+      componentBody.parse({ type: 'parallel', model: 'azureml:pm@latest', input_data: '${{inputs.data}}', inputs: { data: { type: 'uri_folder' } }, outputs: { out: { type: 'uri_folder' } } }),
+    );
+    const pipeline = componentBody.parse({
+      type: 'pipeline',
+      inputs: { input_data: { type: 'uri_folder' } },
+      outputs: { scores: { type: 'uri_folder' } },
+      jobs: {
+        score: { component: 'azureml:score:1', inputs: { data: '${{parent.jobs.prep.outputs.clean}}' }, outputs: { out: '${{parent.outputs.scores}}' } },
+        prep: { component: 'azureml:prep@latest', inputs: { raw: '${{parent.inputs.input_data}}', n: '5' } },
+      },
+    });
+    expect((await registry.createComponent('pipe', '1', pipeline)).created).toBe(true);
+    await registry.putEndpoint('pipes', endpointBody.parse({}));
+    const { stored } = await registry.putDeployment('pipes', 'd', deploymentBody.parse({ type: 'pipeline', component: 'azureml:pipe:1' }));
+    expect(stored.doc).toMatchObject({ type: 'pipeline', component: { name: 'pipe', version: '1' } });
+
+    const found = await registry.getAnyDeployment('pipes', 'd');
+    expect(found?.doc.type).toBe('pipeline');
+    const resolved = await registry.resolveDeploymentPipeline(found?.doc as PipelineDeploymentDoc);
+    expect(resolved.order).toEqual(['prep', 'score']);
+    const [prep, score] = resolved.order.map((n) => resolved.steps.find((s) => s.name === n));
+    expect(prep).toMatchObject({ type: 'command', ref: { name: 'prep', version: '1' }, inputs: { raw: { kind: 'parent_input', name: 'input_data' }, n: { kind: 'literal', value: 5 } }, depends_on: [] });
+    expect(prep?.component).toMatchObject({ type: 'command', code: ds('code/'), entry_script: 'main.js' });
+    expect(score).toMatchObject({ type: 'parallel', inputs: { data: { kind: 'step_output', step: 'prep', output: 'clean' } }, outputs: { out: { kind: 'parent_output', name: 'scores' } }, depends_on: ['prep'] });
+    expect(score?.component).toMatchObject({ model: { name: 'pm', version: '1' } });
+
+    // Model deployments' callers get a clear refusal rather than a model deployment it is not.
+    expect((await rejects(registry.getDeployment('pipes', 'd'))).code).toBe('unsupported');
+    expect((await rejects(registry.deleteComponent('score', '1'))).code).toBe('conflict');
+    expect((await rejects(registry.deleteModel('pm', '1'))).code).toBe('conflict');
+    expect((await rejects(registry.deleteComponent('pipe', '1'))).code).toBe('conflict');
+    await registry.deleteEndpoint('pipes');
+    await registry.deleteComponent('pipe', '1');
+    await registry.deleteComponent('score', '1');
+    await registry.deleteModel('pm', '1');
   });
 });
