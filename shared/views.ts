@@ -140,7 +140,9 @@ function stepView(
     outputs: Object.fromEntries(
       Object.entries(outputs).map(([name, uri]) => [name, { uri, ...(files && name === Object.keys(outputs)[0] ? { files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${uri}${f}`])) } : {}) }]),
     ),
-    ...(step.type === 'parallel' ? { counts: state?.counts ?? null, columns: state?.columns ?? null } : { attempts: state?.attempts ?? null }),
+    ...(step.type === 'parallel'
+      ? { counts: state?.counts ?? null, columns: state?.columns ?? null, log: `${stepLink(self, step.name)}/outputs/${Object.keys(outputs).length > 1 ? `${Object.keys(outputs)[0] ?? ''}/` : ''}logs/job.log` }
+      : { attempts: state?.attempts ?? null, log: state?.logs ? `${stepLink(self, step.name)}/outputs/user_logs/attempt-${state.attempts ?? 1}.log` : null }),
     error: state?.error ?? null,
     links: { outputs: `${stepLink(self, step.name)}/outputs/` },
   };

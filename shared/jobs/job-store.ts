@@ -3,7 +3,7 @@ import type { TableClient, TransactionAction } from '@azure/data-tables';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
-import { type Job, type JobCounts, type JobSpec, type JobState, type StepState, addCounts, emptyCounts } from './types.js';
+import { type Job, type JobCounts, type JobSpec, type JobState, type StepOutput, type StepState, addCounts, emptyCounts } from './types.js';
 
 interface JobEntity {
   partitionKey: string;
@@ -91,6 +91,13 @@ function claimKey(folder: string): string {
   return createHash('sha256').update(folder).digest('hex');
 }
 const MAX_TIME = 9_999_999_999_999;
+
+/** A completed step run that a later one with the same fingerprint may reuse. */
+export interface ReusableRun {
+  job: string;
+  step: string;
+  outputs: Record<string, StepOutput>;
+}
 
 function storageError(action: string, err: unknown): BatchError {
   return new BatchError('storage_failed', `Storage failed while ${action}.`, { cause: err });
@@ -395,6 +402,32 @@ export class JobStore {
       if (existing.jobId === jobId) await claims.deleteEntity(claimKey(folder), 'output', { etag: existing.etag ?? '*' });
     } catch {
       // Gone already, or changed hands: either way it is not this job's any more.
+    }
+  }
+
+  /**
+   * Records that a step run with this fingerprint (see PipelineRunner: the component, its code and
+   * model, the contents of its inputs and its literals) completed with these outputs, for later
+   * jobs to reuse. Keyed by the fingerprint alone: content, never a name that can be reused.
+   */
+  async putReusable(fingerprint: string, run: ReusableRun): Promise<void> {
+    const table = await this.#account.table(`${this.#prefix}stepreuse`);
+    try {
+      await table.upsertEntity({ partitionKey: fingerprint, rowKey: 'latest', run: JSON.stringify(run) }, 'Replace');
+    } catch (err) {
+      throw storageError('recording a reusable step', err);
+    }
+  }
+
+  /** The latest completed step run with this fingerprint, if any. */
+  async getReusable(fingerprint: string): Promise<ReusableRun | undefined> {
+    const table = await this.#account.table(`${this.#prefix}stepreuse`);
+    try {
+      const e = await table.getEntity<{ run: string }>(fingerprint, 'latest');
+      return JSON.parse(e.run) as ReusableRun;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading a reusable step', err);
     }
   }
 }

@@ -12,7 +12,10 @@ import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
 import type { JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
-import { ERRORS_FILE, type Invoker, type Job, type JobCounts, LOG_FILE, MODEL_STEP, type ModelJobSpec, REPORT_FILE, SUMMARY_FILE, emptyCounts, isPipelineSpec } from './types.js';
+import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
+import { type PipelineSpecContext, buildPipelineSpec } from './pipeline-spec.js';
+import { isComponentRef } from '../components/types.js';
+import type { DeploymentDoc } from '../registry/types.js';
 
 export interface InvokeRequest {
   endpoint: string;
@@ -32,6 +35,14 @@ export interface InvokeResult {
 }
 
 const DEFAULT_OUTPUT_NAME = 'score';
+
+/** What #create records for a new job. */
+interface JobToCreate {
+  spec: JobSpec;
+  steps: Record<string, StepState>;
+  /** Output places the job claims; `empty`: the place must hold no file at all. */
+  claims: { target: { uri: string; location: DataLocation }; files: readonly string[]; empty: boolean; field: string }[];
+}
 
 /** Job ids sort by creation time and are unique: bj-20261126T201500-1a2b3c4d. */
 export function newJobId(now: Date): string {
@@ -106,11 +117,72 @@ export class JobsService {
         { details: { header: 'azureml-model-deployment' } },
       );
     }
-    const deployment = await this.#registry.getDeployment(request.endpoint, deploymentName);
-    if (!deployment) {
+    const found = await this.#registry.getAnyDeployment(request.endpoint, deploymentName);
+    if (!found) {
       throw notFound('Deployment', `${request.endpoint}/${deploymentName}`, request.deploymentHeader ? { header: 'azureml-model-deployment' } : {});
     }
+    const now = this.#now();
+    const jobId = newJobId(now);
+    const base = {
+      id: jobId,
+      runs_as: 'steps' as const,
+      endpoint: request.endpoint,
+      endpoint_uid: scope.uid || undefined,
+      deployment: deploymentName,
+      display_name: body.display_name,
+      description: body.description,
+      tags: body.tags,
+      invoked_by: request.invokedBy,
+      created_at: now.toISOString(),
+    };
+    const doc = found.doc;
+    let created: JobToCreate;
+    if (doc.type === 'pipeline') {
+      for (const field of ['settings', 'resources', 'split'] as const) {
+        if (body[field] !== undefined) {
+          throw new BatchError('validation_failed', `${field}: a pipeline deployment's job runs with its components' settings; ${field} can only be given to a model deployment's job.`, {
+            issues: [{ field, message: 'not for a pipeline deployment' }],
+          });
+        }
+      }
+      const pipeline = await this.#registry.pipelineComponentOf(doc);
+      const spec: PipelineJobSpec = {
+        ...base,
+        kind: 'pipeline',
+        pipeline: await buildPipelineSpec(this.#specContext(), {
+          jobId,
+          pipeline,
+          resolved: await this.#registry.resolveDeploymentPipeline(doc),
+          component: isComponentRef(doc.component) ? doc.component : undefined,
+          settings: doc.settings,
+          inputs: body.inputs,
+          outputs: body.outputs ?? {},
+        }),
+      };
+      created = this.#pipelineToCreate(spec);
+    } else {
+      created = await this.#modelJob(base, doc, body);
+    }
+    return this.#create({ key, scope, requestHash, start: request.start }, created);
+  }
 
+  /** What buildPipelineSpec needs of this service. */
+  #specContext(): PipelineSpecContext {
+    return { registry: this.#registry, content: (location, field, what, options) => this.#content(location, field, what, options), inputData: (input, field) => this.#inputData(input, field) };
+  }
+
+  /** A pipeline job's records: the job, one record per step, and a claim per job output. */
+  #pipelineToCreate(spec: PipelineJobSpec): JobToCreate {
+    const outputs = Object.entries(spec.pipeline.outputs);
+    return {
+      spec,
+      steps: Object.fromEntries(spec.pipeline.steps.map((s) => [s.name, { status: 'NotStarted' as const }])),
+      claims: outputs.map(([name, target]) => ({ target, files: [], empty: true, field: `outputs.${name}.path` })),
+    };
+  }
+
+  /** A model deployment's job: exactly one data input, at most one output (Azure ML's rules). */
+  async #modelJob(base: Omit<ModelJobSpec, keyof ParallelWork | 'kind'>, deployment: DeploymentDoc, body: InvokeBody): Promise<JobToCreate> {
     const inputs = Object.entries(body.inputs);
     if (inputs.length !== 1) {
       throw new BatchError('validation_failed', 'A model deployment takes exactly one input.', {
@@ -123,16 +195,22 @@ export class JobsService {
         issues: [{ field: 'outputs', message: `expected at most 1 output, got ${outputs.length}` }],
       });
     }
-    const [inputName, input] = inputs[0] as [string, InvokeBody['inputs'][string]];
+    const [inputName, raw] = inputs[0] as [string, InvokeBody['inputs'][string]];
+    if (typeof raw !== 'object' || !('path' in raw)) {
+      throw new BatchError('validation_failed', `inputs.${inputName}: a model deployment takes one data input ({"type": "uri_folder", "path": …}); literal inputs are for pipeline deployments.`, {
+        issues: [{ field: `inputs.${inputName}`, message: 'must be data, not a literal' }],
+      });
+    }
+    const input = raw;
 
-    const settings = mergeSettings(deployment.doc.settings, body.settings);
-    const resources = { instance_count: body.resources?.instance_count ?? deployment.doc.resources.instance_count };
-    const split = body.split === null ? undefined : (body.split ?? deployment.doc.split);
-    const model = await this.#registry.getModel(deployment.doc.model.name, deployment.doc.model.version);
-    if (!model) throw notFound('Model', `${deployment.doc.model.name}:${deployment.doc.model.version}`);
+    const settings = mergeSettings(deployment.settings, body.settings);
+    const resources = { instance_count: body.resources?.instance_count ?? deployment.resources.instance_count };
+    const split = body.split === null ? undefined : (body.split ?? deployment.split);
+    const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
+    if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`);
     const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
-    const code = deployment.doc.code_configuration
-      ? await this.#registry.resolveData(deployment.doc.code_configuration.code, 'code_configuration.code', 'uri_folder')
+    const code = deployment.code_configuration
+      ? await this.#registry.resolveData(deployment.code_configuration.code, 'code_configuration.code', 'uri_folder')
       : undefined;
 
     const [modelContent, codeContent] = await Promise.all([
@@ -142,10 +220,13 @@ export class JobsService {
     const inputField = `inputs.${inputName}.path`;
     const resolvedInput = await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
-    const now = this.#now();
-    const jobId = newJobId(now);
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
     const outputField = `outputs.${outputName}.path`;
+    if (output?.type === 'uri_file') {
+      throw new BatchError('validation_failed', `outputs.${outputName}.type: a model deployment's output is a folder (uri_folder).`, {
+        issues: [{ field: `outputs.${outputName}.type`, message: 'must be uri_folder' }],
+      });
+    }
     if (output && parseDataUri(output.path, outputField).kind === 'asset') {
       // A data asset version is immutable: writing a job's outputs into its folder would change it.
       throw new BatchError('validation_failed', `${outputField}: an output is a folder (azureml://datastores/{datastore}/paths/{path} or a blob URL), not a data asset.`, {
@@ -154,48 +235,61 @@ export class JobsService {
     }
     const outputData = output
       ? await this.#registry.resolveData(output.path, outputField, 'uri_folder')
-      : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${jobId}/${outputName}/`), outputField, 'uri_folder');
+      : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${base.id}/${outputName}/`), outputField, 'uri_folder');
     const spec: ModelJobSpec = {
-      id: jobId,
+      ...base,
       kind: 'model',
-      runs_as: 'steps',
-      endpoint: request.endpoint,
-      endpoint_uid: scope.uid || undefined,
-      deployment: deploymentName,
-      display_name: body.display_name,
-      description: body.description,
-      tags: body.tags,
       model: model.doc,
       model_location: modelData.location,
       model_content: modelContent,
       code_content: codeContent,
-      code_configuration: deployment.doc.code_configuration,
+      code_configuration: deployment.code_configuration,
       code_location: code?.location,
       settings,
       resources,
       split,
       input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri, location: resolvedInput.location },
       output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } },
-      invoked_by: request.invokedBy,
-      created_at: now.toISOString(),
     };
+    return {
+      spec,
+      // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
+      steps: { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } },
+      claims: [{ target: spec.output, files: Object.values(outputFiles(spec)), empty: false, field: outputField }],
+    };
+  }
 
-    // Claims, in order; whatever was claimed is given back if the job does not go ahead.
+  /**
+   * Records a job and starts it: claims (the Idempotency-Key, each output folder) in order, the job
+   * and its steps' records, then its orchestration. Whatever was claimed or written is given back
+   * if the job does not go ahead, so nothing is left half-created.
+   */
+  async #create(request: { key: string | undefined; scope: { name: string; uid: string } | undefined; requestHash: string; start: (jobId: string) => Promise<void> }, created: JobToCreate): Promise<InvokeResult> {
+    const { spec } = created;
+    const jobId = spec.id;
+    const { key, scope } = request;
     const undo: (() => Promise<void>)[] = [];
     try {
-      if (key !== undefined) {
-        const claim = await this.#store.claimKey(scope, key, requestHash, jobId);
+      if (key !== undefined && scope) {
+        const claim = await this.#store.claimKey(scope, key, request.requestHash, jobId);
         // Another request with this key got there between the lookup above and now.
-        if (!claim.claimed) return await this.#replay(claim, requestHash);
+        if (!claim.claimed) return await this.#replay(claim, request.requestHash);
         undo.push(() => this.#store.releaseKey(scope, key));
       }
-      await this.#claimOutput(spec, spec.output, Object.values(outputFiles(spec)), outputField);
-      const folderKey = outputFolderKey(this.#registry, spec.output.location);
-      undo.push(() => this.#store.releaseOutput(folderKey, jobId));
+      const seen = new Map<string, string>();
+      for (const claim of created.claims) {
+        const folderKey = outputFolderKey(this.#registry, claim.target.location);
+        const other = seen.get(folderKey);
+        if (other !== undefined) {
+          throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}; each output needs a place of its own.`, { issues: [{ field: claim.field, message: `the same place as ${other}` }] });
+        }
+        seen.set(folderKey, claim.field);
+        await this.#claimOutput(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
+        undo.push(() => this.#store.releaseOutput(folderKey, jobId));
+      }
       await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
       undo.push(() => this.#store.remove(spec));
-      // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
-      await this.#store.createSteps(jobId, { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } });
+      await this.#store.createSteps(jobId, created.steps);
       try {
         await request.start(jobId);
       } catch (err) {
@@ -246,7 +340,7 @@ export class JobsService {
    * by another job is a 409 naming the output, unless that job never came to be (its invocation
    * died between claiming and recording it) or it has ended and its outputs have since been deleted.
    */
-  async #claimOutput(job: { id: string; created_at: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string): Promise<void> {
+  async #claimOutput(job: { id: string; created_at: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean } = {}): Promise<void> {
     const folder = outputFolderOf(this.#registry, target);
     const folderKey = outputFolderKey(this.#registry, target.location);
     const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, async (claim) => {
@@ -261,6 +355,11 @@ export class JobsService {
       });
     if (!claimed.claimed) {
       throw conflict(`The output folder ${target.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+    }
+    // A pipeline output's files are its steps' to choose: the place must be empty.
+    if (options.empty && (await folder.hasAnyFile())) {
+      await this.#store.releaseOutput(folderKey, job.id);
+      throw conflict(`The output ${target.uri} already holds files. Choose an empty output folder (or a file that does not exist yet).`);
     }
     // Any file the job would write, found there, would be overwritten: the folder is refused.
     for (const file of files) {
@@ -364,7 +463,10 @@ export class JobsService {
     } else {
       const found = spec.pipeline.steps.find((s) => s.name === step);
       if (!found) throw notFound('Step', step);
-      outputs = job.steps?.[step]?.outputs ?? found.outputs;
+      const state = job.steps?.[step];
+      // A command step's logs: GET …/steps/{step}/outputs/user_logs/attempt-1.log.
+      if (state?.logs && file.startsWith('user_logs/')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length) };
+      outputs = state?.outputs ?? found.outputs;
     }
     const names = Object.keys(outputs);
     const [first, ...rest] = file.split('/');

@@ -1,20 +1,31 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { AppConfig } from '../config.js';
+import { datastoreUri } from '../data/data-uri.js';
+import { type CommandStepInput, runCommandStep } from '../steps/command-step.js';
+import { folderContent } from './local-files.js';
 import { BatchError } from '../errors.js';
-import type { Registry } from '../registry/registry.js';
+import { type DataLocation, type Registry, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import type { JobStore } from './job-store.js';
-import { chunkInstanceId, stepInstanceId, sumCounts } from './jobs-service.js';
+import { chunkInstanceId, outputFolderOf, stepInstanceId, sumCounts } from './jobs-service.js';
 import {
   type DataValue,
   type Job,
   type JobCounts,
   type JobError,
   MODEL_STEP,
+  type OutputTarget,
+  type PipelineJobSpec,
+  type StepOutput,
   type StepSpec,
   type StepState,
   emptyCounts,
   isPipelineSpec,
 } from './types.js';
+
+/** How often a running command step looks for its cancellation, ms. */
+const CANCEL_POLL_MS = 500;
 
 /** What the pipeline orchestration needs to run a job's graph (names only). */
 export interface PipelinePlan {
@@ -57,10 +68,14 @@ function stepsOf(job: Job): StepSpec[] | undefined {
  * Each method is safe to run more than once (activities run at least once).
  */
 export class PipelineRunner {
+  readonly #config: AppConfig;
+  readonly #registry: Registry;
   readonly #store: JobStore;
   readonly #now: () => Date;
 
   constructor(options: { config: AppConfig; registry: Registry; store: JobStore; now?: () => Date }) {
+    this.#config = options.config;
+    this.#registry = options.registry;
     this.#store = options.store;
     this.#now = options.now ?? (() => new Date());
   }
@@ -114,11 +129,109 @@ export class PipelineRunner {
         return { status: 'failed', type, maxRetries, error };
       }
     }
-    const outputs = Object.fromEntries(Object.entries(spec.outputs).map(([name, o]) => [name, { uri: o.uri, location: o.location }]));
+    const outputs: Record<string, StepOutput> = Object.fromEntries(Object.entries(spec.outputs).map(([name, o]) => [name, { type: o.type, uri: o.uri, location: o.location }]));
+    const fingerprint = await this.#fingerprint(job, spec, others);
+    if (isPipelineSpec(job.spec) && !job.spec.pipeline.settings.force_rerun) {
+      const reused = await this.#reuse(job.spec, spec, fingerprint);
+      if (reused) {
+        const now = this.#now().toISOString();
+        await this.#store.updateStep(input.jobId, input.step, (s) =>
+          s.status === 'NotStarted' ? { ...s, status: 'Completed', started_at: now, completed_at: now, fingerprint, outputs: reused.outputs, reused_from: { job: reused.job, step: reused.step } } : undefined,
+        );
+        return { status: 'reused', type, maxRetries };
+      }
+    }
+    const logs = spec.type === 'command' ? await this.#logsPlace(job, spec.name) : undefined;
     await this.#store.updateStep(input.jobId, input.step, (s) =>
-      s.status === 'NotStarted' ? { ...s, ...(bound ? { input: bound } : {}), outputs, ...(spec.type === 'command' ? { status: 'Running', started_at: this.#now().toISOString() } : {}) } : undefined,
+      s.status === 'NotStarted'
+        ? { ...s, ...(bound ? { input: bound } : {}), outputs, fingerprint, ...(logs ? { logs } : {}), ...(spec.type === 'command' ? { status: 'Running', started_at: this.#now().toISOString() } : {}) }
+        : undefined,
     );
     return { status: 'ready', type, maxRetries };
+  }
+
+  /** Where a command step's logs go: azureml/{job}/{step}/user_logs/ on the default datastore (Azure ML's user_logs). */
+  async #logsPlace(job: Job, step: string): Promise<{ uri: string; location: DataLocation }> {
+    const store = isPipelineSpec(job.spec) ? job.spec.pipeline.settings.default_datastore.replace(/^azureml:/, '') : WORKSPACE_DATASTORE;
+    const data = await this.#registry.resolveData(datastoreUri(store, `azureml/${job.spec.id}/${step}/user_logs/`), 'default_datastore', 'uri_folder');
+    return { uri: data.uri, location: data.location };
+  }
+
+  /**
+   * What decides whether a step can reuse an earlier run (Azure ML: same component version, same
+   * input data, same literal values): the component as pinned (its registered name and version,
+   * or its content when inline), the content keys of its code and model, and for each input the
+   * content of the data, the literal, or the fingerprint of the step whose output it takes.
+   * Outputs' places are not part of it: a reused run's outputs are copied or pointed to.
+   */
+  async #fingerprint(job: Job, spec: StepSpec, steps: ReadonlyMap<string, StepState>): Promise<string | undefined> {
+    if (!isPipelineSpec(job.spec)) return undefined;
+    const inputs: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(spec.inputs).sort(([a], [b]) => a.localeCompare(b))) {
+      switch (value.type) {
+        case 'literal':
+          inputs[name] = { literal: value.value };
+          break;
+        case 'none':
+          inputs[name] = null;
+          break;
+        case 'step_output': {
+          const upstream = steps.get(value.step)?.fingerprint;
+          if (!upstream) return undefined;
+          inputs[name] = { step: upstream, output: value.output };
+          break;
+        }
+        default:
+          inputs[name] = { data: (await folderContent(this.#registry, value.location, { file: value.type === 'uri_file' })).key };
+      }
+    }
+    const component = spec.component.name && spec.component.version ? { name: spec.component.name, version: spec.component.version } : undefined;
+    const what =
+      spec.type === 'command'
+        ? { type: spec.type, code: spec.code.content, entry: spec.entry_script, env: spec.environment_variables }
+        : { type: spec.type, model: spec.work.model_content, code: spec.work.code_content, settings: spec.work.settings, split: spec.work.split ?? null, input_data: spec.input_data };
+    const outputs = Object.entries(spec.outputs).map(([name, o]) => [name, o.type]).sort();
+    return createHash('sha256').update(JSON.stringify({ component: component ?? null, what, inputs, outputs })).digest('hex');
+  }
+
+  /**
+   * An earlier completed run with this fingerprint whose outputs are all still there: this step's
+   * outputs become that run's. An output the job delivers (bound to a pipeline output) is copied to
+   * the job's place, server-side; an intermediate one is read where it is. Undefined: run the step.
+   */
+  async #reuse(job: PipelineJobSpec, spec: StepSpec, fingerprint: string | undefined): Promise<{ job: string; step: string; outputs: Record<string, StepOutput> } | undefined> {
+    if (!fingerprint) return undefined;
+    const earlier = await this.#store.getReusable(fingerprint);
+    if (!earlier || earlier.job === job.id) return undefined;
+    const delivered = new Set(Object.values(job.pipeline.outputs).map((o) => o.uri));
+    const outputs: Record<string, StepOutput> = {};
+    for (const [name, target] of Object.entries(spec.outputs)) {
+      const from = earlier.outputs[name];
+      if (!from) return undefined;
+      const files = await folderContent(this.#registry, from.location, { file: target.type === 'uri_file' });
+      if (files.files.length === 0) return undefined;
+      if (!delivered.has(target.uri)) {
+        outputs[name] = from;
+        continue;
+      }
+      if (!(await this.#copy(from, target, files.files))) return undefined;
+      outputs[name] = { type: target.type, uri: target.uri, location: target.location };
+    }
+    return { job: earlier.job, step: earlier.step, outputs };
+  }
+
+  /** Copies an earlier output to a job's place inside one storage account (a server-side copy); false when the accounts differ. */
+  async #copy(from: StepOutput, to: OutputTarget, files: { blob: string; relative: string }[]): Promise<boolean> {
+    const source = this.#registry.open(from.location);
+    const target = this.#registry.open(to.location);
+    if (new URL(source.url).host !== new URL(target.url).host || source.accountName !== target.accountName) return false;
+    const prefix = from.location.path === '' || from.location.path.endsWith('/') ? from.location.path : `${from.location.path}/`;
+    for (const file of files) {
+      const name = to.type === 'uri_file' ? to.location.path : `${to.location.path}${file.blob.startsWith(prefix) ? file.blob.substring(prefix.length) : file.relative}`;
+      const poller = await target.getBlobClient(name).beginCopyFromURL(source.getBlobClient(file.blob).url);
+      await poller.pollUntilDone();
+    }
+    return true;
   }
 
   /** The data a step input names: a job input's, or the output an earlier step recorded. */
@@ -130,7 +243,7 @@ export class PipelineRunner {
       case 'step_output': {
         const output = steps.get(value.step)?.outputs?.[value.output];
         if (!output) throw new BatchError('internal', `${field}: step '${value.step}' recorded no output '${value.output}'.`, { retryable: false });
-        return { type: 'uri_folder', path: output.uri, uri: output.uri, location: output.location };
+        return { type: output.type ?? 'uri_folder', path: output.uri, uri: output.uri, location: output.location };
       }
       default:
         throw new BatchError('validation_failed', `${field}: a parallel step's input_data must be data, not ${value.type === 'literal' ? 'a literal' : 'left unbound'}.`, {
@@ -139,9 +252,62 @@ export class PipelineRunner {
     }
   }
 
-  /** Runs one attempt of a command step (see shared/steps). */
-  runCommandAttempt(input: { jobId: string; step: string; attempt: number }): Promise<CommandAttempt> {
-    return Promise.reject(new BatchError('unsupported', `Step '${input.step}' is a command step, which this version cannot run yet.`, { retryable: false }));
+  /**
+   * Runs one attempt of a command step (shared/steps/command-step.ts): its data inputs as they
+   * were bound (a job input, or the output an earlier step recorded), its literals, its outputs'
+   * places. The attempt's log is written to the step's user_logs. A step being canceled runs no
+   * new attempt.
+   */
+  async runCommandAttempt(input: { jobId: string; step: string; attempt: number }): Promise<CommandAttempt> {
+    const job = await this.#job(input.jobId);
+    const spec = stepsOf(job)?.find((s) => s.name === input.step);
+    if (spec?.type !== 'command') throw new BatchError('internal', `Job '${input.jobId}' has no command step '${input.step}'.`, { retryable: false });
+    const steps = await this.#store.listSteps(input.jobId);
+    const state = steps.get(input.step);
+    if (!state || state.status === 'Canceling' || state.status === 'Canceled' || job.state.status === 'Canceling') return { status: 'canceled', retryable: false };
+    const inputs: Record<string, CommandStepInput> = {};
+    for (const [name, value] of Object.entries(spec.inputs)) {
+      if (value.type === 'none') inputs[name] = undefined;
+      else if (value.type === 'literal') inputs[name] = { type: 'literal', value: value.value };
+      else if (value.type === 'step_output') {
+        const output = steps.get(value.step)?.outputs?.[value.output];
+        if (!output) throw new BatchError('internal', `jobs.${spec.name}.inputs.${name}: step '${value.step}' recorded no output '${value.output}'.`, { retryable: false });
+        inputs[name] = { type: output.type ?? 'uri_folder', location: output.location };
+      } else inputs[name] = { type: value.type, location: value.location };
+    }
+    const outputs = Object.fromEntries(Object.entries(spec.outputs).map(([name, o]) => [name, { type: o.type, location: o.location }]));
+    // Cancel reaches a running script: the step's record is watched, and its thread stopped.
+    const canceled = new AbortController();
+    const watch = setInterval(() => {
+      this.#store.getStep(input.jobId, input.step).then(
+        (s) => {
+          if (s?.status === 'Canceling' || s?.status === 'Canceled') canceled.abort();
+        },
+        () => undefined,
+      );
+    }, CANCEL_POLL_MS);
+    const result = await runCommandStep({
+      signal: canceled.signal,
+      registry: this.#registry,
+      code: spec.code.location,
+      codeContent: spec.code.content,
+      entryScript: spec.entry_script,
+      inputs,
+      outputs,
+      environment: spec.environment_variables,
+      timeoutMs: spec.timeout * 1000,
+      workDir: join(this.#config.cacheDir, 'work', input.jobId, input.step, `a${input.attempt}-${randomBytes(4).toString('hex')}`),
+      cacheDir: this.#config.cacheDir,
+      jobId: input.jobId,
+      stepName: input.step,
+      attempt: input.attempt,
+      now: this.#now,
+    }).finally(() => clearInterval(watch));
+    if (state.logs) {
+      const text = result.logs.map((e) => `${e.time} ${e.level.toUpperCase()} ${e.message}\n`).join('') + `${this.#now().toISOString()} attempt ${input.attempt} ${result.status}${result.error ? `: ${result.error}` : ''} (${result.seconds.toFixed(3)} s)\n`;
+      await outputFolderOf(this.#registry, state.logs).upload(`attempt-${input.attempt}.log`, text, 'text/plain; charset=utf-8');
+    }
+    return { status: result.status, retryable: result.retryable, error: result.error };
   }
 
   /**
@@ -155,6 +321,10 @@ export class PipelineRunner {
       return { ...s, status: input.status, completed_at: now, ...(input.error ? { error: input.error } : {}), ...(input.attempts ? { attempts: input.attempts } : {}) };
     });
     const status = state?.status;
+    // A step that ran to completion (not one that reused another) can be reused by later jobs.
+    if (state && status === 'Completed' && state.fingerprint && !state.reused_from && state.outputs) {
+      await this.#store.putReusable(state.fingerprint, { job: input.jobId, step: input.step, outputs: state.outputs });
+    }
     return { status: status === 'Completed' || status === 'Failed' || status === 'Canceled' || status === 'Skipped' ? status : input.status };
   }
 

@@ -215,12 +215,23 @@ export type StepStatus = JobStatus | 'Skipped';
 export interface StepState extends Omit<JobState, 'status' | 'counts'> {
   status: StepStatus;
   counts?: JobCounts | undefined;
-  outputs?: Record<string, { uri: string; location: DataLocation }> | undefined;
+  outputs?: Record<string, StepOutput> | undefined;
+  /** What decides reuse (see PipelineRunner.prepareStep); steps that take its outputs include it in theirs. */
+  fingerprint?: string | undefined;
+  /** Where a command step's log is (one blob per attempt under it). */
+  logs?: { uri: string; location: DataLocation } | undefined;
   /** The earlier run whose outputs it reused (force_rerun false, nothing changed). */
   reused_from?: { job: string; step: string } | undefined;
   attempts?: number | undefined;
   /** A parallel step's input, bound when it started (a job input, or another step's output). */
   input?: (DataValue & { name: string }) | undefined;
+}
+
+/** Where a step's output is: its own place, or an earlier run's when it was reused. */
+export interface StepOutput {
+  type?: 'uri_folder' | 'uri_file' | undefined;
+  uri: string;
+  location: DataLocation;
 }
 
 export function emptyCounts(): JobCounts {

@@ -14,8 +14,19 @@ export const jobInput = z.strictObject({
   path: dataPath,
 });
 
+/** A literal input of a pipeline job (Azure ML: `{type: literal, value}`, or the bare value). */
+export const literalInput = z.union([
+  z.strictObject({ type: z.literal('literal'), value: z.union([z.string(), z.number(), z.boolean()]) }),
+  z.string(),
+  z.number(),
+  z.boolean(),
+]);
+
+export const invokeInput = z.union([jobInput, literalInput]);
+
+/** An output: a folder (model deployments), or for pipeline outputs of that type a file. */
 export const jobOutput = z.strictObject({
-  type: z.literal('uri_folder').default('uri_folder'),
+  type: z.enum(['uri_folder', 'uri_file']).optional(),
   path: dataPath,
 });
 
@@ -46,7 +57,8 @@ export const invokeBody = z
     display_name: z.string().max(256).optional(),
     description: z.string().max(5000).optional(),
     tags: z.record(z.string().max(256), z.string().max(1024)).default({}),
-    inputs: z.record(inputName, jobInput).refine((v) => Object.keys(v).length > 0, 'a model deployment needs one input'),
+    /** Data (`{type, path}`); for pipeline deployments also literals, bare or `{type: "literal", value}`. */
+    inputs: z.record(inputName, invokeInput).default({}),
     outputs: z.record(inputName, jobOutput).optional(),
     settings: settingsOverride.optional(),
     resources: z.strictObject({ instance_count: z.number().int().min(1).max(100).optional() }).optional(),

@@ -46,11 +46,13 @@ export interface CommandRequest {
   now?: (() => Date) | undefined;
   /** Path or file URL of the compiled worker module; see {@link commandWorkerFile}. */
   workerFile?: string | URL | undefined;
+  /** Aborted: the step was canceled; the script's thread is stopped and the run ends `canceled`. */
+  signal?: AbortSignal | undefined;
 }
 
 /** How a run ended. Problems of the script are results, never exceptions. */
 export interface CommandResult {
-  status: 'completed' | 'failed' | 'timeout';
+  status: 'completed' | 'failed' | 'timeout' | 'canceled';
   /** Why it failed or timed out. */
   error?: string;
   /**
@@ -185,6 +187,12 @@ export async function runCommand(request: CommandRequest): Promise<CommandResult
         settle({ status: 'timeout', error, retryable: true });
       }, limit);
     }
+    const abort = (): void => {
+      note('warning', 'the step was canceled; its worker was stopped');
+      settle({ status: 'canceled', error: 'canceled', retryable: false });
+    };
+    if (request.signal?.aborted) abort();
+    request.signal?.addEventListener('abort', abort, { once: true });
     worker.on('message', (message: CommandWorkerMessage) => {
       if (message.type === 'log') add(message.entry);
       else if (message.type === 'done') settle(message.reply.status === 'completed' ? { status: 'completed', retryable: false } : message.reply);

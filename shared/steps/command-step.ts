@@ -52,6 +52,8 @@ export interface CommandStepOptions {
   now?: (() => Date) | undefined;
   /** The compiled worker module; see {@link runCommand}. */
   workerFile?: string | URL | undefined;
+  /** Aborted when the step is canceled: the script is stopped (see CommandRequest.signal). */
+  signal?: AbortSignal | undefined;
 }
 
 export interface CommandStepResult {
@@ -132,6 +134,7 @@ export async function runCommandStep(options: CommandStepOptions): Promise<Comma
       timeoutMs: options.timeoutMs,
       now,
       workerFile: options.workerFile,
+      signal: options.signal,
     });
     logs.push(...run.logs);
     if (run.status !== 'completed') {

@@ -17,7 +17,7 @@ function issues(fn: () => unknown): { field: string; message: string }[] {
 describe('deployment schema', () => {
   it("fills Azure ML's defaults", () => {
     const d = parseOrThrow(deploymentBody, { model: 'azureml:m:1' }, 'deployment');
-    expect(d.type).toBe('model');
+    if (d.type !== 'model') throw new Error(`parsed as ${d.type}`);
     expect(d.resources).toEqual({ instance_count: 1 });
     expect(d.settings).toEqual({
       max_concurrency_per_instance: 1,

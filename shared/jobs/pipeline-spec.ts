@@ -1,0 +1,202 @@
+/**
+ * Turns a pipeline component and the caller's named inputs and outputs into a pipeline job's spec
+ * (PipelineSpec), fixed at invoke: every input checked against the pipeline's declared types
+ * (type, enum, min/max; Azure ML's rules, reference-yaml-component-pipeline), every data path
+ * resolved once, every step's component, model and code pinned to their content, and every output
+ * given its place. Nothing is looked up by name again while the job runs.
+ */
+import { datastoreUri, parseDataUri } from '../data/data-uri.js';
+import { parseOwnInput, parseOwnOutput } from '../components/bindings.js';
+import { checkLiteral } from '../components/literals.js';
+import type { InputSpec, OutputSpec, PipelineComponentDoc, ResolvedPipeline, ResolvedStep } from '../components/types.js';
+import { isUriType } from '../components/types.js';
+import { BatchError, notFound } from '../errors.js';
+import { folderPrefix } from '../planning/list-input.js';
+import type { DataLocation, Registry, ResolvedData } from '../registry/registry.js';
+import { jobInput } from '../schemas/jobs.js';
+import type { DataValue, LiteralValue, OutputTarget, PipelineSettings, PipelineSpec, StepInput, StepSpec } from './types.js';
+
+/** What the builder needs from the jobs service (the same checks a model deployment's job gets). */
+export interface PipelineSpecContext {
+  registry: Registry;
+  /** The content key of a location (model, code), pinned for the job; no files there is a 400 naming `field`. */
+  content(location: DataLocation, field: string, what: string, options?: { file?: boolean }): Promise<string>;
+  /** Settles whether an input is a file or a folder, as for a model deployment's input. */
+  inputData(input: ResolvedData, field: string): Promise<ResolvedData>;
+}
+
+export interface PipelineSpecRequest {
+  jobId: string;
+  pipeline: PipelineComponentDoc;
+  resolved: ResolvedPipeline;
+  component?: { name: string; version: string } | undefined;
+  settings: PipelineSettings;
+  /** As the caller sent them (data: `{type?, path}`; literals: bare or `{type: literal, value}`). */
+  inputs: Record<string, unknown>;
+  outputs: Record<string, { type?: string | undefined; path: string }>;
+}
+
+function invalid(field: string, message: string, text?: string): BatchError {
+  return new BatchError('validation_failed', text ?? `${field}: ${message}.`, { issues: [{ field, message }] });
+}
+
+function datastoreName(setting: string): string {
+  return setting.startsWith('azureml:') ? setting.substring('azureml:'.length) : setting;
+}
+
+/** A place for an output the caller gave no path: azureml/{job}/[{step}/]{output}/ on the default datastore (Azure ML's layout). */
+async function defaultTarget(ctx: PipelineSpecContext, settings: PipelineSettings, type: OutputSpec['type'], parts: string[], field: string): Promise<OutputTarget> {
+  const folder = `azureml/${parts.join('/')}/`;
+  const path = type === 'uri_folder' ? folder : `${folder}${parts[parts.length - 1] ?? 'output'}`;
+  const data = await ctx.registry.resolveData(datastoreUri(datastoreName(settings.default_datastore), path), field, type);
+  return targetOf(data, type);
+}
+
+function targetOf(data: ResolvedData, type: OutputSpec['type']): OutputTarget {
+  if (type === 'uri_file') return { type, uri: data.uri, location: data.location };
+  return { type, uri: data.uri.replace(/\/?$/, '/'), location: { ...data.location, path: folderPrefix(data.location.path) } };
+}
+
+/** A data input's value, resolved; `declared` is the input's type in the component. */
+async function dataValue(ctx: PipelineSpecContext, path: string, stated: 'uri_file' | 'uri_folder' | undefined, declared: 'uri_file' | 'uri_folder', field: string): Promise<DataValue> {
+  if (stated !== undefined && stated !== declared) throw invalid(`${field}.type`, `the input is ${declared}, not ${stated}`);
+  const resolved = await ctx.inputData(await ctx.registry.resolveData(path, `${field}.path`, declared), `${field}.path`);
+  return { type: resolved.type, path, uri: resolved.uri, location: resolved.location };
+}
+
+/** A component input's default as a value, or undefined when it has none. */
+async function defaultValue(ctx: PipelineSpecContext, spec: InputSpec, field: string): Promise<DataValue | LiteralValue | undefined> {
+  if (spec.default === undefined) return undefined;
+  if (isUriType(spec.type)) return dataValue(ctx, String(spec.default), undefined, spec.type, field);
+  return { type: 'literal', value: spec.default };
+}
+
+/** The job's inputs, checked against the pipeline's: unknown names, wrong kinds, bad literals and missing required inputs are 400s naming the input. */
+async function jobInputs(ctx: PipelineSpecContext, pipeline: PipelineComponentDoc, given: Record<string, unknown>): Promise<Record<string, DataValue | LiteralValue>> {
+  const values: Record<string, DataValue | LiteralValue> = {};
+  for (const [name, value] of Object.entries(given)) {
+    const field = `inputs.${name}`;
+    const spec = pipeline.inputs[name];
+    if (!spec) {
+      const known = Object.keys(pipeline.inputs);
+      throw invalid(field, `the pipeline has no input '${name}'`, `${field}: the pipeline has no input '${name}' (its inputs: ${known.join(', ') || 'none'}).`);
+    }
+    const isData = typeof value === 'object' && value !== null && 'path' in value;
+    if (isUriType(spec.type)) {
+      if (!isData) throw invalid(field, `must be data: {"type": "${spec.type}", "path": "azureml://datastores/…"}`);
+      const parsed = jobInput.safeParse(value);
+      if (!parsed.success) throw invalid(field, parsed.error.issues[0]?.message ?? 'not a data input');
+      values[name] = await dataValue(ctx, parsed.data.path, parsed.data.type, spec.type, field);
+    } else {
+      if (isData) throw invalid(field, `is a literal input of type ${spec.type}, not data`);
+      values[name] = { type: 'literal', value: checkLiteral(spec, value, field) };
+    }
+  }
+  for (const [name, spec] of Object.entries(pipeline.inputs)) {
+    if (values[name] !== undefined) continue;
+    const fallback = await defaultValue(ctx, spec, `inputs.${name}`);
+    if (fallback) values[name] = fallback;
+    else if (!spec.optional) throw invalid(`inputs.${name}`, `is required (${spec.type})`, `inputs.${name}: the pipeline's input '${name}' (${spec.type}) is required.`);
+  }
+  return values;
+}
+
+/** The job's outputs: the caller's paths, or places of the job's own. */
+async function jobOutputs(ctx: PipelineSpecContext, request: PipelineSpecRequest): Promise<Record<string, OutputTarget>> {
+  const targets: Record<string, OutputTarget> = {};
+  for (const name of Object.keys(request.outputs)) {
+    if (!request.pipeline.outputs[name]) {
+      const known = Object.keys(request.pipeline.outputs);
+      throw invalid(`outputs.${name}`, `the pipeline has no output '${name}'`, `outputs.${name}: the pipeline has no output '${name}' (its outputs: ${known.join(', ') || 'none'}).`);
+    }
+  }
+  for (const [name, spec] of Object.entries(request.pipeline.outputs)) {
+    const field = `outputs.${name}.path`;
+    const given = request.outputs[name];
+    if (!given) {
+      targets[name] = await defaultTarget(ctx, request.settings, spec.type, [request.jobId, name], field);
+      continue;
+    }
+    if (given.type !== undefined && given.type !== spec.type) throw invalid(`outputs.${name}.type`, `the output is ${spec.type}, not ${given.type}`);
+    if (parseDataUri(given.path, field).kind === 'asset') throw invalid(field, 'a data asset cannot be an output');
+    targets[name] = targetOf(await ctx.registry.resolveData(given.path, field, spec.type), spec.type);
+  }
+  return targets;
+}
+
+async function stepSpec(ctx: PipelineSpecContext, request: PipelineSpecRequest, step: ResolvedStep, inputs: Record<string, DataValue | LiteralValue>, outputs: Record<string, OutputTarget>): Promise<StepSpec> {
+  const component = step.component;
+  const where = `jobs.${step.name}`;
+  const bound: Record<string, StepInput> = {};
+  for (const [name, binding] of Object.entries(step.inputs)) {
+    const spec = component.inputs[name];
+    let value: StepInput | undefined;
+    if (binding.kind === 'parent_input') value = inputs[binding.name];
+    else if (binding.kind === 'step_output') value = { type: 'step_output', step: binding.step, output: binding.output };
+    else if (binding.kind === 'literal') value = { type: 'literal', value: binding.value };
+    if (value === undefined && spec) value = await defaultValue(ctx, spec, `${where}.inputs.${name}`);
+    bound[name] = value ?? { type: 'none' };
+  }
+  const places: Record<string, OutputTarget> = {};
+  for (const [name, binding] of Object.entries(step.outputs)) {
+    const type = component.outputs[name]?.type ?? 'uri_folder';
+    const parent = binding.kind === 'parent_output' ? outputs[binding.name] : undefined;
+    places[name] = parent ?? (await defaultTarget(ctx, request.settings, type, [request.jobId, step.name, name], `${where}.outputs.${name}`));
+  }
+  const base = { name: step.name, component: { name: step.ref?.name ?? component.name, version: step.ref?.version ?? component.version }, needs: step.depends_on, inputs: bound, outputs: places };
+  if (component.type === 'command') {
+    const code = await ctx.registry.resolveData(component.code, `${where}.component.code`, 'uri_folder');
+    const content = await ctx.content(code.location, `${where}.component.code`, `The code of step '${step.name}'`, { file: false });
+    return {
+      ...base,
+      type: 'command',
+      code: { uri: code.uri, location: code.location, content },
+      entry_script: component.entry_script,
+      environment_variables: component.environment_variables,
+      timeout: component.limits.timeout,
+      max_retries: component.retry_settings.max_retries,
+    };
+  }
+  const inputData = parseOwnInput(component.input_data);
+  const appendTo = parseOwnOutput(component.task.append_row_to);
+  if (inputData === undefined || appendTo === undefined) throw new BatchError('internal', `${where}: the parallel component's input_data or append_row_to is not an expression.`);
+  const model = await ctx.registry.getModel(component.model.name, component.model.version);
+  if (!model) throw notFound('Model', `${component.model.name}:${component.model.version}`, { field: `${where}.component.model` });
+  const modelData = await ctx.registry.resolveData(model.doc.path, `${where}.component.model`);
+  const code = component.task.code ? await ctx.registry.resolveData(component.task.code, `${where}.component.task.code`, 'uri_folder') : undefined;
+  const [modelContent, codeContent] = await Promise.all([
+    ctx.content(modelData.location, `${where}.component.model`, `The model ${model.doc.name}:${model.doc.version}`),
+    code ? ctx.content(code.location, `${where}.component.task.code`, `The scoring code of step '${step.name}'`, { file: false }) : undefined,
+  ]);
+  const { max_concurrency_per_instance, mini_batch_size, error_threshold, retry_settings, output_action, output_file_name, logging_level, environment_variables } = component;
+  return {
+    ...base,
+    type: 'parallel',
+    input_data: inputData,
+    append_row_to: appendTo,
+    work: {
+      model: model.doc,
+      model_location: modelData.location,
+      model_content: modelContent,
+      code_configuration: component.task.code && component.task.entry_script ? { code: component.task.code, scoring_script: component.task.entry_script } : undefined,
+      code_location: code?.location,
+      code_content: codeContent,
+      settings: { max_concurrency_per_instance, mini_batch_size, error_threshold, retry_settings, output_action, output_file_name, logging_level, environment_variables },
+      resources: component.resources,
+      split: component.split,
+    },
+  };
+}
+
+/** The spec of a pipeline job (see the module's comment); every error is a 400 naming its field. */
+export async function buildPipelineSpec(ctx: PipelineSpecContext, request: PipelineSpecRequest): Promise<PipelineSpec> {
+  const inputs = await jobInputs(ctx, request.pipeline, request.inputs);
+  const outputs = await jobOutputs(ctx, request);
+  const byName = new Map(request.resolved.steps.map((s) => [s.name, s]));
+  const steps: StepSpec[] = [];
+  for (const name of request.resolved.order) {
+    const step = byName.get(name);
+    if (step) steps.push(await stepSpec(ctx, request, step, inputs, outputs));
+  }
+  return { component: request.component, settings: request.settings, inputs, outputs, steps };
+}
