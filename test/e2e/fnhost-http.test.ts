@@ -146,6 +146,9 @@ describe('fnhost HTTP triggers', () => {
 
     const cookies = await fetch(api('responses/cookies'));
     expect(cookies.headers.getSetCookie()).toEqual(['session=abc123; path=/; samesite=strict; httponly', 'theme=dark; max-age=3600; path=/']);
+    // A Set-Cookie header and cookies together: the host sends both, the header first.
+    const both = await fetch(api('responses/cookiesAndHeader'));
+    expect(both.headers.getSetCookie()).toEqual(['legacy=1; path=/legacy', 'session=abc123; path=/; httponly']);
 
     const binary = await fetch(api('responses/binary'));
     expect(binary.headers.get('content-type')).toBe('application/octet-stream');

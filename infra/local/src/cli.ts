@@ -5,6 +5,7 @@ import { FnHostError, describeError } from './errors.js';
 import { FNHOST_VERSION, FnHost, type HostOptions } from './host.js';
 import { Logger } from './log.js';
 import { stopAzuriteFor } from './storage/azurite-service.js';
+import { stopLockHolder } from './host-lock.js';
 
 const optionsSchema = z.object({
   scriptRoot: z.string().min(1),
@@ -48,34 +49,64 @@ export function hostOptionsFrom(raw: unknown): HostOptions {
 
 async function start(raw: unknown): Promise<void> {
   const options = hostOptionsFrom(raw);
-  const host = await FnHost.start(options);
+  // The storage-lost callback can fire while FnHost.start is still returning.
+  const running: { host?: FnHost } = {};
+  let lost = false;
   let stopping = false;
-  const shutdown = (signal: string): void => {
+  let pending: { why: string; code: number } | undefined;
+  /** Stops the host and exits: 0 when asked to (a signal), 1 when its storage went away. */
+  const shutdown = (why: string, code: number): void => {
+    const host = running.host;
+    if (host === undefined) {
+      // Still starting: it stops as soon as it has started (it prints its address before start
+      // returns). A second signal meanwhile ends it at once, as the default action would have.
+      if (pending !== undefined) process.exit(1);
+      pending = { why, code };
+      return;
+    }
     if (stopping) return;
     stopping = true;
-    host.logger.info(`${signal} received: stopping (waiting up to ${options.shutdownGraceMs / 1000}s for running functions)`);
+    host.logger.info(`${why}: stopping (waiting up to ${options.shutdownGraceMs / 1000}s for running functions)`);
     host.stop().then(
-      () => process.exit(0),
+      () => process.exit(code),
       (err: unknown) => {
         process.stderr.write(`fnhost: error while stopping: ${describeError(err)}\n`);
         process.exit(1);
       },
     );
   };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // A host without storage only fails: it stops, and says why (the host has logged the cause).
+  const storageLost = (): void => {
+    lost = true;
+    if (running.host !== undefined) shutdown('Storage is gone', 1);
+  };
+  // Handlers before the start: a signal while it starts must stop the host cleanly (its Azurite
+  // included), not end the process with the default action.
+  process.on('SIGINT', () => shutdown('SIGINT received', 0));
+  process.on('SIGTERM', () => shutdown('SIGTERM received', 0));
+  running.host = await FnHost.start({ ...options, onStorageLost: storageLost });
+  if (lost) shutdown('Storage is gone', 1);
+  else if (pending) shutdown(pending.why, pending.code);
 }
 
 const stopOptionsSchema = z.object({ scriptRoot: z.string().min(1), data: z.string().min(1) });
 
-/** `fnhost stop`: stops the Azurite a data folder's host left running (after a crash, say). */
+/**
+ * `fnhost stop`: stops the host running on a data folder (as Ctrl+C would, which also stops its
+ * Azurite), and the Azurite a host that died left running (after a crash, say). Stopping only the
+ * Azurite of a live host would leave that host running with every storage call failing.
+ */
 async function stop(raw: unknown): Promise<void> {
   const o = stopOptionsSchema.parse(raw);
   const dataDir = resolve(resolve(o.scriptRoot), o.data);
+  const say = (line: string): boolean => process.stdout.write(`${line}\n`);
+  const hostOutcome = await stopLockHolder({ dataDir, log: say });
+  if (hostOutcome.kind === 'stopped') say(`Stopped fnhost ${hostOutcome.pid} on ${dataDir}.`);
+  else if (hostOutcome.kind === 'stale') say(`fnhost ${hostOutcome.pid} on ${dataDir} was no longer running; removed its lock file.`);
   const outcome = await stopAzuriteFor({ dataDir, logger: new Logger() });
-  if (outcome.kind === 'stopped') process.stdout.write(`Stopped Azurite ${outcome.pid} for ${dataDir}; its data is saved.\n`);
-  else if (outcome.kind === 'stale') process.stdout.write(`Azurite ${outcome.pid} for ${dataDir} was no longer running; removed its state file.\n`);
-  else process.stdout.write(`No Azurite is running for ${dataDir}.\n`);
+  if (outcome.kind === 'stopped') say(`Stopped Azurite ${outcome.pid} for ${dataDir}; its data is saved.`);
+  else if (outcome.kind === 'stale') say(`Azurite ${outcome.pid} for ${dataDir} was no longer running; removed its state file.`);
+  else if (hostOutcome.kind !== 'stopped') say(`No Azurite is running for ${dataDir}.`);
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -102,7 +133,7 @@ export async function main(argv: string[]): Promise<void> {
     });
   program
     .command('stop')
-    .description("stop the Azurite that serves a data folder (it outlives a host that crashed); a running host is stopped with Ctrl+C")
+    .description('stop the fnhost running on a data folder and its Azurite, or the Azurite a host that crashed left running')
     .option('--script-root <dir>', 'the app folder', '.')
     .option('--data <dir>', 'the data folder (relative to the script root)', '.data')
     .action(async (opts: Record<string, unknown>) => {

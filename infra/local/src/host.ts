@@ -12,11 +12,13 @@ import { FnHostError, describeError } from './errors.js';
 import { EventGridWebhook } from './eventgrid/webhook.js';
 import { AdminApi } from './http/admin.js';
 import { HttpTriggerRouter } from './http/http-trigger.js';
-import { KeyStore } from './http/keys.js';
+import { KeyStore, readKeysFile } from './http/keys.js';
 import { HostServer, type WebhookHandler } from './http/server.js';
 import { type LogLevel, type LogSink, Logger } from './log.js';
 import { AzuriteProcess, type AzuritePorts, type StorageEmulator, devConnectionString } from './storage/azurite.js';
 import { AzuriteService } from './storage/azurite-service.js';
+import { identifyStorage, storageVerdict } from './storage/storage-identity.js';
+import { HostLock } from './host-lock.js';
 import { WORKER_STARTED, functionsListing, hostInstanceId, lockLeaseLine } from './startup-lines.js';
 import { StorageSubsystem } from './storage/storage-subsystem.js';
 import { TimerSubsystem } from './timer/timer-trigger.js';
@@ -54,6 +56,12 @@ export interface HostOptions {
    * with admin access, as `func start` does without --enableAuth.
    */
   enforceKeys?: boolean;
+  /**
+   * Called (once) when the Azurite fnhost uses exits while the host runs (killed by a user, the
+   * OOM killer, a `kill` meant for another process). The host has logged an error by then; the
+   * CLI stops it. Without it the host only logs.
+   */
+  onStorageLost?: (why: string) => void;
 }
 
 /** Something that runs beside the HTTP server: triggers that poll, timers. */
@@ -97,37 +105,61 @@ async function portInUse(port: number, host: string): Promise<boolean> {
 }
 
 /**
+ * Storage already listening on ports fnhost wants, asked who it is (storage-identity.ts): storage
+ * of another data folder or of another process is refused, with a message saying whose it is;
+ * an emulator fnhost did not start is used as it is. Resolves whether the first port is in use.
+ */
+async function checkRunningStorage(init: { ports: number[]; dataDir: string | undefined; named: boolean; logger: Logger }): Promise<boolean> {
+  const used: boolean[] = [];
+  for (const port of init.ports) {
+    if (!(await portInUse(port, '127.0.0.1'))) {
+      used.push(false);
+      continue;
+    }
+    used.push(true);
+    const identity = await identifyStorage({ host: '127.0.0.1', port });
+    const verdict = storageVerdict({ port, identity, dataDir: init.dataDir, named: init.named });
+    if ('refuse' in verdict) throw verdict.refuse;
+    // One line is enough: the three ports of one emulator say the same.
+    if (verdict.note !== undefined && used.filter(Boolean).length === 1) init.logger.info(verdict.note);
+  }
+  return used[0] ?? false;
+}
+
+/**
  * The storage the app uses when it names development storage. With a data folder that is the
  * folder's own Azurite, running as a service that outlives the host (AzuriteService): the one a
  * previous host left running is reattached, else one is started. In memory it is a child process
- * that ends with the host. Storage already listening on the wanted port (started by the user) is
- * used as it is.
+ * that ends with the host. Storage already listening on the wanted ports is used as it is when it
+ * is an emulator of the user's own; another folder's or another process's is refused.
  */
 async function startStorage(init: { options: HostOptions; logger: Logger; clock: Clock; given: string | undefined }): Promise<{ azurite: StorageEmulator | undefined; storage: string }> {
   const { options, logger, clock, given } = init;
   const wanted = given && !/UseDevelopmentStorage=true/i.test(given) ? portsFrom(given, options.azuritePorts) : options.azuritePorts;
+  let interruptedStart = false;
   if (options.dataDir) {
-    const found = await AzuriteService.attach({ dataDir: options.dataDir, logger, clock });
-    if (found) {
-      const { ports } = found;
-      logger.info(`Azurite for ${options.dataDir} is still running (pid ${found.pid}, since ${found.startedAt}); reattached to it (blob ${ports.blob}, queue ${ports.queue}, table ${ports.table}).`);
+    const found = await AzuriteService.find({ dataDir: options.dataDir, logger, clock });
+    interruptedStart = found.interruptedStart;
+    const service = found.service;
+    if (service) {
+      const { ports } = service;
+      logger.info(`Azurite for ${options.dataDir} is still running (pid ${service.pid}, since ${service.startedAt}); reattached to it (blob ${ports.blob}, queue ${ports.queue}, table ${ports.table}).`);
       const ignored = (['blob', 'queue', 'table'] as const).filter((k) => wanted[k] !== 0 && wanted[k] !== ports[k]);
       if (ignored.length > 0) {
         logger.warn(`Azurite keeps the ports it was started with; the ${ignored.join('/')} port(s) asked for apply after \`fnhost stop --data ${options.dataDir}\`.`);
       }
-      return { azurite: found, storage: found.connectionString };
+      return { azurite: service, storage: service.connectionString };
     }
   }
-  if (await portInUse(wanted.blob, '127.0.0.1')) {
-    logger.info(`Storage at port ${wanted.blob} is already running; fnhost will use it.`);
-    return { azurite: undefined, storage: devConnectionString('127.0.0.1', wanted) };
-  }
+  const ports = [...new Set([wanted.blob, wanted.queue, wanted.table])].filter((p) => p !== 0);
+  const blobInUse = await checkRunningStorage({ ports: wanted.blob === 0 ? [] : ports, dataDir: options.dataDir, named: false, logger });
+  if (blobInUse) return { azurite: undefined, storage: devConnectionString('127.0.0.1', wanted) };
   const azurite = options.dataDir
-    ? await AzuriteService.start({ dataDir: options.dataDir, ports: wanted, logger, clock })
+    ? await AzuriteService.start({ dataDir: options.dataDir, ports: wanted, logger, clock, interruptedStart })
     : await AzuriteProcess.start({ ports: wanted, logger, clock });
-  const { ports } = azurite;
+  const started = azurite.ports;
   const kind = options.dataDir ? `for ${options.dataDir}, running on its own until \`fnhost stop\` or Ctrl+C` : 'in memory';
-  logger.info(`Azurite started (${kind}; blob ${ports.blob}, queue ${ports.queue}, table ${ports.table})`);
+  logger.info(`Azurite started (${kind}; blob ${started.blob}, queue ${started.queue}, table ${started.table})`);
   return { azurite, storage: azurite.connectionString };
 }
 
@@ -169,6 +201,7 @@ export class FnHost {
   readonly #subsystems: Subsystem[];
   readonly #invoker: Invoker;
   readonly #uninstall: () => void;
+  readonly #lock: HostLock | undefined;
   #stopped = false;
 
   private constructor(init: {
@@ -187,6 +220,7 @@ export class FnHost {
     invoker: Invoker;
     uninstall: () => void;
     storageConnection: string | undefined;
+    lock: HostLock | undefined;
   }) {
     this.#options = init.options;
     this.logger = init.logger;
@@ -203,6 +237,22 @@ export class FnHost {
     this.#invoker = init.invoker;
     this.#uninstall = init.uninstall;
     this.storageConnection = init.storageConnection;
+    this.#lock = init.lock;
+  }
+
+  /**
+   * The Azurite the app's storage is served by has gone. Every storage call would now fail, one
+   * by one, each with a connection error naming no cause; the cause is said once, here.
+   */
+  #storageLost(why: string): void {
+    if (this.#stopped) return;
+    const emulator = this.#azurite;
+    const which = emulator instanceof AzuriteService ? `Azurite ${emulator.pid} for ${this.#options.dataDir ?? 'this host'}` : 'The in-memory Azurite';
+    const restart = this.#options.dataDir
+      ? 'Start fnhost again: it starts Azurite from the data it saved (writes of the last few seconds may be lost).'
+      : 'Start fnhost again (in memory, its storage is empty again).';
+    this.logger.error(`${which} ${why} while the host was running: the app has no storage any more, so fnhost stops. ${restart}`);
+    this.#options.onStorageLost?.(why);
   }
 
   /** Starts the host; resolves once the app is loaded and the server listens. */
@@ -222,11 +272,23 @@ export class FnHost {
 
     // The task hub is opened (and checked) before storage starts: a damaged data folder is refused
     // before anything runs.
+    // One host per data folder: a second would run the same activities and triggers on the same
+    // task hub and storage. The lock is taken before anything in the folder is read or started.
+    const lock = options.dataDir ? HostLock.acquire({ dataDir: options.dataDir, shutdownGraceMs: options.shutdownGraceMs, logger, clock }) : undefined;
+    let store: SqliteTaskHubStore;
+    try {
+      // A keys file that cannot be read is refused now, before Azurite is started for nothing.
+      if (options.dataDir) readKeysFile(join(options.dataDir, 'keys.json'));
+      const hub = config.host.durable.hubName;
+      store = new SqliteTaskHubStore({
+        path: options.dataDir ? join(options.dataDir, 'durable', `${hub}.sqlite`) : ':memory:',
+        hubName: hub,
+      });
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
     const hub = config.host.durable.hubName;
-    const store = new SqliteTaskHubStore({
-      path: options.dataDir ? join(options.dataDir, 'durable', `${hub}.sqlite`) : ':memory:',
-      hubName: hub,
-    });
 
     let azurite: StorageEmulator | undefined;
     let storage = process.env['AzureWebJobsStorage'];
@@ -236,6 +298,7 @@ export class FnHost {
         ({ azurite, storage } = await startStorage({ options, logger, clock, given }));
       } catch (err) {
         store.close();
+        lock?.release();
         throw err;
       }
       // The app sees an explicit connection string naming the instance in use, so any port works
@@ -254,6 +317,7 @@ export class FnHost {
       await azurite?.stop();
     });
     cleanupOnFailure.push(() => Promise.resolve(store.close()));
+    cleanupOnFailure.push(() => Promise.resolve(lock?.release()));
     try {
       await loadEntryPoints({
         scriptRoot: config.scriptRoot,
@@ -410,8 +474,10 @@ export class FnHost {
         invoker,
         uninstall,
         storageConnection: storage,
+        lock,
       });
       host.#printStartup(clock.now() - startedAt);
+      azurite?.watch((why) => host.#storageLost(why));
       return host;
     } catch (err) {
       for (const cleanup of cleanupOnFailure.reverse()) {
@@ -478,6 +544,10 @@ export class FnHost {
     }
     this.#store.close();
     this.#uninstall();
-    await this.#azurite?.stop();
+    try {
+      await this.#azurite?.stop();
+    } finally {
+      this.#lock?.release();
+    }
   }
 }

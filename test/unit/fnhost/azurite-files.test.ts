@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FnHostError } from '../../../infra/local/src/errors.js';
-import { checkAzuriteDatabases, lokiProblem } from '../../../infra/local/src/storage/azurite-files.js';
+import { AZURITE_DATABASES, checkAzuriteDatabases, lokiProblem } from '../../../infra/local/src/storage/azurite-files.js';
 import { readAzuriteState } from '../../../infra/local/src/storage/azurite-service.js';
 import { tempDir } from '../../support/fnhost.js';
 
@@ -33,8 +33,7 @@ describe("Azurite's LokiJS databases", () => {
     const dir = folder();
     expect(() => checkAzuriteDatabases(join(dir, 'none-yet'))).not.toThrow();
     expect(() => checkAzuriteDatabases(dir)).not.toThrow();
-    writeFileSync(join(dir, '__azurite_db_blob__.json'), LOKI);
-    writeFileSync(join(dir, '__azurite_db_table__.json'), LOKI);
+    for (const name of AZURITE_DATABASES) writeFileSync(join(dir, name), LOKI);
     mkdirSync(join(dir, '__blobstorage__'));
     writeFileSync(join(dir, '__blobstorage__', 'extent'), 'binary data, not a database');
     expect(() => checkAzuriteDatabases(dir)).not.toThrow();
@@ -42,7 +41,7 @@ describe("Azurite's LokiJS databases", () => {
 
   it('refuses a half-written database, naming the file', () => {
     const dir = folder();
-    writeFileSync(join(dir, '__azurite_db_blob__.json'), LOKI);
+    for (const name of AZURITE_DATABASES) writeFileSync(join(dir, name), LOKI);
     const table = join(dir, '__azurite_db_table__.json');
     writeFileSync(table, LOKI.slice(0, 40));
     let error: unknown;
@@ -59,6 +58,7 @@ describe("Azurite's LokiJS databases", () => {
 
   it('refuses an empty database and points at an interrupted save that may be a good copy', () => {
     const dir = folder();
+    for (const name of AZURITE_DATABASES) writeFileSync(join(dir, name), LOKI);
     const queue = join(dir, '__azurite_db_queue__.json');
     writeFileSync(queue, '');
     writeFileSync(`${queue}~`, LOKI);

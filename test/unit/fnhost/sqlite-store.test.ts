@@ -1,4 +1,5 @@
-import { copyFileSync, existsSync, mkdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventType, makeEvent } from '../../../infra/local/src/durable/history.js';
 import { SqliteTaskHubStore } from '../../../infra/local/src/durable/store/sqlite-store.js';
@@ -11,6 +12,10 @@ afterEach(() => {
   for (const s of stores.splice(0)) s.close();
   for (const d of dirs.splice(0)) d.remove();
 });
+
+function digest(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
 
 function open(path = ':memory:'): SqliteTaskHubStore {
   const store = new SqliteTaskHubStore({ path, hubName: 'test' });
@@ -172,7 +177,45 @@ describe('SQLite task hub store', () => {
       copyFileSync(path, copy);
       copyFileSync(`${path}-wal`, `${copy}-wal`);
       truncateSync(copy, Math.floor(statSync(copy).size / 2));
+      const wal = digest(`${copy}-wal`);
       expect(() => open(copy)).toThrow(refusal(copy));
+      expect(digest(`${copy}-wal`)).toBe(wal);
+    });
+
+    /** The hub and WAL as a crash leaves them: the newest commit only in the WAL, at `copy`. */
+    function crashedHub(): string {
+      const path = filledHub();
+      const store = open(path);
+      store.createInstance(create('late'));
+      const copy = `${path}.crashed`;
+      copyFileSync(path, copy);
+      copyFileSync(`${path}-wal`, `${copy}-wal`);
+      expect(statSync(`${copy}-wal`).size).toBeGreaterThan(0);
+      return copy;
+    }
+
+    it('refuses a file truncated to nothing next to a WAL with its newest commits, and leaves the WAL as it was', () => {
+      const copy = crashedHub();
+      truncateSync(copy, 0);
+      const wal = digest(`${copy}-wal`);
+      expect(() => open(copy)).toThrow(new RegExp(`${refusal(copy).source} \\(the file is empty; .*-wal holds \\d+ bytes`));
+      // SQLite, had it opened the empty file, would have read a new hub and deleted the WAL.
+      expect(digest(`${copy}-wal`)).toBe(wal);
+      expect(statSync(copy).size).toBe(0);
+    });
+
+    it('refuses a missing file whose WAL or shared-memory file is there, and builds no new hub in its place', () => {
+      const copy = crashedHub();
+      const walCopy = `${copy}-wal`;
+      const gone = `${copy}.gone`;
+      copyFileSync(walCopy, `${gone}-wal`);
+      expect(() => open(gone)).toThrow(`${gone} is damaged (the file is missing while ${gone}-wal is there)`);
+      expect(existsSync(gone)).toBe(false);
+      expect(digest(`${gone}-wal`)).toBe(digest(walCopy));
+      const shmOnly = `${copy}.shm-only`;
+      writeFileSync(`${shmOnly}-shm`, Buffer.alloc(32_768));
+      expect(() => open(shmOnly)).toThrow(`${shmOnly} is damaged (the file is missing while ${shmOnly}-shm is there)`);
+      expect(existsSync(shmOnly)).toBe(false);
     });
 
     it('refuses a file cut to its first bytes and one cut to nothing (SQLite would read that as a new, empty hub)', () => {

@@ -243,8 +243,13 @@ export function writeRpcResponse(res: ServerResponse, http: RpcHttpData | null |
   const status = Number(http.statusCode ?? 200) || 200;
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(http.headers ?? {})) headers[k.toLowerCase()] = v;
+  // The host copies the headers and then appends each cookie (Response.Cookies.Append): a
+  // Set-Cookie header the function set is sent too, before the cookies, not replaced by them.
   const cookies = (http.cookies ?? []).map(cookieHeader);
-  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  if (cookies.length > 0) {
+    const own = headers['set-cookie'];
+    headers['set-cookie'] = [...(own === undefined ? [] : Array.isArray(own) ? own : [own]), ...cookies];
+  }
   const b = http.body;
   let payload: Buffer | undefined;
   if (b?.bytes) payload = Buffer.from(b.bytes);

@@ -1,7 +1,9 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { z } from 'zod';
 import type { KeySettings } from '../config/app-config.js';
+import { FnHostError, describeError } from '../errors.js';
 
 /** The access levels of the Functions host. */
 export type AccessLevel = 'anonymous' | 'function' | 'system' | 'admin';
@@ -21,6 +23,62 @@ function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+const keyMap = z.record(z.string(), z.string());
+const keysFileSchema = z.object({
+  master: z.string().min(1).optional(),
+  host: keyMap.optional(),
+  functions: z.record(z.string(), keyMap).optional(),
+  system: keyMap.optional(),
+});
+
+/**
+ * Reads the keys file of a data folder; undefined when there is none (the first start). One that
+ * cannot be read is refused, naming it, rather than replaced by new keys: every client that saved
+ * a key (a script, a webhook, a colleague) would then be answered 401 without a word as to why.
+ * Regenerating is one `rm` away for a user who wants it; a lost key is not.
+ */
+export function readKeysFile(file: string): Partial<KeySet> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let problem: string;
+  if (text.trim() === '') {
+    problem = 'the file is empty';
+  } else {
+    try {
+      const parsed = keysFileSchema.safeParse(JSON.parse(text));
+      if (parsed.success) return parsed.data;
+      problem = parsed.error.issues.map((i) => `${i.path.join('.') || 'file'}: ${i.message}`).join('; ');
+    } catch (err) {
+      problem = `not valid JSON: ${describeError(err)}`;
+    }
+  }
+  throw new FnHostError(
+    'ERR_CONFIG',
+    `The keys file ${file} is not usable (${problem}). fnhost will not start on it: it would generate new keys over it, and ` +
+      'every caller that saved a key would be refused. Restore it from a backup (the keys are printed at start: "Master key: ..."), ' +
+      'or delete it to have new keys generated.',
+    { details: { file } },
+  );
+}
+
+/** Writes `text` to `file` whole or not at all: a new file, flushed, renamed over the old one. */
+function replaceFile(file: string, text: string): void {
+  const temp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, file);
 }
 
 /**
@@ -48,14 +106,7 @@ export class KeyStore {
     /** Check keys (the default); false grants every request admin access. */
     enforced?: boolean;
   }): KeyStore {
-    let stored: Partial<KeySet> = {};
-    if (options.file) {
-      try {
-        stored = JSON.parse(readFileSync(options.file, 'utf8')) as Partial<KeySet>;
-      } catch {
-        stored = {};
-      }
-    }
+    const stored: Partial<KeySet> = (options.file ? readKeysFile(options.file) : undefined) ?? {};
     const s = options.settings ?? {};
     const keys: KeySet = {
       master: s.master ?? stored.master ?? newKey(),
@@ -73,8 +124,12 @@ export class KeyStore {
       keys.functions[key] = { default: newKey(), ...keys.functions[key], ...s.functions?.[name] };
     }
     if (options.file) {
-      mkdirSync(dirname(options.file), { recursive: true });
-      writeFileSync(options.file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
+      const text = `${JSON.stringify(keys, null, 2)}\n`;
+      if (text !== JSON.stringify(stored, null, 2) + '\n') {
+        mkdirSync(dirname(options.file), { recursive: true });
+        // A crash while writing must not leave a cut file: the next start would refuse it.
+        replaceFile(options.file, text);
+      }
     }
     return new KeyStore(keys, options.enforced ?? true);
   }

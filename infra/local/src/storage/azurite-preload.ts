@@ -11,11 +11,13 @@
  *   is its lock and its address: created exclusively before Azurite reads its databases (so two
  *   Azurites never load one folder), rewritten with the ports once all three services listen,
  *   removed when it exits. A request to `/__fnhost__/identity` or `/__fnhost__/shutdown` carrying
- *   the token proves which instance answers a port, and stops it. It stops itself when the state
+ *   the token proves which instance answers a port, and stops it; without the token the identity
+ *   request is answered 403 with the data folder it serves. It stops itself when the state
  *   file stops naming it (nobody could find it any more) and exits at once when its data folder
  *   is gone (there is nothing left to save into).
  * - **child** (in memory): a child of the host with an IPC channel; when the channel closes (the
- *   host died, even by SIGKILL) it shuts down, so it never outlives the host.
+ *   host died, even by SIGKILL) it shuts down, so it never outlives the host. Its identity request
+ *   is answered 403 with the pid of the process it belongs to.
  *
  * In both modes it reports readiness and its ports over IPC, exits as soon as all three services
  * report "successfully closed" (their databases are saved by then; Azurite itself would hang on
@@ -109,6 +111,34 @@ const writeFully = (fd, text) => {
   fs.closeSync(fd);
 };
 
+// fnhost's own requests, on each of the three ports. Without the token an Azurite says only whose
+// it is (the data folder it serves, or the process it belongs to), so that a host looking for
+// storage on these ports does not take another folder's or another process's for its own.
+const emit = http.Server.prototype.emit;
+http.Server.prototype.emit = function (event, req, res) {
+  if (event === 'request' && typeof req.url === 'string' && req.url.startsWith('/__fnhost__/')) {
+    answer(req, res);
+    return true;
+  }
+  return emit.apply(this, arguments);
+};
+const answer = (req, res) => {
+  req.resume();
+  const send = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify(body));
+  };
+  if (!service) return send(403, { error: 'not this instance', fnhost: 'in-memory', pid: process.pid, hostPid: process.ppid });
+  if (req.headers['x-fnhost-token'] !== token) return send(403, { error: 'not this instance', fnhost: 'folder', pid: process.pid, location });
+  const me = { pid: process.pid, location, state: stopping ? 'stopping' : 'running' };
+  if (req.url === '/__fnhost__/identity' && req.method === 'GET') return send(stopping ? 503 : 200, me);
+  if (req.url === '/__fnhost__/shutdown' && req.method === 'POST') {
+    send(202, me);
+    return requestStop();
+  }
+  send(404, { error: 'unknown' });
+};
+
 if (service) {
   try {
     writeFully(fs.openSync(statePath, 'wx', 0o600), stateText({ status: 'starting' }));
@@ -126,30 +156,6 @@ if (service) {
       // the folder is gone
     }
   });
-
-  const emit = http.Server.prototype.emit;
-  http.Server.prototype.emit = function (event, req, res) {
-    if (event === 'request' && typeof req.url === 'string' && req.url.startsWith('/__fnhost__/')) {
-      answer(req, res);
-      return true;
-    }
-    return emit.apply(this, arguments);
-  };
-  const answer = (req, res) => {
-    req.resume();
-    const send = (status, body) => {
-      res.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
-      res.end(JSON.stringify(body));
-    };
-    if (req.headers['x-fnhost-token'] !== token) return send(403, { error: 'not this instance' });
-    const me = { pid: process.pid, location, state: stopping ? 'stopping' : 'running' };
-    if (req.url === '/__fnhost__/identity' && req.method === 'GET') return send(stopping ? 503 : 200, me);
-    if (req.url === '/__fnhost__/shutdown' && req.method === 'POST') {
-      send(202, me);
-      return requestStop();
-    }
-    send(404, { error: 'unknown' });
-  };
 } else {
   process.on('disconnect', requestStop);
   process.on('message', (m) => {

@@ -1,12 +1,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, unlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Clock, systemClock } from '../clock.js';
 import { FnHostError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { HAS_PROC, commandLine, pidAlive } from '../processes.js';
 import { type AzuritePorts, type StorageEmulator, azuriteArgs, azuriteCli, azuriteExecArgv, devConnectionString, waitForAzurite } from './azurite.js';
 import { checkAzuriteDatabases } from './azurite-files.js';
 
@@ -68,26 +69,6 @@ function removeState(path: string, state: AzuriteState): void {
   }
 }
 
-/** Linux tells a process's state and command line in /proc; elsewhere only signal 0 can be asked. */
-const HAS_PROC = existsSync('/proc/self/stat');
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // An Azurite whose host died belongs to init once it exits, and stays a zombie (which signal 0
-  // still reaches) until init reaps it, a second or more on some systems. It has exited all the same.
-  if (!HAS_PROC) return true;
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Whether `pid` runs Azurite. After a machine restart the recorded pid may belong to anything;
  * where the command line can be read (Linux) that tells them apart. Elsewhere assume it is, which
@@ -95,14 +76,10 @@ function pidAlive(pid: number): boolean {
  */
 function runsAzurite(pid: number): boolean {
   if (!HAS_PROC) return true;
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('azurite');
-  } catch {
-    return false;
-  }
+  return commandLine(pid)?.includes('azurite') ?? false;
 }
 
-function samePath(a: string, b: string): boolean {
+export function samePath(a: string, b: string): boolean {
   try {
     return realpathSync(a) === realpathSync(b);
   } catch {
@@ -223,20 +200,29 @@ export class AzuriteService implements StorageEmulator {
    * Azurites never work on one folder; a state file left by one that is gone is removed.
    */
   static async attach(options: ServiceOptions): Promise<AzuriteService | undefined> {
+    return (await AzuriteService.find(options)).service;
+  }
+
+  /**
+   * attach(), and whether the Azurite that last served the folder died before it was ready (so
+   * the folder may hold only the databases of the services it had started).
+   */
+  static async find(options: ServiceOptions): Promise<{ service: AzuriteService | undefined; interruptedStart: boolean }> {
     return holdingOpen(() => AzuriteService.#attach(options));
   }
 
-  static async #attach(options: ServiceOptions): Promise<AzuriteService | undefined> {
+  static async #attach(options: ServiceOptions): Promise<{ service: AzuriteService | undefined; interruptedStart: boolean }> {
     const clock = options.clock ?? systemClock;
     const paths = azuritePaths(options.dataDir);
     const deadline = clock.now() + (options.settleMs ?? 20_000);
+    const none = { service: undefined, interruptedStart: false };
     for (;;) {
       const state = readAzuriteState(paths.state);
-      if (!state) return undefined;
+      if (!state) return none;
       if (!pidAlive(state.pid) || !runsAzurite(state.pid)) {
         options.logger.info(`Azurite ${state.pid} named in ${paths.state} no longer runs (killed, or the machine restarted); storage starts again from its saved data.`);
         removeState(paths.state, state);
-        return undefined;
+        return { service: undefined, interruptedStart: state.status === 'starting' };
       }
       if (state.status === 'ready' && state.host !== undefined && state.ports !== undefined) {
         const { host, ports } = state;
@@ -247,9 +233,10 @@ export class AzuriteService implements StorageEmulator {
             // The folder was copied from one whose Azurite still runs: that one serves its own.
             options.logger.info(`${paths.state} names the Azurite of ${location}; starting one for this folder.`);
             removeState(paths.state, state);
-            return undefined;
+            return none;
           }
-          return new AzuriteService({ pid: state.pid, host, ports, token: state.token, reattached: true, startedAt: state.startedAt, child: undefined, clock, logger: options.logger });
+          const service = new AzuriteService({ pid: state.pid, host, ports, token: state.token, reattached: true, startedAt: state.startedAt, child: undefined, clock, logger: options.logger });
+          return { service, interruptedStart: false };
         }
       }
       if (clock.now() > deadline) {
@@ -268,12 +255,12 @@ export class AzuriteService implements StorageEmulator {
    * Starts Azurite for `dataDir` in a session of its own. Its databases are checked first: a
    * folder whose storage cannot be read is refused, never started empty.
    */
-  static async start(options: ServiceOptions & { ports: AzuritePorts; host?: string }): Promise<AzuriteService> {
+  static async start(options: ServiceOptions & { ports: AzuritePorts; host?: string; interruptedStart?: boolean }): Promise<AzuriteService> {
     const clock = options.clock ?? systemClock;
     const host = options.host ?? '127.0.0.1';
     const paths = azuritePaths(options.dataDir);
     mkdirSync(paths.location, { recursive: true });
-    checkAzuriteDatabases(paths.location);
+    checkAzuriteDatabases(paths.location, { interruptedStart: options.interruptedStart ?? false });
     const token = randomBytes(24).toString('hex');
     // Its output goes to a file: a pipe to the host would break when the host dies, and Azurite
     // would fail writing to it.
@@ -317,6 +304,32 @@ export class AzuriteService implements StorageEmulator {
       }
       await sleep(this.#clock, 50);
     }
+  }
+
+  /**
+   * Calls `gone` once, at once, if this Azurite exits while the host uses it (anything can kill
+   * it: a user, the OOM killer, a `kill` meant for another process). The host cannot carry on
+   * without storage, but it must say so rather than fail every storage call without a word. An
+   * Azurite this host started is watched by its exit; one it reattached to is not its child, so
+   * its pid is looked at every `intervalMs`.
+   */
+  watch(gone: (why: string) => void, intervalMs = 1000): void {
+    let reported = false;
+    const report = (why: string): void => {
+      if (this.#stopped || reported) return;
+      reported = true;
+      gone(why);
+    };
+    this.#child?.once('exit', (code, signal) => report(`exited (${signal ?? `code ${String(code)}`})`));
+    const look = (): void => {
+      if (this.#stopped || reported) return;
+      if (!this.#running()) {
+        report('is no longer running');
+        return;
+      }
+      this.#clock.setTimeout(look, intervalMs);
+    };
+    this.#clock.setTimeout(look, intervalMs);
   }
 
   #running(): boolean {

@@ -23,6 +23,8 @@ export interface StorageEmulator {
   readonly connectionString: string;
   /** Shuts it down, saving its data, and waits until it has exited. */
   stop(): Promise<void>;
+  /** Calls `gone` (once) if it exits while in use, other than by stop(). */
+  watch(gone: (why: string) => void): void;
 }
 
 export interface AzuriteOptions {
@@ -119,6 +121,7 @@ export class AzuriteProcess implements StorageEmulator {
   readonly host: string;
   readonly #child: ChildProcess;
   readonly #clock: Clock;
+  #stopping = false;
 
   private constructor(init: { child: ChildProcess; host: string; ports: AzuritePorts; clock: Clock }) {
     this.#child = init.child;
@@ -150,8 +153,18 @@ export class AzuriteProcess implements StorageEmulator {
     return new AzuriteProcess({ child, host, ports: ready.ports, clock });
   }
 
+  watch(gone: (why: string) => void): void {
+    const child = this.#child;
+    const report = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (!this.#stopping) gone(`exited (${signal ?? `code ${String(code)}`})`);
+    };
+    if (child.exitCode !== null || child.signalCode !== null) report(child.exitCode, child.signalCode);
+    else child.once('exit', report);
+  }
+
   /** Asks Azurite to shut down and waits for it. */
   async stop(timeoutMs = 10_000): Promise<void> {
+    this.#stopping = true;
     const child = this.#child;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

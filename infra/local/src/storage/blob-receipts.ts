@@ -23,6 +23,11 @@ export class BlobReceipts {
   readonly #file: string | undefined;
   readonly #logger: Logger;
   #writes: Promise<void> = Promise.resolve();
+  /**
+   * The file ends inside a line (a host stopped in the middle of an append): the next receipt must
+   * start a line of its own, or it would be glued to the cut one and lost with it.
+   */
+  #endsMidLine = false;
 
   private constructor(file: string | undefined, logger: Logger) {
     this.#file = file;
@@ -40,18 +45,25 @@ export class BlobReceipts {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+    receipts.#endsMidLine = text.length > 0 && !text.endsWith('\n');
     let lines = 0;
-    for (const line of text.split('\n')) {
+    const unreadable: number[] = [];
+    for (const [index, line] of text.split('\n').entries()) {
       if (!line.trim()) continue;
       lines += 1;
-      try {
-        const r = JSON.parse(line) as Partial<ReceiptLine>;
-        if (typeof r.f === 'string' && typeof r.b === 'string' && typeof r.e === 'string') receipts.#done.set(key(r.f, r.b), r.e);
-      } catch {
-        // A line cut short by a crash; the blob is simply processed again.
-      }
+      const r = readLine(line);
+      if (r) receipts.#done.set(key(r.f, r.b), r.e);
+      else unreadable.push(index + 1);
     }
-    if (lines > receipts.#done.size * 2 + 100) await receipts.#compact(file);
+    if (unreadable.length > 0) {
+      // A line cut short when a host stopped mid-write, or damaged: its blob is processed again.
+      const shown = unreadable.slice(0, 5).join(', ') + (unreadable.length > 5 ? ', …' : '');
+      logger.warn(`${file}: ${unreadable.length} unreadable line(s) skipped (line ${shown}); the blobs they recorded will be processed again.`);
+    }
+    if (lines > receipts.#done.size * 2 + 100) {
+      await receipts.#compact(file);
+      receipts.#endsMidLine = false;
+    }
     return receipts;
   }
 
@@ -67,11 +79,16 @@ export class BlobReceipts {
     if (!file) return;
     const line = `${JSON.stringify({ f: fn, b: blobPath, e: etag } satisfies ReceiptLine)}\n`;
     // Appends are chained so lines never interleave.
-    this.#writes = this.#writes.then(() =>
-      appendFile(file, line, 'utf8').catch((err: unknown) => {
+    this.#writes = this.#writes.then(async () => {
+      try {
+        await appendFile(file, this.#endsMidLine ? `\n${line}` : line, 'utf8');
+        this.#endsMidLine = false;
+      } catch (err) {
+        // Part of the line may have been written (a full disk): the next one starts a line of its own.
+        this.#endsMidLine = true;
         this.#logger.warn(`Cannot record blob receipt in ${file}: ${describeError(err)}`);
-      }),
-    );
+      }
+    });
     await this.#writes;
   }
 
@@ -84,6 +101,16 @@ export class BlobReceipts {
     await writeFile(temp, lines.length > 0 ? `${lines.join('\n')}\n` : '', 'utf8');
     await rename(temp, file);
   }
+}
+
+function readLine(line: string): ReceiptLine | undefined {
+  try {
+    const r = JSON.parse(line) as Partial<ReceiptLine> | null;
+    if (typeof r?.f === 'string' && typeof r.b === 'string' && typeof r.e === 'string') return { f: r.f, b: r.b, e: r.e };
+  } catch {
+    // not JSON: unreadable
+  }
+  return undefined;
 }
 
 function key(fn: string, blobPath: string): string {

@@ -44,7 +44,11 @@ export class MemoryStatusStore implements ScheduleStatusStore {
  * (`{"Last":…,"Next":…,"LastUpdated":…}`), written atomically.
  */
 export class FileStatusStore implements ScheduleStatusStore {
-  constructor(private readonly folder: string) {}
+  constructor(
+    private readonly folder: string,
+    /** Told of a status file that cannot be read. */
+    private readonly logger?: Logger,
+  ) {}
 
   /** The file that holds a timer's status. */
   fileFor(timerName: string): string {
@@ -59,15 +63,21 @@ export class FileStatusStore implements ScheduleStatusStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
+    let problem: string;
     try {
-      const raw = JSON.parse(text) as Record<string, unknown>;
-      const next = parseScheduleDate(raw['Next']);
-      if (next === undefined) return undefined;
-      return { last: parseScheduleDate(raw['Last']), next, lastUpdated: parseScheduleDate(raw['LastUpdated']) };
-    } catch {
-      // A torn file reads as no status: the timer starts fresh instead of failing.
-      return undefined;
+      const raw = JSON.parse(text) as Record<string, unknown> | null;
+      const next = parseScheduleDate(raw?.['Next']);
+      if (next !== undefined) return { last: parseScheduleDate(raw?.['Last']), next, lastUpdated: parseScheduleDate(raw?.['LastUpdated']) };
+      problem = 'it has no "Next" time';
+    } catch (err) {
+      problem = `not valid JSON: ${describeError(err)}`;
     }
+    // A damaged file reads as no status: the timer starts afresh rather than not at all (the file
+    // is written again at its next occurrence), but what that costs is said.
+    this.logger?.warn(
+      `The timer status ${this.fileFor(timerName)} is not usable (${problem}); '${timerName}' starts without it, so an occurrence missed while fnhost was down does not run.`,
+    );
+    return undefined;
   }
 
   async write(timerName: string, status: ScheduleStatus): Promise<void> {
@@ -244,7 +254,7 @@ export class TimerSubsystem {
     const { runtime, logger, dataDir } = this.#o;
     const functions = runtime.functionsWithTrigger('timerTrigger');
     if (functions.length === 0) return;
-    const store: ScheduleStatusStore = dataDir ? new FileStatusStore(join(dataDir, 'timers')) : new MemoryStatusStore();
+    const store: ScheduleStatusStore = dataDir ? new FileStatusStore(join(dataDir, 'timers'), logger) : new MemoryStatusStore();
     const timezone = scheduleTimeZone(process.env, (m) => logger.warn(m));
     const listeners: TimerListener[] = [];
     for (const fn of functions) {

@@ -153,43 +153,56 @@ function openHub(db: Database.Database): Database.Database {
  * renamed into place, so a hub file that exists was complete once: an empty or truncated one is
  * damage (SQLite would read an empty file as a new, empty hub, and a truncated one fails only when
  * a query reaches the missing pages), and fnhost must not start on it as if nothing had happened.
+ * Its `-wal` may hold the newest commits, so nothing here may let SQLite discard or checkpoint it
+ * before the file has passed: SQLite deletes the WAL of an empty file when it closes it (even
+ * read-only), and a read-write connection that closes checkpoints into whatever file it has.
  */
 function openHubFile(path: string): Database.Database {
   mkdirSync(dirname(path), { recursive: true });
-  if (!existsSync(path)) {
-    const building = `${path}.new`;
-    for (const suffix of ['', '-wal', '-shm']) rmSync(`${building}${suffix}`, { force: true });
-    openHub(new Database(building)).close();
-    renameSync(building, path);
-  }
+  const wal = `${path}-wal`;
+  const shm = `${path}-shm`;
   const damaged = (problem: string, cause?: unknown): FnHostError =>
     new FnHostError(
       'ERR_CONFIG',
       `The durable task hub ${path} is damaged (${problem}). fnhost will not start on it: the state of ` +
         `orchestrations and activities in it would be lost or wrong. Restore it from a backup, or move it ` +
-        `(with any ${path}-wal) away to start with an empty task hub.`,
+        `(with any ${path}-wal and ${path}-shm) away to start with an empty task hub.`,
       { details: { file: path }, ...(cause === undefined ? {} : { cause }) },
     );
-  const wal = `${path}-wal`;
-  if (statSync(path).size === 0 && (!existsSync(wal) || statSync(wal).size === 0)) throw damaged('the file is empty');
-  let db: Database.Database | undefined;
+  if (!existsSync(path)) {
+    // SQLite removes both when it closes a hub cleanly, and writes them only next to the hub: left
+    // without it they are what remains of a hub that was deleted or only partly restored, and a new
+    // hub here would drop them (SQLite replays no WAL into a file it creates).
+    const left = [wal, shm].filter((f) => existsSync(f));
+    if (left.length > 0) throw damaged(`the file is missing while ${left.join(' and ')} ${left.length > 1 ? 'are' : 'is'} there`);
+    const building = `${path}.new`;
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${building}${suffix}`, { force: true });
+    openHub(new Database(building)).close();
+    renameSync(building, path);
+  }
+  // Whatever the WAL holds: an empty file at the hub's name never is a hub in creation.
+  if (statSync(path).size === 0) {
+    throw damaged(existsSync(wal) && statSync(wal).size > 0 ? `the file is empty; ${wal} holds ${statSync(wal).size} bytes of its newest commits` : 'the file is empty');
+  }
+  // The check runs on a read-only connection: closing it never checkpoints, so a hub that fails
+  // keeps its WAL as it was.
+  let check: Database.Database | undefined;
   try {
-    db = new Database(path);
-    db.pragma('journal_mode = WAL');
-    const check = db.pragma('quick_check') as { quick_check: string }[];
-    const lines = check.map((r) => r.quick_check);
+    check = new Database(path, { readonly: true, fileMustExist: true });
+    const lines = (check.pragma('quick_check') as { quick_check: string }[]).map((r) => r.quick_check);
     if (lines.length !== 1 || lines[0] !== 'ok') {
       const shown = lines.join('\n').split('\n').slice(0, 3).join('; ');
       throw damaged(`SQLite's quick_check: ${shown}`);
     }
-    return openHub(db);
   } catch (err) {
-    db?.close();
     if (err instanceof FnHostError) throw err;
     const code = (err as { code?: unknown }).code;
     if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw damaged(`SQLite: ${describeError(err)}`, err);
     throw err;
+  } finally {
+    check?.close();
   }
+  return openHub(new Database(path));
 }
 
 const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(',');
