@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, getStepOutput, invokeEndpoint, listJobs } from './handlers/jobs.js';
+import { cancelJob, getJob, getJobOutput, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
 import { getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { api, type Handler } from './lib/http.js';
@@ -63,6 +63,7 @@ route('deleteComponent', 'components/{name}/versions/{version}', 'DELETE', r.del
 
 route('invokeEndpoint', 'endpoints/{endpoint}/jobs', 'POST', invokeEndpoint, true);
 route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);
+route('submitJob', 'jobs', 'POST', submitJob, true);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);

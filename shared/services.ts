@@ -1,3 +1,4 @@
+import type { PipelineComponentDoc } from './components/types.js';
 import { type AppConfig, loadConfig } from './config.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { JobStore } from './jobs/job-store.js';
@@ -24,15 +25,17 @@ let built: Services | undefined;
 export function services(): Services {
   if (!built) {
     const config = loadConfig();
-    const registry = new Registry({ config });
     const store = new JobStore({ config });
+    // A deployment made from a pipeline job (job_definition) reads that job's graph.
+    const registry: Registry = new Registry({ config, jobDefinition: (jobId: string, field: string): Promise<PipelineComponentDoc> => jobs.definitionOf(jobId, field) });
+    const jobs: JobsService = new JobsService({ config, registry, store });
     const runtime = createScoringRuntime();
     built = {
       config,
       registry,
       store,
       runtime,
-      jobs: new JobsService({ config, registry, store }),
+      jobs,
       runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
       pipelines: new PipelineRunner({ config, registry, store }),
     };

@@ -40,6 +40,19 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
   });
 }
 
+/** `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). */
+export async function submitJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const client = df.getClient(context);
+  const { job } = await services().jobs.submit({
+    body: await readJson(request),
+    invokedBy: invokerOf(request),
+    start: async (jobId) => {
+      await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+    },
+  });
+  return json(202, jobView(job, baseUrl(request)), { location: `${baseUrl(request)}/api/jobs/${job.spec.id}`, 'retry-after': '5' });
+}
+
 export async function getJob(request: HttpRequest): Promise<HttpResponseInit> {
   const job = await services().jobs.get(jobIdParam(request));
   return json(200, jobView(job, baseUrl(request)));

@@ -2,7 +2,7 @@ import type { HttpResponseInit } from '@azure/functions';
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { componentBody } from '../../shared/components/schemas.js';
-import { invokeBody } from '../../shared/schemas/jobs.js';
+import { invokeBody, pipelineJobBody } from '../../shared/schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
 import { json } from '../lib/http.js';
 
@@ -44,11 +44,27 @@ function build(): unknown {
     },
     responses: { 202: { description: 'The job (Location: /api/jobs/{id})' }, ...errors },
   });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/jobs',
+    tags: ['jobs'],
+    summary: 'Run a standalone pipeline job: returns 202 with the job at once',
+    request: { body: { content: { 'application/json': { schema: pipelineJobBody } } } },
+    responses: { 202: { description: 'The job (Location: /api/jobs/{id})' }, ...errors },
+  });
   for (const [path, summary] of [
-    ['/api/jobs/{id}', 'A job: status, counts, outputs'],
+    ['/api/jobs/{id}', 'A job: status, counts, outputs, steps'],
     ['/api/jobs/{id}/outputs/{file}', 'Stream an output file'],
+    ['/api/jobs/{id}/steps/{step}/outputs/{file}', "Stream a step's output file (user_logs/… for a command step's logs)"],
   ] as const) {
-    registry.registerPath({ method: 'get', path, tags: ['jobs'], summary, request: { params: z.object({ id: z.string(), ...(path.includes('{file}') ? { file: z.string() } : {}) }) }, responses: { 200: { description: 'OK' }, 404: errors[404] } });
+    registry.registerPath({
+      method: 'get',
+      path,
+      tags: ['jobs'],
+      summary,
+      request: { params: z.object({ id: z.string(), ...(path.includes('{step}') ? { step: z.string() } : {}), ...(path.includes('{file}') ? { file: z.string() } : {}) }) },
+      responses: { 200: { description: 'OK' }, 404: errors[404] },
+    });
   }
   registry.registerPath({ method: 'post', path: '/api/jobs/{id}/cancel', tags: ['jobs'], request: { params: z.object({ id: z.string() }) }, responses: { 202: { description: 'Canceling' }, 404: errors[404], 409: errors[409] } });
   const generator = new OpenApiGeneratorV31(registry.definitions);

@@ -5,7 +5,7 @@ import { BatchError, notFound } from '../errors.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
-import { type InvokeBody, type JobStatus, invokeBody, isTerminalJob } from '../schemas/jobs.js';
+import { type InvokeBody, type JobStatus, invokeBody, isTerminalJob, pipelineJobBody } from '../schemas/jobs.js';
 import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
@@ -13,8 +13,9 @@ import { isNotFound } from '../storage/clients.js';
 import type { JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
-import { type PipelineSpecContext, buildPipelineSpec } from './pipeline-spec.js';
-import { isComponentRef } from '../components/types.js';
+import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from './pipeline-spec.js';
+import { resolvePipeline } from '../components/graph.js';
+import { type PipelineComponentDoc, isComponentRef } from '../components/types.js';
 import type { DeploymentDoc } from '../registry/types.js';
 
 export interface InvokeRequest {
@@ -164,6 +165,74 @@ export class JobsService {
       created = await this.#modelJob(base, doc, body);
     }
     return this.#create({ key, scope, requestHash, start: request.start }, created);
+  }
+
+  /**
+   * A standalone pipeline job (`POST /api/jobs`): its graph inline (`jobs`) or a registered
+   * pipeline component (`component`), checked as a registered pipeline would be, with its inputs
+   * and outputs checked as an invoke's. Answers like an invoke: the job, created and started.
+   */
+  async submit(request: { body: unknown; invokedBy: Invoker; start: (jobId: string) => Promise<void> }): Promise<InvokeResult> {
+    const body = parseOrThrow(pipelineJobBody, request.body, 'request body');
+    let pipeline: PipelineComponentDoc;
+    let component: { name: string; version: string } | undefined;
+    if (body.component !== undefined) {
+      const resolved = await this.#registry.resolveComponentRef(body.component, 'component');
+      if (resolved.doc.type !== 'pipeline') {
+        throw new BatchError('validation_failed', `component: a pipeline job runs a pipeline component; ${body.component} is a ${resolved.doc.type} component.`, { issues: [{ field: 'component', message: 'must be a pipeline component' }] });
+      }
+      pipeline = resolved.doc;
+      component = resolved.ref;
+    } else {
+      const resolved = await this.#registry.resolveComponentRef(pipelineBodyOfJob({ inputs: body.inputs, outputs: body.outputs, jobs: body.jobs ?? {} }), '');
+      if (resolved.doc.type !== 'pipeline') throw new BatchError('internal', 'A pipeline job body did not make a pipeline.');
+      pipeline = resolved.doc;
+    }
+    const datastore = body.settings.default_datastore.replace(/^azureml:/, '');
+    if (!(await this.#registry.getDatastore(datastore))) throw notFound('Datastore', datastore, { field: 'settings.default_datastore' });
+    const now = this.#now();
+    const jobId = newJobId(now);
+    const spec: PipelineJobSpec = {
+      id: jobId,
+      kind: 'pipeline',
+      runs_as: 'steps',
+      endpoint: '',
+      deployment: '',
+      display_name: body.display_name,
+      description: body.description,
+      tags: body.tags,
+      invoked_by: request.invokedBy,
+      created_at: now.toISOString(),
+      pipeline: await buildPipelineSpec(this.#specContext(), {
+        jobId,
+        pipeline,
+        resolved: await resolvePipeline(pipeline, this.#registry, ''),
+        component,
+        settings: { continue_on_step_failure: body.settings.continue_on_step_failure, default_datastore: datastore, force_rerun: body.settings.force_rerun },
+        inputs: body.inputs,
+        outputs: body.outputs,
+      }),
+    };
+    return this.#create({ key: undefined, scope: undefined, requestHash: '', start: request.start }, this.#pipelineToCreate(spec));
+  }
+
+  /**
+   * The graph of a completed pipeline job, for `job_definition: azureml:<job>` (Azure ML: a
+   * deployment made from a pipeline job). A job that is not a pipeline job, or has not completed,
+   * is a 400 naming `field`.
+   */
+  async definitionOf(jobId: string, field: string): Promise<PipelineComponentDoc> {
+    const job = await this.#store.get(jobId);
+    if (!job) throw notFound('Job', jobId, { field });
+    const definition = isPipelineSpec(job.spec) ? job.spec.pipeline.definition : undefined;
+    if (!definition) {
+      throw new BatchError('validation_failed', `${field}: job '${jobId}' is not a pipeline job; a deployment is made from a pipeline job's graph.`, { issues: [{ field, message: 'not a pipeline job' }] });
+    }
+    if (job.state.status !== 'Completed') {
+      throw new BatchError('validation_failed', `${field}: job '${jobId}' is ${job.state.status}; a deployment is made from a completed pipeline job.`, { issues: [{ field, message: `the job is ${job.state.status}` }] });
+    }
+    const { name: _name, version: _version, ...graph } = definition;
+    return graph;
   }
 
   /** What buildPipelineSpec needs of this service. */

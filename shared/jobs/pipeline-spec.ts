@@ -6,7 +6,7 @@
  * given its place. Nothing is looked up by name again while the job runs.
  */
 import { datastoreUri, parseDataUri } from '../data/data-uri.js';
-import { parseOwnInput, parseOwnOutput } from '../components/bindings.js';
+import { parseOwnInput, parseOwnOutput, parseStepOutput } from '../components/bindings.js';
 import { checkLiteral } from '../components/literals.js';
 import type { InputSpec, OutputSpec, PipelineComponentDoc, ResolvedPipeline, ResolvedStep } from '../components/types.js';
 import { isUriType } from '../components/types.js';
@@ -198,5 +198,38 @@ export async function buildPipelineSpec(ctx: PipelineSpecContext, request: Pipel
     const step = byName.get(name);
     if (step) steps.push(await stepSpec(ctx, request, step, inputs, outputs));
   }
-  return { component: request.component, settings: request.settings, inputs, outputs, steps };
+  return { component: request.component, definition: request.pipeline, settings: request.settings, inputs, outputs, steps };
+}
+
+/** The type of an input a standalone pipeline job gives a value for (its graph declares none). */
+function inferredInput(value: unknown): InputSpec {
+  if (typeof value === 'object' && value !== null && 'path' in value) {
+    const data = value as { type?: string; path?: unknown };
+    const type = data.type === 'uri_file' || data.type === 'uri_folder' ? data.type : 'uri_folder';
+    return { type, optional: false };
+  }
+  const bare = typeof value === 'object' && value !== null && 'value' in value ? (value).value : value;
+  if (typeof bare === 'boolean') return { type: 'boolean', optional: false };
+  if (typeof bare === 'number') return { type: Number.isInteger(bare) ? 'integer' : 'number', optional: false };
+  return { type: 'string', optional: false };
+}
+
+/**
+ * A standalone pipeline job's graph as a pipeline component body: its inputs declared from the
+ * values given (data as uri_folder unless typed, literals by their JSON type, as Azure ML infers
+ * them), its outputs from the job's outputs and from what the steps bind with ${{parent.outputs.z}}.
+ */
+export function pipelineBodyOfJob(body: { inputs: Record<string, unknown>; outputs: Record<string, { type?: string | undefined }>; jobs: Record<string, unknown> }): Record<string, unknown> {
+  const inputs = Object.fromEntries(Object.entries(body.inputs).map(([name, value]) => [name, inferredInput(value)]));
+  const outputs: Record<string, { type: 'uri_folder' | 'uri_file' }> = {};
+  for (const step of Object.values(body.jobs)) {
+    const bound = typeof step === 'object' && step !== null ? (step as { outputs?: unknown }).outputs : undefined;
+    if (typeof bound !== 'object' || bound === null) continue;
+    for (const text of Object.values(bound)) {
+      const name = typeof text === 'string' ? parseStepOutput(text) : undefined;
+      if (name !== undefined) outputs[name] = { type: 'uri_folder' };
+    }
+  }
+  for (const [name, output] of Object.entries(body.outputs)) outputs[name] = { type: output.type === 'uri_file' ? 'uri_file' : 'uri_folder' };
+  return { type: 'pipeline', inputs, outputs, jobs: body.jobs };
 }

@@ -1,4 +1,5 @@
 import type { DataLocation } from '../registry/registry.js';
+import type { PipelineComponentDoc } from '../components/types.js';
 import type { ModelDoc } from '../registry/types.js';
 import type { DeploymentSettings, SplitSettings } from '../schemas/resources.js';
 import type { JobStatus } from '../schemas/jobs.js';
@@ -115,6 +116,11 @@ export interface PipelineSettings {
 export interface PipelineSpec {
   /** The deployed pipeline component, when there is one (not for an inline graph). */
   component?: { name: string; version: string } | undefined;
+  /**
+   * The pipeline component the job ran, as normalized when it was invoked: what
+   * `job_definition: azureml:<job>` deploys. Absent in jobs of model deployments.
+   */
+  definition?: PipelineComponentDoc | undefined;
   settings: PipelineSettings;
   inputs: Record<string, DataValue | LiteralValue>;
   outputs: Record<string, OutputTarget>;

@@ -529,9 +529,13 @@ export class Registry {
       const jobId = text.replace(/^azureml:/, '');
       if (!this.#jobDefinition) throw invalid('job_definition', 'deploying from a pipeline job is not available', 'unsupported');
       const doc = await this.#jobDefinition(jobId, 'job_definition');
-      // The job's graph is checked as a registered pipeline's would be.
+      // The job's graph is checked as a registered pipeline's would be, then registered as a
+      // pipeline component of its own (Azure ML registers a job_definition's graph the same way),
+      // named after the job: deploying the same job again finds the same version.
       await resolvePipeline(doc, this, 'job_definition');
-      component = doc;
+      const ref = { name: `job_${jobId.replace(/[^A-Za-z0-9_]/g, '_')}`, version: '1' };
+      await this.#createVersion(`component:${ref.name}`, ref.version, { ...doc, ...ref }, `Component '${ref.name}' version '${ref.version}'`);
+      component = ref;
       jobDefinition = `azureml:${jobId}`;
     }
     const datastore = body.settings.default_datastore.replace(/^azureml:/, '');

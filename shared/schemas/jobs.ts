@@ -67,6 +67,39 @@ export const invokeBody = z
   .meta({ id: 'InvokeRequest' });
 export type InvokeBody = z.infer<typeof invokeBody>;
 
+/**
+ * A standalone pipeline job (`POST /api/jobs`), in Azure ML's pipeline job shape
+ * (reference-yaml-job-pipeline): `inputs` are values (data or literals) that steps bind with
+ * `${{parent.inputs.x}}`; `jobs` is the graph, or `component` names a registered pipeline component.
+ */
+export const pipelineJobBody = z
+  .strictObject({
+    type: z.literal('pipeline'),
+    display_name: z.string().max(256).optional(),
+    description: z.string().max(5000).optional(),
+    tags: z.record(z.string().max(256), z.string().max(1024)).default({}),
+    /** Accepted for Azure ML YAML; jobs here are not grouped by experiment. */
+    experiment_name: z.string().max(256).optional(),
+    component: z.string().min(1).optional(),
+    inputs: z.record(inputName, invokeInput).default({}),
+    outputs: z.record(inputName, jobOutput).default({}),
+    settings: z
+      .strictObject({
+        continue_on_step_failure: z.boolean().default(false),
+        default_datastore: z.string().regex(/^(azureml:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/, 'must be a datastore name (or azureml:{name})').default('workspaceblobstore'),
+        force_rerun: z.boolean().default(false),
+        /** Accepted for Azure ML YAML; steps run in the app. */
+        default_compute: z.string().optional(),
+      })
+      .prefault({}),
+    jobs: z.record(z.string(), z.looseObject({}).meta({ description: 'A pipeline step (PipelineStepRequest).' })).optional(),
+  })
+  .superRefine((body, ctx) => {
+    if ((body.component === undefined) === (body.jobs === undefined)) ctx.addIssue({ code: 'custom', path: ['jobs'], message: 'give jobs (the graph) or component (a registered pipeline component), one of them' });
+  })
+  .meta({ id: 'PipelineJobRequest' });
+export type PipelineJobBody = z.infer<typeof pipelineJobBody>;
+
 export const JOB_STATUSES = [
   'NotStarted',
   'Preparing',
