@@ -160,6 +160,16 @@ describe('pipeline jobs over HTTP on fnhost', () => {
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data, mode: { type: 'uri_file', path: ds('data/raw/a.csv') } } }, 400, 'inputs.mode');
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data }, outputs: { other: { path: ds('out/x/') } } }, 400, 'outputs.other');
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data }, settings: { mini_batch_size: 3 } }, 400, 'settings');
+    // A model deployment still takes exactly one data input, and refuses literals (as Azure ML does).
+    await call('PUT', 'endpoints/model-only', {}, 201);
+    await call('PUT', 'endpoints/model-only/deployments/onnx', { model: 'azureml:penguins:1' }, 201);
+    await call('PUT', 'endpoints/model-only', { defaults: { deployment_name: 'onnx' } }, 200);
+    const literal = await problem('POST', 'endpoints/model-only/jobs', { inputs: { threshold: { type: 'literal', value: 3 } } }, 400, 'inputs.threshold');
+    expect(literal.detail).toContain('literal inputs are for pipeline deployments');
+    await problem('POST', 'endpoints/model-only/jobs', { inputs: { x: 5 } }, 400, 'inputs.x');
+    await problem('POST', 'endpoints/model-only/jobs', { inputs: { a: data, b: data } }, 400, 'inputs');
+    await problem('POST', 'endpoints/model-only/jobs', { inputs: {} }, 400, 'inputs');
+    expect((await call('GET', 'endpoints/model-only/jobs', undefined, 200)).value).toEqual([]);
     // No job was left behind by any of them.
     const jobs = await call('GET', 'endpoints/penguin-pipe/jobs', undefined, 200);
     expect(jobs.value.every((j: Json) => j.status !== 'NotStarted')).toBe(true);
