@@ -18,8 +18,8 @@ import { EventType, type HistoryEvent, type RuntimeStatus } from '../infra/local
 import { ApiError, BatchClient, type JobView } from './lib/batch-client.js';
 import { HISTORY_FIXTURE_FORMAT, type RecordedInstance, formatRecording, roleOf } from './lib/history-fixtures.js';
 import { type LocalStack, ROOT, startLocalStack } from './lib/local-stack.js';
-import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
-import { chunkInstanceId } from '../shared/jobs/jobs-service.js';
+import { COLUMNS, penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
+import { chunkInstanceId, stepInstanceId } from '../shared/jobs/jobs-service.js';
 import { MODEL_STEP } from '../shared/jobs/types.js';
 
 const OUT = join(ROOT, 'test', 'fixtures', 'histories');
@@ -73,6 +73,11 @@ async function customDeployment(ctx: Context, endpoint: string, scriptName: stri
     settings,
   });
   await ctx.client.put(`endpoints/${endpoint}`, { defaults: { deployment_name: 'main' } });
+}
+
+/** The steps a job view lists (a pipeline job's; a model deployment's job has one). */
+interface PipelineSteps {
+  steps: { name: string; status: string; reused: boolean }[];
 }
 
 const roles = (recordings: RecordedInstance[]): string[] => recordings.map((r) => r.role).sort();
@@ -184,6 +189,71 @@ const SCENARIOS: Scenario[] = [
       return finalizes >= 2 ? undefined : `finalized ${finalizes} time(s): nothing was repaired`;
     },
   },
+  {
+    // A pipeline deployment of three steps, as in the demo: a command step (prepare: drops the
+    // rows with missing measurements), a parallel step (the ONNX model over prepare's output, one
+    // file per mini-batch, two lanes) and a command step (summarize the predictions). Each step
+    // starts once the step before it has reported back.
+    name: 'pipeline-three-steps',
+    async start(ctx) {
+      const demo = join(ROOT, 'scripts', 'demo');
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'models/pipe-penguins/1/', { 'penguins.onnx': readFileSync(join(demo, 'model', 'penguins.onnx')) });
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'code/pipeline/prepare/', { 'prepare.js': readFileSync(join(demo, 'pipeline', 'prepare', 'prepare.js')) });
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'code/pipeline/summarize/', { 'summarize.js': readFileSync(join(demo, 'pipeline', 'summarize', 'summarize.js')) });
+      const rows = penguinRows(4 * 3, 5);
+      const missing = COLUMNS.map((c, i) => (i === 0 ? 'Dream' : 'NA')).join(',');
+      const files: Record<string, string> = {};
+      for (let f = 0; f < 4; f++) files[`raw${f}.csv`] = toCsv(rows.slice(f * 3, (f + 1) * 3)) + (f === 0 ? `${missing}\n` : '');
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/pipeline-raw/', files);
+      await ctx.client.put('models/pipe-penguins/versions/1', { type: 'onnx', path: ds('models/pipe-penguins/1/penguins.onnx') });
+      await ctx.client.put('components/prepare/versions/1', {
+        type: 'command',
+        code: ds('code/pipeline/prepare/'),
+        entry_script: 'prepare.js',
+        inputs: { raw_data: { type: 'uri_folder' }, drop_missing: { type: 'boolean', default: true } },
+        outputs: { clean_data: { type: 'uri_folder' } },
+      });
+      await ctx.client.put('components/score/versions/1', {
+        type: 'parallel',
+        inputs: { data: { type: 'uri_folder' } },
+        outputs: { predictions: { type: 'uri_folder' } },
+        input_data: '${{inputs.data}}',
+        model: 'azureml:pipe-penguins:1',
+        mini_batch_size: 1,
+        max_concurrency_per_instance: 2,
+        task: { type: 'run_function', append_row_to: '${{outputs.predictions}}' },
+      });
+      await ctx.client.put('components/summarize/versions/1', {
+        type: 'command',
+        code: ds('code/pipeline/summarize/'),
+        entry_script: 'summarize.js',
+        inputs: { predictions: { type: 'uri_folder' }, class_column: { type: 'string', default: 'prediction' } },
+        outputs: { summary: { type: 'uri_folder' } },
+      });
+      await ctx.client.put('components/three_steps/versions/1', {
+        type: 'pipeline',
+        inputs: { raw_data: { type: 'uri_folder' } },
+        outputs: { summary: { type: 'uri_folder' }, predictions: { type: 'uri_folder' } },
+        jobs: {
+          prepare: { component: 'azureml:prepare:1', inputs: { raw_data: '${{parent.inputs.raw_data}}', drop_missing: true } },
+          score: { component: 'azureml:score:1', inputs: { data: '${{parent.jobs.prepare.outputs.clean_data}}' }, outputs: { predictions: '${{parent.outputs.predictions}}' } },
+          summarize: { component: 'azureml:summarize:1', inputs: { predictions: '${{parent.jobs.score.outputs.predictions}}' }, outputs: { summary: '${{parent.outputs.summary}}' } },
+        },
+      });
+      await ctx.client.put('endpoints/pipeline', {});
+      // force_rerun: a scenario run again never reuses an earlier run's steps.
+      await ctx.client.put('endpoints/pipeline/deployments/steps', { type: 'pipeline', component: 'azureml:three_steps:1', settings: { force_rerun: true } });
+      await ctx.client.put('endpoints/pipeline', { defaults: { deployment_name: 'steps' } });
+      return (await ctx.client.invoke('pipeline', { inputs: { raw_data: { type: 'uri_folder', path: ds('data/pipeline-raw/') } } })).id;
+    },
+    check(job, recordings) {
+      const { steps } = job as unknown as PipelineSteps;
+      if (job.status !== 'Completed' || steps.some((s) => s.status !== 'Completed' || s.reused)) return `job ${job.status}, steps ${JSON.stringify(steps.map((s) => [s.name, s.status, s.reused]))}`;
+      if (job.counts.mini_batches.succeeded !== 4 || job.counts.items.succeeded !== 4) return `counts ${JSON.stringify(job.counts)}`;
+      const want = ['job', 'score.chunk-0', 'score.chunk-1', 'score.lane-0', 'score.lane-1', 'step-prepare', 'step-score', 'step-summarize'];
+      return JSON.stringify(roles(recordings)) === JSON.stringify(want) ? undefined : `instances ${roles(recordings).join(', ')}`;
+    },
+  },
 ];
 
 async function orchestrationStatus(stack: LocalStack, instanceId: string): Promise<RuntimeStatus | undefined> {
@@ -259,6 +329,10 @@ async function main(): Promise<void> {
           const jobId = await scenario.start(ctx);
           const job = await ctx.client.waitForJob(jobId, () => undefined, 100, 120_000);
           await waitForOrchestration(stack, jobId);
+          // Each step's orchestration is an instance of its own, which may still be recording its
+          // end after telling the job's.
+          const steps = ((await ctx.client.job(jobId)) as unknown as Partial<PipelineSteps>).steps?.map((s) => s.name) ?? [MODEL_STEP];
+          for (const step of steps) await waitForOrchestration(stack, stepInstanceId(jobId, step));
           jobs.set(scenario, job);
           console.log(`${scenario.name}: job ${job.id} ${job.status} (${Date.now() - started} ms)`);
         }

@@ -19,7 +19,11 @@ const FIXTURES = join(ROOT, 'test', 'fixtures');
 const current = loadRecordings(join(FIXTURES, 'histories'));
 /** Jobs started before steps existed (batchJob): deployed code must still finish them. */
 const legacy = loadRecordings(join(FIXTURES, 'histories-batch-job'));
-const SCENARIOS = new Set(['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired']);
+/** Jobs of model deployments (one parallel step), recorded both ways. */
+const MODEL_SCENARIOS = ['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired'];
+/** Pipeline deployments' jobs (several steps) exist only as jobs run today. */
+const SCENARIOS = new Set([...MODEL_SCENARIOS, 'pipeline-three-steps']);
+const LEGACY_SCENARIOS = new Set(MODEL_SCENARIOS);
 
 function recording(scenario: string, role: string, from = current): RecordedInstance {
   const found = from.find((r) => r.recording.scenario === scenario && r.recording.role === role);
@@ -57,8 +61,28 @@ describe("recorded job histories replay against today's orchestrators", () => {
   it('has recordings of every scenario, as jobs run today and as jobs started before steps existed ran', () => {
     expect(new Set(current.map((r) => r.recording.scenario))).toEqual(SCENARIOS);
     expect(new Set(current.map((r) => r.recording.name))).toEqual(new Set(['pipelineJob', 'pipelineStep', 'batchLane', 'batchChunk']));
-    expect(new Set(legacy.map((r) => r.recording.scenario))).toEqual(SCENARIOS);
+    expect(new Set(legacy.map((r) => r.recording.scenario))).toEqual(LEGACY_SCENARIOS);
     expect(new Set(legacy.map((r) => r.recording.name))).toEqual(new Set(['batchJob', 'batchLane', 'batchChunk']));
+  });
+
+  it('has the three steps of the pipeline scenario, each its own instance, the parallel one with its lanes and chunks', () => {
+    const roles = current.filter((r) => r.recording.scenario === 'pipeline-three-steps').map((r) => `${r.recording.role} ${r.recording.name}`);
+    expect(roles.sort()).toEqual([
+      'job pipelineJob',
+      'score.chunk-0 batchChunk',
+      'score.chunk-1 batchChunk',
+      'score.lane-0 batchLane',
+      'score.lane-1 batchLane',
+      'step-prepare pipelineStep',
+      'step-score pipelineStep',
+      'step-summarize pipelineStep',
+    ]);
+    // The job started each step after the one before it reported back.
+    const job = recording('pipeline-three-steps', 'job');
+    const starts = job.history.filter((e) => e.EventType === EventType.TaskScheduled && e.Name === 'startSteps').map((e) => (JSON.parse(e.Input ?? '{}') as { steps: string[] }).steps);
+    expect(starts).toEqual([['prepare'], ['score'], ['summarize']]);
+    expect(job.history.filter((e) => e.EventType === EventType.EventRaised && e.Name === 'stepDone')).toHaveLength(3);
+    expect(job.output).toMatchObject({ status: 'Completed' });
   });
 
   it.each([...current, ...legacy].map((r) => [relative(FIXTURES, r.file), r.recording] as const))('%s', async (_file, recorded) => {
