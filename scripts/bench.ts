@@ -7,21 +7,28 @@
  * (b) Trivial scorer over 1,000 and 10,000 files: overhead per mini-batch against a bare loop that
  *     lists the same folder, downloads the files to disk and calls the same run() on them, and the
  *     host's peak RSS (each scenario in a fresh host).
+ * (p) The pipeline demo (`npm run demo -- --pipeline`: prepare → score → summarize on penguin CSV
+ *     files with missing values), invoke → Completed, against its three steps' code run directly
+ *     on the same data: the files downloaded to a local folder, prepare.js's run(), the cleaned
+ *     files scored with onnxruntime-node on 2 worker threads, summarize.js's run(). Also per
+ *     step: each step's started_at → completed_at in the job view against the same work bare.
  *
  * Each scenario runs one uncounted warm-up pair (job, bare), then alternates job and bare runs and
  * keeps the best of each. Hosts keep their state in memory unless `--data` gives each a data
  * folder (Azurite then runs as a process of its own and saves to disk, as with `fnhost start`).
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { Command } from 'commander';
-import { BatchClient } from './lib/batch-client.js';
+import type { BareScoreTask } from './lib/bare-score-worker.js';
+import { BatchClient, type PipelineJobView } from './lib/batch-client.js';
 import { ROOT, startLocalStack, type LocalStack } from './lib/local-stack.js';
+import { PIPELINE_SCRIPTS, penguinCsvsWithMissing, pipelineInvokeBody, setUpPipelineDemo, stepSeconds } from './lib/pipeline-demo.js';
 import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
 import { FEATURES } from './train-penguins.js';
 
@@ -29,12 +36,17 @@ const program = new Command()
   .option('--rows <n>', 'rows for (a)', (v) => Number(v), 2_000_000)
   .option('--files <n>', 'files for (a)', (v) => Number(v), 100)
   .option('--small <list>', 'file counts for (b)', (v) => v.split(',').map(Number), [1000, 10000])
-  .option('--only <which>', 'a, b or both', 'both')
+  .option('--only <which>', 'a, b, both (a and b), pipeline, or all', 'both')
+  .option('--pipeline-files <n>', 'CSV files for (p); the demo has 8', (v) => Number(v), 8)
+  .option('--pipeline-rows <n>', 'rows per file for (p); the demo has 250', (v) => Number(v), 250)
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
   .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
   .option('--data', 'keep state in a fresh data folder, as `fnhost start` does by default (Azurite as its own process, saving to disk), instead of in memory', false)
   .parse();
-const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number; data: boolean }>();
+const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number; data: boolean; pipelineFiles: number; pipelineRows: number }>();
+const SCENARIOS: Record<string, string[]> = { a: ['a'], b: ['b'], both: ['a', 'b'], pipeline: ['pipeline'], all: ['a', 'b', 'pipeline'] };
+const scenarios = SCENARIOS[opts.only];
+if (!scenarios) program.error(`--only must be one of ${Object.keys(SCENARIOS).join(', ')}`);
 
 /** A fresh host for a scenario: in memory, or on a new data folder removed afterwards. */
 async function freshStack(): Promise<LocalStack> {
@@ -179,7 +191,9 @@ function row(scenario: string, files: number, job: { seconds: number; miniBatche
   };
 }
 
-type JobTime = Awaited<ReturnType<typeof timeJob>>;
+interface Timed {
+  seconds: number;
+}
 
 /**
  * Runs the job and the bare script alternately: `--warmup` pairs first, not counted, then
@@ -187,9 +201,9 @@ type JobTime = Awaited<ReturnType<typeof timeJob>>;
  * keeping the best of each compares the two at their least disturbed. Peak RSS is the host's after
  * its first job.
  */
-async function alternate(label: string, pid: number | undefined, runJob: () => Promise<JobTime>, runBare: () => Promise<number>): Promise<{ job: JobTime; bare: number; peakRss: number }> {
-  const jobs: JobTime[] = [];
-  const bares: number[] = [];
+async function alternate<J extends Timed, B extends Timed>(label: string, pid: number | undefined, runJob: () => Promise<J>, runBare: () => Promise<B>): Promise<{ job: J; bare: B; peakRss: number }> {
+  const jobs: J[] = [];
+  const bares: B[] = [];
   let peakRss = 0;
   const warmup = Math.max(0, opts.warmup);
   for (let r = 0; r < warmup + Math.max(1, opts.repeat); r++) {
@@ -197,10 +211,15 @@ async function alternate(label: string, pid: number | undefined, runJob: () => P
     if (r === 0) peakRss = peakRssMb(pid);
     bares.push(await runBare());
   }
-  const seconds = (list: number[]): string => list.map((v) => v.toFixed(2)).join(', ');
-  const counted = jobs.slice(warmup);
-  console.log(`${label}: warm-up job ${seconds(jobs.slice(0, warmup).map((j) => j.seconds))} s, bare ${seconds(bares.slice(0, warmup))} s; runs: job ${seconds(counted.map((j) => j.seconds))} s; bare ${seconds(bares.slice(warmup))} s`);
-  return { job: counted.reduce((a, b) => (b.seconds < a.seconds ? b : a)), bare: Math.min(...bares.slice(warmup)), peakRss };
+  const seconds = (list: Timed[]): string => list.map((v) => v.seconds.toFixed(2)).join(', ');
+  const best = <T extends Timed>(list: T[]): T => list.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  console.log(`${label}: warm-up job ${seconds(jobs.slice(0, warmup))} s, bare ${seconds(bares.slice(0, warmup))} s; runs: job ${seconds(jobs.slice(warmup))} s; bare ${seconds(bares.slice(warmup))} s`);
+  return { job: best(jobs.slice(warmup)), bare: best(bares.slice(warmup)), peakRss };
+}
+
+/** Seconds of `work`, for the bare runs (which return only their time). */
+async function timed(work: () => Promise<number>): Promise<Timed> {
+  return { seconds: await work() };
 }
 
 async function scenarioA(): Promise<Row> {
@@ -218,9 +237,9 @@ async function scenarioA(): Promise<Row> {
       '(a)',
       stack.child.pid,
       () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
-      () => bareOnnx(stack.storageConnection, 'bench/a/'),
+      () => timed(() => bareOnnx(stack.storageConnection, 'bench/a/')),
     );
-    return row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare, peakRss);
+    return row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare.seconds, peakRss);
   } finally {
     await stack.stop();
   }
@@ -243,17 +262,161 @@ async function scenarioB(count: number): Promise<Row> {
       `(b) ${count} files`,
       stack.child.pid,
       () => timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`),
-      () => bareFileLoop(stack.storageConnection, `bench/b${count}/`, count),
+      () => timed(() => bareFileLoop(stack.storageConnection, `bench/b${count}/`, count)),
     );
-    return row('(b) trivial scorer', count, job, bare, peakRss);
+    return row('(b) trivial scorer', count, job, bare.seconds, peakRss);
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** A command script of the pipeline demo, as the job's command steps load it. */
+interface CommandScript {
+  run(inputs: Record<string, unknown>, outputs: Record<string, string>, context: Record<string, unknown>): Promise<void>;
+}
+
+async function commandScript(name: string): Promise<CommandScript> {
+  return (await import(pathToFileURL(join(PIPELINE_SCRIPTS, name, `${name}.js`)).href)) as CommandScript;
+}
+
+/** What a command script's run() gets as `context` (lines logged are dropped: bare runs stay quiet). */
+function bareContext(stepName: string, workDir: string): Record<string, unknown> {
+  const quiet = (): void => undefined;
+  return { logger: { debug: quiet, info: quiet, warning: quiet, error: quiet, critical: quiet }, environment: {}, workDir, stepName, jobId: 'bare', attempt: 1 };
+}
+
+interface PipelineJobTime extends Timed {
+  miniBatches: number;
+  /** ms since the epoch when the invoke request was sent, to place the first step's start. */
+  invokedAt: number;
+  job: PipelineJobView;
+}
+
+async function timePipelineJob(client: BatchClient, endpoint: string, dataPrefix: string): Promise<PipelineJobTime> {
+  // As timeJob: the job's own completed_at ends the measurement, polled at a real client's pace.
+  const invokedAt = Date.now();
+  const started = await client.invoke<PipelineJobView>(endpoint, pipelineInvokeBody(dataPrefix, true));
+  const job = await client.waitForJob<PipelineJobView>(started.id, () => undefined, 500);
+  if (job.status !== 'Completed') throw new Error(`job ${job.id} ended ${job.status}: ${JSON.stringify(job.error)}`);
+  if (job.steps.some((s) => s.reused)) throw new Error(`job ${job.id} reused steps; a timed job must run them all (force_rerun)`);
+  const completed = Date.parse(job.completed_at ?? '');
+  if (Number.isNaN(completed)) throw new Error(`job ${job.id} has no completed_at`);
+  const score = job.steps.find((s) => s.name === 'score');
+  return { seconds: (completed - invokedAt) / 1000, miniBatches: score?.counts?.mini_batches.total ?? 0, invokedAt, job };
+}
+
+interface BarePipelineTime extends Timed {
+  steps: { download: number; prepare: number; score: number; summarize: number };
+  summary: string;
+}
+
+/**
+ * The bare run of the pipeline demo: the raw files downloaded from Azurite into a local folder
+ * (16 at a time), prepare.js's run() on it, the cleaned CSV files scored with onnxruntime-node on
+ * two worker threads (the score step's max_concurrency_per_instance; lib/bare-score-worker.ts),
+ * predictions.csv and the job.json summarize.js reads written as the score step writes them, then
+ * summarize.js's run(). Nothing is uploaded: the job's writing its outputs to storage is part of
+ * its overhead.
+ */
+async function barePipeline(connection: string, prefix: string, files: number, scripts: { prepare: CommandScript; summarize: CommandScript }): Promise<BarePipelineTime> {
+  const container = BlobServiceClient.fromConnectionString(connection).getContainerClient(CONTAINER);
+  const root = await mkdtemp(join(tmpdir(), 'bench-pipeline-'));
+  const dirs = { raw: join(root, 'raw'), clean: join(root, 'clean'), predictions: join(root, 'predictions'), summary: join(root, 'summary'), work: join(root, 'work') };
+  for (const dir of Object.values(dirs)) await mkdir(dir, { recursive: true });
+  try {
+    const t0 = performance.now();
+    const blobs = await listFolder(container, prefix);
+    if (blobs.length !== files) throw new Error(`bare pipeline listed ${blobs.length} of ${files} files`);
+    for (let i = 0; i < blobs.length; i += 16) {
+      await Promise.all(blobs.slice(i, i + 16).map(async (blob) => writeFile(join(dirs.raw, blob.slice(prefix.length)), await blobBytes(container, blob))));
+    }
+    const t1 = performance.now();
+    await scripts.prepare.run({ raw_data: dirs.raw, drop_missing: true }, { clean_data: dirs.clean }, bareContext('prepare', dirs.work));
+    const t2 = performance.now();
+    const cleaned = (await readdir(dirs.clean)).filter((n) => n.endsWith('.csv')).sort();
+    const shares = [0, 1].map((w) => cleaned.filter((_, i) => i % 2 === w).map((n) => join(dirs.clean, n)));
+    const lines = await Promise.all(
+      shares.map(
+        (share) =>
+          new Promise<string>((resolve, reject) => {
+            const task: BareScoreTask = { model: MODEL, features: [...FEATURES], files: share };
+            const worker = new Worker(new URL('./lib/bare-score-worker.js', import.meta.url), { workerData: task });
+            worker.once('message', (text: string) => resolve(text));
+            worker.once('error', reject);
+          }),
+      ),
+    );
+    await writeFile(join(dirs.predictions, 'predictions.csv'), lines.join(''));
+    await writeFile(join(dirs.predictions, 'job.json'), JSON.stringify({ columns: ['row', 'prediction', 'file_name'], settings: { output_file_name: 'predictions.csv' } }));
+    const t3 = performance.now();
+    await scripts.summarize.run({ predictions: dirs.predictions, class_column: 'prediction' }, { summary: dirs.summary }, bareContext('summarize', dirs.work));
+    const t4 = performance.now();
+    const s = (a: number, b: number): number => (b - a) / 1000;
+    return { seconds: s(t0, t4), steps: { download: s(t0, t1), prepare: s(t1, t2), score: s(t2, t3), summarize: s(t3, t4) }, summary: await readFile(join(dirs.summary, 'summary.json'), 'utf8') };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function scenarioPipeline(): Promise<{ row: Row; steps: Record<string, string | number>[] }> {
+  const stack = await freshStack();
+  try {
+    const client = new BatchClient(stack.url, stack.masterKey);
+    const dataPrefix = 'bench/pipeline/';
+    const data = penguinCsvsWithMissing(opts.pipelineFiles, opts.pipelineRows);
+    // The demo's components and deployment, with force_rerun: unchanged inputs would reuse every step.
+    await setUpPipelineDemo(client, stack.storageConnection, { dataPrefix, files: data.files, endpoint: 'bench-pipeline', deployment: 'steps', miniBatchSize: 2, maxConcurrency: 2, forceRerun: true });
+    const scripts = { prepare: await commandScript('prepare'), summarize: await commandScript('summarize') };
+    const { job, bare, peakRss } = await alternate(
+      '(p) pipeline',
+      stack.child.pid,
+      () => timePipelineJob(client, 'bench-pipeline', dataPrefix),
+      () => barePipeline(stack.storageConnection, dataPrefix, opts.pipelineFiles, scripts),
+    );
+    // Both must have computed the same thing, or the comparison means nothing.
+    const jobSummary = await client.output(job.job.id, 'summary/summary.json');
+    if (JSON.stringify(JSON.parse(jobSummary)) !== JSON.stringify(JSON.parse(bare.summary))) throw new Error(`job and bare summaries differ:\n${jobSummary}\n${bare.summary}`);
+
+    const jobSteps = stepSeconds(job.job.steps);
+    const inSteps = Object.values(jobSteps).reduce<number>((a, b) => a + (b ?? 0), 0);
+    const firstStart = Date.parse(job.job.steps[0]?.started_at ?? '');
+    // Three decimals: the bare steps take milliseconds.
+    const f = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(3));
+    const stepRow = (step: string, jobS: number | undefined, bareS: number | undefined, bareDetail: string): Record<string, string | number> => ({
+      step,
+      'job s': f(jobS),
+      'bare s': f(bareS),
+      'job - bare s': jobS === undefined ? '-' : f(jobS - (bareS ?? 0)),
+      'bare is': bareDetail,
+    });
+    const steps = [
+      stepRow('prepare (command)', jobSteps['prepare'], bare.steps.download + bare.steps.prepare, `download ${f(bare.steps.download)} + run() ${f(bare.steps.prepare)}`),
+      stepRow(`score (parallel, ${job.miniBatches} mini-batches)`, jobSteps['score'], bare.steps.score, '2 threads: model, parse, score; write'),
+      stepRow('summarize (command)', jobSteps['summarize'], bare.steps.summarize, 'run()'),
+      stepRow('invoke → prepare starts', (firstStart - job.invokedAt) / 1000, undefined, '(no such work)'),
+      stepRow('between steps, finalize', job.seconds - inSteps - (firstStart - job.invokedAt) / 1000, undefined, '(no such work)'),
+      stepRow('total', job.seconds, bare.seconds, ''),
+    ];
+    const label = `(p) pipeline demo ${data.rows.toLocaleString('en')} rows, 3 steps`;
+    return { row: { ...row(label, opts.pipelineFiles, job, bare.seconds, peakRss), 'overhead ms/mini-batch': '-' }, steps };
   } finally {
     await stack.stop();
   }
 }
 
 const rows: Row[] = [];
-if (opts.only !== 'b') rows.push(await scenarioA());
-if (opts.only !== 'a') for (const count of opts.small) rows.push(await scenarioB(count));
+let pipelineSteps: Record<string, string | number>[] | undefined;
+if (scenarios?.includes('a')) rows.push(await scenarioA());
+if (scenarios?.includes('b')) for (const count of opts.small) rows.push(await scenarioB(count));
+if (scenarios?.includes('pipeline')) {
+  const p = await scenarioPipeline();
+  rows.push(p.row);
+  pipelineSteps = p.steps;
+}
 console.log(`\nbatch-endpoints benchmark (each scenario in a fresh fnhost + Azurite${opts.data ? ' on a data folder' : ', in memory'}; job s = invoke → Completed)\n`);
 console.table(rows);
-console.log('Aims: (a) ratio <= 1.15; (b) overhead <= 5 ms per mini-batch, peak RSS < 400 MB and flat as input grows.');
+if (scenarios?.includes('a') || scenarios?.includes('b')) console.log('Aims: (a) ratio <= 1.15; (b) overhead <= 5 ms per mini-batch, peak RSS < 400 MB and flat as input grows.');
+if (pipelineSteps) {
+  console.log("\n(p) per step: job = the step's started_at → completed_at in the best job's view; bare = the same work in the best bare run");
+  console.table(pipelineSteps);
+}
