@@ -149,9 +149,9 @@ describe('components and pipeline deployments over HTTP on fnhost', () => {
     const listed = await call('GET', 'endpoints/pipes/deployments', undefined, 200);
     expect(listed.value.map((d: Json) => d.name).sort()).toEqual(['batch', 'inline']);
 
-    // Jobs of pipeline deployments are not run yet: a clear 400, not a model deployment it is not.
-    const invoked = await problem('POST', 'endpoints/pipes/jobs', { inputs: { input_data: { path: ds('data/') } } }, 400);
-    expect(invoked.code).toBe('unsupported');
+    // Invoking checks the pipeline's inputs (jobs themselves: test/e2e/pipeline-jobs.test.ts).
+    const invoked = await problem('POST', 'endpoints/pipes/jobs', { inputs: { nope: 1 } }, 400, 'inputs.nope');
+    expect(invoked.detail).toContain("the pipeline has no input 'nope'");
 
     // The pipeline component (and through it, its steps) is in use by the deployment.
     const used = await problem('DELETE', 'components/batch_pipeline/versions/1', undefined, 409);
