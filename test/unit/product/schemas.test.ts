@@ -69,9 +69,10 @@ describe('invoke schema', () => {
     expect(body.resources).toEqual({ instance_count: 2 });
   });
 
-  it('requires an input', () => {
-    expect(issues(() => parseOrThrow(invokeBody, {}, 'body'))[0]?.field).toBe('inputs');
-    expect(issues(() => parseOrThrow(invokeBody, { inputs: {} }, 'body'))[0]?.field).toBe('inputs');
+  it('leaves counting inputs to the deployment (a pipeline may need none; a model deployment takes exactly one)', () => {
+    expect(parseOrThrow(invokeBody, {}, 'body').inputs).toEqual({});
+    expect(parseOrThrow(invokeBody, { inputs: { n: 3, flag: { type: 'literal', value: true } } }, 'body').inputs).toEqual({ n: 3, flag: { type: 'literal', value: true } });
+    expect(issues(() => parseOrThrow(invokeBody, { inputs: { x: { path: 'azureml://datastores/d/paths/p/', value: 1 } } }, 'body'))[0]?.field).toMatch(/^inputs\.x/);
   });
 });
 
