@@ -9,6 +9,8 @@ import { DurableHttpApi } from './durable/http-api.js';
 import type { DurableHttpRequestJson } from './durable/actions.js';
 import { SqliteTaskHubStore } from './durable/store/sqlite-store.js';
 import { FnHostError, describeError } from './errors.js';
+import { FileEventLog, MemoryEventLog } from './eventgrid/event-log.js';
+import { type BlobWriteFeed, EventGridSubsystem } from './eventgrid/eventgrid-subsystem.js';
 import { EventGridWebhook } from './eventgrid/webhook.js';
 import { AdminApi } from './http/admin.js';
 import { HttpTriggerRouter } from './http/http-trigger.js';
@@ -16,7 +18,7 @@ import { KeyStore, readKeysFile } from './http/keys.js';
 import { HostServer, type WebhookHandler } from './http/server.js';
 import { type LogLevel, type LogSink, Logger } from './log.js';
 import { AzuriteProcess, type AzuritePorts, type StorageEmulator, devConnectionString } from './storage/azurite.js';
-import { AzuriteService } from './storage/azurite-service.js';
+import { AzuriteService, azuritePaths } from './storage/azurite-service.js';
 import { identifyStorage, storageVerdict } from './storage/storage-identity.js';
 import { HostLock } from './host-lock.js';
 import { WORKER_STARTED, functionsListing, hostInstanceId, lockLeaseLine } from './startup-lines.js';
@@ -161,6 +163,41 @@ async function startStorage(init: { options: HostOptions; logger: Logger; clock:
   const kind = options.dataDir ? `for ${options.dataDir}, running on its own until \`fnhost stop\` or Ctrl+C` : 'in memory';
   logger.info(`Azurite started (${kind}; blob ${started.blob}, queue ${started.queue}, table ${started.table})`);
   return { azurite, storage: azurite.connectionString };
+}
+
+/**
+ * The blob writes of the Azurite fnhost runs, for the Event Grid storage topic: the journal file
+ * Azurite appends to for a data folder (it outlives the host, so writes made while the host was
+ * down are read when it comes back), or the writes it sends over IPC in memory. Storage fnhost did
+ * not start has no such feed.
+ */
+function blobWriteFeed(azurite: StorageEmulator | undefined, options: { dataDir: string | undefined; clock: Clock; logger: Logger }): BlobWriteFeed | undefined {
+  if (!azurite) return undefined;
+  const blobEndpoint = `http://${azurite.host}:${azurite.ports.blob}`;
+  if (azurite instanceof AzuriteService && options.dataDir) {
+    return { log: new FileEventLog({ path: azuritePaths(options.dataDir).blobEvents, clock: options.clock, logger: options.logger }), blobEndpoint };
+  }
+  if (azurite instanceof AzuriteProcess) {
+    const log = new MemoryEventLog();
+    azurite.onBlobWrite((record) => void log.append([record]));
+    return { log, blobEndpoint };
+  }
+  return undefined;
+}
+
+/**
+ * Each topic's endpoint and key go into the environment (FNHOST_EVENTGRID_<TOPIC>_ENDPOINT and
+ * _KEY), and app settings from local.settings.json that refer to them as `%NAME%` get their
+ * values: the endpoint holds the port, which is known only once the server listens, so a setting
+ * cannot spell it out.
+ */
+function exposeTopics(env: Record<string, string>, values: Record<string, string>): void {
+  Object.assign(process.env, env);
+  for (const [k, v] of Object.entries(values)) {
+    // Only settings that still hold their local.settings.json value: the environment wins, as always.
+    if (process.env[k] !== v || !v.includes('%FNHOST_EVENTGRID_')) continue;
+    process.env[k] = v.replace(/%(FNHOST_EVENTGRID_\w+)%/g, (whole, name: string) => env[name] ?? whole);
+  }
 }
 
 async function defaultHttpCall(request: DurableHttpRequestJson): Promise<DurableHttpResponse> {
@@ -388,6 +425,16 @@ export class FnHost {
       bindings.addInput(new DurableClientBinding(clientBinding));
       bindings.addInput(new OrchestrationClientBinding(clientBinding));
 
+      const eventGrid = new EventGridSubsystem({
+        settings: config.eventGrid,
+        runtime,
+        invoker,
+        logger,
+        clock,
+        dataDir: options.dataDir,
+        blobWrites: blobWriteFeed(azurite, { dataDir: options.dataDir, clock, logger }),
+        masterKey: keys.keys.master,
+      });
       const storageSubsystem = new StorageSubsystem({ runtime, invoker, bindings, logger, clock, config, dataDir: options.dataDir });
       const timers = new TimerSubsystem({ runtime, invoker, logger, clock, dataDir: options.dataDir });
 
@@ -406,7 +453,7 @@ export class FnHost {
         streamUri,
       });
       const durableHandler: WebhookHandler = { handle: (req, path) => durableApi.handle(req, path) };
-      const eventGrid = new EventGridWebhook({ functions: runtime.functionsWithTrigger('eventGridTrigger'), invoker, keys });
+      const eventGridWebhook = new EventGridWebhook({ functions: runtime.functionsWithTrigger('eventGridTrigger'), invoker, keys });
       const admin = new AdminApi({ runtime, invoker, keys, version: FNHOST_VERSION, durableStats: () => ({ ...engine.stats }) });
       const server = new HostServer({
         routePrefix: config.host.routePrefix,
@@ -414,8 +461,10 @@ export class FnHost {
         webhooks: new Map<string, { handler: WebhookHandler; systemKeyName: string | undefined }>([
           ['durabletask', { handler: durableHandler, systemKeyName: 'durabletask_extension' }],
           // The Event Grid webhook checks its key itself: it must answer 404 for unknown functions after auth.
-          ['eventgrid', { handler: { handle: (req) => eventGrid.handle(req) }, systemKeyName: undefined }],
+          ['eventgrid', { handler: { handle: (req) => eventGridWebhook.handle(req) }, systemKeyName: undefined }],
         ]),
+        // Custom topics take publishes with their own keys.
+        runtime: new Map<string, WebhookHandler>([['eventgrid', { handle: (req, path) => eventGrid.handle(req, path) }]]),
         admin,
         keys,
         logger,
@@ -454,9 +503,12 @@ export class FnHost {
       // durable-functions rewrites management URLs to localhost:7071 unless this is set.
       process.env['WEBSITE_HOSTNAME'] = `${shownHost}:${port}`;
 
+      exposeTopics(eventGrid.environment(publicBase), config.values);
+
       engine.start();
       await storageSubsystem.start();
       await timers.start();
+      await eventGrid.start();
 
       const host = new FnHost({
         options,
@@ -470,7 +522,7 @@ export class FnHost {
         rpcServer,
         store,
         azurite,
-        subsystems: [storageSubsystem, timers],
+        subsystems: [storageSubsystem, timers, eventGrid],
         invoker,
         uninstall,
         storageConnection: storage,

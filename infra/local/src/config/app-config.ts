@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { FnHostError } from '../errors.js';
+import { type EventGridSettings, eventGridSettingsSchema } from '../eventgrid/settings.js';
 import { parseTimeSpan } from './timespan.js';
 
 const timeSpan = z.union([z.string(), z.number()]);
@@ -64,6 +65,8 @@ const localSettingsSchema = z.looseObject({
       system: z.record(z.string(), z.string().min(1)).optional(),
     })
     .optional(),
+  /** fnhost extension: the storage account's Event Grid system topic and custom topics (eventgrid/settings.ts). */
+  EventGrid: eventGridSettingsSchema,
 });
 
 export type LocalSettings = z.infer<typeof localSettingsSchema>;
@@ -101,6 +104,7 @@ export interface AppConfig {
   /** App settings from local.settings.json `Values`, as strings. */
   values: Record<string, string>;
   keys: KeySettings | undefined;
+  eventGrid: EventGridSettings;
 }
 
 async function readJson(path: string, what: string, required: boolean): Promise<unknown> {
@@ -192,5 +196,6 @@ export async function loadAppConfig(scriptRootArg: string): Promise<AppConfig> {
     host: hostSettingsFrom(hostJson),
     values,
     keys: local.Keys,
+    eventGrid: local.EventGrid,
   };
 }

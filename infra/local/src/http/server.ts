@@ -18,6 +18,11 @@ export interface HostServerOptions {
   /** Extension webhooks under /runtime/webhooks/{name}, keyed by lower-case name. */
   webhooks: Map<string, { handler: WebhookHandler; systemKeyName: string | undefined }>;
   admin: WebhookHandler;
+  /**
+   * Other endpoints under /runtime/{name} that check their own credentials (Event Grid topics
+   * take their topic key, not a host key), keyed by lower-case name.
+   */
+  runtime?: Map<string, WebhookHandler>;
   keys: KeyStore;
   logger: Logger;
   /** The largest request body in bytes; default: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, else the host's 100 MiB. */
@@ -111,6 +116,13 @@ export class HostServer {
         }
         const body = await readRequestBody(req, this.#bodyLimit);
         send(res, await entry.handler.handle({ method: req.method ?? 'GET', url, headers: req.headers, body }, hook[2] ?? ''));
+        return;
+      }
+      const runtime = /^\/runtime\/([^/]+)(\/.*)?$/i.exec(path);
+      const runtimeHandler = runtime ? this.#o.runtime?.get((runtime[1] ?? '').toLowerCase()) : undefined;
+      if (runtime && runtimeHandler) {
+        const body = await readRequestBody(req, this.#bodyLimit);
+        send(res, await runtimeHandler.handle({ method: req.method ?? 'GET', url, headers: req.headers, body }, runtime[2] ?? ''));
         return;
       }
       if (lower === '/admin' || lower.startsWith('/admin/')) {

@@ -3,6 +3,14 @@
  * needs no file of its own and runs before Azurite's own code). It is JavaScript text, not
  * TypeScript, because it runs inside Azurite and reaches into its untyped dependencies.
  *
+ * It also reports every finished blob write (Put Blob, Put Block List, Copy Blob) to the host, for
+ * its Event Grid storage system topic (eventgrid/storage-topic.ts). The report has to come from
+ * inside Azurite: only Azurite knows a write has been acknowledged, and the host may be down when
+ * it happens (Azurite outlives it). In service mode each write appends one JSON line to the journal
+ * named by `FNHOST_BLOB_EVENTS` before its response is sent, so an acknowledged write always has
+ * its line, and a host that comes back later reads the lines it has not delivered yet. In child
+ * mode (in memory) the line goes to the host over IPC instead: nothing outlives the host there.
+ *
  * Two modes, chosen by the environment fnhost gives the process:
  *
  * - **service** (`FNHOST_AZURITE_STATE` and `FNHOST_AZURITE_TOKEN` set): Azurite for a data folder.
@@ -65,6 +73,87 @@ try {
   require.cache[id].exports = cached;
 } catch (err) {
   console.error('fnhost: could not speed up Azurite routing: ' + err);
+}
+
+// Finished blob writes, for the host's Event Grid storage topic (see the comment at the top).
+const blobEventsPath = process.env.FNHOST_BLOB_EVENTS;
+try {
+  const require = createRequire(process.argv[1]);
+  const { randomUUID } = require('node:crypto');
+  const path = require('node:path');
+  let journalEndsMidLine = false;
+  if (blobEventsPath) {
+    fs.mkdirSync(path.dirname(blobEventsPath), { recursive: true });
+    try {
+      // A line cut by a kill in the middle of an append: the next one must start a line of its own.
+      const size = fs.statSync(blobEventsPath).size;
+      if (size > 0) {
+        const fd = fs.openSync(blobEventsPath, 'r');
+        const last = Buffer.alloc(1);
+        fs.readSync(fd, last, 0, 1, size - 1);
+        fs.closeSync(fd);
+        journalEndsMidLine = last[0] !== 10;
+      }
+    } catch {
+      // no journal yet
+    }
+  }
+  const report = (record) => {
+    if (blobEventsPath) {
+      // Synchronous, so the line is in the file (the OS's cache: it survives a kill of any
+      // process, like Azurite's own blob contents) before the response to the write goes out.
+      fs.appendFileSync(blobEventsPath, (journalEndsMidLine ? '\n' : '') + JSON.stringify(record) + '\n');
+      journalEndsMidLine = false;
+    } else if (process.connected) {
+      process.send({ fnhost: 'blob-write', record });
+    }
+  };
+  const unquote = (etag) => (typeof etag === 'string' ? etag.replace(/^"|"$/g, '') : etag);
+  const hook = (Handler, method, api) => {
+    const original = Handler.prototype[method];
+    if (typeof original !== 'function') throw new Error(method + ' not found');
+    Handler.prototype[method] = async function (...args) {
+      const response = await original.apply(this, args);
+      const context = args[args.length - 1];
+      try {
+        const blobCtx = new BlobStorageContext(context);
+        const account = blobCtx.account;
+        const container = blobCtx.container;
+        const blob = blobCtx.blob;
+        // The blob as written (a block list's length, a copy's type and length come from the store).
+        const found = await this.metadataStore.getBlobProperties(context, account, container, blob);
+        const p = found.properties;
+        report({
+          id: randomUUID(),
+          time: new Date().toISOString(),
+          api,
+          account,
+          container,
+          blob,
+          eTag: unquote(response.eTag ?? p.etag),
+          contentType: p.contentType ?? 'application/octet-stream',
+          contentLength: p.contentLength ?? 0,
+          blobType: p.blobType ?? 'BlockBlob',
+          requestId: response.requestId ?? context.contextId,
+          clientRequestId: response.clientRequestId ?? '',
+        });
+      } catch (err) {
+        console.error('fnhost: could not report a blob write to the Event Grid journal: ' + (err && err.stack ? err.stack : err));
+      }
+      return response;
+    };
+  };
+  const handler = (name) => require('./blob/handlers/' + name).default;
+  const BlobStorageContext = require('./blob/context/BlobStorageContext').default;
+  hook(handler('BlockBlobHandler'), 'upload', 'PutBlob');
+  hook(handler('BlockBlobHandler'), 'commitBlockList', 'PutBlockList');
+  hook(handler('PageBlobHandler'), 'create', 'PutBlob');
+  hook(handler('AppendBlobHandler'), 'create', 'PutBlob');
+  // Azurite finishes a copy within the request, so the event (sent when a copy completes) is due now.
+  hook(handler('BlobHandler'), 'startCopyFromURL', 'CopyBlob');
+  hook(handler('BlobHandler'), 'copyFromURL', 'CopyBlob');
+} catch (err) {
+  console.error('fnhost: could not hook blob writes for Event Grid: ' + err);
 }
 
 const statePath = process.env.FNHOST_AZURITE_STATE;

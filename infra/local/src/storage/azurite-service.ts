@@ -12,8 +12,14 @@ import { type AzuritePorts, type StorageEmulator, azuriteArgs, azuriteCli, azuri
 import { checkAzuriteDatabases } from './azurite-files.js';
 
 /** Where, inside a data folder, Azurite keeps its data, its state file and its output. */
-export function azuritePaths(dataDir: string): { location: string; state: string; log: string } {
-  return { location: join(dataDir, 'azurite'), state: join(dataDir, 'azurite.json'), log: join(dataDir, 'azurite.log') };
+export function azuritePaths(dataDir: string): { location: string; state: string; log: string; blobEvents: string } {
+  return {
+    location: join(dataDir, 'azurite'),
+    state: join(dataDir, 'azurite.json'),
+    log: join(dataDir, 'azurite.log'),
+    // Azurite appends a line per finished blob write (azurite-preload.ts) for the Event Grid storage topic.
+    blobEvents: join(dataDir, 'eventgrid', 'storage-events.jsonl'),
+  };
 }
 
 const portsSchema = z.object({ blob: z.number().int().positive(), queue: z.number().int().positive(), table: z.number().int().positive() });
@@ -273,7 +279,7 @@ export class AzuriteService implements StorageEmulator {
         stdio: ['ignore', logFd, logFd, 'ipc'],
         detached: true,
         cwd: options.dataDir,
-        env: { ...process.env, FNHOST_AZURITE_STATE: paths.state, FNHOST_AZURITE_TOKEN: token },
+        env: { ...process.env, FNHOST_AZURITE_STATE: paths.state, FNHOST_AZURITE_TOKEN: token, FNHOST_BLOB_EVENTS: paths.blobEvents },
       });
     } finally {
       closeSync(logFd);

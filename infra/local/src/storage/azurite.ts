@@ -130,6 +130,18 @@ export class AzuriteProcess implements StorageEmulator {
     this.ports = init.ports;
   }
 
+  /**
+   * Calls `listener` with each finished blob write Azurite reports (azurite-preload.ts), for the
+   * Event Grid storage topic; in memory they come over IPC, as nothing has to outlive the host.
+   */
+  onBlobWrite(listener: (record: unknown) => void): void {
+    this.#child.on('message', (message: unknown) => {
+      if (typeof message === 'object' && message !== null && (message as { fnhost?: unknown }).fnhost === 'blob-write') {
+        listener((message as { record?: unknown }).record);
+      }
+    });
+  }
+
   get connectionString(): string {
     return devConnectionString(this.host, this.ports);
   }
