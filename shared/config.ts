@@ -1,4 +1,4 @@
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BatchError } from './errors.js';
@@ -7,6 +7,11 @@ import { BatchError } from './errors.js';
  * The app's configuration, parsed once from the environment (Functions app settings;
  * local.settings.json `Values` under fnhost). This is the only module that reads `process.env`.
  */
+
+/** A setting left empty (as local.settings.json templates do) is a setting not given. */
+function optional<T extends z.ZodType>(inner: T): z.ZodPreprocess<z.ZodOptional<T>> {
+  return z.preprocess((v) => (v === '' ? undefined : v), inner.optional());
+}
 
 const schema = z.object({
   AzureWebJobsStorage: z.string().min(1, 'AzureWebJobsStorage must name the storage account (a connection string)'),
@@ -41,6 +46,17 @@ const schema = z.object({
    */
   BATCH_BOOKKEEPING_RETRY_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
   BATCH_BOOKKEEPING_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(6),
+  /**
+   * Where job events go (see shared/events/): an Event Grid topic's endpoint
+   * (`https://{topic}.{region}-1.eventgrid.azure.net/api/events`, or fnhost's local
+   * `{host}/runtime/eventgrid/topics/{topic}/api/events`) and its access key. Unset: no events are
+   * recorded or published.
+   */
+  BATCH_EVENTS_TOPIC_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })),
+  BATCH_EVENTS_TOPIC_KEY: optional(z.string()),
+  /** The events' `source`; by default `/batch-endpoints/{app name}` (WEBSITE_SITE_NAME, else the host name). */
+  BATCH_EVENTS_SOURCE: optional(z.string()),
+  WEBSITE_SITE_NAME: z.string().optional(),
 });
 
 export interface AppConfig {
@@ -57,6 +73,16 @@ export interface AppConfig {
   prefetchBytes: number;
   /** Retries of a job's bookkeeping activities (see BATCH_BOOKKEEPING_RETRY_MS). */
   bookkeepingRetry: BookkeepingRetry;
+  /** Job events' topic; undefined when events are off (BATCH_EVENTS_TOPIC_ENDPOINT unset). */
+  events: EventsConfig | undefined;
+}
+
+/** Where job events are published (see shared/events/). */
+export interface EventsConfig {
+  endpoint: string;
+  key: string;
+  /** The CloudEvents `source` of every event. */
+  source: string;
 }
 
 /** How bookkeeping activities are retried: attempts in all, and the first interval (doubling, at most 16 s). */
@@ -76,6 +102,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new BatchError('configuration', `Invalid app settings:\n${lines.join('\n')}`);
   }
   const e = result.data;
+  if (e.BATCH_EVENTS_TOPIC_ENDPOINT !== undefined && e.BATCH_EVENTS_TOPIC_KEY === undefined) {
+    throw new BatchError('configuration', 'Invalid app settings:\nBATCH_EVENTS_TOPIC_KEY: required with BATCH_EVENTS_TOPIC_ENDPOINT (the topic\'s access key)');
+  }
   const config: AppConfig = {
     storageConnection: e.AzureWebJobsStorage,
     workspaceContainer: e.BATCH_WORKSPACE_CONTAINER,
@@ -86,6 +115,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
     bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },
+    events:
+      e.BATCH_EVENTS_TOPIC_ENDPOINT === undefined || e.BATCH_EVENTS_TOPIC_KEY === undefined
+        ? undefined
+        : {
+            endpoint: e.BATCH_EVENTS_TOPIC_ENDPOINT,
+            key: e.BATCH_EVENTS_TOPIC_KEY,
+            source: e.BATCH_EVENTS_SOURCE ?? `/batch-endpoints/${e.WEBSITE_SITE_NAME || hostname()}`,
+          },
   };
   if (env === process.env) cached = config;
   return config;

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'scoring_timeout'
   | 'scoring_setup_failed'
   | 'storage_failed'
+  | 'event_publish_failed'
   | 'configuration'
   | 'internal';
 
@@ -67,6 +68,7 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   scoring_timeout: { status: 500, title: 'Scoring timed out', kind: 'user', retryable: true },
   scoring_setup_failed: { status: 500, title: 'The scorer could not be set up', kind: 'user', retryable: false },
   storage_failed: { status: 503, title: 'Storage is unavailable', kind: 'system', retryable: true },
+  event_publish_failed: { status: 502, title: 'The event topic did not accept the events', kind: 'system', retryable: true },
   configuration: { status: 500, title: 'The app is misconfigured', kind: 'system', retryable: false },
   internal: { status: 500, title: 'Internal error', kind: 'system', retryable: true },
 };

@@ -1,5 +1,7 @@
 import type { PipelineComponentDoc } from './components/types.js';
 import { type AppConfig, loadConfig } from './config.js';
+import { JobEventsDispatcher } from './events/dispatcher.js';
+import { EventGridPublisher } from './events/publisher.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { JobStore } from './jobs/job-store.js';
 import { JobsService } from './jobs/jobs-service.js';
@@ -18,6 +20,8 @@ export interface Services {
   runner: JobRunner;
   pipelines: PipelineRunner;
   runtime: ScoringRuntime;
+  /** Publishes job events; undefined when they are off (BATCH_EVENTS_TOPIC_ENDPOINT unset). */
+  events: JobEventsDispatcher | undefined;
 }
 
 let built: Services | undefined;
@@ -26,6 +30,8 @@ export function services(): Services {
   if (!built) {
     const config = loadConfig();
     const store = new JobStore({ config });
+    const events = config.events ? new JobEventsDispatcher({ store, publisher: new EventGridPublisher(config.events) }) : undefined;
+    if (events) store.onEventsRecorded((jobId) => events.kick(jobId));
     // A deployment made from a pipeline job (job_definition) reads that job's graph.
     const registry: Registry = new Registry({ config, jobDefinition: (jobId: string, field: string): Promise<PipelineComponentDoc> => jobs.definitionOf(jobId, field) });
     const jobs: JobsService = new JobsService({ config, registry, store });
@@ -36,6 +42,7 @@ export function services(): Services {
       store,
       runtime,
       jobs,
+      events,
       runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
       pipelines: new PipelineRunner({ config, registry, store }),
     };

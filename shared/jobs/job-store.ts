@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import type { TableClient, TransactionAction } from '@azure/data-tables';
 import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
+import { type CloudEvent, type RecordSnapshot, type WrittenRecord, buildJobEvent, isTransition, publishedStatus } from '../events/job-events.js';
+import type { JobStatus } from '../schemas/jobs.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
-import { type Job, type JobCounts, type JobSpec, type JobState, type StepOutput, type StepState, addCounts, emptyCounts } from './types.js';
+import { type Job, type JobCounts, type JobSpec, type JobState, MODEL_STEP, type StepOutput, type StepState, addCounts, emptyCounts } from './types.js';
 
 interface JobEntity {
   partitionKey: string;
@@ -87,6 +89,49 @@ function scopeKey(scope: EndpointScope): string {
   return scope.uid ? `${scope.name}|${scope.uid}` : scope.name;
 }
 
+/**
+ * The job's events (see shared/events/): a cursor row (`events`: the last transition's sequence
+ * number and status) and one outbox row per transition not yet published (`event:{seq}`), in the
+ * job's partition, so each is written in the same entity-group transaction as the change it tells.
+ */
+const EVENTS_CURSOR = 'events';
+const EVENT_FIRST = 'event:';
+const EVENT_AFTER = 'event;';
+
+function eventRow(seq: number): string {
+  return `${EVENT_FIRST}${String(seq).padStart(10, '0')}`;
+}
+
+interface EventsCursorEntity {
+  partitionKey: string;
+  rowKey: string;
+  seq: number;
+  status: string;
+  etag?: string;
+}
+
+interface OutboxEntity {
+  partitionKey: string;
+  rowKey: string;
+  event: string;
+  recordedAt: string;
+}
+
+/** A transition recorded and not yet published. */
+export interface RecordedEvent {
+  seq: number;
+  event: CloudEvent;
+  recordedAt: string;
+}
+
+/** Jobs whose outbox may hold events: one row each in this partition of the `jobevents` table. */
+const PENDING = 'pending';
+
+/** Job events, when they are on: the events' `source`. */
+export interface JobStoreEvents {
+  source: string;
+}
+
 function claimKey(folder: string): string {
   return createHash('sha256').update(folder).digest('hex');
 }
@@ -123,10 +168,25 @@ function newestFirstKey(createdAt: string, jobId: string): string {
 export class JobStore {
   readonly #account: StorageAccount;
   readonly #prefix: string;
+  readonly #events: JobStoreEvents | undefined;
+  readonly #now: () => Date;
+  #recorded: ((jobId: string) => void) | undefined;
 
-  constructor(options: { config: AppConfig }) {
+  constructor(options: { config: AppConfig; now?: () => Date }) {
     this.#account = storageAccount(options.config.storageConnection);
     this.#prefix = options.config.tablePrefix;
+    this.#events = options.config.events ? { source: options.config.events.source } : undefined;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** Tells `listener` of each job whose transition was just recorded (not of a job being created: see announceEvents). */
+  onEventsRecorded(listener: (jobId: string) => void): void {
+    this.#recorded = listener;
+  }
+
+  /** Tells the listener that a job just created (and started) has its first event to publish. */
+  announceEvents(jobId: string): void {
+    if (this.#events) this.#recorded?.(jobId);
   }
 
   #jobs(): Promise<TableClient> {
@@ -141,20 +201,32 @@ export class JobStore {
   #claims(): Promise<TableClient> {
     return this.#account.table(`${this.#prefix}outputclaims`);
   }
+  #pending(): Promise<TableClient> {
+    return this.#account.table(`${this.#prefix}jobevents`);
+  }
 
+  /**
+   * Records a job. With events on, its first event (NotStarted) is recorded with it, in one
+   * transaction; it is published once the job has started (see announceEvents), so a job whose
+   * invocation is undone (see remove) never has an event.
+   */
   async create(spec: JobSpec, state: JobState): Promise<void> {
     const jobs = await this.#jobs();
     const index = await this.#index();
+    const entity: JobEntity = {
+      partitionKey: spec.id,
+      rowKey: 'job',
+      spec: JSON.stringify(spec),
+      state: JSON.stringify(state),
+      status: state.status,
+      endpoint: spec.endpoint,
+      createdAt: spec.created_at,
+    };
     try {
-      await jobs.createEntity<JobEntity>({
-        partitionKey: spec.id,
-        rowKey: 'job',
-        spec: JSON.stringify(spec),
-        state: JSON.stringify(state),
-        status: state.status,
-        endpoint: spec.endpoint,
-        createdAt: spec.created_at,
-      });
+      const status = this.#events ? publishedStatus(spec, { kind: 'job' }, state.status) : undefined;
+      if (status === undefined || !(await this.#withEvent(jobs, spec, status, { action: ['create', { ...entity }], record: state, announce: false }))) {
+        await jobs.createEntity<JobEntity>(entity);
+      }
     } catch (err) {
       if (isConflict(err)) throw new BatchError('conflict', `Job '${spec.id}' already exists.`);
       throw storageError('creating the job', err);
@@ -162,17 +234,151 @@ export class JobStore {
     try {
       await index.createEntity<IndexEntity>({ partitionKey: scopeKey(scopeOf(spec)), rowKey: newestFirstKey(spec.created_at, spec.id), jobId: spec.id });
     } catch (err) {
-      await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
+      if (this.#events) await this.discardEvents(spec.id, { withJob: true }).catch(() => undefined);
+      else await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
       throw storageError('indexing the job', err);
     }
   }
 
-  /** Removes a job that could not be started, so nothing is left half-created. */
+  /** Removes a job that could not be started, so nothing is left half-created (its unpublished events go with it). */
   async remove(spec: JobSpec): Promise<void> {
     const jobs = await this.#jobs();
     const index = await this.#index();
     await index.deleteEntity(scopeKey(scopeOf(spec)), newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
-    await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
+    const events = await this.#eventRows(jobs, spec.id).catch(() => []);
+    if (events.length === 0) {
+      await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
+      return;
+    }
+    await this.discardEvents(spec.id, { withJob: true }).catch(() => undefined);
+  }
+
+  /** Row keys of a job's event rows (its cursor and outbox). */
+  async #eventRows(jobs: TableClient, jobId: string): Promise<string[]> {
+    const pk = jobId.replace(/'/g, "''");
+    const filter = `PartitionKey eq '${pk}' and ((RowKey ge '${EVENT_FIRST}' and RowKey lt '${EVENT_AFTER}') or RowKey eq '${EVENTS_CURSOR}')`;
+    const keys: string[] = [];
+    for await (const row of jobs.listEntities<{ rowKey: string }>({ queryOptions: { filter, select: ['RowKey'] } })) keys.push(row.rowKey);
+    return keys;
+  }
+
+  /**
+   * Drops a job's events without publishing them: a job that never came to be (`withJob`: its
+   * record goes too, in the same transaction), or one whose record is gone. Its pending mark goes last.
+   */
+  async discardEvents(jobId: string, options: { withJob?: boolean } = {}): Promise<void> {
+    const jobs = await this.#jobs();
+    const keys = await this.#eventRows(jobs, jobId);
+    const rows = options.withJob ? ['job', ...keys] : keys;
+    try {
+      for (let i = 0; i < rows.length; i += 100) {
+        await jobs.submitTransaction(rows.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey: jobId, rowKey }]));
+      }
+    } catch (err) {
+      throw storageError('discarding the job\'s events', err);
+    }
+    await (await this.#pending()).deleteEntity(PENDING, jobId).catch(() => undefined);
+  }
+
+  /**
+   * Writes a record together with the event of the job's transition to `status`, in one
+   * entity-group transaction: the record, the events cursor (conditional on the one read, so
+   * transitions are numbered one after another, whichever instance writes them) and the outbox
+   * row. Returns false, having written nothing, when `status` is no transition after the last
+   * one recorded (a repeat, or a step of a job that has moved on); the caller then writes the
+   * record alone. A conflict (the record or the cursor changed) is thrown, for the caller to retry.
+   */
+  async #withEvent(
+    jobs: TableClient,
+    spec: JobSpec,
+    status: JobStatus,
+    write: { action: TransactionAction; record: RecordSnapshot; job?: RecordSnapshot | undefined; announce: boolean },
+  ): Promise<boolean> {
+    const events = this.#events;
+    if (!events) return false;
+    let cursor: EventsCursorEntity | undefined;
+    try {
+      cursor = await jobs.getEntity<EventsCursorEntity>(spec.id, EVENTS_CURSOR);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const last = cursor?.status as JobStatus | undefined;
+    if (!isTransition(last, status)) return false;
+    // The job is marked as having events before its first one is written, so a sweep finds every
+    // outbox that may hold one (the mark is dropped only once its last event is published).
+    if (!cursor) await (await this.#pending()).upsertEntity({ partitionKey: PENDING, rowKey: spec.id, since: this.#now().toISOString() }, 'Replace');
+    const seq = (cursor?.seq ?? 0) + 1;
+    const now = this.#now();
+    const event = buildJobEvent({ source: events.source, spec, sequence: seq, status, previous: last, time: now, record: write.record, job: write.job });
+    const next: EventsCursorEntity = { partitionKey: spec.id, rowKey: EVENTS_CURSOR, seq, status };
+    await jobs.submitTransaction([
+      write.action,
+      cursor ? ['update', { ...next }, 'Replace', { etag: cursor.etag ?? '*' }] : ['create', { ...next }],
+      ['create', { partitionKey: spec.id, rowKey: eventRow(seq), event: JSON.stringify(event), recordedAt: now.toISOString() } satisfies OutboxEntity],
+    ]);
+    if (write.announce) this.#recorded?.(spec.id);
+    return true;
+  }
+
+  /** A job's recorded events not yet published, in the order of its transitions. */
+  async pendingEvents(jobId: string): Promise<RecordedEvent[]> {
+    const jobs = await this.#jobs();
+    const filter = `PartitionKey eq '${jobId.replace(/'/g, "''")}' and RowKey ge '${EVENT_FIRST}' and RowKey lt '${EVENT_AFTER}'`;
+    const found: RecordedEvent[] = [];
+    try {
+      for await (const row of jobs.listEntities<OutboxEntity>({ queryOptions: { filter } })) {
+        found.push({ seq: Number(row.rowKey.substring(EVENT_FIRST.length)), event: JSON.parse(row.event) as CloudEvent, recordedAt: row.recordedAt });
+      }
+    } catch (err) {
+      throw storageError('reading the job\'s events', err);
+    }
+    return found.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Removes a published event from the job's outbox. */
+  async deleteEvent(jobId: string, seq: number): Promise<void> {
+    const jobs = await this.#jobs();
+    try {
+      await jobs.deleteEntity(jobId, eventRow(seq));
+    } catch (err) {
+      if (!isNotFound(err)) throw storageError('removing a published event', err);
+    }
+  }
+
+  /** The last transition recorded for a job (its events cursor), if any. */
+  async lastEvent(jobId: string): Promise<{ seq: number; status: JobStatus } | undefined> {
+    const jobs = await this.#jobs();
+    try {
+      const cursor = await jobs.getEntity<EventsCursorEntity>(jobId, EVENTS_CURSOR);
+      return { seq: cursor.seq, status: cursor.status as JobStatus };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading the job\'s events', err);
+    }
+  }
+
+  /** Jobs marked as possibly having events to publish: when each was marked, and the mark's etag. */
+  async markedJobs(): Promise<{ jobId: string; since: string; etag: string }[]> {
+    const table = await this.#pending();
+    const found: { jobId: string; since: string; etag: string }[] = [];
+    try {
+      for await (const row of table.listEntities<{ rowKey: string; since: string; etag?: string }>({ queryOptions: { filter: `PartitionKey eq '${PENDING}'` } })) {
+        found.push({ jobId: row.rowKey, since: row.since, etag: row.etag ?? '*' });
+      }
+    } catch (err) {
+      throw storageError('listing jobs with events', err);
+    }
+    return found;
+  }
+
+  /** Drops a job's mark (once its last event is published), unless it was marked again since. */
+  async unmark(jobId: string, etag: string): Promise<void> {
+    const table = await this.#pending();
+    try {
+      await table.deleteEntity(PENDING, jobId, { etag });
+    } catch (err) {
+      if (!isNotFound(err) && !isConflict(err)) throw storageError('dropping a job\'s events mark', err);
+    }
   }
 
   async get(id: string): Promise<Job | undefined> {
@@ -197,12 +403,11 @@ export class JobStore {
       if (!job) return undefined;
       const next = mutate(structuredClone(job.state), job.spec);
       if (!next) return job.state;
+      const entity = { partitionKey: id, rowKey: 'job', state: JSON.stringify(next), status: next.status };
+      const status = this.#events && next.status !== job.state.status ? publishedStatus(job.spec, { kind: 'job' }, next.status) : undefined;
       try {
-        await jobs.updateEntity(
-          { partitionKey: id, rowKey: 'job', state: JSON.stringify(next), status: next.status },
-          'Merge',
-          { etag: job.etag },
-        );
+        const written = status !== undefined && (await this.#withEvent(jobs, job.spec, status, { action: ['update', entity, 'Merge', { etag: job.etag }], record: next, announce: true }));
+        if (!written) await jobs.updateEntity(entity, 'Merge', { etag: job.etag });
         return next;
       } catch (err) {
         if (!isConflict(err)) throw storageError('updating the job', err);
@@ -266,14 +471,28 @@ export class JobStore {
       if (!found) return undefined;
       const next = mutate(structuredClone(found.state));
       if (!next) return found.state;
+      const entity = { partitionKey: jobId, rowKey: `${STEP_FIRST}${step}`, state: JSON.stringify(next), status: next.status };
       try {
-        await jobs.updateEntity({ partitionKey: jobId, rowKey: `${STEP_FIRST}${step}`, state: JSON.stringify(next), status: next.status }, 'Merge', { etag: found.etag });
+        const written = next.status !== found.state.status && (await this.#stepEvent(jobs, jobId, step, next, { action: ['update', entity, 'Merge', { etag: found.etag }], record: next }));
+        if (!written) await jobs.updateEntity(entity, 'Merge', { etag: found.etag });
         return next;
       } catch (err) {
         if (!isConflict(err)) throw storageError('updating a step of the job', err);
       }
     }
     throw new BatchError('storage_failed', `Step '${step}' of job '${jobId}' is being updated too often; gave up after 20 attempts.`, { retryable: true });
+  }
+
+  /** A step's new status as the job's transition, when it is one (see publishedStatus): written with its event. */
+  async #stepEvent(jobs: TableClient, jobId: string, step: string, next: StepState, write: { action: TransactionAction; record: RecordSnapshot }): Promise<boolean> {
+    // Only a model deployment's one step can be the job's; other steps' writes read nothing more.
+    if (!this.#events || step !== MODEL_STEP || next.status === 'Skipped') return false;
+    const job = await this.get(jobId);
+    if (!job) return false;
+    const record: WrittenRecord = { kind: 'step', step };
+    const status = publishedStatus(job.spec, record, next.status);
+    if (status === undefined) return false;
+    return this.#withEvent(jobs, job.spec, status, { ...write, job: job.state, announce: true });
   }
 
   /** Records one lane's counts in a row of its own beside the job (lanes never contend). */

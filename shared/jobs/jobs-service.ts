@@ -368,6 +368,8 @@ export class JobsService {
       for (const step of undo.reverse()) await step().catch(() => undefined);
       throw err;
     }
+    // The job goes ahead: its first event (NotStarted, recorded with it) can be published.
+    this.#store.announceEvents(jobId);
     const job = await this.#store.get(jobId);
     if (!job) throw new BatchError('internal', `Job ${jobId} vanished after it was created.`);
     return { job, replayed: false };
