@@ -41,6 +41,8 @@ const schema = z.object({
    */
   BATCH_BOOKKEEPING_RETRY_MS: z.coerce.number().int().min(1).max(60_000).default(1000),
   BATCH_BOOKKEEPING_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(6),
+  /** `Retry-After` of invoke and of a running job's status URL (the long-running-operation pattern). */
+  BATCH_STATUS_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
 });
 
 export interface AppConfig {
@@ -57,6 +59,8 @@ export interface AppConfig {
   prefetchBytes: number;
   /** Retries of a job's bookkeeping activities (see BATCH_BOOKKEEPING_RETRY_MS). */
   bookkeepingRetry: BookkeepingRetry;
+  /** Seconds a client following the status URL (Logic Apps) waits between polls. */
+  statusRetryAfterSeconds: number;
 }
 
 /** How bookkeeping activities are retried: attempts in all, and the first interval (doubling, at most 16 s). */
@@ -86,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
     bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },
+    statusRetryAfterSeconds: e.BATCH_STATUS_RETRY_AFTER_SECONDS,
   };
   if (env === process.env) cached = config;
   return config;
