@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { openApi30, openApi31 } from '../../../shared/openapi/api-document.js';
 import { CONNECTOR_PLACEHOLDERS, connectorDefinition, connectorProperties, displayName } from '../../../shared/openapi/connector.js';
 import { schema2, toSwagger2 } from '../../../shared/openapi/swagger2.js';
+import { invokeBody } from '../../../shared/schemas/jobs.js';
+import { parseOrThrow } from '../../../shared/schemas/validate.js';
 import { CONNECTOR_DIR, connectorFiles } from '../../../scripts/build-connector.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -183,5 +185,33 @@ describe('the custom connector definition', () => {
   it('starts from the 3.0 form of the same document', () => {
     expect((openApi30() as Json).openapi).toBe('3.0.3');
     expect(Object.keys((openApi30() as Json).paths)).toEqual(Object.keys((openApi31() as Json).paths));
+  });
+});
+
+describe('the sample Logic App workflow (infra/azure/logic-app/workflow.json)', () => {
+  const workflow: Json = JSON.parse(readFileSync(join(CONNECTOR_DIR, '..', 'logic-app', 'workflow.json'), 'utf8'));
+  const actions: Json = workflow.definition.actions;
+  const invoke = actions['Invoke_the_endpoint_and_wait_for_the_job'];
+
+  it("calls the connector's InvokeEndpoint with a body the API accepts", () => {
+    expect(invoke.type).toBe('ApiConnection');
+    const template = '/api/endpoints/{endpoint}/jobs';
+    expect((connectorDefinition({ host: 'h' })['paths'] as Json)[template][invoke.inputs.method].operationId).toBe('InvokeEndpoint');
+    expect(invoke.inputs.path).toMatch(/^\/api\/endpoints\/@\{[^}]+\}\/jobs$/);
+    // Expressions are strings to the schema, so the body's shape is checked as sent.
+    expect(() => parseOrThrow(invokeBody, invoke.inputs.body, 'workflow body')).not.toThrow();
+    expect(Object.keys(invoke.inputs.headers).sort()).toEqual(['azureml-model-deployment', 'idempotency-key']);
+  });
+
+  it('starts only on finished writes and branches on every final status', () => {
+    const trigger = workflow.definition.triggers['When_a_blob_is_created'];
+    expect(trigger.inputs.body.properties.filter.includedEventTypes).toEqual(['Microsoft.Storage.BlobCreated']);
+    expect(trigger.conditions[0].expression).toContain("createArray('PutBlob', 'PutBlockList', 'CopyBlob', 'FlushWithClose')");
+    const branch = actions['Branch_on_the_job_status'];
+    expect(branch.expression).toBe("@body('Invoke_the_endpoint_and_wait_for_the_job')?['status']");
+    const cases = Object.values(branch.cases as Record<string, Json>).map((c) => c.case as string);
+    expect(cases).toEqual(['Completed', 'Canceled']);
+    expect(branch.default.actions['Job_failed'].inputs.runStatus).toBe('Failed');
+    for (const status of cases) expect((connectorDefinition({ host: 'h' })['definitions'] as Json).Job.properties.status.enum).toContain(status);
   });
 });
