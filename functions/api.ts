@@ -5,8 +5,8 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
-import { getOpenApi } from './handlers/openapi.js';
+import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
+import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { api, type Handler } from './lib/http.js';
 
@@ -65,8 +65,10 @@ route('invokeEndpoint', 'endpoints/{endpoint}/jobs', 'POST', invokeEndpoint, tru
 route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);
 route('submitJob', 'jobs', 'POST', submitJob, true);
 route('getJob', 'jobs/{id}', 'GET', getJob);
+route('getJobStatus', 'jobs/{id}/status', 'GET', getJobStatus);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
 route('getStepOutput', 'jobs/{id}/steps/{step}/outputs/{*file}', 'GET', getStepOutput);
 
 app.http('openapi', { route: 'openapi.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getOpenApi) });
+app.http('connectorDefinition', { route: 'connector/swagger.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getConnectorDefinition) });

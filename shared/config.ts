@@ -57,6 +57,8 @@ const schema = z.object({
   /** The events' `source`; by default `/batch-endpoints/{app name}` (WEBSITE_SITE_NAME, else the host name). */
   BATCH_EVENTS_SOURCE: optional(z.string()),
   WEBSITE_SITE_NAME: z.string().optional(),
+  /** `Retry-After` of invoke and of a running job's status URL (the long-running-operation pattern). */
+  BATCH_STATUS_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
 });
 
 export interface AppConfig {
@@ -75,6 +77,8 @@ export interface AppConfig {
   bookkeepingRetry: BookkeepingRetry;
   /** Job events' topic; undefined when events are off (BATCH_EVENTS_TOPIC_ENDPOINT unset). */
   events: EventsConfig | undefined;
+  /** Seconds a client following the status URL (Logic Apps) waits between polls. */
+  statusRetryAfterSeconds: number;
 }
 
 /** Where job events are published (see shared/events/). */
@@ -123,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
             key: e.BATCH_EVENTS_TOPIC_KEY,
             source: e.BATCH_EVENTS_SOURCE ?? `/batch-endpoints/${e.WEBSITE_SITE_NAME || hostname()}`,
           },
+    statusRetryAfterSeconds: e.BATCH_STATUS_RETRY_AFTER_SECONDS,
   };
   if (env === process.env) cached = config;
   return config;

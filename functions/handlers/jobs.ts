@@ -7,7 +7,8 @@ import { BatchError } from '../../shared/errors.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
-import { stepName } from '../../shared/schemas/jobs.js';
+import { isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
+import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
 import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
 
@@ -19,23 +20,39 @@ function jobIdParam(request: HttpRequest): string {
   return id;
 }
 
-/** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint; 202 with the job at once. */
+/**
+ * The long-running-operation pattern that Logic Apps (and any client that follows `Location` and
+ * `Retry-After`) follows by itself: invoke answers 202 with `Location` = the job's status URL,
+ * which answers 202 with `Retry-After` while the job runs and 200 with the job once it has ended.
+ * A caller that sent its function key as `code` gets it back on the status URL (it chose to put
+ * the key in URLs); a key sent as `x-functions-key` is never copied into one.
+ */
+function pollingHeaders(request: HttpRequest, jobId: string): Record<string, string> {
+  const code = request.query.get('code');
+  return {
+    location: `${baseUrl(request)}/api/jobs/${jobId}/status${code ? `?code=${encodeURIComponent(code)}` : ''}`,
+    'retry-after': String(services().config.statusRetryAfterSeconds),
+  };
+}
+
+/** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint (native or Azure ML REST body); 202 with the job at once. */
 export async function invokeEndpoint(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
-  const { job, replayed } = await services().jobs.invoke({
-    endpoint: param(request, 'endpoint', endpointName),
-    deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
-    body: await readJson(request),
-    idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
-    invokedBy: invokerOf(request),
-    start: async (jobId) => {
-      await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
-    },
-  });
-  const location = `${baseUrl(request)}/api/jobs/${job.spec.id}`;
+  const endpoint = param(request, 'endpoint', endpointName);
+  const { job, replayed } = await withNativeInvokeBody(await readJson(request), (body) =>
+    services().jobs.invoke({
+      endpoint,
+      deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
+      body,
+      idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
+      invokedBy: invokerOf(request),
+      start: async (jobId) => {
+        await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+      },
+    }),
+  );
   return json(202, jobView(job, baseUrl(request)), {
-    location,
-    'retry-after': '5',
+    ...pollingHeaders(request, job.spec.id),
     ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
   });
 }
@@ -50,12 +67,19 @@ export async function submitJob(request: HttpRequest, context: InvocationContext
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
     },
   });
-  return json(202, jobView(job, baseUrl(request)), { location: `${baseUrl(request)}/api/jobs/${job.spec.id}`, 'retry-after': '5' });
+  return json(202, jobView(job, baseUrl(request)), pollingHeaders(request, job.spec.id));
 }
 
 export async function getJob(request: HttpRequest): Promise<HttpResponseInit> {
   const job = await services().jobs.get(jobIdParam(request));
   return json(200, jobView(job, baseUrl(request)));
+}
+
+/** GET /api/jobs/{id}/status: the status URL; 202 (Retry-After) with the job while it runs, 200 once it has ended. */
+export async function getJobStatus(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await services().jobs.get(jobIdParam(request));
+  const view = jobView(job, baseUrl(request));
+  return isTerminalJob(job.state.status) ? json(200, view) : json(202, view, pollingHeaders(request, job.spec.id));
 }
 
 export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> {

@@ -28,6 +28,12 @@ param workspaceContainer string = 'azureml-blobstore'
 @allowed(['function', 'anonymous'])
 param apiAuthLevel string = 'function'
 
+@description('Blob path prefix (in the workspace container) whose new blobs are sent to the app as BlobCreated events; empty: every blob of the container.')
+param blobEventsPrefix string = ''
+
+@description('Create the Event Grid subscription to the blobCreated function. Event Grid checks that the function exists, so deploy the app code first, then deploy again with true.')
+param subscribeBlobCreated bool = false
+
 var storageName = toLower(take(replace('${appName}st${uniqueString(resourceGroup().id)}', '-', ''), 24))
 var deploymentContainer = 'app-package'
 
@@ -119,6 +125,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'BATCH_WORKSPACE_CONTAINER', value: workspaceContainer }
         { name: 'BATCH_API_AUTH_LEVEL', value: apiAuthLevel }
+        { name: 'BATCH_EVENTS_TOPIC_ENDPOINT', value: jobEvents.properties.endpoint }
+        { name: 'BATCH_EVENTS_TOPIC_KEY', value: jobEvents.listKeys().key1 }
       ]
     }
   }
@@ -135,6 +143,62 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Blob-created events of the storage account (a system topic), to the app's blobCreated function.
+// Only finished writes start work: data.api is PutBlob, PutBlockList, CopyBlob or FlushWithClose
+// (an ADLS Gen2 CreateFile, which comes first with zero length, is left out here already).
+resource storageEvents 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: '${appName}-storage-events'
+  location: location
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+resource blobCreatedSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (subscribeBlobCreated) {
+  parent: storageEvents
+  name: 'blob-created-to-app'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${app.id}/functions/blobCreated'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '/blobServices/default/containers/${workspaceContainer}/blobs/${blobEventsPrefix}'
+      advancedFilters: [
+        {
+          operatorType: 'StringIn'
+          key: 'data.api'
+          values: ['PutBlob', 'PutBlockList', 'CopyBlob', 'FlushWithClose']
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+  }
+}
+
+// Job events (CloudEvents 1.0, one per state change of a job): the app publishes them here.
+resource jobEvents 'Microsoft.EventGrid/topics@2022-06-15' = {
+  name: '${appName}-job-events'
+  location: location
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
 output functionAppName string = app.name
+output connectorHost string = app.properties.defaultHostName
+output jobEventsTopicEndpoint string = jobEvents.properties.endpoint
+output storageEventsSystemTopic string = storageEvents.name
 output apiBaseUrl string = 'https://${app.properties.defaultHostName}/api'
 output storageAccountName string = storage.name

@@ -508,11 +508,14 @@ export class JobsService {
     const counts = isTerminalJob(job.state.status) || parallel.length === 0 ? job.state.counts : parallel.reduce(sumCounts, emptyCounts());
     const state = { ...job.state, counts };
     // A model deployment's job is its one step, as callers of Azure ML see it: until the job has
-    // ended it shows the step's status (Preparing, Running, Finalizing…) and error.
+    // ended it shows the step's status (Preparing, Running, Finalizing…) and error. The step ends
+    // a moment before the job's own record does; until then the job is Finalizing, so whoever
+    // sees a final status (the status URL's 200 included) sees the job's final record.
     const only = isPipelineSpec(job.spec) ? undefined : steps.get(MODEL_STEP);
     if (only && !isTerminalJob(job.state.status) && only.status !== 'NotStarted' && only.status !== 'Skipped') {
-      state.status = only.status;
-      if (only.error) state.error = only.error;
+      const ended = only.status === 'Completed' || only.status === 'Failed' || only.status === 'Canceled';
+      state.status = ended ? 'Finalizing' : only.status;
+      if (only.error && !ended) state.error = only.error;
     }
     return { ...job, state, steps: Object.fromEntries(steps) };
   }

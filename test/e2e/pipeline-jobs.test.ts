@@ -321,7 +321,22 @@ describe('pipeline jobs over HTTP on fnhost', () => {
     expect(deployed.status).toBe('Completed');
     expect(JSON.parse(await text(deployed.id, 'outputs/summary/summary.json'))).toMatchObject({ rows: 4 });
     // A job that is not a completed pipeline job cannot be deployed.
-    const failing = await call('POST', 'jobs', { type: 'pipeline', inputs: {}, jobs: { broken: { component: 'azureml:fail:1' } } }, 202);
+    const submittedFailing = await api.call('POST', 'jobs', { type: 'pipeline', inputs: {}, jobs: { broken: { component: 'azureml:fail:1' } } });
+    expect(submittedFailing.status).toBe(202);
+    const failing = submittedFailing.body;
+    // POST /api/jobs follows the long-running-operation pattern too: Location is the status URL,
+    // 202 while the job runs, 200 with the ended job.
+    const location = submittedFailing.headers.get('location') as string;
+    expect(location).toBe(`${host.url}/api/jobs/${failing.id}/status`);
+    expect(submittedFailing.headers.get('retry-after')).toMatch(/^\d+$/);
+    let polled: Response | undefined;
+    for (let i = 0; i < 600 && (polled === undefined || polled.status === 202); i++) {
+      if (polled) await new Promise((r) => setTimeout(r, 200));
+      polled = await fetch(location, { headers: { 'x-functions-key': host.masterKey } });
+      if (polled.status === 202) expect(polled.headers.get('retry-after')).toMatch(/^\d+$/);
+    }
+    expect(polled?.status).toBe(200);
+    expect(((await polled?.json()) as Json).status).toBe('Failed');
     expect((await finished(failing.id)).status).toBe('Failed');
     await problem('PUT', 'endpoints/from-job/deployments/broken', { type: 'pipeline', job_definition: `azureml:${failing.id}` }, 400, 'job_definition');
   });

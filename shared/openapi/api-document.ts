@@ -1,0 +1,187 @@
+import { OpenAPIRegistry, OpenApiGeneratorV3, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { componentBody } from '../components/schemas.js';
+import { azureMlInvokeBody } from '../schemas/azureml-invoke.js';
+import { JOB_STATUSES, invokeBody, pipelineJobBody } from '../schemas/jobs.js';
+import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../schemas/resources.js';
+
+/**
+ * The API's description, built once from the zod schemas that validate requests: served as
+ * OpenAPI 3.1 (`GET /api/openapi.json`) and, through OpenAPI 3.0, as the custom connector's
+ * OpenAPI 2.0 definition (./connector.ts). Every operation has an `operationId` and says how a
+ * Logic Apps / Power Automate designer should show it (`x-ms-visibility`: `important` operations
+ * are offered first, `advanced` ones behind "more", `internal` ones never, such as the status URL
+ * that the long-running-operation pattern polls by itself).
+ */
+
+/** Where a job's status is polled (the long-running-operation pattern): `Location` of invoke. */
+export const JOB_STATUS_PATH = '/api/jobs/{id}/status';
+
+const problem = z
+  .object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), code: z.string(), errors: z.array(z.object({ field: z.string(), message: z.string() })).optional() })
+  .meta({ id: 'Problem' });
+
+/** The job as `GET /api/jobs/{id}` shows it: the fields a workflow reads (more may follow). */
+const jobResponse = z
+  .looseObject({
+    id: z.string().meta({ description: 'The job id (bj-…)' }),
+    status: z.enum(JOB_STATUSES).meta({ description: 'Completed, Failed and Canceled are final' }),
+    type: z.enum(['model', 'pipeline']),
+    endpoint: z.string().nullable(),
+    deployment: z.string().nullable(),
+    display_name: z.string().nullable(),
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    completed_at: z.string().nullable(),
+    counts: z.looseObject({
+      mini_batches: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),
+      items: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),
+    }),
+    error: z.looseObject({ code: z.string(), message: z.string() }).nullable(),
+    outputs: z.record(z.string(), z.looseObject({ path: z.string() })),
+    links: z.looseObject({ self: z.string() }),
+  })
+  .meta({ id: 'Job' });
+
+type Visibility = 'important' | 'advanced' | 'internal';
+
+function buildRegistry(): OpenAPIRegistry {
+  const registry = new OpenAPIRegistry();
+  const errors = {
+    400: { description: 'Invalid request (problem+json naming the field)', content: { 'application/problem+json': { schema: problem } } },
+    404: { description: 'A referenced resource does not exist', content: { 'application/problem+json': { schema: problem } } },
+    409: { description: 'Conflict with the current state', content: { 'application/problem+json': { schema: problem } } },
+  };
+  const job = { 'application/json': { schema: jobResponse } };
+  const started = {
+    description: `The job, created and started. \`Location\` is its status URL (${JOB_STATUS_PATH}): poll it after \`Retry-After\` seconds until it answers 200.`,
+    headers: z.object({
+      Location: z.string().meta({ description: 'Absolute URL of the job status (202 while the job runs, 200 with the job once it has ended)' }),
+      'Retry-After': z.string().meta({ description: 'Seconds to wait before polling Location' }),
+    }),
+    content: job,
+  };
+  const resource = (path: string, tag: string, kind: string, body: z.ZodType, params: Record<string, z.ZodString>): void => {
+    const request = { params: z.object(params) };
+    const visibility: Visibility = 'advanced';
+    registry.registerPath({ method: 'put', path, operationId: `Put${kind}`, summary: `Create or update a ${tag.replace(/s$/, '')}`, 'x-ms-visibility': visibility, tags: [tag], request: { ...request, body: { content: { 'application/json': { schema: body } } } }, responses: { 200: { description: 'Updated' }, 201: { description: 'Created' }, ...errors } });
+    registry.registerPath({ method: 'get', path, operationId: `Get${kind}`, summary: `Get a ${tag.replace(/s$/, '')}`, 'x-ms-visibility': visibility, tags: [tag], request, responses: { 200: { description: 'Found' }, 404: errors[404] } });
+    registry.registerPath({ method: 'delete', path, operationId: `Delete${kind}`, summary: `Delete a ${tag.replace(/s$/, '')}`, 'x-ms-visibility': visibility, tags: [tag], request, responses: { 204: { description: 'Deleted' }, 404: errors[404], 409: errors[409] } });
+  };
+  resource('/api/datastores/{name}', 'datastores', 'Datastore', datastoreBody, { name: z.string() });
+  resource('/api/data/{name}/versions/{version}', 'data', 'DataAsset', dataAssetBody, { name: z.string(), version: z.string() });
+  resource('/api/models/{name}/versions/{version}', 'models', 'Model', modelBody, { name: z.string(), version: z.string() });
+  resource('/api/components/{name}/versions/{version}', 'components', 'Component', componentBody, { name: z.string(), version: z.string() });
+  resource('/api/endpoints/{endpoint}', 'endpoints', 'Endpoint', endpointBody, { endpoint: z.string() });
+  resource('/api/endpoints/{endpoint}/deployments/{deployment}', 'deployments', 'Deployment', deploymentBody, { endpoint: z.string(), deployment: z.string() });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/endpoints/{endpoint}/jobs',
+    operationId: 'InvokeEndpoint',
+    summary: 'Invoke a batch endpoint',
+    description:
+      'Starts a batch job on the endpoint (its default deployment unless azureml-model-deployment names one) and answers 202 with the job at once. ' +
+      "The body is this API's invoke body, or Azure ML's batch-endpoint REST body ({\"properties\": {\"InputData\": …, \"OutputData\": …}}).",
+    'x-ms-visibility': 'important',
+    tags: ['jobs'],
+    request: {
+      params: z.object({ endpoint: z.string().meta({ description: 'The batch endpoint' }) }),
+      headers: z.object({
+        'azureml-model-deployment': z.string().optional().meta({ description: "The deployment to run (else the endpoint's default)" }),
+        'idempotency-key': z.string().optional().meta({ description: 'A retried request with the same key returns the same job' }),
+      }),
+      body: { content: { 'application/json': { schema: z.union([invokeBody, azureMlInvokeBody]) } } },
+    },
+    responses: { 202: started, ...errors },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/jobs',
+    operationId: 'SubmitPipelineJob',
+    summary: 'Run a standalone pipeline job',
+    description: "Azure ML's pipeline job shape; answers 202 with the job at once.",
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { body: { content: { 'application/json': { schema: pipelineJobBody } } } },
+    responses: { 202: started, ...errors },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}',
+    operationId: 'GetJob',
+    summary: 'Get a job',
+    description: 'Status, counts, outputs and steps of a job.',
+    'x-ms-visibility': 'important',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string().meta({ description: 'The job id' }) }) },
+    responses: { 200: { description: 'The job', content: job }, 404: errors[404] },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: JOB_STATUS_PATH,
+    operationId: 'GetJobStatus',
+    summary: 'Wait for a job',
+    description: 'The status URL of the long-running-operation pattern: 202 with Retry-After (and the job) while the job runs, 200 with the job once it is Completed, Failed or Canceled.',
+    'x-ms-visibility': 'internal',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string().meta({ description: 'The job id' }) }) },
+    responses: {
+      200: { description: 'The job has ended (Completed, Failed or Canceled)', content: job },
+      202: { description: 'The job is still running; poll again after Retry-After seconds', headers: started.headers, content: job },
+      404: errors[404],
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/endpoints/{endpoint}/jobs',
+    operationId: 'ListJobs',
+    summary: "List an endpoint's jobs",
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ endpoint: z.string() }), query: z.object({ top: z.number().int().min(1).max(100).optional(), continuation: z.string().optional() }) },
+    responses: { 200: { description: 'Jobs, newest first', content: { 'application/json': { schema: z.object({ value: z.array(jobResponse), next_link: z.string().nullable() }) } } }, 404: errors[404] },
+  });
+  for (const [path, operationId, summary] of [
+    ['/api/jobs/{id}/outputs/{file}', 'GetJobOutput', 'Download an output file of a job'],
+    ['/api/jobs/{id}/steps/{step}/outputs/{file}', 'GetStepOutput', "Download an output file of a job's step (user_logs/… for a command step's logs)"],
+  ] as const) {
+    registry.registerPath({
+      method: 'get',
+      path,
+      operationId,
+      summary,
+      'x-ms-visibility': 'advanced',
+      tags: ['jobs'],
+      request: { params: z.object({ id: z.string(), ...(path.includes('{step}') ? { step: z.string() } : {}), file: z.string().meta({ description: 'e.g. predictions.csv' }) }) },
+      responses: { 200: { description: 'The file' }, 404: errors[404] },
+    });
+  }
+  registry.registerPath({
+    method: 'post',
+    path: '/api/jobs/{id}/cancel',
+    operationId: 'CancelJob',
+    summary: 'Cancel a job',
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }) },
+    responses: { 202: { description: 'Canceling', content: job }, 404: errors[404], 409: errors[409] },
+  });
+  return registry;
+}
+
+const INFO = { title: 'batch-endpoints', version: '1.0.0', description: 'Batch inference endpoints (Azure ML batch endpoints and deployments) on Azure Functions + Durable Functions.' };
+
+let v31: unknown;
+let v30: unknown;
+
+/** The OpenAPI 3.1 document (`GET /api/openapi.json`). */
+export function openApi31(): unknown {
+  v31 ??= new OpenApiGeneratorV31(buildRegistry().definitions).generateDocument({ openapi: '3.1.0', info: INFO });
+  return v31;
+}
+
+/** The same API as OpenAPI 3.0 (the starting point of the 2.0 connector definition). */
+export function openApi30(): unknown {
+  v30 ??= new OpenApiGeneratorV3(buildRegistry().definitions).generateDocument({ openapi: '3.0.3', info: INFO });
+  return v30;
+}
