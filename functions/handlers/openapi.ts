@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { componentBody } from '../../shared/components/schemas.js';
 import { invokeBody, pipelineJobBody } from '../../shared/schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { triggerBody } from '../../shared/schemas/triggers.js';
 import { json } from '../lib/http.js';
 
 const problem = z
@@ -32,6 +33,7 @@ function build(): unknown {
   resource('/api/components/{name}/versions/{version}', 'components', componentBody, { name: z.string(), version: z.string() });
   resource('/api/endpoints/{endpoint}', 'endpoints', endpointBody, { endpoint: z.string() });
   resource('/api/endpoints/{endpoint}/deployments/{deployment}', 'deployments', deploymentBody, { endpoint: z.string(), deployment: z.string() });
+  resource('/api/endpoints/{endpoint}/triggers/{name}', 'triggers', triggerBody, { endpoint: z.string(), name: z.string() });
   registry.registerPath({
     method: 'post',
     path: '/api/endpoints/{endpoint}/jobs',
