@@ -8,6 +8,8 @@ import { JobsService } from './jobs/jobs-service.js';
 import { PipelineRunner } from './jobs/pipeline-runner.js';
 import { JobWorkArea } from './jobs/work-area.js';
 import { Registry } from './registry/registry.js';
+import { TriggerRules } from './registry/triggers.js';
+import { TriggerService } from './triggers/trigger-service.js';
 import { createScoringRuntime } from './scoring/runtime.js';
 import type { ScoringRuntime } from './scoring/types.js';
 
@@ -22,6 +24,9 @@ export interface Services {
   runtime: ScoringRuntime;
   /** Publishes job events; undefined when they are off (BATCH_EVENTS_TOPIC_ENDPOINT unset). */
   events: JobEventsDispatcher | undefined;
+  /** Blob-created trigger rules (the resource) and what events and closed batches do. */
+  triggerRules: TriggerRules;
+  triggers: TriggerService;
 }
 
 let built: Services | undefined;
@@ -36,7 +41,10 @@ export function services(): Services {
     const registry: Registry = new Registry({ config, jobDefinition: (jobId: string, field: string): Promise<PipelineComponentDoc> => jobs.definitionOf(jobId, field) });
     const jobs: JobsService = new JobsService({ config, registry, store });
     const runtime = createScoringRuntime();
+    const triggerRules = new TriggerRules({ config, registry });
     built = {
+      triggerRules,
+      triggers: new TriggerService({ config, registry, rules: triggerRules, jobs }),
       config,
       registry,
       store,

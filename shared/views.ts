@@ -4,6 +4,8 @@ import { type Job, MODEL_STEP, type StepInput, type StepState, isPipelineSpec } 
 import { WORKSPACE_DATASTORE } from './registry/registry.js';
 import type { DataAssetDoc, DatastoreDoc, EndpointDoc, ModelDoc } from './registry/types.js';
 import type { Stored } from './storage/doc-table.js';
+import type { ListedFile } from './schemas/jobs.js';
+import type { TriggerRuleDoc } from './registry/triggers.js';
 
 /**
  * The JSON the API returns for each resource, with Azure ML's field names. Secrets never appear:
@@ -162,6 +164,12 @@ function inputView(input: StepInput): unknown {
   }
 }
 
+/** A file-list input's files as the job shows them: how many, and each name with the version it reads. */
+function fileListView(files: readonly ListedFile[] | undefined): Record<string, unknown> {
+  if (!files) return {};
+  return { file_count: files.length, files: files.map((f) => ({ name: f.name, etag: f.etag ?? null })) };
+}
+
 export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
   const { spec, state } = job;
   const self = `${baseUrl}/api/jobs/${spec.id}`;
@@ -213,7 +221,7 @@ export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
     ...common,
     type: 'model',
     model: `azureml:${spec.model.name}:${spec.model.version}`,
-    inputs: { [spec.input.name]: { type: spec.input.type, path: spec.input.path, uri: spec.input.uri } },
+    inputs: { [spec.input.name]: { type: spec.input.type, path: spec.input.path, uri: spec.input.uri, ...fileListView(spec.input.files) } },
     outputs: {
       [spec.output.name]: {
         type: 'uri_folder',
@@ -247,5 +255,22 @@ export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
       cancel: `${self}/cancel`,
       outputs: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${self}/outputs/${f}`])),
     },
+  };
+}
+
+export function triggerView(s: Stored<TriggerRuleDoc>, baseUrl: string): Record<string, unknown> {
+  const d = s.doc;
+  return {
+    name: d.name,
+    endpoint_name: d.endpoint_name,
+    description: d.description ?? null,
+    source: d.source,
+    deployment: d.deployment,
+    settings: d.settings,
+    output_path: d.output_path,
+    batching: d.batching,
+    enabled: d.enabled,
+    links: { jobs: `${baseUrl}/api/endpoints/${d.endpoint_name}/jobs` },
+    ...stamps(s),
   };
 }

@@ -382,7 +382,7 @@ export class JobRunner {
     let batches: MiniBatch[];
     try {
       const { input } = await this.#placesOf(run);
-      const items = await listInput(input, spec.split);
+      const items = await listInput(input, spec.split, spec.input.files);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
       }

@@ -27,6 +27,11 @@ export interface InvokeRequest {
   invokedBy: Invoker;
   /** Starts the job's orchestration; the Functions layer supplies it (durable client). */
   start: (jobId: string) => Promise<void>;
+  /**
+   * Fills in an output path written as a template (a trigger rule's `output_path`) once the job's
+   * id and creation time are known. The Idempotency-Key compares the request as given, before this.
+   */
+  expandOutput?: ((path: string, job: { id: string; created_at: string }) => string) | undefined;
 }
 
 export interface InvokeResult {
@@ -162,7 +167,7 @@ export class JobsService {
       };
       created = this.#pipelineToCreate(spec);
     } else {
-      created = await this.#modelJob(base, doc, body);
+      created = await this.#modelJob(base, doc, body, request.expandOutput);
     }
     return this.#create({ key, scope, requestHash, start: request.start }, created);
   }
@@ -251,7 +256,7 @@ export class JobsService {
   }
 
   /** A model deployment's job: exactly one data input, at most one output (Azure ML's rules). */
-  async #modelJob(base: Omit<ModelJobSpec, keyof ParallelWork | 'kind'>, deployment: DeploymentDoc, body: InvokeBody): Promise<JobToCreate> {
+  async #modelJob(base: Omit<ModelJobSpec, keyof ParallelWork | 'kind'>, deployment: DeploymentDoc, body: InvokeBody, expandOutput?: InvokeRequest['expandOutput']): Promise<JobToCreate> {
     const inputs = Object.entries(body.inputs);
     if (inputs.length !== 1) {
       throw new BatchError('validation_failed', 'A model deployment takes exactly one input.', {
@@ -287,7 +292,11 @@ export class JobsService {
       code ? this.#content(code.location, 'code_configuration.code', 'The scoring code folder', { file: false }) : undefined,
     ]);
     const inputField = `inputs.${inputName}.path`;
-    const resolvedInput = await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
+    // A file list names its files: they are read (each at its ETag) when the job lists its input,
+    // and one that is gone by then fails its items, not the invocation.
+    const resolvedInput = input.files
+      ? await this.#registry.resolveData(input.path, inputField, 'uri_folder')
+      : await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
     const outputField = `outputs.${outputName}.path`;
@@ -303,7 +312,7 @@ export class JobsService {
       });
     }
     const outputData = output
-      ? await this.#registry.resolveData(output.path, outputField, 'uri_folder')
+      ? await this.#registry.resolveData(expandOutput ? expandOutput(output.path, base) : output.path, outputField, 'uri_folder')
       : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${base.id}/${outputName}/`), outputField, 'uri_folder');
     const spec: ModelJobSpec = {
       ...base,
@@ -317,7 +326,7 @@ export class JobsService {
       settings,
       resources,
       split,
-      input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri, location: resolvedInput.location },
+      input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri, location: resolvedInput.location, ...(input.files ? { files: input.files } : {}) },
       output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } },
     };
     return {

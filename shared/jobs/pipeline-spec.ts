@@ -86,6 +86,7 @@ async function jobInputs(ctx: PipelineSpecContext, pipeline: PipelineComponentDo
       if (!isData) throw invalid(field, `must be data: {"type": "${spec.type}", "path": "azureml://datastores/…"}`);
       const parsed = jobInput.safeParse(value);
       if (!parsed.success) throw invalid(field, parsed.error.issues[0]?.message ?? 'not a data input');
+      if (parsed.data.files) throw invalid(`${field}.files`, "a file list is an input of a model deployment's job; a pipeline's inputs are folders or files");
       values[name] = await dataValue(ctx, parsed.data.path, parsed.data.type, spec.type, field);
     } else {
       if (isData) throw invalid(field, `is a literal input of type ${spec.type}, not data`);

@@ -2,7 +2,7 @@ import type { DataLocation } from '../registry/registry.js';
 import type { PipelineComponentDoc } from '../components/types.js';
 import type { ModelDoc } from '../registry/types.js';
 import type { DeploymentSettings, SplitSettings } from '../schemas/resources.js';
-import type { JobStatus } from '../schemas/jobs.js';
+import type { JobStatus, ListedFile } from '../schemas/jobs.js';
 
 /** Who started a job. */
 export interface Invoker {
@@ -10,6 +10,8 @@ export interface Invoker {
   name: string;
   id?: string | undefined;
   via: 'easy_auth' | 'function_key' | 'anonymous' | 'event_grid';
+  /** For `event_grid`: the trigger rule and the batch of files that made the job. */
+  trigger?: { rule: string; batch: string } | undefined;
 }
 
 /**
@@ -48,6 +50,11 @@ export interface DataValue {
   path: string;
   uri: string;
   location: DataLocation;
+  /**
+   * A file list (a folder input that names its files): the job scores exactly these files of the
+   * folder, each at its ETag, rather than everything listed there (see shared/planning/list-input.ts).
+   */
+  files?: ListedFile[] | undefined;
 }
 
 /** A literal input (pipeline jobs only), checked against the component's type at invoke. */

@@ -4,6 +4,7 @@ import { componentBody } from '../components/schemas.js';
 import { azureMlInvokeBody } from '../schemas/azureml-invoke.js';
 import { JOB_STATUSES, invokeBody, pipelineJobBody } from '../schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../schemas/resources.js';
+import { triggerBody } from '../schemas/triggers.js';
 
 /**
  * The API's description, built once from the zod schemas that validate requests: served as
@@ -74,6 +75,7 @@ function buildRegistry(): OpenAPIRegistry {
   resource('/api/components/{name}/versions/{version}', 'components', 'Component', componentBody, { name: z.string(), version: z.string() });
   resource('/api/endpoints/{endpoint}', 'endpoints', 'Endpoint', endpointBody, { endpoint: z.string() });
   resource('/api/endpoints/{endpoint}/deployments/{deployment}', 'deployments', 'Deployment', deploymentBody, { endpoint: z.string(), deployment: z.string() });
+  resource('/api/endpoints/{endpoint}/triggers/{name}', 'triggers', 'Trigger', triggerBody, { endpoint: z.string(), name: z.string() });
   registry.registerPath({
     method: 'post',
     path: '/api/endpoints/{endpoint}/jobs',

@@ -8,6 +8,8 @@ import { isNotFound, isVersionChanged } from '../storage/clients.js';
 import { type ListedBlob, fastList, quotedEtag } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
 import { type PlanItem, rowRanges } from './plan.js';
+import { inOrderAtMost } from '../concurrency.js';
+import type { ListedFile } from '../schemas/jobs.js';
 
 /**
  * Lists a job's input as plan items. A folder contributes the blobs directly inside it (nested
@@ -15,8 +17,8 @@ import { type PlanItem, rowRanges } from './plan.js';
  * with records become row ranges, found by scanning each file once; every other file, and a
  * tabular file without records or that cannot be parsed, stays whole.
  */
-export async function listInput(input: ResolvedData, split: SplitSettings | undefined): Promise<PlanItem[]> {
-  const files = input.type === 'uri_file' ? await single(input) : await folder(input);
+export async function listInput(input: ResolvedData, split: SplitSettings | undefined, listed?: readonly ListedFile[]): Promise<PlanItem[]> {
+  const files = listed ? await fileList(input, listed) : input.type === 'uri_file' ? await single(input) : await folder(input);
   if (!split) return files;
   const items: PlanItem[] = [];
   for (const file of files) {
@@ -43,6 +45,41 @@ async function single(input: ResolvedData): Promise<PlanItem[]> {
 }
 
 const LIST_PAGE_SIZE = 1000;
+
+/** How many files of a file list are looked up at once. */
+const FILE_LIST_LOOKUPS = 16;
+
+/**
+ * A file list's items: exactly the files it names, in the folder `input.path`, each pinned to the
+ * ETag it names (or, without one, to the version there now). Only sizes are looked up, each asking
+ * for that version: a file that is gone or was rewritten stays an item with its ETag, so reading it
+ * fails its items as any input changed since listing does, and the rest of the job runs. Which
+ * files count (not a folder's own marker, nor a folder) is decided as for a folder listing.
+ */
+async function fileList(input: ResolvedData, listed: readonly ListedFile[]): Promise<PlanItem[]> {
+  const prefix = folderPrefix(input.path);
+  const lookups = listed
+    .map((f) => ({ ...f, blob: `${prefix}${f.name}` }))
+    .filter((f) => isFileIn(prefix, f.blob))
+    .map((f) => async (): Promise<PlanItem> => {
+      try {
+        const props = await input.container.getBlobClient(f.blob).getProperties(f.etag ? { conditions: { ifMatch: quotedEtag(f.etag) } } : {});
+        return { name: f.name, blob: f.blob, size: props.contentLength ?? 0, etag: f.etag ?? props.etag };
+      } catch (err) {
+        // Gone, or not the version named: reading it fails its items with the reason.
+        if (isNotFound(err) || isVersionChanged(err)) return { name: f.name, blob: f.blob, size: 0, etag: f.etag ?? GONE_ETAG };
+        throw new BatchError('storage_failed', `Could not read ${f.name} of the input ${input.uri}.`, { cause: err });
+      }
+    });
+  const items = await Promise.all(inOrderAtMost(lookups, FILE_LIST_LOOKUPS));
+  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * The ETag a listed file without one gets when it is not there at all: no blob has it, so reading
+ * the file fails as gone even if a file of that name is written later.
+ */
+const GONE_ETAG = '0x0';
 
 /** The blob-name prefix of a folder path: itself, ending with "/" (or "" for a container's root). */
 export function folderPrefix(path: string): string {

@@ -27,6 +27,7 @@ import type {
 import { parseOrThrow } from '../schemas/validate.js';
 import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
+import { TRIGGER_PARTITION_PREFIX, type TriggerRuleDoc, triggerPartition } from './triggers.js';
 import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
 
 export const WORKSPACE_DATASTORE = 'workspaceblobstore';
@@ -185,6 +186,7 @@ export class Registry {
       ...(await this.listAllDeployments())
         .filter((d) => d.doc.type === 'pipeline' && (d.doc.settings.default_datastore === name || (!isComponentRef(d.doc.component) && dataUrisOf(d.doc.component).some((u) => u.startsWith(prefix)))))
         .map((d) => `deployment ${d.doc.endpoint_name}/${d.doc.name}`),
+      ...(await this.#triggers()).filter((t) => t.source.datastore === name).map((t) => `trigger ${t.endpoint_name}/${t.name}`),
     ];
     if (users.length > 0) {
       throw new BatchError('conflict', `Datastore '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
@@ -426,6 +428,8 @@ export class Registry {
   async deleteEndpoint(name: string): Promise<void> {
     await this.requireEndpoint(name);
     for (const d of await this.listDeployments(name)) await this.#docs.delete(`deployment:${name}`, d.doc.name);
+    // Its trigger rules go with it (they name its incarnation, so any left behind are never used).
+    for (const t of await this.#docs.list({ partition: triggerPartition(name) })) await this.#docs.delete(triggerPartition(name), t.rk);
     await this.#docs.delete('endpoint', name);
   }
 
@@ -572,7 +576,17 @@ export class Registry {
     if (ep.doc.defaults.deployment_name === name) {
       throw new BatchError('conflict', `Deployment '${name}' is the default of endpoint '${endpoint}'. Make another deployment the default first.`);
     }
+    const triggers = (await this.#triggers()).filter((t) => t.endpoint_name === endpoint && t.endpoint_uid === (ep.doc.uid ?? '') && t.deployment === name);
+    if (triggers.length > 0) {
+      const users = triggers.map((t) => `trigger ${endpoint}/${t.name}`);
+      throw new BatchError('conflict', `Deployment '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+    }
     await this.#docs.delete(`deployment:${endpoint}`, name);
+  }
+
+  /** Every trigger rule stored (see ./triggers.ts, which manages them). */
+  async #triggers(): Promise<TriggerRuleDoc[]> {
+    return ((await this.#docs.list({ partitionPrefix: TRIGGER_PARTITION_PREFIX })) as unknown as Stored<TriggerRuleDoc>[]).map((t) => t.doc);
   }
 
   // ------------------------------------------------------------------ components

@@ -8,11 +8,55 @@ const inputName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be an
 /** A step's name in a pipeline (Azure ML's rule: letters, digits and `_`, starting with a letter). */
 export const stepName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,254}$/, 'must be letters, digits and "_", starting with a letter');
 
-export const jobInput = z.strictObject({
-  /** Defaults to uri_folder when the path ends with "/", uri_file otherwise. */
-  type: z.enum(['uri_folder', 'uri_file']).optional(),
-  path: dataPath,
+/** The most files a file-list input names, and the most characters their names and ETags take together. */
+export const MAX_LISTED_FILES = 500;
+export const MAX_FILE_LIST_CHARS = 24_000;
+
+// eslint-disable-next-line no-control-regex -- these are exactly what is refused
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** A file of a file-list input: its blob name relative to the input folder (not percent-encoded), and the version to read. */
+export const listedFile = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(1024)
+    .refine((n) => !n.split('/').some((s) => s === '.' || s === '..' || s === ''), 'must be a file name relative to the folder: no leading or trailing "/", no empty, "." or ".." segments')
+    .refine((n) => !CONTROL.test(n), 'must not hold control characters'),
+  /** The ETag of the version to score; without one, the version there when the job lists it. */
+  etag: z.string().min(1).max(128).optional(),
 });
+export type ListedFile = z.infer<typeof listedFile>;
+
+/** Characters a file list takes in a job record (names and ETags): bounded by {@link MAX_FILE_LIST_CHARS}. */
+export function fileListChars(files: readonly ListedFile[]): number {
+  return files.reduce((n, f) => n + f.name.length + (f.etag?.length ?? 0) + 24, 0);
+}
+
+export const jobInput = z
+  .strictObject({
+    /** Defaults to uri_folder when the path ends with "/", uri_file otherwise. */
+    type: z.enum(['uri_folder', 'uri_file']).optional(),
+    path: dataPath,
+    /**
+     * A file list: the job scores exactly these files of the folder `path` (each at the ETag given),
+     * instead of everything in it. A file gone or rewritten by the time it is read fails its
+     * mini-batch's items, not the job.
+     */
+    files: z.array(listedFile).min(1).max(MAX_LISTED_FILES).optional(),
+  })
+  .superRefine((input, ctx) => {
+    if (!input.files) return;
+    if (input.type === 'uri_file') ctx.addIssue({ code: 'custom', path: ['type'], message: 'a file list is a folder input (uri_folder)' });
+    const seen = new Set<string>();
+    input.files.forEach((f, i) => {
+      if (seen.has(f.name)) ctx.addIssue({ code: 'custom', path: ['files', i, 'name'], message: `"${f.name}" is listed twice` });
+      seen.add(f.name);
+    });
+    if (fileListChars(input.files) > MAX_FILE_LIST_CHARS) {
+      ctx.addIssue({ code: 'custom', path: ['files'], message: `the list is too long (at most ${MAX_FILE_LIST_CHARS} characters of names and ETags)` });
+    }
+  });
 
 /** A literal input of a pipeline job (Azure ML: `{type: literal, value}`, or the bare value). */
 export const literalInput = z.union([

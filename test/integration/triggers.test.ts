@@ -1,0 +1,249 @@
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { TableClient } from '@azure/data-tables';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AppConfig, loadConfig } from '../../shared/config.js';
+import { BatchError } from '../../shared/errors.js';
+import { JobStore } from '../../shared/jobs/job-store.js';
+import { JobsService } from '../../shared/jobs/jobs-service.js';
+import { MODEL_STEP, type ModelJobSpec } from '../../shared/jobs/types.js';
+import { listInput } from '../../shared/planning/list-input.js';
+import { Registry } from '../../shared/registry/registry.js';
+import { TriggerRules } from '../../shared/registry/triggers.js';
+import { deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { triggerBody } from '../../shared/schemas/triggers.js';
+import { writeKey } from '../../shared/triggers/events.js';
+import { type FileTask, type ReceiveHooks, TriggerService, fileInstanceId } from '../../shared/triggers/trigger-service.js';
+import { startAzurite } from '../support/azurite.js';
+import { uniqueName } from '../support/ports.js';
+
+let storage: { connectionString: string; stop: () => Promise<void> };
+let config: AppConfig;
+let registry: Registry;
+let rules: TriggerRules;
+let jobs: JobsService;
+let store: JobStore;
+let triggers: TriggerService;
+let ws: ContainerClient;
+let clock = new Date('2026-05-01T10:00:00Z');
+const now = (): Date => clock;
+
+const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
+
+beforeAll(async () => {
+  storage = await startAzurite();
+  config = loadConfig({ AzureWebJobsStorage: storage.connectionString, BATCH_TABLE_PREFIX: uniqueName('t').replace(/[^a-z0-9]/g, '') });
+  registry = new Registry({ config });
+  store = new JobStore({ config });
+  jobs = new JobsService({ config, registry, store, now });
+  rules = new TriggerRules({ config, registry, now });
+  triggers = new TriggerService({ config, registry, rules, jobs, now });
+  ws = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(config.workspaceContainer);
+  await ws.createIfNotExists();
+  await ws.getBlockBlobClient('code/score.js').upload('export function run() { return []; }', 10);
+  await ws.getBlockBlobClient('models/m/model.txt').upload('m', 1);
+  await registry.putEndpoint('ep', endpointBody.parse({}));
+  await registry.createModel('m', '1', modelBody.parse({ type: 'custom_model', path: ds('models/m/') }));
+  await registry.putDeployment('ep', 'dep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+  await registry.putEndpoint('ep', endpointBody.parse({ defaults: { deployment_name: 'dep' } }));
+});
+
+afterAll(async () => {
+  await storage?.stop();
+});
+
+/** Records what the function layer would start. */
+function recorder(existing: Set<string> = new Set()): ReceiveHooks & { started: { id: string; task: FileTask }[] } {
+  const started: { id: string; task: FileTask }[] = [];
+  return {
+    started,
+    start: (id, task) => {
+      started.push({ id, task });
+      existing.add(id);
+      return Promise.resolve();
+    },
+    exists: (id) => Promise.resolve(existing.has(id)),
+  };
+}
+
+async function upload(name: string, content = 'x\n'): Promise<string> {
+  const res = await ws.getBlockBlobClient(name).upload(content, content.length);
+  return (res.etag ?? '').replace(/"/g, '');
+}
+
+function event(name: string, etag: string, extra: { id?: string; api?: string; url?: string } = {}): Record<string, unknown> {
+  return {
+    id: extra.id ?? uniqueName('ev'),
+    subject: `/blobServices/default/containers/${config.workspaceContainer}/blobs/${name}`,
+    eventType: 'Microsoft.Storage.BlobCreated',
+    eventTime: clock.toISOString(),
+    data: { api: extra.api ?? 'PutBlob', url: extra.url ?? ws.getBlobClient(name).url, eTag: etag, contentLength: 2 },
+  };
+}
+
+async function rejects(p: Promise<unknown>): Promise<BatchError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BatchError) return err;
+    throw err;
+  }
+  throw new Error('expected a BatchError');
+}
+
+describe('trigger rules (Azurite)', () => {
+  it('belong to the endpoint as created: a re-created endpoint has none, and a re-created rule is another rule', async () => {
+    await registry.putEndpoint('gone', endpointBody.parse({}));
+    const { stored } = await rules.put('gone', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'g/' } }));
+    expect((await rules.active()).map((r) => r.uid)).toContain(stored.doc.uid);
+    await registry.deleteEndpoint('gone');
+    await registry.putEndpoint('gone', endpointBody.parse({}));
+    expect(await rules.list('gone')).toEqual([]);
+    expect((await rejects(rules.require('gone', 'r'))).code).toBe('not_found');
+    expect((await rules.active()).map((r) => r.uid)).not.toContain(stored.doc.uid);
+    const again = await rules.put('gone', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'g/' } }));
+    expect(again.created).toBe(true);
+    expect(again.stored.doc.uid).not.toBe(stored.doc.uid);
+    // An update keeps the rule (and its batches) as it is.
+    const updated = await rules.put('gone', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'g2/' } }));
+    expect(updated).toMatchObject({ created: false, stored: { doc: { uid: again.stored.doc.uid } } });
+  });
+
+  it('keep what they use: the datastore and the deployment they name cannot be deleted under them', async () => {
+    await registry.putDeployment('ep', 'dep2', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+    await rules.put('ep', 'uses', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'uses/' }, deployment: 'dep2' }));
+    const refused = await rejects(registry.deleteDeployment('ep', 'dep2'));
+    expect(refused.code).toBe('conflict');
+    expect(refused.message).toContain('trigger ep/uses');
+    await rules.delete('ep', 'uses');
+    await registry.deleteDeployment('ep', 'dep2');
+  });
+});
+
+describe('receiving BlobCreated events (Azurite)', () => {
+  it('records each blob version once, whatever events report it, and ignores what no rule or datastore takes', async () => {
+    const { stored } = await rules.put('ep', 'recv', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'recv/', suffixes: ['.csv'] }, batching: { window_seconds: 5, max_files: 7 } }));
+    const uid = stored.doc.uid;
+    const etag = await upload('recv/a.csv');
+    const hooks = recorder();
+    const first = event('recv/a.csv', etag);
+    expect(await triggers.receive(first, hooks)).toEqual({ status: 'accepted', blob: 'recv/a.csv', rules: [{ rule: 'recv', endpoint: 'ep', outcome: 'batched' }] });
+    const key = writeKey({ account: 'devstoreaccount1', container: config.workspaceContainer, blob: 'recv/a.csv', etag });
+    expect(hooks.started).toEqual([{ id: fileInstanceId(uid, key), task: { rule: { endpoint: 'ep', name: 'recv', uid }, file: { key, blob: 'recv/a.csv', etag }, windowSeconds: 5, maxFiles: 7 } }]);
+
+    // The same event again, another event of the same write, and the same version copied: duplicates.
+    for (const again of [first, event('recv/a.csv', etag), event('recv/a.csv', `"${etag}"`, { api: 'FlushWithClose' })]) {
+      expect(await triggers.receive(again, hooks)).toMatchObject({ status: 'accepted', rules: [{ outcome: 'duplicate' }] });
+    }
+    expect(hooks.started).toHaveLength(1);
+    // A new version of the file is a new file.
+    const rewritten = await upload('recv/a.csv', 'y\n');
+    expect(await triggers.receive(event('recv/a.csv', rewritten), hooks)).toMatchObject({ rules: [{ outcome: 'batched' }] });
+    expect(hooks.started).toHaveLength(2);
+
+    const ignored = async (e: unknown): Promise<string> => {
+      const outcome = await triggers.receive(e, hooks);
+      expect(outcome.status).not.toBe('accepted');
+      return outcome.status;
+    };
+    expect(await ignored(event('recv/b.txt', etag))).toBe('ignored');
+    expect(await ignored(event('other/b.csv', etag))).toBe('ignored');
+    expect(await ignored(event('recv/', etag))).toBe('ignored');
+    expect(await ignored(event('recv/c.csv', etag, { api: 'CreateFile' }))).toBe('ignored');
+    expect(await ignored(event('recv/c.csv', etag, { url: `https://stranger.blob.core.windows.net/${config.workspaceContainer}/recv/c.csv` }))).toBe('ignored');
+    expect(await ignored(event('recv/c.csv', etag, { url: ws.getBlobClient('recv/c.csv').url.replace(`/${config.workspaceContainer}/`, '/elsewhere/') }))).toBe('ignored');
+    expect(await ignored({ id: 'x', eventType: 'Microsoft.Storage.BlobCreated', data: { api: 'PutBlob' } })).toBe('malformed');
+    expect(hooks.started).toHaveLength(2);
+
+    // A disabled rule takes nothing.
+    await rules.put('ep', 'recv', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'recv/' }, enabled: false }));
+    expect(await ignored(event('recv/d.csv', await upload('recv/d.csv')))).toBe('ignored');
+  });
+
+  it('gives the record back when batching cannot start, so the redelivery does it', async () => {
+    await rules.put('ep', 'fails', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'fails/' } }));
+    const etag = await upload('fails/a.csv');
+    const e = event('fails/a.csv', etag);
+    const broken: ReceiveHooks = { start: () => Promise.reject(new Error('durable store down')), exists: () => Promise.resolve(false) };
+    const err = await rejects(triggers.receive(e, broken));
+    expect(err).toMatchObject({ code: 'storage_failed', retryable: true });
+    const hooks = recorder();
+    expect(await triggers.receive(e, hooks)).toMatchObject({ rules: [{ outcome: 'batched' }] });
+    expect(hooks.started).toHaveLength(1);
+  });
+
+  it('starts the batching of a write whose delivery died after recording it, once a minute has passed', async () => {
+    const { stored } = await rules.put('ep', 'died', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'died/' } }));
+    const etag = await upload('died/a.csv');
+    const key = writeKey({ account: 'devstoreaccount1', container: config.workspaceContainer, blob: 'died/a.csv', etag });
+    // What a delivery killed between its record and its start leaves behind.
+    const table = TableClient.fromConnectionString(storage.connectionString, `${config.tablePrefix}triggerfiles`, { allowInsecureConnection: true });
+    await table.createEntity({ partitionKey: stored.doc.uid, rowKey: key, blob: 'died/a.csv', blobEtag: etag, eventId: 'e', api: 'PutBlob', endpoint: 'ep', rule: 'died', acceptedAt: clock.toISOString(), started: false });
+    const hooks = recorder();
+    expect(await triggers.receive(event('died/a.csv', etag), hooks)).toMatchObject({ rules: [{ outcome: 'duplicate' }] });
+    clock = new Date(clock.getTime() + 61_000);
+    expect(await triggers.receive(event('died/a.csv', etag), hooks)).toMatchObject({ rules: [{ outcome: 'recovered' }] });
+    expect(hooks.started.map((s) => s.id)).toEqual([fileInstanceId(stored.doc.uid, key)]);
+    expect(await triggers.receive(event('died/a.csv', etag), hooks)).toMatchObject({ rules: [{ outcome: 'duplicate' }] });
+    expect(hooks.started).toHaveLength(1);
+  });
+});
+
+describe('jobs of closed batches (Azurite)', () => {
+  it('makes one job per batch, idempotently, whose input lists exactly its files at their eTags', async () => {
+    const { stored } = await rules.put(
+      'ep',
+      'jobs',
+      triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'batch/in/' }, output_path: ds('batch/out/{rule}/{date}/{job_id}/'), settings: { mini_batch_size: 1 } }),
+    );
+    const a = await upload('batch/in/a.csv');
+    const b = await upload('batch/in/sub/b.csv');
+    await upload('batch/in/unlisted.csv');
+    const rule = { endpoint: 'ep', name: 'jobs', uid: stored.doc.uid };
+    const batch = { id: `tb-${stored.doc.uid}-0`, files: [{ key: 'k2', blob: 'batch/in/sub/b.csv', etag: b }, { key: 'k1', blob: 'batch/in/a.csv', etag: a }] };
+    const started: string[] = [];
+    const start = (id: string): Promise<void> => {
+      started.push(id);
+      return Promise.resolve();
+    };
+    const made = await triggers.startJob({ rule, batch }, start);
+    expect(made.status).toBe('created');
+    const jobId = made.status === 'created' ? made.jobId : '';
+    expect(await triggers.startJob({ rule, batch }, start)).toEqual({ status: 'replayed', jobId });
+    expect(started).toEqual([jobId]);
+
+    const job = await jobs.get(jobId);
+    const spec = job.spec as ModelJobSpec;
+    expect(spec.invoked_by).toEqual({ name: 'trigger jobs', via: 'event_grid', trigger: { rule: 'jobs', batch: batch.id } });
+    expect(spec.input).toMatchObject({ name: 'input_data', type: 'uri_folder', uri: ds('batch/in/'), files: [{ name: 'a.csv', etag: a }, { name: 'sub/b.csv', etag: b }] });
+    expect(spec.output.uri).toBe(ds(`batch/out/jobs/2026-05-01/${jobId}/`));
+    expect(spec.settings.mini_batch_size).toBe(1);
+    expect(job.steps?.[MODEL_STEP]?.input?.files).toHaveLength(2);
+
+    // The planner lists exactly those files, each at the version its event named.
+    const input = registry.reopen(spec.input.location, 'uri_folder', spec.input.uri);
+    expect(await listInput(input, undefined, spec.input.files)).toEqual([
+      { name: 'a.csv', blob: 'batch/in/a.csv', size: 2, etag: a },
+      { name: 'sub/b.csv', blob: 'batch/in/sub/b.csv', size: 2, etag: b },
+    ]);
+    // Rewritten or deleted since: still an item, pinned to the version the event named, so reading it fails that item.
+    await upload('batch/in/a.csv', 'changed\n');
+    await ws.getBlobClient('batch/in/sub/b.csv').delete();
+    expect(await listInput(input, undefined, spec.input.files)).toEqual([
+      { name: 'a.csv', blob: 'batch/in/a.csv', size: 0, etag: a },
+      { name: 'sub/b.csv', blob: 'batch/in/sub/b.csv', size: 0, etag: b },
+    ]);
+
+    // A rule deleted (and created again) since its batch opened makes no job.
+    await rules.delete('ep', 'jobs');
+    await rules.put('ep', 'jobs', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'batch/in/' } }));
+    expect(await triggers.startJob({ rule, batch: { ...batch, id: `tb-${stored.doc.uid}-1` } }, start)).toMatchObject({ status: 'dropped' });
+  });
+
+  it('returns what a retry cannot mend instead of throwing', async () => {
+    await registry.putEndpoint('nodefault', endpointBody.parse({}));
+    const { stored } = await rules.put('nodefault', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'nd/' } }));
+    const etag = await upload('nd/a.csv');
+    const result = await triggers.startJob({ rule: { endpoint: 'nodefault', name: 'r', uid: stored.doc.uid }, batch: { id: 'tb-x-0', files: [{ key: 'k', blob: 'nd/a.csv', etag }] } }, () => Promise.resolve());
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'no_default_deployment' } });
+  });
+});
