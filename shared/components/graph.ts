@@ -1,3 +1,4 @@
+import { own } from '../schemas/names.js';
 import { BatchError, type FieldIssue, notFound } from '../errors.js';
 import type { Stored } from '../storage/doc-table.js';
 import { expression, looksLikeBinding, parseStepInput, parseStepOutput } from './bindings.js';
@@ -72,8 +73,8 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
   const boundBy = new Map<string, string>();
 
   for (const stepName of stepNames) {
-    const step = pipeline.jobs[stepName];
-    const loaded = components[stepName];
+    const step = own(pipeline.jobs, stepName);
+    const loaded = own(components, stepName);
     if (!step || !loaded) continue;
     const component = loaded.component;
     const inputs: Record<string, InputBinding> = {};
@@ -83,7 +84,7 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
 
     for (const [inputName, value] of Object.entries(step.inputs)) {
       const field = `jobs.${stepName}.inputs.${inputName}`;
-      const spec = component.inputs[inputName];
+      const spec = own(component.inputs, inputName);
       if (!spec) {
         problem(field, `the component has no input "${inputName}" (its inputs: ${listed(Object.keys(component.inputs))})`);
         continue;
@@ -100,7 +101,7 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
           continue;
         }
         if (bound.kind === 'parent_input') {
-          const source = pipeline.inputs[bound.name];
+          const source = own(pipeline.inputs, bound.name);
           if (!source) {
             problem(field, `the pipeline has no input "${bound.name}" (its inputs: ${listed(Object.keys(pipeline.inputs))})`);
             continue;
@@ -109,19 +110,24 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
             problem(field, `pipeline input "${bound.name}" is ${source.type}; this input is ${spec.type}`);
             continue;
           }
+          // A required step input fed by an optional pipeline input with no default would run without it.
+          if (!spec.optional && spec.default === undefined && source.optional && source.default === undefined) {
+            problem(field, `required (the component input has no default), but pipeline input "${bound.name}" is optional with no default; give that input a default or make it required`);
+            continue;
+          }
           if (source.default !== undefined && !isUriType(spec.type)) {
             const checked = literalCheck(spec, source.default);
             if (!checked.ok) problem(field, `the default of pipeline input "${bound.name}" does not fit: ${checked.message}`);
           }
           inputs[inputName] = { kind: 'parent_input', name: bound.name };
         } else {
-          const other = pipeline.jobs[bound.step];
-          const otherComponent = components[bound.step]?.component;
+          const other = own(pipeline.jobs, bound.step);
+          const otherComponent = own(components, bound.step)?.component;
           if (!other || !otherComponent) {
             problem(field, `there is no step "${bound.step}" (steps: ${listed(stepNames)})`);
             continue;
           }
-          const output = otherComponent.outputs[bound.output];
+          const output = own(otherComponent.outputs, bound.output);
           if (!output) {
             problem(field, `step "${bound.step}" has no output "${bound.output}" (its outputs: ${listed(Object.keys(otherComponent.outputs))})`);
             continue;
@@ -147,6 +153,12 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
         for (const issue of err.issues) problem(issue.field, issue.message);
         continue;
       }
+      // Azure ML reads any value holding ${{ as a binding; a literal one would be stored as text that
+      // later reads as a binding, so it is refused rather than change meaning.
+      if (typeof raw === 'string' && looksLikeBinding(raw)) {
+        problem(field, 'a literal value cannot contain "${{" (Azure ML reads it as a binding expression)');
+        continue;
+      }
       const checked = literalCheck(spec, raw);
       if (!checked.ok) problem(field, checked.message);
       else inputs[inputName] = { kind: 'literal', value: checked.value };
@@ -162,7 +174,7 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
 
     for (const [outputName, text] of Object.entries(step.outputs)) {
       const field = `jobs.${stepName}.outputs.${outputName}`;
-      const spec = component.outputs[outputName];
+      const spec = own(component.outputs, outputName);
       if (!spec) {
         problem(field, `the component has no output "${outputName}" (its outputs: ${listed(Object.keys(component.outputs))})`);
         continue;
@@ -172,7 +184,7 @@ export function analysePipeline(pipeline: PipelineShape, components: StepCompone
         problem(field, 'must be ${{parent.outputs.<name>}} (leave the output out to keep it an intermediate)');
         continue;
       }
-      const parent = pipeline.outputs[target];
+      const parent = own(pipeline.outputs, target);
       if (!parent) {
         problem(field, `the pipeline has no output "${target}" (its outputs: ${listed(Object.keys(pipeline.outputs))})`);
         continue;

@@ -1,3 +1,4 @@
+import { own } from '../schemas/names.js';
 import { BatchError } from '../errors.js';
 import type { ModelDoc } from '../registry/types.js';
 import { expression, looksLikeBinding, parseStepInput, parseStepOutput } from './bindings.js';
@@ -181,11 +182,11 @@ async function normalizePipeline(body: PipelineComponentBody, resolver: Componen
   const resolved = analysePipeline({ inputs: base.inputs, outputs: base.outputs, jobs: body.jobs }, components, prefix);
   const jobs: Record<string, PipelineStepDoc> = {};
   for (const step of resolved.steps) {
-    const given = body.jobs[step.name];
+    const given = own(body.jobs, step.name);
     if (!given) continue;
     const inputs: Record<string, LiteralValue> = {};
     for (const [name, value] of Object.entries(given.inputs)) {
-      const binding = step.inputs[name];
+      const binding = own(step.inputs, name);
       inputs[name] = canonicalInput(value, binding?.kind === 'literal' ? binding.value : undefined);
     }
     const outputs: Record<string, string> = {};

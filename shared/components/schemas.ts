@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { identifier, stepName } from '../schemas/names.js';
 import { assetVersion, codeConfiguration, dataPath, deploymentSettings, resources, splitSettings, tags } from '../schemas/resources.js';
 import { parseOwnInput, parseOwnOutput } from './bindings.js';
 import { literalCheck } from './literals.js';
@@ -29,13 +30,10 @@ export const componentVersion = assetVersion;
  * "Common errors").
  */
 const RESERVED_IO_NAMES = ['path', 'ld_library_path', 'user', 'logname', 'home', 'pwd', 'shell'];
-export const ioName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be an identifier: letters, digits and "_", not starting with a digit')
-  .refine((n) => !RESERVED_IO_NAMES.includes(n.toLowerCase()), `is reserved by Azure ML (${RESERVED_IO_NAMES.join(', ')})`);
+export const ioName = identifier.refine((n) => !RESERVED_IO_NAMES.includes(n.toLowerCase()), `is reserved by Azure ML (${RESERVED_IO_NAMES.join(', ')})`);
 
-/** Azure ML step names: letters, digits and "_", starting with a letter. */
-export const stepName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,254}$/, 'must start with a letter and hold only letters, digits and "_"');
+/** Azure ML step names (see shared/schemas/names.ts). */
+export { stepName };
 
 const description = z.string().max(5000).optional();
 const literal = z.union([z.string(), z.number(), z.boolean()]);

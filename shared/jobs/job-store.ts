@@ -137,11 +137,25 @@ function claimKey(folder: string): string {
 }
 const MAX_TIME = 9_999_999_999_999;
 
+/** Whether text is a continuation token of @azure/data-tables (base64 JSON naming the next partition and row). */
+function isTableContinuation(token: string): boolean {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
+    return typeof value === 'object' && value !== null && typeof (value as { nextPartitionKey?: unknown }).nextPartitionKey === 'string';
+  } catch {
+    return false;
+  }
+}
+
 /** A completed step run that a later one with the same fingerprint may reuse. */
 export interface ReusableRun {
   job: string;
   step: string;
   outputs: Record<string, StepOutput>;
+  /** Each output's content key when the run completed (see folderContent): reuse needs it unchanged. */
+  contents?: Record<string, string> | undefined;
+  counts?: JobCounts | undefined;
+  columns?: string[] | undefined;
 }
 
 function storageError(action: string, err: unknown): BatchError {
@@ -526,6 +540,12 @@ export class JobStore {
   async listByEndpoint(endpoint: EndpointScope, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     const index = await this.#index();
     const filter = `PartitionKey eq '${scopeKey(endpoint).replace(/'/g, "''")}'`;
+    if (page.continuationToken !== undefined && !isTableContinuation(page.continuationToken)) {
+      // A token this API never gave out is the caller's mistake, not storage being down.
+      throw new BatchError('validation_failed', 'continuation: not a continuation token this API gave out; use the `next` link of the previous page.', {
+        issues: [{ field: 'continuation', message: 'not a continuation token from a previous page' }],
+      });
+    }
     try {
       const iterator = index.listEntities<IndexEntity>({ queryOptions: { filter } }).byPage({
         maxPageSize: page.top,
@@ -611,6 +631,18 @@ export class JobStore {
       }
     }
     throw new BatchError('storage_failed', 'The output folder is being claimed by other requests; retry.', { retryable: true });
+  }
+
+  /** The claim on exactly this folder (see claimOutput), if any. */
+  async outputClaim(folder: string): Promise<OutputClaim | undefined> {
+    const claims = await this.#claims();
+    try {
+      const e = await claims.getEntity<OutputClaimEntity>(claimKey(folder), 'output');
+      return { jobId: e.jobId, claimedAt: e.claimedAt, etag: e.etag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw storageError('reading an output claim', err);
+    }
   }
 
   /** Gives up a job's claim on an output folder (an invocation that did not go ahead); another job's claim stays. */

@@ -1,3 +1,4 @@
+import { own } from '../schemas/names.js';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AppConfig } from '../config.js';
 import { datastoreUri, parseDataUri } from '../data/data-uri.js';
@@ -357,9 +358,12 @@ export class JobsService {
       const seen = new Map<string, string>();
       for (const claim of created.claims) {
         const folderKey = outputFolderKey(this.#registry, claim.target.location);
-        const other = seen.get(folderKey);
+        // One output inside another's folder would mix their files (and a reuse would copy one into the other).
+        const other = [...seen].find(([key]) => key.startsWith(folderKey) || folderKey.startsWith(key))?.[1];
         if (other !== undefined) {
-          throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}; each output needs a place of its own.`, { issues: [{ field: claim.field, message: `the same place as ${other}` }] });
+          throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}, or inside it (or it inside this); each output needs a place of its own.`, {
+            issues: [{ field: claim.field, message: `overlaps ${other}` }],
+          });
         }
         seen.set(folderKey, claim.field);
         await this.#claimOutput(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
@@ -435,6 +439,20 @@ export class JobsService {
       });
     if (!claimed.claimed) {
       throw conflict(`The output folder ${target.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+    }
+    // A folder inside another job's output folder is that job's too (its files would show up among
+    // the other's outputs, and be copied with them when a step is reused).
+    const path = target.location.path;
+    for (let at = path.lastIndexOf('/', path.endsWith('/') ? path.length - 2 : path.length - 1); at >= 0; at = path.lastIndexOf('/', at - 1)) {
+      const ancestor = { ...target.location, path: path.substring(0, at + 1) };
+      const owner = await this.#store.outputClaim(outputFolderKey(this.#registry, ancestor));
+      if (!owner || owner.jobId === job.id) continue;
+      const ownerJob = await this.#store.get(owner.jobId);
+      if (ownerJob && (!isTerminalJob(ownerJob.state.status) || (await outputFolderOf(this.#registry, { location: ancestor }).hasAnyFile()))) {
+        await this.#store.releaseOutput(folderKey, job.id);
+        throw conflict(`The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
+      }
+      if (at === 0) break;
     }
     // A pipeline output's files are its steps' to choose: the place must be empty.
     if (options.empty && (await folder.hasAnyFile())) {
@@ -548,7 +566,7 @@ export class JobsService {
       if (!found) throw notFound('Step', step);
       const state = job.steps?.[step];
       // A command step's logs: GET …/steps/{step}/outputs/user_logs/attempt-1.log.
-      if (state?.logs && file.startsWith('user_logs/')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length) };
+      if (state?.logs && file.startsWith('user_logs/') && !own(state.outputs ?? found.outputs, 'user_logs')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length) };
       outputs = state?.outputs ?? found.outputs;
     }
     const names = Object.keys(outputs);

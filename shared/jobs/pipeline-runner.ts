@@ -4,6 +4,10 @@ import type { AppConfig } from '../config.js';
 import { datastoreUri } from '../data/data-uri.js';
 import { type CommandStepInput, runCommandStep } from '../steps/command-step.js';
 import { folderContent } from './local-files.js';
+import { own } from '../schemas/names.js';
+import { isNotFound } from '../storage/clients.js';
+import type { ReusableRun } from './job-store.js';
+import { stepFolder } from './pipeline-spec.js';
 import { BatchError } from '../errors.js';
 import { type DataLocation, type Registry, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
@@ -130,13 +134,31 @@ export class PipelineRunner {
       }
     }
     const outputs: Record<string, StepOutput> = Object.fromEntries(Object.entries(spec.outputs).map(([name, o]) => [name, { type: o.type, uri: o.uri, location: o.location }]));
+    const changed = spec.type === 'parallel' ? await this.#changedInput(spec) : undefined;
+    if (changed) {
+      const error = { code: 'input_changed', message: changed };
+      await this.#store.updateStep(input.jobId, input.step, (s) => ({ ...s, status: 'Failed', error, completed_at: this.#now().toISOString() }));
+      return { status: 'failed', type, maxRetries, error };
+    }
     const fingerprint = await this.#fingerprint(job, spec, others);
     if (isPipelineSpec(job.spec) && !job.spec.pipeline.settings.force_rerun) {
       const reused = await this.#reuse(job.spec, spec, fingerprint);
       if (reused) {
         const now = this.#now().toISOString();
         await this.#store.updateStep(input.jobId, input.step, (s) =>
-          s.status === 'NotStarted' ? { ...s, status: 'Completed', started_at: now, completed_at: now, fingerprint, outputs: reused.outputs, reused_from: { job: reused.job, step: reused.step } } : undefined,
+          s.status === 'NotStarted'
+            ? {
+                ...s,
+                status: 'Completed',
+                started_at: now,
+                completed_at: now,
+                fingerprint,
+                outputs: reused.outputs,
+                reused_from: { job: reused.job, step: reused.step },
+                ...(reused.counts ? { counts: reused.counts } : {}),
+                ...(reused.columns ? { columns: reused.columns } : {}),
+              }
+            : undefined,
         );
         return { status: 'reused', type, maxRetries };
       }
@@ -150,10 +172,10 @@ export class PipelineRunner {
     return { status: 'ready', type, maxRetries };
   }
 
-  /** Where a command step's logs go: azureml/{job}/{step}/user_logs/ on the default datastore (Azure ML's user_logs). */
+  /** Where a command step's logs go: the step's folder's user-logs/ on the default datastore (Azure ML's user_logs), never one of its outputs' folders. */
   async #logsPlace(job: Job, step: string): Promise<{ uri: string; location: DataLocation }> {
     const store = isPipelineSpec(job.spec) ? job.spec.pipeline.settings.default_datastore.replace(/^azureml:/, '') : WORKSPACE_DATASTORE;
-    const data = await this.#registry.resolveData(datastoreUri(store, `azureml/${job.spec.id}/${step}/user_logs/`), 'default_datastore', 'uri_folder');
+    const data = await this.#registry.resolveData(datastoreUri(store, `${stepFolder(job.spec.id, step)}user-logs/`), 'default_datastore', 'uri_folder');
     return { uri: data.uri, location: data.location };
   }
 
@@ -182,7 +204,7 @@ export class PipelineRunner {
           break;
         }
         default:
-          inputs[name] = { data: (await folderContent(this.#registry, value.location, { file: value.type === 'uri_file' })).key };
+          inputs[name] = { data: value.content ?? (await folderContent(this.#registry, value.location, { file: value.type === 'uri_file' })).key };
       }
     }
     const component = spec.component.name && spec.component.version ? { name: spec.component.name, version: spec.component.version } : undefined;
@@ -199,39 +221,52 @@ export class PipelineRunner {
    * outputs become that run's. An output the job delivers (bound to a pipeline output) is copied to
    * the job's place, server-side; an intermediate one is read where it is. Undefined: run the step.
    */
-  async #reuse(job: PipelineJobSpec, spec: StepSpec, fingerprint: string | undefined): Promise<{ job: string; step: string; outputs: Record<string, StepOutput> } | undefined> {
+  async #reuse(job: PipelineJobSpec, spec: StepSpec, fingerprint: string | undefined): Promise<(Omit<ReusableRun, 'contents'> & { outputs: Record<string, StepOutput> }) | undefined> {
     if (!fingerprint) return undefined;
     const earlier = await this.#store.getReusable(fingerprint);
     if (!earlier || earlier.job === job.id) return undefined;
     const delivered = new Set(Object.values(job.pipeline.outputs).map((o) => o.uri));
     const outputs: Record<string, StepOutput> = {};
     for (const [name, target] of Object.entries(spec.outputs)) {
-      const from = earlier.outputs[name];
+      const from = own(earlier.outputs, name);
       if (!from) return undefined;
-      const files = await folderContent(this.#registry, from.location, { file: target.type === 'uri_file' });
-      if (files.files.length === 0) return undefined;
+      // The earlier outputs must be exactly what that run left (the same files, sizes and ETags):
+      // a folder emptied and taken over by another job, or files changed since, are not its outputs.
+      const files = await folderContent(this.#registry, from.location, { file: from.type === 'uri_file' });
+      if (files.files.length === 0 || files.key !== own(earlier.contents ?? {}, name)) return undefined;
       if (!delivered.has(target.uri)) {
         outputs[name] = from;
         continue;
       }
-      if (!(await this.#copy(from, target, files.files))) return undefined;
-      outputs[name] = { type: target.type, uri: target.uri, location: target.location };
+      const copied = await this.#copy(from, target, files.files);
+      if (!copied) return undefined;
+      outputs[name] = copied;
     }
-    return { job: earlier.job, step: earlier.step, outputs };
+    return { job: earlier.job, step: earlier.step, outputs, counts: earlier.counts, columns: earlier.columns };
   }
 
-  /** Copies an earlier output to a job's place inside one storage account (a server-side copy); false when the accounts differ. */
-  async #copy(from: StepOutput, to: OutputTarget, files: { blob: string; relative: string }[]): Promise<boolean> {
+  /**
+   * Copies an earlier output to a job's place inside one storage account (a server-side copy) and
+   * says where it now is; undefined when the accounts differ. A uri_file place that is a folder
+   * keeps the file's name.
+   */
+  async #copy(from: StepOutput, to: OutputTarget, files: { blob: string; relative: string }[]): Promise<StepOutput | undefined> {
     const source = this.#registry.open(from.location);
     const target = this.#registry.open(to.location);
-    if (new URL(source.url).host !== new URL(target.url).host || source.accountName !== target.accountName) return false;
+    if (new URL(source.url).host !== new URL(target.url).host || source.accountName !== target.accountName) return undefined;
     const prefix = from.location.path === '' || from.location.path.endsWith('/') ? from.location.path : `${from.location.path}/`;
+    const toFolder = to.location.path === '' || to.location.path.endsWith('/');
+    let placed: StepOutput = { type: to.type, uri: to.uri, location: to.location };
     for (const file of files) {
-      const name = to.type === 'uri_file' ? to.location.path : `${to.location.path}${file.blob.startsWith(prefix) ? file.blob.substring(prefix.length) : file.relative}`;
+      let name: string;
+      if (to.type === 'uri_file') {
+        name = toFolder ? `${to.location.path}${file.relative}` : to.location.path;
+        placed = { type: to.type, uri: toFolder ? `${to.uri}${encodeURIComponent(file.relative)}` : to.uri, location: { ...to.location, path: name } };
+      } else name = `${to.location.path}${file.blob.startsWith(prefix) ? file.blob.substring(prefix.length) : file.relative}`;
       const poller = await target.getBlobClient(name).beginCopyFromURL(source.getBlobClient(file.blob).url);
       await poller.pollUntilDone();
     }
-    return true;
+    return placed;
   }
 
   /** The data a step input names: a job input's, or the output an earlier step recorded. */
@@ -276,6 +311,11 @@ export class PipelineRunner {
       } else inputs[name] = { type: value.type, location: value.location };
     }
     const outputs = Object.fromEntries(Object.entries(spec.outputs).map(([name, o]) => [name, { type: o.type, location: o.location }]));
+    const changed = await this.#changedInput(spec);
+    if (changed) return { status: 'failed', retryable: false, error: changed };
+    // The places are this job's alone (claimed empty at invoke, or its own folders): whatever an
+    // earlier attempt left there (one killed with the host) goes, so the outputs are this attempt's only.
+    await Promise.all(Object.values(spec.outputs).map((o) => this.#clear(o)));
     // Cancel reaches a running script: the step's record is watched, and its thread stopped.
     const canceled = new AbortController();
     const watch = setInterval(() => {
@@ -307,7 +347,49 @@ export class PipelineRunner {
       const text = result.logs.map((e) => `${e.time} ${e.level.toUpperCase()} ${e.message}\n`).join('') + `${this.#now().toISOString()} attempt ${input.attempt} ${result.status}${result.error ? `: ${result.error}` : ''} (${result.seconds.toFixed(3)} s)\n`;
       await outputFolderOf(this.#registry, state.logs).upload(`attempt-${input.attempt}.log`, text, 'text/plain; charset=utf-8');
     }
+    if (result.status === 'completed') {
+      // A uri_file output placed in a folder is where the script's file went: the next steps read that.
+      const placed: Record<string, StepOutput> = {};
+      for (const [name, sent] of Object.entries(result.outputs)) {
+        const target = own(spec.outputs, name);
+        if (target?.type !== 'uri_file' || sent.file === undefined || sent.file === target.location.path) continue;
+        placed[name] = { type: 'uri_file', uri: `${target.uri}${sent.file.substring(target.location.path.length).split('/').map(encodeURIComponent).join('/')}`, location: { ...target.location, path: sent.file } };
+      }
+      if (Object.keys(placed).length > 0) await this.#store.updateStep(input.jobId, input.step, (s) => ({ ...s, outputs: { ...(s.outputs ?? {}), ...placed } }));
+    }
     return { status: result.status, retryable: result.retryable, error: result.error };
+  }
+
+  /**
+   * Why a step must not run: one of the job's data inputs it reads no longer holds what it held
+   * at invoke (a file rewritten, added or removed); undefined when all are unchanged.
+   */
+  async #changedInput(spec: StepSpec): Promise<string | undefined> {
+    for (const [name, value] of Object.entries(spec.inputs)) {
+      if ((value.type !== 'uri_file' && value.type !== 'uri_folder') || value.content === undefined) continue;
+      const now = await folderContent(this.#registry, value.location, { file: value.type === 'uri_file' });
+      if (now.key !== value.content) return `input_changed: jobs.${spec.name}.inputs.${name} (${value.uri}) changed after the job was invoked; a job reads its inputs as they were then. Invoke a new job to use the new content.`;
+    }
+    return undefined;
+  }
+
+  /** Removes whatever is at an output's place (every blob under a folder, or the one blob). */
+  async #clear(target: OutputTarget): Promise<void> {
+    const container = this.#registry.open(target.location);
+    const path = target.location.path;
+    const isFolder = path === '' || path.endsWith('/');
+    if (!isFolder) {
+      await container.getBlobClient(path).deleteIfExists();
+      return;
+    }
+    const names: string[] = [];
+    try {
+      for await (const blob of container.listBlobsFlat({ prefix: path })) names.push(blob.name);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const name of names) await container.getBlobClient(name).deleteIfExists();
   }
 
   /**
@@ -323,7 +405,9 @@ export class PipelineRunner {
     const status = state?.status;
     // A step that ran to completion (not one that reused another) can be reused by later jobs.
     if (state && status === 'Completed' && state.fingerprint && !state.reused_from && state.outputs) {
-      await this.#store.putReusable(state.fingerprint, { job: input.jobId, step: input.step, outputs: state.outputs });
+      const contents: Record<string, string> = {};
+      for (const [name, output] of Object.entries(state.outputs)) contents[name] = (await folderContent(this.#registry, output.location, { file: output.type === 'uri_file' })).key;
+      await this.#store.putReusable(state.fingerprint, { job: input.jobId, step: input.step, outputs: state.outputs, contents, counts: state.counts, columns: state.columns });
     }
     return { status: status === 'Completed' || status === 'Failed' || status === 'Canceled' || status === 'Skipped' ? status : input.status };
   }

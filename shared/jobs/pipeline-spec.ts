@@ -1,3 +1,4 @@
+import { own } from '../schemas/names.js';
 /**
  * Turns a pipeline component and the caller's named inputs and outputs into a pipeline job's spec
  * (PipelineSpec), fixed at invoke: every input checked against the pipeline's declared types
@@ -7,11 +8,12 @@
  */
 import { datastoreUri, parseDataUri } from '../data/data-uri.js';
 import { parseOwnInput, parseOwnOutput, parseStepOutput } from '../components/bindings.js';
-import { checkLiteral } from '../components/literals.js';
+import { checkLiteral, literalCheck } from '../components/literals.js';
 import type { InputSpec, OutputSpec, PipelineComponentDoc, ResolvedPipeline, ResolvedStep } from '../components/types.js';
 import { isUriType } from '../components/types.js';
 import { BatchError, notFound } from '../errors.js';
 import { folderPrefix } from '../planning/list-input.js';
+import { folderContent } from './local-files.js';
 import type { DataLocation, Registry, ResolvedData } from '../registry/registry.js';
 import { jobInput } from '../schemas/jobs.js';
 import type { DataValue, LiteralValue, OutputTarget, PipelineSettings, PipelineSpec, StepInput, StepSpec } from './types.js';
@@ -36,6 +38,11 @@ export interface PipelineSpecRequest {
   outputs: Record<string, { type?: string | undefined; path: string }>;
 }
 
+/** A step's own folder on the default datastore: its intermediate outputs, and its logs (user-logs/). */
+export function stepFolder(jobId: string, step: string): string {
+  return `azureml/${jobId}/step-${step}/`;
+}
+
 function invalid(field: string, message: string, text?: string): BatchError {
   return new BatchError('validation_failed', text ?? `${field}: ${message}.`, { issues: [{ field, message }] });
 }
@@ -44,10 +51,16 @@ function datastoreName(setting: string): string {
   return setting.startsWith('azureml:') ? setting.substring('azureml:'.length) : setting;
 }
 
-/** A place for an output the caller gave no path: azureml/{job}/[{step}/]{output}/ on the default datastore (Azure ML's layout). */
-async function defaultTarget(ctx: PipelineSpecContext, settings: PipelineSettings, type: OutputSpec['type'], parts: string[], field: string): Promise<OutputTarget> {
-  const folder = `azureml/${parts.join('/')}/`;
-  const path = type === 'uri_folder' ? folder : `${folder}${parts[parts.length - 1] ?? 'output'}`;
+/**
+ * A place for an output the caller gave no path, on the default datastore: a job output at
+ * azureml/{job}/{output}/ (Azure ML's layout), a step's own at azureml/{job}/step-{step}/outputs/{output}/.
+ * Output names are identifiers, so `step-…` can never be a job output's folder, and a step's
+ * outputs and its user-logs/ never share a folder (see stepFolder).
+ */
+async function defaultTarget(ctx: PipelineSpecContext, settings: PipelineSettings, type: OutputSpec['type'], place: { job: string; step?: string; output: string }, field: string): Promise<OutputTarget> {
+  const folder = place.step === undefined ? `azureml/${place.job}/${place.output}/` : `${stepFolder(place.job, place.step)}outputs/${place.output}/`;
+  // A uri_file output without a path gets a folder; the file keeps the name the step gives it.
+  const path = folder;
   const data = await ctx.registry.resolveData(datastoreUri(datastoreName(settings.default_datastore), path), field, type);
   return targetOf(data, type);
 }
@@ -61,7 +74,8 @@ function targetOf(data: ResolvedData, type: OutputSpec['type']): OutputTarget {
 async function dataValue(ctx: PipelineSpecContext, path: string, stated: 'uri_file' | 'uri_folder' | undefined, declared: 'uri_file' | 'uri_folder', field: string): Promise<DataValue> {
   if (stated !== undefined && stated !== declared) throw invalid(`${field}.type`, `the input is ${declared}, not ${stated}`);
   const resolved = await ctx.inputData(await ctx.registry.resolveData(path, `${field}.path`, declared), `${field}.path`);
-  return { type: resolved.type, path, uri: resolved.uri, location: resolved.location };
+  const content = (await folderContent(ctx.registry, resolved.location, { file: resolved.type === 'uri_file' })).key;
+  return { type: resolved.type, path, uri: resolved.uri, location: resolved.location, content };
 }
 
 /** A component input's default as a value, or undefined when it has none. */
@@ -76,7 +90,7 @@ async function jobInputs(ctx: PipelineSpecContext, pipeline: PipelineComponentDo
   const values: Record<string, DataValue | LiteralValue> = {};
   for (const [name, value] of Object.entries(given)) {
     const field = `inputs.${name}`;
-    const spec = pipeline.inputs[name];
+    const spec = own(pipeline.inputs, name);
     if (!spec) {
       const known = Object.keys(pipeline.inputs);
       throw invalid(field, `the pipeline has no input '${name}'`, `${field}: the pipeline has no input '${name}' (its inputs: ${known.join(', ') || 'none'}).`);
@@ -94,7 +108,7 @@ async function jobInputs(ctx: PipelineSpecContext, pipeline: PipelineComponentDo
     }
   }
   for (const [name, spec] of Object.entries(pipeline.inputs)) {
-    if (values[name] !== undefined) continue;
+    if (own(values, name) !== undefined) continue;
     const fallback = await defaultValue(ctx, spec, `inputs.${name}`);
     if (fallback) values[name] = fallback;
     else if (!spec.optional) throw invalid(`inputs.${name}`, `is required (${spec.type})`, `inputs.${name}: the pipeline's input '${name}' (${spec.type}) is required.`);
@@ -106,16 +120,16 @@ async function jobInputs(ctx: PipelineSpecContext, pipeline: PipelineComponentDo
 async function jobOutputs(ctx: PipelineSpecContext, request: PipelineSpecRequest): Promise<Record<string, OutputTarget>> {
   const targets: Record<string, OutputTarget> = {};
   for (const name of Object.keys(request.outputs)) {
-    if (!request.pipeline.outputs[name]) {
+    if (!own(request.pipeline.outputs, name)) {
       const known = Object.keys(request.pipeline.outputs);
       throw invalid(`outputs.${name}`, `the pipeline has no output '${name}'`, `outputs.${name}: the pipeline has no output '${name}' (its outputs: ${known.join(', ') || 'none'}).`);
     }
   }
   for (const [name, spec] of Object.entries(request.pipeline.outputs)) {
     const field = `outputs.${name}.path`;
-    const given = request.outputs[name];
+    const given = own(request.outputs, name);
     if (!given) {
-      targets[name] = await defaultTarget(ctx, request.settings, spec.type, [request.jobId, name], field);
+      targets[name] = await defaultTarget(ctx, request.settings, spec.type, { job: request.jobId, output: name }, field);
       continue;
     }
     if (given.type !== undefined && given.type !== spec.type) throw invalid(`outputs.${name}.type`, `the output is ${spec.type}, not ${given.type}`);
@@ -130,9 +144,17 @@ async function stepSpec(ctx: PipelineSpecContext, request: PipelineSpecRequest, 
   const where = `jobs.${step.name}`;
   const bound: Record<string, StepInput> = {};
   for (const [name, binding] of Object.entries(step.inputs)) {
-    const spec = component.inputs[name];
+    const spec = own(component.inputs, name);
     let value: StepInput | undefined;
-    if (binding.kind === 'parent_input') value = inputs[binding.name];
+    if (binding.kind === 'parent_input') {
+      value = own(inputs, binding.name);
+      // The step's own constraints (type, enum, min/max) hold too, not only the pipeline input's.
+      if (value?.type === 'literal' && spec && !isUriType(spec.type)) {
+        const checked = literalCheck(spec, value.value);
+        if (!checked.ok) throw invalid(`inputs.${binding.name}`, `${checked.message} (step '${step.name}', input '${name}')`);
+        value = { type: 'literal', value: checked.value };
+      }
+    }
     else if (binding.kind === 'step_output') value = { type: 'step_output', step: binding.step, output: binding.output };
     else if (binding.kind === 'literal') value = { type: 'literal', value: binding.value };
     if (value === undefined && spec) value = await defaultValue(ctx, spec, `${where}.inputs.${name}`);
@@ -140,9 +162,9 @@ async function stepSpec(ctx: PipelineSpecContext, request: PipelineSpecRequest, 
   }
   const places: Record<string, OutputTarget> = {};
   for (const [name, binding] of Object.entries(step.outputs)) {
-    const type = component.outputs[name]?.type ?? 'uri_folder';
-    const parent = binding.kind === 'parent_output' ? outputs[binding.name] : undefined;
-    places[name] = parent ?? (await defaultTarget(ctx, request.settings, type, [request.jobId, step.name, name], `${where}.outputs.${name}`));
+    const type = own(component.outputs, name)?.type ?? 'uri_folder';
+    const parent = binding.kind === 'parent_output' ? own(outputs, binding.name) : undefined;
+    places[name] = parent ?? (await defaultTarget(ctx, request.settings, type, { job: request.jobId, step: step.name, output: name }, `${where}.outputs.${name}`));
   }
   const base = { name: step.name, component: { name: step.ref?.name ?? component.name, version: step.ref?.version ?? component.version }, needs: step.depends_on, inputs: bound, outputs: places };
   if (component.type === 'command') {

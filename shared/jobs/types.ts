@@ -55,6 +55,11 @@ export interface DataValue {
    * folder, each at its ETag, rather than everything listed there (see shared/planning/list-input.ts).
    */
   files?: ListedFile[] | undefined;
+  /**
+   * A pipeline job's data input: what it held at invoke (folderContent's key). Steps that read it
+   * check it first, so a job never reads an input rewritten after it was invoked.
+   */
+  content?: string | undefined;
 }
 
 /** A literal input (pipeline jobs only), checked against the component's type at invoke. */

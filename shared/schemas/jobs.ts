@@ -1,12 +1,13 @@
 import { z } from 'zod';
+import { identifier, stepName } from './names.js';
 import { dataPath, loggingLevel, splitSettings } from './resources.js';
 
 /** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
 
-const inputName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be an identifier');
+const inputName = identifier;
 
-/** A step's name in a pipeline (Azure ML's rule: letters, digits and `_`, starting with a letter). */
-export const stepName = z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,254}$/, 'must be letters, digits and "_", starting with a letter');
+/** A step's name in a pipeline (see shared/schemas/names.ts). */
+export { stepName };
 
 /** The most files a file-list input names, and the most characters their names and ETags take together. */
 export const MAX_LISTED_FILES = 500;

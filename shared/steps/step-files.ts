@@ -259,6 +259,8 @@ export async function writtenFiles(folder: string): Promise<WrittenFile[]> {
 export interface UploadedOutput {
   files: number;
   bytes: number;
+  /** A uri_file output's blob: its place, or for a place that is a folder, the file the script wrote in it. */
+  file?: string | undefined;
 }
 
 /** The blob each written file goes to, checked before anything is uploaded. */
@@ -268,9 +270,6 @@ function placesOf(name: string, output: DataOutput, files: readonly WrittenFile[
     const prefix = path === '' || path.endsWith('/') ? path : `${path}/`;
     return files.map((file) => ({ file, blob: `${prefix}${file.relative}` }));
   }
-  if (path === '' || path.endsWith('/')) {
-    throw new BatchError('unprocessable', `Output '${name}' is a uri_file, but ${describeLocation(output.location)} names a folder.`, { retryable: false });
-  }
   const [only, ...more] = files;
   if (!only || more.length > 0) {
     const wrote = files.length === 0 ? 'nothing' : `${files.length} files (${files.map((f) => f.relative).join(', ')})`;
@@ -278,7 +277,9 @@ function placesOf(name: string, output: DataOutput, files: readonly WrittenFile[
       retryable: false,
     });
   }
-  return [{ file: only, blob: path }];
+  // A uri_file output given a folder (a place of the job's own, no path named) keeps the name the
+  // script gave its file, so what reads it next sees its extension.
+  return [{ file: only, blob: path === '' || path.endsWith('/') ? `${path}${only.relative}` : path }];
 }
 
 async function uploadOne(container: ContainerClient, blob: string, localPath: string): Promise<void> {
@@ -322,6 +323,8 @@ export async function uploadOutputs(registry: Registry, outputs: Record<string, 
   const error = settled.find((s) => s.status === 'rejected');
   if (error) throw error.reason;
   const uploaded: Record<string, UploadedOutput> = {};
-  for (const { name, places } of planned) uploaded[name] = { files: places.length, bytes: places.reduce((sum, p) => sum + p.file.bytes, 0) };
+  for (const { name, output, places } of planned) {
+    uploaded[name] = { files: places.length, bytes: places.reduce((sum, p) => sum + p.file.bytes, 0), ...(output.type === 'uri_file' ? { file: places[0]?.blob } : {}) };
+  }
   return uploaded;
 }
