@@ -24,11 +24,31 @@ export function api(handler: Handler): Handler {
 export async function readJson(request: HttpRequest): Promise<unknown> {
   const text = await request.text();
   if (text.trim() === '') return {};
+  let body: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    body = JSON.parse(text) as unknown;
   } catch (err) {
     throw new BatchError('invalid_json', `The request body is not valid JSON: ${(err as Error).message}`, { issues: [{ field: '(body)', message: 'invalid JSON' }] });
   }
+  // A member named __proto__ is an own key of the parsed object, but any copy of the object
+  // (a schema's output, a spread) drops it or turns it into a prototype: refused, by its path.
+  const found = protoPath(body, []);
+  if (found) {
+    const field = found.join('.');
+    throw new BatchError('validation_failed', `${field}: "__proto__" is reserved (every JavaScript object has a member of that name); choose another name.`, { issues: [{ field, message: 'is reserved' }] });
+  }
+  return body;
+}
+
+/** The path of the first member named __proto__ in parsed JSON, if any. */
+function protoPath(value: unknown, path: string[]): string[] | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return [...path, key];
+    const inner = protoPath((value as Record<string, unknown>)[key], [...path, key]);
+    if (inner) return inner;
+  }
+  return undefined;
 }
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {
