@@ -1,7 +1,7 @@
 import { own } from '../schemas/names.js';
 import { BatchError } from '../errors.js';
 import type { ModelDoc } from '../registry/types.js';
-import { expression, looksLikeBinding, parseStepInput, parseStepOutput } from './bindings.js';
+import { expression, looksLikeBinding, parseOwnInput, parseStepInput, parseStepOutput } from './bindings.js';
 import { type StepComponents, analysePipeline, nestedPipelineError } from './graph.js';
 import { checkLiteral } from './literals.js';
 import {
@@ -119,6 +119,15 @@ async function normalizeParallel(body: ParallelComponentBody, resolver: Componen
     task?.code !== undefined && task.entry_script !== undefined
       ? await resolver.resolveCode(task.code, task.entry_script, join(prefix, 'task.code'), join(prefix, 'task.entry_script'))
       : undefined;
+  // The scoring script is given its mini-batch and nothing else (init()/run(mini_batch) as a
+  // model deployment's): another input would be accepted and then silently never reach it.
+  const splitName = parseOwnInput(body.input_data.replace(/\s+/g, ''));
+  const extra = Object.keys(body.inputs).find((name) => name !== splitName);
+  if (extra !== undefined) {
+    const field = join(prefix, `inputs.${extra}`);
+    const message = `a parallel component takes one input, its input_data (${splitName ?? '?'}); the scoring script would never see "${extra}". Use environment_variables, or a command step`;
+    throw new BatchError('validation_failed', `${field}: ${message}.`, { issues: [{ field, message }] });
+  }
   const rows = rowsOutput(body.outputs, task?.append_row_to, body.output_action);
   if (!rows.ok) {
     // The schema refuses these already; kept so this function is safe on its own.

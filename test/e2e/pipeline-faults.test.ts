@@ -119,6 +119,9 @@ describe('pipeline faults of each kind stay fixed (fnhost + Azurite)', () => {
     await problem('POST', 'endpoints/loose/jobs', { inputs: { k: 50 } }, 400, 'inputs.k');
     expect((await call('GET', 'endpoints/loose/jobs', undefined, 200)).value).toEqual([]);
 
+    // A parallel component's script sees only its mini-batch: another input would be silently ignored.
+    await problem('PUT', 'components/thr/versions/1', { type: 'parallel', inputs: { data: { type: 'uri_folder' }, thr: { type: 'number', default: 0.5 } }, outputs: { predictions: { type: 'uri_folder' } }, input_data: '${{inputs.data}}', model: 'azureml:penguins:1' }, 400, 'inputs.thr');
+
     await call('PUT', 'components/strict/versions/1', { type: 'command', code: ds('code/faults/probe/'), entry_script: 'main.js', inputs: { need: { type: 'string' } }, outputs: {} }, 201);
     await problem('PUT', 'components/hang/versions/1', { type: 'pipeline', inputs: { o: { type: 'string', optional: true } }, outputs: {}, jobs: { p: { component: 'azureml:strict:1', inputs: { need: '${{parent.inputs.o}}' } } } }, 400, 'jobs.p.inputs.need');
   });
