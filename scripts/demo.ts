@@ -8,6 +8,10 @@
  * values are cleaned by a command step (prepare), scored by a parallel step (the same ONNX model)
  * and counted by another command step (summarize); the demo shows each step as the job view does,
  * summary.json, and a second invocation whose steps are all reused.
+ *
+ * `npm run demo -- --watch`: the event-driven path (scripts/lib/watch-demo.ts). fnhost runs with
+ * local.settings.json.example's Event Grid settings; a trigger rule makes one job of the CSV files
+ * dropped under incoming/ within a window, and a webhook sink here prints the job's events.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +21,7 @@ import { BatchClient, type JobView, type PipelineJobView, type StepView } from '
 import { ROOT, type LocalStack, startLocalStack } from './lib/local-stack.js';
 import { penguinCsvsWithMissing, pipelineInvokeBody, secondsBetween, setUpPipelineDemo } from './lib/pipeline-demo.js';
 import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
+import { EventSink, TOPIC, watchDemo, watchSettings } from './lib/watch-demo.js';
 
 const program = new Command()
   .name('demo')
@@ -25,15 +30,18 @@ const program = new Command()
   .option('--rows <n>', 'rows per file', (v) => Number(v), 250)
   .option('--mini-batch-size <n>', 'files per mini-batch', (v) => Number(v), 2)
   .option('--pipeline', 'run a pipeline deployment (prepare → score → summarize) instead of a model deployment', false)
+  .option('--watch', 'event-driven: CSV files dropped under incoming/ start a job through a trigger rule; job events to a local webhook', false)
+  .option('--window <seconds>', 'with --watch: the trigger rule\'s batching window', (v) => Number(v), 3)
   .option('--keep', 'leave the host running afterwards', false)
   .parse();
-const opts = program.opts<{ files: number; rows: number; miniBatchSize: number; pipeline: boolean; keep: boolean }>();
+const opts = program.opts<{ files: number; rows: number; miniBatchSize: number; pipeline: boolean; watch: boolean; window: number; keep: boolean }>();
 
 const step = (text: string): void => {
   process.stdout.write(`\n» ${text}\n`);
 };
 
 async function main(): Promise<void> {
+  if (opts.watch) return watchMain();
   step('Starting fnhost with Azurite (this app, in memory)');
   const stack = await startLocalStack();
   const client = new BatchClient(stack.url, stack.masterKey);
@@ -50,19 +58,13 @@ async function main(): Promise<void> {
   }
 }
 
-async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> {
-  step('Uploading the model and sample data to the workspace datastore');
-  const container = 'azureml-blobstore';
-  await uploadFiles(stack.storageConnection, container, 'models/penguins/1/', {
+const uploadModel = (stack: LocalStack): Promise<void> =>
+  uploadFiles(stack.storageConnection, 'azureml-blobstore', 'models/penguins/1/', {
     'penguins.onnx': readFileSync(join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx')),
   });
-  const rows = penguinRows(opts.files * opts.rows, 7);
-  const files: Record<string, string> = {};
-  for (let f = 0; f < opts.files; f++) files[`penguins-${String(f).padStart(3, '0')}.csv`] = toCsv(rows.slice(f * opts.rows, (f + 1) * opts.rows));
-  await uploadFiles(stack.storageConnection, container, 'data/penguins/', files);
-  console.log(`  ${opts.files} CSV files, ${rows.length} rows: azureml://datastores/workspaceblobstore/paths/data/penguins/`);
 
-  step('Registering model penguins:1, endpoint "penguins" and deployment "classifier"');
+/** Model penguins:1, endpoint "penguins" and its default deployment "classifier". */
+async function registerPenguins(client: BatchClient): Promise<void> {
   await client.put('models/penguins/versions/1', { type: 'onnx', path: 'azureml://datastores/workspaceblobstore/paths/models/penguins/1/penguins.onnx', description: 'Penguin species from measurements' });
   await client.put('endpoints/penguins', { description: 'Penguin species, in batch' });
   await client.put('endpoints/penguins/deployments/classifier', {
@@ -71,6 +73,52 @@ async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> 
     settings: { max_concurrency_per_instance: 2, mini_batch_size: opts.miniBatchSize, output_action: 'append_row', output_file_name: 'predictions.csv' },
   });
   await client.put('endpoints/penguins', { description: 'Penguin species, in batch', defaults: { deployment_name: 'classifier' } });
+}
+
+async function watchMain(): Promise<void> {
+  const sink = new EventSink(
+    (e) => console.log(`  ${new Date().toISOString().slice(11, 23)}  event ${e.type.padEnd(31)} ${e.data.status.padEnd(10)} #${e.data.sequence}  ${e.subject}`),
+    (origin) => console.log(`  ${new Date().toISOString().slice(11, 23)}  sink: validation handshake (OPTIONS, WebHook-Request-Origin: ${origin}) answered`),
+  );
+  await sink.listen();
+  step('Starting fnhost with Azurite (this app, in memory) with local.settings.json.example\'s Event Grid settings');
+  const stack = await startLocalStack({ localSettings: watchSettings(sink.url) });
+  const client = new BatchClient(stack.url, stack.masterKey);
+  console.log(`  host ${stack.url}`);
+  console.log('  storage subscription blob-created-to-app: Microsoft.Storage.BlobCreated, data.api PutBlob/PutBlockList/CopyBlob/FlushWithClose → function blobCreated');
+  console.log(`  topic ${TOPIC}: BATCH_EVENTS_TOPIC_ENDPOINT = %FNHOST_EVENTGRID_BATCH_JOBS_ENDPOINT% = ${stack.url}/runtime/eventgrid/topics/${TOPIC}/api/events`);
+  console.log(`  webhook sink ${sink.url}/events subscribed to ${TOPIC} (CloudEvents 1.0), in this process`);
+  try {
+    step('Uploading the model; registering model penguins:1, endpoint "penguins" and deployment "classifier"');
+    await uploadModel(stack);
+    await registerPenguins(client);
+    // One job holds them all: the rule's max_files is 50.
+    await watchDemo(stack, client, sink, { files: Math.min(opts.files, 50), rows: opts.rows, miniBatchSize: opts.miniBatchSize, windowSeconds: opts.window, endpoint: 'penguins', step });
+    if (opts.keep) {
+      console.log(`\nfnhost keeps running at ${stack.url} (master key ${stack.masterKey}); drop more .csv files under incoming/ of container azureml-blobstore`);
+      console.log(`(${stack.storageConnection}) and their jobs' events print here. Ctrl+C to stop.`);
+      await new Promise(() => undefined);
+    }
+  } finally {
+    if (!opts.keep) {
+      await stack.stop();
+      await sink.close();
+    }
+  }
+}
+
+async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> {
+  step('Uploading the model and sample data to the workspace datastore');
+  const container = 'azureml-blobstore';
+  await uploadModel(stack);
+  const rows = penguinRows(opts.files * opts.rows, 7);
+  const files: Record<string, string> = {};
+  for (let f = 0; f < opts.files; f++) files[`penguins-${String(f).padStart(3, '0')}.csv`] = toCsv(rows.slice(f * opts.rows, (f + 1) * opts.rows));
+  await uploadFiles(stack.storageConnection, container, 'data/penguins/', files);
+  console.log(`  ${opts.files} CSV files, ${rows.length} rows: azureml://datastores/workspaceblobstore/paths/data/penguins/`);
+
+  step('Registering model penguins:1, endpoint "penguins" and deployment "classifier"');
+  await registerPenguins(client);
 
   step('Invoking the endpoint');
   const started = await client.invoke(

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
+import { type LocalSettings, appFolderWithSettings } from '../../scripts/lib/local-stack.js';
 import { freePort } from './ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -37,6 +38,12 @@ export interface StartOptions {
   storageConnection?: string;
   /** Start it as the leader of a process group of its own (so `kill({ group: true })` reaches all of it). */
   detached?: boolean;
+  /**
+   * Run `appDir` with this local.settings.json instead of its own (e.g. the product app with the
+   * example's Event Grid subscriptions): the host serves a temporary folder linking the app's files
+   * (scripts/lib/local-stack.ts, appFolderWithSettings), removed when the host exits.
+   */
+  localSettings?: LocalSettings;
 }
 
 /**
@@ -55,7 +62,8 @@ export async function startFnHost(options: StartOptions): Promise<FnHostProcess>
 }
 
 async function startOnce(options: StartOptions, port: number): Promise<FnHostProcess> {
-  const args = [...FNHOST_NODE_FLAGS, BIN, 'start', '--script-root', options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  const app = options.localSettings ? appFolderWithSettings(options.appDir, options.localSettings) : undefined;
+  const args = [...FNHOST_NODE_FLAGS, BIN, 'start', '--script-root', app?.path ?? options.appDir, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
   if (options.dataDir) args.push('--data', options.dataDir);
   else args.push('--in-memory');
   if (options.storageConnection) args.push('--no-azurite');
@@ -70,7 +78,12 @@ async function startOnce(options: StartOptions, port: number): Promise<FnHostPro
   child.stderr?.on('data', (c: Buffer) => {
     output += c.toString();
   });
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.once('exit', (code) => {
+      app?.remove();
+      resolveExit(code);
+    }),
+  );
   await new Promise<void>((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`fnhost did not start in time:\n${output}`)), 60_000);
     const check = (): void => {
