@@ -80,6 +80,15 @@ export function addFile(state: BatcherState, input: AddInput): { state: BatcherS
   if (state.recent.includes(file.key) || state.open?.files.some((f) => f.key === file.key)) {
     return { state, result: { batch: null, opened: false, closed: [] } };
   }
+  // A newer version of a file already in the open batch takes its place: a job lists each file
+  // once, and reads the version written last (the older one's key counts as batched).
+  const same = state.open?.files.findIndex((f) => f.blob === file.blob) ?? -1;
+  if (state.open && same >= 0) {
+    const older = state.open.files[same] as BatchFile;
+    const files = state.open.files.map((f, i) => (i === same ? file : f));
+    const open = { ...state.open, files, chars: state.open.chars - charsOf(older) + charsOf(file) };
+    return { state: { ...state, open, recent: [...state.recent, older.key].slice(-RECENT_KEYS) }, result: { batch: open.id, opened: false, closed: [] } };
+  }
   const closed: ClosedBatch[] = [];
   let next = state;
   // No room for its name in the open batch's file list: that batch closes now, and this file opens the next.

@@ -227,12 +227,8 @@ describe('files uploaded under a trigger rule start jobs through fnhost\'s Event
     expect(await jobsOf('again')).toHaveLength(2);
   });
 
-  // KNOWN BUG (product, shared/triggers): both versions join the open batch (each eTag is a new
-  // file), so the batch's invoke lists a.csv twice and is refused (400 validation_failed, "a.csv is
-  // listed twice"); startTriggeredJob returns that as the triggerFile orchestration's result and the
-  // whole batch, b.csv included, makes no job. `it.fails` until the batcher keeps one version per
-  // blob name; then make it `it`.
-  it.fails('makes one job of a window in which a file was uploaded twice (same name and content)', async () => {
+  // Each upload is a new eTag: the later version takes the earlier one's place in the open batch.
+  it('makes one job of a window in which a file was uploaded twice (same name and content), reading the later version', async () => {
     await putRule('twice', { source: { datastore: 'workspaceblobstore', path_prefix: 'incoming/twice/' }, batching: { window_seconds: 2, max_files: 10 } });
     const a = penguinCsv(ROWS.slice(0, 3));
     await put('incoming/twice/a.csv', a);
@@ -242,6 +238,9 @@ describe('files uploaded under a trigger rule start jobs through fnhost\'s Event
     const jobs = await jobsOf('twice');
     expect(jobs).toHaveLength(1);
     expect(filesOf(jobs[0]).map((f) => f.split('@')[0])).toEqual(['a.csv', 'b.csv']);
+    const job = await waitForJob(api, jobs[0].id);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toMatchObject({ succeeded: 2, failed: 0 });
   });
 
   it('publishes one job event per transition of the completed job, in order, to each subscriber after its handshake', async () => {

@@ -172,6 +172,17 @@ describe('the batcher (a rule entity)', () => {
     expect(big.seq).toBe(RECENT_KEYS + 10);
   });
 
+  it('keeps one version of a file in the open batch: a newer write takes the older one\'s place', () => {
+    let s = add(emptyBatcher(), 1).state;
+    s = add(s, 2).state;
+    const newer = { key: 'k1b', blob: 'in/f1.csv', etag: '0x1b' };
+    const replaced = addFile(s, { rule: 'u1', file: newer, maxFiles: 3 });
+    expect(replaced.result).toEqual({ batch: 'tb-u1-0', opened: false, closed: [] });
+    // The older version is batched already (its redelivery is ignored); the batch still has room.
+    expect(addFile(replaced.state, { rule: 'u1', file: file(1), maxFiles: 3 }).result.batch).toBeNull();
+    expect(closeBatch(replaced.state, 'tb-u1-0').result).toEqual({ id: 'tb-u1-0', files: [newer, file(2)] });
+  });
+
   it('closes a batch early rather than let its file list outgrow a job record', () => {
     const long = (n: number): { key: string; blob: string; etag: string } => ({ key: `k${n}`, blob: `in/${'x'.repeat(1000)}${n}.csv`, etag: '0x1' });
     let s = emptyBatcher();
