@@ -145,7 +145,9 @@ describe('finalizing a job (Azurite)', () => {
     const result = await runner.finalize({ ...input, mayRepair: false });
     expect(result).toEqual({ status: 'Failed' });
     const failed = await jobs.get(id);
-    expect(failed.state.error).toMatchObject({ code: 'output_incomplete', details: { mini_batches: [1, 2, 3] } });
+    // The step has ended Failed; the job shows Finalizing until its own record ends (finalizePipeline).
+    expect(failed.steps?.[MODEL_STEP]).toMatchObject({ status: 'Failed', error: { code: 'output_incomplete', details: { mini_batches: [1, 2, 3] } } });
+    expect(failed.state.status).toBe('Finalizing');
     // No predictions file that looks complete; the reports say what is there.
     expect(await ws.getBlobClient(`${out}predictions.csv`).exists()).toBe(false);
     expect((await ws.getBlobClient(`${out}processed_mini_batches.csv`).downloadToBuffer()).toString().trim().split('\n')).toHaveLength(1 + 3);

@@ -140,7 +140,7 @@ describe('runCommandStep (Azurite)', () => {
     expect(await text('results/run-1/report/nested/deep/copy.csv')).toBe('x,y\n1,2\n');
     expect(await text('results/run-1/model/model.txt')).toBe('model at threshold 0.5');
     const summaryBytes = Buffer.byteLength(await text('results/run-1/report/summary.json'));
-    expect(result.outputs).toEqual({ report: { files: 2, bytes: summaryBytes + 8 }, model: { files: 1, bytes: 22 } });
+    expect(result.outputs).toEqual({ report: { files: 2, bytes: summaryBytes + 8 }, model: { files: 1, bytes: 22, file: 'results/run-1/model/model.txt' } });
 
     const logged = result.logs.map((l) => `${l.level}: ${l.message}`);
     expect(logged).toEqual([
