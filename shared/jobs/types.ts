@@ -260,10 +260,7 @@ export function emptyCounts(): JobCounts {
 }
 
 /** Names of the files a job writes beside its predictions. */
-export const REPORT_FILE = 'processed_mini_batches.csv';
-export const ERRORS_FILE = 'errors.jsonl';
-export const SUMMARY_FILE = 'job.json';
-export const LOG_FILE = 'logs/job.log';
+export { ERRORS_FILE, LOG_FILE, REPORT_FILE, SUMMARY_FILE } from '../schemas/resources.js';
 
 /** Sums two sets of counts (totals are the larger of the two: they are the plan's, not summed). */
 export function addCounts(a: JobCounts, b: JobCounts): JobCounts {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { identifier, stepName } from './names.js';
-import { dataPath, loggingLevel, splitSettings } from './resources.js';
+import { dataPath, loggingLevel, outputFileName, splitSettings } from './resources.js';
 
 /** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
 
@@ -87,10 +87,7 @@ export const settingsOverride = z.strictObject({
     })
     .optional(),
   output_action: z.enum(['append_row', 'summary_only']).optional(),
-  output_file_name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, 'must be a plain file name such as predictions.csv')
-    .optional(),
+  output_file_name: outputFileName.optional(),
   logging_level: loggingLevel.optional(),
   environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).optional(),
 });

@@ -100,9 +100,19 @@ const retrySettings = z.strictObject({
   timeout: z.number().int().min(1).max(86_400).default(30),
 });
 
-const outputFileName = z
+/** Names of the files a job writes beside its predictions (in its output folder). */
+export const REPORT_FILE = 'processed_mini_batches.csv';
+export const ERRORS_FILE = 'errors.jsonl';
+export const SUMMARY_FILE = 'job.json';
+export const LOG_FILE = 'logs/job.log';
+/** Names a predictions file cannot take: it would overwrite a report (or sit beside the logs folder). */
+const REPORT_NAMES: readonly string[] = [REPORT_FILE, ERRORS_FILE, SUMMARY_FILE, LOG_FILE.split('/')[0] ?? 'logs'];
+
+/** `output_file_name`, in deployments, invoke overrides and trigger rules alike. */
+export const outputFileName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, 'must be a plain file name such as predictions.csv');
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, 'must be a plain file name such as predictions.csv')
+  .refine((name) => !REPORT_NAMES.includes(name.toLowerCase()), `is the name of a file the job writes itself (${REPORT_NAMES.join(', ')}); choose another`);
 
 export const loggingLevel = z.enum(['debug', 'info', 'warning', 'error', 'critical']);
 

@@ -76,6 +76,16 @@ describe('invoke schema', () => {
   });
 });
 
+describe('output_file_name', () => {
+  it('cannot be the name of a file the job writes itself, wherever it is given', () => {
+    for (const name of ['job.json', 'processed_mini_batches.csv', 'errors.jsonl', 'logs', 'JOB.JSON']) {
+      expect(issues(() => parseOrThrow(deploymentBody, { model: 'azureml:m:1', settings: { output_file_name: name } }, 'deployment'))[0]?.field).toBe('settings.output_file_name');
+      expect(issues(() => parseOrThrow(invokeBody, { inputs: {}, settings: { output_file_name: name } }, 'body'))[0]?.field).toBe('settings.output_file_name');
+    }
+    expect(parseOrThrow(invokeBody, { settings: { output_file_name: 'scores.csv' } }, 'body').settings?.output_file_name).toBe('scores.csv');
+  });
+});
+
 describe('problem details', () => {
   it('maps codes to status and keeps the field list', () => {
     const err = new BatchError('validation_failed', 'bad', { issues: [{ field: 'a', message: 'm' }] });
