@@ -28,7 +28,7 @@ function apiAs(host: FnHostProcess, headers: Record<string, string>): Api {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       const text = await res.text();
-      return { status: res.status, body: text ? (JSON.parse(text) as Json) : undefined, headers: res.headers };
+      return { status: res.status, body: text ? (JSON.parse(text)) : undefined, headers: res.headers };
     },
   };
 }
