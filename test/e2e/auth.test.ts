@@ -120,6 +120,8 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
       [ada, 'PUT', 'endpoints/forbidden-one', {}, 'Workspace.Manage'],
       [ada, 'DELETE', 'models/dummy/versions/1', undefined, 'Workspace.Manage'],
       [ada, 'PUT', 'datastores/other', { type: 'azure_blob' }, 'Workspace.Manage'],
+      [ada, 'PUT', 'endpoints/any/triggers/t', {}, 'Workspace.Manage'],
+      [apiAs(entra, bearer('nobody')), 'GET', 'endpoints/any/triggers', undefined, 'Jobs.Read'],
       [reader, 'POST', 'endpoints/any/jobs', {}, 'Jobs.Invoke'],
       [reader, 'POST', 'jobs', {}, 'Jobs.Invoke'],
       [reader, 'POST', 'jobs/bj-x/cancel', undefined, 'Jobs.Invoke'],
