@@ -8,7 +8,9 @@ import { apiAuthLevel } from '../shared/config.js';
 import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
 import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
+import { requires } from './lib/auth.js';
 import { api, type Handler } from './lib/http.js';
+import type { Permission } from '../shared/auth/permissions.js';
 
 const { app } = azureFunctions;
 
@@ -18,13 +20,19 @@ app.setup({ enableHttpStream: true });
 const authLevel = apiAuthLevel();
 type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
+/**
+ * The permission each route needs (see shared/auth/permissions.ts): reading anything needs `read`;
+ * invoking, submitting and canceling jobs `invoke`; creating, changing and deleting resources `manage`.
+ */
+const NEEDS: Record<Method, Permission> = { GET: 'read', POST: 'invoke', PUT: 'manage', DELETE: 'manage' };
+
 function route(name: string, path: string, method: Method, handler: Handler, withClient = false): void {
   app.http(name, {
     route: path,
     methods: [method],
     authLevel,
     extraInputs: withClient ? [df.input.durableClient()] : [],
-    handler: api(handler),
+    handler: api(requires(NEEDS[method], handler)),
   });
 }
 

@@ -5,6 +5,7 @@
  */
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
+import { requires } from './lib/auth.js';
 import { apiAuthLevel } from '../shared/config.js';
 import { blobCreated, deleteTrigger, getTrigger, listTriggers, putTrigger } from './handlers/triggers.js';
 import { api, type Handler } from './lib/http.js';
@@ -13,7 +14,8 @@ const { app } = azureFunctions;
 const authLevel = apiAuthLevel();
 
 function route(name: string, path: string, method: 'GET' | 'PUT' | 'DELETE', handler: Handler): void {
-  app.http(name, { route: path, methods: [method], authLevel, handler: api(handler) });
+  // Reading rules needs `read`; creating, changing and deleting them `manage` (see functions/api.ts).
+  app.http(name, { route: path, methods: [method], authLevel, handler: api(requires(method === 'GET' ? 'read' : 'manage', handler)) });
 }
 
 route('listTriggers', 'endpoints/{endpoint}/triggers', 'GET', listTriggers);

@@ -13,6 +13,9 @@ function optional<T extends z.ZodType>(inner: T): z.ZodPreprocess<z.ZodOptional<
   return z.preprocess((v) => (v === '' ? undefined : v), inner.optional());
 }
 
+export const AUTH_MODES = ['function_key', 'entra', 'easy_auth', 'none'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
+
 const schema = z.object({
   AzureWebJobsStorage: z.string().min(1, 'AzureWebJobsStorage must name the storage account (a connection string)'),
   BATCH_WORKSPACE_CONTAINER: z
@@ -20,6 +23,24 @@ const schema = z.object({
     .regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, 'must be a valid blob container name')
     .default('azureml-blobstore'),
   BATCH_API_AUTH_LEVEL: z.enum(['anonymous', 'function']).default('function'),
+  /**
+   * How callers of the API authenticate (see README, "Authentication and authorization"):
+   * `function_key` (the Functions host checks a key), `entra` (the app validates Microsoft Entra ID
+   * bearer tokens), `easy_auth` (App Service authentication fronts the app; its
+   * `x-ms-client-principal*` headers are trusted), `none`. Unset: `function_key`, or `none` when
+   * BATCH_API_AUTH_LEVEL=anonymous (the older setting).
+   */
+  BATCH_AUTH_MODE: optional(z.enum(AUTH_MODES)),
+  /** Tenants (ids) whose tokens are accepted, comma-separated. Required with `entra`; with `easy_auth`, optional (then checked too). */
+  BATCH_AUTH_TENANTS: optional(z.string()),
+  /** The app's own API: its application ID URI (`api://…`) and/or client id, comma-separated. Required with `entra`. */
+  BATCH_AUTH_AUDIENCES: optional(z.string()),
+  /** OpenID metadata per tenant; `{tenant}` is replaced by the tenant id. https, or http on loopback (a local issuer). */
+  BATCH_AUTH_METADATA_URL: z.preprocess((v) => (v === '' ? undefined : v), z.string().default('https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration')),
+  /** Seconds of clock skew tolerated on `exp` and `nbf`. */
+  BATCH_AUTH_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(600).default(60),
+  /** The `realm` of `WWW-Authenticate` challenges; by default the app's name. */
+  BATCH_AUTH_REALM: optional(z.string().regex(/^[\x20-\x7e]*$/, 'must be printable ASCII').refine((v) => !v.includes('"') && !v.includes('\\'), 'must not contain quotes or backslashes')),
   BATCH_CACHE_DIR: z.string().min(1).optional(),
   BATCH_TABLE_PREFIX: z
     .string()
@@ -65,6 +86,8 @@ export interface AppConfig {
   storageConnection: string;
   workspaceContainer: string;
   apiAuthLevel: 'anonymous' | 'function';
+  /** How callers authenticate and what they may do (see shared/auth/). */
+  auth: AuthConfig;
   /** Local folder for downloaded models, code and inputs. */
   cacheDir: string;
   tablePrefix: string;
@@ -79,6 +102,18 @@ export interface AppConfig {
   events: EventsConfig | undefined;
   /** Seconds a client following the status URL (Logic Apps) waits between polls. */
   statusRetryAfterSeconds: number;
+}
+
+/** How callers of the API authenticate (BATCH_AUTH_*). */
+export interface AuthConfig {
+  mode: AuthMode;
+  /** Allowed tenant ids (lowercase); empty: with `easy_auth`, any tenant App Service accepted. */
+  tenants: string[];
+  audiences: string[];
+  /** OpenID metadata URL template, `{tenant}` replaced by a tenant id. */
+  metadataUrl: string;
+  clockSkewSeconds: number;
+  realm: string;
 }
 
 /** Where job events are published (see shared/events/). */
@@ -109,10 +144,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (e.BATCH_EVENTS_TOPIC_ENDPOINT !== undefined && e.BATCH_EVENTS_TOPIC_KEY === undefined) {
     throw new BatchError('configuration', 'Invalid app settings:\nBATCH_EVENTS_TOPIC_KEY: required with BATCH_EVENTS_TOPIC_ENDPOINT (the topic\'s access key)');
   }
+  const auth = authConfig(e);
   const config: AppConfig = {
     storageConnection: e.AzureWebJobsStorage,
     workspaceContainer: e.BATCH_WORKSPACE_CONTAINER,
-    apiAuthLevel: e.BATCH_API_AUTH_LEVEL,
+    apiAuthLevel: auth.mode === 'function_key' ? 'function' : 'anonymous',
+    auth,
     cacheDir: e.BATCH_CACHE_DIR ?? join(tmpdir(), 'batch-endpoints'),
     tablePrefix: e.BATCH_TABLE_PREFIX,
     maxChunkSize: e.BATCH_CHUNK_SIZE,
@@ -142,7 +179,45 @@ export function appSetting(name: string, env: NodeJS.ProcessEnv = process.env): 
   return value === undefined || value === '' ? undefined : value;
 }
 
-/** The auth level of the API's HTTP functions, needed while registering them (module load). */
+/** The auth level of the API's HTTP functions, needed while registering them (module load): `function` only with function keys. */
 export function apiAuthLevel(env: NodeJS.ProcessEnv = process.env): 'anonymous' | 'function' {
+  const mode = env['BATCH_AUTH_MODE'];
+  if (mode !== undefined && mode !== '') return mode === 'function_key' ? 'function' : 'anonymous';
   return env['BATCH_API_AUTH_LEVEL'] === 'anonymous' ? 'anonymous' : 'function';
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((v) => v.trim()).filter((v) => v !== '');
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+function authConfig(e: z.infer<typeof schema>): AuthConfig {
+  const mode: AuthMode = e.BATCH_AUTH_MODE ?? (e.BATCH_API_AUTH_LEVEL === 'anonymous' ? 'none' : 'function_key');
+  const tenants = list(e.BATCH_AUTH_TENANTS).map((t) => t.toLowerCase());
+  const audiences = list(e.BATCH_AUTH_AUDIENCES);
+  const problems: string[] = [];
+  if (mode === 'entra' && tenants.length === 0) problems.push('BATCH_AUTH_TENANTS: required with BATCH_AUTH_MODE=entra (the tenant ids whose tokens are accepted)');
+  if (mode === 'entra' && audiences.length === 0) problems.push("BATCH_AUTH_AUDIENCES: required with BATCH_AUTH_MODE=entra (the app's application ID URI or client id)");
+  for (const t of tenants) {
+    if (!/^[a-z0-9][a-z0-9.-]{0,99}$/.test(t)) problems.push(`BATCH_AUTH_TENANTS: '${t}' is not a tenant id`);
+  }
+  const template = e.BATCH_AUTH_METADATA_URL;
+  try {
+    const url = new URL(template.replace(/\{tenant\}/g, 'tenant'));
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.has(url.hostname))) problems.push('BATCH_AUTH_METADATA_URL: must be https (http only on loopback, for a local issuer)');
+    if (url.username !== '' || url.password !== '') problems.push('BATCH_AUTH_METADATA_URL: must not carry credentials');
+  } catch {
+    problems.push('BATCH_AUTH_METADATA_URL: must be a URL');
+  }
+  if (mode === 'entra' && tenants.length > 1 && !template.includes('{tenant}')) problems.push('BATCH_AUTH_METADATA_URL: must contain {tenant} when several tenants are allowed');
+  if (problems.length > 0) throw new BatchError('configuration', `Invalid app settings:\n${problems.join('\n')}`);
+  return {
+    mode,
+    tenants,
+    audiences,
+    metadataUrl: template,
+    clockSkewSeconds: e.BATCH_AUTH_CLOCK_SKEW_SECONDS,
+    realm: e.BATCH_AUTH_REALM ?? e.WEBSITE_SITE_NAME ?? 'batch-endpoints',
+  };
 }

@@ -9,6 +9,8 @@ export type ErrorKind = 'user' | 'system';
 
 export type ErrorCode =
   | 'validation_failed'
+  | 'unauthenticated'
+  | 'forbidden'
   | 'invalid_json'
   | 'not_found'
   | 'conflict'
@@ -42,6 +44,8 @@ export interface BatchErrorOptions {
   issues?: FieldIssue[];
   /** Extra facts for the problem body (the resource that was missing, ...). */
   details?: Record<string, unknown>;
+  /** For `unauthenticated` and `forbidden`: the `WWW-Authenticate` challenge sent with the problem (RFC 6750). */
+  challenge?: string;
 }
 
 interface CodeInfo {
@@ -53,6 +57,8 @@ interface CodeInfo {
 
 const CODES: Record<ErrorCode, CodeInfo> = {
   validation_failed: { status: 400, title: 'The request is not valid', kind: 'user', retryable: false },
+  unauthenticated: { status: 401, title: 'Authentication is required', kind: 'user', retryable: false },
+  forbidden: { status: 403, title: 'Permission denied', kind: 'user', retryable: false },
   invalid_json: { status: 400, title: 'The request body is not valid JSON', kind: 'user', retryable: false },
   not_found: { status: 404, title: 'Not found', kind: 'user', retryable: false },
   conflict: { status: 409, title: 'Conflict', kind: 'user', retryable: false },
@@ -79,6 +85,7 @@ export class BatchError extends Error {
   readonly retryable: boolean;
   readonly issues: FieldIssue[];
   readonly details: Record<string, unknown>;
+  readonly challenge: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: BatchErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -89,6 +96,7 @@ export class BatchError extends Error {
     this.retryable = options.retryable ?? info.retryable;
     this.issues = options.issues ?? [];
     this.details = options.details ?? {};
+    this.challenge = options.challenge;
   }
 }
 
@@ -135,6 +143,11 @@ export function toProblem(error: unknown, instance?: string): Problem {
     code: 'internal',
     ...(instance ? { instance } : {}),
   };
+}
+
+/** Headers that go with an error's problem: `WWW-Authenticate` for 401 and 403 (RFC 6750). */
+export function problemHeaders(error: unknown): Record<string, string> {
+  return error instanceof BatchError && error.challenge !== undefined ? { 'www-authenticate': error.challenge } : {};
 }
 
 /** Whether work that failed with this error may succeed when run again. */

@@ -1,5 +1,6 @@
 import type { PipelineComponentDoc } from './components/types.js';
 import { type AppConfig, loadConfig } from './config.js';
+import { Authenticator } from './auth/authenticate.js';
 import { JobEventsDispatcher } from './events/dispatcher.js';
 import { EventGridPublisher } from './events/publisher.js';
 import { JobRunner } from './jobs/job-runner.js';
@@ -27,6 +28,8 @@ export interface Services {
   /** Blob-created trigger rules (the resource) and what events and closed batches do. */
   triggerRules: TriggerRules;
   triggers: TriggerService;
+  /** Who calls the API and what they may do (BATCH_AUTH_MODE). */
+  auth: Authenticator;
 }
 
 let built: Services | undefined;
@@ -43,6 +46,7 @@ export function services(): Services {
     const runtime = createScoringRuntime();
     const triggerRules = new TriggerRules({ config, registry });
     built = {
+      auth: new Authenticator(config.auth),
       triggerRules,
       triggers: new TriggerService({ config, registry, rules: triggerRules, jobs }),
       config,

@@ -10,7 +10,10 @@ import { endpointName } from '../../shared/schemas/resources.js';
 import { isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
-import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
+import type { Job } from '../../shared/jobs/types.js';
+import { callerOf, visibleJob } from '../lib/auth.js';
+import { baseUrl, json, param, positiveInt, readJson } from '../lib/http.js';
+import { allows, canSeeJob } from '../../shared/auth/permissions.js';
 
 
 /** Job ids are generated (bj-...); anything else cannot be a job, so it is simply not found. */
@@ -45,12 +48,16 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
       deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
       body,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
-      invokedBy: invokerOf(request),
+      invokedBy: callerOf(request).invoker,
       start: async (jobId) => {
         await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
       },
     }),
   );
+  if (replayed && !canSeeJob(callerOf(request), job.spec.invoked_by)) {
+    // Another caller's key: its job is not shown to this one.
+    throw new BatchError('conflict', 'This Idempotency-Key was already used by another caller on this endpoint; choose another key.', { details: { field: 'Idempotency-Key' } });
+  }
   return json(202, jobView(job, baseUrl(request)), {
     ...pollingHeaders(request, job.spec.id),
     ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
@@ -62,7 +69,7 @@ export async function submitJob(request: HttpRequest, context: InvocationContext
   const client = df.getClient(context);
   const { job } = await services().jobs.submit({
     body: await readJson(request),
-    invokedBy: invokerOf(request),
+    invokedBy: callerOf(request).invoker,
     start: async (jobId) => {
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
     },
@@ -70,14 +77,19 @@ export async function submitJob(request: HttpRequest, context: InvocationContext
   return json(202, jobView(job, baseUrl(request)), pollingHeaders(request, job.spec.id));
 }
 
+/** A job the caller may see: its invoker, or anyone holding `manage`; others' jobs are 404. */
+async function jobOf(request: HttpRequest): Promise<Job> {
+  return visibleJob(request, await services().jobs.get(jobIdParam(request)));
+}
+
 export async function getJob(request: HttpRequest): Promise<HttpResponseInit> {
-  const job = await services().jobs.get(jobIdParam(request));
+  const job = await jobOf(request);
   return json(200, jobView(job, baseUrl(request)));
 }
 
 /** GET /api/jobs/{id}/status: the status URL; 202 (Retry-After) with the job while it runs, 200 once it has ended. */
 export async function getJobStatus(request: HttpRequest): Promise<HttpResponseInit> {
-  const job = await services().jobs.get(jobIdParam(request));
+  const job = await jobOf(request);
   const view = jobView(job, baseUrl(request));
   return isTerminalJob(job.state.status) ? json(200, view) : json(202, view, pollingHeaders(request, job.spec.id));
 }
@@ -85,17 +97,42 @@ export async function getJobStatus(request: HttpRequest): Promise<HttpResponseIn
 export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> {
   const endpoint = param(request, 'endpoint', endpointName);
   const top = positiveInt(request, 'top', 20, 100);
-  const page = await services().jobs.list(endpoint, { top, continuationToken: request.query.get('continuation') ?? undefined });
+  const invokedBy = invokedByFilter(request);
+  const page = await services().jobs.list(endpoint, { top, continuationToken: request.query.get('continuation') ?? undefined, invokedBy });
+  const filter = request.query.get('invoked_by');
   const next = page.continuationToken
-    ? `${baseUrl(request)}/api/endpoints/${endpoint}/jobs?top=${top}&continuation=${encodeURIComponent(page.continuationToken)}`
+    ? `${baseUrl(request)}/api/endpoints/${endpoint}/jobs?top=${top}${filter === null ? '' : `&invoked_by=${encodeURIComponent(filter)}`}&continuation=${encodeURIComponent(page.continuationToken)}`
     : null;
   return json(200, { value: page.jobs.map((j) => jobView(j, baseUrl(request))), next_link: next });
+}
+
+/**
+ * `?invoked_by=me|{object id}`: only the jobs of that principal. Callers without `manage` see only
+ * their own jobs, whatever they ask for: `me` is implied, and another principal's id lists nothing.
+ */
+function invokedByFilter(request: HttpRequest): { id: string; tenant: string | undefined } | undefined {
+  const caller = callerOf(request);
+  const asked = request.query.get('invoked_by');
+  const me = caller.invoker.id === undefined ? undefined : { id: caller.invoker.id.toLowerCase(), tenant: caller.invoker.tenant };
+  if (asked !== null && asked !== 'me' && !/^[0-9a-fA-F-]{1,64}$/.test(asked)) {
+    throw new BatchError('validation_failed', "Query parameter 'invoked_by' must be 'me' or an object id.", { issues: [{ field: 'invoked_by', message: "must be 'me' or an object id" }] });
+  }
+  if (allows(caller.permission, 'manage')) {
+    if (asked === null) return undefined;
+    if (asked !== 'me') return { id: asked.toLowerCase(), tenant: undefined };
+    if (!me) {
+      throw new BatchError('validation_failed', "invoked_by=me needs a signed-in caller (this one is identified by no object id).", { issues: [{ field: 'invoked_by', message: 'the caller has no object id' }] });
+    }
+    return me;
+  }
+  if (!me) return { id: '', tenant: undefined };
+  return asked === null || asked === 'me' || asked.toLowerCase() === me.id ? me : { id: '', tenant: undefined };
 }
 
 /** POST /api/jobs/{id}/cancel: stop scheduling; the job ends Canceled with its partial outputs. */
 export async function cancelJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
-  const job = await services().jobs.cancel(jobIdParam(request), async (instanceIds) => {
+  const job = await services().jobs.cancel((await jobOf(request)).spec.id, async (instanceIds) => {
     await Promise.all(
       instanceIds.map((id) =>
         // Chunks not started yet do not exist; finished ones no longer listen. Both are fine.
@@ -118,7 +155,7 @@ export async function getStepOutput(request: HttpRequest): Promise<HttpResponseI
 
 async function streamOutput(request: HttpRequest, step: string | undefined): Promise<HttpResponseInit> {
   const { jobs } = services();
-  const job = await jobs.get(jobIdParam(request));
+  const job = await jobOf(request);
   const path = param(request, 'file');
   if (path.split('/').some((s) => s === '..' || s === '.' || s === '')) {
     throw new BatchError('validation_failed', 'The file path must stay inside the job output folder.', { issues: [{ field: 'file', message: 'invalid path' }] });

@@ -1,8 +1,7 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { z } from 'zod';
-import { BatchError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.js';
+import { BatchError, PROBLEM_CONTENT_TYPE, problemHeaders, toProblem } from '../../shared/errors.js';
 import { parseOrThrow } from '../../shared/schemas/validate.js';
-import type { Invoker } from '../../shared/jobs/types.js';
 
 export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
@@ -15,7 +14,7 @@ export function api(handler: Handler): Handler {
       const path = new URL(request.url).pathname;
       const problem = toProblem(err, path);
       if (problem.status >= 500) context.error(`${request.method} ${path} failed:`, err);
-      return { status: problem.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE }, body: JSON.stringify(problem) };
+      return { status: problem.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...problemHeaders(err) }, body: JSON.stringify(problem) };
     }
   };
 }
@@ -67,15 +66,6 @@ export function param(request: HttpRequest, name: string, schema?: z.ZodType<str
     throw new BatchError('validation_failed', `Missing path parameter '${name}'.`, { issues: [{ field: name, message: 'required' }] });
   }
   return schema ? parseOrThrow(schema, value, `path parameter '${name}'`, name) : value;
-}
-
-/** Who is calling: App Service authentication (Easy Auth) headers, else the key, else anonymous. */
-export function invokerOf(request: HttpRequest): Invoker {
-  const name = request.headers.get('x-ms-client-principal-name');
-  const id = request.headers.get('x-ms-client-principal-id');
-  if (name || id) return { name: name ?? id ?? 'unknown', id: id ?? undefined, via: 'easy_auth' };
-  if (request.headers.get('x-functions-key') || request.query.get('code')) return { name: 'function key', via: 'function_key' };
-  return { name: 'anonymous', via: 'anonymous' };
 }
 
 export function positiveInt(request: HttpRequest, name: string, fallback: number, max: number): number {

@@ -24,9 +24,15 @@ param instanceMemoryMB int = 4096
 @description('Blob container of the built-in workspaceblobstore datastore.')
 param workspaceContainer string = 'azureml-blobstore'
 
-@description('function: API calls need a function key; anonymous: put Microsoft Entra authentication (Easy Auth) in front instead.')
-@allowed(['function', 'anonymous'])
-param apiAuthLevel string = 'function'
+@description('function_key: API calls need a function key; entra: the app validates Microsoft Entra ID bearer tokens (set authTenants, authAudiences); easy_auth: App Service authentication is in front (configure it separately); see README.')
+@allowed(['function_key', 'entra', 'easy_auth'])
+param authMode string = 'function_key'
+
+@description('Tenant ids whose tokens are accepted, comma-separated (entra; optional with easy_auth).')
+param authTenants string = ''
+
+@description('The app registration\'s application ID URI and/or client id, comma-separated (entra).')
+param authAudiences string = ''
 
 @description('Blob path prefix (in the workspace container) whose new blobs are sent to the app as BlobCreated events; empty: every blob of the container.')
 param blobEventsPrefix string = ''
@@ -124,7 +130,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AzureWebJobsStorage', value: storageConnection }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'BATCH_WORKSPACE_CONTAINER', value: workspaceContainer }
-        { name: 'BATCH_API_AUTH_LEVEL', value: apiAuthLevel }
+        { name: 'BATCH_AUTH_MODE', value: authMode }
+        { name: 'BATCH_AUTH_TENANTS', value: authTenants }
+        { name: 'BATCH_AUTH_AUDIENCES', value: authAudiences }
         { name: 'BATCH_EVENTS_TOPIC_ENDPOINT', value: jobEvents.properties.endpoint }
         { name: 'BATCH_EVENTS_TOPIC_KEY', value: jobEvents.listKeys().key1 }
       ]

@@ -49,6 +49,15 @@ interface IndexEntity {
   partitionKey: string;
   rowKey: string;
   jobId: string;
+  /** The invoker's object id (lowercase) and tenant, for `?invoked_by=` (absent for jobs no principal invoked). */
+  invokerId?: string;
+  invokerTenant?: string;
+}
+
+/** Jobs of one principal: its object id (and tenant, when known); an empty id matches no job. */
+export interface InvokerFilter {
+  id: string;
+  tenant: string | undefined;
 }
 
 interface IdempotencyEntity {
@@ -246,7 +255,14 @@ export class JobStore {
       throw storageError('creating the job', err);
     }
     try {
-      await index.createEntity<IndexEntity>({ partitionKey: scopeKey(scopeOf(spec)), rowKey: newestFirstKey(spec.created_at, spec.id), jobId: spec.id });
+      const invoker = spec.invoked_by;
+      await index.createEntity<IndexEntity>({
+        partitionKey: scopeKey(scopeOf(spec)),
+        rowKey: newestFirstKey(spec.created_at, spec.id),
+        jobId: spec.id,
+        ...(invoker.id ? { invokerId: invoker.id.toLowerCase() } : {}),
+        ...(invoker.tenant ? { invokerTenant: invoker.tenant.toLowerCase() } : {}),
+      });
     } catch (err) {
       if (this.#events) await this.discardEvents(spec.id, { withJob: true }).catch(() => undefined);
       else await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
@@ -537,9 +553,16 @@ export class JobStore {
   }
 
   /** Jobs of an endpoint, newest first. */
-  async listByEndpoint(endpoint: EndpointScope, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
+  async listByEndpoint(endpoint: EndpointScope, page: { top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     const index = await this.#index();
-    const filter = `PartitionKey eq '${scopeKey(endpoint).replace(/'/g, "''")}'`;
+    const quote = (v: string): string => `'${v.replace(/'/g, "''")}'`;
+    const by = page.invokedBy;
+    if (by?.id === '') return { jobs: [], continuationToken: undefined };
+    const filter = [
+      `PartitionKey eq ${quote(scopeKey(endpoint))}`,
+      ...(by ? [`invokerId eq ${quote(by.id.toLowerCase())}`] : []),
+      ...(by?.tenant ? [`invokerTenant eq ${quote(by.tenant.toLowerCase())}`] : []),
+    ].join(' and ');
     if (page.continuationToken !== undefined && !isTableContinuation(page.continuationToken)) {
       // A token this API never gave out is the caller's mistake, not storage being down.
       throw new BatchError('validation_failed', 'continuation: not a continuation token this API gave out; use the `next` link of the previous page.', {

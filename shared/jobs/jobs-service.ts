@@ -11,7 +11,7 @@ import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
-import type { JobStore } from './job-store.js';
+import type { InvokerFilter, JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
 import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from './pipeline-spec.js';
@@ -515,7 +515,7 @@ export class JobsService {
     return this.#withLiveCounts(job);
   }
 
-  async list(endpoint: string, page: { top: number; continuationToken?: string | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
+  async list(endpoint: string, page: { top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     const found = await this.#store.listByEndpoint({ name: endpoint, uid: (await this.#registry.requireEndpoint(endpoint)).doc.uid ?? '' }, page);
     return { ...found, jobs: await Promise.all(found.jobs.map((job) => this.#withLiveCounts(job))) };
   }

@@ -6,10 +6,18 @@ import type { JobStatus, ListedFile } from '../schemas/jobs.js';
 
 /** Who started a job. */
 export interface Invoker {
-  /** A display name: the signed-in principal, the key used, or "anonymous". */
+  /** A display name: the signed-in user's name (or the application's id), the key used, or "anonymous". */
   name: string;
+  /** The principal's object id (`oid`) in Microsoft Entra ID. */
   id?: string | undefined;
-  via: 'easy_auth' | 'function_key' | 'anonymous' | 'event_grid';
+  /** The principal's tenant (`tid`). */
+  tenant?: string | undefined;
+  /** The client application that obtained the token (`azp`/`appid`); for an application or managed identity, itself. */
+  app_id?: string | undefined;
+  /** `user` (delegated scopes) or `app` (an application or managed identity, app roles). */
+  kind?: 'user' | 'app' | undefined;
+  /** How the caller authenticated: a bearer token validated by the app, App Service authentication, a function key, none; or a trigger. */
+  via: 'entra' | 'easy_auth' | 'function_key' | 'anonymous' | 'event_grid';
   /** For `event_grid`: the trigger rule and the batch of files that made the job. */
   trigger?: { rule: string; batch: string } | undefined;
 }

@@ -105,7 +105,7 @@ export function connectorDefinition(options: ConnectorOptions): Json {
     entra_id: {
       type: 'oauth2',
       flow: 'accessCode',
-      description: 'Microsoft Entra ID (App Service authentication in front of the app, BATCH_API_AUTH_LEVEL=anonymous)',
+      description: 'Microsoft Entra ID (BATCH_AUTH_MODE=entra, or App Service authentication in front of the app with BATCH_AUTH_MODE=easy_auth)',
       authorizationUrl: `https://login.microsoftonline.com/${tenant}/oauth2/v2.0/authorize`,
       tokenUrl: `https://login.microsoftonline.com/${tenant}/oauth2/v2.0/token`,
       scopes: { [`api://${client}/user_impersonation`]: 'Invoke endpoints and read jobs as the signed-in user' },
