@@ -31,6 +31,15 @@ export interface TriggerRuleDoc {
   output_path: string | null;
   batching: { window_seconds: number; max_files: number };
   enabled: boolean;
+  /** The last batch whose job could not be made, and why (cleared by the rule's next PUT). */
+  last_error?: TriggerRuleError | null;
+}
+
+export interface TriggerRuleError {
+  batch: string;
+  code: string;
+  message: string;
+  at: string;
 }
 
 /** The registry partition of an endpoint's trigger rules. */
@@ -180,6 +189,20 @@ export class TriggerRules {
   async delete(endpoint: string, name: string): Promise<void> {
     await this.require(endpoint, name);
     await this.#docs.delete(triggerPartition(endpoint), name);
+  }
+
+  /**
+   * Records on the rule (this incarnation of it: `uid`) that a batch's job could not be made.
+   * Advisory: a rule changed meanwhile keeps its own state (the error is logged anyway).
+   */
+  async recordError(endpoint: string, name: string, uid: string, error: TriggerRuleError): Promise<void> {
+    const found = await this.get(endpoint, name);
+    if (!found || found.doc.uid !== uid) return;
+    try {
+      await this.#docs.put(triggerPartition(endpoint), name, { ...found.doc, last_error: error }, this.#now().toISOString(), { createdAt: found.createdAt, etag: found.etag });
+    } catch (err) {
+      if (!(err instanceof BatchError && err.code === 'conflict')) throw err;
+    }
   }
 
   /** Every enabled rule of every endpoint as it is now: what an event is matched against. */

@@ -7,7 +7,7 @@ import type { JobError } from '../jobs/types.js';
 import { isFileIn } from '../planning/list-input.js';
 import type { Registry } from '../registry/registry.js';
 import { type TriggerRuleDoc, type TriggerRules, expandOutputTemplate, templateDate } from '../registry/triggers.js';
-import type { InvokeBody } from '../schemas/jobs.js';
+import { type InvokeBody, listedFileNameProblem } from '../schemas/jobs.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
 import type { BatchFile, ClosedBatch } from './batcher.js';
 import { type BlobWrite, matchesSource, parseBlobUrl, readBlobCreated, writeKey } from './events.js';
@@ -42,7 +42,7 @@ export interface ReceiveHooks {
 }
 
 export type ReceiveOutcome =
-  | { status: 'ignored' | 'malformed'; reason: string }
+  | { status: 'ignored' | 'malformed' | 'refused'; reason: string }
   | { status: 'accepted'; blob: string; rules: { rule: string; endpoint: string; outcome: 'batched' | 'duplicate' | 'recovered' }[] };
 
 export type StartJobResult = { status: 'created' | 'replayed'; jobId: string } | { status: 'dropped'; reason: string } | { status: 'failed'; error: JobError };
@@ -123,6 +123,10 @@ export class TriggerService {
     if (datastores.length === 0) return { status: 'ignored', reason: `no datastore is registered for ${write.containerUrl}` };
     const rules = (await this.#rules.active()).filter((r) => datastores.includes(r.source.datastore) && matchesSource(write.blob, r.source) && isFileIn(r.source.path_prefix, write.blob));
     if (rules.length === 0) return { status: 'ignored', reason: `no enabled trigger rule takes ${write.blob}` };
+    // A name no file list can hold would make its whole batch's job fail validation: this file is
+    // left out (and said so), the rest of the batch goes on.
+    const problem = listedFileNameProblem(write.blob);
+    if (problem) return { status: 'refused', reason: `blob "${write.blob}" cannot be scored by a trigger (its name ${problem}); not batched` };
     const outcomes: Extract<ReceiveOutcome, { status: 'accepted' }>['rules'] = [];
     for (const rule of rules) outcomes.push({ rule: rule.name, endpoint: rule.endpoint_name, outcome: await this.#accept(rule, write, hooks) });
     return { status: 'accepted', blob: write.blob, rules: outcomes };
@@ -249,7 +253,9 @@ export class TriggerService {
         // The batch's job exists, made by an earlier run of this step before the rule changed.
         const jobId = err.details['job_id'];
         if (err.code === 'unprocessable' && typeof jobId === 'string') return { status: 'replayed', jobId };
-        return { status: 'failed', error: { code: err.code, message: err.message } };
+        const error = { code: err.code, message: err.message };
+        await this.#rules.recordError(ref.endpoint, ref.name, ref.uid, { batch: batch.id, ...error, at: this.#now().toISOString() });
+        return { status: 'failed', error };
       }
       throw err;
     }

@@ -159,6 +159,19 @@ describe('receiving BlobCreated events (Azurite)', () => {
     expect(await ignored(event('recv/d.csv', await upload('recv/d.csv')))).toBe('ignored');
   });
 
+  it('refuses (and does not batch) a file whose name no file list can hold; the others are batched', async () => {
+    await rules.put('ep', 'names', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'names/' } }));
+    const hooks = recorder();
+    for (const bad of ['names//dbl.csv', 'names/tab\there.csv']) {
+      const outcome = await triggers.receive(event(bad, await upload(bad)), hooks);
+      expect({ bad, outcome }).toMatchObject({ bad, outcome: { status: 'refused' } });
+      expect(outcome.status === 'refused' ? outcome.reason : '').toContain(bad);
+    }
+    expect((await triggers.receive(event('names/tab\there.csv', 'x'), hooks)) as unknown).toMatchObject({ reason: expect.stringContaining('control characters') as unknown });
+    expect(await triggers.receive(event('names/ok.csv', await upload('names/ok.csv')), hooks)).toMatchObject({ status: 'accepted', rules: [{ outcome: 'batched' }] });
+    expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['names/ok.csv']);
+  });
+
   it('gives the record back when batching cannot start, so the redelivery does it', async () => {
     await rules.put('ep', 'fails', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'fails/' } }));
     const etag = await upload('fails/a.csv');
@@ -245,5 +258,7 @@ describe('jobs of closed batches (Azurite)', () => {
     const etag = await upload('nd/a.csv');
     const result = await triggers.startJob({ rule: { endpoint: 'nodefault', name: 'r', uid: stored.doc.uid }, batch: { id: 'tb-x-0', files: [{ key: 'k', blob: 'nd/a.csv', etag }] } }, () => Promise.resolve());
     expect(result).toMatchObject({ status: 'failed', error: { code: 'no_default_deployment' } });
+    // Recorded on the rule, so GET of the rule shows it.
+    expect((await rules.require('nodefault', 'r')).doc.last_error).toMatchObject({ batch: 'tb-x-0', code: 'no_default_deployment', at: clock.toISOString() });
   });
 });
