@@ -103,7 +103,7 @@ export class TriggerRules {
 
   /**
    * Creates or replaces a rule, after checking everything it names: the endpoint (404), the
-   * deployment (404; a pipeline deployment is a 400), the datastore (404), the output template
+   * deployment (404; a pipeline deployment is a 400; none named and the endpoint has no default: 400), the datastore (404), the output template
    * (400, or 404 for its datastore), and that the jobs' outputs cannot land under the source (each
    * job would start another).
    */
@@ -113,6 +113,9 @@ export class TriggerRules {
       const found = await this.#registry.getAnyDeployment(endpoint, body.deployment);
       if (!found) throw notFound('Deployment', `${endpoint}/${body.deployment}`, { field: 'deployment' });
       if (found.doc.type === 'pipeline') throw invalid('deployment', `'${body.deployment}' is a pipeline deployment; a trigger starts jobs of model deployments`, 'unsupported');
+    } else if (!ep.doc.defaults.deployment_name) {
+      // Each of its batches would make no job.
+      throw invalid('deployment', `the endpoint '${endpoint}' has no default deployment; name one`);
     }
     const source = await this.#registry.getDatastore(body.source.datastore);
     if (!source) throw notFound('Datastore', body.source.datastore, { field: 'source.datastore' });

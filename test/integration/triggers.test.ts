@@ -90,13 +90,30 @@ async function rejects(p: Promise<unknown>): Promise<BatchError> {
   throw new Error('expected a BatchError');
 }
 
+/** An endpoint with a deployment `dep` as its default. */
+async function endpointWithDefault(name: string): Promise<void> {
+  await registry.putEndpoint(name, endpointBody.parse({}));
+  await registry.putDeployment(name, 'dep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+  await registry.putEndpoint(name, endpointBody.parse({ defaults: { deployment_name: 'dep' } }));
+}
+
 describe('trigger rules (Azurite)', () => {
+  it('are refused on an endpoint with no default deployment unless they name one (400 naming deployment)', async () => {
+    await registry.putEndpoint('bare', endpointBody.parse({}));
+    await registry.putDeployment('bare', 'baredep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+    const refused = await rejects(rules.put('bare', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'bare/' } })));
+    expect(refused.code).toBe('validation_failed');
+    expect(refused.issues).toEqual([{ field: 'deployment', message: "the endpoint 'bare' has no default deployment; name one" }]);
+    expect(await rules.list('bare')).toEqual([]);
+    expect((await rules.put('bare', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'bare/' }, deployment: 'baredep' }))).created).toBe(true);
+  });
+
   it('belong to the endpoint as created: a re-created endpoint has none, and a re-created rule is another rule', async () => {
-    await registry.putEndpoint('gone', endpointBody.parse({}));
+    await endpointWithDefault('gone');
     const { stored } = await rules.put('gone', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'g/' } }));
     expect((await rules.active()).map((r) => r.uid)).toContain(stored.doc.uid);
     await registry.deleteEndpoint('gone');
-    await registry.putEndpoint('gone', endpointBody.parse({}));
+    await endpointWithDefault('gone');
     expect(await rules.list('gone')).toEqual([]);
     expect((await rejects(rules.require('gone', 'r'))).code).toBe('not_found');
     expect((await rules.active()).map((r) => r.uid)).not.toContain(stored.doc.uid);
@@ -253,8 +270,10 @@ describe('jobs of closed batches (Azurite)', () => {
   });
 
   it('returns what a retry cannot mend instead of throwing', async () => {
-    await registry.putEndpoint('nodefault', endpointBody.parse({}));
+    await endpointWithDefault('nodefault');
     const { stored } = await rules.put('nodefault', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'nd/' } }));
+    // The default taken away after the rule was made: its batches can make no job.
+    await registry.putEndpoint('nodefault', endpointBody.parse({ defaults: { deployment_name: null } }));
     const etag = await upload('nd/a.csv');
     const result = await triggers.startJob({ rule: { endpoint: 'nodefault', name: 'r', uid: stored.doc.uid }, batch: { id: 'tb-x-0', files: [{ key: 'k', blob: 'nd/a.csv', etag }] } }, () => Promise.resolve());
     expect(result).toMatchObject({ status: 'failed', error: { code: 'no_default_deployment' } });
