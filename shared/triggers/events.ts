@@ -29,6 +29,8 @@ export interface BlobWrite {
   /** Without quotes. */
   etag: string;
   contentLength: number | undefined;
+  /** `data.sequencer`: orders the events of one blob name (see batcher.ts, newerWrite). */
+  sequencer: string | undefined;
 }
 
 export type EventReading = { kind: 'write'; write: BlobWrite } | { kind: 'ignored'; reason: string } | { kind: 'malformed'; reason: string };
@@ -99,7 +101,7 @@ export function readBlobCreated(event: unknown): EventReading {
   const length = data['contentLength'];
   return {
     kind: 'write',
-    write: { eventId: id, api, url, ...where, etag, contentLength: typeof length === 'number' && Number.isFinite(length) ? length : undefined },
+    write: { eventId: id, api, url, ...where, etag, contentLength: typeof length === 'number' && Number.isFinite(length) ? length : undefined, sequencer: text(data['sequencer']) },
   };
 }
 

@@ -152,7 +152,7 @@ export class TriggerService {
     const instanceId = fileInstanceId(rule.uid, key);
     const task: FileTask = {
       rule: { endpoint: rule.endpoint_name, name: rule.name, uid: rule.uid },
-      file: { key, blob: write.blob, etag: write.etag },
+      file: { key, blob: write.blob, etag: write.etag, ...(write.sequencer ? { sequencer: write.sequencer } : {}) },
       windowSeconds: rule.batching.window_seconds,
       maxFiles: rule.batching.max_files,
     };

@@ -70,13 +70,13 @@ async function upload(name: string, content = 'x\n'): Promise<string> {
   return (res.etag ?? '').replace(/"/g, '');
 }
 
-function event(name: string, etag: string, extra: { id?: string; api?: string; url?: string } = {}): Record<string, unknown> {
+function event(name: string, etag: string, extra: { id?: string; api?: string; url?: string; sequencer?: string } = {}): Record<string, unknown> {
   return {
     id: extra.id ?? uniqueName('ev'),
     subject: `/blobServices/default/containers/${config.workspaceContainer}/blobs/${name}`,
     eventType: 'Microsoft.Storage.BlobCreated',
     eventTime: clock.toISOString(),
-    data: { api: extra.api ?? 'PutBlob', url: extra.url ?? ws.getBlobClient(name).url, eTag: etag, contentLength: 2 },
+    data: { api: extra.api ?? 'PutBlob', url: extra.url ?? ws.getBlobClient(name).url, eTag: etag, contentLength: 2, ...(extra.sequencer ? { sequencer: extra.sequencer } : {}) },
   };
 }
 
@@ -185,8 +185,10 @@ describe('receiving BlobCreated events (Azurite)', () => {
       expect(outcome.status === 'refused' ? outcome.reason : '').toContain(bad);
     }
     expect((await triggers.receive(event('names/tab\there.csv', 'x'), hooks)) as unknown).toMatchObject({ reason: expect.stringContaining('control characters') as unknown });
-    expect(await triggers.receive(event('names/ok.csv', await upload('names/ok.csv')), hooks)).toMatchObject({ status: 'accepted', rules: [{ outcome: 'batched' }] });
+    expect(await triggers.receive(event('names/ok.csv', await upload('names/ok.csv'), { sequencer: '0000000000000000000000000000A1F3' }), hooks)).toMatchObject({ status: 'accepted', rules: [{ outcome: 'batched' }] });
     expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['names/ok.csv']);
+    // The event's sequencer goes with the file to the batcher (which orders versions by it).
+    expect(hooks.started[0]?.task.file.sequencer).toBe('0000000000000000000000000000A1F3');
   });
 
   it('gives the record back when batching cannot start, so the redelivery does it', async () => {
