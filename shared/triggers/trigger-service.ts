@@ -10,7 +10,7 @@ import { type TriggerRuleDoc, type TriggerRules, expandOutputTemplate, templateD
 import { type InvokeBody, listedFileNameProblem } from '../schemas/jobs.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
 import type { BatchFile, ClosedBatch } from './batcher.js';
-import { type BlobWrite, matchesSource, parseBlobUrl, readBlobCreated, writeKey } from './events.js';
+import { type BlobWrite, matchesSource, parseContainerUrl, readBlobCreated, writeKey } from './events.js';
 
 /**
  * What blob-created events do: each finished write of a file under a rule's source joins that
@@ -142,7 +142,7 @@ export class TriggerService {
       } catch {
         continue; // a datastore whose connection setting is gone reaches nothing
       }
-      if (parseBlobUrl(`${url.replace(/\/+$/, '')}/x`)?.containerUrl === containerUrl) names.push(doc.name);
+      if (parseContainerUrl(url)?.containerUrl === containerUrl) names.push(doc.name);
     }
     return names;
   }

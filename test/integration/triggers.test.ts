@@ -179,7 +179,7 @@ describe('receiving BlobCreated events (Azurite)', () => {
   it('refuses (and does not batch) a file whose name no file list can hold; the others are batched', async () => {
     await rules.put('ep', 'names', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'names/' } }));
     const hooks = recorder();
-    for (const bad of ['names//dbl.csv', 'names/tab\there.csv']) {
+    for (const bad of ['names//dbl.csv', 'names/tab\there.csv', 'names/./dot.csv']) {
       const outcome = await triggers.receive(event(bad, await upload(bad)), hooks);
       expect({ bad, outcome }).toMatchObject({ bad, outcome: { status: 'refused' } });
       expect(outcome.status === 'refused' ? outcome.reason : '').toContain(bad);
@@ -189,6 +189,21 @@ describe('receiving BlobCreated events (Azurite)', () => {
     expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['names/ok.csv']);
     // The event's sequencer goes with the file to the batcher (which orders versions by it).
     expect(hooks.started[0]?.task.file.sequencer).toBe('0000000000000000000000000000A1F3');
+  });
+
+  it('takes the blob name from the subject, so a raw "#" or "?" in data.url (as Azure sends it) keeps its whole name', async () => {
+    await rules.put('ep', 'raw', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'raw/', suffixes: ['.csv'] } }));
+    const hooks = recorder();
+    const base = ws.url;
+    for (const name of ['raw/a#1.csv', 'raw/why?.csv']) {
+      const etag = await upload(name);
+      expect(await triggers.receive(event(name, etag, { url: `${base}/${name}` }), hooks)).toEqual({ status: 'accepted', blob: name, rules: [{ rule: 'raw', endpoint: 'ep', outcome: 'batched' }] });
+    }
+    expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['raw/a#1.csv', 'raw/why?.csv']);
+    // A URL whose container is not the subject's: ignored.
+    const mismatch = await triggers.receive(event('raw/b.csv', await upload('raw/b.csv'), { url: `${base.replace(/\/[^/]+$/, '/another')}/raw/b.csv` }), hooks);
+    expect(mismatch).toMatchObject({ status: 'ignored', reason: expect.stringContaining('is not the subject') as unknown });
+    expect(hooks.started).toHaveLength(2);
   });
 
   it('gives the record back when batching cannot start, so the redelivery does it', async () => {

@@ -84,7 +84,7 @@ describe('BlobCreated events', () => {
 
   it('reads the Event Grid schema and CloudEvents 1.0 alike', () => {
     const a = readBlobCreated(eventGrid(data));
-    const b = readBlobCreated({ specversion: '1.0', id: 'e1', source: '/x', type: 'Microsoft.Storage.BlobCreated', subject: 's', time: 't', data: JSON.stringify(data) });
+    const b = readBlobCreated({ specversion: '1.0', id: 'e1', source: '/x', type: 'Microsoft.Storage.BlobCreated', subject: '/blobServices/default/containers/data/blobs/incoming/a b.csv', time: 't', data: JSON.stringify(data) });
     expect(a).toEqual({ kind: 'write', write: { eventId: 'e1', api: 'PutBlob', url, containerUrl: 'https://acct.blob.core.windows.net/data', account: 'acct', container: 'data', blob: 'incoming/a b.csv', etag: '0x8D1', contentLength: 12 } });
     expect(b).toEqual(a);
     const sequenced = readBlobCreated(eventGrid({ ...data, sequencer: '00000000000000000000000000000002' }));
@@ -99,9 +99,19 @@ describe('BlobCreated events', () => {
   });
 
   it('calls an event it cannot act on malformed, without throwing', () => {
-    for (const bad of [null, 'x', [], {}, eventGrid({ ...data, url: undefined }), eventGrid({ ...data, url: 'ftp://x/y/z' }), eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/onlycontainer' }), eventGrid({ ...data, eTag: '' }), eventGrid({ ...data, api: 3 }), eventGrid('{not json' as unknown as Record<string, unknown>), { id: 'x', specversion: '1.0' }]) {
+    for (const bad of [null, 'x', [], {}, eventGrid({ ...data, url: undefined }), eventGrid({ ...data, url: 'ftp://x/y/z' }), eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/' }), eventGrid(data, { subject: undefined }), eventGrid(data, { subject: '/blobServices/default/containers/data' }), eventGrid({ ...data, eTag: '' }), eventGrid({ ...data, api: 3 }), eventGrid('{not json' as unknown as Record<string, unknown>), { id: 'x', specversion: '1.0' }]) {
       expect(readBlobCreated(bad).kind).toBe('malformed');
     }
+  });
+
+  it('takes the container and blob name from the subject: a raw "#" or "?" in data.url does not cut the name short', () => {
+    for (const name of ['incoming/a#1.csv', 'incoming/what?.csv', 'incoming/#x?y#.csv']) {
+      const read = readBlobCreated(eventGrid({ ...data, url: `https://acct.blob.core.windows.net/data/${name}` }, { subject: `/blobServices/default/containers/data/blobs/${name}` }));
+      expect(read).toMatchObject({ kind: 'write', write: { account: 'acct', container: 'data', containerUrl: 'https://acct.blob.core.windows.net/data', blob: name } });
+    }
+    // The URL's container must agree with the subject's.
+    const other = readBlobCreated(eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/elsewhere/incoming/a%20b.csv' }));
+    expect(other).toMatchObject({ kind: 'ignored', reason: expect.stringContaining('"elsewhere" is not the subject\'s "data"') as unknown });
   });
 
   it('parses host-style and the emulator path-style blob URLs', () => {
