@@ -67,6 +67,7 @@ export const triggerFileOrchestration = typedOrchestration<FileTask, FileOutcome
       const what = `trigger ${input.rule.endpoint}/${input.rule.name}: batch ${batch.id} (${batch.files.length} file(s))`;
       if (result.status === 'failed') context.error(`${what}: no job could be made: ${result.error.code}: ${result.error.message}`);
       else if (result.status === 'dropped') context.warn(`${what}: no job made: ${result.reason}`);
+      if (result.status !== 'failed') for (const f of result.skipped ?? []) context.warn(`${what}: ${f.blob} not scored: ${f.reason}`);
     }
   };
   for (const batch of added.closed) yield* makeJob(batch);

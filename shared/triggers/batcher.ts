@@ -19,6 +19,11 @@ export interface BatchFile {
   blob: string;
   etag: string;
   /**
+   * The account and container the event reported it in (events.ts's `containerUrl`): a job scores
+   * it only if that is still the rule's datastore's container when the job is made.
+   */
+  container?: string;
+  /**
    * The event's `data.sequencer`: events of one blob name are ordered by it (compared as strings of
    * equal length, see {@link newerWrite}); absent when the event had none.
    */

@@ -9,8 +9,9 @@ import { MODEL_STEP, type ModelJobSpec } from '../../shared/jobs/types.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
 import { TriggerRules } from '../../shared/registry/triggers.js';
-import { deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
 import { triggerBody } from '../../shared/schemas/triggers.js';
+import type { BatchFile } from '../../shared/triggers/batcher.js';
 import { writeKey } from '../../shared/triggers/events.js';
 import { type FileTask, type ReceiveHooks, TriggerService, fileInstanceId } from '../../shared/triggers/trigger-service.js';
 import { startAzurite } from '../support/azurite.js';
@@ -145,7 +146,7 @@ describe('receiving BlobCreated events (Azurite)', () => {
     const first = event('recv/a.csv', etag);
     expect(await triggers.receive(first, hooks)).toEqual({ status: 'accepted', blob: 'recv/a.csv', rules: [{ rule: 'recv', endpoint: 'ep', outcome: 'batched' }] });
     const key = writeKey({ account: 'devstoreaccount1', container: config.workspaceContainer, blob: 'recv/a.csv', etag });
-    expect(hooks.started).toEqual([{ id: fileInstanceId(uid, key), task: { rule: { endpoint: 'ep', name: 'recv', uid }, file: { key, blob: 'recv/a.csv', etag }, windowSeconds: 5, maxFiles: 7 } }]);
+    expect(hooks.started).toEqual([{ id: fileInstanceId(uid, key), task: { rule: { endpoint: 'ep', name: 'recv', uid }, file: { key, blob: 'recv/a.csv', etag, container: ws.url }, windowSeconds: 5, maxFiles: 7 } }]);
 
     // The same event again, another event of the same write, and the same version copied: duplicates.
     for (const again of [first, event('recv/a.csv', etag), event('recv/a.csv', `"${etag}"`, { api: 'FlushWithClose' })]) {
@@ -284,6 +285,40 @@ describe('jobs of closed batches (Azurite)', () => {
     await rules.delete('ep', 'jobs');
     await rules.put('ep', 'jobs', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'batch/in/' } }));
     expect(await triggers.startJob({ rule, batch: { ...batch, id: `tb-${stored.doc.uid}-1` } }, start)).toMatchObject({ status: 'dropped' });
+  });
+
+  it('scores only the files still in the datastore\'s container: a datastore re-pointed while a batch is open', async () => {
+    const service = BlobServiceClient.fromConnectionString(storage.connectionString);
+    const [a, b] = [uniqueName('mova').replace(/[^a-z0-9]/g, ''), uniqueName('movb').replace(/[^a-z0-9]/g, '')];
+    for (const c of [a, b]) await service.getContainerClient(c).createIfNotExists();
+    const point = (container: string): Promise<unknown> =>
+      registry.putDatastore('movable', datastoreBody.parse({ account_name: 'devstoreaccount1', container_name: container, endpoint: 'core.windows.net', protocol: 'http', credentials: { type: 'connection_string', setting: 'TRIGGER_TEST_MOVABLE' } }));
+    process.env['TRIGGER_TEST_MOVABLE'] = storage.connectionString;
+    await point(a);
+    const { stored } = await rules.put('ep', 'moves', triggerBody.parse({ source: { datastore: 'movable', path_prefix: 'in/' } }));
+    const hooks = recorder();
+    const send = async (container: string, name: string): Promise<void> => {
+      const blob = service.getContainerClient(container).getBlockBlobClient(name);
+      const etag = ((await blob.upload('x\n', 2)).etag ?? '').replace(/"/g, '');
+      const e = { ...event(name, etag, { url: blob.url }), subject: `/blobServices/default/containers/${container}/blobs/${name}` };
+      expect(await triggers.receive(e, hooks)).toMatchObject({ status: 'accepted' });
+    };
+    await send(a, 'in/old.csv');
+    // Re-pointed while the batch is open; a file of the new container joins the same batch.
+    await point(b);
+    await send(b, 'in/new.csv');
+    const rule = { endpoint: 'ep', name: 'moves', uid: stored.doc.uid };
+    const batch = { id: `tb-${stored.doc.uid}-0`, files: hooks.started.map((s) => s.task.file) };
+    const made = await triggers.startJob({ rule, batch }, () => Promise.resolve());
+    expect(made).toMatchObject({ status: 'created', skipped: [{ blob: 'in/old.csv', reason: expect.stringContaining(a) as unknown }] });
+    const spec = (await jobs.get(made.status === 'created' ? made.jobId : '')).spec as ModelJobSpec;
+    expect(spec.input.files).toEqual([{ name: 'new.csv', etag: batch.files[1]?.etag }]);
+    // A batch only of files from the old container makes no job.
+    expect(await triggers.startJob({ rule, batch: { id: `tb-${stored.doc.uid}-1`, files: [batch.files[0] as BatchFile] } }, () => Promise.resolve())).toMatchObject({
+      status: 'dropped',
+      skipped: [{ blob: 'in/old.csv' }],
+    });
+    await rules.delete('ep', 'moves');
   });
 
   it('returns what a retry cannot mend instead of throwing', async () => {
