@@ -63,6 +63,12 @@ export const triggerFileOrchestration = typedOrchestration<FileTask, FileOutcome
   const makeJob = function* (batch: ClosedBatch): Generator<df.Task, void, unknown> {
     const result = (yield context.df.callActivityWithRetry(startTriggeredJob.activityName, START_RETRY, { rule: input.rule, batch })) as StartJobResult;
     jobs.push({ batch: batch.id, result });
+    if (!context.df.isReplaying) {
+      const what = `trigger ${input.rule.endpoint}/${input.rule.name}: batch ${batch.id} (${batch.files.length} file(s))`;
+      if (result.status === 'failed') context.error(`${what}: no job could be made: ${result.error.code}: ${result.error.message}`);
+      else if (result.status === 'dropped') context.warn(`${what}: no job made: ${result.reason}`);
+      if (result.status !== 'failed') for (const f of result.skipped ?? []) context.warn(`${what}: ${f.blob} not scored: ${f.reason}`);
+    }
   };
   for (const batch of added.closed) yield* makeJob(batch);
   if (added.opened && added.batch !== null && !added.closed.some((b) => b.id === added.batch)) {

@@ -270,6 +270,7 @@ export function triggerView(s: Stored<TriggerRuleDoc>, baseUrl: string): Record<
     output_path: d.output_path,
     batching: d.batching,
     enabled: d.enabled,
+    last_error: d.last_error ?? null,
     links: { jobs: `${baseUrl}/api/endpoints/${d.endpoint_name}/jobs` },
     ...stamps(s),
   };

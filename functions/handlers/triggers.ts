@@ -64,7 +64,8 @@ export async function blobCreated(event: unknown, context: InvocationContext): P
     },
     exists: (instanceId) => instanceExists(client, instanceId),
   });
-  if (outcome.status === 'malformed') context.warn(`blobCreated: ${outcome.reason}; acknowledged and ignored.`);
+  if (outcome.status === 'refused') context.warn(`blobCreated: ${outcome.reason}.`);
+  else if (outcome.status === 'malformed') context.warn(`blobCreated: ${outcome.reason}; acknowledged and ignored.`);
   else if (outcome.status === 'ignored') context.log(`blobCreated: ${outcome.reason}.`);
   else if (outcome.status === 'accepted') context.log(`blobCreated: ${outcome.blob}: ${outcome.rules.map((r) => `${r.endpoint}/${r.rule} ${r.outcome}`).join(', ')}.`);
   return outcome;

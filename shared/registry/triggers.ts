@@ -31,6 +31,15 @@ export interface TriggerRuleDoc {
   output_path: string | null;
   batching: { window_seconds: number; max_files: number };
   enabled: boolean;
+  /** The last batch whose job could not be made, and why (cleared by the rule's next PUT). */
+  last_error?: TriggerRuleError | null;
+}
+
+export interface TriggerRuleError {
+  batch: string;
+  code: string;
+  message: string;
+  at: string;
 }
 
 /** The registry partition of an endpoint's trigger rules. */
@@ -94,7 +103,7 @@ export class TriggerRules {
 
   /**
    * Creates or replaces a rule, after checking everything it names: the endpoint (404), the
-   * deployment (404; a pipeline deployment is a 400), the datastore (404), the output template
+   * deployment (404; a pipeline deployment is a 400; none named and the endpoint has no default: 400), the datastore (404), the output template
    * (400, or 404 for its datastore), and that the jobs' outputs cannot land under the source (each
    * job would start another).
    */
@@ -104,6 +113,9 @@ export class TriggerRules {
       const found = await this.#registry.getAnyDeployment(endpoint, body.deployment);
       if (!found) throw notFound('Deployment', `${endpoint}/${body.deployment}`, { field: 'deployment' });
       if (found.doc.type === 'pipeline') throw invalid('deployment', `'${body.deployment}' is a pipeline deployment; a trigger starts jobs of model deployments`, 'unsupported');
+    } else if (!ep.doc.defaults.deployment_name) {
+      // Each of its batches would make no job.
+      throw invalid('deployment', `the endpoint '${endpoint}' has no default deployment; name one`);
     }
     const source = await this.#registry.getDatastore(body.source.datastore);
     if (!source) throw notFound('Datastore', body.source.datastore, { field: 'source.datastore' });
@@ -180,6 +192,20 @@ export class TriggerRules {
   async delete(endpoint: string, name: string): Promise<void> {
     await this.require(endpoint, name);
     await this.#docs.delete(triggerPartition(endpoint), name);
+  }
+
+  /**
+   * Records on the rule (this incarnation of it: `uid`) that a batch's job could not be made.
+   * Advisory: a rule changed meanwhile keeps its own state (the error is logged anyway).
+   */
+  async recordError(endpoint: string, name: string, uid: string, error: TriggerRuleError): Promise<void> {
+    const found = await this.get(endpoint, name);
+    if (!found || found.doc.uid !== uid) return;
+    try {
+      await this.#docs.put(triggerPartition(endpoint), name, { ...found.doc, last_error: error }, this.#now().toISOString(), { createdAt: found.createdAt, etag: found.etag });
+    } catch (err) {
+      if (!(err instanceof BatchError && err.code === 'conflict')) throw err;
+    }
   }
 
   /** Every enabled rule of every endpoint as it is now: what an event is matched against. */

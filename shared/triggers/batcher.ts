@@ -18,6 +18,29 @@ export interface BatchFile {
   /** The blob's name in the rule's container. */
   blob: string;
   etag: string;
+  /**
+   * The account and container the event reported it in (events.ts's `containerUrl`): a job scores
+   * it only if that is still the rule's datastore's container when the job is made.
+   */
+  container?: string;
+  /**
+   * The event's `data.sequencer`: events of one blob name are ordered by it (compared as strings of
+   * equal length, see {@link newerWrite}); absent when the event had none.
+   */
+  sequencer?: string;
+}
+
+/**
+ * Whether `candidate` was written after `current` (both the same blob): by their sequencers, as
+ * Azure documents them (strings compared once padded to equal length); when either has none, by
+ * arrival (the candidate arrived later).
+ */
+export function newerWrite(candidate: Pick<BatchFile, 'sequencer'>, current: Pick<BatchFile, 'sequencer'>): boolean {
+  const a = candidate.sequencer;
+  const b = current.sequencer;
+  if (!a || !b) return true;
+  const width = Math.max(a.length, b.length);
+  return a.padStart(width, '0') >= b.padStart(width, '0');
 }
 
 export interface ClosedBatch {
@@ -80,11 +103,16 @@ export function addFile(state: BatcherState, input: AddInput): { state: BatcherS
   if (state.recent.includes(file.key) || state.open?.files.some((f) => f.key === file.key)) {
     return { state, result: { batch: null, opened: false, closed: [] } };
   }
-  // A newer version of a file already in the open batch takes its place: a job lists each file
-  // once, and reads the version written last (the older one's key counts as batched).
+  // Another version of a file already in the open batch: a job lists each file once, and reads
+  // the version written last (by sequencer, not by arrival: events can come out of order). The
+  // one left out counts as batched.
   const same = state.open?.files.findIndex((f) => f.blob === file.blob) ?? -1;
   if (state.open && same >= 0) {
-    const older = state.open.files[same] as BatchFile;
+    const current = state.open.files[same] as BatchFile;
+    if (!newerWrite(file, current)) {
+      return { state: { ...state, recent: [...state.recent, file.key].slice(-RECENT_KEYS) }, result: { batch: state.open.id, opened: false, closed: [] } };
+    }
+    const older = current;
     const files = state.open.files.map((f, i) => (i === same ? file : f));
     const open = { ...state.open, files, chars: state.open.chars - charsOf(older) + charsOf(file) };
     return { state: { ...state, open, recent: [...state.recent, older.key].slice(-RECENT_KEYS) }, result: { batch: open.id, opened: false, closed: [] } };

@@ -29,6 +29,8 @@ export interface BlobWrite {
   /** Without quotes. */
   etag: string;
   contentLength: number | undefined;
+  /** `data.sequencer`: orders the events of one blob name (see batcher.ts, newerWrite). */
+  sequencer: string | undefined;
 }
 
 export type EventReading = { kind: 'write'; write: BlobWrite } | { kind: 'ignored'; reason: string } | { kind: 'malformed'; reason: string };
@@ -41,8 +43,14 @@ function text(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;
 }
 
-/** Where a blob URL points: `https://{account}.blob.{suffix}/{container}/{blob}` or path-style `http://host:port/{account}/{container}/{blob}`. */
-export function parseBlobUrl(raw: string): { containerUrl: string; account: string; container: string; blob: string } | undefined {
+/** Where a container URL (or a blob URL) points: its account and container, and what identifies them. */
+export interface ContainerPlace {
+  containerUrl: string;
+  account: string;
+  container: string;
+}
+
+function containerOfUrl(raw: string): (ContainerPlace & { rest: string[] }) | undefined {
   let url: URL;
   try {
     url = new URL(raw);
@@ -55,16 +63,40 @@ export function parseBlobUrl(raw: string): { containerUrl: string; account: stri
   const blobHost = /^([a-z0-9]{3,24})\.blob\./.exec(host);
   const account = blobHost ? blobHost[1] : segments.shift();
   const container = segments.shift();
-  if (!account || !container || segments.length === 0) return undefined;
+  if (!account || !container) return undefined;
+  const origin = `${url.protocol}//${url.host.toLowerCase()}`;
+  return { containerUrl: blobHost ? `${origin}/${container}` : `${origin}/${account}/${container}`, account, container, rest: segments };
+}
+
+/**
+ * The account and container a blob URL names (`https://{account}.blob.{suffix}/{container}/…` or
+ * path-style `http://host:port/{account}/{container}/…`); whatever follows is not read. An event's
+ * URL holds the blob name unencoded (a `#` or `?` in it would cut it short), so the name is taken
+ * from the event's subject instead.
+ */
+export function parseContainerUrl(raw: string): ContainerPlace | undefined {
+  const found = containerOfUrl(raw);
+  return found ? { containerUrl: found.containerUrl, account: found.account, container: found.container } : undefined;
+}
+
+/** Where a (properly encoded) blob URL points: its container, and the blob's name decoded. */
+export function parseBlobUrl(raw: string): (ContainerPlace & { blob: string }) | undefined {
+  const found = containerOfUrl(raw);
+  if (!found || found.rest.length === 0) return undefined;
   let blob: string;
   try {
-    blob = segments.map((s) => decodeURIComponent(s)).join('/');
+    blob = found.rest.map((s) => decodeURIComponent(s)).join('/');
   } catch {
     return undefined;
   }
   if (blob === '') return undefined;
-  const origin = `${url.protocol}//${url.host.toLowerCase()}`;
-  return { containerUrl: blobHost ? `${origin}/${container}` : `${origin}/${account}/${container}`, account, container, blob };
+  return { containerUrl: found.containerUrl, account: found.account, container: found.container, blob };
+}
+
+/** A BlobCreated event's subject: `/blobServices/default/containers/{container}/blobs/{name}` (the name as it is, not encoded). */
+export function parseBlobSubject(subject: string): { container: string; blob: string } | undefined {
+  const m = /^\/blobServices\/default\/containers\/([^/]+)\/blobs\/(.+)$/s.exec(subject);
+  return m ? { container: m[1] as string, blob: m[2] as string } : undefined;
 }
 
 /**
@@ -91,15 +123,24 @@ export function readBlobCreated(event: unknown): EventReading {
   const api = text(data['api']);
   if (!api) return { kind: 'malformed', reason: `event ${id}: data.api is missing` };
   if (!FINISHED_WRITES.includes(api)) return { kind: 'ignored', reason: `event ${id}: ${api} does not finish a blob (only ${FINISHED_WRITES.join(', ')} do)` };
+  // The blob's container and name from the subject; its account (and host) from the URL, whose
+  // container must agree.
+  const subject = text(event['subject']);
+  const named = subject ? parseBlobSubject(subject) : undefined;
+  if (!named) return { kind: 'malformed', reason: `event ${id}: subject is not /blobServices/default/containers/{container}/blobs/{name}` };
   const url = text(data['url']);
-  const where = url ? parseBlobUrl(url) : undefined;
-  if (!url || !where) return { kind: 'malformed', reason: `event ${id}: data.url is not a blob URL` };
+  const place = url ? parseContainerUrl(url) : undefined;
+  if (!url || !place) return { kind: 'malformed', reason: `event ${id}: data.url is not a blob URL` };
+  if (place.container !== named.container) {
+    return { kind: 'ignored', reason: `event ${id}: data.url's container "${place.container}" is not the subject's "${named.container}"` };
+  }
+  const where = { ...place, blob: named.blob };
   const etag = text(data['eTag'])?.replace(/^"|"$/g, '');
   if (!etag) return { kind: 'malformed', reason: `event ${id}: data.eTag is missing` };
   const length = data['contentLength'];
   return {
     kind: 'write',
-    write: { eventId: id, api, url, ...where, etag, contentLength: typeof length === 'number' && Number.isFinite(length) ? length : undefined },
+    write: { eventId: id, api, url, ...where, etag, contentLength: typeof length === 'number' && Number.isFinite(length) ? length : undefined, sequencer: text(data['sequencer']) },
   };
 }
 

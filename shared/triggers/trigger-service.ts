@@ -6,11 +6,12 @@ import type { JobsService } from '../jobs/jobs-service.js';
 import type { JobError } from '../jobs/types.js';
 import { isFileIn } from '../planning/list-input.js';
 import type { Registry } from '../registry/registry.js';
+import type { DatastoreDoc } from '../registry/types.js';
 import { type TriggerRuleDoc, type TriggerRules, expandOutputTemplate, templateDate } from '../registry/triggers.js';
-import type { InvokeBody } from '../schemas/jobs.js';
+import { type InvokeBody, listedFileNameProblem } from '../schemas/jobs.js';
 import { type StorageAccount, isConflict, isNotFound, storageAccount } from '../storage/clients.js';
 import type { BatchFile, ClosedBatch } from './batcher.js';
-import { type BlobWrite, matchesSource, parseBlobUrl, readBlobCreated, writeKey } from './events.js';
+import { type BlobWrite, matchesSource, parseContainerUrl, readBlobCreated, writeKey } from './events.js';
 
 /**
  * What blob-created events do: each finished write of a file under a rule's source joins that
@@ -42,10 +43,19 @@ export interface ReceiveHooks {
 }
 
 export type ReceiveOutcome =
-  | { status: 'ignored' | 'malformed'; reason: string }
+  | { status: 'ignored' | 'malformed' | 'refused'; reason: string }
   | { status: 'accepted'; blob: string; rules: { rule: string; endpoint: string; outcome: 'batched' | 'duplicate' | 'recovered' }[] };
 
-export type StartJobResult = { status: 'created' | 'replayed'; jobId: string } | { status: 'dropped'; reason: string } | { status: 'failed'; error: JobError };
+/** A file of a batch its job does not score, and why. */
+export interface SkippedFile {
+  blob: string;
+  reason: string;
+}
+
+export type StartJobResult =
+  | { status: 'created' | 'replayed'; jobId: string; skipped?: SkippedFile[] }
+  | { status: 'dropped'; reason: string; skipped?: SkippedFile[] }
+  | { status: 'failed'; error: JobError };
 
 interface FileRecordEntity {
   partitionKey: string;
@@ -123,6 +133,10 @@ export class TriggerService {
     if (datastores.length === 0) return { status: 'ignored', reason: `no datastore is registered for ${write.containerUrl}` };
     const rules = (await this.#rules.active()).filter((r) => datastores.includes(r.source.datastore) && matchesSource(write.blob, r.source) && isFileIn(r.source.path_prefix, write.blob));
     if (rules.length === 0) return { status: 'ignored', reason: `no enabled trigger rule takes ${write.blob}` };
+    // A name no file list can hold would make its whole batch's job fail validation: this file is
+    // left out (and said so), the rest of the batch goes on.
+    const problem = listedFileNameProblem(write.blob);
+    if (problem) return { status: 'refused', reason: `blob "${write.blob}" cannot be scored by a trigger (its name ${problem}); not batched` };
     const outcomes: Extract<ReceiveOutcome, { status: 'accepted' }>['rules'] = [];
     for (const rule of rules) outcomes.push({ rule: rule.name, endpoint: rule.endpoint_name, outcome: await this.#accept(rule, write, hooks) });
     return { status: 'accepted', blob: write.blob, rules: outcomes };
@@ -132,15 +146,22 @@ export class TriggerService {
   async #datastoresAt(containerUrl: string): Promise<string[]> {
     const names: string[] = [];
     for (const { doc } of await this.#registry.listDatastores()) {
-      let url: string;
-      try {
-        url = this.#registry.containerOf(doc).url;
-      } catch {
-        continue; // a datastore whose connection setting is gone reaches nothing
-      }
-      if (parseBlobUrl(`${url.replace(/\/+$/, '')}/x`)?.containerUrl === containerUrl) names.push(doc.name);
+      if (this.#containerUrlOf(doc) === containerUrl) names.push(doc.name);
     }
     return names;
+  }
+
+  /**
+   * What identifies a datastore's container as events report it (events.ts's `containerUrl`); the
+   * one place a datastore is matched to an event's account and container. Undefined for a
+   * datastore whose connection setting is gone (it reaches nothing).
+   */
+  #containerUrlOf(doc: DatastoreDoc): string | undefined {
+    try {
+      return parseContainerUrl(this.#registry.containerOf(doc).url)?.containerUrl;
+    } catch {
+      return undefined;
+    }
   }
 
   async #accept(rule: TriggerRuleDoc, write: BlobWrite, hooks: ReceiveHooks): Promise<'batched' | 'duplicate' | 'recovered'> {
@@ -148,7 +169,7 @@ export class TriggerService {
     const instanceId = fileInstanceId(rule.uid, key);
     const task: FileTask = {
       rule: { endpoint: rule.endpoint_name, name: rule.name, uid: rule.uid },
-      file: { key, blob: write.blob, etag: write.etag },
+      file: { key, blob: write.blob, etag: write.etag, container: write.containerUrl, ...(write.sequencer ? { sequencer: write.sequencer } : {}) },
       windowSeconds: rule.batching.window_seconds,
       maxFiles: rule.batching.max_files,
     };
@@ -224,8 +245,20 @@ export class TriggerService {
     if (!stored || stored.doc.uid !== ref.uid) return { status: 'dropped', reason: `trigger ${ref.endpoint}/${ref.name} was deleted after batch ${batch.id} opened` };
     if (batch.files.length === 0) return { status: 'dropped', reason: `batch ${batch.id} has no files` };
     const rule = stored.doc;
-    const folder = commonFolder(batch.files.map((f) => f.blob));
-    const files = batch.files.map((f) => ({ name: f.blob.substring(folder.length), etag: f.etag })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // The batch is of files in the container the datastore named when their events came: a file
+    // from a container the datastore no longer names (it was re-pointed meanwhile) is not scored.
+    const datastore = await this.#registry.getDatastore(rule.source.datastore);
+    const current = datastore ? this.#containerUrlOf(datastore.doc) : undefined;
+    const skipped: SkippedFile[] = [];
+    const kept = batch.files.filter((f) => {
+      if (f.container === undefined || f.container === current) return true;
+      skipped.push({ blob: f.blob, reason: `written in ${f.container}, but datastore '${rule.source.datastore}' is now ${current ?? 'unreachable'}` });
+      return false;
+    });
+    if (kept.length === 0) return { status: 'dropped', reason: `no file of batch ${batch.id} is in datastore '${rule.source.datastore}''s container any more`, skipped };
+    const more = skipped.length > 0 ? { skipped } : {};
+    const folder = commonFolder(kept.map((f) => f.blob));
+    const files = kept.map((f) => ({ name: f.blob.substring(folder.length), etag: f.etag })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const body: InvokeBody = {
       display_name: `${rule.name}: ${files.length} file(s)`,
       tags: { trigger: rule.name, trigger_batch: batch.id },
@@ -243,13 +276,15 @@ export class TriggerService {
         start,
         expandOutput: (path, job) => expandOutputTemplate(path, { job_id: job.id, date: templateDate(job.created_at) }),
       });
-      return { status: replayed ? 'replayed' : 'created', jobId: job.spec.id };
+      return { status: replayed ? 'replayed' : 'created', jobId: job.spec.id, ...more };
     } catch (err) {
       if (err instanceof BatchError && !err.retryable) {
         // The batch's job exists, made by an earlier run of this step before the rule changed.
         const jobId = err.details['job_id'];
-        if (err.code === 'unprocessable' && typeof jobId === 'string') return { status: 'replayed', jobId };
-        return { status: 'failed', error: { code: err.code, message: err.message } };
+        if (err.code === 'unprocessable' && typeof jobId === 'string') return { status: 'replayed', jobId, ...more };
+        const error = { code: err.code, message: err.message };
+        await this.#rules.recordError(ref.endpoint, ref.name, ref.uid, { batch: batch.id, ...error, at: this.#now().toISOString() });
+        return { status: 'failed', error };
       }
       throw err;
     }

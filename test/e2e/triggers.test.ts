@@ -163,6 +163,13 @@ describe('blob-created trigger rules', () => {
       expect(res.headers.get('content-type')).toContain('application/problem+json');
       expect(JSON.stringify(res.body)).toContain(field);
     }
+    // An endpoint with no default deployment: the rule must name one (each batch would be lost).
+    expect((await api.call('PUT', 'endpoints/nodefault', {})).status).toBe(201);
+    const noDefault = await api.call('PUT', 'endpoints/nodefault/triggers/r1', ok);
+    expect(noDefault.status).toBe(400);
+    expect(noDefault.headers.get('content-type')).toContain('application/problem+json');
+    expect(JSON.stringify(noDefault.body)).toContain('"field":"deployment"');
+    expect(JSON.stringify(noDefault.body)).toContain('no default deployment; name one');
     const created = await api.call('PUT', `endpoints/${ENDPOINT}/triggers/r1`, { ...ok, output_path: ds('out/{rule}/{date}/{job_id}/') });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ name: 'r1', source: { datastore: 'workspaceblobstore', path_prefix: 'incoming/x/', suffixes: null }, batching: { window_seconds: 30, max_files: 100 }, enabled: true, deployment: null });

@@ -9,8 +9,9 @@ import { MODEL_STEP, type ModelJobSpec } from '../../shared/jobs/types.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
 import { TriggerRules } from '../../shared/registry/triggers.js';
-import { deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { datastoreBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
 import { triggerBody } from '../../shared/schemas/triggers.js';
+import type { BatchFile } from '../../shared/triggers/batcher.js';
 import { writeKey } from '../../shared/triggers/events.js';
 import { type FileTask, type ReceiveHooks, TriggerService, fileInstanceId } from '../../shared/triggers/trigger-service.js';
 import { startAzurite } from '../support/azurite.js';
@@ -70,13 +71,13 @@ async function upload(name: string, content = 'x\n'): Promise<string> {
   return (res.etag ?? '').replace(/"/g, '');
 }
 
-function event(name: string, etag: string, extra: { id?: string; api?: string; url?: string } = {}): Record<string, unknown> {
+function event(name: string, etag: string, extra: { id?: string; api?: string; url?: string; sequencer?: string } = {}): Record<string, unknown> {
   return {
     id: extra.id ?? uniqueName('ev'),
     subject: `/blobServices/default/containers/${config.workspaceContainer}/blobs/${name}`,
     eventType: 'Microsoft.Storage.BlobCreated',
     eventTime: clock.toISOString(),
-    data: { api: extra.api ?? 'PutBlob', url: extra.url ?? ws.getBlobClient(name).url, eTag: etag, contentLength: 2 },
+    data: { api: extra.api ?? 'PutBlob', url: extra.url ?? ws.getBlobClient(name).url, eTag: etag, contentLength: 2, ...(extra.sequencer ? { sequencer: extra.sequencer } : {}) },
   };
 }
 
@@ -90,13 +91,30 @@ async function rejects(p: Promise<unknown>): Promise<BatchError> {
   throw new Error('expected a BatchError');
 }
 
+/** An endpoint with a deployment `dep` as its default. */
+async function endpointWithDefault(name: string): Promise<void> {
+  await registry.putEndpoint(name, endpointBody.parse({}));
+  await registry.putDeployment(name, 'dep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+  await registry.putEndpoint(name, endpointBody.parse({ defaults: { deployment_name: 'dep' } }));
+}
+
 describe('trigger rules (Azurite)', () => {
+  it('are refused on an endpoint with no default deployment unless they name one (400 naming deployment)', async () => {
+    await registry.putEndpoint('bare', endpointBody.parse({}));
+    await registry.putDeployment('bare', 'baredep', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
+    const refused = await rejects(rules.put('bare', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'bare/' } })));
+    expect(refused.code).toBe('validation_failed');
+    expect(refused.issues).toEqual([{ field: 'deployment', message: "the endpoint 'bare' has no default deployment; name one" }]);
+    expect(await rules.list('bare')).toEqual([]);
+    expect((await rules.put('bare', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'bare/' }, deployment: 'baredep' }))).created).toBe(true);
+  });
+
   it('belong to the endpoint as created: a re-created endpoint has none, and a re-created rule is another rule', async () => {
-    await registry.putEndpoint('gone', endpointBody.parse({}));
+    await endpointWithDefault('gone');
     const { stored } = await rules.put('gone', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'g/' } }));
     expect((await rules.active()).map((r) => r.uid)).toContain(stored.doc.uid);
     await registry.deleteEndpoint('gone');
-    await registry.putEndpoint('gone', endpointBody.parse({}));
+    await endpointWithDefault('gone');
     expect(await rules.list('gone')).toEqual([]);
     expect((await rejects(rules.require('gone', 'r'))).code).toBe('not_found');
     expect((await rules.active()).map((r) => r.uid)).not.toContain(stored.doc.uid);
@@ -128,7 +146,7 @@ describe('receiving BlobCreated events (Azurite)', () => {
     const first = event('recv/a.csv', etag);
     expect(await triggers.receive(first, hooks)).toEqual({ status: 'accepted', blob: 'recv/a.csv', rules: [{ rule: 'recv', endpoint: 'ep', outcome: 'batched' }] });
     const key = writeKey({ account: 'devstoreaccount1', container: config.workspaceContainer, blob: 'recv/a.csv', etag });
-    expect(hooks.started).toEqual([{ id: fileInstanceId(uid, key), task: { rule: { endpoint: 'ep', name: 'recv', uid }, file: { key, blob: 'recv/a.csv', etag }, windowSeconds: 5, maxFiles: 7 } }]);
+    expect(hooks.started).toEqual([{ id: fileInstanceId(uid, key), task: { rule: { endpoint: 'ep', name: 'recv', uid }, file: { key, blob: 'recv/a.csv', etag, container: ws.url }, windowSeconds: 5, maxFiles: 7 } }]);
 
     // The same event again, another event of the same write, and the same version copied: duplicates.
     for (const again of [first, event('recv/a.csv', etag), event('recv/a.csv', `"${etag}"`, { api: 'FlushWithClose' })]) {
@@ -157,6 +175,36 @@ describe('receiving BlobCreated events (Azurite)', () => {
     // A disabled rule takes nothing.
     await rules.put('ep', 'recv', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'recv/' }, enabled: false }));
     expect(await ignored(event('recv/d.csv', await upload('recv/d.csv')))).toBe('ignored');
+  });
+
+  it('refuses (and does not batch) a file whose name no file list can hold; the others are batched', async () => {
+    await rules.put('ep', 'names', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'names/' } }));
+    const hooks = recorder();
+    for (const bad of ['names//dbl.csv', 'names/tab\there.csv', 'names/./dot.csv']) {
+      const outcome = await triggers.receive(event(bad, await upload(bad)), hooks);
+      expect({ bad, outcome }).toMatchObject({ bad, outcome: { status: 'refused' } });
+      expect(outcome.status === 'refused' ? outcome.reason : '').toContain(bad);
+    }
+    expect((await triggers.receive(event('names/tab\there.csv', 'x'), hooks)) as unknown).toMatchObject({ reason: expect.stringContaining('control characters') as unknown });
+    expect(await triggers.receive(event('names/ok.csv', await upload('names/ok.csv'), { sequencer: '0000000000000000000000000000A1F3' }), hooks)).toMatchObject({ status: 'accepted', rules: [{ outcome: 'batched' }] });
+    expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['names/ok.csv']);
+    // The event's sequencer goes with the file to the batcher (which orders versions by it).
+    expect(hooks.started[0]?.task.file.sequencer).toBe('0000000000000000000000000000A1F3');
+  });
+
+  it('takes the blob name from the subject, so a raw "#" or "?" in data.url (as Azure sends it) keeps its whole name', async () => {
+    await rules.put('ep', 'raw', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'raw/', suffixes: ['.csv'] } }));
+    const hooks = recorder();
+    const base = ws.url;
+    for (const name of ['raw/a#1.csv', 'raw/why?.csv']) {
+      const etag = await upload(name);
+      expect(await triggers.receive(event(name, etag, { url: `${base}/${name}` }), hooks)).toEqual({ status: 'accepted', blob: name, rules: [{ rule: 'raw', endpoint: 'ep', outcome: 'batched' }] });
+    }
+    expect(hooks.started.map((s) => s.task.file.blob)).toEqual(['raw/a#1.csv', 'raw/why?.csv']);
+    // A URL whose container is not the subject's: ignored.
+    const mismatch = await triggers.receive(event('raw/b.csv', await upload('raw/b.csv'), { url: `${base.replace(/\/[^/]+$/, '/another')}/raw/b.csv` }), hooks);
+    expect(mismatch).toMatchObject({ status: 'ignored', reason: expect.stringContaining('is not the subject') as unknown });
+    expect(hooks.started).toHaveLength(2);
   });
 
   it('gives the record back when batching cannot start, so the redelivery does it', async () => {
@@ -239,11 +287,49 @@ describe('jobs of closed batches (Azurite)', () => {
     expect(await triggers.startJob({ rule, batch: { ...batch, id: `tb-${stored.doc.uid}-1` } }, start)).toMatchObject({ status: 'dropped' });
   });
 
+  it('scores only the files still in the datastore\'s container: a datastore re-pointed while a batch is open', async () => {
+    const service = BlobServiceClient.fromConnectionString(storage.connectionString);
+    const [a, b] = [uniqueName('mova').replace(/[^a-z0-9]/g, ''), uniqueName('movb').replace(/[^a-z0-9]/g, '')];
+    for (const c of [a, b]) await service.getContainerClient(c).createIfNotExists();
+    const point = (container: string): Promise<unknown> =>
+      registry.putDatastore('movable', datastoreBody.parse({ account_name: 'devstoreaccount1', container_name: container, endpoint: 'core.windows.net', protocol: 'http', credentials: { type: 'connection_string', setting: 'TRIGGER_TEST_MOVABLE' } }));
+    process.env['TRIGGER_TEST_MOVABLE'] = storage.connectionString;
+    await point(a);
+    const { stored } = await rules.put('ep', 'moves', triggerBody.parse({ source: { datastore: 'movable', path_prefix: 'in/' } }));
+    const hooks = recorder();
+    const send = async (container: string, name: string): Promise<void> => {
+      const blob = service.getContainerClient(container).getBlockBlobClient(name);
+      const etag = ((await blob.upload('x\n', 2)).etag ?? '').replace(/"/g, '');
+      const e = { ...event(name, etag, { url: blob.url }), subject: `/blobServices/default/containers/${container}/blobs/${name}` };
+      expect(await triggers.receive(e, hooks)).toMatchObject({ status: 'accepted' });
+    };
+    await send(a, 'in/old.csv');
+    // Re-pointed while the batch is open; a file of the new container joins the same batch.
+    await point(b);
+    await send(b, 'in/new.csv');
+    const rule = { endpoint: 'ep', name: 'moves', uid: stored.doc.uid };
+    const batch = { id: `tb-${stored.doc.uid}-0`, files: hooks.started.map((s) => s.task.file) };
+    const made = await triggers.startJob({ rule, batch }, () => Promise.resolve());
+    expect(made).toMatchObject({ status: 'created', skipped: [{ blob: 'in/old.csv', reason: expect.stringContaining(a) as unknown }] });
+    const spec = (await jobs.get(made.status === 'created' ? made.jobId : '')).spec as ModelJobSpec;
+    expect(spec.input.files).toEqual([{ name: 'new.csv', etag: batch.files[1]?.etag }]);
+    // A batch only of files from the old container makes no job.
+    expect(await triggers.startJob({ rule, batch: { id: `tb-${stored.doc.uid}-1`, files: [batch.files[0] as BatchFile] } }, () => Promise.resolve())).toMatchObject({
+      status: 'dropped',
+      skipped: [{ blob: 'in/old.csv' }],
+    });
+    await rules.delete('ep', 'moves');
+  });
+
   it('returns what a retry cannot mend instead of throwing', async () => {
-    await registry.putEndpoint('nodefault', endpointBody.parse({}));
+    await endpointWithDefault('nodefault');
     const { stored } = await rules.put('nodefault', 'r', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'nd/' } }));
+    // The default taken away after the rule was made: its batches can make no job.
+    await registry.putEndpoint('nodefault', endpointBody.parse({ defaults: { deployment_name: null } }));
     const etag = await upload('nd/a.csv');
     const result = await triggers.startJob({ rule: { endpoint: 'nodefault', name: 'r', uid: stored.doc.uid }, batch: { id: 'tb-x-0', files: [{ key: 'k', blob: 'nd/a.csv', etag }] } }, () => Promise.resolve());
     expect(result).toMatchObject({ status: 'failed', error: { code: 'no_default_deployment' } });
+    // Recorded on the rule, so GET of the rule shows it.
+    expect((await rules.require('nodefault', 'r')).doc.last_error).toMatchObject({ batch: 'tb-x-0', code: 'no_default_deployment', at: clock.toISOString() });
   });
 });

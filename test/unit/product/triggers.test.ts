@@ -4,7 +4,7 @@ import { checkOutputTemplate, expandOutputTemplate, templateDate } from '../../.
 import { MAX_FILE_LIST_CHARS, invokeBody } from '../../../shared/schemas/jobs.js';
 import { triggerBody } from '../../../shared/schemas/triggers.js';
 import { parseOrThrow } from '../../../shared/schemas/validate.js';
-import { type BatcherState, RECENT_KEYS, addFile, batchId, closeBatch, emptyBatcher } from '../../../shared/triggers/batcher.js';
+import { type BatchFile, type BatcherState, RECENT_KEYS, addFile, batchId, closeBatch, emptyBatcher, newerWrite } from '../../../shared/triggers/batcher.js';
 import { matchesSource, parseBlobUrl, readBlobCreated, writeKey } from '../../../shared/triggers/events.js';
 import { commonFolder, fileInstanceId } from '../../../shared/triggers/trigger-service.js';
 
@@ -84,9 +84,11 @@ describe('BlobCreated events', () => {
 
   it('reads the Event Grid schema and CloudEvents 1.0 alike', () => {
     const a = readBlobCreated(eventGrid(data));
-    const b = readBlobCreated({ specversion: '1.0', id: 'e1', source: '/x', type: 'Microsoft.Storage.BlobCreated', subject: 's', time: 't', data: JSON.stringify(data) });
+    const b = readBlobCreated({ specversion: '1.0', id: 'e1', source: '/x', type: 'Microsoft.Storage.BlobCreated', subject: '/blobServices/default/containers/data/blobs/incoming/a b.csv', time: 't', data: JSON.stringify(data) });
     expect(a).toEqual({ kind: 'write', write: { eventId: 'e1', api: 'PutBlob', url, containerUrl: 'https://acct.blob.core.windows.net/data', account: 'acct', container: 'data', blob: 'incoming/a b.csv', etag: '0x8D1', contentLength: 12 } });
     expect(b).toEqual(a);
+    const sequenced = readBlobCreated(eventGrid({ ...data, sequencer: '00000000000000000000000000000002' }));
+    expect(sequenced.kind === 'write' ? sequenced.write.sequencer : undefined).toBe('00000000000000000000000000000002');
   });
 
   it('takes only finished writes: PutBlob, PutBlockList, CopyBlob, FlushWithClose', () => {
@@ -97,9 +99,19 @@ describe('BlobCreated events', () => {
   });
 
   it('calls an event it cannot act on malformed, without throwing', () => {
-    for (const bad of [null, 'x', [], {}, eventGrid({ ...data, url: undefined }), eventGrid({ ...data, url: 'ftp://x/y/z' }), eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/onlycontainer' }), eventGrid({ ...data, eTag: '' }), eventGrid({ ...data, api: 3 }), eventGrid('{not json' as unknown as Record<string, unknown>), { id: 'x', specversion: '1.0' }]) {
+    for (const bad of [null, 'x', [], {}, eventGrid({ ...data, url: undefined }), eventGrid({ ...data, url: 'ftp://x/y/z' }), eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/' }), eventGrid(data, { subject: undefined }), eventGrid(data, { subject: '/blobServices/default/containers/data' }), eventGrid({ ...data, eTag: '' }), eventGrid({ ...data, api: 3 }), eventGrid('{not json' as unknown as Record<string, unknown>), { id: 'x', specversion: '1.0' }]) {
       expect(readBlobCreated(bad).kind).toBe('malformed');
     }
+  });
+
+  it('takes the container and blob name from the subject: a raw "#" or "?" in data.url does not cut the name short', () => {
+    for (const name of ['incoming/a#1.csv', 'incoming/what?.csv', 'incoming/#x?y#.csv']) {
+      const read = readBlobCreated(eventGrid({ ...data, url: `https://acct.blob.core.windows.net/data/${name}` }, { subject: `/blobServices/default/containers/data/blobs/${name}` }));
+      expect(read).toMatchObject({ kind: 'write', write: { account: 'acct', container: 'data', containerUrl: 'https://acct.blob.core.windows.net/data', blob: name } });
+    }
+    // The URL's container must agree with the subject's.
+    const other = readBlobCreated(eventGrid({ ...data, url: 'https://acct.blob.core.windows.net/elsewhere/incoming/a%20b.csv' }));
+    expect(other).toMatchObject({ kind: 'ignored', reason: expect.stringContaining('"elsewhere" is not the subject\'s "data"') as unknown });
   });
 
   it('parses host-style and the emulator path-style blob URLs', () => {
@@ -181,6 +193,25 @@ describe('the batcher (a rule entity)', () => {
     // The older version is batched already (its redelivery is ignored); the batch still has room.
     expect(addFile(replaced.state, { rule: 'u1', file: file(1), maxFiles: 3 }).result.batch).toBeNull();
     expect(closeBatch(replaced.state, 'tb-u1-0').result).toEqual({ id: 'tb-u1-0', files: [newer, file(2)] });
+  });
+
+  it('keeps the version with the higher sequencer when events of one blob come out of order', () => {
+    const v = (key: string, sequencer?: string): BatchFile => ({ key, blob: 'in/f1.csv', etag: `0x${key}`, ...(sequencer ? { sequencer } : {}) });
+    // The newer write's event (higher sequencer) arrives first; the older one's arrives later and loses.
+    let s = addFile(emptyBatcher(), { rule: 'u1', file: v('new', '0000000000000000000000000000A1F300000000001e2a57'), maxFiles: 3 }).state;
+    const late = addFile(s, { rule: 'u1', file: v('old', '0000000000000000000000000000A1F300000000001e2a50'), maxFiles: 3 });
+    expect(late.result).toEqual({ batch: 'tb-u1-0', opened: false, closed: [] });
+    s = late.state;
+    // The loser counts as batched: its redelivery is ignored.
+    expect(addFile(s, { rule: 'u1', file: v('old', '0000000000000000000000000000A1F300000000001e2a50'), maxFiles: 3 }).result.batch).toBeNull();
+    expect(closeBatch(s, 'tb-u1-0').result?.files.map((f) => f.key)).toEqual(['new']);
+    // Compared as strings of equal length: a shorter sequencer is padded, not compared as text.
+    expect(newerWrite({ sequencer: '10' }, { sequencer: '9' })).toBe(true);
+    expect(newerWrite({ sequencer: '9' }, { sequencer: '10' })).toBe(false);
+    // Without a sequencer on either, the later arrival wins.
+    expect(newerWrite({}, { sequencer: '10' })).toBe(true);
+    const byArrival = addFile(addFile(emptyBatcher(), { rule: 'u1', file: v('a', '5'), maxFiles: 3 }).state, { rule: 'u1', file: v('b'), maxFiles: 3 });
+    expect(closeBatch(byArrival.state, 'tb-u1-0').result?.files.map((f) => f.key)).toEqual(['b']);
   });
 
   it('closes a batch early rather than let its file list outgrow a job record', () => {
