@@ -6,6 +6,7 @@ import { Registry } from '../../shared/registry/registry.js';
 import { componentBody } from '../../shared/components/schemas.js';
 import type { PipelineDeploymentDoc } from '../../shared/components/types.js';
 import { dataAssetBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { accountOf } from '../../shared/storage/clients.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -50,7 +51,7 @@ describe('registry (Azurite)', () => {
   it('resolves datastore URIs, registered blob URLs and data assets; refuses unregistered accounts', async () => {
     const viaDatastore = await registry.resolveData(ds('data/'), 'p');
     expect(viaDatastore).toMatchObject({ path: 'data/', type: 'uri_folder', uri: ds('data/') });
-    const url = `http://127.0.0.1:10000/devstoreaccount1/${config.workspaceContainer}/data/a.csv`;
+    const url = `${accountOf(storage.connectionString).blobEndpoint}/${config.workspaceContainer}/data/a.csv`;
     expect(await registry.resolveData(url, 'p')).toMatchObject({ path: 'data/a.csv', type: 'uri_file', uri: ds('data/a.csv') });
     const other = await rejects(registry.resolveData('https://someoneelse.blob.core.windows.net/c/x.csv', 'inputs.x.path'));
     expect(other.code).toBe('path_outside_datastores');
