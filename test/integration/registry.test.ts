@@ -64,6 +64,27 @@ describe('registry (Azurite)', () => {
     expect(await registry.resolveData('azureml:penguins@latest', 'p')).toMatchObject({ uri: ds('data/') });
   });
 
+  it('reaches a datastore only at an allowed endpoint: one stored before the check, or whose setting changed, is a configuration error, never a request', async () => {
+    const base = { name: 'old', type: 'azure_blob' as const, tags: {}, account_name: 'acct', container_name: 'data', endpoint: 'core.windows.net', protocol: 'https' as const };
+    for (const account_url of ['http://169.254.169.254/metadata', 'https://acct.blob.core.windows.net.evil.com', `${accountOf(storage.connectionString).blobEndpoint.replace('devstoreaccount1', 'acct')}`]) {
+      const err = (() => {
+        try {
+          registry.containerOf({ ...base, credentials: { type: 'managed_identity', account_url } });
+        } catch (e) {
+          return e as BatchError;
+        }
+        throw new Error('expected a refusal');
+      })();
+      expect(err.code).toBe('configuration');
+    }
+    expect(registry.containerOf({ ...base, credentials: { type: 'managed_identity' } }).url).toBe('https://acct.blob.core.windows.net/data');
+    expect(registry.containerOf({ ...base, endpoint: 'core.chinacloudapi.cn', credentials: { type: 'managed_identity' } }).url).toBe('https://acct.blob.core.chinacloudapi.cn/data');
+    // A blob URL of a registered account name on another endpoint is not that account.
+    const elsewhere = await rejects(registry.resolveData(`http://127.0.0.1:1/devstoreaccount1/${config.workspaceContainer}/data/a.csv`, 'inputs.x.path'));
+    expect(elsewhere.code).toBe('path_outside_datastores');
+    expect(elsewhere.issues[0]?.field).toBe('inputs.x.path');
+  });
+
   it('keeps asset versions immutable', async () => {
     const body = modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') });
     expect((await registry.createModel('m', '1', body)).created).toBe(true);
