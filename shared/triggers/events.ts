@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { blobUrlAccount } from '../storage/endpoints.js';
 
 /**
  * `Microsoft.Storage.BlobCreated` events, in the Event Grid schema or as CloudEvents 1.0, read into
@@ -41,21 +42,23 @@ function text(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;
 }
 
-/** Where a blob URL points: `https://{account}.blob.{suffix}/{container}/{blob}` or path-style `http://host:port/{account}/{container}/{blob}`. */
+/**
+ * Where a blob URL points: `https://{account}.blob.{suffix}/{container}/{blob}` or path-style
+ * `http://127.0.0.1:{port}/{account}/{container}/{blob}`, read as storage/endpoints.ts reads every
+ * blob URL. Only compared with registered datastores' containers, never fetched; a URL it refuses
+ * is no blob of any datastore.
+ */
 export function parseBlobUrl(raw: string): { containerUrl: string; account: string; container: string; blob: string } | undefined {
-  let url: URL;
+  let where: ReturnType<typeof blobUrlAccount>;
   try {
-    url = new URL(raw);
+    where = blobUrlAccount(raw, 'url');
   } catch {
     return undefined;
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
-  const segments = url.pathname.replace(/^\/+/, '').split('/');
-  const host = url.hostname.toLowerCase();
-  const blobHost = /^([a-z0-9]{3,24})\.blob\./.exec(host);
-  const account = blobHost ? blobHost[1] : segments.shift();
+  if (!where) return undefined;
+  const segments = where.path.split('/');
   const container = segments.shift();
-  if (!account || !container || segments.length === 0) return undefined;
+  if (!container || segments.length === 0) return undefined;
   let blob: string;
   try {
     blob = segments.map((s) => decodeURIComponent(s)).join('/');
@@ -63,8 +66,7 @@ export function parseBlobUrl(raw: string): { containerUrl: string; account: stri
     return undefined;
   }
   if (blob === '') return undefined;
-  const origin = `${url.protocol}//${url.host.toLowerCase()}`;
-  return { containerUrl: blobHost ? `${origin}/${container}` : `${origin}/${account}/${container}`, account, container, blob };
+  return { containerUrl: `${where.base}/${container}`, account: where.account, container, blob };
 }
 
 /**
