@@ -183,4 +183,32 @@ describe('no secrets anywhere visible (fnhost over HTTP)', () => {
     }
     expect(seen.join('\n')).toContain('data/ssrf/a.csv');
   });
+
+  it('a SAS in what a scoring script logs or throws is redacted in job.log, errors.jsonl, job.json and the job view', async () => {
+    const leaked = `https://ssrfacct.blob.core.windows.net/c/a.csv?sv=2024-05-04&sp=r&sig=${SIG}`;
+    await upload(host.storageConnection, {
+      'code/ssrf/score.js': `export async function run(miniBatch, context) {\n  context.logger.info('reading ${leaked}');\n  console.log('AccountKey=${SIG};');\n  throw new Error('could not read ${leaked}');\n}\n`,
+      'models/ssrf-custom/model.txt': 'unused',
+    });
+    await deploy(api, {
+      endpoint: 'ssrf-leaky',
+      deployment: 'blue',
+      model: { name: 'ssrf-custom', version: '1', type: 'custom_model', path: ds('models/ssrf-custom/') },
+      deploymentBody: { code_configuration: { code: ds('code/ssrf/'), scoring_script: 'score.js' }, settings: { retry_settings: { max_retries: 0 } } },
+    });
+    const invoked = await api.call('POST', 'endpoints/ssrf-leaky/jobs', { inputs: { x: { path: ds('data/ssrf/') } } });
+    expect(invoked.status).toBe(202);
+    const done = await waitForJob(api, invoked.body.name as string);
+    expect(done.status).toBe('Failed');
+    const container = BlobServiceClient.fromConnectionString(host.storageConnection).getContainerClient(WORKSPACE_CONTAINER);
+    const read = async (file: string): Promise<string> => (await container.getBlobClient(`azureml/${done.name as string}/score/${file}`).downloadToBuffer()).toString('utf8');
+    const errors = await read('errors.jsonl');
+    const log = await read('logs/job.log');
+    expect(errors).toContain('could not read https://ssrfacct.blob.core.windows.net/c/a.csv?<redacted>');
+    expect(log).toContain('reading https://ssrfacct.blob.core.windows.net/c/a.csv?<redacted>');
+    expect(log).toContain('AccountKey=<redacted>');
+    for (const text of [errors, log, await read('job.json'), JSON.stringify(done), JSON.stringify((await api.call('GET', `jobs/${done.name as string}`)).body), host.output()]) {
+      expect(text).not.toContain(SIG);
+    }
+  });
 });
