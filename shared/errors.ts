@@ -1,3 +1,5 @@
+import { redactSecrets } from './redact.js';
+
 /**
  * The app's one error hierarchy. Every error has a string `code`, an optional `cause`, and a kind:
  * `user` (the caller sent something wrong: 4xx) or `system` (something failed on our side: 5xx).
@@ -88,13 +90,13 @@ export class BatchError extends Error {
   readonly challenge: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: BatchErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(redactSecrets(message), options.cause === undefined ? undefined : { cause: options.cause });
     const info = CODES[code];
     this.name = 'BatchError';
     this.code = code;
     this.kind = options.kind ?? info.kind;
     this.retryable = options.retryable ?? info.retryable;
-    this.issues = options.issues ?? [];
+    this.issues = (options.issues ?? []).map((i) => ({ ...i, message: redactSecrets(i.message) }));
     this.details = options.details ?? {};
     this.challenge = options.challenge;
   }
@@ -128,7 +130,7 @@ export function toProblem(error: unknown, instance?: string): Problem {
       type: `https://batch-endpoints.dev/problems/${error.code.replace(/_/g, '-')}`,
       title: info.title,
       status: info.status,
-      detail: error.message,
+      detail: redactSecrets(error.message),
       code: error.code,
     };
     if (instance) problem.instance = instance;
@@ -156,7 +158,8 @@ export function isRetryable(error: unknown): boolean {
   return true;
 }
 
+/** An error's message as the app shows it (redacted: a URL's query, a key or a SAS never shows). */
 export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return typeof error === 'string' ? error : JSON.stringify(error);
+  if (error instanceof Error) return redactSecrets(error.message);
+  return redactSecrets(typeof error === 'string' ? error : JSON.stringify(error));
 }

@@ -1,6 +1,8 @@
+import { inspect } from 'node:util';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { z } from 'zod';
 import { BatchError, PROBLEM_CONTENT_TYPE, problemHeaders, toProblem } from '../../shared/errors.js';
+import { redactSecrets } from '../../shared/redact.js';
 import { parseOrThrow } from '../../shared/schemas/validate.js';
 
 export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
@@ -13,7 +15,8 @@ export function api(handler: Handler): Handler {
     } catch (err) {
       const path = new URL(request.url).pathname;
       const problem = toProblem(err, path);
-      if (problem.status >= 500) context.error(`${request.method} ${path} failed:`, err);
+      // Logged as text through the one redaction function: an error's cause may carry a URL's SAS.
+      if (problem.status >= 500) context.error(`${request.method} ${path} failed: ${redactSecrets(inspect(err, { depth: 4 }))}`);
       return { status: problem.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...problemHeaders(err) }, body: JSON.stringify(problem) };
     }
   };

@@ -1,4 +1,5 @@
 import { BatchError } from '../errors.js';
+import { blobUrlAccount } from '../storage/endpoints.js';
 
 /**
  * The ways a job or asset points at data, as Azure ML accepts them:
@@ -66,32 +67,27 @@ export function parseDataUri(text: string, field: string): DataUri {
   const al = ASSET_LATEST.exec(value);
   if (al) return { kind: 'asset', name: al[1] ?? '', version: 'latest' };
   if (/^https?:\/\//i.test(value)) {
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      throw new BatchError('validation_failed', `${field}: "${value}" is not a valid URL.`, { issues: [{ field, message: 'invalid URL' }] });
+    // Which hosts a blob URL may name is decided in storage/endpoints.ts; it is then only matched
+    // with a registered datastore's account (registry.resolveData), never fetched as given.
+    const blob = blobUrlAccount(value, field);
+    if (blob) {
+      const url = blob.url;
+      // '#' and '?' end a URL's path: left unencoded in a name, they would cut it short silently.
+      // A SAS query is accepted (as Azure ML does) and dropped: the datastore's credentials are used.
+      if (url.hash !== '' || (url.search !== '' && !url.searchParams.has('sig'))) {
+        throw new BatchError('validation_failed', `${field}: "${value}" has a '${url.hash !== '' ? '#' : '?'}' that ends its path; encode a '#' in a name as %23 and a '?' as %3F.`, {
+          issues: [{ field, message: "unencoded '#' or '?'" }],
+        });
+      }
+      const segments = blob.path.split('/');
+      const container = segments.shift();
+      if (!container) {
+        throw new BatchError('path_outside_datastores', `${field}: "${value}" is not a blob URL (https://{account}.blob.core.windows.net/{container}/{path}).`, {
+          issues: [{ field, message: 'not a blob URL' }],
+        });
+      }
+      return { kind: 'blob-url', account: blob.account, container, path: cleanPath(segments.join('/'), field), url: value, base: blob.base };
     }
-    // '#' and '?' end a URL's path: left unencoded in a name, they would cut it short silently.
-    if (url.hash !== '' || (url.search !== '' && !url.searchParams.has('sig'))) {
-      throw new BatchError('validation_failed', `${field}: "${value}" has a '${url.hash !== '' ? '#' : '?'}' that ends its path; encode a '#' in a name as %23 and a '?' as %3F.`, {
-        issues: [{ field, message: "unencoded '#' or '?'" }],
-      });
-    }
-    const segments = url.pathname.replace(/^\/+/, '').split('/');
-    const host = url.hostname.toLowerCase();
-    const blobHost = /^([a-z0-9]{3,24})\.blob\./.exec(host);
-    let account: string | undefined;
-    if (blobHost) account = blobHost[1];
-    else account = segments.shift();
-    const base = blobHost ? url.origin : `${url.origin}/${account ?? ''}`;
-    const container = segments.shift();
-    if (!account || !container) {
-      throw new BatchError('path_outside_datastores', `${field}: "${value}" is not a blob URL (https://{account}.blob.core.windows.net/{container}/{path}).`, {
-        issues: [{ field, message: 'not a blob URL' }],
-      });
-    }
-    return { kind: 'blob-url', account, container, path: cleanPath(segments.join('/'), field), url: value, base };
   }
   throw new BatchError(
     'path_outside_datastores',

@@ -36,6 +36,8 @@ export class EventGridPublisher implements EventPublisher {
         method: 'POST',
         headers: { 'aeg-sas-key': this.#key, 'content-type': 'application/cloudevents-batch+json; charset=utf-8' },
         body: JSON.stringify(events),
+        // A redirect is not followed: the topic's key would go with the body to wherever it points.
+        redirect: 'manual',
         signal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS),
       });
     } catch (err) {

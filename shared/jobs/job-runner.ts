@@ -18,6 +18,7 @@ import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
+import { redactSecrets } from '../redact.js';
 import {
   ERRORS_FILE,
   type Job,
@@ -867,11 +868,11 @@ export class JobRunner {
     await Promise.all([
       appendRow && missing.length === 0 ? folder.commit(file, parts.map((p) => p.part), { contentType: 'text/csv; charset=utf-8' }) : undefined,
       folder.upload(REPORT_FILE, REPORT_HEADER + finals.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
-      folder.upload(ERRORS_FILE, finals.map((e) => e.errors).join(''), 'application/x-ndjson'),
-      folder.upload(SUMMARY_FILE, `${JSON.stringify(summary, null, 2)}\n`, 'application/json'),
+      folder.upload(ERRORS_FILE, redactSecrets(finals.map((e) => e.errors).join('')), 'application/x-ndjson'),
+      folder.upload(SUMMARY_FILE, redactSecrets(`${JSON.stringify(summary, null, 2)}\n`), 'application/json'),
       folder.upload(
         LOG_FILE,
-        `${log}${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`,
+        redactSecrets(`${log}${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`),
         'text/plain; charset=utf-8',
       ),
     ]);

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { AppConfig } from '../config.js';
 import { datastoreUri, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
+import { redactSecrets } from '../redact.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
@@ -327,7 +328,7 @@ export class JobsService {
       settings,
       resources,
       split,
-      input: { name: inputName, type: resolvedInput.type, path: input.path, uri: resolvedInput.uri, location: resolvedInput.location, ...(input.files ? { files: input.files } : {}) },
+      input: { name: inputName, type: resolvedInput.type, path: redactSecrets(input.path), uri: resolvedInput.uri, location: resolvedInput.location, ...(input.files ? { files: input.files } : {}) },
       output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } },
     };
     return {

@@ -12,6 +12,7 @@ import { checkLiteral, literalCheck } from '../components/literals.js';
 import type { InputSpec, OutputSpec, PipelineComponentDoc, ResolvedPipeline, ResolvedStep } from '../components/types.js';
 import { isUriType } from '../components/types.js';
 import { BatchError, notFound } from '../errors.js';
+import { redactSecrets } from '../redact.js';
 import { folderPrefix } from '../planning/list-input.js';
 import { folderContent } from './local-files.js';
 import type { DataLocation, Registry, ResolvedData } from '../registry/registry.js';
@@ -75,7 +76,8 @@ async function dataValue(ctx: PipelineSpecContext, path: string, stated: 'uri_fi
   if (stated !== undefined && stated !== declared) throw invalid(`${field}.type`, `the input is ${declared}, not ${stated}`);
   const resolved = await ctx.inputData(await ctx.registry.resolveData(path, `${field}.path`, declared), `${field}.path`);
   const content = (await folderContent(ctx.registry, resolved.location, { file: resolved.type === 'uri_file' })).key;
-  return { type: resolved.type, path, uri: resolved.uri, location: resolved.location, content };
+  // The path as given is kept for the job's view, without a SAS it may carry.
+  return { type: resolved.type, path: redactSecrets(path), uri: resolved.uri, location: resolved.location, content };
 }
 
 /** A component input's default as a value, or undefined when it has none. */

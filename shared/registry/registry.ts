@@ -27,8 +27,9 @@ import type {
 import { parseOrThrow } from '../schemas/validate.js';
 import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
+import { checkAccountUrl, cloudAccountUrl, connectionAccountUrl, type EndpointPolicy, endpointPolicy, isEndpointSuffix } from '../storage/endpoints.js';
 import { TRIGGER_PARTITION_PREFIX, type TriggerRuleDoc, triggerPartition } from './triggers.js';
-import type { DataAssetDoc, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
+import type { DataAssetDoc, DatastoreCredentials, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
 
 export const WORKSPACE_DATASTORE = 'workspaceblobstore';
 
@@ -96,6 +97,7 @@ function keyOfModel(ref: ModelRef): string {
 export class Registry {
   readonly #config: AppConfig;
   readonly #account: StorageAccount;
+  readonly #endpoints: EndpointPolicy;
   readonly #docs: DocTable<unknown>;
   readonly #now: Clock;
   readonly #jobDefinition: JobDefinitionResolver | undefined;
@@ -103,6 +105,7 @@ export class Registry {
   constructor(options: { config: AppConfig; now?: Clock; jobDefinition?: JobDefinitionResolver }) {
     this.#config = options.config;
     this.#account = storageAccount(options.config.storageConnection);
+    this.#endpoints = endpointPolicy(options.config.storageConnection);
     this.#docs = new DocTable(this.#account, `${options.config.tablePrefix}registry`);
     this.#now = options.now ?? (() => new Date());
     this.#jobDefinition = options.jobDefinition;
@@ -153,9 +156,25 @@ export class Registry {
     if (name === WORKSPACE_DATASTORE) {
       throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be changed.`);
     }
-    if (body.credentials.type === 'connection_string' && appSetting(body.credentials.setting) === undefined) {
-      throw new BatchError('validation_failed', `The app setting '${body.credentials.setting}' is not set.`, {
-        issues: [{ field: 'credentials.setting', message: `app setting '${body.credentials.setting}' is not set` }],
+    let credentials: DatastoreCredentials = body.credentials;
+    let emulator: boolean;
+    if (body.credentials.type === 'connection_string') {
+      const connection = appSetting(body.credentials.setting);
+      if (connection === undefined) {
+        throw new BatchError('validation_failed', `The app setting '${body.credentials.setting}' is not set.`, {
+          issues: [{ field: 'credentials.setting', message: `app setting '${body.credentials.setting}' is not set` }],
+        });
+      }
+      emulator = connectionAccountUrl(connection, 'credentials.setting', this.#endpoints, body.account_name).emulator;
+    } else {
+      const given = body.credentials.account_url ?? cloudAccountUrl(body.account_name, body.endpoint);
+      const checked = checkAccountUrl(given, body.credentials.account_url === undefined ? 'account_name' : 'credentials.account_url', this.#endpoints, { account: body.account_name, suffix: body.endpoint });
+      emulator = checked.emulator;
+      credentials = { type: 'managed_identity', account_url: checked.url, client_id: body.credentials.client_id };
+    }
+    if (body.protocol === 'http' && !emulator) {
+      throw new BatchError('validation_failed', 'protocol: an Azure storage account is reached over https only (http is for the local emulator).', {
+        issues: [{ field: 'protocol', message: 'must be https for an Azure storage account' }],
       });
     }
     const doc: DatastoreDoc = {
@@ -167,7 +186,7 @@ export class Registry {
       container_name: body.container_name,
       endpoint: body.endpoint,
       protocol: body.protocol,
-      credentials: body.credentials,
+      credentials,
     };
     const existing = await this.#docs.get('datastore', name);
     await this.#docs.put('datastore', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
@@ -194,23 +213,44 @@ export class Registry {
     await this.#docs.delete('datastore', name);
   }
 
-  /** The blob container of a datastore, reached with its credentials. */
+  /**
+   * The blob endpoint of a datastore's account, checked by storage/endpoints.ts each time (a stored
+   * datastore, or a setting changed since, that reaches anywhere else is a configuration error).
+   */
+  accountUrlOf(datastore: DatastoreDoc): string {
+    const creds = datastore.credentials;
+    try {
+      switch (creds.type) {
+        case 'app_storage':
+          return this.#account.blobEndpoint;
+        case 'connection_string': {
+          const connection = appSetting(creds.setting);
+          if (!connection) throw new BatchError('configuration', `Datastore '${datastore.name}' uses app setting '${creds.setting}', which is not set.`);
+          return connectionAccountUrl(connection, 'credentials.setting', this.#endpoints, datastore.account_name).url;
+        }
+        case 'managed_identity': {
+          const suffix = isEndpointSuffix(datastore.endpoint) ? datastore.endpoint : undefined;
+          const given = creds.account_url ?? (suffix ? cloudAccountUrl(datastore.account_name, suffix) : '');
+          return checkAccountUrl(given, 'credentials.account_url', this.#endpoints, { account: datastore.account_name, suffix: datastore.endpoint }).url;
+        }
+      }
+    } catch (err) {
+      if (err instanceof BatchError && err.code === 'configuration') throw err;
+      throw new BatchError('configuration', `Datastore '${datastore.name}' does not reach an allowed storage endpoint: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The blob container of a datastore, reached with its credentials at its checked endpoint. */
   containerOf(datastore: DatastoreDoc, containerName = datastore.container_name): ContainerClient {
     const creds = datastore.credentials;
+    const accountUrl = this.accountUrlOf(datastore);
     switch (creds.type) {
       case 'app_storage':
         return this.#account.container(containerName);
-      case 'connection_string': {
-        const connection = appSetting(creds.setting);
-        if (!connection) {
-          throw new BatchError('configuration', `Datastore '${datastore.name}' uses app setting '${creds.setting}', which is not set.`);
-        }
-        return storageAccount(connection).container(containerName);
-      }
-      case 'managed_identity': {
-        const url = creds.account_url ?? `${datastore.protocol}://${datastore.account_name}.blob.${datastore.endpoint}`;
-        return identityBlobService(url, creds.client_id).getContainerClient(containerName);
-      }
+      case 'connection_string':
+        return storageAccount(appSetting(creds.setting) ?? '').container(containerName);
+      case 'managed_identity':
+        return identityBlobService(accountUrl, creds.client_id).getContainerClient(containerName);
     }
   }
 
@@ -248,8 +288,16 @@ export class Registry {
         };
       }
       case 'blob-url': {
+        // Matched by the account's endpoint (scheme, host, and the account of a path-style URL):
+        // the URL itself is never contacted, the registered datastore's client is.
         const stores = await this.listDatastores();
-        const sameAccount = stores.filter((s) => s.doc.account_name === uri.account);
+        const sameAccount = stores.filter((s) => {
+          try {
+            return this.accountUrlOf(s.doc) === uri.base;
+          } catch {
+            return false;
+          }
+        });
         const exact = sameAccount.find((s) => s.doc.container_name === uri.container) ?? sameAccount[0];
         if (!exact) {
           throw new BatchError(

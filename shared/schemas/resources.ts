@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ENDPOINT_SUFFIXES } from '../storage/endpoints.js';
 
 /**
  * Request bodies of the resource API, with Azure ML's field names and defaults
@@ -34,8 +35,12 @@ export const datastoreCredentials = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('managed_identity'),
-    /** e.g. https://myaccount.blob.core.windows.net */
-    account_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    /**
+     * The account's own blob endpoint, `https://{account_name}.blob.{endpoint}` (derived when left
+     * out); the local emulator's `http://127.0.0.1:{port}/{account}` only when the app's storage is
+     * the emulator. Anything else is refused (storage/endpoints.ts decides).
+     */
+    account_url: z.string().max(2048).optional(),
     client_id: z.string().optional(),
   }),
 ]);
@@ -48,7 +53,8 @@ export const datastoreBody = z
     tags,
     account_name: z.string().regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name (3-24 lower-case letters and digits)'),
     container_name: z.string().regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, 'must be a blob container name'),
-    endpoint: z.string().default('core.windows.net'),
+    /** The Azure cloud's storage endpoint suffix (allow-listed in storage/endpoints.ts). */
+    endpoint: z.enum(ENDPOINT_SUFFIXES, { error: `must be an Azure storage endpoint suffix: ${ENDPOINT_SUFFIXES.join(', ')}` }).default('core.windows.net'),
     protocol: z.enum(['https', 'http']).default('https'),
     credentials: datastoreCredentials,
   })

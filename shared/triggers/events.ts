@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { blobUrlAccount } from '../storage/endpoints.js';
 
 /**
  * `Microsoft.Storage.BlobCreated` events, in the Event Grid schema or as CloudEvents 1.0, read into
@@ -50,22 +51,23 @@ export interface ContainerPlace {
   container: string;
 }
 
+/**
+ * A blob URL's container, read as storage/endpoints.ts reads every blob URL (an account's own blob
+ * endpoint, or the emulator's path-style URL): only compared with registered datastores'
+ * containers, never fetched. A URL it refuses is no blob of any datastore.
+ */
 function containerOfUrl(raw: string): (ContainerPlace & { rest: string[] }) | undefined {
-  let url: URL;
+  let where: ReturnType<typeof blobUrlAccount>;
   try {
-    url = new URL(raw);
+    where = blobUrlAccount(raw, 'url');
   } catch {
     return undefined;
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
-  const segments = url.pathname.replace(/^\/+/, '').split('/');
-  const host = url.hostname.toLowerCase();
-  const blobHost = /^([a-z0-9]{3,24})\.blob\./.exec(host);
-  const account = blobHost ? blobHost[1] : segments.shift();
+  if (!where) return undefined;
+  const segments = where.path.split('/');
   const container = segments.shift();
-  if (!account || !container) return undefined;
-  const origin = `${url.protocol}//${url.host.toLowerCase()}`;
-  return { containerUrl: blobHost ? `${origin}/${container}` : `${origin}/${account}/${container}`, account, container, rest: segments };
+  if (!container) return undefined;
+  return { containerUrl: `${where.base}/${container}`, account: where.account, container, rest: segments };
 }
 
 /**

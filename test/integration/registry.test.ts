@@ -6,6 +6,7 @@ import { Registry } from '../../shared/registry/registry.js';
 import { componentBody } from '../../shared/components/schemas.js';
 import type { PipelineDeploymentDoc } from '../../shared/components/types.js';
 import { dataAssetBody, deploymentBody, endpointBody, modelBody } from '../../shared/schemas/resources.js';
+import { accountOf } from '../../shared/storage/clients.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -50,7 +51,7 @@ describe('registry (Azurite)', () => {
   it('resolves datastore URIs, registered blob URLs and data assets; refuses unregistered accounts', async () => {
     const viaDatastore = await registry.resolveData(ds('data/'), 'p');
     expect(viaDatastore).toMatchObject({ path: 'data/', type: 'uri_folder', uri: ds('data/') });
-    const url = `http://127.0.0.1:10000/devstoreaccount1/${config.workspaceContainer}/data/a.csv`;
+    const url = `${accountOf(storage.connectionString).blobEndpoint}/${config.workspaceContainer}/data/a.csv`;
     expect(await registry.resolveData(url, 'p')).toMatchObject({ path: 'data/a.csv', type: 'uri_file', uri: ds('data/a.csv') });
     const other = await rejects(registry.resolveData('https://someoneelse.blob.core.windows.net/c/x.csv', 'inputs.x.path'));
     expect(other.code).toBe('path_outside_datastores');
@@ -61,6 +62,27 @@ describe('registry (Azurite)', () => {
     await registry.createDataAsset('penguins', '1', dataAssetBody.parse({ type: 'uri_folder', path: ds('data/') }));
     expect(await registry.resolveData('azureml:penguins:1', 'p')).toMatchObject({ uri: ds('data/'), type: 'uri_folder' });
     expect(await registry.resolveData('azureml:penguins@latest', 'p')).toMatchObject({ uri: ds('data/') });
+  });
+
+  it('reaches a datastore only at an allowed endpoint: one stored before the check, or whose setting changed, is a configuration error, never a request', async () => {
+    const base = { name: 'old', type: 'azure_blob' as const, tags: {}, account_name: 'acct', container_name: 'data', endpoint: 'core.windows.net', protocol: 'https' as const };
+    for (const account_url of ['http://169.254.169.254/metadata', 'https://acct.blob.core.windows.net.evil.com', `${accountOf(storage.connectionString).blobEndpoint.replace('devstoreaccount1', 'acct')}`]) {
+      const err = (() => {
+        try {
+          registry.containerOf({ ...base, credentials: { type: 'managed_identity', account_url } });
+        } catch (e) {
+          return e as BatchError;
+        }
+        throw new Error('expected a refusal');
+      })();
+      expect(err.code).toBe('configuration');
+    }
+    expect(registry.containerOf({ ...base, credentials: { type: 'managed_identity' } }).url).toBe('https://acct.blob.core.windows.net/data');
+    expect(registry.containerOf({ ...base, endpoint: 'core.chinacloudapi.cn', credentials: { type: 'managed_identity' } }).url).toBe('https://acct.blob.core.chinacloudapi.cn/data');
+    // A blob URL of a registered account name on another endpoint is not that account.
+    const elsewhere = await rejects(registry.resolveData(`http://127.0.0.1:1/devstoreaccount1/${config.workspaceContainer}/data/a.csv`, 'inputs.x.path'));
+    expect(elsewhere.code).toBe('path_outside_datastores');
+    expect(elsewhere.issues[0]?.field).toBe('inputs.x.path');
   });
 
   it('keeps asset versions immutable', async () => {

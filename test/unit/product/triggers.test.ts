@@ -115,7 +115,11 @@ describe('BlobCreated events', () => {
   });
 
   it('parses host-style and the emulator path-style blob URLs', () => {
-    expect(parseBlobUrl('https://ACCT.blob.core.windows.net/c/a/b.csv')).toEqual({ containerUrl: 'https://acct.blob.core.windows.net/c', account: 'acct', container: 'c', blob: 'a/b.csv' });
+    expect(parseBlobUrl('https://acct.blob.core.windows.net/c/a/b.csv')).toEqual({ containerUrl: 'https://acct.blob.core.windows.net/c', account: 'acct', container: 'c', blob: 'a/b.csv' });
+    // Read as every blob URL is (storage/endpoints.ts): a host not written as the account's own is no datastore's.
+    for (const other of ['https://ACCT.blob.core.windows.net/c/a.csv', 'https://acct.blob.core.windows.net.evil.com/c/a.csv', 'https://u@acct.blob.core.windows.net/c/a.csv', 'http://169.254.169.254/acct/c/a.csv']) {
+      expect(parseBlobUrl(other)).toBeUndefined();
+    }
     expect(parseBlobUrl('http://127.0.0.1:10000/devstoreaccount1/c/a%25b.csv')).toEqual({ containerUrl: 'http://127.0.0.1:10000/devstoreaccount1/c', account: 'devstoreaccount1', container: 'c', blob: 'a%b.csv' });
     expect(parseBlobUrl('http://127.0.0.1:10000/devstoreaccount1/c')).toBeUndefined();
     expect(parseBlobUrl('http://127.0.0.1:10000/devstoreaccount1/c/%zz')).toBeUndefined();
