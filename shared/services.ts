@@ -1,5 +1,6 @@
 import type { PipelineComponentDoc } from './components/types.js';
 import { type AppConfig, loadConfig } from './config.js';
+import { RateLimiter } from './limits.js';
 import { JobEventsDispatcher } from './events/dispatcher.js';
 import { EventGridPublisher } from './events/publisher.js';
 import { JobRunner } from './jobs/job-runner.js';
@@ -27,6 +28,8 @@ export interface Services {
   /** Blob-created trigger rules (the resource) and what events and closed batches do. */
   triggerRules: TriggerRules;
   triggers: TriggerService;
+  /** Invokes per caller (POST …/jobs, POST /api/jobs): in memory, per host instance. */
+  invokeRate: RateLimiter;
 }
 
 let built: Services | undefined;
@@ -53,6 +56,7 @@ export function services(): Services {
       events,
       runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
       pipelines: new PipelineRunner({ config, registry, store }),
+      invokeRate: new RateLimiter({ ratePerMinute: config.limits.invokeRatePerMinute, burst: config.limits.invokeBurst }),
     };
   }
   return built;

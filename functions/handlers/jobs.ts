@@ -10,7 +10,8 @@ import { endpointName } from '../../shared/schemas/resources.js';
 import { isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
-import { baseUrl, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
+import type { Invoker } from '../../shared/jobs/types.js';
+import { baseUrl, callerKey, invokerOf, json, param, positiveInt, readJson } from '../lib/http.js';
 
 
 /** Job ids are generated (bj-...); anything else cannot be a job, so it is simply not found. */
@@ -35,17 +36,26 @@ function pollingHeaders(request: HttpRequest, jobId: string): Record<string, str
   };
 }
 
+/** The caller, once their invoke rate allows another job (else 429 with Retry-After; see BATCH_INVOKE_RATE_PER_MINUTE). */
+function checkRate(request: HttpRequest): Invoker {
+  const invoker = invokerOf(request);
+  const { invokeRate, config } = services();
+  invokeRate.check(callerKey(invoker), config.limits);
+  return invoker;
+}
+
 /** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint (native or Azure ML REST body); 202 with the job at once. */
 export async function invokeEndpoint(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
   const endpoint = param(request, 'endpoint', endpointName);
+  const invokedBy = checkRate(request);
   const { job, replayed } = await withNativeInvokeBody(await readJson(request), (body) =>
     services().jobs.invoke({
       endpoint,
       deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
       body,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
-      invokedBy: invokerOf(request),
+      invokedBy,
       start: async (jobId) => {
         await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
       },
@@ -60,9 +70,10 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
 /** `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). */
 export async function submitJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
+  const invokedBy = checkRate(request);
   const { job } = await services().jobs.submit({
     body: await readJson(request),
-    invokedBy: invokerOf(request),
+    invokedBy,
     start: async (jobId) => {
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
     },

@@ -13,6 +13,7 @@ import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
 import type { JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
+import { jobSizeProblem } from '../limits.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
 import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from './pipeline-spec.js';
 import { resolvePipeline } from '../components/graph.js';
@@ -83,8 +84,10 @@ export class JobsService {
   readonly #registry: Registry;
   readonly #store: JobStore;
   readonly #now: () => Date;
+  readonly #limits: AppConfig['limits'];
 
   constructor(options: { config: AppConfig; registry: Registry; store: JobStore; now?: () => Date }) {
+    this.#limits = options.config.limits;
     this.#registry = options.registry;
     this.#store = options.store;
     this.#now = options.now ?? (() => new Date());
@@ -281,6 +284,13 @@ export class JobsService {
     const settings = mergeSettings(deployment.settings, body.settings);
     const resources = { instance_count: body.resources?.instance_count ?? deployment.resources.instance_count };
     const split = body.split === null ? undefined : (body.split ?? deployment.split);
+    if (input.files) {
+      // A file list's size is known now: every file is at least one item (split makes more), so
+      // the mini-batches are at least this many. A folder's is known when the job lists it.
+      const files = input.files.length;
+      const tooLarge = jobSizeProblem(this.#limits, { files, miniBatches: Math.ceil(files / settings.mini_batch_size) }, `inputs.${inputName}.files`);
+      if (tooLarge) throw tooLarge;
+    }
     const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
     if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`);
     const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
