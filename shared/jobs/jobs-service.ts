@@ -62,6 +62,9 @@ function hashRequest(endpoint: string, deployment: string | undefined, body: Inv
   return createHash('sha256').update(JSON.stringify({ endpoint, deployment: deployment ?? null, body })).digest('hex');
 }
 
+/** How long a request waits for the job of an earlier request with its Idempotency-Key to be recorded. */
+const REPLAY_WAIT_MS = 10_000;
+
 /** An invocation that died between claiming an output folder and recording its job leaves a claim this old at most. */
 const ORPHAN_CLAIM_MS = 60_000;
 
@@ -419,13 +422,18 @@ export class JobsService {
         details: { header: 'Idempotency-Key', job_id: used.jobId },
       });
     }
-    const existing = await this.#store.get(used.jobId);
-    if (!existing) {
-      throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
-        details: { header: 'Idempotency-Key', job_id: used.jobId },
-      });
+    // The request that claimed the key may still be recording its job: wait for it a little, so
+    // that concurrent requests with one key all answer with its job (or learn that it failed).
+    let wait = 25;
+    for (let waited = 0; ; waited += wait, wait = Math.min(wait * 2, 500)) {
+      const existing = await this.#store.get(used.jobId);
+      if (existing) return { job: existing, replayed: true };
+      if (waited >= REPLAY_WAIT_MS) break;
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
-    return { job: existing, replayed: true };
+    throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+      details: { header: 'Idempotency-Key', job_id: used.jobId },
+    });
   }
 
   /**
