@@ -93,7 +93,7 @@ describe('concurrency on fnhost', () => {
 
   it('50 concurrent jobs on one host all complete with their own, correct outputs', async () => {
     const endpoint = uniqueName('fifty');
-    await lineCounter(endpoint, { mini_batch_size: 2 });
+    await lineCounter(endpoint, { mini_batch_size: 10 });
     const JOBS = 50;
     const files: Record<string, string> = {};
     for (let j = 0; j < JOBS; j++) {
@@ -107,7 +107,7 @@ describe('concurrency on fnhost', () => {
     );
     expect(invoked.filter((r) => r.status !== 202).map((r) => JSON.stringify(r.body))).toEqual([]);
     expect(new Set(invoked.map((r) => r.body.id)).size).toBe(JOBS);
-    const jobs = await Promise.all(invoked.map((r) => waitForJob(api, r.body.id as string, 50_000)));
+    const jobs = await Promise.all(invoked.map((r) => waitForJob(api, r.body.id as string, 100_000)));
     const notCompleted = jobs.filter((j) => j.status !== 'Completed').map((j) => `${j.id}: ${j.status} ${JSON.stringify(j.error)}`);
     expect(notCompleted).toEqual([]);
     for (let j = 0; j < JOBS; j++) {
