@@ -2,6 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BatchError } from './errors.js';
+import { MAX_COMMITTED_BLOCKS } from './limits.js';
 
 /**
  * The app's configuration, parsed once from the environment (Functions app settings;
@@ -80,6 +81,24 @@ const schema = z.object({
   WEBSITE_SITE_NAME: z.string().optional(),
   /** `Retry-After` of invoke and of a running job's status URL (the long-running-operation pattern). */
   BATCH_STATUS_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
+  /**
+   * The largest JSON body the API reads (bytes); larger ones get 413. The host has its own, larger
+   * limit on every request (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, 100 MiB by default).
+   */
+  BATCH_MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+  /** The most input files one job (or step) scores; a job listing more fails before scoring. */
+  BATCH_MAX_FILES_PER_JOB: z.coerce.number().int().min(1).default(100_000),
+  /**
+   * The most mini-batches of one job (or step). At most 50,000: each mini-batch is one committed
+   * block of the predictions file, and a block blob holds at most that many (MAX_COMMITTED_BLOCKS).
+   */
+  BATCH_MAX_MINI_BATCHES_PER_JOB: z.coerce.number().int().min(1).max(MAX_COMMITTED_BLOCKS).default(MAX_COMMITTED_BLOCKS),
+  /**
+   * Invokes per caller: a token bucket of BATCH_INVOKE_BURST tokens refilled at
+   * BATCH_INVOKE_RATE_PER_MINUTE; 0 turns the limit off. Kept in memory per host instance.
+   */
+  BATCH_INVOKE_RATE_PER_MINUTE: z.coerce.number().min(0).default(600),
+  BATCH_INVOKE_BURST: z.coerce.number().int().min(1).default(200),
 });
 
 export interface AppConfig {
@@ -102,6 +121,21 @@ export interface AppConfig {
   events: EventsConfig | undefined;
   /** Seconds a client following the status URL (Logic Apps) waits between polls. */
   statusRetryAfterSeconds: number;
+  /** Limits of requests and jobs (see shared/limits.ts). */
+  limits: Limits;
+}
+
+/** The configurable limits; each is named by its setting in the problem that reports it. */
+export interface Limits {
+  /** BATCH_MAX_REQUEST_BODY_BYTES */
+  requestBodyBytes: number;
+  /** BATCH_MAX_FILES_PER_JOB */
+  filesPerJob: number;
+  /** BATCH_MAX_MINI_BATCHES_PER_JOB (never above MAX_COMMITTED_BLOCKS) */
+  miniBatchesPerJob: number;
+  /** BATCH_INVOKE_RATE_PER_MINUTE (0: no limit) and BATCH_INVOKE_BURST */
+  invokeRatePerMinute: number;
+  invokeBurst: number;
 }
 
 /** How callers of the API authenticate (BATCH_AUTH_*). */
@@ -165,6 +199,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
             source: e.BATCH_EVENTS_SOURCE ?? `/batch-endpoints/${e.WEBSITE_SITE_NAME || hostname()}`,
           },
     statusRetryAfterSeconds: e.BATCH_STATUS_RETRY_AFTER_SECONDS,
+    limits: {
+      requestBodyBytes: e.BATCH_MAX_REQUEST_BODY_BYTES,
+      filesPerJob: e.BATCH_MAX_FILES_PER_JOB,
+      miniBatchesPerJob: e.BATCH_MAX_MINI_BATCHES_PER_JOB,
+      invokeRatePerMinute: e.BATCH_INVOKE_RATE_PER_MINUTE,
+      invokeBurst: e.BATCH_INVOKE_BURST,
+    },
   };
   if (env === process.env) cached = config;
   return config;

@@ -30,6 +30,9 @@ export type ErrorCode =
   | 'storage_failed'
   | 'event_publish_failed'
   | 'configuration'
+  | 'payload_too_large'
+  | 'limit_exceeded'
+  | 'rate_limited'
   | 'internal';
 
 export interface FieldIssue {
@@ -78,6 +81,9 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   storage_failed: { status: 503, title: 'Storage is unavailable', kind: 'system', retryable: true },
   event_publish_failed: { status: 502, title: 'The event topic did not accept the events', kind: 'system', retryable: true },
   configuration: { status: 500, title: 'The app is misconfigured', kind: 'system', retryable: false },
+  payload_too_large: { status: 413, title: 'The request body is too large', kind: 'user', retryable: false },
+  limit_exceeded: { status: 400, title: 'A limit is exceeded', kind: 'user', retryable: false },
+  rate_limited: { status: 429, title: 'Too many requests', kind: 'user', retryable: false },
   internal: { status: 500, title: 'Internal error', kind: 'system', retryable: true },
 };
 
@@ -104,6 +110,26 @@ export class BatchError extends Error {
 
 export function notFound(what: string, name: string, details: Record<string, unknown> = {}): BatchError {
   return new BatchError('not_found', `${what} '${name}' does not exist.`, { details: { resource: what, name, ...details } });
+}
+
+/**
+ * A limit was exceeded: the problem names it (`limit`: the setting, or the storage limit, that
+ * sets it) and its value (`limit_value`), plus what the request came to (`actual`) when known.
+ */
+export function limitExceeded(
+  code: 'payload_too_large' | 'limit_exceeded' | 'rate_limited',
+  message: string,
+  limit: { name: string; value: number; actual?: number | undefined; field?: string | undefined; retryAfterSeconds?: number | undefined },
+): BatchError {
+  return new BatchError(code, message, {
+    details: {
+      limit: limit.name,
+      limit_value: limit.value,
+      ...(limit.actual === undefined ? {} : { actual: limit.actual }),
+      ...(limit.retryAfterSeconds === undefined ? {} : { retry_after_seconds: limit.retryAfterSeconds }),
+    },
+    issues: limit.field === undefined ? [] : [{ field: limit.field, message: `exceeds ${limit.name} (${limit.value})` }],
+  });
 }
 
 /** RFC 9457 problem details, as sent with `application/problem+json`. */

@@ -1,6 +1,7 @@
 import type { PipelineComponentDoc } from './components/types.js';
 import { type AppConfig, loadConfig } from './config.js';
 import { Authenticator } from './auth/authenticate.js';
+import { RateLimiter } from './limits.js';
 import { JobEventsDispatcher } from './events/dispatcher.js';
 import { EventGridPublisher } from './events/publisher.js';
 import { JobRunner } from './jobs/job-runner.js';
@@ -30,6 +31,8 @@ export interface Services {
   triggers: TriggerService;
   /** Who calls the API and what they may do (BATCH_AUTH_MODE). */
   auth: Authenticator;
+  /** Invokes per caller (POST …/jobs, POST /api/jobs): in memory, per host instance. */
+  invokeRate: RateLimiter;
 }
 
 let built: Services | undefined;
@@ -57,6 +60,7 @@ export function services(): Services {
       events,
       runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
       pipelines: new PipelineRunner({ config, registry, store }),
+      invokeRate: new RateLimiter({ ratePerMinute: config.limits.invokeRatePerMinute, burst: config.limits.invokeBurst }),
     };
   }
   return built;

@@ -10,9 +10,9 @@ import { endpointName } from '../../shared/schemas/resources.js';
 import { isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
-import type { Job } from '../../shared/jobs/types.js';
+import type { Invoker, Job } from '../../shared/jobs/types.js';
 import { callerOf, visibleJob } from '../lib/auth.js';
-import { baseUrl, json, param, positiveInt, readJson } from '../lib/http.js';
+import { baseUrl, callerKey, json, param, positiveInt, readJson } from '../lib/http.js';
 import { allows, canSeeJob } from '../../shared/auth/permissions.js';
 
 
@@ -38,17 +38,26 @@ function pollingHeaders(request: HttpRequest, jobId: string): Record<string, str
   };
 }
 
+/** The caller, once their invoke rate allows another job (else 429 with Retry-After; see BATCH_INVOKE_RATE_PER_MINUTE). */
+function checkRate(request: HttpRequest): Invoker {
+  const invoker = callerOf(request).invoker;
+  const { invokeRate, config } = services();
+  invokeRate.check(callerKey(invoker), config.limits);
+  return invoker;
+}
+
 /** POST /api/endpoints/{endpoint}/jobs: invoke the endpoint (native or Azure ML REST body); 202 with the job at once. */
 export async function invokeEndpoint(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
   const endpoint = param(request, 'endpoint', endpointName);
+  const invokedBy = checkRate(request);
   const { job, replayed } = await withNativeInvokeBody(await readJson(request), (body) =>
     services().jobs.invoke({
       endpoint,
       deploymentHeader: request.headers.get('azureml-model-deployment') ?? undefined,
       body,
       idempotencyKey: request.headers.get('idempotency-key') ?? undefined,
-      invokedBy: callerOf(request).invoker,
+      invokedBy,
       start: async (jobId) => {
         await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
       },
@@ -67,9 +76,10 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
 /** `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). */
 export async function submitJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
+  const invokedBy = checkRate(request);
   const { job } = await services().jobs.submit({
     body: await readJson(request),
-    invokedBy: callerOf(request).invoker,
+    invokedBy,
     start: async (jobId) => {
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
     },

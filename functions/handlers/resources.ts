@@ -68,7 +68,7 @@ export async function getDataAsset(request: HttpRequest): Promise<HttpResponseIn
 }
 
 export async function listDataAssets(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = request.params['name'];
+  const name = request.params['name'] === undefined ? undefined : param(request, 'name', assetName);
   const registry = services().registry;
   const all = name ? await registry.listDataAssetVersions(name) : await registry.listAllDataAssets();
   if (name && all.length === 0) throw notFound('Data asset', name);
@@ -101,7 +101,7 @@ export async function getModel(request: HttpRequest): Promise<HttpResponseInit> 
 }
 
 export async function listModels(request: HttpRequest): Promise<HttpResponseInit> {
-  const name = request.params['name'];
+  const name = request.params['name'] === undefined ? undefined : param(request, 'name', assetName);
   const registry = services().registry;
   const all = name ? await registry.listModelVersions(name) : await registry.listAllModels();
   if (name && all.length === 0) throw notFound('Model', name);

@@ -1,8 +1,10 @@
 import { inspect } from 'node:util';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { z } from 'zod';
-import { BatchError, PROBLEM_CONTENT_TYPE, problemHeaders, toProblem } from '../../shared/errors.js';
+import { loadConfig } from '../../shared/config.js';
+import { BatchError, PROBLEM_CONTENT_TYPE, limitExceeded, problemHeaders, toProblem } from '../../shared/errors.js';
 import { redactSecrets } from '../../shared/redact.js';
+import type { Invoker } from '../../shared/jobs/types.js';
 import { parseOrThrow } from '../../shared/schemas/validate.js';
 
 export type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
@@ -17,14 +19,42 @@ export function api(handler: Handler): Handler {
       const problem = toProblem(err, path);
       // Logged as text through the one redaction function: an error's cause may carry a URL's SAS.
       if (problem.status >= 500) context.error(`${request.method} ${path} failed: ${redactSecrets(inspect(err, { depth: 4 }))}`);
-      return { status: problem.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...problemHeaders(err) }, body: JSON.stringify(problem) };
+      const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, ...problemHeaders(err) };
+      if (typeof problem['retry_after_seconds'] === 'number') headers['retry-after'] = String(problem['retry_after_seconds']);
+      return { status: problem.status, headers, body: JSON.stringify(problem) };
     }
   };
 }
 
+/**
+ * The request body as text, refused with 413 (naming BATCH_MAX_REQUEST_BODY_BYTES) once it is over
+ * `limit` bytes: at once when its Content-Length says so, else as soon as that many have arrived.
+ */
+export async function readText(request: HttpRequest, limit: number): Promise<string> {
+  const tooLarge = (actual?: number): BatchError =>
+    limitExceeded('payload_too_large', `The request body is larger than ${limit} bytes (BATCH_MAX_REQUEST_BODY_BYTES).`, {
+      name: 'BATCH_MAX_REQUEST_BODY_BYTES',
+      value: limit,
+      actual,
+      field: '(body)',
+    });
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(declared);
+  if (!request.body) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  // Leaving the loop early cancels the stream: nothing more is read.
+  for await (const chunk of request.body as AsyncIterable<Uint8Array>) {
+    total += chunk.byteLength;
+    if (total > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
 /** The request body as JSON; an empty body is `{}` so schema errors name the missing fields. */
 export async function readJson(request: HttpRequest): Promise<unknown> {
-  const text = await request.text();
+  const text = await readText(request, loadConfig().limits.requestBodyBytes);
   if (text.trim() === '') return {};
   let body: unknown;
   try {
@@ -69,6 +99,11 @@ export function param(request: HttpRequest, name: string, schema?: z.ZodType<str
     throw new BatchError('validation_failed', `Missing path parameter '${name}'.`, { issues: [{ field: name, message: 'required' }] });
   }
   return schema ? parseOrThrow(schema, value, `path parameter '${name}'`, name) : value;
+}
+
+/** What a caller's invoke rate is counted by: how they authenticated and who they are. */
+export function callerKey(invoker: Invoker): string {
+  return `${invoker.via}:${invoker.id ?? invoker.name}`;
 }
 
 export function positiveInt(request: HttpRequest, name: string, fallback: number, max: number): number {

@@ -4,6 +4,7 @@ import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
 import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, toMiniBatches } from '../planning/plan.js';
+import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
@@ -388,6 +389,11 @@ export class JobRunner {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
       }
       batches = toMiniBatches(items, spec.settings.mini_batch_size);
+      // Found before any scoring: a job over a limit would otherwise fail only at finalize (a
+      // predictions file of more blocks than a blob holds).
+      const files = new Set(items.map((i) => i.blob)).size;
+      const tooLarge = jobSizeProblem(this.#config.limits, { files, miniBatches: batches.length });
+      if (tooLarge) return { ...base, status: 'failed', error: { code: tooLarge.code, message: tooLarge.message } };
     } catch (err) {
       if (err instanceof BatchError && !err.retryable) {
         return { ...base, status: 'failed', error: { code: err.code, message: err.message } };

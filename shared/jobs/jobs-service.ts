@@ -14,6 +14,7 @@ import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
 import type { InvokerFilter, JobStore } from './job-store.js';
 import { mergeSettings } from './settings.js';
+import { jobSizeProblem } from '../limits.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
 import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from './pipeline-spec.js';
 import { resolvePipeline } from '../components/graph.js';
@@ -62,6 +63,9 @@ function hashRequest(endpoint: string, deployment: string | undefined, body: Inv
   return createHash('sha256').update(JSON.stringify({ endpoint, deployment: deployment ?? null, body })).digest('hex');
 }
 
+/** How long a request waits for the job of an earlier request with its Idempotency-Key to be recorded. */
+const REPLAY_WAIT_MS = 10_000;
+
 /** An invocation that died between claiming an output folder and recording its job leaves a claim this old at most. */
 const ORPHAN_CLAIM_MS = 60_000;
 
@@ -84,8 +88,10 @@ export class JobsService {
   readonly #registry: Registry;
   readonly #store: JobStore;
   readonly #now: () => Date;
+  readonly #limits: AppConfig['limits'];
 
   constructor(options: { config: AppConfig; registry: Registry; store: JobStore; now?: () => Date }) {
+    this.#limits = options.config.limits;
     this.#registry = options.registry;
     this.#store = options.store;
     this.#now = options.now ?? (() => new Date());
@@ -282,6 +288,13 @@ export class JobsService {
     const settings = mergeSettings(deployment.settings, body.settings);
     const resources = { instance_count: body.resources?.instance_count ?? deployment.resources.instance_count };
     const split = body.split === null ? undefined : (body.split ?? deployment.split);
+    if (input.files) {
+      // A file list's size is known now: every file is at least one item (split makes more), so
+      // the mini-batches are at least this many. A folder's is known when the job lists it.
+      const files = input.files.length;
+      const tooLarge = jobSizeProblem(this.#limits, { files, miniBatches: Math.ceil(files / settings.mini_batch_size) }, `inputs.${inputName}.files`);
+      if (tooLarge) throw tooLarge;
+    }
     const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
     if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`);
     const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
@@ -410,13 +423,18 @@ export class JobsService {
         details: { header: 'Idempotency-Key', job_id: used.jobId },
       });
     }
-    const existing = await this.#store.get(used.jobId);
-    if (!existing) {
-      throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
-        details: { header: 'Idempotency-Key', job_id: used.jobId },
-      });
+    // The request that claimed the key may still be recording its job: wait for it a little, so
+    // that concurrent requests with one key all answer with its job (or learn that it failed).
+    let wait = 25;
+    for (let waited = 0; ; waited += wait, wait = Math.min(wait * 2, 500)) {
+      const existing = await this.#store.get(used.jobId);
+      if (existing) return { job: existing, replayed: true };
+      if (waited >= REPLAY_WAIT_MS) break;
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
-    return { job: existing, replayed: true };
+    throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
+      details: { header: 'Idempotency-Key', job_id: used.jobId },
+    });
   }
 
   /**

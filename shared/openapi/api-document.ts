@@ -52,6 +52,14 @@ function buildRegistry(): OpenAPIRegistry {
     400: { description: 'Invalid request (problem+json naming the field)', content: { 'application/problem+json': { schema: problem } } },
     404: { description: 'A referenced resource does not exist', content: { 'application/problem+json': { schema: problem } } },
     409: { description: 'Conflict with the current state', content: { 'application/problem+json': { schema: problem } } },
+    413: { description: 'The request body is larger than BATCH_MAX_REQUEST_BODY_BYTES (problem+json naming the limit)', content: { 'application/problem+json': { schema: problem } } },
+  };
+  const rateLimited = {
+    429: {
+      description: 'The caller invoked too often (BATCH_INVOKE_RATE_PER_MINUTE): retry after `Retry-After` seconds',
+      headers: z.object({ 'Retry-After': z.string().meta({ description: 'Seconds to wait before invoking again' }) }),
+      content: { 'application/problem+json': { schema: problem } },
+    },
   };
   const job = { 'application/json': { schema: jobResponse } };
   const started = {
@@ -94,7 +102,7 @@ function buildRegistry(): OpenAPIRegistry {
       }),
       body: { content: { 'application/json': { schema: z.union([invokeBody, azureMlInvokeBody]) } } },
     },
-    responses: { 202: started, ...errors },
+    responses: { 202: started, ...errors, ...rateLimited },
   });
   registry.registerPath({
     method: 'post',
@@ -105,7 +113,7 @@ function buildRegistry(): OpenAPIRegistry {
     'x-ms-visibility': 'advanced',
     tags: ['jobs'],
     request: { body: { content: { 'application/json': { schema: pipelineJobBody } } } },
-    responses: { 202: started, ...errors },
+    responses: { 202: started, ...errors, ...rateLimited },
   });
   registry.registerPath({
     method: 'get',

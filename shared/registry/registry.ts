@@ -188,10 +188,9 @@ export class Registry {
       protocol: body.protocol,
       credentials,
     };
-    const existing = await this.#docs.get('datastore', name);
-    await this.#docs.put('datastore', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
+    const { created } = await this.#docs.write('datastore', name, () => doc, () => this.#stamp());
     const stored = (await this.#docs.get('datastore', name)) as Stored<DatastoreDoc>;
-    return { stored, created: !existing };
+    return { stored, created };
   }
 
   async deleteDatastore(name: string): Promise<void> {
@@ -458,18 +457,26 @@ export class Registry {
   }
 
   async putEndpoint(name: string, body: EndpointBody): Promise<{ stored: Stored<EndpointDoc>; created: boolean }> {
-    const existing = await this.getEndpoint(name);
     const requested = body.defaults?.deployment_name;
-    const defaultName = requested === undefined ? (existing?.doc.defaults.deployment_name ?? null) : requested;
-    if (requested) {
-      if (!existing || !(await this.getAnyDeployment(name, requested))) {
-        throw notFound('Deployment', `${name}/${requested}`, { field: 'defaults.deployment_name' });
-      }
-    }
-    const uid = existing ? existing.doc.uid : randomBytes(8).toString('hex');
-    const doc: EndpointDoc = { name, ...(uid ? { uid } : {}), description: body.description, tags: body.tags, defaults: { deployment_name: defaultName } };
-    await this.#docs.put('endpoint', name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
-    return { stored: (await this.getEndpoint(name)) as Stored<EndpointDoc>, created: !existing };
+    // Made from what is stored when it is written (its uid, its default), so concurrent PUTs
+    // never mix: see DocTable.write.
+    const { created } = await this.#docs.write(
+      'endpoint',
+      name,
+      async (found): Promise<EndpointDoc> => {
+        const existing = found as Stored<EndpointDoc> | undefined;
+        const defaultName = requested === undefined ? (existing?.doc.defaults.deployment_name ?? null) : requested;
+        if (requested) {
+          if (!existing || !(await this.getAnyDeployment(name, requested))) {
+            throw notFound('Deployment', `${name}/${requested}`, { field: 'defaults.deployment_name' });
+          }
+        }
+        const uid = existing ? existing.doc.uid : randomBytes(8).toString('hex');
+        return { name, ...(uid ? { uid } : {}), description: body.description, tags: body.tags, defaults: { deployment_name: defaultName } };
+      },
+      () => this.#stamp(),
+    );
+    return { stored: (await this.getEndpoint(name)) as Stored<EndpointDoc>, created };
   }
 
   /** Deletes the endpoint and its deployments, as Azure ML does. */
@@ -535,9 +542,8 @@ export class Registry {
   async putDeployment(endpoint: string, name: string, body: DeploymentBody): Promise<{ stored: Stored<AnyDeploymentDoc>; created: boolean }> {
     await this.requireEndpoint(endpoint);
     const doc = body.type === 'pipeline' ? await this.#pipelineDeployment(endpoint, name, body) : await this.#modelDeployment(endpoint, name, body);
-    const existing = await this.getAnyDeployment(endpoint, name);
-    await this.#docs.put(`deployment:${endpoint}`, name, doc, this.#stamp(), existing ? { createdAt: existing.createdAt, etag: existing.etag } : {});
-    return { stored: (await this.getAnyDeployment(endpoint, name)) as Stored<AnyDeploymentDoc>, created: !existing };
+    const { created } = await this.#docs.write(`deployment:${endpoint}`, name, () => doc, () => this.#stamp());
+    return { stored: (await this.getAnyDeployment(endpoint, name)) as Stored<AnyDeploymentDoc>, created };
   }
 
   async #modelDeployment(endpoint: string, name: string, body: ModelDeploymentBody): Promise<DeploymentDoc> {

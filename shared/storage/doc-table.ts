@@ -79,6 +79,34 @@ export class DocTable<T> {
     }
   }
 
+  /**
+   * Creates or replaces a document made from what is stored now, as one step: it is inserted if
+   * there is none, else replaced only if unchanged since it was read; when another writer got in
+   * between, it is read and made again. So concurrent writers end with exactly one of their
+   * documents stored whole (the last to succeed), and exactly one of them is told it created it.
+   */
+  async write(pk: string, rk: string, make: (existing: Stored<T> | undefined) => T | Promise<T>, now: () => string, attempts = 20): Promise<{ created: boolean }> {
+    const table = await this.#table();
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const existing = await this.get(pk, rk);
+      const doc = await make(existing);
+      if (!existing) {
+        if (await this.create(pk, rk, doc, now())) return { created: true };
+        continue;
+      }
+      const entity: DocEntity = { partitionKey: pk, rowKey: rk, doc: JSON.stringify(doc), createdAt: existing.createdAt, updatedAt: now() };
+      try {
+        await table.updateEntity(entity, 'Replace', { etag: existing.etag });
+        return { created: false };
+      } catch (err) {
+        // Changed (412) or deleted (404) since it was read: read it again.
+        if (isConflict(err) || isNotFound(err)) continue;
+        throw storageError(`writing ${this.#name}`, err);
+      }
+    }
+    throw new BatchError('conflict', 'The resource is being changed by many requests at once; retry.');
+  }
+
   /** Deletes; returns false if it was not there. */
   async delete(pk: string, rk: string): Promise<boolean> {
     const table = await this.#table();
