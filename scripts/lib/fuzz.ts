@@ -524,6 +524,8 @@ export async function createFixtures(target: Target): Promise<void> {
   for (const path of ['jobs/fz-none', `endpoints/${FIXTURE.endpoint}/jobs`, `endpoints/${FIXTURE.endpoint}/triggers`, 'datastores', 'data', 'models', 'components']) {
     await send(target, { route: 'fixture', method: 'GET', path: `/api/${path}`, headers: {} });
   }
+  // An invoke with an Idempotency-Key looks its key up (and so creates that table) before anything else.
+  await send(target, { route: 'fixture', method: 'POST', path: `/api/endpoints/${FIXTURE.endpoint}/jobs`, headers: { 'content-type': 'application/json', 'idempotency-key': 'fz-warm-up' }, body: '{}' });
 }
 
 /**
