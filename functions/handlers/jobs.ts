@@ -19,7 +19,7 @@ import { allows, canSeeJob } from '../../shared/auth/permissions.js';
 /** Job ids are generated (bj-...); anything else cannot be a job, so it is simply not found. */
 function jobIdParam(request: HttpRequest): string {
   const id = param(request, 'id');
-  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(id)) throw new BatchError('not_found', `Job '${id}' does not exist.`, { details: { resource: 'Job', name: id } });
+  if (!/^[a-z0-9][a-z0-9-]{0,80}$/.test(id)) throw new BatchError('not_found', `Job '${id}' does not exist.`, { details: { resource: 'Job', name: id, field: 'id' } });
   return id;
 }
 
@@ -187,7 +187,7 @@ async function streamOutput(request: HttpRequest, step: string | undefined): Pro
   } catch (err) {
     if (isNotFound(err)) {
       throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${path}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
-        details: { resource: 'Job output', name: path },
+        details: { resource: 'Job output', name: path, field: 'file' },
       });
     }
     throw new BatchError('storage_failed', `Could not read output '${path}'.`, { cause: err });

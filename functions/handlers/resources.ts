@@ -33,7 +33,7 @@ export async function putDatastore(request: HttpRequest): Promise<HttpResponseIn
 export async function getDatastore(request: HttpRequest): Promise<HttpResponseInit> {
   const name = param(request, 'name', assetName);
   const found = await services().registry.getDatastore(name);
-  if (!found) throw notFound('Datastore', name);
+  if (!found) throw notFound('Datastore', name, { field: 'name' });
   return json(200, datastoreView(found));
 }
 
@@ -63,7 +63,7 @@ export async function getDataAsset(request: HttpRequest): Promise<HttpResponseIn
   const version = param(request, 'version', assetVersion);
   const registry = services().registry;
   const found = version === 'latest' ? await registry.latestDataAsset(name) : await registry.getDataAsset(name, version);
-  if (!found) throw notFound('Data asset', `${name}:${version}`);
+  if (!found) throw notFound('Data asset', `${name}:${version}`, { field: 'version' });
   return json(200, dataAssetView(found));
 }
 
@@ -71,7 +71,7 @@ export async function listDataAssets(request: HttpRequest): Promise<HttpResponse
   const name = request.params['name'] === undefined ? undefined : param(request, 'name', assetName);
   const registry = services().registry;
   const all = name ? await registry.listDataAssetVersions(name) : await registry.listAllDataAssets();
-  if (name && all.length === 0) throw notFound('Data asset', name);
+  if (name && all.length === 0) throw notFound('Data asset', name, { field: 'name' });
   return json(200, { value: all.map(dataAssetView) });
 }
 
@@ -96,7 +96,7 @@ export async function getModel(request: HttpRequest): Promise<HttpResponseInit> 
   const name = param(request, 'name', assetName);
   const version = param(request, 'version', assetVersion);
   const found = await services().registry.getModel(name, version);
-  if (!found) throw notFound('Model', `${name}:${version}`);
+  if (!found) throw notFound('Model', `${name}:${version}`, { field: 'version' });
   return json(200, modelView(found));
 }
 
@@ -104,7 +104,7 @@ export async function listModels(request: HttpRequest): Promise<HttpResponseInit
   const name = request.params['name'] === undefined ? undefined : param(request, 'name', assetName);
   const registry = services().registry;
   const all = name ? await registry.listModelVersions(name) : await registry.listAllModels();
-  if (name && all.length === 0) throw notFound('Model', name);
+  if (name && all.length === 0) throw notFound('Model', name, { field: 'name' });
   return json(200, { value: all.map(modelView) });
 }
 
@@ -156,7 +156,7 @@ export async function getDeployment(request: HttpRequest): Promise<HttpResponseI
   const registry = services().registry;
   const ep = await registry.requireEndpoint(endpoint);
   const found = await registry.getAnyDeployment(endpoint, name);
-  if (!found) throw notFound('Deployment', `${endpoint}/${name}`);
+  if (!found) throw notFound('Deployment', `${endpoint}/${name}`, { field: 'deployment' });
   return json(200, deploymentView(found, ep.doc.defaults.deployment_name === name));
 }
 
@@ -190,7 +190,7 @@ export async function getComponent(request: HttpRequest): Promise<HttpResponseIn
   const version = param(request, 'version', componentVersion);
   const registry = services().registry;
   const found = version === 'latest' ? await registry.latestComponent(name) : await registry.getComponent(name, version);
-  if (!found) throw notFound('Component', `${name}:${version}`);
+  if (!found) throw notFound('Component', `${name}:${version}`, { field: 'version' });
   return json(200, componentView(found));
 }
 
@@ -198,7 +198,7 @@ export async function listComponents(request: HttpRequest): Promise<HttpResponse
   const name = request.params['name'];
   const registry = services().registry;
   const all = name ? await registry.listComponentVersions(param(request, 'name', componentName)) : await registry.listComponents();
-  if (name && all.length === 0) throw notFound('Component', name);
+  if (name && all.length === 0) throw notFound('Component', name, { field: 'name' });
   return json(200, { value: all.map(componentView) });
 }
 

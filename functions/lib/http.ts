@@ -62,23 +62,41 @@ export async function readJson(request: HttpRequest): Promise<unknown> {
   } catch (err) {
     throw new BatchError('invalid_json', `The request body is not valid JSON: ${(err as Error).message}`, { issues: [{ field: '(body)', message: 'invalid JSON' }] });
   }
+  // Nesting deeper than any request of this API has is refused before anything walks the value
+  // (a deep enough value overflows the stack of every recursive walk: schemas, copies, this one).
   // A member named __proto__ is an own key of the parsed object, but any copy of the object
   // (a schema's output, a spread) drops it or turns it into a prototype: refused, by its path.
-  const found = protoPath(body, []);
+  const found = walk(body);
+  if (found?.tooDeep) {
+    const field = found.path.join('.') || '(body)';
+    throw new BatchError('validation_failed', `${field}: the body nests deeper than ${MAX_JSON_DEPTH} levels.`, { issues: [{ field, message: `nests deeper than ${MAX_JSON_DEPTH} levels` }] });
+  }
   if (found) {
-    const field = found.join('.');
+    const field = found.path.join('.');
     throw new BatchError('validation_failed', `${field}: "__proto__" is reserved (every JavaScript object has a member of that name); choose another name.`, { issues: [{ field, message: 'is reserved' }] });
   }
   return body;
 }
 
-/** The path of the first member named __proto__ in parsed JSON, if any. */
-function protoPath(value: unknown, path: string[]): string[] | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  for (const key of Object.keys(value)) {
-    if (key === '__proto__') return [...path, key];
-    const inner = protoPath((value as Record<string, unknown>)[key], [...path, key]);
-    if (inner) return inner;
+/** The deepest nesting of objects and arrays a request body may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Walks parsed JSON without recursion: the path of the first member named __proto__, or the path
+ * (its first 8 steps) of a value nested deeper than {@link MAX_JSON_DEPTH}.
+ */
+function walk(root: unknown): { path: string[]; tooDeep: boolean } | undefined {
+  const stack: { value: unknown; path: string[] }[] = [{ value: root, path: [] }];
+  while (stack.length > 0) {
+    const { value, path } = stack.pop() as { value: unknown; path: string[] };
+    if (typeof value !== 'object' || value === null) continue;
+    if (path.length > MAX_JSON_DEPTH) return { path: path.slice(0, 8), tooDeep: true };
+    const keys = Object.keys(value);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      if (key === '__proto__') return { path: [...path, key], tooDeep: false };
+      stack.push({ value: (value as Record<string, unknown>)[key], path: [...path, key] });
+    }
   }
   return undefined;
 }

@@ -40,6 +40,34 @@ param blobEventsPrefix string = ''
 @description('Create the Event Grid subscription to the blobCreated function. Event Grid checks that the function exists, so deploy the app code first, then deploy again with true.')
 param subscribeBlobCreated bool = false
 
+// ---- Private networking (README.md, "Private networking") ----------------------------------------
+
+@description('Put the storage account on a private network: a VNet with two subnets, VNet integration for the function app, private endpoints (with private DNS zones) for the account\'s blob, queue and table services, and public network access to the account disabled.')
+param privateNetworking bool = false
+
+@description('Address space of the VNet created when privateNetworking is true.')
+param vnetAddressPrefix string = '10.20.0.0/16'
+
+@description('Subnet the function app integrates with (delegated to Microsoft.App/environments, as Flex Consumption requires; /27 or larger).')
+param appSubnetPrefix string = '10.20.1.0/24'
+
+@description('Subnet holding the storage account\'s private endpoints.')
+param privateEndpointSubnetPrefix string = '10.20.2.0/24'
+
+// ---- App Service authentication (README.md, "Microsoft Entra ID: the app registration") -----------
+
+@description('Put App Service authentication (Easy Auth) in front of the app: it validates Microsoft Entra ID tokens before any request reaches a function, and rejects the others with 401. Needs entraClientId (and apiAuthLevel anonymous, so that a function key is not asked for as well).')
+param appServiceAuthentication bool = false
+
+@description('Tenant of the app registration (its directory id). Default: the tenant of this deployment.')
+param entraTenantId string = tenant().tenantId
+
+@description('Application (client) id of the app registration (README.md). Required with appServiceAuthentication.')
+param entraClientId string = ''
+
+@description('Application ID URI of the app registration, e.g. api://batch-endpoints. Default: api://{entraClientId}.')
+param entraApplicationIdUri string = ''
+
 var storageName = toLower(take(replace('${appName}st${uniqueString(resourceGroup().id)}', '-', ''), 24))
 var deploymentContainer = 'app-package'
 
@@ -52,6 +80,14 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     allowBlobPublicAccess: false
     supportsHttpsTrafficOnly: true
+    // With private networking, the account is reached only through its private endpoints (the app
+    // through its VNet integration); Azure services such as Event Grid's system topic still read
+    // its events, which do not go through the network rules.
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: 'AzureServices'
+    }
   }
 }
 
@@ -110,6 +146,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // VNet integration: every outbound call of the app (storage included) goes through the VNet,
+    // where the private DNS zones below resolve the account's names to its private endpoints.
+    virtualNetworkSubnetId: privateNetworking ? appSubnet.id : null
     functionAppConfig: {
       deployment: {
         storage: {
@@ -201,6 +240,125 @@ resource jobEvents 'Microsoft.EventGrid/topics@2022-06-15' = {
   properties: {
     inputSchema: 'CloudEventSchemaV1_0'
     publicNetworkAccess: 'Enabled'
+  }
+}
+
+// ---- Private networking ---------------------------------------------------------------------------
+
+resource vnet 'Microsoft.Network/virtualNetworks@2024-01-01' = if (privateNetworking) {
+  name: '${appName}-vnet'
+  location: location
+  properties: {
+    addressSpace: { addressPrefixes: [vnetAddressPrefix] }
+  }
+}
+
+resource appSubnet 'Microsoft.Network/virtualNetworks/subnets@2024-01-01' = if (privateNetworking) {
+  parent: vnet
+  name: 'app'
+  properties: {
+    addressPrefix: appSubnetPrefix
+    delegations: [
+      {
+        name: 'flex-consumption'
+        properties: { serviceName: 'Microsoft.App/environments' }
+      }
+    ]
+  }
+}
+
+resource endpointSubnet 'Microsoft.Network/virtualNetworks/subnets@2024-01-01' = if (privateNetworking) {
+  parent: vnet
+  name: 'private-endpoints'
+  // Subnets of one VNet are created one at a time.
+  dependsOn: [appSubnet]
+  properties: {
+    addressPrefix: privateEndpointSubnetPrefix
+    privateEndpointNetworkPolicies: 'Disabled'
+  }
+}
+
+// One private endpoint, and one private DNS zone linked to the VNet, per storage service the app
+// uses: blob (data, outputs, the deployment package), queue (Durable Functions), table (the
+// registry, jobs, Durable Functions' history).
+var storageServices = ['blob', 'queue', 'table']
+
+resource privateDns 'Microsoft.Network/privateDnsZones@2020-06-01' = [for service in storageServices: if (privateNetworking) {
+  name: 'privatelink.${service}.${environment().suffixes.storage}'
+  location: 'global'
+}]
+
+resource privateDnsLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [for (service, i) in storageServices: if (privateNetworking) {
+  parent: privateDns[i]
+  name: '${appName}-vnet-link'
+  location: 'global'
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: { id: vnet.id }
+  }
+}]
+
+resource storageEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = [for service in storageServices: if (privateNetworking) {
+  name: '${appName}-st-${service}'
+  location: location
+  properties: {
+    subnet: { id: endpointSubnet.id }
+    privateLinkServiceConnections: [
+      {
+        name: 'storage-${service}'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [service]
+        }
+      }
+    ]
+  }
+}]
+
+resource storageEndpointDns 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = [for (service, i) in storageServices: if (privateNetworking) {
+  parent: storageEndpoint[i]
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: service
+        properties: { privateDnsZoneId: privateDns[i].id }
+      }
+    ]
+  }
+}]
+
+// ---- App Service authentication (Easy Auth) --------------------------------------------------------
+
+var applicationIdUri = empty(entraApplicationIdUri) ? 'api://${entraClientId}' : entraApplicationIdUri
+
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (appServiceAuthentication) {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: { enabled: true }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      // The API document and the connector definition stay readable without a token.
+      excludedPaths: ['/api/openapi.json', '/api/connector/swagger.json']
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+        }
+        validation: {
+          // Tokens for this API only: its application ID URI or its client id.
+          allowedAudiences: [applicationIdUri, entraClientId]
+        }
+      }
+    }
+    login: {
+      tokenStore: { enabled: false }
+    }
   }
 }
 

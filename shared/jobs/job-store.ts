@@ -609,7 +609,7 @@ export class JobStore {
       if (!isConflict(err)) throw storageError('recording the idempotency key', err);
     }
     const existing = await this.findKey(endpoint, key);
-    if (!existing) throw new BatchError('conflict', 'A request with this Idempotency-Key is being processed; retry shortly.', { details: { header: 'Idempotency-Key' } });
+    if (!existing) throw new BatchError('conflict', 'A request with this Idempotency-Key is being processed; retry shortly.', { details: { header: 'Idempotency-Key', field: 'Idempotency-Key' } });
     return { claimed: false, ...existing };
   }
 

@@ -128,12 +128,12 @@ export class JobsService {
       throw new BatchError(
         'no_default_deployment',
         `No valid deployments to route to: endpoint '${request.endpoint}' has no default deployment. Set defaults.deployment_name on the endpoint, or use the azureml-model-deployment header to choose one.`,
-        { details: { header: 'azureml-model-deployment' } },
+        { details: { header: 'azureml-model-deployment', field: 'azureml-model-deployment' } },
       );
     }
     const found = await this.#registry.getAnyDeployment(request.endpoint, deploymentName);
     if (!found) {
-      throw notFound('Deployment', `${request.endpoint}/${deploymentName}`, request.deploymentHeader ? { header: 'azureml-model-deployment' } : {});
+      throw notFound('Deployment', `${request.endpoint}/${deploymentName}`, request.deploymentHeader ? { header: 'azureml-model-deployment', field: 'azureml-model-deployment' } : { field: 'defaults.deployment_name' });
     }
     const now = this.#now();
     const jobId = newJobId(now);
@@ -296,7 +296,7 @@ export class JobsService {
       if (tooLarge) throw tooLarge;
     }
     const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
-    if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`);
+    if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`, { field: 'model' });
     const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
     const code = deployment.code_configuration
       ? await this.#registry.resolveData(deployment.code_configuration.code, 'code_configuration.code', 'uri_folder')
@@ -420,7 +420,7 @@ export class JobsService {
   async #replay(used: { jobId: string; requestHash: string }, requestHash: string): Promise<InvokeResult> {
     if (used.requestHash !== requestHash) {
       throw new BatchError('unprocessable', 'The Idempotency-Key was already used with a different request.', {
-        details: { header: 'Idempotency-Key', job_id: used.jobId },
+        details: { header: 'Idempotency-Key', field: 'Idempotency-Key', job_id: used.jobId },
       });
     }
     // The request that claimed the key may still be recording its job: wait for it a little, so
@@ -433,7 +433,7 @@ export class JobsService {
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
     throw new BatchError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.', {
-      details: { header: 'Idempotency-Key', job_id: used.jobId },
+      details: { header: 'Idempotency-Key', field: 'Idempotency-Key', job_id: used.jobId },
     });
   }
 
@@ -530,7 +530,7 @@ export class JobsService {
    */
   async get(id: string): Promise<Job> {
     const job = await this.#store.get(id);
-    if (!job) throw notFound('Job', id);
+    if (!job) throw notFound('Job', id, { field: 'id' });
     return this.#withLiveCounts(job);
   }
 
@@ -576,13 +576,13 @@ export class JobsService {
     const spec = job.spec;
     let outputs: Record<string, { uri: string; location: DataLocation }>;
     if (!isPipelineSpec(spec)) {
-      if (step !== undefined && step !== MODEL_STEP) throw notFound('Step', step);
+      if (step !== undefined && step !== MODEL_STEP) throw notFound('Step', step, { field: 'step' });
       outputs = { [spec.output.name]: spec.output };
     } else if (step === undefined) {
       outputs = spec.pipeline.outputs;
     } else {
       const found = spec.pipeline.steps.find((s) => s.name === step);
-      if (!found) throw notFound('Step', step);
+      if (!found) throw notFound('Step', step, { field: 'step' });
       const state = job.steps?.[step];
       // A command step's logs: GET …/steps/{step}/outputs/user_logs/attempt-1.log.
       if (state?.logs && file.startsWith('user_logs/') && !own(state.outputs ?? found.outputs, 'user_logs')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length) };
@@ -594,7 +594,7 @@ export class JobsService {
     const only = names.length === 1 ? outputs[names[0] as string] : undefined;
     const target = named ?? only;
     if (!target) {
-      throw new BatchError('not_found', `Name the output first (${names.join(', ') || 'none'}): outputs/<output>/<file>.`, { details: { resource: 'Job output', name: file } });
+      throw new BatchError('not_found', `Name the output first (${names.join(', ') || 'none'}): outputs/<output>/<file>.`, { details: { resource: 'Job output', name: file, field: 'file' } });
     }
     return { folder: outputFolderOf(this.#registry, target), file: named ? rest.join('/') : file };
   }
@@ -607,7 +607,7 @@ export class JobsService {
     const job = await this.get(id);
     if (isTerminalJob(job.state.status) || job.state.status === 'Finalizing') {
       throw new BatchError('conflict', `Job '${id}' is ${job.state.status} and can no longer be canceled.`, {
-        details: { job_status: job.state.status },
+        details: { job_status: job.state.status, field: 'id' },
       });
     }
     const state = await this.#store.update(id, (s) =>

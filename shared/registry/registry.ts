@@ -142,7 +142,7 @@ export class Registry {
 
   async requireDatastore(name: string): Promise<DatastoreDoc> {
     const found = await this.getDatastore(name);
-    if (!found) throw notFound('Datastore', name);
+    if (!found) throw notFound('Datastore', name, { field: 'name' });
     return found.doc;
   }
 
@@ -154,7 +154,7 @@ export class Registry {
 
   async putDatastore(name: string, body: DatastoreBody): Promise<{ stored: Stored<DatastoreDoc>; created: boolean }> {
     if (name === WORKSPACE_DATASTORE) {
-      throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be changed.`);
+      throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be changed.`, { details: { field: 'name' } });
     }
     let credentials: DatastoreCredentials = body.credentials;
     let emulator: boolean;
@@ -194,8 +194,8 @@ export class Registry {
   }
 
   async deleteDatastore(name: string): Promise<void> {
-    if (name === WORKSPACE_DATASTORE) throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be deleted.`);
-    if (!(await this.#docs.get('datastore', name))) throw notFound('Datastore', name);
+    if (name === WORKSPACE_DATASTORE) throw new BatchError('conflict', `'${WORKSPACE_DATASTORE}' is built in and cannot be deleted.`, { details: { field: 'name' } });
+    if (!(await this.#docs.get('datastore', name))) throw notFound('Datastore', name, { field: 'name' });
     const prefix = `azureml://datastores/${name}/`;
     const users = [
       ...(await this.listAllModels()).filter((m) => m.doc.path.startsWith(prefix)).map((m) => `model ${keyOfModel(m.doc)}`),
@@ -207,7 +207,7 @@ export class Registry {
       ...(await this.#triggers()).filter((t) => t.source.datastore === name).map((t) => `trigger ${t.endpoint_name}/${t.name}`),
     ];
     if (users.length > 0) {
-      throw new BatchError('conflict', `Datastore '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+      throw new BatchError('conflict', `Datastore '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users, field: 'name' } });
     }
     await this.#docs.delete('datastore', name);
   }
@@ -360,14 +360,14 @@ export class Registry {
   }
 
   async deleteDataAsset(name: string, version: string): Promise<void> {
-    if (!(await this.#docs.delete(`data:${name}`, version))) throw notFound('Data asset', `${name}:${version}`);
+    if (!(await this.#docs.delete(`data:${name}`, version))) throw notFound('Data asset', `${name}:${version}`, { field: 'version' });
   }
 
   async #createVersion<T>(pk: string, rk: string, doc: T, what: string): Promise<{ stored: Stored<T>; created: boolean }> {
     const created = await this.#docs.create(pk, rk, doc, this.#stamp());
     const stored = (await this.#docs.get(pk, rk)) as Stored<T>;
     if (!created && JSON.stringify(stored.doc) !== JSON.stringify(doc)) {
-      throw new BatchError('conflict', `${what} already exists with different content. Versions are immutable: use a new version.`);
+      throw new BatchError('conflict', `${what} already exists with different content. Versions are immutable: use a new version.`, { details: { field: 'version' } });
     }
     return { stored, created };
   }
@@ -401,7 +401,7 @@ export class Registry {
   }
 
   async deleteModel(name: string, version: string): Promise<void> {
-    if (!(await this.getModel(name, version))) throw notFound('Model', `${name}:${version}`);
+    if (!(await this.getModel(name, version))) throw notFound('Model', `${name}:${version}`, { field: 'version' });
     const usesModel = (doc: ComponentDoc): boolean => componentsWithin(doc).some((c) => c.type === 'parallel' && c.model.name === name && c.model.version === version);
     const deployments = await this.listAllDeployments();
     const users = [
@@ -413,7 +413,7 @@ export class Registry {
     if (users.length > 0 || components.length > 0) {
       const by = [...(users.length > 0 ? [`deployment(s) ${users.join(', ')}`] : []), ...components].join(', ');
       throw new BatchError('conflict', `Model '${name}:${version}' is used by ${by}.`, {
-        details: { used_by: [...users, ...components] },
+        details: { used_by: [...users, ...components], field: 'version' },
       });
     }
     await this.#docs.delete(`model:${name}`, version);
@@ -448,7 +448,7 @@ export class Registry {
 
   async requireEndpoint(name: string): Promise<Stored<EndpointDoc>> {
     const found = await this.getEndpoint(name);
-    if (!found) throw notFound('Endpoint', name);
+    if (!found) throw notFound('Endpoint', name, { field: 'endpoint' });
     return found;
   }
 
@@ -626,14 +626,14 @@ export class Registry {
 
   async deleteDeployment(endpoint: string, name: string): Promise<void> {
     const ep = await this.requireEndpoint(endpoint);
-    if (!(await this.getAnyDeployment(endpoint, name))) throw notFound('Deployment', `${endpoint}/${name}`);
+    if (!(await this.getAnyDeployment(endpoint, name))) throw notFound('Deployment', `${endpoint}/${name}`, { field: 'deployment' });
     if (ep.doc.defaults.deployment_name === name) {
-      throw new BatchError('conflict', `Deployment '${name}' is the default of endpoint '${endpoint}'. Make another deployment the default first.`);
+      throw new BatchError('conflict', `Deployment '${name}' is the default of endpoint '${endpoint}'. Make another deployment the default first.`, { details: { field: 'deployment' } });
     }
     const triggers = (await this.#triggers()).filter((t) => t.endpoint_name === endpoint && t.endpoint_uid === (ep.doc.uid ?? '') && t.deployment === name);
     if (triggers.length > 0) {
       const users = triggers.map((t) => `trigger ${endpoint}/${t.name}`);
-      throw new BatchError('conflict', `Deployment '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+      throw new BatchError('conflict', `Deployment '${name}' is used by ${users.join(', ')}.`, { details: { used_by: users, field: 'deployment' } });
     }
     await this.#docs.delete(`deployment:${endpoint}`, name);
   }
@@ -735,10 +735,10 @@ export class Registry {
 
   /** Deletes a component version unless a pipeline component or a pipeline deployment uses it. */
   async deleteComponent(name: string, version: string): Promise<void> {
-    if (!(await this.getComponent(name, version))) throw notFound('Component', `${name}:${version}`);
+    if (!(await this.getComponent(name, version))) throw notFound('Component', `${name}:${version}`, { field: 'version' });
     const users = await this.#componentUsers({ name, version });
     if (users.length > 0) {
-      throw new BatchError('conflict', `Component '${name}:${version}' is used by ${users.join(', ')}.`, { details: { used_by: users } });
+      throw new BatchError('conflict', `Component '${name}:${version}' is used by ${users.join(', ')}.`, { details: { used_by: users, field: 'version' } });
     }
     await this.#docs.delete(`component:${name}`, version);
   }

@@ -180,7 +180,7 @@ export class TriggerRules {
   async require(endpoint: string, name: string): Promise<Stored<TriggerRuleDoc>> {
     await this.#registry.requireEndpoint(endpoint);
     const found = await this.get(endpoint, name);
-    if (!found) throw notFound('Trigger', `${endpoint}/${name}`);
+    if (!found) throw notFound('Trigger', `${endpoint}/${name}`, { field: 'name' });
     return found;
   }
 

@@ -148,7 +148,26 @@ export function applyJsonPayload(data: BindingData, text: string | null | undefi
   } catch {
     return;
   }
-  if (isJsonObject(parsed)) applyJsonObject(data, parsed);
+  if (isJsonObject(parsed) && !deeperThan(parsed, JSON_NET_MAX_DEPTH)) applyJsonObject(data, parsed);
+}
+
+/**
+ * Json.NET's default MaxDepth (Newtonsoft.Json 13): the host cannot read a payload nested deeper,
+ * so it adds nothing of it to binding data. (Nothing deeper may reach `triggerMetadata` either:
+ * the worker library converts it recursively, and a deep enough value overflows its stack.)
+ */
+export const JSON_NET_MAX_DEPTH = 64;
+
+/** Whether objects and arrays nest in `value` more than `max` levels (walked without recursion). */
+export function deeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > max) return true;
+    for (const inner of Object.values(v)) stack.push([inner, depth + 1]);
+  }
+  return false;
 }
 
 /** {@link applyJsonPayload} for a payload already parsed, so a large one is not parsed twice. */
