@@ -126,6 +126,7 @@ export class TriggerRules {
         `the jobs' outputs (${output.prefix || 'the container'}…) would land under the source prefix "${body.source.path_prefix}" and start jobs of their own; keep them apart`,
       );
     }
+    if (body.enabled) await this.#checkOthers(endpoint, name, { datastore: source.doc, container: source.doc.container_name, prefix: body.source.path_prefix }, output);
     const existing = await this.#stored(endpoint, name, ep.doc.uid ?? '');
     const raw = await this.#docs.get(triggerPartition(endpoint), name);
     const doc: TriggerRuleDoc = {
@@ -145,6 +146,31 @@ export class TriggerRules {
     // A row left by an earlier incarnation of the endpoint is replaced, not updated.
     await this.#docs.put(triggerPartition(endpoint), name, doc, stamp, existing ? { createdAt: existing.createdAt, etag: existing.etag } : raw ? { etag: raw.etag } : {});
     return { stored: (await this.#docs.get(triggerPartition(endpoint), name)) as Stored<TriggerRuleDoc>, created: !existing };
+  }
+
+  /**
+   * Rules must not feed each other: this rule's outputs must not land under another enabled rule's
+   * source (400 naming output_path), nor may its source take another enabled rule's outputs (400
+   * naming source.path_prefix); else A's jobs start B's, whose jobs start A's, for ever.
+   */
+  async #checkOthers(endpoint: string, name: string, source: Place & { prefix: string }, output: Place & { prefix: string }): Promise<void> {
+    for (const other of await this.active()) {
+      if (other.endpoint_name === endpoint && other.name === name) continue;
+      const label = `trigger ${other.endpoint_name}/${other.name}`;
+      const otherSource = await this.#registry.getDatastore(other.source.datastore);
+      if (otherSource && sameContainer(output, { datastore: otherSource.doc, container: otherSource.doc.container_name }) && prefixesMeet(output.prefix, other.source.path_prefix)) {
+        throw invalid('output_path', `the jobs' outputs (${output.prefix || 'the container'}…) would land under the source "${other.source.path_prefix}" of ${label}, whose jobs would start more; keep them apart`);
+      }
+      let otherOutput: Place & { prefix: string };
+      try {
+        otherOutput = await this.#checkOutput(other.output_path ?? undefined, other.name);
+      } catch {
+        continue; // its output can no longer be resolved: it makes no jobs to feed this one
+      }
+      if (sameContainer(source, otherOutput) && prefixesMeet(source.prefix, otherOutput.prefix)) {
+        throw invalid('source.path_prefix', `"${source.prefix}" would take the outputs (${otherOutput.prefix || 'the container'}…) of ${label}, and each job of one would start another; keep them apart`);
+      }
+    }
   }
 
   /** The datastore and static blob prefix of where the rule's jobs write (checked; 400/404 naming output_path). */

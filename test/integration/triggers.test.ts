@@ -126,6 +126,25 @@ describe('trigger rules (Azurite)', () => {
     expect(updated).toMatchObject({ created: false, stored: { doc: { uid: again.stored.doc.uid } } });
   });
 
+  it('cannot feed each other: an output under another enabled rule\'s source, or a source over another\'s output, is refused', async () => {
+    await rules.put('ep', 'feed-a', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/a/in/' }, output_path: ds('feed/b/in/{job_id}/') }));
+    // B's output under A's source.
+    const out = await rejects(rules.put('ep', 'feed-b', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/x/' }, output_path: ds('feed/a/in/{job_id}/') })));
+    expect(out.issues.map((i) => i.field)).toEqual(['output_path']);
+    expect(out.message).toContain('trigger ep/feed-a');
+    // B's source over A's output.
+    const src = await rejects(rules.put('ep', 'feed-b', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/b/' }, output_path: ds('feed/y/{job_id}/') })));
+    expect(src.issues.map((i) => i.field)).toEqual(['source.path_prefix']);
+    // Both at once: the loop A -> B -> A.
+    expect((await rejects(rules.put('ep', 'feed-b', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/b/in/' }, output_path: ds('feed/a/in/{job_id}/') })))).code).toBe('validation_failed');
+    expect((await rules.list('ep')).map((r) => r.doc.name)).not.toContain('feed-b');
+    // Apart, or with A disabled, it is taken; A's own update is not held against itself.
+    expect((await rules.put('ep', 'feed-b', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/x/' }, output_path: ds('feed/y/{job_id}/') }))).created).toBe(true);
+    await rules.put('ep', 'feed-a', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/a/in/' }, output_path: ds('feed/b/in/{job_id}/'), enabled: false }));
+    await rules.put('ep', 'feed-b', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'feed/b/in/' }, output_path: ds('feed/a/in/{job_id}/') }));
+    for (const r of ['feed-a', 'feed-b']) await rules.delete('ep', r);
+  });
+
   it('keep what they use: the datastore and the deployment they name cannot be deleted under them', async () => {
     await registry.putDeployment('ep', 'dep2', deploymentBody.parse({ model: 'azureml:m:1', code_configuration: { code: ds('code/'), scoring_script: 'score.js' } }));
     await rules.put('ep', 'uses', triggerBody.parse({ source: { datastore: 'workspaceblobstore', path_prefix: 'uses/' }, deployment: 'dep2' }));
