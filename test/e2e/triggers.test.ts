@@ -79,6 +79,8 @@ interface EventOptions {
   id?: string;
   api?: string;
   url: string;
+  /** The blob's name for the subject (else the URL's path, decoded). */
+  name?: string;
   etag: string;
   length?: number;
   schema?: 'eventgrid' | 'cloudevents';
@@ -86,7 +88,7 @@ interface EventOptions {
 
 function blobCreatedEvent(o: EventOptions): Record<string, unknown> {
   const id = o.id ?? `ev-${process.pid}-${++eventCounter}`;
-  const path = new URL(o.url).pathname.split('/').slice(3).join('/');
+  const path = o.name ?? decodeURIComponent(new URL(o.url).pathname.split('/').slice(3).join('/'));
   const data = { api: o.api ?? 'PutBlob', clientRequestId: id, requestId: id, eTag: o.etag, contentType: 'text/csv', contentLength: o.length ?? 100, blobType: 'BlockBlob', url: o.url, sequencer: '00000000000000000000000000000001', storageDiagnostics: { batchId: 'b' } };
   const subject = `/blobServices/default/containers/${WORKSPACE_CONTAINER}/blobs/${path}`;
   if (o.schema === 'cloudevents') {
@@ -217,6 +219,27 @@ describe('blob-created trigger rules', () => {
     }
     await sleep(3000);
     expect(await jobsOf('window')).toHaveLength(1);
+  });
+
+  it('leaves out a file whose name no file list can hold, scores the rest, and keeps a raw "#" in a URL\'s name', async () => {
+    await putRule('names', { source: { datastore: 'workspaceblobstore', path_prefix: 'incoming/names/' }, batching: { window_seconds: 2, max_files: 10 } });
+    const good = await put('incoming/names/a.csv', penguinCsv(ROWS.slice(0, 2)));
+    const bad = await put('incoming/names//dbl.csv', penguinCsv(ROWS.slice(2, 3)));
+    const hash = await put('incoming/names/h#1.csv', penguinCsv(ROWS.slice(3, 4)));
+    const rawUrl = `${blobUrl('incoming/names/a.csv').replace(/a\.csv$/, '')}h#1.csv`; // as Azure sends it: not encoded
+    expect(
+      await send([
+        blobCreatedEvent({ url: blobUrl('incoming/names/a.csv'), etag: good }),
+        blobCreatedEvent({ url: blobUrl('incoming/names//dbl.csv'), name: 'incoming/names//dbl.csv', etag: bad }),
+        blobCreatedEvent({ url: rawUrl, name: 'incoming/names/h#1.csv', etag: hash }),
+      ]),
+    ).toBe(202);
+    const [created] = await waitForJobs('names', 1);
+    const job = await waitForJob(api, created.id);
+    expect(job.status).toBe('Completed');
+    expect(filesOf(job)).toEqual(['a.csv', 'h#1.csv']);
+    expect(job.counts.items).toEqual({ total: 2, succeeded: 2, failed: 0 });
+    expect((await api.call('GET', `endpoints/${ENDPOINT}/triggers/names`)).body.last_error).toBeNull();
   });
 
   it('starts the next job with the files beyond max_files', async () => {
