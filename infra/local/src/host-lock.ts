@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type Clock, systemClock } from './clock.js';
 import { FnHostError, describeError } from './errors.js';
 import type { Logger } from './log.js';
 import { HAS_PROC, pidAlive, processIdentity } from './processes.js';
+import { readStateFile } from './state-file.js';
 
 /**
  * One host per data folder. Two hosts on one folder share its task hub and its Azurite: durable
@@ -41,21 +42,10 @@ export type HostLockRecord = z.infer<typeof lockSchema>;
  * folder cannot be told from it.
  */
 export function readHostLock(path: string): HostLockRecord | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  let problem: string;
-  try {
-    const parsed = lockSchema.safeParse(JSON.parse(text));
-    if (parsed.success) return parsed.data;
-    problem = parsed.error.issues.map((i) => `${i.path.join('.') || 'file'}: ${i.message}`).join('; ');
-  } catch (err) {
-    problem = `not valid JSON: ${describeError(err)}`;
-  }
+  const read = readStateFile(path, lockSchema);
+  if (!read.found) return undefined;
+  if ('value' in read) return read.value;
+  const problem = read.problem;
   throw new FnHostError(
     'ERR_CONFIG',
     `The host lock ${path} is not usable (${problem}). It records which fnhost uses this data folder. ` +

@@ -1,9 +1,10 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { KeySettings } from '../config/app-config.js';
-import { FnHostError, describeError } from '../errors.js';
+import { FnHostError } from '../errors.js';
+import { readStateFile } from '../state-file.js';
 
 /** The access levels of the Functions host. */
 export type AccessLevel = 'anonymous' | 'function' | 'system' | 'admin';
@@ -40,25 +41,10 @@ const keysFileSchema = z.object({
  * Regenerating is one `rm` away for a user who wants it; a lost key is not.
  */
 export function readKeysFile(file: string): Partial<KeySet> | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  let problem: string;
-  if (text.trim() === '') {
-    problem = 'the file is empty';
-  } else {
-    try {
-      const parsed = keysFileSchema.safeParse(JSON.parse(text));
-      if (parsed.success) return parsed.data;
-      problem = parsed.error.issues.map((i) => `${i.path.join('.') || 'file'}: ${i.message}`).join('; ');
-    } catch (err) {
-      problem = `not valid JSON: ${describeError(err)}`;
-    }
-  }
+  const read = readStateFile(file, keysFileSchema);
+  if (!read.found) return undefined;
+  if ('value' in read) return read.value;
+  const problem = read.problem;
   throw new FnHostError(
     'ERR_CONFIG',
     `The keys file ${file} is not usable (${problem}). fnhost will not start on it: it would generate new keys over it, and ` +

@@ -1,15 +1,16 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, realpathSync, unlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { type Clock, systemClock } from '../clock.js';
-import { FnHostError, describeError } from '../errors.js';
+import { FnHostError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { HAS_PROC, commandLine, pidAlive } from '../processes.js';
 import { type AzuritePorts, type StorageEmulator, azuriteArgs, azuriteCli, azuriteExecArgv, devConnectionString, waitForAzurite } from './azurite.js';
 import { checkAzuriteDatabases } from './azurite-files.js';
+import { readStateFile } from '../state-file.js';
 
 /** Where, inside a data folder, Azurite keeps its data, its state file and its output. */
 export function azuritePaths(dataDir: string): { location: string; state: string; log: string; blobEvents: string } {
@@ -43,21 +44,10 @@ export type AzuriteState = z.infer<typeof stateSchema>;
  * second one on the same files would overwrite the first one's saves.
  */
 export function readAzuriteState(path: string): AzuriteState | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  let problem: string;
-  try {
-    const parsed = stateSchema.safeParse(JSON.parse(text));
-    if (parsed.success) return parsed.data;
-    problem = parsed.error.issues.map((i) => `${i.path.join('.') || 'file'}: ${i.message}`).join('; ');
-  } catch (err) {
-    problem = `not valid JSON: ${describeError(err)}`;
-  }
+  const read = readStateFile(path, stateSchema);
+  if (!read.found) return undefined;
+  if ('value' in read) return read.value;
+  const problem = read.problem;
   throw new FnHostError(
     'ERR_CONFIG',
     `The storage state file ${path} is not usable (${problem}). It records which Azurite serves this data folder. ` +
