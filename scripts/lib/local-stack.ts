@@ -4,10 +4,10 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
+import { freePort } from './ports.js';
 
 /**
  * The repository: three levels up when this runs compiled (dist/scripts/lib), two when a test
@@ -83,16 +83,6 @@ export interface LocalStack {
   kill(options?: { group?: boolean }): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => done(port));
-    });
-  });
-}
 
 export interface StackOptions {
   port?: number;

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { ApiError, BatchClient, type JobView } from './batch-client.js';
-import { type LocalStack, ROOT, freePort, startLocalStack, stopStorage } from './local-stack.js';
+import { type LocalStack, ROOT, startLocalStack, stopStorage } from './local-stack.js';
+import { freePort } from './ports.js';
 import { uploadFiles } from './sample-data.js';
 
 const CONTAINER = 'azureml-blobstore';

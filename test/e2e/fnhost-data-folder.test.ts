@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readHostLock, hostLockPath } from '../../infra/local/src/host-lock.js';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 import { TEST_APP, processRunning, startFnHost, stopStorage, tempDir } from '../support/fnhost.js';
-import { freePort } from '../support/ports.js';
+import { freePort, freePorts } from '../support/ports.js';
 
 /**
  * A data folder belongs to one host and its own Azurite: a second host on it, another folder's
@@ -111,7 +111,7 @@ describe('a host whose Azurite dies', () => {
 describe("another data folder's Azurite on the ports", () => {
   it('is refused, naming that folder, while the folder that owns it reattaches to it', async () => {
     const owner = dataFolder();
-    const ports = [String(await freePort()), String(await freePort()), String(await freePort())];
+    const ports = (await freePorts(3)).map(String);
     const first = await startFnHost({ appDir: TEST_APP, dataDir: owner, args: ['--blob-port', ports[0]!, '--queue-port', ports[1]!, '--table-port', ports[2]!] });
     const azurite = azuritePid(owner);
     // Killed, the host leaves its Azurite running on those ports (an orphan, as after a crash).

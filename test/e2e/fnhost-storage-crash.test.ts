@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 import { apiOf } from '../support/batch.js';
 import { PRODUCT_APP, TEST_APP, processRunning, startFnHost, stopStorage, tempDir } from '../support/fnhost.js';
-import { freePort } from '../support/ports.js';
+import { freePort, freePorts } from '../support/ports.js';
 
 /**
  * Storage outlives a crash of the host, as Azure Storage outlives a Functions host: what storage
@@ -80,7 +80,7 @@ describe('storage across a crash of the host', () => {
     await putBlob(first.storageConnection, 'x', 'before the kill');
     await first.kill();
 
-    const [blob, queue, table] = [await freePort(), await freePort(), await freePort()];
+    const [blob, queue, table] = await freePorts(3);
     const second = await startFnHost({ appDir: TEST_APP, dataDir: data, args: ['--blob-port', String(blob), '--queue-port', String(queue), '--table-port', String(table)] });
     cleanups.push(() => second.stop());
     expect(second.output()).toContain('Azurite keeps the ports it was started with; the blob/queue/table port(s) asked for apply after `fnhost stop');
