@@ -124,6 +124,10 @@ export function exitCodeOf(status: string): number {
   return EXIT.jobFailed;
 }
 
+function finishedItems(job: JobView): number {
+  return job.counts ? job.counts.items.succeeded + job.counts.items.failed : 0;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -168,22 +172,21 @@ export async function stream(api: ApiClient, id: string, options: StreamOptions)
       )
     : undefined;
   let job = await api.get<JobView>(path);
-  const first = { at: Date.now(), items: 0 };
+  // The rate is over what this stream saw: items finished since it started, per second.
+  const first = { at: Date.now(), items: finishedItems(job) };
   let started = false;
   const show = (j: JobView): void => {
     const c = j.counts;
-    const done = c ? c.mini_batches.succeeded + c.mini_batches.failed : 0;
-    const items = c ? c.items.succeeded + c.items.failed : 0;
-    if (items > 0 && first.items === 0 && !started) {
-      first.at = Date.now();
-    }
+    const items = finishedItems(j);
     const seconds = (Date.now() - first.at) / 1000;
     const payload = {
       status: j.status.padEnd(10),
       items: c ? `${items}/${c.items.total}` : '-',
       failed: c ? c.items.failed : 0,
-      rate: seconds > 0 ? (items / seconds).toFixed(1) : '0.0',
+      rate: seconds > 0 ? ((items - first.items) / seconds).toFixed(1) : '0.0',
     };
+    const done = c ? c.mini_batches.succeeded + c.mini_batches.failed : 0;
+    // Until the job has planned its mini-batches there are none to count; the bar shows 0 of 1.
     const total = Math.max(c?.mini_batches.total ?? 0, 1);
     if (!started) {
       bar?.start(total, done, payload);

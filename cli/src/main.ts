@@ -277,30 +277,16 @@ function jobCommand(): Command {
   return job;
 }
 
-/**
- * Jobs newest first: an endpoint's from its own list, filtered by status here; all jobs from
- * `GET /api/jobs` (which filters by endpoint and status itself).
- */
+/** Jobs newest first, filtered by the API (`GET /api/jobs?endpoint=&status=`), following next_link up to `max`. */
 async function listJobs(api: ApiClient, endpoint: string | undefined, status: string | undefined, max: number): Promise<JobView[]> {
   const query = new URLSearchParams({ top: String(Math.min(max, 100)) });
-  let next: string | null | undefined;
-  if (endpoint !== undefined) next = `endpoints/${encodeURIComponent(endpoint)}/jobs?${query.toString()}`;
-  else {
-    if (status !== undefined) query.set('status', status);
-    next = `jobs?${query.toString()}`;
-  }
+  if (endpoint !== undefined) query.set('endpoint', endpoint);
+  if (status !== undefined) query.set('status', status);
+  let next: string | null | undefined = `jobs?${query.toString()}`;
   const found: JobView[] = [];
   while (next && found.length < max) {
-    let page: { value: JobView[]; next_link?: string | null };
-    try {
-      page = await api.get(next);
-    } catch (err) {
-      if (endpoint === undefined && err instanceof ApiProblem && (err.status === 404 || err.status === 405)) {
-        throw new CliError('This API does not list all jobs (no GET /api/jobs); give --endpoint.');
-      }
-      throw err;
-    }
-    found.push(...page.value.filter((j) => status === undefined || j.status === status));
+    const page: { value: JobView[]; next_link?: string | null } = await api.get(next);
+    found.push(...page.value);
     next = page.next_link;
   }
   return found.slice(0, max);

@@ -218,6 +218,10 @@ describe('batch-endpoints CLI on fnhost', () => {
     const listed = await ok(['job', 'list', '--endpoint', ep, '--status', 'Completed']);
     expect(listed.map((j: Json) => j.id)).toEqual([id]);
     expect(await ok(['job', 'list', '--endpoint', ep, '--status', 'Failed'])).toEqual([]);
+    // Without --endpoint: every endpoint's jobs (GET /api/jobs), filtered by status.
+    const all = await ok(['job', 'list', '--status', 'Completed', '--max-results', '100', '-o', 'json']);
+    expect(all.map((j: Json) => j.id)).toContain(id);
+    expect(all.every((j: Json) => j.status === 'Completed')).toBe(true);
   });
 
   it('exits 3 for a Failed job and 4 for a Canceled one, and 0 only for Completed', async () => {
