@@ -179,7 +179,7 @@ describe('batch-endpoints CLI on fnhost', () => {
     await ok(['endpoint', 'delete', '-n', ep, '--yes']);
     expect((await cli(['endpoint', 'show', '-n', ep])).code).toBe(1);
     await ok(['model', 'delete', '-n', `${ep}-model`, '-v', '1', '--yes']);
-  });
+  }, 400_000);
 
   it('invokes a local folder, streams the job to Completed and downloads exactly the predictions the API serves', async () => {
     const ep = uniqueName('clirun');
@@ -222,7 +222,7 @@ describe('batch-endpoints CLI on fnhost', () => {
     const all = await ok(['job', 'list', '--status', 'Completed', '--max-results', '100', '-o', 'json']);
     expect(all.map((j: Json) => j.id)).toContain(id);
     expect(all.every((j: Json) => j.status === 'Completed')).toBe(true);
-  });
+  }, 240_000);
 
   it('exits 3 for a Failed job and 4 for a Canceled one, and 0 only for Completed', async () => {
     const ep = uniqueName('cliexit');
@@ -252,7 +252,7 @@ describe('batch-endpoints CLI on fnhost', () => {
     expect(canceled.code, canceled.stderr + canceled.stdout).toBe(4);
     expect(canceled.stdout).toMatch(new RegExp(`Job ${started.id} Canceled`));
     expect((await api.call('GET', `jobs/${started.id}`)).body.status).toBe('Canceled');
-  });
+  }, 240_000);
 
   it('names the file, line and field of bad YAML, of a schema problem, and of a problem the API finds', async () => {
     write('bad/syntax.yml', 'name: broken\nsettings:\n  mini_batch_size: 3\n   error_threshold: 2\n');
@@ -286,5 +286,5 @@ describe('batch-endpoints CLI on fnhost', () => {
     write('bad/local.yml', 'name: lost\ntype: onnx\npath: ./not/here\n');
     const local = await cli(['model', 'create', '-f', 'bad/local.yml']);
     expect(local.stderr).toMatch(/bad\/local\.yml:3:1: path: \.\/not\/here \(.*\) does not exist/);
-  });
+  }, 240_000);
 });
