@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
 import cliProgress from 'cli-progress';
-import { invokeBody } from '../../shared/schemas/jobs.js';
+import { DEFAULT_OUTPUT_NAME, TERMINAL_JOB_STATUSES, invokeBody } from '../../shared/schemas/jobs.js';
 import type { ApiClient } from './client.js';
 import { ApiProblem, CliError, EXIT } from './errors.js';
 import { type Column, field } from './output.js';
@@ -22,9 +22,9 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 /** The name `--input` gives the job's data input (as Azure ML's invoke names its one input). */
 export const INPUT_NAME = 'input_data';
 /** A model deployment's output (Azure ML's name), which `--output-path` sets. */
-export const OUTPUT_NAME = 'score';
+export const OUTPUT_NAME = DEFAULT_OUTPUT_NAME;
 
-export const TERMINAL = ['Completed', 'Failed', 'Canceled'];
+const TERMINAL: readonly string[] = TERMINAL_JOB_STATUSES;
 
 export interface Counts {
   mini_batches: { total: number; succeeded: number; failed: number; retried: number };

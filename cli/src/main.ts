@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { JOB_STATUSES } from '../../shared/schemas/jobs.js';
 import { ApiClient } from './client.js';
 import { type ConnectionOptions, describeProfiles, resolveConnection, writeProfile } from './connection.js';
 import { ApiProblem, CliError, EXIT } from './errors.js';
@@ -236,7 +237,7 @@ function jobCommand(): Command {
     .command('list')
     .description('List jobs, newest first')
     .option('-e, --endpoint <endpoint>', "only this endpoint's jobs")
-    .addOption(new Option('--status <status>', 'only jobs in this status').choices(['NotStarted', 'Preparing', 'Running', 'Finalizing', 'Completed', 'Failed', 'Canceling', 'Canceled']))
+    .addOption(new Option('--status <status>', 'only jobs in this status').choices(JOB_STATUSES))
     .option('--max-results <n>', 'at most this many jobs', '50')
     .action(async (options: { endpoint?: string; status?: string; maxResults: string }, command: Command) => {
       const max = Number(options.maxResults);

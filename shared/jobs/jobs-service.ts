@@ -7,7 +7,7 @@ import { redactSecrets } from '../redact.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
-import { type InvokeBody, type JobStatus, invokeBody, isTerminalJob, pipelineJobBody } from '../schemas/jobs.js';
+import { DEFAULT_OUTPUT_NAME, type InvokeBody, invokeBody, isTerminalJob, type JobStatus, pipelineJobBody } from '../schemas/jobs.js';
 import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
@@ -43,7 +43,6 @@ export interface InvokeResult {
   replayed: boolean;
 }
 
-const DEFAULT_OUTPUT_NAME = 'score';
 
 /** What #create records for a new job. */
 interface JobToCreate {
