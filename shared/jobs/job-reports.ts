@@ -10,11 +10,25 @@ import { BatchError } from '../errors.js';
 import { isNotFound } from '../storage/clients.js';
 import type { JobsService } from './jobs-service.js';
 import { type FailureReason, type ReportRow, failureBreakdown, parseErrorLines, parseReport } from './report.js';
-import { ERRORS_FILE, type Job, LOG_FILE, REPORT_FILE } from './types.js';
+import { ERRORS_FILE, type Job, LOG_FILE, REPORT_FILE, isPipelineSpec } from './types.js';
+
+/**
+ * Where a report file is among the outputs: the job's own (a model deployment's job), or for a
+ * pipeline's parallel step in the output its rows go to (`append_row_to`, where the runner writes
+ * the step's reports). Command steps have none.
+ */
+function reportPath(job: Job, step: string | undefined, name: string): string {
+  if (step === undefined || !isPipelineSpec(job.spec)) return name;
+  const found = job.spec.pipeline.steps.find((s) => s.name === step);
+  if (found?.type !== 'parallel') {
+    throw new BatchError('not_found', `Job '${job.spec.id}' has no parallel step '${step}' (only parallel steps have mini-batch reports).`, { details: { resource: 'Step', name: step, field: 'step' } });
+  }
+  return `${found.append_row_to}/${name}`;
+}
 
 /** A report file's text, or undefined when it is not written (yet); `tailBytes`: only its last bytes. */
 async function readFile(jobs: JobsService, job: Job, step: string | undefined, name: string, tailBytes?: number): Promise<{ text: string; size: number } | undefined> {
-  const target = jobs.outputFile(job, step, name);
+  const target = jobs.outputFile(job, step, reportPath(job, step, name));
   const blob = target.folder.container.getBlobClient(target.folder.blobName(target.file));
   try {
     if (tailBytes === undefined) {

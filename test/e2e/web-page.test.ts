@@ -14,6 +14,8 @@ import { artifact, launchChromium } from '../support/browser.js';
 import { ROOT } from '../support/compiled.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
+import { BatchClient } from '../../scripts/lib/batch-client.js';
+import { penguinCsvsWithMissing, pipelineInvokeBody, setUpPipelineDemo } from '../../scripts/lib/pipeline-demo.js';
 
 let host: FnHostProcess;
 let api: Api;
@@ -169,10 +171,28 @@ describe('web page', () => {
     await page.locator('#jobs tbody tr a').first().waitFor();
     expect(await page.locator('#jobs tbody tr a').allTextContents()).toEqual([job.id]);
     expect(await page.locator('#filter-status').inputValue()).toBe('Completed');
+    await page.screenshot({ path: artifact('web', 'jobs.png'), fullPage: true });
     await page.locator('#filter-status').selectOption('Failed');
     await page.locator('#jobs tbody tr td.muted', { hasText: 'No jobs.' }).waitFor();
-    await page.screenshot({ path: artifact('web', 'jobs.png'), fullPage: true });
   });
+
+  it("shows a pipeline job's steps, and its parallel step's timeline", async () => {
+    const endpoint = uniqueName('webpipe');
+    const dataPrefix = `data/${endpoint}/`;
+    await setUpPipelineDemo(new BatchClient(host.url, host.masterKey), host.storageConnection, { dataPrefix, files: penguinCsvsWithMissing(3, 20).files, endpoint, deployment: 'pipe', miniBatchSize: 1, maxConcurrency: 1 });
+    const pipelineJob = await invoke(api, endpoint, pipelineInvokeBody(dataPrefix, true));
+    const done = await waitForJob(api, pipelineJob.id as string, 150_000);
+    expect(done.status).toBe('Completed');
+    await page.goto(`${host.url}/api/app/#/jobs/${pipelineJob.id as string}`);
+    await page.locator('main[data-reports="shown"]').waitFor({ timeout: 30_000 });
+    const rows = page.locator('#steps tbody tr');
+    expect(await rows.locator('th').allTextContents()).toEqual(['prepare', 'score', 'summarize']);
+    expect(await rows.locator('.badge').allTextContents()).toEqual(['Completed', 'Completed', 'Completed']);
+    const score = (done.steps as Json[]).find((st) => st.name === 'score');
+    expect(Number(await page.locator('#timeline-chart').getAttribute('data-marks'))).toBe(score.counts.mini_batches.total);
+    expect(score.counts.mini_batches.total).toBe(3);
+    await page.screenshot({ path: artifact('web', 'job-pipeline.png'), fullPage: true });
+  }, 240_000);
 
   it('fits a phone screen', async () => {
     const phone = await launchChromium({ viewport: { width: 390, height: 844 } });

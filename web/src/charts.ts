@@ -48,7 +48,8 @@ export function timelineChart(el: HTMLElement, batches: readonly MiniBatch[]): v
     {
       title: 'Mini-batch durations',
       scales: { x: { time: false, range: (_u, min, max) => [min - 0.6, max + 0.6] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
-      axes: [{ label: 'mini-batch' }, { label: 'seconds' }],
+      // Mini-batch ids are whole numbers: ticks only at whole steps.
+      axes: [{ label: 'mini-batch', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000] }, { label: 'seconds' }],
       series: [{ label: 'mini-batch' }, series('first try', COLORS.ok), series('retried', COLORS.retried), series('with failures', COLORS.failed)],
       legend: { live: true },
     },

@@ -17,6 +17,7 @@ export function jobPage(main: HTMLElement, id: string): () => void {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const samples: Sample[] = [];
   const path = `jobs/${encodeURIComponent(id)}`;
+  delete main.dataset['reports'];
 
   const title = h('h1', { class: 'mono' }, id);
   const status = h('div', { id: 'job-status', class: 'status-line', role: 'status', 'aria-live': 'polite' });
@@ -25,10 +26,11 @@ export function jobPage(main: HTMLElement, id: string): () => void {
   const facts = h('dl', { class: 'facts' });
   const throughput = h('div', { id: 'throughput-chart', class: 'chart' });
   const timeline = h('div', { id: 'timeline-chart', class: 'chart' });
-  const timelineTable = h('details', { id: 'timeline-table' });
+  const timelineTable = h('details', { id: 'timeline-table', hidden: true });
   const failures = h('div', { id: 'failures' });
   const steps = h('section', { id: 'steps', class: 'card', hidden: true, 'aria-labelledby': 'steps-h' });
   const outputs = h('ul', { id: 'outputs', class: 'outputs' });
+  const outputsNote = h('p', { class: 'muted small' }, 'The outputs are complete once the job has ended.');
   const log = h('pre', { id: 'job-log', class: 'log', tabindex: 0, 'aria-label': 'Job log, last lines' });
   const problem = h('div', {});
 
@@ -40,11 +42,11 @@ export function jobPage(main: HTMLElement, id: string): () => void {
     progress,
     problem,
     h('div', { class: 'grid' }, h('section', { class: 'card', 'aria-labelledby': 'counts-h' }, h('h2', { id: 'counts-h' }, 'Counts'), counts), h('section', { class: 'card', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'Job'), facts)),
+    steps,
     h('section', { class: 'card', 'aria-labelledby': 'tp-h' }, h('h2', { id: 'tp-h' }, 'Throughput over time'), throughput),
     h('section', { class: 'card', 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, 'Mini-batch timeline'), timeline, timelineTable),
     h('section', { class: 'card', 'aria-labelledby': 'fail-h' }, h('h2', { id: 'fail-h' }, 'Failure reasons'), failures),
-    steps,
-    h('section', { class: 'card', 'aria-labelledby': 'out-h' }, h('h2', { id: 'out-h' }, 'Outputs'), outputs),
+    h('section', { class: 'card', 'aria-labelledby': 'out-h' }, h('h2', { id: 'out-h' }, 'Outputs'), outputsNote, outputs),
     h('section', { class: 'card', 'aria-labelledby': 'log-h' }, h('h2', { id: 'log-h' }, 'Log (last lines)'), log),
   );
   fill(timeline, h('p', { class: 'muted' }, 'The timeline is drawn from the mini-batch report, written when the job finalizes.'));
@@ -76,6 +78,8 @@ export function jobPage(main: HTMLElement, id: string): () => void {
 
   const showJob = (job: Job): void => {
     title.textContent = job.display_name ?? job.id;
+    document.title = `${job.status} · ${job.display_name ?? job.id} · batch-endpoints`;
+    outputsNote.hidden = TERMINAL.includes(job.status);
     const items = job.counts.items;
     const done = items.succeeded + items.failed;
     const pct = items.total > 0 ? (100 * done) / items.total : job.status === 'Completed' ? 100 : 0;
@@ -184,6 +188,7 @@ export function jobPage(main: HTMLElement, id: string): () => void {
   };
 
   const showTimelineTable = (batches: MiniBatch[]): void => {
+    timelineTable.hidden = false;
     fill(
       timelineTable,
       h('summary', {}, `Mini-batches as a table (${batches.length})`),

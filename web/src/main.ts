@@ -25,6 +25,7 @@ function route(): void {
     else link.removeAttribute('aria-current');
   }
   const job = /^\/jobs\/([a-z0-9-]+)$/.exec(path);
+  document.title = `${job ? job[1] : path === '/endpoints' ? 'Endpoints' : 'Jobs'} · batch-endpoints`;
   if (job?.[1]) leave = jobPage(main, job[1]);
   else if (path === '/endpoints') void endpointsPage(main);
   else void jobsPage(main, params);
