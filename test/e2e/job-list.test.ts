@@ -4,7 +4,7 @@
  * problem+json naming the parameter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, customDeployment, invoke, textFiles, waitForJob } from '../support/batch.js';
+import { type Api, type Json, apiOf, customDeployment, expectProblem, invoke, textFiles, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -94,18 +94,11 @@ describe('job lists', () => {
       ['jobs?continuation=bm90IGEgdG9rZW4', 'continuation', 400],
       ['jobs?endpoint=no-such-endpoint', 'endpoint', 404],
     ];
-    for (const [path, field, status] of cases) {
-      const res = await api.call('GET', path);
-      expect(res.status, path).toBe(status);
-      expect(res.headers.get('content-type'), path).toContain('application/problem+json');
-      if (status === 400) expect(JSON.stringify(res.body.errors), path).toContain(`"field":"${field}"`);
-    }
+    for (const [path, field, status] of cases) await expectProblem(api, 'GET', path, undefined, status, status === 400 ? field : undefined);
     // A token of one listing is not a token of another.
     const page = await api.call('GET', `jobs?endpoint=${A}&top=1`);
     const token = new URL(page.body.next_link as string).searchParams.get('continuation') ?? '';
-    const res = await api.call('GET', `endpoints/${B}/jobs?continuation=${encodeURIComponent(token)}`);
-    expect(res.status).toBe(400);
-    expect(JSON.stringify(res.body.errors)).toContain('"field":"continuation"');
+    await expectProblem(api, 'GET', `endpoints/${B}/jobs?continuation=${encodeURIComponent(token)}`, undefined, 400, 'continuation');
   });
 
   it("reads a job's report files back: mini-batches, failure reasons and the log's tail", async () => {
@@ -138,10 +131,7 @@ describe('job lists', () => {
       [`jobs/${a1}/mini-batches?step=other`, 404, 'step'],
       ['jobs/bj-nothing-here/failures', 404, 'id'],
     ] as const) {
-      const res = await api.call('GET', path);
-      expect(res.status, path).toBe(status);
-      expect(res.headers.get('content-type'), path).toContain('application/problem+json');
-      if (status === 400) expect(JSON.stringify(res.body.errors), path).toContain(`"field":"${field}"`);
+      await expectProblem(api, 'GET', path, undefined, status, field);
     }
   });
 
