@@ -68,6 +68,8 @@ export function jobPage(main: HTMLElement, id: string): () => void {
     showJob(job);
     const ended = TERMINAL.includes(job.status);
     if (!ended) {
+      // No item was done when the job started: a page opened mid-job still plots from the start.
+      if (samples.length === 0 && job.started_at) samples.push({ t: Date.parse(job.started_at) / 1000, done: 0 });
       samples.push({ t: Date.now() / 1000, done: job.counts.items.succeeded + job.counts.items.failed });
       throughputChart(throughput, samples);
       timer = setTimeout(() => void poll(), POLL_MS);
