@@ -46,6 +46,7 @@ async function main(): Promise<void> {
   const stack = await startLocalStack();
   const client = new BatchClient(stack.url, stack.masterKey);
   console.log(`  host ${stack.url}`);
+  console.log(`  web page ${stack.url}/api/app/ (sign in with the master key; with --keep it stays up)`);
   try {
     if (opts.pipeline) await pipelineDemo(stack, client);
     else await modelDemo(stack, client);

@@ -10,6 +10,7 @@ import { endpointName } from '../../shared/schemas/resources.js';
 import { JOB_STATUSES, type JobStatus, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
+import { failuresOf, logTail, miniBatchTimeline } from '../../shared/jobs/job-reports.js';
 import type { Invoker, Job } from '../../shared/jobs/types.js';
 import { callerOf, visibleJob } from '../lib/auth.js';
 import { baseUrl, callerKey, json, param, positiveInt, readJson } from '../lib/http.js';
@@ -228,4 +229,29 @@ async function streamOutput(request: HttpRequest, step: string | undefined): Pro
     }
     throw new BatchError('storage_failed', `Could not read output '${path}'.`, { cause: err });
   }
+}
+
+/** `?step=`: a step of the job (its reports), or the job's own when left out. */
+function stepQuery(request: HttpRequest): string | undefined {
+  const step = request.query.get('step');
+  return step === null ? undefined : parseOrThrow(stepName, step, "query parameter 'step'", 'step');
+}
+
+/** GET /api/jobs/{id}/mini-batches: each mini-batch's final attempt (processed_mini_batches.csv), once written. */
+export async function getMiniBatches(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  return json(200, { status: job.state.status, ...(await miniBatchTimeline(services().jobs, job, stepQuery(request))) });
+}
+
+/** GET /api/jobs/{id}/failures: failed items by reason (errors.jsonl), once written. */
+export async function getFailures(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  return json(200, { status: job.state.status, ...(await failuresOf(services().jobs, job, stepQuery(request))) });
+}
+
+/** GET /api/jobs/{id}/log?tail=N: the last N (100; at most 1000) lines of logs/job.log, once written. */
+export async function getLogTail(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  const tail = positiveInt(request, 'tail', 100, 1000);
+  return json(200, { status: job.state.status, ...(await logTail(services().jobs, job, stepQuery(request), tail)) });
 }

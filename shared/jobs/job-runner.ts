@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { stringify } from 'csv-stringify/sync';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
@@ -10,7 +9,7 @@ import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import { ONNX_COLUMNS } from '../scoring/columns.js';
 import { failedItem } from '../scoring/rows.js';
-import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
+import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
 import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readInputRange, removeQuietly } from './local-files.js';
@@ -20,6 +19,7 @@ import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
 import { redactSecrets } from '../redact.js';
+import { REPORT_HEADER, errorLines, reportRow, truncate } from './report.js';
 import {
   ERRORS_FILE,
   type Job,
@@ -211,30 +211,11 @@ const MANIFEST_WRITES = 8;
 /** Inputs of one mini-batch downloaded at the same time. */
 const FETCHES_AT_ONCE = 16;
 
-const REPORT_HEADER = 'mini_batch_id,attempts,items,succeeded,failed,seconds,status,error\n';
-const MAX_ERROR = 1000;
-
-function truncate(text: string, max = MAX_ERROR): string {
-  return text.length <= max ? text : `${text.substring(0, max - 1)}…`;
-}
-
-function reportRow(row: { index: number; attempt: number; items: number; succeeded: number; failed: number; seconds: number; status: string; error: string }): string {
-  return stringify([[row.index, row.attempt, row.items, row.succeeded, row.failed, row.seconds.toFixed(3), row.status, row.error]], { record_delimiter: '\n' });
-}
-
 /** The bytes an item's fetch holds in memory, or undefined for one that streams to disk. */
 function inMemorySize(item: PlanItem): number | undefined {
   if (item.bytes && item.kind !== 'parquet') return item.bytes.end - item.bytes.start + (item.headerEnd ?? 0);
   return item.size <= SMALL_BLOB_BYTES ? item.size : undefined;
 }
-
-/** errors.jsonl lines: `{"mini_batch":3,"file":"big.csv","rows":{"start":10,"end":20},"reason":"…"}` (rows only for a row range, 0-based, end exclusive; count only for an unnamed line of several). */
-function errorLines(index: number, failed: FailedItem[]): string {
-  return failed
-    .map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, ...(f.rows ? { rows: { start: f.rows.start, end: f.rows.end } } : {}), reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`)
-    .join('');
-}
-
 
 /**
  * The work behind the job orchestration's activities: preparing the plan, scoring one mini-batch
@@ -455,6 +436,7 @@ export class JobRunner {
     }
     const { folder } = await this.#placesOf(run);
     const workDir = join(this.#config.cacheDir, 'work', ...run.scope.split('/'), `mb-${input.index}-a${input.attempt}-${nonce}`);
+    const startedAt = this.#now().toISOString();
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     const phases = { download: 0, scoring: 0 };
@@ -502,7 +484,7 @@ export class JobRunner {
     const seconds = elapsed();
     // A worker that ran to the end removed what it wrote; one stopped midway (a timeout) did not.
     await cleanWorkDir(workDir, downloaded, { everything: outcome.status !== 'completed' });
-    return this.#record(folder, input, nonce, batch, outcome, { seconds, ...phases });
+    return this.#record(folder, input, nonce, batch, outcome, { seconds, startedAt, ...phases });
   }
 
   /**
@@ -646,7 +628,7 @@ export class JobRunner {
     nonce: string,
     batch: MiniBatch,
     outcome: ScoreOutcome,
-    timing: { seconds: number; download: number; scoring: number },
+    timing: { seconds: number; startedAt: string; download: number; scoring: number },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
     const run = await this.#run(input);
@@ -713,7 +695,7 @@ export class JobRunner {
       succeeded: result.succeeded,
       failed: result.failed,
       part,
-      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
+      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '', startedAt: timing.startedAt }),
       errors,
       log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
@@ -743,7 +725,7 @@ export class JobRunner {
       items,
       succeeded: 0,
       failed: items,
-      report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason }),
+      report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason, startedAt: this.#now().toISOString() }),
       errors: errorLines(input.index, batch.items.map((i) => failedItem(i, reason))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     });

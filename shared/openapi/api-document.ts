@@ -184,6 +184,88 @@ function buildRegistry(): OpenAPIRegistry {
       responses: { 200: { description: 'The file' }, 404: errors[404] },
     });
   }
+  const reportQuery = { step: z.string().optional().meta({ description: "A step of a pipeline job (its reports); else the job's own" }) };
+  const reportNote = 'Read from the file finalize writes: complete is false, and the list empty, until it exists (while the job runs).';
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/mini-batches',
+    operationId: 'GetJobMiniBatches',
+    summary: "Each mini-batch's final attempt (processed_mini_batches.csv)",
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object(reportQuery) },
+    responses: {
+      200: {
+        description: 'Mini-batches in order',
+        content: {
+          'application/json': {
+            schema: z.object({
+              status: z.enum(JOB_STATUSES),
+              complete: z.boolean(),
+              value: z.array(
+                z.object({
+                  mini_batch_id: z.number().int(),
+                  attempts: z.number().int(),
+                  items: z.number().int(),
+                  succeeded: z.number().int(),
+                  failed: z.number().int(),
+                  seconds: z.number(),
+                  status: z.string().meta({ description: 'completed, failed or timeout' }),
+                  error: z.string().nullable(),
+                  started_at: z.string().nullable().meta({ description: 'When the final attempt started' }),
+                }),
+              ),
+            }),
+          },
+        },
+      },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/failures',
+    operationId: 'GetJobFailures',
+    summary: 'Failed items by reason (errors.jsonl)',
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object(reportQuery) },
+    responses: {
+      200: {
+        description: 'Reasons, most items first, each with a few sample items',
+        content: {
+          'application/json': {
+            schema: z.object({
+              status: z.enum(JOB_STATUSES),
+              complete: z.boolean(),
+              items: z.number().int(),
+              reasons: z.array(z.object({ reason: z.string(), count: z.number().int(), samples: z.array(z.looseObject({ mini_batch: z.number().int(), file: z.string().nullable() })) })),
+            }),
+          },
+        },
+      },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/log',
+    operationId: 'GetJobLogTail',
+    summary: 'The tail of logs/job.log',
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object({ ...reportQuery, tail: z.number().int().min(1).max(1000).optional().meta({ description: 'Lines (100)' }) }) },
+    responses: {
+      200: { description: 'The last lines', content: { 'application/json': { schema: z.object({ status: z.enum(JOB_STATUSES), complete: z.boolean(), lines: z.array(z.string()), truncated: z.boolean() }) } } },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
   registry.registerPath({
     method: 'post',
     path: '/api/jobs/{id}/cancel',

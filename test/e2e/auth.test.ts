@@ -158,7 +158,7 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
     // Ada's idempotency key does not hand her job to Bob.
     expectProblem(await bob.call('POST', `endpoints/${endpoint}/jobs`, { inputs: { text: { path: input } } }, { 'idempotency-key': key }), 409);
 
-    for (const [method, path] of [['GET', `jobs/${id}`], ['GET', `jobs/${id}/status`], ['GET', `jobs/${id}/outputs/predictions.csv`], ['POST', `jobs/${id}/cancel`]] as const) {
+    for (const [method, path] of [['GET', `jobs/${id}`], ['GET', `jobs/${id}/status`], ['GET', `jobs/${id}/outputs/predictions.csv`], ['POST', `jobs/${id}/cancel`], ['GET', `jobs/${id}/mini-batches`], ['GET', `jobs/${id}/failures`], ['GET', `jobs/${id}/log`]] as const) {
       const res = await bob.call(method, path);
       expectProblem(res, 404);
       expect(res.body.detail).toBe(`Job '${id}' does not exist.`);
@@ -181,6 +181,19 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
     expect(await ids(admin, `?invoked_by=${ADA}`)).toEqual([id]);
     expect(await ids(admin, '?invoked_by=me')).toEqual([]);
     expectProblem(await admin.call('GET', `endpoints/${endpoint}/jobs?invoked_by=${encodeURIComponent("x' or true")}`), 400);
+    // GET /api/jobs (every endpoint's jobs) shows each caller the same jobs.
+    const both = [id, bobs.body.id as string];
+    const all = async (api: Api, query = ''): Promise<string[]> => {
+      const res = await api.call('GET', `jobs?top=100${query}`);
+      expect(res.status).toBe(200);
+      return (res.body.value as { id: string }[]).map((j) => j.id).filter((j) => both.includes(j)).sort();
+    };
+    expect(await all(ada)).toEqual([id]);
+    expect(await all(bob)).toEqual([bobs.body.id as string]);
+    expect(await all(reader)).toEqual([]);
+    expect(await all(admin, `&endpoint=${endpoint}`)).toEqual([...both].sort());
+    expect(await all(admin, `&invoked_by=${ADA}`)).toEqual([id]);
+    expect(await all(ada, `&invoked_by=${BOB}`)).toEqual([]);
 
     const canceled = await ada.call('POST', `jobs/${id}/cancel`);
     expect(canceled.status).toBe(202);
