@@ -147,37 +147,3 @@ export async function expectProblem(api: Api, method: string, path: string, body
   if (field !== undefined) expect(problemFields(res.body), JSON.stringify(res.body)).toContain(field);
   return res.body;
 }
-
-/** Invokes an endpoint and returns the job (202), or throws with the problem. */
-export async function invoke(api: Api, endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
-  const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
-  if (res.status !== 202) throw new Error(`invoke ${endpoint}: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-
-/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too). */
-export async function customDeployment(
-  host: FnHostProcess,
-  api: Api,
-  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; makeDefault?: boolean },
-): Promise<void> {
-  const codeDir = `code/${options.endpoint}-${options.deployment}-${Date.now().toString(36)}/`;
-  await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(options.script), 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
-  await deploy(api, {
-    endpoint: options.endpoint,
-    deployment: options.deployment,
-    model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {} },
-    ...(options.makeDefault === undefined ? {} : { makeDefault: options.makeDefault }),
-  });
-}
-
-/** Uploads text files under `prefix`, the i-th with i + 1 lines; returns the folder's URI. */
-export async function textFiles(host: FnHostProcess, prefix: string, names: string[]): Promise<string> {
-  const files: Record<string, string> = {};
-  names.forEach((n, i) => {
-    files[`${prefix}${n}`] = Array.from({ length: i + 1 }, (_, k) => `line ${k}`).join('\n') + '\n';
-  });
-  await upload(host.storageConnection, files);
-  return ds(prefix);
-}
