@@ -144,7 +144,11 @@ export class LocalIssuer {
   async stop(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Kept-alive connections would hold the port (and answer) until they idle out: an outage now.
+    server.closeAllConnections();
+    await closed;
   }
 
   /** An access token for the app's API, as Entra would issue it. */
