@@ -126,6 +126,8 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
       [apiAs(entra, bearer('nobody')), 'GET', 'endpoints/any/triggers', undefined, 'Jobs.Read'],
       [reader, 'POST', 'endpoints/any/jobs', {}, 'Jobs.Invoke'],
       [reader, 'POST', 'jobs', {}, 'Jobs.Invoke'],
+      // Invoke runs what is registered; a graph with inline components runs code nobody registered.
+      [ada, 'POST', 'jobs', { type: 'pipeline', jobs: { mine: { component: { type: 'command', code: 'azureml://datastores/workspaceblobstore/paths/x/', entry_script: 'x.js' } } } }, 'Workspace.Manage'],
       [reader, 'POST', 'jobs/bj-x/cancel', undefined, 'Jobs.Invoke'],
       [apiAs(entra, bearer('nobody')), 'GET', 'endpoints', undefined, 'Jobs.Read'],
     ];
