@@ -1,15 +1,14 @@
-import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
+import { FEATURES, penguinCsv, referencePredictions } from '../support/penguins.js';
 
 let host: FnHostProcess;
 let api: Api;
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 
 beforeAll(async () => {
   host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
@@ -23,20 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await host?.stop();
 });
-
-function penguinCsv(rows: number[][]): string {
-  return `island,${FEATURES.join(',')}\n${rows.map((r) => `Biscoe,${r.join(',')}`).join('\n')}\n`;
-}
-
-async function referencePredictions(rows: number[][]): Promise<string[]> {
-  const session = await ort.InferenceSession.create(PENGUIN_MODEL);
-  const feeds: Record<string, ort.Tensor> = {};
-  FEATURES.forEach((name, j) => {
-    feeds[name] = new ort.Tensor('float32', Float32Array.from(rows.map((r) => r[j] as number)), [rows.length, 1]);
-  });
-  const out = await session.run(feeds);
-  return [...(out['label']?.data as string[])];
-}
 
 async function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
   const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
