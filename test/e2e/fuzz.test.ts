@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, ROUTES, type Target, checkResponse, createFixtures, diff, fuzz, send, snapshot } from '../../scripts/lib/fuzz.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
-import { apiOf, deploy, ds, fixtureScript, upload } from '../support/batch.js';
+import { apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
 
 const SEED = 20_261_129;
 const RUNS = 1_200;
@@ -81,6 +81,8 @@ describe('a fresh app (no table of its own yet)', () => {
     const started = await api.call('POST', 'endpoints/fresh-ep/jobs', { inputs: { data: { type: 'uri_folder', path: ds('fresh/in/') } } }, { 'idempotency-key': 'k2' });
     expect(started.status).toBe(202);
     expect((await api.call('POST', 'endpoints/fresh-ep/jobs', { inputs: { data: { type: 'uri_folder', path: ds('fresh/in/') } } }, { 'idempotency-key': 'k2' })).body.id).toBe(started.body.id);
+    // Done before the fuzzing starts: a running job's writes would be taken for a rejected request's.
+    expect((await waitForJob(api, started.body.id as string)).status).toBe('Completed');
   });
 });
 
