@@ -28,6 +28,7 @@ export type ErrorCode =
   | 'scoring_timeout'
   | 'scoring_setup_failed'
   | 'storage_failed'
+  | 'auth_unavailable'
   | 'event_publish_failed'
   | 'configuration'
   | 'payload_too_large'
@@ -79,6 +80,9 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   scoring_timeout: { status: 500, title: 'Scoring timed out', kind: 'user', retryable: true },
   scoring_setup_failed: { status: 500, title: 'The scorer could not be set up', kind: 'user', retryable: false },
   storage_failed: { status: 503, title: 'Storage is unavailable', kind: 'system', retryable: true },
+  // The identity provider's OpenID metadata or keys could not be read: the caller's token may be
+  // fine, so this is neither a 401 nor the caller's mistake; it answers 503 with Retry-After.
+  auth_unavailable: { status: 503, title: 'Authentication is unavailable', kind: 'system', retryable: true },
   event_publish_failed: { status: 502, title: 'The event topic did not accept the events', kind: 'system', retryable: true },
   configuration: { status: 500, title: 'The app is misconfigured', kind: 'system', retryable: false },
   payload_too_large: { status: 413, title: 'The request body is too large', kind: 'user', retryable: false },

@@ -7,7 +7,7 @@ import { BatchError } from '../../shared/errors.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
-import { JOB_STATUSES, type JobStatus, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
+import { JOB_STATUSES, type JobStatus, inlineComponentSteps, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
 import { failuresOf, logTail, miniBatchTimeline } from '../../shared/jobs/job-reports.js';
@@ -75,12 +75,18 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
   });
 }
 
-/** `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). */
+/**
+ * `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). A graph with
+ * inline components runs code nobody registered: that needs `manage` (see inlineComponentSteps).
+ */
 export async function submitJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
+  const body = await readJson(request);
+  const inline = inlineComponentSteps(body);
+  if (inline.length > 0) services().auth.authorize(callerOf(request), 'manage', { field: `jobs.${inline[0] ?? ''}.component`, reason: 'an inline component runs code that is not registered, which' });
   const invokedBy = checkRate(request);
   const { job } = await services().jobs.submit({
-    body: await readJson(request),
+    body,
     invokedBy,
     start: async (jobId) => {
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });

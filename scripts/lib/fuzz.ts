@@ -523,13 +523,6 @@ export async function createFixtures(target: Target): Promise<void> {
     if (res.status >= 300) throw new Error(`fixture ${path}: ${res.status} ${res.text}`);
   };
   await put(`endpoints/${FIXTURE.endpoint}`, { description: 'fuzz fixture' });
-  // The app creates each of its tables when it first uses it (a read included): use them all once,
-  // so that creating an empty table is not taken for a rejected request's write.
-  for (const path of ['jobs/fz-none', `endpoints/${FIXTURE.endpoint}/jobs`, `endpoints/${FIXTURE.endpoint}/triggers`, 'datastores', 'data', 'models', 'components']) {
-    await send(target, { route: 'fixture', method: 'GET', path: `/api/${path}`, headers: {} });
-  }
-  // An invoke with an Idempotency-Key looks its key up (and so creates that table) before anything else.
-  await send(target, { route: 'fixture', method: 'POST', path: `/api/endpoints/${FIXTURE.endpoint}/jobs`, headers: { 'content-type': 'application/json', 'idempotency-key': 'fz-warm-up' }, body: '{}' });
 }
 
 /**

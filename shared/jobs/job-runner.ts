@@ -20,6 +20,7 @@ import type { JobWorkArea } from './work-area.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
 import { redactSecrets } from '../redact.js';
 import { REPORT_HEADER, errorLines, reportRow, truncate } from './report.js';
+import { resolveEnvironment } from '../schemas/environment.js';
 import {
   ERRORS_FILE,
   type Job,
@@ -298,7 +299,7 @@ export class JobRunner {
       modelFile: files.model.modelFile,
       scriptPath: files.scriptPath,
       outputDir: join(this.#config.cacheDir, 'outputs', ...run.scope.split('/')),
-      environment: work.settings.environment_variables,
+      environment: resolveEnvironment(work.settings.environment_variables),
       loggingLevel: work.settings.logging_level,
       maxConcurrency: work.settings.max_concurrency_per_instance,
     };

@@ -12,7 +12,7 @@ import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
-import type { InvokerFilter, JobStore } from './job-store.js';
+import type { InvokerFilter, JobStore, OutputClaim } from './job-store.js';
 import { mergeSettings } from './settings.js';
 import { jobSizeProblem } from '../limits.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
@@ -360,6 +360,33 @@ export class JobsService {
     const { spec } = created;
     const jobId = spec.id;
     const { key, scope } = request;
+    // Everything that can refuse the job is checked before the first write (a refused request
+    // changes nothing, not even by creating a table); the writes below check again, atomically,
+    // and are undone when another request got in between.
+    const seen = new Map<string, string>();
+    for (const claim of created.claims) {
+      const folderKey = outputFolderKey(this.#registry, claim.target.location);
+      // One output inside another's folder would mix their files (and a reuse would copy one into the other).
+      const other = [...seen].find(([key]) => key.startsWith(folderKey) || folderKey.startsWith(key))?.[1];
+      if (other !== undefined) {
+        throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}, or inside it (or it inside this); each output needs a place of its own.`, {
+          issues: [{ field: claim.field, message: `overlaps ${other}` }],
+        });
+      }
+      seen.set(folderKey, claim.field);
+      const owner = await this.#store.outputClaim(folderKey);
+      const problem =
+        owner && owner.jobId !== jobId && !(await this.#mayTakeOver(claim.target, owner))
+          ? outputTaken(claim.target, claim.field, owner.jobId)
+          : await this.#outputProblem(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
+      if (problem) {
+        // A request with the same key may have claimed this folder since the key was looked up
+        // (it records its key before its outputs): then this one is its retry.
+        const used = key !== undefined && scope ? await this.#store.findKey(scope, key) : undefined;
+        if (used) return this.#replay(used, request.requestHash);
+        throw problem;
+      }
+    }
     const undo: (() => Promise<void>)[] = [];
     try {
       if (key !== undefined && scope) {
@@ -368,19 +395,9 @@ export class JobsService {
         if (!claim.claimed) return await this.#replay(claim, request.requestHash);
         undo.push(() => this.#store.releaseKey(scope, key));
       }
-      const seen = new Map<string, string>();
       for (const claim of created.claims) {
-        const folderKey = outputFolderKey(this.#registry, claim.target.location);
-        // One output inside another's folder would mix their files (and a reuse would copy one into the other).
-        const other = [...seen].find(([key]) => key.startsWith(folderKey) || folderKey.startsWith(key))?.[1];
-        if (other !== undefined) {
-          throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}, or inside it (or it inside this); each output needs a place of its own.`, {
-            issues: [{ field: claim.field, message: `overlaps ${other}` }],
-          });
-        }
-        seen.set(folderKey, claim.field);
         await this.#claimOutput(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
-        undo.push(() => this.#store.releaseOutput(folderKey, jobId));
+        undo.push(() => this.#store.releaseOutput(outputFolderKey(this.#registry, claim.target.location), jobId));
       }
       await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
       undo.push(() => this.#store.remove(spec));
@@ -443,21 +460,30 @@ export class JobsService {
    * died between claiming and recording it) or it has ended and its outputs have since been deleted.
    */
   async #claimOutput(job: { id: string; created_at: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean } = {}): Promise<void> {
-    const folder = outputFolderOf(this.#registry, target);
     const folderKey = outputFolderKey(this.#registry, target.location);
-    const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, async (claim) => {
-      const owner = await this.#store.get(claim.jobId);
-      if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
-      return isTerminalJob(owner.state.status) && !(await folder.hasAnyFile());
-    });
-    const conflict = (message: string, jobId?: string): BatchError =>
-      new BatchError('output_exists', message, {
-        issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
-        details: { output: target.uri, ...(jobId ? { job_id: jobId } : {}) },
-      });
-    if (!claimed.claimed) {
-      throw conflict(`The output folder ${target.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+    const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, (claim) => this.#mayTakeOver(target, claim));
+    if (!claimed.claimed) throw outputTaken(target, field, claimed.jobId);
+    const problem = await this.#outputProblem(job, target, files, field, options);
+    if (problem) {
+      await this.#store.releaseOutput(folderKey, job.id);
+      throw problem;
     }
+  }
+
+  /** Whether a job may take over an output folder claimed by another (see JobStore.claimOutput). */
+  async #mayTakeOver(target: { location: DataLocation }, claim: OutputClaim): Promise<boolean> {
+    const owner = await this.#store.get(claim.jobId);
+    if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
+    return isTerminalJob(owner.state.status) && !(await outputFolderOf(this.#registry, target).hasAnyFile());
+  }
+
+  /**
+   * Why the job cannot write into this output folder, its own claim aside: it lies inside another
+   * job's output folder, or holds files the job would overwrite (any file, for a pipeline output).
+   * The one rule, checked before anything is written and again once the folder is claimed.
+   */
+  async #outputProblem(job: { id: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean }): Promise<BatchError | undefined> {
+    const folder = outputFolderOf(this.#registry, target);
     // A folder inside another job's output folder is that job's too (its files would show up among
     // the other's outputs, and be copied with them when a step is reused).
     const path = target.location.path;
@@ -467,23 +493,19 @@ export class JobsService {
       if (!owner || owner.jobId === job.id) continue;
       const ownerJob = await this.#store.get(owner.jobId);
       if (ownerJob && (!isTerminalJob(ownerJob.state.status) || (await outputFolderOf(this.#registry, { location: ancestor }).hasAnyFile()))) {
-        await this.#store.releaseOutput(folderKey, job.id);
-        throw conflict(`The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
+        return outputConflict(target, field, `The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
       }
       if (at === 0) break;
     }
     // A pipeline output's files are its steps' to choose: the place must be empty.
     if (options.empty && (await folder.hasAnyFile())) {
-      await this.#store.releaseOutput(folderKey, job.id);
-      throw conflict(`The output ${target.uri} already holds files. Choose an empty output folder (or a file that does not exist yet).`);
+      return outputConflict(target, field, `The output ${target.uri} already holds files. Choose an empty output folder (or a file that does not exist yet).`);
     }
     // Any file the job would write, found there, would be overwritten: the folder is refused.
     for (const file of files) {
-      if (await folder.exists(file)) {
-        await this.#store.releaseOutput(folderKey, job.id);
-        throw conflict(`The output ${target.uri}${file} already exists. Choose an empty output folder.`);
-      }
+      if (await folder.exists(file)) return outputConflict(target, field, `The output ${target.uri}${file} already exists. Choose an empty output folder.`);
     }
+    return undefined;
   }
 
   /**
@@ -688,4 +710,16 @@ export function outputFiles(spec: { settings: { output_action: string; output_fi
   files['summary'] = SUMMARY_FILE;
   files['logs'] = LOG_FILE;
   return files;
+}
+
+/** 409 `output_exists`: the job cannot have this output folder. */
+function outputConflict(target: { uri: string }, field: string, message: string, jobId?: string): BatchError {
+  return new BatchError('output_exists', message, {
+    issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
+    details: { output: target.uri, ...(jobId ? { job_id: jobId } : {}) },
+  });
+}
+
+function outputTaken(target: { uri: string }, field: string, jobId: string): BatchError {
+  return outputConflict(target, field, `The output folder ${target.uri} belongs to job ${jobId}; each job needs an output folder of its own. Choose another folder.`, jobId);
 }

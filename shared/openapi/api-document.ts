@@ -22,6 +22,19 @@ const problem = z
   .object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), code: z.string(), errors: z.array(z.object({ field: z.string(), message: z.string() })).optional() })
   .meta({ id: 'Problem' });
 
+/** Who invoked a job (see README, "The invoker"). */
+const invoker = z
+  .looseObject({
+    name: z.string().meta({ description: "A display name: the user's name, the application's id, 'function key' or 'anonymous'" }),
+    id: z.string().optional().meta({ description: 'The object id (oid) in Microsoft Entra ID' }),
+    tenant: z.string().optional().meta({ description: 'The tenant id (tid)' }),
+    app_id: z.string().optional().meta({ description: 'The client application (azp)' }),
+    kind: z.enum(['user', 'app']).optional().meta({ description: 'user (delegated scopes) or app (an application or managed identity: app roles)' }),
+    via: z.enum(['entra', 'easy_auth', 'function_key', 'anonymous', 'event_grid']).meta({ description: 'How the caller authenticated (event_grid: a blob-created trigger)' }),
+    trigger: z.looseObject({ rule: z.string(), batch: z.string() }).optional().meta({ description: 'For event_grid: the trigger rule and batch of files' }),
+  })
+  .meta({ id: 'Invoker' });
+
 /** The job as `GET /api/jobs/{id}` shows it: the fields a workflow reads (more may follow). */
 const jobResponse = z
   .looseObject({
@@ -34,6 +47,7 @@ const jobResponse = z
     created_at: z.string(),
     started_at: z.string().nullable(),
     completed_at: z.string().nullable(),
+    invoked_by: invoker,
     counts: z.looseObject({
       mini_batches: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),
       items: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { environmentOverrides } from './environment.js';
 import { identifier, stepName } from './names.js';
 import { dataPath, loggingLevel, outputFileName, splitSettings } from './resources.js';
 
@@ -102,7 +103,8 @@ export const settingsOverride = z.strictObject({
   output_action: z.enum(['append_row', 'summary_only']).optional(),
   output_file_name: outputFileName.optional(),
   logging_level: loggingLevel.optional(),
-  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).optional(),
+  /** Literals only (see ./environment.ts). */
+  environment_variables: environmentOverrides.optional(),
 });
 export type SettingsOverride = z.infer<typeof settingsOverride>;
 
@@ -157,6 +159,20 @@ export type PipelineJobBody = z.infer<typeof pipelineJobBody>;
 
 /** The output of a model deployment's job when the invoke names none (Azure ML's name). */
 export const DEFAULT_OUTPUT_NAME = 'score';
+
+/**
+ * The steps of a pipeline job body (`POST /api/jobs`, read before validation) that bring their own
+ * component inline rather than naming a registered one: such a job runs code (and environment
+ * variables, app setting references included) that nobody holding `Workspace.Manage` registered,
+ * so submitting it needs that permission too; `Jobs.Invoke` runs what is registered.
+ */
+export function inlineComponentSteps(body: unknown): string[] {
+  const jobs = typeof body === 'object' && body !== null ? (body as { jobs?: unknown }).jobs : undefined;
+  if (typeof jobs !== 'object' || jobs === null) return [];
+  return Object.entries(jobs as Record<string, unknown>)
+    .filter(([, step]) => typeof step === 'object' && step !== null && typeof (step as { component?: unknown }).component === 'object' && (step as { component?: unknown }).component !== null)
+    .map(([name]) => name);
+}
 
 export const JOB_STATUSES = [
   'NotStarted',

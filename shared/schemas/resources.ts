@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ENDPOINT_SUFFIXES } from '../storage/endpoints.js';
+import { environmentVariables } from './environment.js';
 
 /**
  * Request bodies of the resource API, with Azure ML's field names and defaults
@@ -132,7 +133,8 @@ export const deploymentSettings = z.strictObject({
   output_action: z.enum(['append_row', 'summary_only']).default('append_row'),
   output_file_name: outputFileName.default('predictions.csv'),
   logging_level: loggingLevel.default('info'),
-  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).default({}),
+  /** Literals, or `${{app_settings.NAME}}` for secrets (see ./environment.ts). */
+  environment_variables: environmentVariables.default({}),
 });
 export type DeploymentSettings = z.infer<typeof deploymentSettings>;
 
