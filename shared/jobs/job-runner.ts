@@ -8,8 +8,8 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { ONNX_COLUMNS } from '../scoring/columns.js';
-import { failedItem } from '../scoring/rows.js';
+import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
+import { RowEncoder, failedItem, outputContentType, outputFormat } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
@@ -320,6 +320,7 @@ export class JobRunner {
       environment: work.settings.environment_variables,
       loggingLevel: work.settings.logging_level,
       maxConcurrency: work.settings.max_concurrency_per_instance,
+      rows: { fileName: work.settings.output_file_name, join: work.settings.join, key_field: work.settings.key_field },
     };
   }
 
@@ -423,8 +424,8 @@ export class JobRunner {
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
-    // The built-in runner's columns are known now; a script's are fixed by its first rows.
-    const columns = spec.code_configuration ? undefined : [...ONNX_COLUMNS];
+    // The built-in runner's columns are known now (but for join "all": the input's); a script's are fixed by its first rows.
+    const columns = spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings));
     const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
       return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, ...(columns ? { columns } : {}) };
@@ -658,16 +659,19 @@ export class JobRunner {
     let result: MiniBatchResult;
     let errors: string;
     let part: StagedPart | undefined;
+    let itemBytes: number[] | undefined;
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
       // The rows and produced files go up side by side; the journal entry that names them after.
       const [staged] = await Promise.all([
-        spec.settings.output_action === 'append_row' ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.csv) : undefined,
+        spec.settings.output_action === 'append_row' ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.data) : undefined,
         ...r.producedFiles.map((produced) => folder.uploadFile(produced.name, produced.localPath)),
       ]);
       part = staged;
       errors = errorLines(input.index, r.failed);
+      // What a rerun needs to reuse the rows of the items that succeeded here (never for a routine entry: nothing failed).
+      if (failedCount > 0 && staged && r.itemBytes?.length === items) itemBytes = r.itemBytes;
       result = {
         index: input.index,
         attempt: input.attempt,
@@ -713,6 +717,7 @@ export class JobRunner {
       succeeded: result.succeeded,
       failed: result.failed,
       part,
+      ...(itemBytes ? { item_bytes: itemBytes } : {}),
       report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
       errors,
       log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
@@ -726,6 +731,16 @@ export class JobRunner {
     // A repair re-runs a mini-batch whose failures were counted when it first ran.
     if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input, result.failed);
     return result;
+  }
+
+  /**
+   * The header line of a CSV predictions file (`csv_header: true`) as a block of its own, staged
+   * while finalizing (the columns are final then), under an id of its own: it goes first.
+   */
+  async #headerPart(run: EngineRun, folder: OutputFolder, columns: readonly string[] | undefined): Promise<StagedPart | undefined> {
+    const file = run.work.settings.output_file_name;
+    if (run.work.settings.csv_header !== true || !columns || outputFormat(file) !== 'csv') return undefined;
+    return folder.stage(file, new BlockIds(run.scope).part('p', -1, 0, '00000000'), new RowEncoder('csv', columns).header());
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
@@ -871,8 +886,9 @@ export class JobRunner {
     const log = [...reading.preamble.map((e) => e.log), ...accepted.flatMap((m) => m.attempts.map((e) => e.log))].join('');
     // Every output is in place before the job says it is done: a client that sees the final
     // status can read them all. They are independent of each other, so they go up side by side.
+    const header = appendRow && missing.length === 0 ? await this.#headerPart(run, folder, columns) : undefined;
     await Promise.all([
-      appendRow && missing.length === 0 ? folder.commit(file, parts.map((p) => p.part), { contentType: 'text/csv; charset=utf-8' }) : undefined,
+      appendRow && missing.length === 0 ? folder.commit(file, [...(header ? [header] : []), ...parts.map((p) => p.part)], { contentType: outputContentType(outputFormat(file)) }) : undefined,
       folder.upload(REPORT_FILE, REPORT_HEADER + finals.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
       folder.upload(ERRORS_FILE, redactSecrets(finals.map((e) => e.errors).join('')), 'application/x-ndjson'),
       folder.upload(SUMMARY_FILE, redactSecrets(`${JSON.stringify(summary, null, 2)}\n`), 'application/json'),

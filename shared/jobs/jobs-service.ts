@@ -20,6 +20,10 @@ import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from '
 import { resolvePipeline } from '../components/graph.js';
 import { type PipelineComponentDoc, isComponentRef } from '../components/types.js';
 import type { DeploymentDoc } from '../registry/types.js';
+import type { DeploymentSettings } from '../schemas/resources.js';
+import { fileFormat } from '../data/records.js';
+import { requiredInputColumns, rowJoinOf, rowJoinProblem } from '../scoring/columns.js';
+import { storedColumns } from '../scoring/tabular.js';
 
 export interface InvokeRequest {
   endpoint: string;
@@ -313,6 +317,8 @@ export class JobsService {
       ? await this.#registry.resolveData(input.path, inputField, 'uri_folder')
       : await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
+    await this.#checkRowJoin(settings, deployment.code_configuration !== undefined, resolvedInput, inputField);
+
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
     const outputField = `outputs.${outputName}.path`;
     if (output?.type === 'uri_file') {
@@ -400,6 +406,34 @@ export class JobsService {
     const job = await this.#store.get(jobId);
     if (!job) throw new BatchError('internal', `Job ${jobId} vanished after it was created.`);
     return { job, replayed: false };
+  }
+
+  /**
+   * Checks a job's `join` and `key_field` (see columns.ts) where it can before the job exists: that
+   * they fit the scorer, and for a single tabular file (`uri_file`) that its columns hold them. A
+   * folder's files are checked as each is scored (a file without a column fails its item).
+   */
+  async #checkRowJoin(settings: DeploymentSettings, script: boolean, input: ResolvedData, inputField: string): Promise<void> {
+    const rows = rowJoinOf(settings);
+    const problem = rowJoinProblem(rows, { script, field: 'settings' });
+    if (problem) throw new BatchError('validation_failed', `${problem.field}: ${problem.message}.`, { issues: [problem] });
+    const required = requiredInputColumns(rows);
+    if (required.length === 0 || input.type !== 'uri_file') return;
+    const format = fileFormat(input.path);
+    if (!('tabular' in format)) return;
+    const blob = input.container.getBlobClient(input.path);
+    let columns: string[] | undefined;
+    try {
+      const { contentLength } = await blob.getProperties();
+      columns = await storedColumns(format.tabular, contentLength ?? 0, async (start, end) => blob.downloadToBuffer(start, end - start));
+    } catch (err) {
+      throw new BatchError('storage_failed', `Could not read ${input.uri}.`, { cause: err });
+    }
+    const absent = columns ? required.filter((c) => !columns.includes(c)) : [];
+    if (absent.length === 0 || !columns) return;
+    const field = rows.keyField !== undefined && absent.includes(rows.keyField) ? 'settings.key_field' : 'settings.join.columns';
+    const message = `${absent.map((c) => `"${c}"`).join(', ')} ${absent.length === 1 ? 'is not a column' : 'are not columns'} of the input ${input.uri} (its columns: ${columns.join(', ') || 'none'})`;
+    throw new BatchError('validation_failed', `${field}: ${message}.`, { issues: [{ field, message }, { field: inputField, message: `has no column ${absent.map((c) => `"${c}"`).join(', ')}` }] });
   }
 
   /** The identity of a model's or code's content now (see folderContent); nothing there is a 400. */

@@ -26,6 +26,12 @@ export interface JournalEntry {
   failed: number;
   /** Its part of the predictions file, if it produced rows. */
   part?: StagedPart | undefined;
+  /**
+   * Bytes of each item's rows in its part, in item order (0 for an item without rows), recorded
+   * when some of its items failed and the rows can be told apart by item: a rerun reuses the rows
+   * of the items that succeeded from the part (see shared/jobs/rerun.ts).
+   */
+  item_bytes?: number[] | undefined;
   /** Its processed_mini_batches.csv row, errors.jsonl lines and job.log lines. */
   report: string;
   errors: string;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { identifier, stepName } from './names.js';
-import { dataPath, loggingLevel, outputFileName, splitSettings } from './resources.js';
+import { dataPath, inputColumnName, joinSetting, loggingLevel, outputFileName, splitSettings } from './resources.js';
 
 /** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
 
@@ -103,6 +103,10 @@ export const settingsOverride = z.strictObject({
   output_file_name: outputFileName.optional(),
   logging_level: loggingLevel.optional(),
   environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).optional(),
+  /** `null` turns off the deployment's join (as `split: null` does its split). */
+  join: joinSetting.nullable().optional(),
+  key_field: inputColumnName.nullable().optional(),
+  csv_header: z.boolean().optional(),
 });
 export type SettingsOverride = z.infer<typeof settingsOverride>;
 
