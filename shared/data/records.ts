@@ -344,15 +344,16 @@ export function readJsonl(input: string | Uint8Array, options: { firstRow?: numb
 export function csvHeader(head: Uint8Array, complete: boolean): string[] | undefined {
   try {
     let end = 0;
-    const rows = parseCsv(Buffer.from(head.buffer, head.byteOffset, head.byteLength), {
+    let header: string[] | undefined;
+    parseCsv(Buffer.from(head.buffer, head.byteOffset, head.byteLength), {
       ...CSV_OPTIONS,
       to: 1,
       on_record: (record: string[], context) => {
         end = context.bytes;
-        return record;
+        header ??= record;
+        return null;
       },
-    }) as string[][];
-    const header = rows[0];
+    });
     // A header that runs to the end of bytes cut from a longer file may go on after them.
     if (!header || (!complete && end >= head.byteLength)) return undefined;
     return uniqueColumns(header);

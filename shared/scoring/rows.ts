@@ -249,7 +249,7 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
   const owners = results.map(attribute);
   let rowOwners: number[] | undefined;
   if (results.length > 0 && owners.every((o) => o !== undefined)) {
-    rowOwners = owners.filter((_, k) => !unusable[k]) as number[];
+    rowOwners = owners.filter((o, k): o is number => o !== undefined && !unusable[k]);
     const named = new Set(rowOwners);
     const emptyOnly = new Set(owners.filter((_, k) => unusable[k]));
     succeeded = named.size;

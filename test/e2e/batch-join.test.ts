@@ -56,6 +56,8 @@ const FILES: [string, Row[]][] = [
 
 let labels: Map<string, string>;
 
+const cellsOf = (text: string): string[][] => parse(text);
+
 beforeAll(async () => {
   host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
   api = apiOf(host);
@@ -123,7 +125,7 @@ describe('join and key_field', () => {
     expect(split.counts.mini_batches.total).toBeGreaterThan(whole.counts.mini_batches.total);
     const text = await jobOutput(host, whole.id, 'predictions.csv');
     expect(await jobOutput(host, split.id, 'predictions.csv')).toBe(text);
-    const got = (parse(text) as string[][]).map((cells) => Object.fromEntries(columns.map((c, k) => [c, cells[k]])));
+    const got = cellsOf(text).map((cells) => Object.fromEntries(columns.map((c, k) => [c, cells[k]])));
     const want = FILES.flatMap(([file, rows]) => rows.map((r) => expected(file, r)));
     expect(got).toEqual(want);
     // The labels differ from row to row, so a row's values next to another row's prediction would show.
@@ -178,7 +180,7 @@ describe('join and key_field', () => {
     expect(job.counts.items).toMatchObject({ total: 4, succeeded: 3, failed: 1 });
     const errors = (await jobOutput(host, job.id, 'errors.jsonl')).trim().split('\n').map((l) => JSON.parse(l) as { file: string; reason: string });
     expect(errors).toEqual([{ mini_batch: 3, file: 'd.csv', reason: `column "sex" is missing (join): the file's columns are island, ${FEATURES.join(', ')}` }]);
-    const predicted = parse(await jobOutput(host, job.id, 'predictions.csv')) as string[][];
+    const predicted = cellsOf(await jobOutput(host, job.id, 'predictions.csv'));
     expect(predicted.map((cells) => cells[2])).not.toContain('d.csv');
     expect(predicted).toHaveLength(FILES.reduce((n, [, rows]) => n + rows.length, 0));
   });
