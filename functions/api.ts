@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
+import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listJobs, rerunJob, submitJob } from './handlers/jobs.js';
 import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { requires } from './lib/auth.js';
@@ -75,6 +75,7 @@ route('submitJob', 'jobs', 'POST', submitJob, true);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('getJobStatus', 'jobs/{id}/status', 'GET', getJobStatus);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
+route('rerunJob', 'jobs/{id}/rerun', 'POST', rerunJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
 route('getStepOutput', 'jobs/{id}/steps/{step}/outputs/{*file}', 'GET', getStepOutput);
 
