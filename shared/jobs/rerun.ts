@@ -150,7 +150,8 @@ export function composeRerun(batch: MiniBatch, scored: readonly number[], data: 
     // Without per-item bytes the scored items are one run: all the new rows go where the first one is.
     const n = itemBytes ? (itemBytes[k] ?? 0) : k === 0 ? data.length : 0;
     k++;
-    perItem.push(itemBytes ? n : undefined);
+    // One item scored anew: all the new rows are its own.
+    perItem.push(itemBytes || scored.length === 1 ? n : undefined);
     if (n > 0) segments.push({ data: data.subarray(cut, cut + n) });
     cut += n;
   });

@@ -286,7 +286,9 @@ export function encodeScriptRows(encoder: RowEncoder, result: RowsResult, items:
   const lines = result.rows.map((values) => encoder.values(values));
   const owners = result.owners;
   let itemBytes: number[] | undefined;
-  if (owners && owners.every((o, k) => k === 0 || o >= (owners[k - 1] as number))) {
+  // No rows at all is every item's share told apart too: none.
+  if (lines.length === 0) itemBytes = new Array<number>(items).fill(0);
+  else if (owners && owners.every((o, k) => k === 0 || o >= (owners[k - 1] as number))) {
     itemBytes = new Array<number>(items).fill(0);
     lines.forEach((line, k) => {
       const owner = owners[k] as number;
