@@ -135,11 +135,13 @@ export function composeRerun(batch: MiniBatch, scored: readonly number[], data: 
   if ('rows' in reuse) return { segments: [{ copy: reuse.rows }], itemBytes: undefined };
   const contiguous = scored.every((s, k) => k === 0 || s === (scored[k - 1] as number) + 1);
   if (!itemBytes && !contiguous) return undefined;
+  // Shares that do not add up to the rows are no way to cut them.
+  if (itemBytes && (itemBytes.length !== scored.length || itemBytes.reduce((n, b) => n + b, 0) !== data.length)) return undefined;
   const segments: Segment[] = [];
   const perItem: (number | undefined)[] = [];
   let cut = 0;
   let k = 0;
-  reuse.items.forEach((range, i) => {
+  reuse.items.forEach((range) => {
     if (range) {
       perItem.push(range.end - range.start);
       const last = segments[segments.length - 1];
@@ -155,5 +157,6 @@ export function composeRerun(batch: MiniBatch, scored: readonly number[], data: 
     if (n > 0) segments.push({ data: data.subarray(cut, cut + n) });
     cut += n;
   });
-  return { segments, itemBytes: perItem.every((n) => n !== undefined) ? (perItem as number[]) : undefined };
+  const known = perItem.filter((n): n is number => n !== undefined);
+  return { segments, itemBytes: known.length === perItem.length ? known : undefined };
 }
