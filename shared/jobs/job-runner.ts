@@ -712,7 +712,6 @@ export class JobRunner {
       errors = errorLines(input.index, r.failed);
       // What a rerun needs to reuse the rows of the items that succeeded here (never for a routine entry: nothing failed).
       if (!rerun && failedCount > 0 && staged && r.itemBytes?.length === items) itemBytes = r.itemBytes;
-      if (rerun && failedCount === 0) itemBytes = undefined;
       result = {
         index: input.index,
         attempt: input.attempt,
