@@ -769,7 +769,7 @@ export class JobRunner {
       ...(itemBytes && result.failed > 0 ? { item_bytes: itemBytes } : {}),
       report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
       errors,
-      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded${rerun ? ` (${reused} reused from job ${rerunOf(run)?.job ?? '?'}, ${batch.items.length} scored anew)` : ''} in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
     // A routine entry (small: a report row and one log line) travels back through the orchestration,
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.
