@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'csv-stringify/sync';
 import { proposeColumns } from '../../../shared/scoring/columns.js';
-import { describeFailedItem, failedItem, formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
+import { RowEncoder, describeFailedItem, failedItem, formatFloat32, formatValue, outputFormat, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
 import type { ScoringItem } from '../../../shared/scoring/types.js';
 
 /** A script's rows as the CSV cells they are written as. */
@@ -178,5 +178,25 @@ describe('accounting for what run() returned', () => {
     expect(r.succeeded).toBe(1);
     expect(r.failed).toEqual([]);
     expect(r.rows).toHaveLength(3);
+  });
+});
+
+describe('RowEncoder', () => {
+  it('writes each value under its column, as CSV cells or as JSON Lines fields', () => {
+    const sources = [(r: number) => r, (r: number) => (r === 0 ? 'a,"b"' : NaN), () => undefined, () => 2n ** 70n, () => new Float32Array([0.5, 1])];
+    const columns = ['row', 'prediction', 'missing', 'big', 'vector'];
+    expect(new RowEncoder('csv', columns).rows(sources, 2)).toBe('0,"a,""b""",,1180591620717411303424,"[0.5,1]"\n1,NaN,,1180591620717411303424,"[0.5,1]"\n');
+    const lines = new RowEncoder('jsonl', columns).rows(sources, 2).split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([
+      { row: 0, prediction: 'a,"b"', missing: null, big: '1180591620717411303424', vector: [0.5, 1] },
+      { row: 1, prediction: null, missing: null, big: '1180591620717411303424', vector: [0.5, 1] },
+    ]);
+    expect(new RowEncoder('csv', ['a', 'b,c']).header()).toBe('a,"b,c"\n');
+    expect(() => new RowEncoder('csv', columns).rows(sources.slice(1), 1)).toThrow(/sources for 5 columns/);
+  });
+
+  it('takes the format from output_file_name', () => {
+    expect(['p.csv', 'p.jsonl', 'P.NDJSON', 'p.txt', 'p.jsonl.csv'].map(outputFormat)).toEqual(['csv', 'jsonl', 'jsonl', 'csv', 'csv']);
   });
 });
