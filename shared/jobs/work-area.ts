@@ -126,13 +126,32 @@ export class JobWorkArea {
 
   /**
    * A rerun's plan from its parent's finished work area (scope `jobId`): its manifest, and its
-   * journal read against every mini-batch of it (see planRerun). A job finished before its work
+   * committed journal read against every mini-batch of it (see planRerun). A job finished before its work
    * area was kept has none: an empty plan.
    */
   async rerunPlan(jobId: string, headerBytes: number): Promise<RerunPlan> {
     const batches = await this.plan(jobId);
-    const lines = batches.length === 0 ? [] : await this.readJournal(jobId);
+    const lines = batches.length === 0 ? [] : await this.#committedJournal(jobId);
     return planRerun(batches, readJournalLines(lines, batches.map((b) => b.index)), headerBytes);
+  }
+
+  /**
+   * The lines of a finished job's journal as its finalize committed them, read without writing
+   * anything (a rerun that is refused changes nothing); none when there is no journal.
+   */
+  async #committedJournal(jobId: string): Promise<JournalLine[]> {
+    const container = await this.#ready();
+    let text: string;
+    try {
+      text = (await container.getBlobClient(`${jobId}/${JOURNAL}`).downloadToBuffer()).toString('utf8');
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw new BatchError('storage_failed', `Could not read the journal of ${jobId}.`, { cause: err });
+    }
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as JournalLine);
   }
 
   /** Deletes the job's working files (its outputs live elsewhere). */
