@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getFailures, getJob, getJobOutput, getJobStatus, getLogTail, getMiniBatches, getStepOutput, invokeEndpoint, listAllJobs, listJobs, submitJob } from './handlers/jobs.js';
+import { cancelJob, getFailures, getJob, getJobOutput, getJobStatus, getLogTail, getMiniBatches, getStepOutput, invokeEndpoint, listAllJobs, listJobs, rerunJob, submitJob } from './handlers/jobs.js';
 import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { requires } from './lib/auth.js';
@@ -76,6 +76,7 @@ route('listAllJobs', 'jobs', 'GET', listAllJobs);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('getJobStatus', 'jobs/{id}/status', 'GET', getJobStatus);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
+route('rerunJob', 'jobs/{id}/rerun', 'POST', rerunJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
 route('getStepOutput', 'jobs/{id}/steps/{step}/outputs/{*file}', 'GET', getStepOutput);
 route('getMiniBatches', 'jobs/{id}/mini-batches', 'GET', getMiniBatches);

@@ -22,6 +22,9 @@ export type ErrorCode =
   | 'unsupported'
   | 'input_not_found'
   | 'input_changed'
+  | 'source_changed'
+  | 'nothing_to_rerun'
+  | 'deployment_changed'
   | 'output_exists'
   | 'path_outside_datastores'
   | 'scoring_failed'
@@ -74,6 +77,9 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   unsupported: { status: 400, title: 'Not supported', kind: 'user', retryable: false },
   input_not_found: { status: 400, title: 'Input data not found', kind: 'user', retryable: false },
   input_changed: { status: 409, title: 'The input changed', kind: 'user', retryable: false },
+  source_changed: { status: 409, title: 'What was to be reused changed', kind: 'user', retryable: false },
+  nothing_to_rerun: { status: 409, title: 'Nothing is left to run', kind: 'user', retryable: false },
+  deployment_changed: { status: 409, title: 'The deployment changed', kind: 'user', retryable: false },
   output_exists: { status: 409, title: 'The output already exists', kind: 'user', retryable: false },
   path_outside_datastores: { status: 400, title: 'The path is not on a registered datastore', kind: 'user', retryable: false },
   scoring_failed: { status: 500, title: 'Scoring failed', kind: 'user', retryable: true },

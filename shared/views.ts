@@ -241,6 +241,10 @@ export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
     settings: settingsView(spec.settings),
     resources: spec.resources,
     split: spec.split ?? null,
+    // A rerun: its parent, and what it reused from it and what it scored anew (mini-batches, items).
+    ...(spec.rerun_of
+      ? { rerun_of: { job: spec.rerun_of.job, link: `${baseUrl}/api/jobs/${spec.rerun_of.job}`, force: spec.rerun_of.force, reused: spec.rerun_of.reused, scored: spec.rerun_of.scored } }
+      : {}),
     counts: state.counts,
     columns: state.columns ?? modelStep?.columns ?? null,
     error: state.error ?? null,

@@ -196,6 +196,22 @@ export async function cancelJob(request: HttpRequest, context: InvocationContext
   return json(202, jobView(job, baseUrl(request)));
 }
 
+/** POST /api/jobs/{id}/rerun: a new job scoring what a finished job did not, reusing its other rows; 202 with the job. */
+export async function rerunJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const client = df.getClient(context);
+  const parent = await jobOf(request);
+  const invokedBy = checkRate(request);
+  const { job } = await services().jobs.rerun({
+    id: parent.spec.id,
+    body: await readJson(request),
+    invokedBy,
+    start: async (jobId) => {
+      await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+    },
+  });
+  return json(202, jobView(job, baseUrl(request)), pollingHeaders(request, job.spec.id));
+}
+
 /** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's outputs. */
 export async function getJobOutput(request: HttpRequest): Promise<HttpResponseInit> {
   return streamOutput(request, undefined);

@@ -7,8 +7,8 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { ONNX_COLUMNS } from '../scoring/columns.js';
-import { failedItem } from '../scoring/rows.js';
+import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
+import { RowEncoder, failedItem, outputContentType, outputFormat } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
@@ -17,7 +17,10 @@ import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
 import type { JobWorkArea } from './work-area.js';
-import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
+import { type AttemptStatus, type JournalEntry, type JournalLine, entryParts, ranIndexes, readJournalLines } from './journal.js';
+import { type RerunOf, type Segment, composeRerun, itemsToScore } from './rerun.js';
+import { isNotFound } from '../storage/clients.js';
+import { type CopySource, copySource } from '../storage/fast-read.js';
 import { redactSecrets } from '../redact.js';
 import { REPORT_HEADER, errorLines, reportRow, truncate } from './report.js';
 import { resolveEnvironment } from '../schemas/environment.js';
@@ -197,6 +200,14 @@ function stepWork(job: Job, stepName: string, step: StepState): ParallelWork {
   return { ...found.work, input: step.input, output: { name: found.append_row_to, uri: target.uri, location: target.location } };
 }
 
+/** The parent a run reruns, if it is a rerun (a model deployment's job made by POST /jobs/{id}/rerun). */
+function rerunOf(run: EngineRun): RerunOf | undefined {
+  return isPipelineSpec(run.job.spec) ? undefined : run.job.spec.rerun_of;
+}
+
+/** A rerun's mini-batch has no items to score: it only copies its parent's rows. */
+class NothingToScore extends Error {}
+
 /** The scope of an engine run (see EngineRun). */
 export function engineScope(ref: EngineRef): string {
   return ref.step === undefined ? ref.jobId : `${ref.jobId}/${ref.step}`;
@@ -302,6 +313,7 @@ export class JobRunner {
       environment: resolveEnvironment(work.settings.environment_variables),
       loggingLevel: work.settings.logging_level,
       maxConcurrency: work.settings.max_concurrency_per_instance,
+      rows: { fileName: work.settings.output_file_name, join: work.settings.join, key_field: work.settings.key_field },
     };
   }
 
@@ -364,13 +376,16 @@ export class JobRunner {
     // Not awaited: loading the model overlaps listing and planning.
     this.#warmUp(run).catch(() => undefined);
     let batches: MiniBatch[];
+    const rerun = rerunOf(run);
     try {
       const { input } = await this.#placesOf(run);
-      const items = await listInput(input, spec.split, spec.input.files);
+      // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
+      const planned = rerun ? (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes)).batches : undefined;
+      const items = planned ? planned.flatMap((b) => b.items) : await listInput(input, spec.split, spec.input.files);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
       }
-      batches = toMiniBatches(items, spec.settings.mini_batch_size);
+      batches = planned ?? toMiniBatches(items, spec.settings.mini_batch_size);
       // Found before any scoring: a job over a limit would otherwise fail only at finalize (a
       // predictions file of more blocks than a blob holds).
       const files = new Set(items.map((i) => i.blob)).size;
@@ -405,8 +420,8 @@ export class JobRunner {
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
-    // The built-in runner's columns are known now; a script's are fixed by its first rows.
-    const columns = spec.code_configuration ? undefined : [...ONNX_COLUMNS];
+    // The built-in runner's columns are known now (but for join "all": the input's); a script's are fixed by its first rows.
+    const columns = spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings));
     const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
       return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, ...(columns ? { columns } : {}) };
@@ -420,11 +435,14 @@ export class JobRunner {
   async scoreMiniBatch(input: MiniBatchInput): Promise<MiniBatchResult> {
     const run = await this.#run(input);
     const spec = run.work;
-    const batch = await this.#workArea.miniBatch(run.scope, input.chunkSize, input.index);
+    const full = await this.#workArea.miniBatch(run.scope, input.chunkSize, input.index);
+    // A rerun scores only the items its parent did not; the rest of its rows are copied.
+    const scored = itemsToScore(full);
+    const batch: MiniBatch = full.reuse ? { index: full.index, items: scored.map((i) => full.items[i] as PlanItem) } : full;
     // Each execution has its own nonce: what it stages and its work folder are its alone, even
     // when the same attempt runs twice (activities run at least once).
     const nonce = newNonce();
-    const base = { index: input.index, attempt: input.attempt, nonce, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: run.state.failures ?? 0 };
+    const base = { index: input.index, attempt: input.attempt, nonce, items: full.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: run.state.failures ?? 0 };
     if (!input.repair) {
       if (JobRunner.#canceling(run)) {
         return { ...base, status: 'canceled', retryable: false };
@@ -445,6 +463,7 @@ export class JobRunner {
     const downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
+      if (batch.items.length === 0) throw new NothingToScore();
       const files = await this.#scorerFiles(run);
       const { items, arrivals } = await this.#download(run, batch, workDir);
       // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
@@ -472,7 +491,9 @@ export class JobRunner {
       phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
-      if (err instanceof BatchError && !err.retryable) {
+      if (err instanceof NothingToScore) {
+        outcome = { status: 'completed', result: { data: Buffer.alloc(0), columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: 0, itemBytes: [] } };
+      } else if (err instanceof BatchError && !err.retryable) {
         // An input that is gone or was rewritten fails the mini-batch it belongs to; say so, rather
         // than let each of its items read as if its own file had the problem.
         const error = err.code === 'input_not_found' || err.code === 'input_changed' ? `an input of this mini-batch could not be read: ${err.message}` : err.message;
@@ -485,7 +506,7 @@ export class JobRunner {
     const seconds = elapsed();
     // A worker that ran to the end removed what it wrote; one stopped midway (a timeout) did not.
     await cleanWorkDir(workDir, downloaded, { everything: outcome.status !== 'completed' });
-    return this.#record(folder, input, nonce, batch, outcome, { seconds, startedAt, ...phases });
+    return this.#record(folder, input, nonce, batch, outcome, { seconds, startedAt, ...phases }, full.reuse ? { full, scored } : undefined);
   }
 
   /**
@@ -586,6 +607,8 @@ export class JobRunner {
     this.#dropStalePrefetches();
     const started = (async (): Promise<void> => {
       const [batch, { input }] = await Promise.all([this.#workArea.miniBatch(run.scope, chunkSize, index), this.#placesOf(run)]);
+      // A rerun's mini-batch reads only some of its items: the activity fetches those itself.
+      if (batch.reuse) return;
       const sizes = batch.items.map(inMemorySize);
       const bytes = sizes.reduce<number>((sum, size) => sum + (size ?? 0), 0);
       if (bytes === 0 || this.#prefetchedBytes + bytes > budget || this.#prefetched.has(key)) return;
@@ -630,34 +653,55 @@ export class JobRunner {
     batch: MiniBatch,
     outcome: ScoreOutcome,
     timing: { seconds: number; startedAt: string; download: number; scoring: number },
+    rerun?: { full: MiniBatch; scored: number[] },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
     const run = await this.#run(input);
     const spec = run.work;
-    const items = batch.items.length;
+    const items = rerun ? rerun.full.items.length : batch.items.length;
+    const reused = items - batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
     const ids = new BlockIds(run.scope);
     let result: MiniBatchResult;
     let errors: string;
     let part: StagedPart | undefined;
+    let itemBytes: number[] | undefined;
+    let parts: StagedPart[] | undefined;
+    if (outcome.status === 'completed' && rerun && spec.settings.output_action === 'append_row') {
+      const composed = composeRerun(rerun.full, rerun.scored, outcome.result.data, outcome.result.itemBytes);
+      if (composed) {
+        parts = await this.#stageRerun(run, folder, input, nonce, composed.segments);
+        itemBytes = composed.itemBytes;
+      } else {
+        outcome = {
+          status: 'failed',
+          error: "the scoring script's rows cannot be told apart by file, so they cannot be placed between the rows this rerun reuses: return file_name with each result, in the order of the files",
+          retryable: false,
+          logs: outcome.result.logs,
+          seconds: outcome.result.seconds,
+        };
+      }
+    }
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
       // The rows and produced files go up side by side; the journal entry that names them after.
       const [staged] = await Promise.all([
-        spec.settings.output_action === 'append_row' ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.csv) : undefined,
+        spec.settings.output_action === 'append_row' && !rerun ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.data) : undefined,
         ...r.producedFiles.map((produced) => folder.uploadFile(produced.name, produced.localPath)),
       ]);
       part = staged;
       errors = errorLines(input.index, r.failed);
+      // What a rerun needs to reuse the rows of the items that succeeded here (never for a routine entry: nothing failed).
+      if (!rerun && failedCount > 0 && staged && r.itemBytes?.length === items) itemBytes = r.itemBytes;
       result = {
         index: input.index,
         attempt: input.attempt,
         nonce,
         status: 'completed',
         items,
-        succeeded: Math.min(r.succeeded, items),
+        succeeded: Math.min(r.succeeded + reused, items),
         failed: Math.min(failedCount, items),
         retryable: false,
         seconds,
@@ -670,14 +714,22 @@ export class JobRunner {
           ? outcome.error
           : `run() failed: ${outcome.error}`;
       errors = errorLines(input.index, batch.items.map((i) => failedItem(i, truncate(reason))));
+      // A rerun's reused rows stand whatever became of the items it scored anew.
+      if (rerun && !parts && spec.settings.output_action === 'append_row') {
+        const composed = composeRerun(rerun.full, rerun.scored, Buffer.alloc(0), rerun.scored.map(() => 0));
+        if (composed) {
+          parts = await this.#stageRerun(run, folder, input, nonce, composed.segments);
+          itemBytes = composed.itemBytes;
+        }
+      }
       result = {
         index: input.index,
         attempt: input.attempt,
         nonce,
         status: outcome.status,
         items,
-        succeeded: 0,
-        failed: items,
+        succeeded: reused,
+        failed: items - reused,
         retryable: outcome.status === 'timeout' ? true : outcome.retryable,
         seconds,
         error: truncate(outcome.error),
@@ -696,9 +748,11 @@ export class JobRunner {
       succeeded: result.succeeded,
       failed: result.failed,
       part,
+      ...(parts ? { parts } : {}),
+      ...(itemBytes && result.failed > 0 ? { item_bytes: itemBytes } : {}),
       report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '', startedAt: timing.startedAt }),
       errors,
-      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded${rerun ? ` (${reused} reused from job ${rerunOf(run)?.job ?? '?'}, ${batch.items.length} scored anew)` : ''} in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
     // A routine entry (small: a report row and one log line) travels back through the orchestration,
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.
@@ -709,6 +763,54 @@ export class JobRunner {
     // A repair re-runs a mini-batch whose failures were counted when it first ran.
     if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input, result.failed);
     return result;
+  }
+
+  /**
+   * Stages a rerun's mini-batch's parts in order: ranges of the parent's predictions copied
+   * server-side, and the new rows. The parent's file must still be the version the rerun was made
+   * from, before and after the copies (an ETag never comes back, so a copy in between read it too).
+   */
+  async #stageRerun(run: EngineRun, folder: OutputFolder, input: MiniBatchInput, nonce: string, segments: Segment[]): Promise<StagedPart[]> {
+    const source = rerunOf(run)?.source;
+    const file = run.work.settings.output_file_name;
+    const ids = new BlockIds(run.scope);
+    const copies = segments.some((s) => 'copy' in s);
+    let from: CopySource | undefined;
+    let pinned: (() => Promise<void>) | undefined;
+    if (copies) {
+      if (!source) throw new BatchError('internal', `Job '${run.job.spec.id}' reuses rows but names no source.`, { retryable: false });
+      const parent = new OutputFolder(this.#registry.open(source.location), source.location.path);
+      const blob = parent.container.getBlobClient(parent.blobName(source.file));
+      pinned = async () => {
+        let etag: string | undefined;
+        try {
+          etag = (await blob.getProperties()).etag;
+        } catch (err) {
+          if (!isNotFound(err)) throw new BatchError('storage_failed', `Could not read ${source.file} of job ${rerunOf(run)?.job ?? ''}.`, { cause: err });
+        }
+        if (etag !== source.etag) throw new BatchError('source_changed', `${source.file} of job ${rerunOf(run)?.job ?? ''} changed (or was deleted) since this rerun was made, so its rows cannot be reused.`, { retryable: false });
+      };
+      await pinned();
+      from = await copySource(parent.container, parent.blobName(source.file));
+    }
+    const staged = await Promise.all(
+      segments.map((segment, k) => {
+        const id = ids.part('p', input.index, input.attempt, `${nonce}:${k}`);
+        return 'copy' in segment ? folder.stageFrom(file, id, from as CopySource, segment.copy) : folder.stage(file, id, segment.data);
+      }),
+    );
+    if (pinned) await pinned();
+    return staged.filter((p): p is StagedPart => p !== undefined);
+  }
+
+  /**
+   * The header line of a CSV predictions file (`csv_header: true`) as a block of its own, staged
+   * while finalizing (the columns are final then), under an id of its own: it goes first.
+   */
+  async #headerPart(run: EngineRun, folder: OutputFolder, columns: readonly string[] | undefined): Promise<StagedPart | undefined> {
+    const file = run.work.settings.output_file_name;
+    if (run.work.settings.csv_header !== true || !columns || outputFormat(file) !== 'csv') return undefined;
+    return folder.stage(file, new BlockIds(run.scope).part('p', -1, 0, '00000000'), new RowEncoder('csv', columns).header());
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
@@ -796,7 +898,7 @@ export class JobRunner {
     const appendRow = spec.settings.output_action === 'append_row';
     const [lines, blocks] = await Promise.all([this.#workArea.readJournal(run.scope), appendRow ? folder.blocks(file) : new Map<string, number>()]);
     const reading = readJournalLines(lines, ranIndexes(input.layout, input.ran));
-    const parts = reading.accepted.flatMap((m) => (m.final.part ? [{ index: m.index, attempt: m.final.a, part: m.final.part }] : []));
+    const parts = reading.accepted.flatMap((m) => entryParts(m.final).map((part) => ({ index: m.index, attempt: m.final.a, part })));
     const lost = appendRow ? OutputFolder.missing(parts, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
     const missing = [...reading.missing, ...lost].sort((a, b) => a.index - b.index);
     if (missing.length > 0 && input.mayRepair && missing.length <= MAX_REPAIRS) return { status: 'repair', repair: missing };
@@ -854,8 +956,9 @@ export class JobRunner {
     const log = [...reading.preamble.map((e) => e.log), ...accepted.flatMap((m) => m.attempts.map((e) => e.log))].join('');
     // Every output is in place before the job says it is done: a client that sees the final
     // status can read them all. They are independent of each other, so they go up side by side.
+    const header = appendRow && missing.length === 0 ? await this.#headerPart(run, folder, columns) : undefined;
     await Promise.all([
-      appendRow && missing.length === 0 ? folder.commit(file, parts.map((p) => p.part), { contentType: 'text/csv; charset=utf-8' }) : undefined,
+      appendRow && missing.length === 0 ? folder.commit(file, [...(header ? [header] : []), ...parts.map((p) => p.part)], { contentType: outputContentType(outputFormat(file)) }) : undefined,
       folder.upload(REPORT_FILE, REPORT_HEADER + finals.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
       folder.upload(ERRORS_FILE, redactSecrets(finals.map((e) => e.errors).join('')), 'application/x-ndjson'),
       folder.upload(SUMMARY_FILE, redactSecrets(`${JSON.stringify(summary, null, 2)}\n`), 'application/json'),
@@ -871,7 +974,7 @@ export class JobRunner {
     await removeQuietly(join(this.#config.cacheDir, 'code', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'outputs', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'work', ...local));
-    await this.#workArea.clear(run.scope).catch(() => undefined);
+    // The work area (the plan and the journal) stays: a rerun of this job reads it (shared/jobs/rerun.ts).
     this.#runs.delete(run.scope);
     this.#places.delete(run.scope);
     this.#scorers.delete(run.scope);

@@ -4,7 +4,8 @@ import { BatchError } from '../errors.js';
 import { BlockIds, OutputFolder } from '../outputs/output-writer.js';
 import { chunkOf, type MiniBatch } from '../planning/plan.js';
 import { isNotFound, storageAccount } from '../storage/clients.js';
-import { type JournalEntry, type JournalLine, isAck } from './journal.js';
+import { type JournalEntry, type JournalLine, isAck, readJournalLines } from './journal.js';
+import { type RerunPlan, planRerun } from './rerun.js';
 
 const JOURNAL = 'journal.jsonl';
 /** The preamble's block: one per job, whoever writes it last (prepare may run twice) wins. */
@@ -106,6 +107,47 @@ export class JobWorkArea {
     const blocks = [...(await folder.blocks(JOURNAL))].filter(([id]) => ids.owns(id)).map(([id, bytes]) => ({ id, bytes }));
     await folder.commit(JOURNAL, blocks);
     const text = (await container.getBlobClient(folder.blobName(JOURNAL)).downloadToBuffer()).toString('utf8');
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as JournalLine);
+  }
+
+  /** Every mini-batch of a job's plan (its manifest), in index order. */
+  async plan(jobId: string): Promise<MiniBatch[]> {
+    const container = await this.#ready();
+    const batches: MiniBatch[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/manifest/` })) {
+      const text = (await container.getBlobClient(blob.name).downloadToBuffer()).toString('utf8');
+      if (text !== '') batches.push(...text.split('\n').map((line) => JSON.parse(line) as MiniBatch));
+    }
+    return batches.sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * A rerun's plan from its parent's finished work area (scope `jobId`): its manifest, and its
+   * committed journal read against every mini-batch of it (see planRerun). A job finished before its work
+   * area was kept has none: an empty plan.
+   */
+  async rerunPlan(jobId: string, headerBytes: number): Promise<RerunPlan> {
+    const batches = await this.plan(jobId);
+    const lines = batches.length === 0 ? [] : await this.#committedJournal(jobId);
+    return planRerun(batches, readJournalLines(lines, batches.map((b) => b.index)), headerBytes);
+  }
+
+  /**
+   * The lines of a finished job's journal as its finalize committed them, read without writing
+   * anything (a rerun that is refused changes nothing); none when there is no journal.
+   */
+  async #committedJournal(jobId: string): Promise<JournalLine[]> {
+    const container = await this.#ready();
+    let text: string;
+    try {
+      text = (await container.getBlobClient(`${jobId}/${JOURNAL}`).downloadToBuffer()).toString('utf8');
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw new BatchError('storage_failed', `Could not read the journal of ${jobId}.`, { cause: err });
+    }
     return text
       .split('\n')
       .filter((line) => line !== '')

@@ -2,7 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV3, OpenApiGeneratorV31 } from '@astea
 import { z } from 'zod';
 import { componentBody } from '../components/schemas.js';
 import { azureMlInvokeBody } from '../schemas/azureml-invoke.js';
-import { JOB_STATUSES, invokeBody, pipelineJobBody } from '../schemas/jobs.js';
+import { JOB_STATUSES, invokeBody, pipelineJobBody, rerunBody } from '../schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../schemas/resources.js';
 import { triggerBody } from '../schemas/triggers.js';
 
@@ -289,6 +289,16 @@ function buildRegistry(): OpenAPIRegistry {
     tags: ['jobs'],
     request: { params: z.object({ id: z.string() }) },
     responses: { 202: { description: 'Canceling', content: job }, 404: errors[404], 409: errors[409] },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/jobs/{id}/rerun',
+    operationId: 'RerunJob',
+    summary: 'Rerun what a finished job did not score, reusing its other rows',
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), body: { content: { 'application/json': { schema: rerunBody } }, required: false } },
+    responses: { 202: { description: 'The rerun job, created and started', content: job }, 400: errors[400], 404: errors[404], 409: errors[409] },
   });
   return registry;
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { environmentOverrides } from './environment.js';
 import { identifier, stepName } from './names.js';
-import { dataPath, loggingLevel, outputFileName, splitSettings } from './resources.js';
+import { dataPath, endpointName, inputColumnName, joinSetting, loggingLevel, outputFileName, splitSettings } from './resources.js';
 
 /** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
 
@@ -105,6 +105,10 @@ export const settingsOverride = z.strictObject({
   logging_level: loggingLevel.optional(),
   /** Literals only (see ./environment.ts). */
   environment_variables: environmentOverrides.optional(),
+  /** `null` turns off the deployment's join (as `split: null` does its split). */
+  join: joinSetting.nullable().optional(),
+  key_field: inputColumnName.nullable().optional(),
+  csv_header: z.boolean().optional(),
 });
 export type SettingsOverride = z.infer<typeof settingsOverride>;
 
@@ -123,6 +127,26 @@ export const invokeBody = z
   })
   .meta({ id: 'InvokeRequest' });
 export type InvokeBody = z.infer<typeof invokeBody>;
+
+/**
+ * The body of `POST /api/jobs/{id}/rerun` (all optional). Only what leaves the plan and the rows'
+ * layout as they were can change: retries, timeout, concurrency, the error threshold, logging,
+ * the deployment (with `force` when its model or code differ from the parent's), the output folder.
+ */
+export const rerunBody = z
+  .strictObject({
+    /** Another deployment of the parent's endpoint; by default the parent's. */
+    deployment: endpointName.optional(),
+    /** Run even though the deployment's model or scoring code is not the parent's: the rows then come from two scorers. */
+    force: z.boolean().default(false),
+    settings: settingsOverride.pick({ retry_settings: true, max_concurrency_per_instance: true, error_threshold: true, logging_level: true }).optional(),
+    resources: z.strictObject({ instance_count: z.number().int().min(1).max(100).optional() }).optional(),
+    outputs: z.record(inputName, jobOutput).optional(),
+    display_name: z.string().max(256).optional(),
+    tags: z.record(z.string().max(256), z.string().max(1024)).optional(),
+  })
+  .meta({ id: 'RerunRequest' });
+export type RerunBody = z.infer<typeof rerunBody>;
 
 /**
  * A standalone pipeline job (`POST /api/jobs`), in Azure ML's pipeline job shape

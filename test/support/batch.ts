@@ -147,3 +147,10 @@ export async function expectProblem(api: Api, method: string, path: string, body
   if (field !== undefined) expect(problemFields(res.body), JSON.stringify(res.body)).toContain(field);
   return res.body;
 }
+
+/** A job's output file as text, through `GET /api/jobs/{id}/outputs/{file}` (throws unless 200). */
+export async function jobOutput(host: FnHostProcess, jobId: string, file: string): Promise<string> {
+  const res = await fetch(`${host.url}/api/jobs/${jobId}/outputs/${file}`, { headers: { 'x-functions-key': host.masterKey } });
+  if (res.status !== 200) throw new Error(`GET outputs/${file} of ${jobId}: ${res.status}`);
+  return res.text();
+}
