@@ -13,6 +13,7 @@ import { type Api, type Json, apiOf, deploy, ds, fixtureScript, jobOutput, uploa
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
+import { parseReport } from '../../shared/jobs/report.js';
 
 let host: FnHostProcess;
 let api: Api;
@@ -89,13 +90,9 @@ async function rerun(id: string, body?: Record<string, unknown>): Promise<Json> 
   return waitForJob(api, res.body.id as string);
 }
 
-/** What a job wrote that a clean run must match: predictions (bytes), errors and the report's rows (without timings). */
+/** What a job wrote that a clean run must match: predictions (bytes), errors and the report's rows (by name, without attempts and timings). */
 async function outputsOf(job: Json): Promise<{ predictions: string; errors: string; report: string[] }> {
-  const report = (await jobOutput(host, job.id, 'processed_mini_batches.csv'))
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((row) => row.split(',').filter((_, k) => k !== 1 && k !== 5).join(','));
+  const report = parseReport(await jobOutput(host, job.id, 'processed_mini_batches.csv')).map((r) => [r.index, r.items, r.succeeded, r.failed, r.status, r.error].join(','));
   return { predictions: await jobOutput(host, job.id, 'predictions.csv'), errors: await jobOutput(host, job.id, 'errors.jsonl'), report };
 }
 
