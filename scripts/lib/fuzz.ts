@@ -72,6 +72,7 @@ export const ROUTES: readonly Route[] = [
   { name: 'getJob', method: 'GET', path: 'jobs/{id}' },
   { name: 'getJobStatus', method: 'GET', path: 'jobs/{id}/status' },
   { name: 'cancelJob', method: 'POST', path: 'jobs/{id}/cancel' },
+  { name: 'rerunJob', method: 'POST', path: 'jobs/{id}/rerun', body: 'RerunRequest' },
   { name: 'getJobOutput', method: 'GET', path: 'jobs/{id}/outputs/{*file}' },
   { name: 'getStepOutput', method: 'GET', path: 'jobs/{id}/steps/{step}/outputs/{*file}' },
   { name: 'getMiniBatches', method: 'GET', path: 'jobs/{id}/mini-batches', query: ['step'] },
