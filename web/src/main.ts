@@ -79,11 +79,13 @@ function setUpSignIn(): void {
     // A token from sign-in that the API refuses has expired (or was revoked): it is of no more use.
     if (current.kind === 'bearer' && current.signedIn) setCredential({ kind: 'none' });
     const why = (event as CustomEvent<string>).detail;
-    // Already open (a polling page meets 401 every second): only the message changes, not what the user is typing.
-    if (dialog.open) {
+    // Already open (a polling page meets 401 every second): what the user is typing stays, and so
+    // does a message already shown (why a sign-in was just refused says more than this 401).
+    if (!dialog.open) openSignIn(why);
+    else if (message.hidden) {
       message.textContent = why;
       message.hidden = false;
-    } else openSignIn(why);
+    }
   });
   const form = dialog.querySelector('form') as HTMLFormElement;
   form.addEventListener('submit', (event) => {
