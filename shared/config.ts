@@ -267,12 +267,17 @@ function list(value: string | undefined): string[] {
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 
-/** Scheme and host of an https URL, or an http one on loopback (a local issuer); undefined otherwise. */
+/** Identity providers are reached over https; plain http only on loopback (a local issuer). */
+function httpsOrLoopback(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.has(url.hostname));
+}
+
+/** The URL, if it is one {@link httpsOrLoopback} allows, without credentials, query or fragment. */
 function allowedUrl(value: string): URL | undefined {
   try {
     const url = new URL(value);
     if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
-    return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.has(url.hostname)) ? url : undefined;
+    return httpsOrLoopback(url) ? url : undefined;
   } catch {
     return undefined;
   }
@@ -314,7 +319,7 @@ function authConfig(e: z.infer<typeof schema>): AuthConfig {
   const template = e.BATCH_AUTH_METADATA_URL;
   try {
     const url = new URL(template.replace(/\{tenant\}/g, 'tenant'));
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.has(url.hostname))) problems.push('BATCH_AUTH_METADATA_URL: must be https (http only on loopback, for a local issuer)');
+    if (!httpsOrLoopback(url)) problems.push('BATCH_AUTH_METADATA_URL: must be https (http only on loopback, for a local issuer)');
     if (url.username !== '' || url.password !== '') problems.push('BATCH_AUTH_METADATA_URL: must not carry credentials');
   } catch {
     problems.push('BATCH_AUTH_METADATA_URL: must be a URL');
