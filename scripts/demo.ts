@@ -29,7 +29,7 @@ import { ROOT, type LocalStack, startLocalStack } from './lib/local-stack.js';
 import { penguinCsvsWithMissing, pipelineInvokeBody, secondsBetween, setUpPipelineDemo } from './lib/pipeline-demo.js';
 import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
 import { EventSink, TOPIC, watchDemo, watchSettings } from './lib/watch-demo.js';
-import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer } from './lib/oidc-issuer.js';
+import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LOCAL_WEB_CLIENT, LocalIssuer, localUserOid } from './lib/oidc-issuer.js';
 
 const program = new Command()
   .name('demo')
@@ -69,10 +69,12 @@ async function main(): Promise<void> {
   }
   step(`Starting fnhost with Azurite (this app, in memory)${issuer ? ', BATCH_AUTH_MODE=entra' : ''}`);
   const stack = await startLocalStack(
-    issuer ? { env: { BATCH_AUTH_MODE: 'entra', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl } } : {},
+    issuer ? { env: { BATCH_AUTH_MODE: 'entra', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl, BATCH_WEB_CLIENT_ID: LOCAL_WEB_CLIENT } } : {},
   );
   console.log(`  host ${stack.url}`);
-  console.log(`  web page ${stack.url}/api/app/ (sign in with the master key; with --keep it stays up)`);
+  // The page's "Sign in with Microsoft" signs Ada in through the local issuer (her jobs are the demo's).
+  issuer?.registerSpa({ clientId: LOCAL_WEB_CLIENT, redirectUris: [`${stack.url}/api/app/`], user: { username: 'ada@contoso.test', oid: localUserOid('ada@contoso.test') }, consented: ['Jobs.Invoke'] });
+  console.log(`  web page ${stack.url}/api/app/ (${issuer ? '"Sign in with Microsoft" signs in as ada@contoso.test' : 'sign in with the master key'}; with --keep it stays up)`);
   try {
     const clients = issuer ? await entraClients(stack, issuer) : { admin: new BatchClient(stack.url, stack.masterKey), invoker: new BatchClient(stack.url, stack.masterKey) };
     if (opts.pipeline) await pipelineDemo(stack, clients);
@@ -98,7 +100,7 @@ async function main(): Promise<void> {
 async function entraClients(stack: LocalStack, issuer: LocalIssuer): Promise<Clients> {
   step('Minting tokens: an application with the role Workspace.Manage, user ada@contoso.test with the scope Jobs.Invoke');
   const admin = new BatchClient(stack.url, '', { authorization: `Bearer ${await issuer.token({ roles: ['Workspace.Manage'], appId: 'demo-admin-app' })}` });
-  const invoker = new BatchClient(stack.url, '', { authorization: `Bearer ${await issuer.token({ scopes: ['Jobs.Invoke'], username: 'ada@contoso.test' })}` });
+  const invoker = new BatchClient(stack.url, '', { authorization: `Bearer ${await issuer.token({ scopes: ['Jobs.Invoke'], username: 'ada@contoso.test', oid: localUserOid('ada@contoso.test') })}` });
   const refused = async (client: BatchClient, method: string, path: string, body?: unknown): Promise<string> => {
     try {
       await client.request(method, path, body);

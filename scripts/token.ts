@@ -4,10 +4,9 @@
  * by the local issuer's key (start it first with `npm run issuer`). Scopes make a user's token
  * (`scp`), roles an application's (`roles`). Use it as `Authorization: Bearer <token>`.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
+import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, localUserOid, type PersistedIssuer } from './lib/oidc-issuer.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,9 +33,7 @@ if (!values.scope && !values.role) {
   process.exit(2);
 }
 const issuer = await LocalIssuer.fromJSON(saved);
-// The same user name gives the same object id, so a developer's jobs stay theirs across tokens.
-const hex = createHash('sha256').update(values.user).digest('hex');
-const oid = values.oid ?? `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+const oid = values.oid ?? localUserOid(values.user);
 const token = await issuer.token({
   tenant: values.tenant,
   audience: values.audience,

@@ -42,6 +42,22 @@ const schema = z.object({
   BATCH_AUTH_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(600).default(60),
   /** The `realm` of `WWW-Authenticate` challenges; by default the app's name. */
   BATCH_AUTH_REALM: optional(z.string().regex(/^[\x20-\x7e]*$/, 'must be printable ASCII').refine((v) => !v.includes('"') && !v.includes('\\'), 'must not contain quotes or backslashes')),
+  /**
+   * The web page's own sign-in with Microsoft Entra ID (BATCH_AUTH_MODE=entra only; see
+   * web/README.md): the client id of the app registration whose "single-page application" redirect
+   * URI is the page (`https://{app}/api/app/`). Unset: the page takes a pasted token only.
+   */
+  BATCH_WEB_CLIENT_ID: optional(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be an application (client) id')),
+  /** The tenant the page signs users in with: one of BATCH_AUTH_TENANTS (default its first). */
+  BATCH_WEB_TENANT: optional(z.string()),
+  /**
+   * The authority (`https://login.microsoftonline.com/{tenant}`): its `/oauth2/v2.0/authorize` and
+   * `/oauth2/v2.0/token` are the page's. Default: BATCH_AUTH_METADATA_URL without
+   * `/v2.0/.well-known/openid-configuration` (`{tenant}` replaced), which is Entra's layout.
+   */
+  BATCH_WEB_AUTHORITY: optional(z.string()),
+  /** The delegated scopes the page asks for, space- or comma-separated. Default `{first of BATCH_AUTH_AUDIENCES}/.default`. */
+  BATCH_WEB_SCOPES: optional(z.string()),
   BATCH_CACHE_DIR: z.string().min(1).optional(),
   BATCH_TABLE_PREFIX: z
     .string()
@@ -107,6 +123,8 @@ export interface AppConfig {
   apiAuthLevel: 'anonymous' | 'function';
   /** How callers authenticate and what they may do (see shared/auth/). */
   auth: AuthConfig;
+  /** The web page's in-page Entra sign-in; undefined unless BATCH_AUTH_MODE=entra and BATCH_WEB_CLIENT_ID is set. */
+  webSignIn: WebSignIn | undefined;
   /** Local folder for downloaded models, code and inputs. */
   cacheDir: string;
   tablePrefix: string;
@@ -150,6 +168,20 @@ export interface AuthConfig {
   realm: string;
 }
 
+/**
+ * What the web page needs for the OAuth 2.0 authorization code flow with PKCE (RFC 6749, RFC 7636)
+ * against Microsoft Entra ID, as a single-page application: served to it by `GET /api/app/config.json`.
+ */
+export interface WebSignIn {
+  clientId: string;
+  tenant: string;
+  /** `{authority}/oauth2/v2.0/authorize` and `…/token` (Entra's v2.0 endpoints). */
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  /** Delegated scopes of the API (the page adds `openid profile` for the id token and its nonce). */
+  scopes: string[];
+}
+
 /** Where job events are published (see shared/events/). */
 export interface EventsConfig {
   endpoint: string;
@@ -179,11 +211,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new BatchError('configuration', 'Invalid app settings:\nBATCH_EVENTS_TOPIC_KEY: required with BATCH_EVENTS_TOPIC_ENDPOINT (the topic\'s access key)');
   }
   const auth = authConfig(e);
+  const webSignIn = webSignInConfig(e, auth);
   const config: AppConfig = {
     storageConnection: e.AzureWebJobsStorage,
     workspaceContainer: e.BATCH_WORKSPACE_CONTAINER,
     apiAuthLevel: auth.mode === 'function_key' ? 'function' : 'anonymous',
     auth,
+    webSignIn,
     cacheDir: e.BATCH_CACHE_DIR ?? join(tmpdir(), 'batch-endpoints'),
     tablePrefix: e.BATCH_TABLE_PREFIX,
     maxChunkSize: e.BATCH_CHUNK_SIZE,
@@ -233,6 +267,45 @@ function list(value: string | undefined): string[] {
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 
+/** Identity providers are reached over https; plain http only on loopback (a local issuer). */
+function httpsOrLoopback(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK.has(url.hostname));
+}
+
+/** The URL, if it is one {@link httpsOrLoopback} allows, without credentials, query or fragment. */
+function allowedUrl(value: string): URL | undefined {
+  try {
+    const url = new URL(value);
+    if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
+    return httpsOrLoopback(url) ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const METADATA_SUFFIX = '/v2.0/.well-known/openid-configuration';
+
+function webSignInConfig(e: z.infer<typeof schema>, auth: AuthConfig): WebSignIn | undefined {
+  const clientId = e.BATCH_WEB_CLIENT_ID;
+  if (clientId === undefined || auth.mode !== 'entra') return undefined;
+  const problems: string[] = [];
+  const tenant = (e.BATCH_WEB_TENANT ?? auth.tenants[0] ?? '').toLowerCase();
+  // Tokens from any other tenant would be refused by the API: signing in there would only fail later.
+  if (!auth.tenants.includes(tenant)) problems.push(`BATCH_WEB_TENANT: '${tenant}' is not one of BATCH_AUTH_TENANTS`);
+  let authority = e.BATCH_WEB_AUTHORITY?.replace(/\{tenant\}/g, tenant);
+  if (authority === undefined) {
+    const metadata = auth.metadataUrl.replace(/\{tenant\}/g, tenant);
+    if (metadata.endsWith(METADATA_SUFFIX)) authority = metadata.substring(0, metadata.length - METADATA_SUFFIX.length);
+    else problems.push(`BATCH_WEB_AUTHORITY: required when BATCH_AUTH_METADATA_URL does not end with ${METADATA_SUFFIX}`);
+  }
+  if (authority !== undefined && allowedUrl(authority) === undefined) problems.push('BATCH_WEB_AUTHORITY: must be an https URL (http only on loopback) without credentials, query or fragment');
+  const scopes = e.BATCH_WEB_SCOPES === undefined ? [`${auth.audiences[0] ?? ''}/.default`] : list(e.BATCH_WEB_SCOPES.replace(/\s+/g, ','));
+  if (scopes.length === 0) problems.push('BATCH_WEB_SCOPES: names no scope');
+  if (problems.length > 0 || authority === undefined) throw new BatchError('configuration', `Invalid app settings:\n${problems.join('\n')}`);
+  const base = authority.replace(/\/+$/, '');
+  return { clientId, tenant, authorizationEndpoint: `${base}/oauth2/v2.0/authorize`, tokenEndpoint: `${base}/oauth2/v2.0/token`, scopes };
+}
+
 function authConfig(e: z.infer<typeof schema>): AuthConfig {
   const mode: AuthMode = e.BATCH_AUTH_MODE ?? (e.BATCH_API_AUTH_LEVEL === 'anonymous' ? 'none' : 'function_key');
   const tenants = list(e.BATCH_AUTH_TENANTS).map((t) => t.toLowerCase());
@@ -246,7 +319,7 @@ function authConfig(e: z.infer<typeof schema>): AuthConfig {
   const template = e.BATCH_AUTH_METADATA_URL;
   try {
     const url = new URL(template.replace(/\{tenant\}/g, 'tenant'));
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.has(url.hostname))) problems.push('BATCH_AUTH_METADATA_URL: must be https (http only on loopback, for a local issuer)');
+    if (!httpsOrLoopback(url)) problems.push('BATCH_AUTH_METADATA_URL: must be https (http only on loopback, for a local issuer)');
     if (url.username !== '' || url.password !== '') problems.push('BATCH_AUTH_METADATA_URL: must not carry credentials');
   } catch {
     problems.push('BATCH_AUTH_METADATA_URL: must be a URL');

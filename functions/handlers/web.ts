@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, relative, resolve, sep } from 'node:path';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { loadConfig } from '../../shared/config.js';
 import { BatchError } from '../../shared/errors.js';
 
 /** dist/web, from dist/functions/handlers. */
@@ -53,7 +54,10 @@ function webFiles(): Map<string, WebFile> {
   const html = found.get('index.html')?.body.toString('utf8') ?? '';
   const importMap = /<script type="importmap">([\s\S]*?)<\/script>/.exec(html)?.[1];
   const hash = importMap === undefined ? '' : ` 'sha256-${createHash('sha256').update(importMap).digest('base64')}'`;
-  policy = `default-src 'self'; script-src 'self'${hash}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`;
+  // In-page sign-in redeems its code at the authority's token endpoint (a CORS POST): the one other place the page talks to.
+  const signIn = loadConfig().webSignIn;
+  const tokenOrigin = signIn === undefined ? '' : ` ${new URL(signIn.tokenEndpoint).origin}`;
+  policy = `default-src 'self'; script-src 'self'${hash}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'${tokenOrigin}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`;
   files = found;
   return found;
 }
@@ -79,4 +83,26 @@ export function getWebFile(request: HttpRequest): Promise<HttpResponseInit> {
   };
   if (request.headers.get('if-none-match') === file.etag) return Promise.resolve({ status: 304, headers });
   return Promise.resolve({ status: 200, headers, body: file.body });
+}
+
+/**
+ * The page's settings, as `GET /api/app/config.json` answers them (anonymous: they are public, as
+ * any OAuth client's are): `auth_mode` (BATCH_AUTH_MODE), and with in-page sign-in configured
+ * (BATCH_WEB_CLIENT_ID) `sign_in`: the client id, tenant, authorization and token endpoints, and
+ * the scopes to ask for.
+ */
+export interface WebConfigView {
+  auth_mode: string;
+  sign_in: { client_id: string; tenant: string; authorization_endpoint: string; token_endpoint: string; scopes: string[] } | null;
+}
+
+/** GET /api/app/config.json: what the page needs to sign its user in (see web/README.md, "Signing in"). */
+export function getWebConfig(): Promise<HttpResponseInit> {
+  const config = loadConfig();
+  const s = config.webSignIn;
+  const body: WebConfigView = {
+    auth_mode: config.auth.mode,
+    sign_in: s === undefined ? null : { client_id: s.clientId, tenant: s.tenant, authorization_endpoint: s.authorizationEndpoint, token_endpoint: s.tokenEndpoint, scopes: s.scopes },
+  };
+  return Promise.resolve({ status: 200, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }, body: JSON.stringify(body) });
 }

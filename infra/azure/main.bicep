@@ -34,6 +34,9 @@ param authTenants string = ''
 @description('The app registration\'s application ID URI and/or client id, comma-separated (entra).')
 param authAudiences string = ''
 
+@description('entra: client id of the app registration whose "single-page application" redirect URI is https://{appName}.azurewebsites.net/api/app/; the web page then offers "Sign in with Microsoft" (infra/azure/README.md). Empty: the page takes a pasted token.')
+param webClientId string = ''
+
 @description('Blob path prefix (in the workspace container) whose new blobs are sent to the app as BlobCreated events; empty: every blob of the container.')
 param blobEventsPrefix string = ''
 
@@ -180,6 +183,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCH_AUTH_TENANTS', value: effectiveAuthTenants }
         { name: 'BATCH_AUTH_AUDIENCES', value: authAudiences }
         { name: 'BATCH_AUTH_METADATA_URL', value: authMetadataUrl }
+        { name: 'BATCH_WEB_CLIENT_ID', value: webClientId }
         { name: 'BATCH_EVENTS_TOPIC_ENDPOINT', value: jobEvents.properties.endpoint }
         { name: 'BATCH_EVENTS_TOPIC_KEY', value: jobEvents.listKeys().key1 }
       ]

@@ -19,13 +19,13 @@ export interface Api {
   call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: Json; headers: Headers }>;
 }
 
-/** A client of the product API on a test host, with the host's master key. */
-export function apiOf(host: FnHostProcess): Api {
+/** A client of the product API on a test host, with the host's master key, or with `credential` (e.g. `{ authorization: 'Bearer …' }`) instead. */
+export function apiOf(host: FnHostProcess, credential: Record<string, string> = { 'x-functions-key': host.masterKey }): Api {
   return {
     async call(method, path, body, headers = {}) {
       const res = await fetch(`${host.url}/api/${path}`, {
         method,
-        headers: { 'x-functions-key': host.masterKey, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        headers: { ...credential, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
         ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
       });
       const text = await res.text();

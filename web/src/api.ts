@@ -5,7 +5,14 @@
  * in a URL. Downloads go through fetch with the same header, so no key appears in a link.
  */
 
-export type Credential = { kind: 'key'; value: string } | { kind: 'bearer'; value: string } | { kind: 'none' };
+/**
+ * A bearer token is pasted, or comes from the page's own sign-in (sign-in.ts: `signedIn`, with the
+ * user's name and when it expires, epoch milliseconds).
+ */
+export type Credential = { kind: 'key'; value: string } | { kind: 'bearer'; value: string; signedIn?: boolean; user?: string; expiresAt?: number } | { kind: 'none' };
+
+/** Dispatched on `window` when the API answers 401: the page then asks its user to sign in again. */
+export const UNAUTHORIZED_EVENT = 'batch-endpoints:unauthorized';
 
 const STORAGE_KEY = 'batch-endpoints.credential';
 
@@ -64,7 +71,11 @@ async function send(path: string): Promise<Response> {
   } catch {
     // Not problem+json (a host's own 401 has no body).
   }
-  if (res.status === 401) message = 'Sign in: the API needs a function key or an Entra access token.';
+  if (res.status === 401) {
+    // The API's detail says why (no token, expired, wrong audience); a host's own 401 says nothing.
+    message = `Sign in again: the API refused the credential (${message}).`;
+    window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: message }));
+  }
   throw new ApiError(res.status, message, fields);
 }
 
