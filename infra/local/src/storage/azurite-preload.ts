@@ -27,6 +27,19 @@
  *   host died, even by SIGKILL) it shuts down, so it never outlives the host. Its identity request
  *   is answered 403 with the pid of the process it belongs to.
  *
+ * It adds **Put Block From URL** (Azurite answers 501), so that the app composes blobs server-side
+ * here as in Azure. As in Azure, the source (`x-ms-copy-source`) is read with its own authorization:
+ * a SAS in its URL, none for a public container, or `x-ms-copy-source-authorization`; this request's
+ * credentials do not reach it, even in the same account. The source must be a blob of this Azurite
+ * (as Azurite's own Copy Blob: nothing is fetched from elsewhere). `x-ms-source-range`
+ * (`bytes=start-end` or `bytes=start-`; a range past the source's end is a 416, not a shorter
+ * block), the `x-ms-source-if-*` conditions (412 `SourceConditionNotMet`) and
+ * `x-ms-source-content-md5` (400 `Md5Mismatch`) are honoured; `x-ms-source-content-crc64` is
+ * refused (400), since it is not verified. A source that cannot be read is a
+ * `CannotVerifyCopySource` with the source's status. The answer is Azure's: 201 with `Content-MD5`
+ * of the block, `x-ms-request-server-encrypted`, `x-ms-request-id`, `x-ms-version`, `Date` and
+ * `x-ms-client-request-id`.
+ *
  * In both modes it reports readiness and its ports over IPC, exits as soon as all three services
  * report "successfully closed" (their databases are saved by then; Azurite itself would hang on
  * its timers), and carries two speed fixes:
@@ -154,6 +167,134 @@ try {
   hook(handler('BlobHandler'), 'copyFromURL', 'CopyBlob');
 } catch (err) {
   console.error('fnhost: could not hook blob writes for Event Grid: ' + err);
+}
+
+// Put Block From URL, which Azurite answers 501 (see the comment at the top).
+try {
+  const require = createRequire(process.argv[1]);
+  const crypto = require('node:crypto');
+  const { Readable, Transform } = require('node:stream');
+  const BlockBlobHandler = require('./blob/handlers/BlockBlobHandler').default;
+  const BlobStorageContext = require('./blob/context/BlobStorageContext').default;
+  const StorageError = require('./blob/errors/StorageError').default;
+  const StorageErrorFactory = require('./blob/errors/StorageErrorFactory').default;
+  const { BLOB_API_VERSION } = require('./blob/utils/constants');
+  // Azure's largest block (service version 2019-12-12 and later): 4000 MiB.
+  const MAX_BLOCK_BYTES = 4000 * 1024 * 1024;
+  const invalidHeader = (id, header, why) =>
+    new StorageError(400, 'InvalidHeaderValue', 'The value for one of the HTTP headers is not in the correct format.', id, { HeaderName: header, HeaderValue: why });
+  const errorMessage = (xml) => {
+    const m = /<Message>([^<]*)<\/Message>/.exec(typeof xml === 'string' ? xml : '');
+    return m ? m[1].split('\n')[0] : undefined;
+  };
+  BlockBlobHandler.prototype.stageBlockFromURL = async function (blockId, contentLength, sourceUrl, options, context) {
+    const blobCtx = new BlobStorageContext(context);
+    const id = context.contextId;
+    if (contentLength !== 0) throw invalidHeader(id, 'Content-Length', 'must be 0 for Put Block From URL');
+    // Not verified here, so refused rather than ignored: a checksum the caller relies on must be checked.
+    if (options.sourceContentcrc64 !== undefined) throw invalidHeader(id, 'x-ms-source-content-crc64', "fnhost's Azurite verifies x-ms-source-content-md5 only");
+    this.validateBlockId(blockId, blobCtx);
+    await this.metadataStore.checkContainerExist(context, blobCtx.account, blobCtx.container);
+
+    let url;
+    try {
+      url = new URL(sourceUrl);
+    } catch {
+      throw invalidHeader(id, 'x-ms-copy-source', 'not a URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalidHeader(id, 'x-ms-copy-source', 'not an http(s) URL');
+    // Only this Azurite's blobs, as Azurite's own Copy Blob: it fetches nothing from elsewhere.
+    if (url.host !== (blobCtx.request.getHeader('host') || '')) {
+      throw StorageErrorFactory.getCannotVerifyCopySource(id, 404, 'The specified resource does not exist');
+    }
+    let start = 0;
+    let end;
+    const headers = {};
+    if (options.sourceRange !== undefined) {
+      const m = /^bytes=(\d+)-(\d*)$/.exec(options.sourceRange);
+      if (!m || (m[2] !== '' && Number(m[2]) < Number(m[1]))) throw invalidHeader(id, 'x-ms-source-range', 'not bytes=start-end');
+      start = Number(m[1]);
+      end = m[2] === '' ? undefined : Number(m[2]);
+      headers.range = options.sourceRange;
+    }
+    const when = (d) => (d instanceof Date ? d.toUTCString() : String(d));
+    const cond = options.sourceModifiedAccessConditions || {};
+    if (cond.sourceIfMatch !== undefined) headers['if-match'] = cond.sourceIfMatch;
+    if (cond.sourceIfNoneMatch !== undefined) headers['if-none-match'] = cond.sourceIfNoneMatch;
+    if (cond.sourceIfModifiedSince !== undefined) headers['if-modified-since'] = when(cond.sourceIfModifiedSince);
+    if (cond.sourceIfUnmodifiedSince !== undefined) headers['if-unmodified-since'] = when(cond.sourceIfUnmodifiedSince);
+    if (options.copySourceAuthorization !== undefined) headers.authorization = options.copySourceAuthorization;
+
+    // The source is read as Azure reads it: with the URL's own authorization (a SAS, or none for a
+    // public container) or x-ms-copy-source-authorization, never with this request's credentials.
+    let response;
+    try {
+      response = await fetch(url, { headers, redirect: 'manual' });
+    } catch (err) {
+      throw StorageErrorFactory.getCannotVerifyCopySource(id, 500, 'Could not read the copy source: ' + (err && err.message ? err.message : err));
+    }
+    if (response.status === 412 || response.status === 304) {
+      await response.body?.cancel();
+      throw new StorageError(412, 'SourceConditionNotMet', 'The source condition specified using HTTP conditional header(s) is not met.', id);
+    }
+    if (response.status === 416) {
+      await response.body?.cancel();
+      throw new StorageError(416, 'InvalidRange', 'The range specified is invalid for the current size of the resource.', id);
+    }
+    if (response.status !== (headers.range ? 206 : 200)) {
+      const text = await response.text().catch(() => '');
+      throw StorageErrorFactory.getCannotVerifyCopySource(id, response.status, errorMessage(text) || 'Could not verify the copy source within the specified time.');
+    }
+    const length = Number(response.headers.get('content-length'));
+    if (headers.range) {
+      // A range past the source's end is refused, not cut short: the block must be what was asked for.
+      const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get('content-range') || '');
+      // And one that starts at the end (Azurite answers it with an empty 206) names no byte.
+      if (!m || Number(m[1]) !== start || Number(m[2]) < start || Number(m[2]) - start + 1 !== length || (end !== undefined && Number(m[2]) !== end)) {
+        await response.body?.cancel();
+        throw new StorageError(416, 'InvalidRange', 'The range specified is invalid for the current size of the resource.', id);
+      }
+    }
+    if (!Number.isSafeInteger(length) || length > MAX_BLOCK_BYTES) {
+      await response.body?.cancel();
+      throw new StorageError(413, 'RequestBodyTooLarge', 'The request body is too large and exceeds the maximum permissible limit.', id, { MaxLimit: String(MAX_BLOCK_BYTES) });
+    }
+    const md5 = crypto.createHash('md5');
+    const body = Readable.fromWeb(response.body).pipe(new Transform({
+      transform(chunk, _encoding, done) {
+        md5.update(chunk);
+        done(null, chunk);
+      },
+    }));
+    const persistency = await this.extentStore.appendExtent(body, id);
+    const digest = md5.digest();
+    if (persistency.count !== length) {
+      throw StorageErrorFactory.getCannotVerifyCopySource(id, 500, 'The copy source ended after ' + persistency.count + ' of ' + length + ' bytes.');
+    }
+    if (options.sourceContentMD5 !== undefined && !Buffer.from(options.sourceContentMD5).equals(digest)) {
+      throw StorageErrorFactory.getMd5Mismatch(id, Buffer.from(options.sourceContentMD5).toString('base64'), digest.toString('base64'));
+    }
+    await this.metadataStore.stageBlock(context, {
+      accountName: blobCtx.account,
+      containerName: blobCtx.container,
+      blobName: blobCtx.blob,
+      isCommitted: false,
+      name: blockId,
+      size: length,
+      persistency,
+    }, options.leaseAccessConditions);
+    return {
+      statusCode: 201,
+      contentMD5: digest,
+      requestId: id,
+      version: BLOB_API_VERSION,
+      date: blobCtx.startTime,
+      isServerEncrypted: true,
+      clientRequestId: options.requestId,
+    };
+  };
+} catch (err) {
+  console.error('fnhost: could not add Put Block From URL to Azurite: ' + err);
 }
 
 const statePath = process.env.FNHOST_AZURITE_STATE;
