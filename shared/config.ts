@@ -2,7 +2,6 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BatchError } from './errors.js';
-import { MAX_COMMITTED_BLOCKS } from './limits.js';
 
 /**
  * The app's configuration, parsed once from the environment (Functions app settings;
@@ -89,10 +88,10 @@ const schema = z.object({
   /** The most input files one job (or step) scores; a job listing more fails before scoring. */
   BATCH_MAX_FILES_PER_JOB: z.coerce.number().int().min(1).default(100_000),
   /**
-   * The most mini-batches of one job (or step). At most 50,000: each mini-batch is one committed
-   * block of the predictions file, and a block blob holds at most that many (MAX_COMMITTED_BLOCKS).
+   * The most mini-batches of one job (or step): an operator's cap, not storage's (outputs are
+   * composed from segment parts, so no blob limit bounds a job; see shared/outputs/compose.ts).
    */
-  BATCH_MAX_MINI_BATCHES_PER_JOB: z.coerce.number().int().min(1).max(MAX_COMMITTED_BLOCKS).default(MAX_COMMITTED_BLOCKS),
+  BATCH_MAX_MINI_BATCHES_PER_JOB: z.coerce.number().int().min(1).default(1_000_000),
   /**
    * Invokes per caller: a token bucket of BATCH_INVOKE_BURST tokens refilled at
    * BATCH_INVOKE_RATE_PER_MINUTE; 0 turns the limit off. Kept in memory per host instance.
@@ -131,7 +130,7 @@ export interface Limits {
   requestBodyBytes: number;
   /** BATCH_MAX_FILES_PER_JOB */
   filesPerJob: number;
-  /** BATCH_MAX_MINI_BATCHES_PER_JOB (never above MAX_COMMITTED_BLOCKS) */
+  /** BATCH_MAX_MINI_BATCHES_PER_JOB */
   miniBatchesPerJob: number;
   /** BATCH_INVOKE_RATE_PER_MINUTE (0: no limit) and BATCH_INVOKE_BURST */
   invokeRatePerMinute: number;

@@ -7,13 +7,6 @@ import { type BatchError, limitExceeded } from './errors.js';
  */
 
 /**
- * The most committed blocks a block blob holds (Azure Blob storage). Each mini-batch is one block
- * of the predictions file (and of its report), so a job has at most this many mini-batches. The
- * one place this number lives: lifting it (a file composed of part blobs) starts here.
- */
-export const MAX_COMMITTED_BLOCKS = 50_000;
-
-/**
  * The first limit a job of `files` input files cut into `miniBatches` mini-batches exceeds, or
  * undefined. `field` names the request field the problem points at (at invoke), if any.
  */
@@ -27,13 +20,10 @@ export function jobSizeProblem(limits: Pick<Limits, 'filesPerJob' | 'miniBatches
     });
   }
   if (size.miniBatches > limits.miniBatchesPerJob) {
-    const blocks = limits.miniBatchesPerJob >= MAX_COMMITTED_BLOCKS;
     return limitExceeded(
       'limit_exceeded',
-      `The input makes ${size.miniBatches} mini-batches; a job has at most ${limits.miniBatchesPerJob}` +
-        (blocks ? ` (a predictions file is one block per mini-batch, and a blob holds at most ${MAX_COMMITTED_BLOCKS} blocks)` : ' (BATCH_MAX_MINI_BATCHES_PER_JOB)') +
-        '. Raise settings.mini_batch_size, or split the input into several jobs.',
-      { name: blocks ? 'max_committed_blocks' : 'BATCH_MAX_MINI_BATCHES_PER_JOB', value: limits.miniBatchesPerJob, actual: size.miniBatches, field },
+      `The input makes ${size.miniBatches} mini-batches; a job has at most ${limits.miniBatchesPerJob} (BATCH_MAX_MINI_BATCHES_PER_JOB). Raise settings.mini_batch_size, or split the input into several jobs.`,
+      { name: 'BATCH_MAX_MINI_BATCHES_PER_JOB', value: limits.miniBatchesPerJob, actual: size.miniBatches, field },
     );
   }
   return undefined;
