@@ -324,6 +324,17 @@ export class JobRunner {
     });
   }
 
+  /**
+   * The run as a mini-batch must see it: one cached from before prepare ended (NotStarted or
+   * Preparing, no segment_size yet) is read again, since where a mini-batch stages depends on it.
+   */
+  async #preparedRun(ref: EngineRef): Promise<EngineRun> {
+    const run = await this.#run(ref);
+    if (run.state.segment_size !== undefined || (run.state.status !== 'NotStarted' && run.state.status !== 'Preparing')) return run;
+    this.#runs.delete(run.scope);
+    return this.#run(ref);
+  }
+
   /** Changes the engine's state: the job's, or its step's (see JobStore.update). */
   async #update(ref: EngineRef, mutate: (state: JobState) => JobState | undefined): Promise<JobState | undefined> {
     if (ref.step === undefined) return this.#store.update(ref.jobId, (s) => mutate(s));
@@ -462,6 +473,9 @@ export class JobRunner {
       if (isTerminalJob(s.status)) return undefined;
       return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, segment_size: SEGMENT_SIZE, ...(columns ? { columns } : {}) };
     });
+    // Mini-batches must see this state (segment_size above all: where they stage), not the one
+    // read when prepare began.
+    this.#runs.delete(run.scope);
     const plan = { ...base, miniBatches: batches.length, items, chunks, chunkSize, lanes };
     if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
     return plan;
@@ -682,7 +696,7 @@ export class JobRunner {
     timing: { seconds: number; download: number; scoring: number },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
-    const run = await this.#run(input);
+    const run = await this.#preparedRun(input);
     const spec = run.work;
     const items = batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
@@ -773,7 +787,7 @@ export class JobRunner {
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
   async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number; nonce: string }> {
     const scope = engineScope(input);
-    const [batch, run] = await Promise.all([this.#workArea.miniBatch(scope, input.chunkSize, input.index), this.#run(input)]);
+    const [batch, run] = await Promise.all([this.#workArea.miniBatch(scope, input.chunkSize, input.index), this.#preparedRun(input)]);
     const reason = truncate(input.error);
     const nonce = newNonce();
     const items = batch.items.length;
@@ -794,7 +808,7 @@ export class JobRunner {
 
   /** Records journal lines an orchestration collected: routine entries and acks (see JobWorkArea.stageGroup). */
   async recordJournal(input: EngineRef & { lines: JournalLine[] }): Promise<void> {
-    const run = await this.#run(input);
+    const run = await this.#preparedRun(input);
     await this.#workArea.stageGroup(run.scope, input.lines, run.state.segment_size);
   }
 
