@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.data/**', '**/.data/**', 'test/fixtures/**', 'scripts/bench/**', 'scripts/demo/pipeline/**', 'scripts/soak/**', 'infra/local/bin/**'],
+    ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.data/**', '**/.data/**', 'test/fixtures/**', 'scripts/bench/**', 'scripts/demo/pipeline/**', 'scripts/soak/**', 'infra/local/bin/**', 'cli/bin/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

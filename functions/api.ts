@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listJobs, submitJob } from './handlers/jobs.js';
+import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listAllJobs, listJobs, submitJob } from './handlers/jobs.js';
 import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { requires } from './lib/auth.js';
@@ -72,6 +72,7 @@ route('deleteComponent', 'components/{name}/versions/{version}', 'DELETE', r.del
 route('invokeEndpoint', 'endpoints/{endpoint}/jobs', 'POST', invokeEndpoint, true);
 route('listJobs', 'endpoints/{endpoint}/jobs', 'GET', listJobs);
 route('submitJob', 'jobs', 'POST', submitJob, true);
+route('listAllJobs', 'jobs', 'GET', listAllJobs);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('getJobStatus', 'jobs/{id}/status', 'GET', getJobStatus);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);

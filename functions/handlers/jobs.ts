@@ -7,12 +7,13 @@ import { BatchError } from '../../shared/errors.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
-import { isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
+import { JOB_STATUSES, type JobStatus, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
 import type { Invoker, Job } from '../../shared/jobs/types.js';
 import { callerOf, visibleJob } from '../lib/auth.js';
 import { baseUrl, callerKey, json, param, positiveInt, readJson } from '../lib/http.js';
+import { parseOrThrow } from '../../shared/schemas/validate.js';
 import { allows, canSeeJob } from '../../shared/auth/permissions.js';
 
 
@@ -104,16 +105,51 @@ export async function getJobStatus(request: HttpRequest): Promise<HttpResponseIn
   return isTerminalJob(job.state.status) ? json(200, view) : json(202, view, pollingHeaders(request, job.spec.id));
 }
 
+/** `GET /api/endpoints/{endpoint}/jobs`: an endpoint's jobs, newest first (filters as listAllJobs). */
 export async function listJobs(request: HttpRequest): Promise<HttpResponseInit> {
   const endpoint = param(request, 'endpoint', endpointName);
+  return listPage(request, endpoint, `/api/endpoints/${endpoint}/jobs`);
+}
+
+/** `GET /api/jobs`: jobs of every endpoint (and standalone pipeline jobs), newest first; `?endpoint=` narrows to one. */
+export async function listAllJobs(request: HttpRequest): Promise<HttpResponseInit> {
+  const endpoint = request.query.get('endpoint');
+  return listPage(request, endpoint === null ? undefined : parseOrThrow(endpointName, endpoint, "query parameter 'endpoint'", 'endpoint'), '/api/jobs');
+}
+
+/**
+ * One page of a job listing: `top` (1-100, 20), `status` (job statuses, comma-separated),
+ * `invoked_by` (see invokedByFilter) and `continuation`; `next_link` repeats the filters.
+ */
+async function listPage(request: HttpRequest, endpoint: string | undefined, path: string): Promise<HttpResponseInit> {
   const top = positiveInt(request, 'top', 20, 100);
   const invokedBy = invokedByFilter(request);
-  const page = await services().jobs.list(endpoint, { top, continuationToken: request.query.get('continuation') ?? undefined, invokedBy });
-  const filter = request.query.get('invoked_by');
-  const next = page.continuationToken
-    ? `${baseUrl(request)}/api/endpoints/${endpoint}/jobs?top=${top}${filter === null ? '' : `&invoked_by=${encodeURIComponent(filter)}`}&continuation=${encodeURIComponent(page.continuationToken)}`
-    : null;
+  const statuses = statusFilter(request);
+  const page = await services().jobs.list({ endpoint, statuses, top, continuationToken: request.query.get('continuation') ?? undefined, invokedBy });
+  let next: string | null = null;
+  if (page.continuationToken) {
+    const query = new URLSearchParams({ top: String(top) });
+    if (path === '/api/jobs' && endpoint !== undefined) query.set('endpoint', endpoint);
+    if (statuses) query.set('status', statuses.join(','));
+    const filter = request.query.get('invoked_by');
+    if (filter !== null) query.set('invoked_by', filter);
+    query.set('continuation', page.continuationToken);
+    next = `${baseUrl(request)}${path}?${query.toString()}`;
+  }
   return json(200, { value: page.jobs.map((j) => jobView(j, baseUrl(request))), next_link: next });
+}
+
+/** `?status=Running,Preparing`: job statuses (any case), comma-separated. */
+function statusFilter(request: HttpRequest): JobStatus[] | undefined {
+  const raw = request.query.get('status');
+  if (raw === null) return undefined;
+  const statuses = raw.split(',').map((name) => JOB_STATUSES.find((s) => s.toLowerCase() === name.trim().toLowerCase()));
+  if (raw.trim() === '' || statuses.some((s) => s === undefined)) {
+    throw new BatchError('validation_failed', `Query parameter 'status' must be one or more of ${JOB_STATUSES.join(', ')}, comma-separated.`, {
+      issues: [{ field: 'status', message: `must be one or more of ${JOB_STATUSES.join(', ')}` }],
+    });
+  }
+  return [...new Set(statuses.filter((s): s is JobStatus => s !== undefined))];
 }
 
 /**

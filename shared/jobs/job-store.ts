@@ -146,14 +146,49 @@ function claimKey(folder: string): string {
 }
 const MAX_TIME = 9_999_999_999_999;
 
-/** Whether text is a continuation token of @azure/data-tables (base64 JSON naming the next partition and row). */
-function isTableContinuation(token: string): boolean {
+/** The job index's partition of every job (an endpoint's is its name, which has no `*`). */
+const ALL_JOBS = '*all';
+/** The job index's bookkeeping rows (whether the all-jobs partition has been filled: see indexAllJobs). */
+const INDEX_META = '*meta';
+/** The most index rows one listing reads (so a narrow filter over many jobs answers in bounded time). */
+const MAX_INDEX_SCAN = 500;
+
+function odata(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** Where a listing goes on: at (or after) a row key of the index. */
+interface IndexCursor {
+  key: string;
+  after: boolean;
+}
+
+/**
+ * A continuation token: base64 JSON with the partition and the row to go on from, in the shape of
+ * @azure/data-tables' own tokens (`nextPartitionKey`, `nextRowKey`), which earlier versions of
+ * this API gave out and are still accepted; `afterRowKey` goes on after that row.
+ */
+function continuationOf(partition: string, cursor: IndexCursor): string {
+  const body = cursor.after ? { nextPartitionKey: partition, afterRowKey: cursor.key } : { nextPartitionKey: partition, nextRowKey: cursor.key };
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64');
+}
+
+/** The cursor in a token this API gave out for the same listing; anything else is the caller's mistake (400). */
+function parseContinuation(token: string, partition: string): IndexCursor {
+  let value: { nextPartitionKey?: unknown; nextRowKey?: unknown; afterRowKey?: unknown } | undefined;
   try {
-    const value: unknown = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
-    return typeof value === 'object' && value !== null && typeof (value as { nextPartitionKey?: unknown }).nextPartitionKey === 'string';
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null) value = parsed;
   } catch {
-    return false;
+    value = undefined;
   }
+  const key = value?.afterRowKey ?? value?.nextRowKey;
+  if (value?.nextPartitionKey !== partition || typeof key !== 'string') {
+    throw new BatchError('validation_failed', 'continuation: not a continuation token of this listing; use the `next_link` of the previous page.', {
+      issues: [{ field: 'continuation', message: 'not a continuation token from a previous page of this listing' }],
+    });
+  }
+  return { key, after: value.afterRowKey !== undefined };
 }
 
 /** A completed step run that a later one with the same fingerprint may reuse. */
@@ -194,6 +229,7 @@ export class JobStore {
   readonly #events: JobStoreEvents | undefined;
   readonly #now: () => Date;
   #recorded: ((jobId: string) => void) | undefined;
+  #allIndexed = false;
 
   constructor(options: { config: AppConfig; now?: () => Date }) {
     this.#account = storageAccount(options.config.storageConnection);
@@ -256,14 +292,17 @@ export class JobStore {
     }
     try {
       const invoker = spec.invoked_by;
-      await index.createEntity<IndexEntity>({
-        partitionKey: scopeKey(scopeOf(spec)),
+      const row = {
         rowKey: newestFirstKey(spec.created_at, spec.id),
         jobId: spec.id,
         ...(invoker.id ? { invokerId: invoker.id.toLowerCase() } : {}),
         ...(invoker.tenant ? { invokerTenant: invoker.tenant.toLowerCase() } : {}),
-      });
+      };
+      await index.createEntity<IndexEntity>({ partitionKey: scopeKey(scopeOf(spec)), ...row });
+      // Upsert: the all-jobs backfill (indexAllJobs) may have copied the row first.
+      await index.upsertEntity<IndexEntity>({ partitionKey: ALL_JOBS, ...row }, 'Replace');
     } catch (err) {
+      await index.deleteEntity(scopeKey(scopeOf(spec)), newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
       if (this.#events) await this.discardEvents(spec.id, { withJob: true }).catch(() => undefined);
       else await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
       throw storageError('indexing the job', err);
@@ -275,6 +314,7 @@ export class JobStore {
     const jobs = await this.#jobs();
     const index = await this.#index();
     await index.deleteEntity(scopeKey(scopeOf(spec)), newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
+    await index.deleteEntity(ALL_JOBS, newestFirstKey(spec.created_at, spec.id)).catch(() => undefined);
     const events = await this.#eventRows(jobs, spec.id).catch(() => []);
     if (events.length === 0) {
       await jobs.deleteEntity(spec.id, 'job').catch(() => undefined);
@@ -552,36 +592,84 @@ export class JobStore {
     return sum;
   }
 
-  /** Jobs of an endpoint, newest first. */
-  async listByEndpoint(endpoint: EndpointScope, page: { top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
-    const index = await this.#index();
-    const quote = (v: string): string => `'${v.replace(/'/g, "''")}'`;
+  /**
+   * Jobs of one endpoint (as it is now: see EndpointScope) or of all (`'all'`), newest first, a page
+   * at a time. `select` sees each job in turn and returns it (possibly changed) to list it or
+   * undefined to leave it out (a filter the index cannot apply, such as the live status); a page may
+   * then hold fewer than `top` jobs, or none, and still have a continuation token: at most
+   * MAX_INDEX_SCAN index rows are read per call. Tokens are the index's row keys (see parseContinuation).
+   */
+  async listJobs(
+    scope: EndpointScope | 'all',
+    page: { top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined; select?: ((job: Job) => Promise<Job | undefined>) | undefined },
+  ): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
     const by = page.invokedBy;
     if (by?.id === '') return { jobs: [], continuationToken: undefined };
-    const filter = [
-      `PartitionKey eq ${quote(scopeKey(endpoint))}`,
-      ...(by ? [`invokerId eq ${quote(by.id.toLowerCase())}`] : []),
-      ...(by?.tenant ? [`invokerTenant eq ${quote(by.tenant.toLowerCase())}`] : []),
-    ].join(' and ');
-    if (page.continuationToken !== undefined && !isTableContinuation(page.continuationToken)) {
-      // A token this API never gave out is the caller's mistake, not storage being down.
-      throw new BatchError('validation_failed', 'continuation: not a continuation token this API gave out; use the `next` link of the previous page.', {
-        issues: [{ field: 'continuation', message: 'not a continuation token from a previous page' }],
-      });
-    }
+    const partition = scope === 'all' ? ALL_JOBS : scopeKey(scope);
+    let cursor = page.continuationToken === undefined ? undefined : parseContinuation(page.continuationToken, partition);
+    const index = await this.#index();
+    const select = page.select ?? ((job: Job): Promise<Job | undefined> => Promise.resolve(job));
+    const jobs: Job[] = [];
+    let scanned = 0;
     try {
-      const iterator = index.listEntities<IndexEntity>({ queryOptions: { filter } }).byPage({
-        maxPageSize: page.top,
-        ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
-      });
-      const next = await iterator.next();
-      const entries = next.done ? [] : next.value;
-      const jobs = (await Promise.all(entries.map((e) => this.get(e.jobId)))).filter((j): j is Job => j !== undefined);
-      const token = next.done ? undefined : (next.value as { continuationToken?: string }).continuationToken;
-      return { jobs, continuationToken: token };
+      if (scope === 'all') await this.#indexAllJobs(index);
+      while (scanned < MAX_INDEX_SCAN) {
+        const filter = [
+          `PartitionKey eq ${odata(partition)}`,
+          ...(cursor ? [`RowKey ${cursor.after ? 'gt' : 'ge'} ${odata(cursor.key)}`] : []),
+          ...(by ? [`invokerId eq ${odata(by.id.toLowerCase())}`] : []),
+          ...(by?.tenant ? [`invokerTenant eq ${odata(by.tenant.toLowerCase())}`] : []),
+        ].join(' and ');
+        const wanted = Math.min(100, MAX_INDEX_SCAN - scanned, page.select ? Math.max(page.top - jobs.length, 20) : page.top - jobs.length);
+        const next = await index.listEntities<IndexEntity>({ queryOptions: { filter } }).byPage({ maxPageSize: wanted }).next();
+        const entries: IndexEntity[] = next.done ? [] : next.value;
+        const serviceToken = next.done ? undefined : (next.value as { continuationToken?: string }).continuationToken;
+        scanned += Math.max(entries.length, 1);
+        const found = await Promise.all(entries.map(async (e) => {
+          const job = await this.get(e.jobId);
+          return job && select(job);
+        }));
+        for (const [i, entry] of entries.entries()) {
+          if (jobs.length === page.top) return { jobs, continuationToken: continuationOf(partition, { key: entry.rowKey, after: false }) };
+          const job = found[i];
+          if (job) jobs.push(job);
+          cursor = { key: entry.rowKey, after: true };
+        }
+        if (serviceToken === undefined) return { jobs, continuationToken: undefined };
+        // The service may end a page early (or answer an empty one) with a continuation of its own.
+        if (entries.length === 0) cursor = parseContinuation(serviceToken, partition);
+        if (jobs.length === page.top) break;
+      }
     } catch (err) {
+      if (err instanceof BatchError) throw err;
       throw storageError('listing jobs', err);
     }
+    return { jobs, continuationToken: cursor && continuationOf(partition, cursor) };
+  }
+
+  /**
+   * Puts every job in the all-jobs index once (jobs created before it existed are only in their
+   * endpoint's), then marks it done; new jobs are indexed there as they are created. Copying is an
+   * upsert of the same rows, so callers racing here, or a copy cut short, do no harm.
+   */
+  async #indexAllJobs(index: TableClient): Promise<void> {
+    if (this.#allIndexed) return;
+    try {
+      await index.getEntity(INDEX_META, ALL_JOBS);
+      this.#allIndexed = true;
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const rows: IndexEntity[] = [];
+    for await (const row of index.listEntities<IndexEntity>({ queryOptions: { filter: `PartitionKey ne ${odata(ALL_JOBS)} and PartitionKey ne ${odata(INDEX_META)}` } })) {
+      rows.push({ partitionKey: ALL_JOBS, rowKey: row.rowKey, jobId: row.jobId, ...(row.invokerId ? { invokerId: row.invokerId } : {}), ...(row.invokerTenant ? { invokerTenant: row.invokerTenant } : {}) });
+    }
+    for (let i = 0; i < rows.length; i += 100) {
+      await index.submitTransaction(rows.slice(i, i + 100).map((row): TransactionAction => ['upsert', { ...row }, 'Replace']));
+    }
+    await index.upsertEntity({ partitionKey: INDEX_META, rowKey: ALL_JOBS, copied: rows.length });
+    this.#allIndexed = true;
   }
 
   /** The job an idempotency key started on this endpoint, and the hash of that request, if it was used. */

@@ -7,7 +7,7 @@ import { redactSecrets } from '../redact.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
-import { type InvokeBody, type JobStatus, invokeBody, isTerminalJob, pipelineJobBody } from '../schemas/jobs.js';
+import { DEFAULT_OUTPUT_NAME, type InvokeBody, invokeBody, isTerminalJob, type JobStatus, pipelineJobBody } from '../schemas/jobs.js';
 import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
@@ -43,7 +43,6 @@ export interface InvokeResult {
   replayed: boolean;
 }
 
-const DEFAULT_OUTPUT_NAME = 'score';
 
 /** What #create records for a new job. */
 interface JobToCreate {
@@ -534,9 +533,25 @@ export class JobsService {
     return this.#withLiveCounts(job);
   }
 
-  async list(endpoint: string, page: { top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
-    const found = await this.#store.listByEndpoint({ name: endpoint, uid: (await this.#registry.requireEndpoint(endpoint)).doc.uid ?? '' }, page);
-    return { ...found, jobs: await Promise.all(found.jobs.map((job) => this.#withLiveCounts(job))) };
+  /**
+   * Jobs newest first, as users see them (live counts and status): of one endpoint (404 when it does
+   * not exist) or of all, only those of `invokedBy` and in one of `statuses` when given. The status
+   * is the one `get` shows, so a filtered page may be short (see JobStore.listJobs).
+   */
+  async list(filter: { endpoint?: string | undefined; statuses?: readonly JobStatus[] | undefined; top: number; continuationToken?: string | undefined; invokedBy?: InvokerFilter | undefined }): Promise<{ jobs: Job[]; continuationToken: string | undefined }> {
+    const scope = filter.endpoint === undefined ? 'all' : { name: filter.endpoint, uid: (await this.#registry.requireEndpoint(filter.endpoint)).doc.uid ?? '' };
+    const statuses = filter.statuses;
+    return this.#store.listJobs(scope, {
+      top: filter.top,
+      continuationToken: filter.continuationToken,
+      invokedBy: filter.invokedBy,
+      select: async (job) => {
+        // A job's final status is its record's; only a running one's may show another (its step's).
+        if (statuses && isTerminalJob(job.state.status) && !statuses.includes(job.state.status)) return undefined;
+        const live = await this.#withLiveCounts(job);
+        return !statuses || statuses.includes(live.state.status) ? live : undefined;
+      },
+    });
   }
 
   async #withLiveCounts(job: Job): Promise<Job> {

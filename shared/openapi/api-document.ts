@@ -141,6 +141,13 @@ function buildRegistry(): OpenAPIRegistry {
       404: errors[404],
     },
   });
+  const listQuery = {
+    top: z.number().int().min(1).max(100).optional().meta({ description: 'Jobs per page (20)' }),
+    status: z.string().optional().meta({ description: `Only jobs in these statuses, comma-separated (${JOB_STATUSES.join(', ')}); a filtered page may hold fewer than top jobs and still have a next_link` }),
+    invoked_by: z.string().optional().meta({ description: "'me' or an object id: only that principal's jobs (callers without manage permission see only their own)" }),
+    continuation: z.string().optional().meta({ description: 'From next_link of the previous page' }),
+  };
+  const jobPage = { description: 'Jobs, newest first', content: { 'application/json': { schema: z.object({ value: z.array(jobResponse), next_link: z.string().nullable() }).meta({ id: 'JobPage' }) } } };
   registry.registerPath({
     method: 'get',
     path: '/api/endpoints/{endpoint}/jobs',
@@ -148,8 +155,19 @@ function buildRegistry(): OpenAPIRegistry {
     summary: "List an endpoint's jobs",
     'x-ms-visibility': 'advanced',
     tags: ['jobs'],
-    request: { params: z.object({ endpoint: z.string() }), query: z.object({ top: z.number().int().min(1).max(100).optional(), continuation: z.string().optional() }) },
-    responses: { 200: { description: 'Jobs, newest first', content: { 'application/json': { schema: z.object({ value: z.array(jobResponse), next_link: z.string().nullable() }) } } }, 404: errors[404] },
+    request: { params: z.object({ endpoint: z.string() }), query: z.object(listQuery) },
+    responses: { 200: jobPage, 400: errors[400], 404: errors[404] },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs',
+    operationId: 'ListAllJobs',
+    summary: 'List jobs of all endpoints',
+    description: 'Jobs of every endpoint and standalone pipeline jobs, newest first; endpoint narrows to one endpoint (404 when it does not exist).',
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { query: z.object({ endpoint: z.string().optional().meta({ description: 'Only this endpoint\'s jobs' }), ...listQuery }) },
+    responses: { 200: jobPage, 400: errors[400], 404: errors[404] },
   });
   for (const [path, operationId, summary] of [
     ['/api/jobs/{id}/outputs/{file}', 'GetJobOutput', 'Download an output file of a job'],

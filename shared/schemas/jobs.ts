@@ -155,6 +155,9 @@ export const pipelineJobBody = z
   .meta({ id: 'PipelineJobRequest' });
 export type PipelineJobBody = z.infer<typeof pipelineJobBody>;
 
+/** The output of a model deployment's job when the invoke names none (Azure ML's name). */
+export const DEFAULT_OUTPUT_NAME = 'score';
+
 export const JOB_STATUSES = [
   'NotStarted',
   'Preparing',

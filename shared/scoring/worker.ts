@@ -15,8 +15,9 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
 import { type ColumnsDecision, type ColumnsProposal, proposeColumns } from './columns.js';
-import type { ArrivalEvent, LogEntry, ScoringContext, ScoringLogger, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
+import type { ArrivalEvent, LogEntry, ScoringContext, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
+import { exportedFunction, installScriptConsole } from './script-thread.js';
 import { type CsvResult, describeFailedItem, scriptResultRows, toCsv } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
 
@@ -39,24 +40,7 @@ function log(level: LogLevel, args: unknown[]): void {
   current.port.postMessage({ type: 'log', entry } satisfies WorkerEvent);
 }
 
-const logger: ScoringLogger = {
-  debug: (...args) => log('debug', args),
-  info: (...args) => log('info', args),
-  warning: (...args) => log('warning', args),
-  error: (...args) => log('error', args),
-  critical: (...args) => log('critical', args),
-};
-
-// What a script prints belongs in its logs, not on the host's stdout.
-console.log = (...args: unknown[]) => log('info', args);
-console.info = (...args: unknown[]) => log('info', args);
-console.warn = (...args: unknown[]) => log('warning', args);
-console.error = (...args: unknown[]) => log('error', args);
-console.debug = (...args: unknown[]) => log('debug', args);
-console.trace = (...args: unknown[]) => log('debug', args);
-
-// A forgotten promise in a script should be visible, not kill the worker mid-run.
-process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection:', reason));
+const logger = installScriptConsole(log);
 
 /** An error whose message is the whole story (no stack needed) and which must not be retried. */
 class SetupError extends Error {
@@ -65,8 +49,6 @@ class SetupError extends Error {
 
 /** A streamed task's download failed: the caller reports that error, not this one. */
 class DownloadError extends Error {}
-
-type ScriptFunction = (...args: unknown[]) => unknown;
 
 /** When each item of a task is here. */
 interface Arrivals {
@@ -195,18 +177,6 @@ function askColumns(task: WorkerTask, proposal: ColumnsProposal): Promise<Column
   });
 }
 
-function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
-  const direct = module[name];
-  if (typeof direct === 'function') return direct as ScriptFunction;
-  // CommonJS scripts arrive as the default export.
-  const fallback = module['default'];
-  if (typeof fallback === 'object' && fallback !== null) {
-    const fn = (fallback as Record<string, unknown>)[name];
-    if (typeof fn === 'function') return fn as ScriptFunction;
-  }
-  return undefined;
-}
-
 async function modelPath(): Promise<string> {
   if (spec.modelFile) return isAbsolute(spec.modelFile) ? spec.modelFile : join(spec.modelDir, spec.modelFile);
   const candidates = (await readdir(spec.modelDir, { recursive: true })).filter((f) => f.toLowerCase().endsWith('.onnx')).sort();
@@ -260,8 +230,8 @@ async function initialise(): Promise<Scorer> {
       logger.error('could not load the scoring script:', err);
       throw new SetupError(`could not load the scoring script ${basename(spec.scriptPath)}: ${errorMessage(err)}`);
     }
-    const init = exported(module, 'init');
-    const run = exported(module, 'run');
+    const init = exportedFunction(module, 'init');
+    const run = exportedFunction(module, 'run');
     if (!run) throw new SetupError(`the scoring script ${basename(spec.scriptPath)} does not export a run(miniBatch, context) function`);
     if (init) {
       try {

@@ -32,20 +32,31 @@ export interface CommandContext {
   attempt: number;
 }
 
-/** The worker's `workerData`: everything it needs to load the module and call `run` once. */
-export interface CommandWorkerData {
-  /** Absolute path of the module to import. */
-  scriptPath: string;
-  /** The entry script as the component names it (relative to the code folder), for messages. */
+/** One run of a command script, as both the runner's caller and the worker thread see it. */
+export interface CommandRun {
+  /** The module to run, relative to the code folder, with "/" separators (`src/main.js`). */
   entryScript: string;
+  /**
+   * Input name → value: the local path of a `uri_file`/`uri_folder` input, a typed literal, or
+   * undefined for an optional input left out.
+   */
   inputs: Record<string, CommandInputValue>;
-  /** Output name → absolute local folder. */
+  /** Output name → absolute local folder the script writes that output to. */
   outputs: Record<string, string>;
+  /** Set in the worker's `process.env` before the module loads (`environment_variables`). */
   environment: Record<string, string>;
+  /** `context.workDir`: a local folder for the script's scratch files. */
   workDir: string;
   stepName: string;
   jobId: string;
+  /** 1-based attempt number of the step (`context.attempt`). */
   attempt: number;
+}
+
+/** The worker's `workerData`: everything it needs to load the module and call `run` once. */
+export interface CommandWorkerData extends CommandRun {
+  /** Absolute path of the module to import. */
+  scriptPath: string;
 }
 
 /** How the script's run ended, as the worker saw it. */

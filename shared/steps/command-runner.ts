@@ -11,29 +11,12 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BatchError, errorMessage } from '../errors.js';
-import type { CommandInputValue, CommandWorkerData, CommandWorkerMessage, LogEntry, LogLevel } from './command-protocol.js';
+import type { CommandRun, CommandWorkerData, CommandWorkerMessage, LogEntry, LogLevel } from './command-protocol.js';
 
-/** One run of a command script. */
-export interface CommandRequest {
+/** One run of a command script; the runner makes `workDir` and the output folders if missing. */
+export interface CommandRequest extends CommandRun {
   /** Absolute local folder holding the step's code. */
   codeDir: string;
-  /** The module to run, relative to `codeDir`, with "/" separators (`src/main.js`). */
-  entryScript: string;
-  /**
-   * Input name → value: the local path of a `uri_file`/`uri_folder` input, a typed literal, or
-   * undefined for an optional input left out.
-   */
-  inputs: Record<string, CommandInputValue>;
-  /** Output name → local folder the script writes that output to; made here if missing. */
-  outputs: Record<string, string>;
-  /** Set in the worker's `process.env` before the module loads (`environment_variables`). */
-  environment: Record<string, string>;
-  /** `context.workDir`: a local folder for the script's scratch files; made here if missing. */
-  workDir: string;
-  stepName: string;
-  jobId: string;
-  /** 1-based attempt number of the step (`context.attempt`). */
-  attempt: number;
   /**
    * Milliseconds the run may take, from the worker's start (module loading included) to the end of
    * `run`; then its thread is terminated. Zero, negative or not finite: no limit.
@@ -137,17 +120,8 @@ export async function runCommand(request: CommandRequest): Promise<CommandResult
   if (!existsSync(scriptPath)) return refuse(`the entry script ${request.entryScript} is not in the code folder`);
   await Promise.all([request.workDir, ...Object.values(request.outputs)].map((folder) => mkdir(folder, { recursive: true })));
 
-  const workerData: CommandWorkerData = {
-    scriptPath,
-    entryScript: request.entryScript,
-    inputs: request.inputs,
-    outputs: request.outputs,
-    environment: request.environment,
-    workDir: request.workDir,
-    stepName: request.stepName,
-    jobId: request.jobId,
-    attempt: request.attempt,
-  };
+  const { entryScript, inputs, outputs, environment, workDir, stepName, jobId, attempt } = request;
+  const workerData: CommandWorkerData = { scriptPath, entryScript, inputs, outputs, environment, workDir, stepName, jobId, attempt };
   const started = performance.now();
   const seconds = (): number => round((performance.now() - started) / 1000);
   let worker: Worker;

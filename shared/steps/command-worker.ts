@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
+import { exportedFunction, installScriptConsole } from '../scoring/script-thread.js';
 import type { CommandContext, CommandLogger, CommandWorkerData, CommandWorkerMessage, CommandWorkerReply, LogEntry, LogLevel } from './command-protocol.js';
 
 const data = workerData as CommandWorkerData;
@@ -24,40 +25,9 @@ function log(level: LogLevel, args: unknown[]): void {
   send({ type: 'log', entry });
 }
 
-const logger: CommandLogger = {
-  debug: (...args) => log('debug', args),
-  info: (...args) => log('info', args),
-  warning: (...args) => log('warning', args),
-  error: (...args) => log('error', args),
-  critical: (...args) => log('critical', args),
-};
-
-// What a script prints belongs in the step's logs, not on the host's stdout. The console's other
-// methods (table, dir, assert, …) and direct writes to process.stdout/stderr reach the runner
-// through the thread's stdio, which it reads into the logs too.
-console.log = (...args: unknown[]) => log('info', args);
-console.info = (...args: unknown[]) => log('info', args);
-console.warn = (...args: unknown[]) => log('warning', args);
-console.error = (...args: unknown[]) => log('error', args);
-console.debug = (...args: unknown[]) => log('debug', args);
-console.trace = (...args: unknown[]) => log('debug', args);
-
-// A forgotten promise in a script should be visible, not end the thread mid-run.
-process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection:', reason));
-
-type ScriptFunction = (...args: unknown[]) => unknown;
-
-function exported(module: Record<string, unknown>, name: string): ScriptFunction | undefined {
-  const direct = module[name];
-  if (typeof direct === 'function') return direct as ScriptFunction;
-  // CommonJS scripts arrive as the default export.
-  const fallback = module['default'];
-  if (typeof fallback === 'object' && fallback !== null) {
-    const fn = (fallback as Record<string, unknown>)[name];
-    if (typeof fn === 'function') return fn as ScriptFunction;
-  }
-  return undefined;
-}
+// Direct writes to process.stdout/stderr and the console's other methods (table, dir, assert, …)
+// reach the runner through the thread's stdio, which it reads into the step's logs too.
+const logger: CommandLogger = installScriptConsole(log);
 
 /** Where the script is: what a thread with nothing left to do was waiting for. */
 let phase: 'loading' | 'running' | 'done' = 'loading';
@@ -83,7 +53,7 @@ async function runScript(): Promise<CommandWorkerReply> {
     // The same code fails the same way on every attempt.
     return { status: 'failed', error: `could not load the entry script ${data.entryScript}: ${errorMessage(err)}`, retryable: false };
   }
-  const run = exported(module, 'run');
+  const run = exportedFunction(module, 'run');
   if (!run) return { status: 'failed', error: `the entry script ${data.entryScript} does not export a run(inputs, outputs, context) function`, retryable: false };
   const context: CommandContext = {
     logger,

@@ -1,15 +1,14 @@
-import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, apiOf, customDeployment as deployScript, deploy, ds, invoke as invokeJob, readBlob, textFiles as uploadTextFiles, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
+import { FEATURES, penguinCsv, referencePredictions } from '../support/penguins.js';
 
 let host: FnHostProcess;
 let api: Api;
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 
 beforeAll(async () => {
   host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
@@ -24,24 +23,8 @@ afterAll(async () => {
   await host?.stop();
 });
 
-function penguinCsv(rows: number[][]): string {
-  return `island,${FEATURES.join(',')}\n${rows.map((r) => `Biscoe,${r.join(',')}`).join('\n')}\n`;
-}
-
-async function referencePredictions(rows: number[][]): Promise<string[]> {
-  const session = await ort.InferenceSession.create(PENGUIN_MODEL);
-  const feeds: Record<string, ort.Tensor> = {};
-  FEATURES.forEach((name, j) => {
-    feeds[name] = new ort.Tensor('float32', Float32Array.from(rows.map((r) => r[j] as number)), [rows.length, 1]);
-  });
-  const out = await session.run(feeds);
-  return [...(out['label']?.data as string[])];
-}
-
-async function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
-  const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
-  if (res.status !== 202) throw new Error(`invoke ${endpoint}: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
+function invoke(endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
+  return invokeJob(api, endpoint, body, headers);
 }
 
 async function output(jobId: string, file: string): Promise<{ status: number; text: string }> {
@@ -49,25 +32,12 @@ async function output(jobId: string, file: string): Promise<{ status: number; te
   return { status: res.status, text: await res.text() };
 }
 
-async function customDeployment(endpoint: string, deployment: string, script: string, settings: Record<string, unknown> = {}, makeDefault = true): Promise<void> {
-  const codeDir = `code/${uniqueName('c')}/`;
-  await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(script) });
-  await deploy(api, {
-    endpoint,
-    deployment,
-    model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings },
-    makeDefault,
-  });
+function customDeployment(endpoint: string, deployment: string, script: string, settings: Record<string, unknown> = {}, makeDefault = true): Promise<void> {
+  return deployScript(host, api, { endpoint, deployment, script, settings, makeDefault });
 }
 
-async function textFiles(prefix: string, names: string[]): Promise<string> {
-  const files: Record<string, string> = {};
-  names.forEach((n, i) => {
-    files[`${prefix}${n}`] = Array.from({ length: i + 1 }, (_, k) => `line ${k}`).join('\n') + '\n';
-  });
-  await upload(host.storageConnection, files);
-  return ds(prefix);
+function textFiles(prefix: string, names: string[]): Promise<string> {
+  return uploadTextFiles(host, prefix, names);
 }
 
 describe('batch endpoints over HTTP on fnhost', () => {

@@ -4,16 +4,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
-import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
+import { FEATURES, referencePredictions } from '../support/penguins.js';
 
 let host: FnHostProcess;
 let api: Api;
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 const HEADER = 'island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex';
 const PENGUINS = { name: 'penguins', version: '1', type: 'onnx', path: ds('models/penguins/penguins.onnx') } as const;
 const NO_ROWS = 'the file has no rows (only a header)';
@@ -46,16 +45,6 @@ const BIRDS: Penguin[] = [
 const features = (birds: Penguin[]): number[][] => birds.map((b) => b.slice(1, 5) as number[]);
 const csvLine = (b: Penguin): string => b.join(',');
 const jsonLine = (b: Penguin): string => JSON.stringify({ island: b[0], ...Object.fromEntries(FEATURES.map((f, j) => [f, b[j + 1]])), sex: b[5] });
-
-async function referencePredictions(rows: number[][]): Promise<string[]> {
-  const session = await ort.InferenceSession.create(PENGUIN_MODEL);
-  const feeds: Record<string, ort.Tensor> = {};
-  FEATURES.forEach((name, j) => {
-    feeds[name] = new ort.Tensor('float32', Float32Array.from(rows.map((r) => r[j] as number)), [rows.length, 1]);
-  });
-  const out = await session.run(feeds);
-  return [...(out['label']?.data as string[])];
-}
 
 /** `row,prediction,file_name` lines of each file's rows, rows numbered from 0. */
 async function expectedLines(files: [string, Penguin[], number[]?][]): Promise<string[]> {

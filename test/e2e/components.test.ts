@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, ds, upload } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, apiOf, ds, expectProblem, expectStatus, upload } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 
 let host: FnHostProcess;
@@ -23,21 +23,10 @@ afterAll(async () => {
   await host?.stop();
 });
 
-async function call(method: string, path: string, body: unknown, status: number): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  return res.body;
-}
+const call = (method: string, path: string, body: unknown, status: number): Promise<Json> => expectStatus(api, method, path, body, status);
+const problem = (method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> => expectProblem(api, method, path, body, status, field);
 
 /** A problem+json answer naming `field`. */
-async function problem(method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  if (field !== undefined) expect(res.body.errors?.map((e: { field: string }) => e.field)).toContain(field);
-  return res.body;
-}
-
 const prep = {
   type: 'command',
   description: 'prepares the data',

@@ -6,7 +6,6 @@
  * and a webhook sink subscribes to that topic. Files are uploaded with the storage SDK; nothing is
  * posted to the Event Grid webhook by hand.
  */
-import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +14,8 @@ import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, deploy,
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { WebhookSink } from '../support/fnhost-eventgrid.js';
 import { waitFor } from '../support/wait.js';
+import { FEATURES, penguinCsv, referencePredictions } from '../support/penguins.js';
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 const ENDPOINT = 'dropped';
 const TOPIC = 'batch-jobs';
 
@@ -50,20 +49,6 @@ const ROWS: number[][] = [
   [45.2, 14.8, 212, 5200],
   [38.6, 21.2, 191, 3800],
 ];
-
-function penguinCsv(rows: number[][]): string {
-  return `island,${FEATURES.join(',')}\n${rows.map((r) => `Biscoe,${r.join(',')}`).join('\n')}\n`;
-}
-
-async function referencePredictions(rows: number[][]): Promise<string[]> {
-  const session = await ort.InferenceSession.create(PENGUIN_MODEL);
-  const feeds: Record<string, ort.Tensor> = {};
-  FEATURES.forEach((name, j) => {
-    feeds[name] = new ort.Tensor('float32', Float32Array.from(rows.map((r) => r[j] as number)), [rows.length, 1]);
-  });
-  const out = await session.run(feeds);
-  return [...(out['label']?.data as string[])];
-}
 
 /** Uploads one blob with the SDK, as a user would, and returns its eTag (as events carry it, without quotes). */
 async function put(name: string, content: string): Promise<string> {

@@ -1,9 +1,10 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, problemFields, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
+import { FEATURES } from '../support/penguins.js';
 
 /**
  * What Logic Apps relies on: the long-running-operation pattern (202 + Location + Retry-After,
@@ -14,7 +15,6 @@ import { uniqueName } from '../support/ports.js';
 let host: FnHostProcess;
 let api: Api;
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 
 beforeAll(async () => {
   host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_STATUS_RETRY_AFTER_SECONDS: '1', SLOW_MS: '700' } });
@@ -75,8 +75,7 @@ async function slowDeployment(endpoint: string, script = 'slow.js'): Promise<voi
 async function problem(endpoint: string, body: unknown): Promise<{ status: number; fields: string[]; body: Json }> {
   const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body);
   expect(res.headers.get('content-type')).toContain('application/problem+json');
-  const fields = [...((res.body.errors as { field: string }[] | undefined)?.map((e) => e.field) ?? []), res.body.field].filter((f): f is string => typeof f === 'string');
-  return { status: res.status, fields, body: res.body };
+  return { status: res.status, fields: problemFields(res.body), body: res.body };
 }
 
 describe('the long-running-operation pattern (Logic Apps)', () => {

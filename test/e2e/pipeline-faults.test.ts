@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, TERMINAL, WORKSPACE_CONTAINER, apiOf, ds, readBlob, upload } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, ds, expectProblem, expectStatus, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -21,29 +21,9 @@ const ROWS = `${HEADER}\nAdelie,Torgersen,39.1,18.7,181,3750,male\nGentoo,Biscoe
 let host: FnHostProcess;
 let api: Api;
 
-async function call(method: string, path: string, body: unknown, status: number, headers: Record<string, string> = {}): Promise<Json> {
-  const res = await api.call(method, path, body, headers);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  return res.body;
-}
-
-async function problem(method: string, path: string, body: unknown, status: number, field: string): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  const fields = [...((res.body.errors as { field: string }[] | undefined)?.map((e) => e.field) ?? []), res.body.field].filter(Boolean);
-  expect(fields, JSON.stringify(res.body)).toContain(field);
-  return res.body;
-}
-
-async function finished(id: string): Promise<Json> {
-  for (const deadline = Date.now() + 120_000; ; ) {
-    const job = await call('GET', `jobs/${id}`, undefined, 200);
-    if (TERMINAL.includes(job.status)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
+const call = (method: string, path: string, body: unknown, status: number, headers: Record<string, string> = {}): Promise<Json> => expectStatus(api, method, path, body, status, headers);
+const problem = (method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> => expectProblem(api, method, path, body, status, field);
+const finished = (id: string, timeoutMs = 120_000): Promise<Json> => waitForJob(api, id, timeoutMs);
 
 const stepsOf = (job: Json): Record<string, Json> => Object.fromEntries((job.steps as Json[]).map((s) => [s.name, s]));
 

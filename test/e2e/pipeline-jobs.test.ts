@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, TERMINAL, apiOf, ds, readBlob, upload } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, TERMINAL, apiOf, ds, expectProblem, expectStatus, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -22,31 +22,9 @@ const RAW = {
   'b.csv': `${HEADER}\nChinstrap,Dream,46.5,17.9,192,3500,female\nGentoo,Biscoe,50,16.3,230,5700,male\n`,
 };
 
-async function call(method: string, path: string, body: unknown, status: number): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  return res.body;
-}
-
-async function problem(method: string, path: string, body: unknown, status: number, field: string): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  // 400s list the fields; a 404 names the field that referred to what is missing.
-  const fields = [...((res.body.errors as { field: string }[] | undefined)?.map((e) => e.field) ?? []), res.body.field].filter(Boolean);
-  expect(fields, JSON.stringify(res.body)).toContain(field);
-  return res.body;
-}
-
-async function finished(id: string, timeoutMs = 120_000): Promise<Json> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await call('GET', `jobs/${id}`, undefined, 200);
-    if (TERMINAL.includes(job.status)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${job.status}: ${JSON.stringify(job.steps)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
+const call = (method: string, path: string, body: unknown, status: number): Promise<Json> => expectStatus(api, method, path, body, status);
+const problem = (method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> => expectProblem(api, method, path, body, status, field);
+const finished = (id: string, timeoutMs = 120_000): Promise<Json> => waitForJob(api, id, timeoutMs);
 
 async function text(id: string, path: string): Promise<string> {
   const res = await fetch(`${host.url}/api/jobs/${id}/${path}`, { headers: { 'x-functions-key': host.masterKey } });

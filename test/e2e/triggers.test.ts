@@ -1,4 +1,3 @@
-import ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,13 +5,13 @@ import { startAzurite } from '../support/azurite.js';
 import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, deploy, ds, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
+import { penguinCsv, referencePredictions } from '../support/penguins.js';
 
 /**
  * Blob-created triggers end to end: fnhost + Azurite, events posted to fnhost's Event Grid webhook
  * for blobs uploaded first (as an Event Grid system topic on the account would deliver them).
  */
 
-const FEATURES = ['bill_length_mm', 'bill_depth_mm', 'flipper_length_mm', 'body_mass_g'];
 const ENDPOINT = 'triggered';
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -37,20 +36,6 @@ afterAll(async () => {
   await host?.stop();
   for (const c of cleanups.reverse()) await c();
 });
-
-function penguinCsv(rows: number[][]): string {
-  return `island,${FEATURES.join(',')}\n${rows.map((r) => `Biscoe,${r.join(',')}`).join('\n')}\n`;
-}
-
-async function referencePredictions(rows: number[][]): Promise<string[]> {
-  const session = await ort.InferenceSession.create(PENGUIN_MODEL);
-  const feeds: Record<string, ort.Tensor> = {};
-  FEATURES.forEach((name, j) => {
-    feeds[name] = new ort.Tensor('float32', Float32Array.from(rows.map((r) => r[j] as number)), [rows.length, 1]);
-  });
-  const out = await session.run(feeds);
-  return [...(out['label']?.data as string[])];
-}
 
 const ROWS: number[][] = [
   [39.1, 18.7, 181, 3750],

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TableClient } from '@azure/data-tables';
 import { BlobServiceClient, ContainerClient, ContainerSASPermissions } from '@azure/storage-blob';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -320,13 +321,13 @@ describe('job store (Azurite)', () => {
     const scope = { name: endpoint, uid: 'u1' };
     const specs = [0, 1, 2].map((i) => specOf(endpoint, i, 'u1'));
     for (const s of specs) await store.create(s, { status: 'NotStarted', counts: emptyCounts() });
-    const page1 = await store.listByEndpoint(scope, { top: 2 });
+    const page1 = await store.listJobs(scope, { top: 2 });
     expect(page1.jobs.map((j) => j.spec.id)).toEqual([specs[2]?.id, specs[1]?.id]);
-    const page2 = await store.listByEndpoint(scope, { top: 2, continuationToken: page1.continuationToken });
+    const page2 = await store.listJobs(scope, { top: 2, continuationToken: page1.continuationToken });
     expect(page2.jobs.map((j) => j.spec.id)).toEqual([specs[0]?.id]);
     // The same name created again is another endpoint: none of the old one's jobs or keys.
     const reborn = { name: endpoint, uid: 'u2' };
-    expect((await store.listByEndpoint(reborn, { top: 10 })).jobs).toEqual([]);
+    expect((await store.listJobs(reborn, { top: 10 })).jobs).toEqual([]);
 
     const id = specs[0]?.id ?? '';
     // Concurrent updates all land (optimistic concurrency retries on conflicts).
@@ -342,6 +343,30 @@ describe('job store (Azurite)', () => {
     expect(await store.claimKey(scope, 'key-1', 'hash-b', 'other')).toEqual({ claimed: false, jobId: id, requestHash: 'hash-a' });
     expect(await store.findKey(scope, 'key-1')).toEqual({ jobId: id, requestHash: 'hash-a' });
     expect(await store.findKey(reborn, 'key-1')).toBeUndefined();
+  });
+
+  it('lists all jobs across endpoints, including jobs indexed before the all-jobs index existed (copied once)', async () => {
+    const prefix = uniqueName('t').replace(/[^a-z0-9]/g, '');
+    const own = loadConfig({ AzureWebJobsStorage: storage.connectionString, BATCH_TABLE_PREFIX: prefix });
+    const store = new JobStore({ config: own });
+    const specs = [specOf('ep-one', 10), specOf('ep-two', 11), specOf('ep-one', 12)];
+    for (const s of specs) await store.create(s, { status: 'NotStarted', counts: emptyCounts() });
+    // As an earlier version left them: index rows of the endpoints only.
+    const index = TableClient.fromConnectionString(storage.connectionString, `${prefix}jobindex`, { allowInsecureConnection: true });
+    for await (const row of index.listEntities<{ partitionKey: string; rowKey: string }>({ queryOptions: { filter: "PartitionKey eq '*all'" } })) await index.deleteEntity(row.partitionKey, row.rowKey);
+    const fresh = new JobStore({ config: own });
+    const newest = specs.map((s) => s.id).reverse();
+    expect((await fresh.listJobs('all', { top: 10 })).jobs.map((j) => j.spec.id)).toEqual(newest);
+    // Paged, and filtered by what select keeps.
+    const page = await store.listJobs('all', { top: 1, select: (job) => Promise.resolve(job.spec.endpoint === 'ep-one' ? job : undefined) });
+    expect(page.jobs.map((j) => j.spec.id)).toEqual([specs[2]?.id]);
+    if (page.continuationToken === undefined) throw new Error('expected a next page');
+    const rest = await store.listJobs('all', { top: 5, continuationToken: page.continuationToken, select: (job) => Promise.resolve(job.spec.endpoint === 'ep-one' ? job : undefined) });
+    expect(rest.jobs.map((j) => j.spec.id)).toEqual([specs[0]?.id]);
+    await expect(store.listJobs({ name: 'ep-one', uid: '' }, { top: 5, continuationToken: page.continuationToken })).rejects.toMatchObject({ code: 'validation_failed' });
+    // Copied once: a row removed after the copy stays removed (the copy is not repeated).
+    await index.deleteEntity('*all', (await index.listEntities<{ rowKey: string }>({ queryOptions: { filter: "PartitionKey eq '*all'" } }).next()).value?.rowKey ?? '');
+    expect((await new JobStore({ config: own }).listJobs('all', { top: 10 })).jobs.map((j) => j.spec.id)).toEqual(newest.slice(1));
   });
 
   it('gives an output folder to exactly one of many jobs claiming it at once', async () => {

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { expect } from 'vitest';
 import type { FnHostProcess } from './fnhost.js';
 import { waitFor } from './wait.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 export const WORKSPACE_CONTAINER = 'azureml-blobstore';
-export const PENGUIN_MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
+export { PENGUIN_MODEL } from './penguins.js';
 
 export const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
 
@@ -89,4 +90,60 @@ export async function deploy(
     ...options.deploymentBody,
   });
   if (options.makeDefault !== false) await put(`endpoints/${options.endpoint}`, { defaults: { deployment_name: options.deployment } });
+}
+
+/** Calls the API and expects `status`; returns the body. The failure message shows the body. */
+export async function expectStatus(api: Api, method: string, path: string, body: unknown, status: number, headers: Record<string, string> = {}): Promise<Json> {
+  const res = await api.call(method, path, body, headers);
+  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
+  return res.body;
+}
+
+/** The fields a problem+json body names: each of `errors[].field` (400s), and `field` (a 404 names the field that referred to what is missing). */
+export function problemFields(body: Json): string[] {
+  const listed = ((body?.errors as { field?: unknown }[] | undefined) ?? []).map((e) => e.field);
+  return [...listed, body?.field].filter((f): f is string => typeof f === 'string');
+}
+
+/** Calls the API and expects a problem+json answer with `status`, naming `field` when given; returns the body. */
+export async function expectProblem(api: Api, method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> {
+  const res = await api.call(method, path, body);
+  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  if (field !== undefined) expect(problemFields(res.body), JSON.stringify(res.body)).toContain(field);
+  return res.body;
+}
+
+/** Invokes an endpoint and returns the job (202), or throws with the problem. */
+export async function invoke(api: Api, endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
+  const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
+  if (res.status !== 202) throw new Error(`invoke ${endpoint}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too). */
+export async function customDeployment(
+  host: FnHostProcess,
+  api: Api,
+  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; makeDefault?: boolean },
+): Promise<void> {
+  const codeDir = `code/${options.endpoint}-${options.deployment}-${Date.now().toString(36)}/`;
+  await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(options.script), 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
+  await deploy(api, {
+    endpoint: options.endpoint,
+    deployment: options.deployment,
+    model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
+    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {} },
+    ...(options.makeDefault === undefined ? {} : { makeDefault: options.makeDefault }),
+  });
+}
+
+/** Uploads text files under `prefix`, the i-th with i + 1 lines; returns the folder's URI. */
+export async function textFiles(host: FnHostProcess, prefix: string, names: string[]): Promise<string> {
+  const files: Record<string, string> = {};
+  names.forEach((n, i) => {
+    files[`${prefix}${n}`] = Array.from({ length: i + 1 }, (_, k) => `line ${k}`).join('\n') + '\n';
+  });
+  await upload(host.storageConnection, files);
+  return ds(prefix);
 }
