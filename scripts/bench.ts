@@ -48,6 +48,7 @@ const program = new Command()
   .option('--pipeline-rows <n>', 'rows per file for (p); the demo has 250', (v) => Number(v), 250)
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
   .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
+  .option('--cpu-prof <dir>', "write a CPU profile of each scenario's host process into this folder (node --cpu-prof)")
   .option('--data', 'keep state in a fresh data folder, as `fnhost start` does by default (Azurite as its own process, saving to disk), instead of in memory', false)
   .parse();
 const opts = program.opts<{
@@ -61,6 +62,7 @@ const opts = program.opts<{
   pipelineFiles: number;
   pipelineRows: number;
   cFiles: number;
+  cpuProf?: string;
   cMiniBatchSize: number;
 }>();
 const SCENARIOS: Record<string, string[]> = { a: ['a'], b: ['b'], c: ['c'], both: ['a', 'b'], pipeline: ['pipeline'], all: ['a', 'b', 'c', 'pipeline'] };
@@ -69,9 +71,10 @@ if (!scenarios) program.error(`--only must be one of ${Object.keys(SCENARIOS).jo
 
 /** A fresh host for a scenario: in memory, or on a new data folder removed afterwards. */
 async function freshStack(): Promise<LocalStack> {
-  if (!opts.data) return startLocalStack();
+  const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [];
+  if (!opts.data) return startLocalStack({ nodeFlags });
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
-  const stack = await startLocalStack({ dataDir });
+  const stack = await startLocalStack({ dataDir, nodeFlags });
   return {
     ...stack,
     async stop() {
