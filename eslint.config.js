@@ -24,6 +24,11 @@ export default tseslint.config(
     },
   },
   {
+    // The web page runs in the browser: its own tsconfig (the DOM lib).
+    files: ['web/src/**/*.ts'],
+    languageOptions: { parserOptions: { project: ['./tsconfig.web.json'], tsconfigRootDir: import.meta.dirname } },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -5,7 +5,7 @@
 import azureFunctions from '@azure/functions';
 import * as df from 'durable-functions';
 import { apiAuthLevel } from '../shared/config.js';
-import { cancelJob, getJob, getJobOutput, getJobStatus, getStepOutput, invokeEndpoint, listAllJobs, listJobs, submitJob } from './handlers/jobs.js';
+import { cancelJob, getFailures, getJob, getJobOutput, getJobStatus, getLogTail, getMiniBatches, getStepOutput, invokeEndpoint, listAllJobs, listJobs, rerunJob, submitJob } from './handlers/jobs.js';
 import { getConnectorDefinition, getOpenApi } from './handlers/openapi.js';
 import * as r from './handlers/resources.js';
 import { requires } from './lib/auth.js';
@@ -76,8 +76,12 @@ route('listAllJobs', 'jobs', 'GET', listAllJobs);
 route('getJob', 'jobs/{id}', 'GET', getJob);
 route('getJobStatus', 'jobs/{id}/status', 'GET', getJobStatus);
 route('cancelJob', 'jobs/{id}/cancel', 'POST', cancelJob, true);
+route('rerunJob', 'jobs/{id}/rerun', 'POST', rerunJob, true);
 route('getJobOutput', 'jobs/{id}/outputs/{*file}', 'GET', getJobOutput);
 route('getStepOutput', 'jobs/{id}/steps/{step}/outputs/{*file}', 'GET', getStepOutput);
+route('getMiniBatches', 'jobs/{id}/mini-batches', 'GET', getMiniBatches);
+route('getFailures', 'jobs/{id}/failures', 'GET', getFailures);
+route('getLogTail', 'jobs/{id}/log', 'GET', getLogTail);
 
 app.http('openapi', { route: 'openapi.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getOpenApi) });
 app.http('connectorDefinition', { route: 'connector/swagger.json', methods: ['GET'], authLevel: 'anonymous', handler: api(getConnectorDefinition) });

@@ -3,7 +3,8 @@
  *
  * (a) ONNX: N rows in F CSV files scored with the penguin model, max_concurrency_per_instance 2,
  *     invoke → Completed, against a bare script doing the same work (2 worker threads, same model,
- *     same files from Azurite).
+ *     same files from Azurite). Then the same job with `join: "all"` (every input column copied
+ *     beside each prediction) against the plain job, alternating in the same host.
  * (b) Trivial scorer over 1,000 and 10,000 files: overhead per mini-batch against a bare loop that
  *     lists the same folder, downloads the files to disk and calls the same run() on them, the
  *     host's peak RSS (each scenario in a fresh host), and the time from the invoke's 202 until the
@@ -102,11 +103,11 @@ async function setup(stack: LocalStack, name: string, deployment: Record<string,
   return client;
 }
 
-async function timeJob(client: BatchClient, endpoint: string, path: string): Promise<{ seconds: number; miniBatches: number; items: number }> {
+async function timeJob(client: BatchClient, endpoint: string, path: string, settings?: Record<string, unknown>): Promise<{ seconds: number; miniBatches: number; items: number }> {
   // The job's own completed_at ends the measurement, so polling can be as slow as a real client's
   // (a 50 ms poll would itself load the host) without blurring the figure.
   const started = Date.now();
-  const job = await client.invoke(endpoint, { inputs: { data: { type: 'uri_folder', path } } });
+  const job = await client.invoke(endpoint, { inputs: { data: { type: 'uri_folder', path } }, ...(settings ? { settings } : {}) });
   const done = await client.waitForJob(job.id, () => undefined, 500);
   if (done.status !== 'Completed') throw new Error(`job ${job.id} ended ${done.status}: ${JSON.stringify(done.error)}`);
   const completed = Date.parse(done.completed_at ?? '');
@@ -248,7 +249,7 @@ async function timed(work: () => Promise<number>): Promise<Timed> {
   return { seconds: await work() };
 }
 
-async function scenarioA(): Promise<Row> {
+async function scenarioA(): Promise<Row[]> {
   const stack = await freshStack();
   try {
     const rowsPerFile = Math.ceil(opts.rows / opts.files);
@@ -265,7 +266,16 @@ async function scenarioA(): Promise<Row> {
       () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
       () => timed(() => bareOnnx(stack.storageConnection, 'bench/a/')),
     );
-    return row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare.seconds, peakRss);
+    const plain = row(`(a) ONNX ${(rowsPerFile * opts.files).toLocaleString('en')} rows`, opts.files, job, bare.seconds, peakRss);
+    // The same job copying every input column beside each prediction (join: "all"), against the
+    // plain job in the same host: what carrying the inputs costs.
+    const joined = await alternate(
+      '(a) join "all" / plain job',
+      stack.child.pid,
+      () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/', { join: 'all' }),
+      () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
+    );
+    return [plain, { ...row('(a) join "all" (bare s = the plain job)', opts.files, joined.job, joined.bare.seconds, joined.peakRss), 'overhead ms/mini-batch': '-' }];
   } finally {
     await stack.stop();
   }
@@ -510,7 +520,7 @@ async function scenarioPipeline(): Promise<{ row: Row; steps: Record<string, str
 
 const rows: Row[] = [];
 let pipelineSteps: Record<string, string | number>[] | undefined;
-if (scenarios?.includes('a')) rows.push(await scenarioA());
+if (scenarios?.includes('a')) rows.push(...(await scenarioA()));
 if (scenarios?.includes('b')) for (const count of opts.small) rows.push(await scenarioB(count));
 if (scenarios?.includes('c')) rows.push(await scenarioC());
 if (scenarios?.includes('pipeline')) {

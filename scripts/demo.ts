@@ -12,16 +12,24 @@
  * `npm run demo -- --watch`: the event-driven path (scripts/lib/watch-demo.ts). fnhost runs with
  * local.settings.json.example's Event Grid settings; a trigger rule makes one job of the CSV files
  * dropped under incoming/ within a window, and a webhook sink here prints the job's events.
+ *
+ * `npm run demo -- --auth entra` (with the model or the pipeline demo): the app validates
+ * Microsoft Entra ID bearer tokens (BATCH_AUTH_MODE=entra) against a local OpenID issuer started
+ * here (scripts/lib/oidc-issuer.ts: discovery and JWKS, real RSA keys). An application token with
+ * the app role Workspace.Manage registers everything; a user's token with the scope Jobs.Invoke
+ * invokes the endpoint, follows the job and reads its outputs: the job records that user as its
+ * invoker.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
-import { BatchClient, type JobView, type PipelineJobView, type StepView } from './lib/batch-client.js';
+import { ApiError, BatchClient, type JobView, type PipelineJobView, type StepView } from './lib/batch-client.js';
 import { ROOT, type LocalStack, startLocalStack } from './lib/local-stack.js';
 import { penguinCsvsWithMissing, pipelineInvokeBody, secondsBetween, setUpPipelineDemo } from './lib/pipeline-demo.js';
 import { penguinRows, toCsv, uploadFiles } from './lib/sample-data.js';
 import { EventSink, TOPIC, watchDemo, watchSettings } from './lib/watch-demo.js';
+import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer } from './lib/oidc-issuer.js';
 
 const program = new Command()
   .name('demo')
@@ -32,9 +40,20 @@ const program = new Command()
   .option('--pipeline', 'run a pipeline deployment (prepare → score → summarize) instead of a model deployment', false)
   .option('--watch', 'event-driven: CSV files dropped under incoming/ start a job through a trigger rule; job events to a local webhook', false)
   .option('--window <seconds>', 'with --watch: the trigger rule\'s batching window', (v) => Number(v), 3)
+  .option('--auth <mode>', 'how the demo authenticates: function_key, or entra (bearer tokens from a local OpenID issuer)', 'function_key')
   .option('--keep', 'leave the host running afterwards', false)
   .parse();
-const opts = program.opts<{ files: number; rows: number; miniBatchSize: number; pipeline: boolean; watch: boolean; window: number; keep: boolean }>();
+const opts = program.opts<{ files: number; rows: number; miniBatchSize: number; pipeline: boolean; watch: boolean; window: number; auth: string; keep: boolean }>();
+if (!['function_key', 'entra'].includes(opts.auth) || (opts.auth === 'entra' && opts.watch)) {
+  console.error(`--auth must be function_key or entra${opts.watch ? ' (--watch runs with function keys)' : ''}`);
+  process.exit(2);
+}
+
+/** Who the demo acts as: `admin` registers resources, `invoker` invokes and follows the job (one client with function keys). */
+interface Clients {
+  admin: BatchClient;
+  invoker: BatchClient;
+}
 
 const step = (text: string): void => {
   process.stdout.write(`\n» ${text}\n`);
@@ -42,20 +61,56 @@ const step = (text: string): void => {
 
 async function main(): Promise<void> {
   if (opts.watch) return watchMain();
-  step('Starting fnhost with Azurite (this app, in memory)');
-  const stack = await startLocalStack();
-  const client = new BatchClient(stack.url, stack.masterKey);
+  const issuer = opts.auth === 'entra' ? await LocalIssuer.create() : undefined;
+  if (issuer) {
+    step('Starting a local OpenID issuer (Microsoft Entra ID\'s discovery and JWKS, RSA keys generated now)');
+    await issuer.start();
+    console.log(`  ${issuer.metadataUrl.replace('{tenant}', LOCAL_TENANT)}`);
+  }
+  step(`Starting fnhost with Azurite (this app, in memory)${issuer ? ', BATCH_AUTH_MODE=entra' : ''}`);
+  const stack = await startLocalStack(
+    issuer ? { env: { BATCH_AUTH_MODE: 'entra', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl } } : {},
+  );
   console.log(`  host ${stack.url}`);
+  console.log(`  web page ${stack.url}/api/app/ (sign in with the master key; with --keep it stays up)`);
   try {
-    if (opts.pipeline) await pipelineDemo(stack, client);
-    else await modelDemo(stack, client);
+    const clients = issuer ? await entraClients(stack, issuer) : { admin: new BatchClient(stack.url, stack.masterKey), invoker: new BatchClient(stack.url, stack.masterKey) };
+    if (opts.pipeline) await pipelineDemo(stack, clients);
+    else await modelDemo(stack, clients);
     if (opts.keep) {
-      console.log(`\nfnhost keeps running at ${stack.url} (master key ${stack.masterKey}). Ctrl+C to stop.`);
+      if (issuer) await issuer.save();
+      console.log(`\nfnhost keeps running at ${stack.url} (${issuer ? `issuer ${issuer.url}, keys in ${ISSUER_FILE}: npm run token -- --scope Jobs.Read` : `master key ${stack.masterKey}`}). Ctrl+C to stop.`);
       await new Promise(() => undefined);
     }
   } finally {
-    if (!opts.keep) await stack.stop();
+    if (!opts.keep) {
+      await stack.stop();
+      await issuer?.stop();
+    }
   }
+}
+
+/**
+ * Tokens from the local issuer, as Entra ID would issue them for the app's API: an application
+ * (client credentials) with the app role Workspace.Manage, and a user with the delegated scope
+ * Jobs.Invoke. Shows what the API answers without a token and to the user asking to manage.
+ */
+async function entraClients(stack: LocalStack, issuer: LocalIssuer): Promise<Clients> {
+  step('Minting tokens: an application with the role Workspace.Manage, user ada@contoso.test with the scope Jobs.Invoke');
+  const admin = new BatchClient(stack.url, '', { authorization: `Bearer ${await issuer.token({ roles: ['Workspace.Manage'], appId: 'demo-admin-app' })}` });
+  const invoker = new BatchClient(stack.url, '', { authorization: `Bearer ${await issuer.token({ scopes: ['Jobs.Invoke'], username: 'ada@contoso.test' })}` });
+  const refused = async (client: BatchClient, method: string, path: string, body?: unknown): Promise<string> => {
+    try {
+      await client.request(method, path, body);
+      return 'accepted (unexpected)';
+    } catch (err) {
+      const problem = (err instanceof ApiError ? err.body : {}) as { status?: number; detail?: string };
+      return `${problem.status ?? '?'} ${problem.detail ?? String(err)}`;
+    }
+  };
+  console.log(`  no token:              GET /api/endpoints → ${await refused(new BatchClient(stack.url, '', {}), 'GET', 'endpoints')}`);
+  console.log(`  ada (Jobs.Invoke):     PUT /api/endpoints/x → ${await refused(invoker, 'PUT', 'endpoints/x', {})}`);
+  return { admin, invoker };
 }
 
 const uploadModel = (stack: LocalStack): Promise<void> =>
@@ -107,7 +162,7 @@ async function watchMain(): Promise<void> {
   }
 }
 
-async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> {
+async function modelDemo(stack: LocalStack, { admin, invoker: client }: Clients): Promise<void> {
   step('Uploading the model and sample data to the workspace datastore');
   const container = 'azureml-blobstore';
   await uploadModel(stack);
@@ -118,7 +173,7 @@ async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> 
   console.log(`  ${opts.files} CSV files, ${rows.length} rows: azureml://datastores/workspaceblobstore/paths/data/penguins/`);
 
   step('Registering model penguins:1, endpoint "penguins" and deployment "classifier"');
-  await registerPenguins(client);
+  await registerPenguins(admin);
 
   step('Invoking the endpoint');
   const started = await client.invoke(
@@ -126,7 +181,7 @@ async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> 
     { inputs: { penguins: { type: 'uri_folder', path: 'azureml://datastores/workspaceblobstore/paths/data/penguins/' } } },
     { 'idempotency-key': `demo-${Date.now()}` },
   );
-  console.log(`  202 Accepted: job ${started.id} (${started.status})`);
+  console.log(`  202 Accepted: job ${started.id} (${started.status}), invoked by ${invokerText(started.invoked_by)}`);
   const bar = new cliProgress.SingleBar(
     { format: '  {bar} {value}/{total} mini-batches | {status} | items ok {ok} failed {failed}', hideCursor: true },
     cliProgress.Presets.shades_classic,
@@ -153,6 +208,11 @@ async function modelDemo(stack: LocalStack, client: BatchClient): Promise<void> 
   const report = await client.output(job.id, 'processed_mini_batches.csv');
   console.log('\n  processed_mini_batches.csv:');
   for (const line of report.trim().split('\n').slice(0, 6)) console.log(`    ${line}`);
+}
+
+/** Who a job says invoked it, e.g. `ada@contoso.test (user, entra)`. */
+function invokerText(by: JobView['invoked_by']): string {
+  return `${by.name} (${[by.kind, by.via].filter(Boolean).join(', ')})`;
 }
 
 /** `12:04:05.120` (UTC) of an ISO timestamp, or `-`. */
@@ -187,7 +247,7 @@ const ENDED = ['Completed', 'Failed', 'Canceled', 'Skipped'];
 
 async function runPipelineJob(client: BatchClient, endpoint: string, body: unknown): Promise<PipelineJobView> {
   const started = await client.invoke<PipelineJobView>(endpoint, body, { 'idempotency-key': `demo-pipeline-${Date.now()}` });
-  console.log(`  202 Accepted: job ${started.id} (${started.status}), ${started.steps.length} steps: ${started.steps.map((s) => s.name).join(' → ')}`);
+  console.log(`  202 Accepted: job ${started.id} (${started.status}), invoked by ${invokerText(started.invoked_by)}, ${started.steps.length} steps: ${started.steps.map((s) => s.name).join(' → ')}`);
   const bar = new cliProgress.SingleBar({ format: '  {bar} {value}/{total} steps | {status} | {running}', hideCursor: true }, cliProgress.Presets.shades_classic);
   bar.start(started.steps.length, 0, { status: started.status, running: '' });
   const job = await client.waitForJob<PipelineJobView>(started.id, (j) => {
@@ -220,13 +280,13 @@ async function printStep(client: BatchClient, s: StepView, index: number): Promi
   }
 }
 
-async function pipelineDemo(stack: LocalStack, client: BatchClient): Promise<void> {
+async function pipelineDemo(stack: LocalStack, { admin, invoker: client }: Clients): Promise<void> {
   const endpoint = 'penguin-pipeline';
   const dataPrefix = 'data/penguins-raw/';
   step('Uploading the model, the two scripts and sample data with missing values');
   const data = penguinCsvsWithMissing(opts.files, opts.rows);
   await setUpPipelineDemo(
-    client,
+    admin,
     stack.storageConnection,
     { dataPrefix, files: data.files, endpoint, deployment: 'steps', miniBatchSize: opts.miniBatchSize, maxConcurrency: 2 },
     (what) => {

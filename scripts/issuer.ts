@@ -3,12 +3,9 @@
  * jose) for trying the API with BATCH_AUTH_MODE=entra. It saves its keys to .data/local-issuer.json
  * so that `npm run token` can sign tokens it will accept, and prints the app settings to use.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
-
-export const ISSUER_FILE = join(process.cwd(), '.data', 'local-issuer.json');
+import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
 
 const { values } = parseArgs({ options: { port: { type: 'string', default: '7990' }, 'new-keys': { type: 'boolean', default: false } } });
 
@@ -21,8 +18,7 @@ async function main(): Promise<void> {
   }
   const issuer = saved ? await LocalIssuer.fromJSON(saved) : await LocalIssuer.create();
   await issuer.start(Number(values.port));
-  mkdirSync(join(process.cwd(), '.data'), { recursive: true });
-  writeFileSync(ISSUER_FILE, JSON.stringify(await issuer.toJSON(), null, 2), { mode: 0o600 });
+  await issuer.save();
   console.log(`Local OpenID issuer at ${issuer.url} (keys in ${ISSUER_FILE}).`);
   console.log('App settings (local.settings.json Values):');
   console.log(JSON.stringify({ BATCH_AUTH_MODE: 'entra', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl }, null, 2));

@@ -6,9 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
+import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,7 +21,7 @@ const { values } = parseArgs({
   },
 });
 
-const file = join(process.cwd(), '.data', 'local-issuer.json');
+const file = ISSUER_FILE;
 let saved: PersistedIssuer;
 try {
   saved = JSON.parse(readFileSync(file, 'utf8')) as PersistedIssuer;

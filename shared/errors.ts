@@ -22,12 +22,16 @@ export type ErrorCode =
   | 'unsupported'
   | 'input_not_found'
   | 'input_changed'
+  | 'source_changed'
+  | 'nothing_to_rerun'
+  | 'deployment_changed'
   | 'output_exists'
   | 'path_outside_datastores'
   | 'scoring_failed'
   | 'scoring_timeout'
   | 'scoring_setup_failed'
   | 'storage_failed'
+  | 'auth_unavailable'
   | 'event_publish_failed'
   | 'configuration'
   | 'payload_too_large'
@@ -73,12 +77,18 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   unsupported: { status: 400, title: 'Not supported', kind: 'user', retryable: false },
   input_not_found: { status: 400, title: 'Input data not found', kind: 'user', retryable: false },
   input_changed: { status: 409, title: 'The input changed', kind: 'user', retryable: false },
+  source_changed: { status: 409, title: 'What was to be reused changed', kind: 'user', retryable: false },
+  nothing_to_rerun: { status: 409, title: 'Nothing is left to run', kind: 'user', retryable: false },
+  deployment_changed: { status: 409, title: 'The deployment changed', kind: 'user', retryable: false },
   output_exists: { status: 409, title: 'The output already exists', kind: 'user', retryable: false },
   path_outside_datastores: { status: 400, title: 'The path is not on a registered datastore', kind: 'user', retryable: false },
   scoring_failed: { status: 500, title: 'Scoring failed', kind: 'user', retryable: true },
   scoring_timeout: { status: 500, title: 'Scoring timed out', kind: 'user', retryable: true },
   scoring_setup_failed: { status: 500, title: 'The scorer could not be set up', kind: 'user', retryable: false },
   storage_failed: { status: 503, title: 'Storage is unavailable', kind: 'system', retryable: true },
+  // The identity provider's OpenID metadata or keys could not be read: the caller's token may be
+  // fine, so this is neither a 401 nor the caller's mistake; it answers 503 with Retry-After.
+  auth_unavailable: { status: 503, title: 'Authentication is unavailable', kind: 'system', retryable: true },
   event_publish_failed: { status: 502, title: 'The event topic did not accept the events', kind: 'system', retryable: true },
   configuration: { status: 500, title: 'The app is misconfigured', kind: 'system', retryable: false },
   payload_too_large: { status: 413, title: 'The request body is too large', kind: 'user', retryable: false },

@@ -7,6 +7,15 @@ import { type BatchError, limitExceeded } from './errors.js';
  */
 
 /**
+ * Mini-batches per segment of a job (the most, and the default of BATCH_SEGMENT_SIZE): each segment
+ * has a journal blob and a part blob per output file of its own, so no blob of a job grows with the
+ * job (see README, "How it works", and shared/jobs/work-area.ts). A blob holds 100,000 uncommitted
+ * and 50,000 committed blocks; a segment's journal holds at most a block per attempt (up to 101
+ * with retry_settings.max_retries 100) of each of its mini-batches: 256 × 101 < 50,000.
+ */
+export const SEGMENT_SIZE = 256;
+
+/**
  * The first limit a job of `files` input files cut into `miniBatches` mini-batches exceeds, or
  * undefined. `field` names the request field the problem points at (at invoke), if any.
  */

@@ -45,7 +45,8 @@ export function services(): Services {
     if (events) store.onEventsRecorded((jobId) => events.kick(jobId));
     // A deployment made from a pipeline job (job_definition) reads that job's graph.
     const registry: Registry = new Registry({ config, jobDefinition: (jobId: string, field: string): Promise<PipelineComponentDoc> => jobs.definitionOf(jobId, field) });
-    const jobs: JobsService = new JobsService({ config, registry, store });
+    const workArea = new JobWorkArea({ config });
+    const jobs: JobsService = new JobsService({ config, registry, store, workArea });
     const runtime = createScoringRuntime();
     const triggerRules = new TriggerRules({ config, registry });
     built = {
@@ -58,7 +59,7 @@ export function services(): Services {
       runtime,
       jobs,
       events,
-      runner: new JobRunner({ config, registry, store, workArea: new JobWorkArea({ config }), runtime }),
+      runner: new JobRunner({ config, registry, store, workArea, runtime }),
       pipelines: new PipelineRunner({ config, registry, store }),
       invokeRate: new RateLimiter({ ratePerMinute: config.limits.invokeRatePerMinute, burst: config.limits.invokeBurst }),
     };

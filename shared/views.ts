@@ -6,11 +6,19 @@ import type { DataAssetDoc, DatastoreDoc, EndpointDoc, ModelDoc } from './regist
 import type { Stored } from './storage/doc-table.js';
 import type { ListedFile } from './schemas/jobs.js';
 import type { TriggerRuleDoc } from './registry/triggers.js';
+import { environmentView } from './schemas/environment.js';
 
 /**
  * The JSON the API returns for each resource, with Azure ML's field names. Secrets never appear:
- * datastore credentials show the setting name or identity, not the value.
+ * datastore credentials show the setting name or identity, not the value; environment variables
+ * show their values as given, secrets being `${{app_settings.NAME}}` references (see
+ * schemas/environment.ts).
  */
+
+/** Settings as views show them: environment variables through {@link environmentView}. */
+function settingsView<T extends { environment_variables?: Record<string, string> }>(settings: T): T {
+  return settings.environment_variables === undefined ? settings : { ...settings, environment_variables: environmentView(settings.environment_variables) };
+}
 
 function stamps(s: Stored<unknown>): { created_at: string; updated_at: string } {
   return { created_at: s.createdAt, updated_at: s.updatedAt };
@@ -74,6 +82,7 @@ const refText = (ref: ComponentRef): string => `azureml:${ref.name}:${ref.versio
  */
 function componentBodyView(d: ComponentDoc): Record<string, unknown> {
   const body = JSON.parse(JSON.stringify(d)) as Record<string, unknown>;
+  if (d.type !== 'pipeline') body['environment_variables'] = environmentView(d.environment_variables);
   if (d.type === 'parallel') body['model'] = `azureml:${d.model.name}:${d.model.version}`;
   if (d.type === 'pipeline') body['jobs'] = pipelineJobsView(d);
   return body;
@@ -111,7 +120,7 @@ export function deploymentView(s: Stored<AnyDeploymentDoc>, isDefault: boolean):
     model: `azureml:${d.model.name}:${d.model.version}`,
     code_configuration: d.code_configuration ?? null,
     resources: d.resources,
-    settings: d.settings,
+    settings: settingsView(d.settings),
     split: d.split ?? null,
     ...tail,
   };
@@ -229,9 +238,13 @@ export function jobView(job: Job, baseUrl: string): Record<string, unknown> {
         files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `${spec.output.uri}${f}`])),
       },
     },
-    settings: spec.settings,
+    settings: settingsView(spec.settings),
     resources: spec.resources,
     split: spec.split ?? null,
+    // A rerun: its parent, and what it reused from it and what it scored anew (mini-batches, items).
+    ...(spec.rerun_of
+      ? { rerun_of: { job: spec.rerun_of.job, link: `${baseUrl}/api/jobs/${spec.rerun_of.job}`, force: spec.rerun_of.force, reused: spec.rerun_of.reused, scored: spec.rerun_of.scored } }
+      : {}),
     counts: state.counts,
     columns: state.columns ?? modelStep?.columns ?? null,
     error: state.error ?? null,

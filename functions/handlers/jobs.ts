@@ -7,9 +7,10 @@ import { BatchError } from '../../shared/errors.js';
 import { services } from '../../shared/services.js';
 import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
-import { JOB_STATUSES, type JobStatus, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
+import { JOB_STATUSES, type JobStatus, inlineComponentSteps, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
 import { jobView } from '../../shared/views.js';
+import { failuresOf, logTail, miniBatchTimeline } from '../../shared/jobs/job-reports.js';
 import type { Invoker, Job } from '../../shared/jobs/types.js';
 import { callerOf, visibleJob } from '../lib/auth.js';
 import { baseUrl, callerKey, json, param, positiveInt, readJson } from '../lib/http.js';
@@ -74,12 +75,18 @@ export async function invokeEndpoint(request: HttpRequest, context: InvocationCo
   });
 }
 
-/** `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). */
+/**
+ * `POST /api/jobs`: a standalone pipeline job (Azure ML's pipeline job YAML as JSON). A graph with
+ * inline components runs code nobody registered: that needs `manage` (see inlineComponentSteps).
+ */
 export async function submitJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const client = df.getClient(context);
+  const body = await readJson(request);
+  const inline = inlineComponentSteps(body);
+  if (inline.length > 0) services().auth.authorize(callerOf(request), 'manage', { field: `jobs.${inline[0] ?? ''}.component`, reason: 'an inline component runs code that is not registered, which' });
   const invokedBy = checkRate(request);
   const { job } = await services().jobs.submit({
-    body: await readJson(request),
+    body,
     invokedBy,
     start: async (jobId) => {
       await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
@@ -189,6 +196,22 @@ export async function cancelJob(request: HttpRequest, context: InvocationContext
   return json(202, jobView(job, baseUrl(request)));
 }
 
+/** POST /api/jobs/{id}/rerun: a new job scoring what a finished job did not, reusing its other rows; 202 with the job. */
+export async function rerunJob(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const client = df.getClient(context);
+  const parent = await jobOf(request);
+  const invokedBy = checkRate(request);
+  const { job } = await services().jobs.rerun({
+    id: parent.spec.id,
+    body: await readJson(request),
+    invokedBy,
+    start: async (jobId) => {
+      await client.startNew(pipelineJobOrchestration.orchestrationName, { instanceId: jobId, input: { jobId } });
+    },
+  });
+  return json(202, jobView(job, baseUrl(request)), pollingHeaders(request, job.spec.id));
+}
+
 /** GET /api/jobs/{id}/outputs/{*file}: streams a file of the job's outputs. */
 export async function getJobOutput(request: HttpRequest): Promise<HttpResponseInit> {
   return streamOutput(request, undefined);
@@ -228,4 +251,29 @@ async function streamOutput(request: HttpRequest, step: string | undefined): Pro
     }
     throw new BatchError('storage_failed', `Could not read output '${path}'.`, { cause: err });
   }
+}
+
+/** `?step=`: a step of the job (its reports), or the job's own when left out. */
+function stepQuery(request: HttpRequest): string | undefined {
+  const step = request.query.get('step');
+  return step === null ? undefined : parseOrThrow(stepName, step, "query parameter 'step'", 'step');
+}
+
+/** GET /api/jobs/{id}/mini-batches: each mini-batch's final attempt (processed_mini_batches.csv), once written. */
+export async function getMiniBatches(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  return json(200, { status: job.state.status, ...(await miniBatchTimeline(services().jobs, job, stepQuery(request))) });
+}
+
+/** GET /api/jobs/{id}/failures: failed items by reason (errors.jsonl), once written. */
+export async function getFailures(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  return json(200, { status: job.state.status, ...(await failuresOf(services().jobs, job, stepQuery(request))) });
+}
+
+/** GET /api/jobs/{id}/log?tail=N: the last N (100; at most 1000) lines of logs/job.log, once written. */
+export async function getLogTail(request: HttpRequest): Promise<HttpResponseInit> {
+  const job = await jobOf(request);
+  const tail = positiveInt(request, 'tail', 100, 1000);
+  return json(200, { status: job.state.status, ...(await logTail(services().jobs, job, stepQuery(request), tail)) });
 }

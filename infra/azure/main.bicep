@@ -70,7 +70,7 @@ param privateEndpointSubnetPrefix string = '10.20.2.0/24'
 
 // ---- App Service authentication (README.md, "Microsoft Entra ID: the app registration") -----------
 
-@description('Put App Service authentication (Easy Auth) in front of the app: it validates Microsoft Entra ID tokens before any request reaches a function, and rejects the others with 401. Needs entraClientId (and apiAuthLevel anonymous, so that a function key is not asked for as well).')
+@description('Put App Service authentication (Easy Auth) in front of the app: it validates Microsoft Entra ID tokens before any request reaches a function, and rejects the others with 401. Needs entraClientId. The app then runs with BATCH_AUTH_MODE=easy_auth whatever authMode says (its functions take no key: App Service authenticates).')
 param appServiceAuthentication bool = false
 
 @description('Tenant of the app registration (its directory id). Default: the tenant of this deployment.')
@@ -81,6 +81,13 @@ param entraClientId string = ''
 
 @description('Application ID URI of the app registration, e.g. api://batch-endpoints. Default: api://{entraClientId}.')
 param entraApplicationIdUri string = ''
+
+// App Service authentication in front means the app reads its headers (and asks for no key).
+var effectiveAuthMode = appServiceAuthentication ? 'easy_auth' : authMode
+// With Easy Auth, the app checks the tenant again when told none: the app registration's.
+var effectiveAuthTenants = appServiceAuthentication && empty(authTenants) ? entraTenantId : authTenants
+// The tenants' OpenID metadata, in this cloud (public or sovereign).
+var authMetadataUrl = '${environment().authentication.loginEndpoint}{tenant}/v2.0/.well-known/openid-configuration'
 
 var storageName = toLower(take(replace('${appName}st${uniqueString(resourceGroup().id)}', '-', ''), 24))
 var deploymentContainer = 'app-package'
@@ -183,9 +190,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AzureWebJobsStorage', value: storageConnection }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'BATCH_WORKSPACE_CONTAINER', value: workspaceContainer }
-        { name: 'BATCH_AUTH_MODE', value: authMode }
-        { name: 'BATCH_AUTH_TENANTS', value: authTenants }
+        { name: 'BATCH_AUTH_MODE', value: effectiveAuthMode }
+        { name: 'BATCH_AUTH_TENANTS', value: effectiveAuthTenants }
         { name: 'BATCH_AUTH_AUDIENCES', value: authAudiences }
+        { name: 'BATCH_AUTH_METADATA_URL', value: authMetadataUrl }
         { name: 'BATCH_EVENTS_TOPIC_ENDPOINT', value: jobEvents.properties.endpoint }
         { name: 'BATCH_EVENTS_TOPIC_KEY', value: jobEvents.listKeys().key1 }
       ], schedulerSettings)

@@ -1,8 +1,18 @@
 /** A small client for the batch-endpoints HTTP API, for scripts (demo, benchmarks). */
 
+/** Who invoked a job (`invoked_by`). */
+export interface InvokerView {
+  name: string;
+  id?: string;
+  tenant?: string;
+  kind?: 'user' | 'app';
+  via: string;
+}
+
 export interface JobView {
   id: string;
   status: string;
+  invoked_by: InvokerView;
   endpoint: string;
   deployment: string;
   counts: { mini_batches: { total: number; succeeded: number; failed: number; retried: number }; items: { total: number; succeeded: number; failed: number } };
@@ -43,6 +53,7 @@ export interface PipelineJobView {
   id: string;
   type: 'pipeline';
   status: string;
+  invoked_by: InvokerView;
   endpoint: string;
   deployment: string;
   component: string | null;
@@ -68,15 +79,20 @@ export class ApiError extends Error {
 }
 
 export class BatchClient {
+  /**
+   * `key`: the host's function key, sent as `x-functions-key`; `auth`: other headers to send
+   * instead (`{authorization: 'Bearer …'}` for BATCH_AUTH_MODE=entra).
+   */
   constructor(
     readonly baseUrl: string,
     readonly key: string,
+    readonly auth: Record<string, string> = { 'x-functions-key': key },
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T; headers: Headers }> {
     const res = await fetch(`${this.baseUrl}/api/${path}`, {
       method,
-      headers: { 'x-functions-key': this.key, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      headers: { ...this.auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
@@ -117,9 +133,9 @@ export class BatchClient {
     return this.text(`${this.baseUrl}/api/jobs/${id}/steps/${step}/outputs/${file}`);
   }
 
-  /** The body of a link the API handed out (a step's `log`, `links.outputs`), sent with the key. */
+  /** The body of a link the API handed out (a step's `log`, `links.outputs`), sent with the key (or token). */
   async text(url: string): Promise<string> {
-    const res = await fetch(url, { headers: { 'x-functions-key': this.key } });
+    const res = await fetch(url, { headers: this.auth });
     if (res.status !== 200) throw new ApiError(res.status, await res.text());
     return res.text();
   }

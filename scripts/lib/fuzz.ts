@@ -66,13 +66,17 @@ export const ROUTES: readonly Route[] = [
   { name: 'putComponent', method: 'PUT', path: 'components/{name}/versions/{version}', body: 'ComponentRequest' },
   { name: 'deleteComponent', method: 'DELETE', path: 'components/{name}/versions/{version}' },
   { name: 'invokeEndpoint', method: 'POST', path: 'endpoints/{endpoint}/jobs', body: 'InvokeRequest|AzureMLInvokeRequest', headers: ['azureml-model-deployment', 'idempotency-key'] },
-  { name: 'listJobs', method: 'GET', path: 'endpoints/{endpoint}/jobs', query: ['top', 'continuation', 'status', 'invoker'] },
+  { name: 'listJobs', method: 'GET', path: 'endpoints/{endpoint}/jobs', query: ['top', 'continuation', 'status', 'invoked_by'] },
   { name: 'submitJob', method: 'POST', path: 'jobs', body: 'PipelineJobRequest', headers: ['idempotency-key'] },
+  { name: 'listAllJobs', method: 'GET', path: 'jobs', query: ['top', 'continuation', 'status', 'invoked_by', 'endpoint'] },
   { name: 'getJob', method: 'GET', path: 'jobs/{id}' },
   { name: 'getJobStatus', method: 'GET', path: 'jobs/{id}/status' },
   { name: 'cancelJob', method: 'POST', path: 'jobs/{id}/cancel' },
   { name: 'getJobOutput', method: 'GET', path: 'jobs/{id}/outputs/{*file}' },
   { name: 'getStepOutput', method: 'GET', path: 'jobs/{id}/steps/{step}/outputs/{*file}' },
+  { name: 'getMiniBatches', method: 'GET', path: 'jobs/{id}/mini-batches', query: ['step'] },
+  { name: 'getFailures', method: 'GET', path: 'jobs/{id}/failures', query: ['step'] },
+  { name: 'getLogTail', method: 'GET', path: 'jobs/{id}/log', query: ['step', 'tail'] },
   { name: 'openapi', method: 'GET', path: 'openapi.json' },
   { name: 'connectorDefinition', method: 'GET', path: 'connector/swagger.json' },
   { name: 'listTriggers', method: 'GET', path: 'endpoints/{endpoint}/triggers' },
@@ -519,13 +523,6 @@ export async function createFixtures(target: Target): Promise<void> {
     if (res.status >= 300) throw new Error(`fixture ${path}: ${res.status} ${res.text}`);
   };
   await put(`endpoints/${FIXTURE.endpoint}`, { description: 'fuzz fixture' });
-  // The app creates each of its tables when it first uses it (a read included): use them all once,
-  // so that creating an empty table is not taken for a rejected request's write.
-  for (const path of ['jobs/fz-none', `endpoints/${FIXTURE.endpoint}/jobs`, `endpoints/${FIXTURE.endpoint}/triggers`, 'datastores', 'data', 'models', 'components']) {
-    await send(target, { route: 'fixture', method: 'GET', path: `/api/${path}`, headers: {} });
-  }
-  // An invoke with an Idempotency-Key looks its key up (and so creates that table) before anything else.
-  await send(target, { route: 'fixture', method: 'POST', path: `/api/endpoints/${FIXTURE.endpoint}/jobs`, headers: { 'content-type': 'application/json', 'idempotency-key': 'fz-warm-up' }, body: '{}' });
 }
 
 /**

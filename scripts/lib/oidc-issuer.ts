@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
@@ -15,6 +17,9 @@ import { SignJWT, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JW
 export const LOCAL_TENANT = '11111111-1111-4111-8111-111111111111';
 export const LOCAL_AUDIENCE = 'api://batch-endpoints-local';
 export const LOCAL_CLIENT_APP = '22222222-2222-4222-8222-222222222222';
+
+/** Where a running local issuer keeps its keys (private to the user), for `npm run token` to sign with. */
+export const ISSUER_FILE = join(process.cwd(), '.data', 'local-issuer.json');
 
 interface SigningKey {
   kid: string;
@@ -76,6 +81,12 @@ export class LocalIssuer {
     const issuer = new LocalIssuer(keys);
     issuer.#url = saved.url;
     return issuer;
+  }
+
+  /** Saves the keys and URL to {@link ISSUER_FILE} (mode 600): `npm run token` then mints tokens this issuer's app accepts. */
+  async save(file = ISSUER_FILE): Promise<void> {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(await this.toJSON(), null, 2), { mode: 0o600 });
   }
 
   async toJSON(): Promise<PersistedIssuer> {
@@ -144,7 +155,11 @@ export class LocalIssuer {
   async stop(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Kept-alive connections would hold the port (and answer) until they idle out: an outage now.
+    server.closeAllConnections();
+    await closed;
   }
 
   /** An access token for the app's API, as Entra would issue it. */

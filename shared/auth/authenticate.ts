@@ -44,12 +44,12 @@ export class Authenticator {
     }
   }
 
-  /** Throws 403 (naming the permission) unless the caller holds `needed`. */
-  authorize(caller: Principal, needed: Permission): void {
+  /** Throws 403 (naming the permission, and the field of the request that needs it) unless the caller holds `needed`. */
+  authorize(caller: Principal, needed: Permission, what?: { field: string; reason: string }): void {
     if (allows(caller.permission, needed)) return;
     const name = PERMISSION_NAMES[needed];
-    throw new BatchError('forbidden', `This operation needs the permission '${name}' (a delegated scope for users, an app role for applications and managed identities)${caller.permission ? `; the caller holds '${PERMISSION_NAMES[caller.permission]}'` : '; the caller holds none of the API\'s permissions'}.`, {
-      details: { required_permission: name, permission_level: needed },
+    throw new BatchError('forbidden', `${what === undefined ? 'This operation' : `${what.field}: ${what.reason}`} needs the permission '${name}' (a delegated scope for users, an app role for applications and managed identities)${caller.permission ? `; the caller holds '${PERMISSION_NAMES[caller.permission]}'` : '; the caller holds none of the API\'s permissions'}.`, {
+      details: { required_permission: name, permission_level: needed, ...(what === undefined ? {} : { field: what.field }) },
       challenge: this.#config.mode === 'entra' ? `Bearer realm="${this.#config.realm}", error="insufficient_scope", scope="${name}"` : undefined,
     });
   }

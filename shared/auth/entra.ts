@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { BatchError } from '../errors.js';
 import type { AuthConfig } from '../config.js';
 import { permissionOf, type Principal } from './permissions.js';
@@ -10,9 +10,18 @@ import { permissionOf, type Principal } from './permissions.js';
  * (JWKS from the metadata's `jwks_uri`, cached, fetched again when a token names an unknown
  * `kid`, at most once per cooldown); `exp`/`nbf` within a small clock skew. Only RS256 is
  * accepted: `alg: none`, HMAC (a public key used as a shared secret) and anything else are refused.
+ *
+ * When the tenant's metadata or keys cannot be read (the identity provider, or the way to it, is
+ * down), a token is not thereby invalid: that is `auth_unavailable` (503 with Retry-After), not a
+ * 401. Keys fetched before stay in use while a refresh fails (the "last known good" keys, as
+ * Microsoft.IdentityModel's ConfigurationManager keeps them), so an outage only refuses tokens
+ * signed with a key the app has never seen, and tenants it has not yet discovered.
  */
 
 export const ACCEPTED_ALGORITHMS = ['RS256'];
+
+/** `Retry-After` (seconds) of `auth_unavailable`: metadata and keys are fetched again on the next request. */
+export const AUTH_RETRY_AFTER_SECONDS = 10;
 
 export interface EntraValidatorOptions {
   tenants: readonly string[];
@@ -30,7 +39,25 @@ export interface EntraValidatorOptions {
 
 interface TenantKeys {
   issuer: string;
-  jwks: ReturnType<typeof createRemoteJWKSet>;
+  jwks: JWTVerifyGetKey;
+}
+
+/** 503: the identity provider's metadata or keys could not be read (the token was not judged). */
+export function authUnavailable(tenant: string, what: string, cause: unknown): BatchError {
+  return new BatchError('auth_unavailable', `The ${what} of tenant '${tenant}' could not be read, so the token could not be checked; retry later.`, {
+    cause,
+    details: { retry_after_seconds: AUTH_RETRY_AFTER_SECONDS },
+  });
+}
+
+/**
+ * Whether a key lookup failed because the keys could not be fetched (network, timeout, a non-200
+ * or non-JSON answer: jose's generic error), rather than because of the token (no matching key,
+ * an unsupported key or algorithm: jose's specific errors).
+ */
+function keysUnreachable(err: unknown): boolean {
+  if (!(err instanceof joseErrors.JOSEError)) return true;
+  return err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === joseErrors.JOSEError.code;
 }
 
 /** An RFC 6750 `invalid_token` failure (401). */
@@ -84,6 +111,7 @@ export class EntraValidator {
         requiredClaims: ['exp', 'tid', 'oid'],
       }));
     } catch (err) {
+      if (err instanceof BatchError) throw err;
       throw invalidToken(this.#realm, describe(err));
     }
     return principalOf(payload);
@@ -108,7 +136,7 @@ export class EntraValidator {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       metadata = (await res.json()) as typeof metadata;
     } catch (err) {
-      throw new BatchError('storage_failed', `The OpenID metadata of tenant '${tenant}' could not be read: ${(err as Error).message}`, { cause: err, details: { code_detail: 'openid_metadata_unavailable' } });
+      throw authUnavailable(tenant, 'OpenID metadata', err);
     }
     if (typeof metadata.issuer !== 'string' || typeof metadata.jwks_uri !== 'string') {
       throw new BatchError('configuration', `The OpenID metadata of tenant '${tenant}' names no issuer or jwks_uri.`);
@@ -118,14 +146,33 @@ export class EntraValidator {
     if (jwksUri.protocol !== 'https:' && jwksUri.origin !== metadataOrigin) {
       throw new BatchError('configuration', `The OpenID metadata of tenant '${tenant}' names a jwks_uri that is neither https nor on the metadata's own host.`);
     }
+    const remote = createRemoteJWKSet(jwksUri, {
+      cooldownDuration: this.#options.jwksCooldownMs ?? 30_000,
+      cacheMaxAge: this.#options.jwksMaxAgeMs ?? 600_000,
+      timeoutDuration: 10_000,
+    });
+    const jwks: JWTVerifyGetKey = async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (err) {
+        if (!keysUnreachable(err)) throw err;
+        // A refresh failed: the keys fetched last are still the tenant's keys as far as we know.
+        const lastKnown = remote.jwks();
+        if (lastKnown) {
+          try {
+            return await createLocalJWKSet(lastKnown)(header, token);
+          } catch (local) {
+            // An unknown kid may be a new key we cannot fetch now: that is not the token's fault.
+            if (!(local instanceof joseErrors.JWKSNoMatchingKey)) throw local;
+          }
+        }
+        throw authUnavailable(tenant, 'signing keys (JWKS)', err);
+      }
+    };
     return {
       // Multi-tenant metadata (common, organizations) names `{tenantid}` in its issuer.
       issuer: metadata.issuer.replace('{tenantid}', tenant),
-      jwks: createRemoteJWKSet(jwksUri, {
-        cooldownDuration: this.#options.jwksCooldownMs ?? 30_000,
-        cacheMaxAge: this.#options.jwksMaxAgeMs ?? 600_000,
-        timeoutDuration: 10_000,
-      }),
+      jwks,
     };
   }
 }
@@ -141,7 +188,6 @@ function describe(err: unknown): string {
   if (err instanceof joseErrors.JWKSNoMatchingKey) return "the token is signed with a key that is not one of its tenant's";
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the signature is not valid';
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'the algorithm is not accepted';
-  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return "the tenant's keys could not be read";
   if (err instanceof joseErrors.JOSEError) return 'the token could not be verified';
   return 'the token could not be verified';
 }

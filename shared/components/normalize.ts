@@ -1,3 +1,4 @@
+import { rowJoinOf, rowJoinProblem } from '../scoring/columns.js';
 import { own } from '../schemas/names.js';
 import { BatchError } from '../errors.js';
 import type { ModelDoc } from '../registry/types.js';
@@ -128,6 +129,11 @@ async function normalizeParallel(body: ParallelComponentBody, resolver: Componen
     const message = `a parallel component takes one input, its input_data (${splitName ?? '?'}); the scoring script would never see "${extra}". Use environment_variables, or a command step`;
     throw new BatchError('validation_failed', `${field}: ${message}.`, { issues: [{ field, message }] });
   }
+  const joinProblem = rowJoinProblem(rowJoinOf(body), { script: code !== undefined, field: prefix === '' ? '' : prefix });
+  if (joinProblem) {
+    const field = joinProblem.field.replace(/^\./, '');
+    throw new BatchError('validation_failed', `${field}: ${joinProblem.message}.`, { issues: [{ field, message: joinProblem.message }] });
+  }
   const rows = rowsOutput(body.outputs, task?.append_row_to, body.output_action);
   if (!rows.ok) {
     // The schema refuses these already; kept so this function is safe on its own.
@@ -148,6 +154,9 @@ async function normalizeParallel(body: ParallelComponentBody, resolver: Componen
     output_file_name: body.output_file_name,
     logging_level: body.logging_level,
     environment_variables: body.environment_variables,
+    ...(body.join === undefined ? {} : { join: body.join }),
+    ...(body.key_field === undefined ? {} : { key_field: body.key_field }),
+    ...(body.csv_header === undefined ? {} : { csv_header: body.csv_header }),
     resources: body.resources,
     split: body.split,
   };

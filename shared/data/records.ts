@@ -337,6 +337,32 @@ export function readJsonl(input: string | Uint8Array, options: { firstRow?: numb
 }
 
 /**
+ * The header of a CSV file from its first bytes (`complete`: they are the whole file), its names
+ * made unique as {@link readCsv} makes them; undefined when the header cannot be told from them
+ * (it may go on past them, or csv-parse cannot parse it) or the file has none.
+ */
+export function csvHeader(head: Uint8Array, complete: boolean): string[] | undefined {
+  try {
+    let end = 0;
+    let header: string[] | undefined;
+    parseCsv(Buffer.from(head.buffer, head.byteOffset, head.byteLength), {
+      ...CSV_OPTIONS,
+      to: 1,
+      on_record: (record: string[], context) => {
+        end = context.bytes;
+        header ??= record;
+        return null;
+      },
+    });
+    // A header that runs to the end of bytes cut from a longer file may go on after them.
+    if (!header || (!complete && end >= head.byteLength)) return undefined;
+    return uniqueColumns(header);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Why an item without records cannot be scored (a model needs at least one row, as pandas-based
  * scoring does): `the file is empty` (no header either: no bytes, or only blank lines and a BOM),
  * `the file has no rows (only a header)` (CSV), `the file has no rows` (Parquet).

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { stringify } from 'csv-stringify/sync';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
@@ -9,19 +8,24 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { ONNX_COLUMNS } from '../scoring/columns.js';
-import { failedItem } from '../scoring/rows.js';
-import type { ColumnsDecision, ColumnsProposal, FailedItem, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
+import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
+import { failedItem, outputContentType, outputFormat, predictionsHeader } from '../scoring/rows.js';
+import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
 import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readInputRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import { JobWorkArea, SEGMENT_SIZE, type SegmentFile } from './work-area.js';
+import { JobWorkArea, SEGMENTS_AT_ONCE, type SegmentFile } from './work-area.js';
 import { type ComposeSource, composeBlob } from '../outputs/compose.js';
-import { type AttemptStatus, type JournalEntry, type JournalLine, ranIndexes, readJournalLines } from './journal.js';
+import { type AttemptStatus, type JournalEntry, type JournalLine, entryParts, ranIndexes, readJournalLines } from './journal.js';
+import { type RerunOf, type RerunPiece, composeRerun, itemsToScore } from './rerun.js';
+import { isNotFound } from '../storage/clients.js';
+import { type CopySource, copySource } from '../storage/fast-read.js';
 import { redactSecrets } from '../redact.js';
+import { REPORT_HEADER, errorLines, reportRow, truncate } from './report.js';
+import { resolveEnvironment } from '../schemas/environment.js';
 import {
   ERRORS_FILE,
   type Job,
@@ -147,9 +151,6 @@ interface SegmentOutcome {
   committed?: StagedPart[] | undefined;
 }
 
-/** Segments finalized at once. */
-const SEGMENTS_AT_ONCE = 8;
-
 /** The values of ascending `sorted` within [range.start, range.end) (all of them without a range). */
 function sliceSorted(sorted: readonly number[], range: { start: number; end: number } | undefined): number[] {
   if (!range) return [...sorted];
@@ -229,6 +230,14 @@ function stepWork(job: Job, stepName: string, step: StepState): ParallelWork {
   return { ...found.work, input: step.input, output: { name: found.append_row_to, uri: target.uri, location: target.location } };
 }
 
+/** The parent a run reruns, if it is a rerun (a model deployment's job made by POST /jobs/{id}/rerun). */
+function rerunOf(run: EngineRun): RerunOf | undefined {
+  return isPipelineSpec(run.job.spec) ? undefined : run.job.spec.rerun_of;
+}
+
+/** A rerun's mini-batch has no items to score: it only copies its parent's rows. */
+class NothingToScore extends Error {}
+
 /** The scope of an engine run (see EngineRun). */
 export function engineScope(ref: EngineRef): string {
   return ref.step === undefined ? ref.jobId : `${ref.jobId}/${ref.step}`;
@@ -244,30 +253,11 @@ const MANIFEST_WRITES = 8;
 /** Inputs of one mini-batch downloaded at the same time. */
 const FETCHES_AT_ONCE = 16;
 
-const REPORT_HEADER = 'mini_batch_id,attempts,items,succeeded,failed,seconds,status,error\n';
-const MAX_ERROR = 1000;
-
-function truncate(text: string, max = MAX_ERROR): string {
-  return text.length <= max ? text : `${text.substring(0, max - 1)}…`;
-}
-
-function reportRow(row: { index: number; attempt: number; items: number; succeeded: number; failed: number; seconds: number; status: string; error: string }): string {
-  return stringify([[row.index, row.attempt, row.items, row.succeeded, row.failed, row.seconds.toFixed(3), row.status, row.error]], { record_delimiter: '\n' });
-}
-
 /** The bytes an item's fetch holds in memory, or undefined for one that streams to disk. */
 function inMemorySize(item: PlanItem): number | undefined {
   if (item.bytes && item.kind !== 'parquet') return item.bytes.end - item.bytes.start + (item.headerEnd ?? 0);
   return item.size <= SMALL_BLOB_BYTES ? item.size : undefined;
 }
-
-/** errors.jsonl lines: `{"mini_batch":3,"file":"big.csv","rows":{"start":10,"end":20},"reason":"…"}` (rows only for a row range, 0-based, end exclusive; count only for an unnamed line of several). */
-function errorLines(index: number, failed: FailedItem[]): string {
-  return failed
-    .map((f) => `${JSON.stringify({ mini_batch: index, file: f.file, ...(f.rows ? { rows: { start: f.rows.start, end: f.rows.end } } : {}), reason: f.reason, ...(f.count && f.count > 1 ? { count: f.count } : {}) })}\n`)
-    .join('');
-}
-
 
 /**
  * The work behind the job orchestration's activities: preparing the plan, scoring one mini-batch
@@ -361,9 +351,10 @@ export class JobRunner {
       modelFile: files.model.modelFile,
       scriptPath: files.scriptPath,
       outputDir: join(this.#config.cacheDir, 'outputs', ...run.scope.split('/')),
-      environment: work.settings.environment_variables,
+      environment: resolveEnvironment(work.settings.environment_variables),
       loggingLevel: work.settings.logging_level,
       maxConcurrency: work.settings.max_concurrency_per_instance,
+      rows: { fileName: work.settings.output_file_name, join: work.settings.join, key_field: work.settings.key_field },
     };
   }
 
@@ -426,13 +417,16 @@ export class JobRunner {
     // Not awaited: loading the model overlaps listing and planning.
     this.#warmUp(run).catch(() => undefined);
     let batches: MiniBatch[];
+    const rerun = rerunOf(run);
     try {
       const { input } = await this.#placesOf(run);
-      const items = await listInput(input, spec.split, spec.input.files);
+      // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
+      const planned = rerun ? (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes, rerun.segment_size)).batches : undefined;
+      const items = planned ? planned.flatMap((b) => b.items) : await listInput(input, spec.split, spec.input.files);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
       }
-      batches = toMiniBatches(items, spec.settings.mini_batch_size);
+      batches = planned ?? toMiniBatches(items, spec.settings.mini_batch_size);
       // Found before any scoring: a job over a limit would otherwise fail only at finalize (a
       // predictions file of more blocks than a blob holds).
       const files = new Set(items.map((i) => i.blob)).size;
@@ -463,15 +457,15 @@ export class JobRunner {
       report: '',
       errors: '',
       log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
-    }, SEGMENT_SIZE);
+    }, this.#config.segmentSize);
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
-    // The built-in runner's columns are known now; a script's are fixed by its first rows.
-    const columns = spec.code_configuration ? undefined : [...ONNX_COLUMNS];
+    // The built-in runner's columns are known now (but for join "all": the input's); a script's are fixed by its first rows.
+    const columns = spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings));
     const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
-      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, segment_size: SEGMENT_SIZE, ...(columns ? { columns } : {}) };
+      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, segment_size: this.#config.segmentSize, ...(columns ? { columns } : {}) };
     });
     // Mini-batches must see this state (segment_size above all: where they stage), not the one
     // read when prepare began.
@@ -485,11 +479,14 @@ export class JobRunner {
   async scoreMiniBatch(input: MiniBatchInput): Promise<MiniBatchResult> {
     const run = await this.#run(input);
     const spec = run.work;
-    const batch = await this.#workArea.miniBatch(run.scope, input.chunkSize, input.index);
+    const full = await this.#workArea.miniBatch(run.scope, input.chunkSize, input.index);
+    // A rerun scores only the items its parent did not; the rest of its rows are copied.
+    const scored = itemsToScore(full);
+    const batch: MiniBatch = full.reuse ? { index: full.index, items: scored.map((i) => full.items[i] as PlanItem) } : full;
     // Each execution has its own nonce: what it stages and its work folder are its alone, even
     // when the same attempt runs twice (activities run at least once).
     const nonce = newNonce();
-    const base = { index: input.index, attempt: input.attempt, nonce, items: batch.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: run.state.failures ?? 0 };
+    const base = { index: input.index, attempt: input.attempt, nonce, items: full.items.length, succeeded: 0, failed: 0, seconds: 0, jobFailures: run.state.failures ?? 0 };
     if (!input.repair) {
       if (JobRunner.#canceling(run)) {
         return { ...base, status: 'canceled', retryable: false };
@@ -502,6 +499,7 @@ export class JobRunner {
     }
     const { folder } = await this.#placesOf(run);
     const workDir = join(this.#config.cacheDir, 'work', ...run.scope.split('/'), `mb-${input.index}-a${input.attempt}-${nonce}`);
+    const startedAt = this.#now().toISOString();
     const started = process.hrtime.bigint();
     const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     const phases = { download: 0, scoring: 0 };
@@ -509,6 +507,7 @@ export class JobRunner {
     const downloaded: string[] = [];
     let outcome: ScoreOutcome;
     try {
+      if (batch.items.length === 0) throw new NothingToScore();
       const files = await this.#scorerFiles(run);
       const { items, arrivals } = await this.#download(run, batch, workDir);
       // Every download settles before the mini-batch ends, so none writes into a cleaned-up folder.
@@ -536,7 +535,9 @@ export class JobRunner {
       phases.scoring = elapsed() - phases.download;
     } catch (err) {
       // Setup problems (a missing scoring script, a model without an .onnx file) fail the items.
-      if (err instanceof BatchError && !err.retryable) {
+      if (err instanceof NothingToScore) {
+        outcome = { status: 'completed', result: { data: Buffer.alloc(0), columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: 0, itemBytes: [] } };
+      } else if (err instanceof BatchError && !err.retryable) {
         // An input that is gone or was rewritten fails the mini-batch it belongs to; say so, rather
         // than let each of its items read as if its own file had the problem.
         const error = err.code === 'input_not_found' || err.code === 'input_changed' ? `an input of this mini-batch could not be read: ${err.message}` : err.message;
@@ -549,7 +550,7 @@ export class JobRunner {
     const seconds = elapsed();
     // A worker that ran to the end removed what it wrote; one stopped midway (a timeout) did not.
     await cleanWorkDir(workDir, downloaded, { everything: outcome.status !== 'completed' });
-    return this.#record(folder, input, nonce, batch, outcome, { seconds, ...phases });
+    return this.#record(folder, input, nonce, batch, outcome, { seconds, startedAt, ...phases }, full.reuse ? { full, scored } : undefined);
   }
 
   /**
@@ -650,6 +651,8 @@ export class JobRunner {
     this.#dropStalePrefetches();
     const started = (async (): Promise<void> => {
       const [batch, { input }] = await Promise.all([this.#workArea.miniBatch(run.scope, chunkSize, index), this.#placesOf(run)]);
+      // A rerun's mini-batch reads only some of its items: the activity fetches those itself.
+      if (batch.reuse) return;
       const sizes = batch.items.map(inMemorySize);
       const bytes = sizes.reduce<number>((sum, size) => sum + (size ?? 0), 0);
       if (bytes === 0 || this.#prefetchedBytes + bytes > budget || this.#prefetched.has(key)) return;
@@ -693,44 +696,59 @@ export class JobRunner {
     nonce: string,
     batch: MiniBatch,
     outcome: ScoreOutcome,
-    timing: { seconds: number; download: number; scoring: number },
+    timing: { seconds: number; startedAt: string; download: number; scoring: number },
+    rerun?: { full: MiniBatch; scored: number[] },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
     const run = await this.#preparedRun(input);
     const spec = run.work;
-    const items = batch.items.length;
+    const items = rerun ? rerun.full.items.length : batch.items.length;
+    const reused = items - batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
     const ids = new BlockIds(run.scope);
     const segmentSize = run.state.segment_size;
-    // Rows go to the segment's part blob (composed into the file at finalize); a job prepared
-    // before segments stages them on the file itself, as it did.
-    const rows = async (csv: string | Buffer): Promise<StagedPart | undefined> => {
-      const id = ids.part('p', input.index, input.attempt, nonce);
-      const file = spec.settings.output_file_name;
-      if (segmentSize === undefined) return folder.stage(file, id, csv);
-      return (await this.#workArea.parts(run.scope)).stage(JobWorkArea.partName(Math.floor(input.index / segmentSize), 'predictions'), id, csv);
-    };
     let result: MiniBatchResult;
     let errors: string;
     let part: StagedPart | undefined;
+    let itemBytes: number[] | undefined;
+    let parts: StagedPart[] | undefined;
+    if (outcome.status === 'completed' && rerun && spec.settings.output_action === 'append_row') {
+      const composed = composeRerun(rerun.full, rerun.scored, outcome.result.data, outcome.result.itemBytes);
+      if (composed) {
+        parts = await this.#stageRerun(run, await this.#rowsTarget(run, folder, input.index), input, nonce, composed.pieces);
+        itemBytes = composed.itemBytes;
+      } else {
+        outcome = {
+          status: 'failed',
+          error: "the scoring script's rows cannot be told apart by file, so they cannot be placed between the rows this rerun reuses: return file_name with each result, in the order of the files",
+          retryable: false,
+          logs: outcome.result.logs,
+          seconds: outcome.result.seconds,
+        };
+      }
+    }
     if (outcome.status === 'completed') {
       const r = outcome.result;
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
       // The rows and produced files go up side by side; the journal entry that names them after.
       const [staged] = await Promise.all([
-        spec.settings.output_action === 'append_row' ? rows(r.csv) : undefined,
+        spec.settings.output_action === 'append_row' && !rerun
+          ? this.#rowsTarget(run, folder, input.index).then((target) => target.folder.stage(target.file, ids.part('p', input.index, input.attempt, nonce), r.data))
+          : undefined,
         ...r.producedFiles.map((produced) => folder.uploadFile(produced.name, produced.localPath)),
       ]);
       part = staged;
       errors = errorLines(input.index, r.failed);
+      // What a rerun needs to reuse the rows of the items that succeeded here (never for a routine entry: nothing failed).
+      if (!rerun && failedCount > 0 && staged && r.itemBytes?.length === items) itemBytes = r.itemBytes;
       result = {
         index: input.index,
         attempt: input.attempt,
         nonce,
         status: 'completed',
         items,
-        succeeded: Math.min(r.succeeded, items),
+        succeeded: Math.min(r.succeeded + reused, items),
         failed: Math.min(failedCount, items),
         retryable: false,
         seconds,
@@ -743,14 +761,22 @@ export class JobRunner {
           ? outcome.error
           : `run() failed: ${outcome.error}`;
       errors = errorLines(input.index, batch.items.map((i) => failedItem(i, truncate(reason))));
+      // A rerun's reused rows stand whatever became of the items it scored anew.
+      if (rerun && !parts && spec.settings.output_action === 'append_row') {
+        const composed = composeRerun(rerun.full, rerun.scored, Buffer.alloc(0), rerun.scored.map(() => 0));
+        if (composed) {
+          parts = await this.#stageRerun(run, await this.#rowsTarget(run, folder, input.index), input, nonce, composed.pieces);
+          itemBytes = composed.itemBytes;
+        }
+      }
       result = {
         index: input.index,
         attempt: input.attempt,
         nonce,
         status: outcome.status,
         items,
-        succeeded: 0,
-        failed: items,
+        succeeded: reused,
+        failed: items - reused,
         retryable: outcome.status === 'timeout' ? true : outcome.retryable,
         seconds,
         error: truncate(outcome.error),
@@ -769,9 +795,11 @@ export class JobRunner {
       succeeded: result.succeeded,
       failed: result.failed,
       part,
-      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '' }),
+      ...(parts ? { parts } : {}),
+      ...(itemBytes && result.failed > 0 ? { item_bytes: itemBytes } : {}),
+      report: reportRow({ ...result, attempt: input.attempt, status: result.status, error: result.error ?? '', startedAt: timing.startedAt }),
       errors,
-      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
+      log: `${repairNote}${logText}${this.#now().toISOString()} INFO [mini-batch ${input.index} attempt ${input.attempt}] ${result.status}: ${result.succeeded}/${items} item(s) succeeded${rerun ? ` (${reused} reused from job ${rerunOf(run)?.job ?? '?'}, ${batch.items.length} scored anew)` : ''} in ${seconds.toFixed(3)} s (download ${timing.download.toFixed(3)} s, scoring ${timing.scoring.toFixed(3)} s)${result.error ? `: ${result.error}` : ''}\n`,
     };
     // A routine entry (small: a report row and one log line) travels back through the orchestration,
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.
@@ -782,6 +810,55 @@ export class JobRunner {
     // A repair re-runs a mini-batch whose failures were counted when it first ran.
     if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input, result.failed);
     return result;
+  }
+
+  /**
+   * Where mini-batch `index` stages its rows: its segment's part blob in the work area (composed
+   * into the output file at finalize), or, for a job prepared before segments, the file itself.
+   */
+  async #rowsTarget(run: EngineRun, folder: OutputFolder, index: number): Promise<{ folder: OutputFolder; file: string }> {
+    const segmentSize = run.state.segment_size;
+    if (segmentSize === undefined) return { folder, file: run.work.settings.output_file_name };
+    return { folder: await this.#workArea.parts(run.scope), file: JobWorkArea.partName(Math.floor(index / segmentSize), 'predictions') };
+  }
+
+  /**
+   * Stages a rerun's mini-batch's pieces in order where its rows go (`target`, see #rowsTarget):
+   * ranges of the parent's predictions file copied server-side, and the new rows. The parent's
+   * file must still be the version the rerun was made from, before and after the copies (an ETag
+   * never comes back, so a copy in between read it too).
+   */
+  async #stageRerun(run: EngineRun, target: { folder: OutputFolder; file: string }, input: MiniBatchInput, nonce: string, pieces: RerunPiece[]): Promise<StagedPart[]> {
+    const source = rerunOf(run)?.source;
+    const { folder, file } = target;
+    const ids = new BlockIds(run.scope);
+    const copies = pieces.some((s) => 'copy' in s);
+    let from: CopySource | undefined;
+    let pinned: (() => Promise<void>) | undefined;
+    if (copies) {
+      if (!source) throw new BatchError('internal', `Job '${run.job.spec.id}' reuses rows but names no source.`, { retryable: false });
+      const parent = new OutputFolder(this.#registry.open(source.location), source.location.path);
+      const blob = parent.container.getBlobClient(parent.blobName(source.file));
+      pinned = async () => {
+        let etag: string | undefined;
+        try {
+          etag = (await blob.getProperties()).etag;
+        } catch (err) {
+          if (!isNotFound(err)) throw new BatchError('storage_failed', `Could not read ${source.file} of job ${rerunOf(run)?.job ?? ''}.`, { cause: err });
+        }
+        if (etag !== source.etag) throw new BatchError('source_changed', `${source.file} of job ${rerunOf(run)?.job ?? ''} changed (or was deleted) since this rerun was made, so its rows cannot be reused.`, { retryable: false });
+      };
+      await pinned();
+      from = await copySource(parent.container, parent.blobName(source.file));
+    }
+    const staged = await Promise.all(
+      pieces.map((piece, k) => {
+        const id = ids.part('p', input.index, input.attempt, `${nonce}:${k}`);
+        return 'copy' in piece ? folder.stageFrom(file, id, from as CopySource, piece.copy) : folder.stage(file, id, piece.data);
+      }),
+    );
+    if (pinned) await pinned();
+    return staged.filter((p): p is StagedPart => p !== undefined);
   }
 
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
@@ -799,7 +876,7 @@ export class JobRunner {
       items,
       succeeded: 0,
       failed: items,
-      report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason }),
+      report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason, startedAt: this.#now().toISOString() }),
       errors: errorLines(input.index, batch.items.map((i) => failedItem(i, reason))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
     }, run.state.segment_size);
@@ -862,7 +939,8 @@ export class JobRunner {
       appendRow ? where.blocks(predictions) : new Map<string, number>(),
     ]);
     const reading = readJournalLines(lines, at.expected);
-    const staged = reading.accepted.flatMap((m) => (m.final.part ? [{ index: m.index, attempt: m.final.a, part: m.final.part }] : []));
+    // A rerun's mini-batch records several parts (rows copied from its parent and new ones).
+    const staged = reading.accepted.flatMap((m) => entryParts(m.final).map((part) => ({ index: m.index, attempt: m.final.a, part })));
     const lost = appendRow ? OutputFolder.missing(staged, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
     const missing = [...reading.missing, ...lost].sort((a, b) => a.index - b.index);
     const finals = reading.accepted.map((m) => m.final);
@@ -940,9 +1018,12 @@ export class JobRunner {
     const readings = Array.from({ length: segmentCount }, (_, segment) => () =>
       this.#finalizeSegment(run, folder, { segment, segmentSize, expected: sliceSorted(expected, segmentSize === undefined ? undefined : { start: segment * segmentSize, end: (segment + 1) * segmentSize }) }),
     );
-    const preamble = segmentSize === undefined ? undefined : this.#workArea.readJournal(run.scope, JobWorkArea.journalOf(segmentSize, -1));
-    const segments = await Promise.all(inOrderAtMost(readings, SEGMENTS_AT_ONCE));
-    const preambleLog = [...(preamble ? readJournalLines(await preamble, []).preamble : []), ...segments.flatMap((g) => g.preamble)].map((e) => e.log).join('');
+    // Side by side, and awaited together (neither can fail unobserved while the other runs).
+    const [preamble, segments] = await Promise.all([
+      segmentSize === undefined ? [] : this.#workArea.readJournal(run.scope, JobWorkArea.journalOf(segmentSize, -1)),
+      Promise.all(inOrderAtMost(readings, SEGMENTS_AT_ONCE)),
+    ]);
+    const preambleLog = [...readJournalLines(preamble, []).preamble, ...segments.flatMap((g) => g.preamble)].map((e) => e.log).join('');
     const missing = segments.flatMap((g) => g.missing);
     if (missing.length > 0 && input.mayRepair && missing.length <= MAX_REPAIRS) return { status: 'repair', repair: missing };
 
@@ -1010,12 +1091,17 @@ export class JobRunner {
         scratch: (level, index) => parts.container.getBlockBlobClient(parts.blobName(`compose/${kind}/${level}-${index}`)),
       });
     };
+    // The predictions: the header line (`csv_header`, once the columns are final) first, then
+    // every segment's rows; a job prepared before segments commits its staged blocks after it.
+    const predictions = async (): Promise<void> => {
+      const header = predictionsHeader(spec.settings, columns);
+      const contentType = outputContentType(outputFormat(file));
+      if (segmentSize !== undefined) return compose(file, 'predictions', [{ text: header }, ...pieces('predictions')], contentType);
+      const staged = header === '' ? undefined : await folder.stage(file, new BlockIds(run.scope).part('p', -1, 0, '00000000'), header);
+      await folder.commit(file, [...(staged ? [staged] : []), ...(segments[0]?.committed ?? [])], { contentType });
+    };
     await Promise.all([
-      appendRow && missing.length === 0
-        ? segmentSize === undefined
-          ? folder.commit(file, segments[0]?.committed ?? [], { contentType: 'text/csv; charset=utf-8' })
-          : compose(file, 'predictions', pieces('predictions'), 'text/csv; charset=utf-8')
-        : undefined,
+      appendRow && missing.length === 0 ? predictions() : undefined,
       compose(REPORT_FILE, 'report', [{ text: REPORT_HEADER }, ...pieces('report')], 'text/csv; charset=utf-8'),
       compose(ERRORS_FILE, 'errors', pieces('errors'), 'application/x-ndjson'),
       folder.upload(SUMMARY_FILE, redactSecrets(`${JSON.stringify(summary, null, 2)}\n`), 'application/json'),
@@ -1027,7 +1113,9 @@ export class JobRunner {
     await removeQuietly(join(this.#config.cacheDir, 'code', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'outputs', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'work', ...local));
-    await this.#workArea.clear(run.scope).catch(() => undefined);
+    // The plan and the journals stay: a rerun of this job reads them (shared/jobs/rerun.ts). The
+    // segment parts the outputs were composed of go (a rerun copies from the outputs themselves).
+    await this.#workArea.clearParts(run.scope).catch(() => undefined);
     this.#runs.delete(run.scope);
     this.#places.delete(run.scope);
     this.#scorers.delete(run.scope);

@@ -7,12 +7,12 @@ import { redactSecrets } from '../redact.js';
 import { OutputFolder } from '../outputs/output-writer.js';
 import { type DataLocation, type Registry, type ResolvedData, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { type FolderContent, folderContent } from './local-files.js';
-import { DEFAULT_OUTPUT_NAME, type InvokeBody, invokeBody, isTerminalJob, type JobStatus, pipelineJobBody } from '../schemas/jobs.js';
+import { DEFAULT_OUTPUT_NAME, type InvokeBody, type JobStatus, invokeBody, isTerminalJob, pipelineJobBody, rerunBody } from '../schemas/jobs.js';
 import { endpointName } from '../schemas/resources.js';
 import { folderPrefix, isFileIn } from '../planning/list-input.js';
 import { parseOrThrow } from '../schemas/validate.js';
 import { isNotFound } from '../storage/clients.js';
-import type { InvokerFilter, JobStore } from './job-store.js';
+import type { InvokerFilter, JobStore, OutputClaim } from './job-store.js';
 import { mergeSettings } from './settings.js';
 import { jobSizeProblem } from '../limits.js';
 import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
@@ -20,6 +20,13 @@ import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from '
 import { resolvePipeline } from '../components/graph.js';
 import { type PipelineComponentDoc, isComponentRef } from '../components/types.js';
 import type { DeploymentDoc } from '../registry/types.js';
+import type { DeploymentSettings } from '../schemas/resources.js';
+import { fileFormat } from '../data/records.js';
+import { requiredInputColumns, rowJoinOf, rowJoinProblem } from '../scoring/columns.js';
+import { storedColumns } from '../scoring/tabular.js';
+import { predictionsHeader } from '../scoring/rows.js';
+import type { RerunSource } from './rerun.js';
+import { JobWorkArea } from './work-area.js';
 
 export interface InvokeRequest {
   endpoint: string;
@@ -88,9 +95,11 @@ export class JobsService {
   readonly #store: JobStore;
   readonly #now: () => Date;
   readonly #limits: AppConfig['limits'];
+  readonly #workArea: JobWorkArea;
 
-  constructor(options: { config: AppConfig; registry: Registry; store: JobStore; now?: () => Date }) {
+  constructor(options: { config: AppConfig; registry: Registry; store: JobStore; workArea?: JobWorkArea | undefined; now?: () => Date }) {
     this.#limits = options.config.limits;
+    this.#workArea = options.workArea ?? new JobWorkArea({ config: options.config });
     this.#registry = options.registry;
     this.#store = options.store;
     this.#now = options.now ?? (() => new Date());
@@ -229,6 +238,114 @@ export class JobsService {
   }
 
   /**
+   * Reruns a finished model deployment job (`POST /api/jobs/{id}/rerun`): a new job, linked to
+   * it, that scores only the mini-batches and items the parent did not score (failed, or never
+   * ran) with the parent's inputs, plan and settings (retries, timeout, concurrency, error
+   * threshold and logging may change), and copies the parent's rows for the rest server-side, so
+   * its output folder is what one clean run would have written (see shared/jobs/rerun.ts).
+   *
+   * Refused: a job still running (409), a pipeline or summary_only job (400), a job whose plan and
+   * journal are gone or whose predictions file changed since (409), a job with nothing left to run
+   * (409 `nothing_to_rerun`), and, unless `force`, a deployment whose model or scoring code is not
+   * the parent's (409 `deployment_changed`: the rows would come from two scorers).
+   */
+  async rerun(request: { id: string; body: unknown; invokedBy: Invoker; start: (jobId: string) => Promise<void> }): Promise<InvokeResult> {
+    const body = parseOrThrow(rerunBody, request.body ?? {}, 'request body');
+    const parent = await this.get(request.id);
+    const spec = parent.spec;
+    if (isPipelineSpec(spec)) {
+      throw new BatchError('unsupported', `Job '${request.id}' is a pipeline job: invoke it again, and the steps whose inputs did not change are reused (force_rerun: false).`, { details: { field: 'id' } });
+    }
+    if (!isTerminalJob(parent.state.status)) {
+      throw new BatchError('conflict', `Job '${request.id}' is ${parent.state.status}; only a finished job (Completed, Failed or Canceled) can be rerun.`, { details: { job_status: parent.state.status, field: 'id' } });
+    }
+    if (spec.settings.output_action !== 'append_row') {
+      throw new BatchError('unsupported', `Job '${request.id}' is summary_only: its scoring script wrote its own files, which a rerun cannot reuse. Invoke the endpoint again.`, { details: { field: 'id' } });
+    }
+    const scope = spec.runs_as === 'steps' ? `${spec.id}/${MODEL_STEP}` : spec.id;
+    // The engine's state: the job's own, or its model step's (where its columns and layout are).
+    const engine = spec.runs_as === 'steps' ? parent.steps?.[MODEL_STEP] : parent.state;
+    const columns = parent.state.columns ?? engine?.columns;
+    const segmentSize = engine?.segment_size;
+    const file = spec.settings.output_file_name;
+    const headerBytes = Buffer.byteLength(predictionsHeader(spec.settings, columns));
+    const plan = await this.#workArea.rerunPlan(scope, headerBytes, segmentSize);
+    if (plan.batches.length === 0) {
+      throw new BatchError('conflict', `Job '${request.id}' has no plan or journal left (it finished before reruns were possible, or never planned its work); invoke the endpoint again.`, { details: { field: 'id' } });
+    }
+    if (plan.scored.items === 0) {
+      throw new BatchError('nothing_to_rerun', `Nothing is left to run: every one of the ${plan.reused.items} item(s) of job '${request.id}' succeeded.`, { details: { field: 'id', job_id: request.id } });
+    }
+    let source: RerunSource | undefined;
+    if (plan.expectedBytes > 0) {
+      const folder = outputFolderOf(this.#registry, spec.output);
+      const props = await folder.container
+        .getBlobClient(folder.blobName(file))
+        .getProperties()
+        .catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw new BatchError('storage_failed', `Could not read ${spec.output.uri}${file}.`, { cause: err });
+        });
+      if (props?.contentLength !== plan.expectedBytes || !props.etag) {
+        throw new BatchError('conflict', `The predictions of job '${request.id}' (${spec.output.uri}${file}) are ${props ? `${props.contentLength ?? 0} bytes, not the ${plan.expectedBytes} its journal records` : 'gone'}: its rows cannot be reused. Invoke the endpoint again.`, {
+          details: { field: 'id' },
+        });
+      }
+      source = { location: spec.output.location, file, etag: props.etag, bytes: plan.expectedBytes };
+    }
+
+    const deploymentName = body.deployment ?? spec.deployment;
+    const found = await this.#registry.getAnyDeployment(spec.endpoint, deploymentName);
+    if (!found) throw notFound('Deployment', `${spec.endpoint}/${deploymentName}`, { field: body.deployment ? 'deployment' : 'id' });
+    if (found.doc.type !== 'model') {
+      throw new BatchError('validation_failed', `deployment: ${deploymentName} is a pipeline deployment; a rerun scores with a model deployment.`, { issues: [{ field: 'deployment', message: 'not a model deployment' }] });
+    }
+    const scorer = await this.#scorerOf(found.doc);
+    const changes = [
+      ...(scorer.model.name !== spec.model.name || scorer.model.version !== spec.model.version ? [`model ${spec.model.name}:${spec.model.version} → ${scorer.model.name}:${scorer.model.version}`] : []),
+      ...(scorer.model_content !== spec.model_content ? ['the model files'] : []),
+      ...((scorer.code_configuration?.scoring_script ?? null) !== (spec.code_configuration?.scoring_script ?? null) ? ['the scoring script'] : []),
+      ...(scorer.code_content !== spec.code_content ? ['the scoring code'] : []),
+    ];
+    const unique = [...new Set(changes)];
+    if (unique.length > 0 && !body.force) {
+      throw new BatchError('deployment_changed', `Deployment ${spec.endpoint}/${deploymentName} does not score as job '${request.id}' did (${unique.join('; ')}): its rows and the reused ones would come from two scorers. Pass "force": true to rerun anyway.`, {
+        details: { field: 'force', changes: unique },
+      });
+    }
+    const settings = mergeSettings(spec.settings, body.settings);
+    const now = this.#now();
+    const base = {
+      id: newJobId(now),
+      runs_as: 'steps' as const,
+      endpoint: spec.endpoint,
+      endpoint_uid: spec.endpoint_uid,
+      deployment: deploymentName,
+      display_name: body.display_name ?? spec.display_name,
+      description: spec.description,
+      tags: body.tags ?? spec.tags,
+      invoked_by: request.invokedBy,
+      created_at: now.toISOString(),
+    };
+    const problem = rowJoinProblem(rowJoinOf(settings), { script: (unique.length > 0 ? scorer.code_configuration : spec.code_configuration) !== undefined, field: 'settings' });
+    if (problem) throw new BatchError('validation_failed', `deployment: ${problem.message}.`, { issues: [{ field: 'deployment', message: problem.message }] });
+    const out = await this.#outputOf(base, Object.entries(body.outputs ?? {}));
+    const { id: _id, created_at: _created, invoked_by: _by, rerun_of: _rerun, runs_as: _runs, deployment: _deployment, display_name: _name, tags: _tags, output: _output, ...work } = spec;
+    const rerun: ModelJobSpec = {
+      ...work,
+      ...base,
+      kind: 'model',
+      // The parent's model and code, pinned as they were, unless the caller forced others.
+      ...(unique.length > 0 ? scorer : {}),
+      settings,
+      resources: { instance_count: body.resources?.instance_count ?? spec.resources.instance_count },
+      output: out.output,
+      rerun_of: { job: spec.id, scope, force: body.force, source, header_bytes: headerBytes, ...(segmentSize === undefined ? {} : { segment_size: segmentSize }), reused: plan.reused, scored: plan.scored },
+    };
+    return this.#create({ key: undefined, scope: undefined, requestHash: '', start: request.start }, this.#modelToCreate(rerun, out.field));
+  }
+
+  /**
    * The graph of a completed pipeline job, for `job_definition: azureml:<job>` (Azure ML: a
    * deployment made from a pipeline job). A job that is not a pipeline job, or has not completed,
    * is a 400 naming `field`.
@@ -271,11 +388,6 @@ export class JobsService {
       });
     }
     const outputs = Object.entries(body.outputs ?? {});
-    if (outputs.length > 1) {
-      throw new BatchError('validation_failed', 'A model deployment writes exactly one output.', {
-        issues: [{ field: 'outputs', message: `expected at most 1 output, got ${outputs.length}` }],
-      });
-    }
     const [inputName, raw] = inputs[0] as [string, InvokeBody['inputs'][string]];
     if (typeof raw !== 'object' || !('path' in raw)) {
       throw new BatchError('validation_failed', `inputs.${inputName}: a model deployment takes one data input ({"type": "uri_folder", "path": …}); literal inputs are for pipeline deployments.`, {
@@ -294,17 +406,7 @@ export class JobsService {
       const tooLarge = jobSizeProblem(this.#limits, { files, miniBatches: Math.ceil(files / settings.mini_batch_size) }, `inputs.${inputName}.files`);
       if (tooLarge) throw tooLarge;
     }
-    const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
-    if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`, { field: 'model' });
-    const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
-    const code = deployment.code_configuration
-      ? await this.#registry.resolveData(deployment.code_configuration.code, 'code_configuration.code', 'uri_folder')
-      : undefined;
-
-    const [modelContent, codeContent] = await Promise.all([
-      this.#content(modelData.location, 'model.path', `The model ${model.doc.name}:${model.doc.version}`),
-      code ? this.#content(code.location, 'code_configuration.code', 'The scoring code folder', { file: false }) : undefined,
-    ]);
+    const scorer = await this.#scorerOf(deployment);
     const inputField = `inputs.${inputName}.path`;
     // A file list names its files: they are read (each at its ETag) when the job lists its input,
     // and one that is gone by then fails its items, not the invocation.
@@ -312,6 +414,61 @@ export class JobsService {
       ? await this.#registry.resolveData(input.path, inputField, 'uri_folder')
       : await this.#inputData(await this.#registry.resolveData(input.path, inputField, input.type), inputField);
 
+    await this.#checkRowJoin(settings, deployment.code_configuration !== undefined, resolvedInput, inputField);
+
+    const out = await this.#outputOf(base, outputs, expandOutput);
+    const spec: ModelJobSpec = {
+      ...base,
+      kind: 'model',
+      ...scorer,
+      settings,
+      resources,
+      split,
+      input: { name: inputName, type: resolvedInput.type, path: redactSecrets(input.path), uri: resolvedInput.uri, location: resolvedInput.location, ...(input.files ? { files: input.files } : {}) },
+      output: out.output,
+    };
+    return this.#modelToCreate(spec, out.field);
+  }
+
+  /** A model job's records: the job, its one parallel step (input bound now), its output folder's claim. */
+  #modelToCreate(spec: ModelJobSpec, outputField: string): JobToCreate {
+    return {
+      spec,
+      // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
+      steps: { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } },
+      claims: [{ target: spec.output, files: Object.values(outputFiles(spec)), empty: false, field: outputField }],
+    };
+  }
+
+  /** What a model deployment scores with, pinned now: the model and code, where they are, and their content. */
+  async #scorerOf(deployment: DeploymentDoc): Promise<Pick<ModelJobSpec, 'model' | 'model_location' | 'model_content' | 'code_configuration' | 'code_location' | 'code_content'>> {
+    const model = await this.#registry.getModel(deployment.model.name, deployment.model.version);
+    if (!model) throw notFound('Model', `${deployment.model.name}:${deployment.model.version}`, { field: 'model' });
+    const modelData = await this.#registry.resolveData(model.doc.path, 'model.path');
+    const code = deployment.code_configuration
+      ? await this.#registry.resolveData(deployment.code_configuration.code, 'code_configuration.code', 'uri_folder')
+      : undefined;
+    const [modelContent, codeContent] = await Promise.all([
+      this.#content(modelData.location, 'model.path', `The model ${model.doc.name}:${model.doc.version}`),
+      code ? this.#content(code.location, 'code_configuration.code', 'The scoring code folder', { file: false }) : undefined,
+    ]);
+    return {
+      model: model.doc,
+      model_location: modelData.location,
+      model_content: modelContent,
+      code_content: codeContent,
+      code_configuration: deployment.code_configuration,
+      code_location: code?.location,
+    };
+  }
+
+  /** A model job's output folder: the one `outputs` names (at most one, a folder), else `azureml/{job}/score/` on the workspace datastore. */
+  async #outputOf(base: { id: string; created_at: string }, outputs: [string, { type?: 'uri_folder' | 'uri_file' | undefined; path: string }][], expandOutput?: InvokeRequest['expandOutput']): Promise<{ output: ModelJobSpec['output']; field: string }> {
+    if (outputs.length > 1) {
+      throw new BatchError('validation_failed', 'A model deployment writes exactly one output.', {
+        issues: [{ field: 'outputs', message: `expected at most 1 output, got ${outputs.length}` }],
+      });
+    }
     const [outputName, output] = outputs[0] ?? [DEFAULT_OUTPUT_NAME, undefined];
     const outputField = `outputs.${outputName}.path`;
     if (output?.type === 'uri_file') {
@@ -328,27 +485,7 @@ export class JobsService {
     const outputData = output
       ? await this.#registry.resolveData(expandOutput ? expandOutput(output.path, base) : output.path, outputField, 'uri_folder')
       : await this.#registry.resolveData(datastoreUri(WORKSPACE_DATASTORE, `azureml/${base.id}/${outputName}/`), outputField, 'uri_folder');
-    const spec: ModelJobSpec = {
-      ...base,
-      kind: 'model',
-      model: model.doc,
-      model_location: modelData.location,
-      model_content: modelContent,
-      code_content: codeContent,
-      code_configuration: deployment.code_configuration,
-      code_location: code?.location,
-      settings,
-      resources,
-      split,
-      input: { name: inputName, type: resolvedInput.type, path: redactSecrets(input.path), uri: resolvedInput.uri, location: resolvedInput.location, ...(input.files ? { files: input.files } : {}) },
-      output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } },
-    };
-    return {
-      spec,
-      // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
-      steps: { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } },
-      claims: [{ target: spec.output, files: Object.values(outputFiles(spec)), empty: false, field: outputField }],
-    };
+    return { output: { name: outputName, uri: outputData.uri.replace(/\/?$/, '/'), location: { ...outputData.location, path: folderPrefix(outputData.location.path) } }, field: outputField };
   }
 
   /**
@@ -360,6 +497,33 @@ export class JobsService {
     const { spec } = created;
     const jobId = spec.id;
     const { key, scope } = request;
+    // Everything that can refuse the job is checked before the first write (a refused request
+    // changes nothing, not even by creating a table); the writes below check again, atomically,
+    // and are undone when another request got in between.
+    const seen = new Map<string, string>();
+    for (const claim of created.claims) {
+      const folderKey = outputFolderKey(this.#registry, claim.target.location);
+      // One output inside another's folder would mix their files (and a reuse would copy one into the other).
+      const other = [...seen].find(([key]) => key.startsWith(folderKey) || folderKey.startsWith(key))?.[1];
+      if (other !== undefined) {
+        throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}, or inside it (or it inside this); each output needs a place of its own.`, {
+          issues: [{ field: claim.field, message: `overlaps ${other}` }],
+        });
+      }
+      seen.set(folderKey, claim.field);
+      const owner = await this.#store.outputClaim(folderKey);
+      const problem =
+        owner && owner.jobId !== jobId && !(await this.#mayTakeOver(claim.target, owner))
+          ? outputTaken(claim.target, claim.field, owner.jobId)
+          : await this.#outputProblem(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
+      if (problem) {
+        // A request with the same key may have claimed this folder since the key was looked up
+        // (it records its key before its outputs): then this one is its retry.
+        const used = key !== undefined && scope ? await this.#store.findKey(scope, key) : undefined;
+        if (used) return this.#replay(used, request.requestHash);
+        throw problem;
+      }
+    }
     const undo: (() => Promise<void>)[] = [];
     try {
       if (key !== undefined && scope) {
@@ -368,19 +532,9 @@ export class JobsService {
         if (!claim.claimed) return await this.#replay(claim, request.requestHash);
         undo.push(() => this.#store.releaseKey(scope, key));
       }
-      const seen = new Map<string, string>();
       for (const claim of created.claims) {
-        const folderKey = outputFolderKey(this.#registry, claim.target.location);
-        // One output inside another's folder would mix their files (and a reuse would copy one into the other).
-        const other = [...seen].find(([key]) => key.startsWith(folderKey) || folderKey.startsWith(key))?.[1];
-        if (other !== undefined) {
-          throw new BatchError('validation_failed', `${claim.field}: the same place as ${other}, or inside it (or it inside this); each output needs a place of its own.`, {
-            issues: [{ field: claim.field, message: `overlaps ${other}` }],
-          });
-        }
-        seen.set(folderKey, claim.field);
         await this.#claimOutput(spec, claim.target, claim.files, claim.field, { empty: claim.empty });
-        undo.push(() => this.#store.releaseOutput(folderKey, jobId));
+        undo.push(() => this.#store.releaseOutput(outputFolderKey(this.#registry, claim.target.location), jobId));
       }
       await this.#store.create(spec, { status: 'NotStarted', counts: emptyCounts() });
       undo.push(() => this.#store.remove(spec));
@@ -399,6 +553,34 @@ export class JobsService {
     const job = await this.#store.get(jobId);
     if (!job) throw new BatchError('internal', `Job ${jobId} vanished after it was created.`);
     return { job, replayed: false };
+  }
+
+  /**
+   * Checks a job's `join` and `key_field` (see columns.ts) where it can before the job exists: that
+   * they fit the scorer, and for a single tabular file (`uri_file`) that its columns hold them. A
+   * folder's files are checked as each is scored (a file without a column fails its item).
+   */
+  async #checkRowJoin(settings: DeploymentSettings, script: boolean, input: ResolvedData, inputField: string): Promise<void> {
+    const rows = rowJoinOf(settings);
+    const problem = rowJoinProblem(rows, { script, field: 'settings' });
+    if (problem) throw new BatchError('validation_failed', `${problem.field}: ${problem.message}.`, { issues: [problem] });
+    const required = requiredInputColumns(rows);
+    if (required.length === 0 || input.type !== 'uri_file') return;
+    const format = fileFormat(input.path);
+    if (!('tabular' in format)) return;
+    const blob = input.container.getBlobClient(input.path);
+    let columns: string[] | undefined;
+    try {
+      const { contentLength } = await blob.getProperties();
+      columns = await storedColumns(format.tabular, contentLength ?? 0, async (start, end) => blob.downloadToBuffer(start, end - start));
+    } catch (err) {
+      throw new BatchError('storage_failed', `Could not read ${input.uri}.`, { cause: err });
+    }
+    const absent = columns ? required.filter((c) => !columns.includes(c)) : [];
+    if (absent.length === 0 || !columns) return;
+    const field = rows.keyField !== undefined && absent.includes(rows.keyField) ? 'settings.key_field' : 'settings.join.columns';
+    const message = `${absent.map((c) => `"${c}"`).join(', ')} ${absent.length === 1 ? 'is not a column' : 'are not columns'} of the input ${input.uri} (its columns: ${columns.join(', ') || 'none'})`;
+    throw new BatchError('validation_failed', `${field}: ${message}.`, { issues: [{ field, message }, { field: inputField, message: `has no column ${absent.map((c) => `"${c}"`).join(', ')}` }] });
   }
 
   /** The identity of a model's or code's content now (see folderContent); nothing there is a 400. */
@@ -443,21 +625,30 @@ export class JobsService {
    * died between claiming and recording it) or it has ended and its outputs have since been deleted.
    */
   async #claimOutput(job: { id: string; created_at: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean } = {}): Promise<void> {
-    const folder = outputFolderOf(this.#registry, target);
     const folderKey = outputFolderKey(this.#registry, target.location);
-    const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, async (claim) => {
-      const owner = await this.#store.get(claim.jobId);
-      if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
-      return isTerminalJob(owner.state.status) && !(await folder.hasAnyFile());
-    });
-    const conflict = (message: string, jobId?: string): BatchError =>
-      new BatchError('output_exists', message, {
-        issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
-        details: { output: target.uri, ...(jobId ? { job_id: jobId } : {}) },
-      });
-    if (!claimed.claimed) {
-      throw conflict(`The output folder ${target.uri} belongs to job ${claimed.jobId}; each job needs an output folder of its own. Choose another folder.`, claimed.jobId);
+    const claimed = await this.#store.claimOutput(folderKey, job.id, job.created_at, (claim) => this.#mayTakeOver(target, claim));
+    if (!claimed.claimed) throw outputTaken(target, field, claimed.jobId);
+    const problem = await this.#outputProblem(job, target, files, field, options);
+    if (problem) {
+      await this.#store.releaseOutput(folderKey, job.id);
+      throw problem;
     }
+  }
+
+  /** Whether a job may take over an output folder claimed by another (see JobStore.claimOutput). */
+  async #mayTakeOver(target: { location: DataLocation }, claim: OutputClaim): Promise<boolean> {
+    const owner = await this.#store.get(claim.jobId);
+    if (!owner) return this.#now().getTime() - Date.parse(claim.claimedAt) > ORPHAN_CLAIM_MS;
+    return isTerminalJob(owner.state.status) && !(await outputFolderOf(this.#registry, target).hasAnyFile());
+  }
+
+  /**
+   * Why the job cannot write into this output folder, its own claim aside: it lies inside another
+   * job's output folder, or holds files the job would overwrite (any file, for a pipeline output).
+   * The one rule, checked before anything is written and again once the folder is claimed.
+   */
+  async #outputProblem(job: { id: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean }): Promise<BatchError | undefined> {
+    const folder = outputFolderOf(this.#registry, target);
     // A folder inside another job's output folder is that job's too (its files would show up among
     // the other's outputs, and be copied with them when a step is reused).
     const path = target.location.path;
@@ -467,23 +658,19 @@ export class JobsService {
       if (!owner || owner.jobId === job.id) continue;
       const ownerJob = await this.#store.get(owner.jobId);
       if (ownerJob && (!isTerminalJob(ownerJob.state.status) || (await outputFolderOf(this.#registry, { location: ancestor }).hasAnyFile()))) {
-        await this.#store.releaseOutput(folderKey, job.id);
-        throw conflict(`The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
+        return outputConflict(target, field, `The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
       }
       if (at === 0) break;
     }
     // A pipeline output's files are its steps' to choose: the place must be empty.
     if (options.empty && (await folder.hasAnyFile())) {
-      await this.#store.releaseOutput(folderKey, job.id);
-      throw conflict(`The output ${target.uri} already holds files. Choose an empty output folder (or a file that does not exist yet).`);
+      return outputConflict(target, field, `The output ${target.uri} already holds files. Choose an empty output folder (or a file that does not exist yet).`);
     }
     // Any file the job would write, found there, would be overwritten: the folder is refused.
     for (const file of files) {
-      if (await folder.exists(file)) {
-        await this.#store.releaseOutput(folderKey, job.id);
-        throw conflict(`The output ${target.uri}${file} already exists. Choose an empty output folder.`);
-      }
+      if (await folder.exists(file)) return outputConflict(target, field, `The output ${target.uri}${file} already exists. Choose an empty output folder.`);
     }
+    return undefined;
   }
 
   /**
@@ -688,4 +875,16 @@ export function outputFiles(spec: { settings: { output_action: string; output_fi
   files['summary'] = SUMMARY_FILE;
   files['logs'] = LOG_FILE;
   return files;
+}
+
+/** 409 `output_exists`: the job cannot have this output folder. */
+function outputConflict(target: { uri: string }, field: string, message: string, jobId?: string): BatchError {
+  return new BatchError('output_exists', message, {
+    issues: [{ field, message: jobId ? `the output folder belongs to job ${jobId}` : 'job outputs already exist there' }],
+    details: { output: target.uri, ...(jobId ? { job_id: jobId } : {}) },
+  });
+}
+
+function outputTaken(target: { uri: string }, field: string, jobId: string): BatchError {
+  return outputConflict(target, field, `The output folder ${target.uri} belongs to job ${jobId}; each job needs an output folder of its own. Choose another folder.`, jobId);
 }

@@ -26,6 +26,14 @@ export interface JournalEntry {
   failed: number;
   /** Its part of the predictions file, if it produced rows. */
   part?: StagedPart | undefined;
+  /** A rerun's mini-batch: its parts in order (rows copied from the parent and new ones), instead of `part`. */
+  parts?: StagedPart[] | undefined;
+  /**
+   * Bytes of each item's rows in its part, in item order (0 for an item without rows), recorded
+   * when some of its items failed and the rows can be told apart by item: a rerun reuses the rows
+   * of the items that succeeded from the part (see shared/jobs/rerun.ts).
+   */
+  item_bytes?: number[] | undefined;
   /** Its processed_mini_batches.csv row, errors.jsonl lines and job.log lines. */
   report: string;
   errors: string;
@@ -43,6 +51,11 @@ export interface JournalAck {
  * final by being there) or an ack of an entry staged elsewhere.
  */
 export type JournalLine = (JournalEntry & { g?: 1 | undefined }) | JournalAck;
+
+/** An entry's parts of the predictions file, in order (see JournalEntry.part and parts). */
+export function entryParts(entry: JournalEntry): StagedPart[] {
+  return entry.parts ?? (entry.part ? [entry.part] : []);
+}
 
 export function isAck(line: JournalLine): line is JournalAck {
   return 'ack' in line;

@@ -13,6 +13,7 @@ import { type DataLocation, type Registry, WORKSPACE_DATASTORE } from '../regist
 import { isTerminalJob } from '../schemas/jobs.js';
 import type { JobStore } from './job-store.js';
 import { chunkInstanceId, outputFolderOf, stepInstanceId, sumCounts } from './jobs-service.js';
+import { resolveEnvironment } from '../schemas/environment.js';
 import {
   type DataValue,
   type Job,
@@ -334,7 +335,7 @@ export class PipelineRunner {
       entryScript: spec.entry_script,
       inputs,
       outputs,
-      environment: spec.environment_variables,
+      environment: resolveEnvironment(spec.environment_variables),
       timeoutMs: spec.timeout * 1000,
       workDir: join(this.#config.cacheDir, 'work', input.jobId, input.step, `a${input.attempt}-${randomBytes(4).toString('hex')}`),
       cacheDir: this.#config.cacheDir,

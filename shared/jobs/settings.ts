@@ -7,6 +7,7 @@ import type { SettingsOverride } from '../schemas/jobs.js';
  */
 export function mergeSettings(base: DeploymentSettings, override: SettingsOverride | undefined): DeploymentSettings {
   if (!override) return structuredClone(base);
+  // Fields added later are left out when unset (see present).
   return {
     max_concurrency_per_instance: override.max_concurrency_per_instance ?? base.max_concurrency_per_instance,
     mini_batch_size: override.mini_batch_size ?? base.mini_batch_size,
@@ -19,7 +20,15 @@ export function mergeSettings(base: DeploymentSettings, override: SettingsOverri
     output_file_name: override.output_file_name ?? base.output_file_name,
     logging_level: override.logging_level ?? base.logging_level,
     environment_variables: { ...base.environment_variables, ...override.environment_variables },
+    ...present('join', override.join === null ? undefined : (override.join ?? base.join)),
+    ...present('key_field', override.key_field === null ? undefined : (override.key_field ?? base.key_field)),
+    ...present('csv_header', override.csv_header ?? base.csv_header),
   };
+}
+
+/** `{[key]: value}`, or nothing for an unset value: settings without them stay as they were stored before they existed. */
+function present<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: structuredClone(value) }) as { [P in K]?: V };
 }
 
 /** Mini-batches in flight at once: instance_count × max_concurrency_per_instance. */

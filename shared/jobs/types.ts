@@ -3,6 +3,7 @@ import type { PipelineComponentDoc } from '../components/types.js';
 import type { ModelDoc } from '../registry/types.js';
 import type { DeploymentSettings, SplitSettings } from '../schemas/resources.js';
 import type { JobStatus, ListedFile } from '../schemas/jobs.js';
+import type { RerunOf } from './rerun.js';
 
 /** Who started a job. */
 export interface Invoker {
@@ -107,6 +108,8 @@ interface JobSpecBase {
 /** Everything fixed when a model deployment's job is created; it never changes afterwards. */
 export interface ModelJobSpec extends JobSpecBase, ParallelWork {
   kind?: 'model' | undefined;
+  /** A rerun (POST /api/jobs/{id}/rerun): the job it reruns and what it reuses (see shared/jobs/rerun.ts). */
+  rerun_of?: RerunOf | undefined;
 }
 
 /** Everything fixed when a pipeline job is created (see PipelineSpec). */

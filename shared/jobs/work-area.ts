@@ -5,17 +5,15 @@ import { BlockIds, OutputFolder } from '../outputs/output-writer.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { chunkOf, type MiniBatch } from '../planning/plan.js';
 import { isNotFound, storageAccount } from '../storage/clients.js';
-import { type JournalEntry, type JournalLine, isAck } from './journal.js';
+import { type JournalEntry, type JournalLine, isAck, readJournalLines } from './journal.js';
+import { type RerunPlan, emptyRerunPlan, extendRerunPlan } from './rerun.js';
 
 /** The journal of jobs prepared before segments (`JobState.segment_size` unset): one blob. */
 const LEGACY_JOURNAL = 'journal.jsonl';
-/**
- * Mini-batches per segment: each segment has a journal blob and a part blob per output file of its
- * own, so no blob of a job grows with the job (see README, "How it works"). A blob holds 100,000
- * uncommitted and 50,000 committed blocks; a segment's journal holds at most a block per attempt
- * (up to 101 with retry_settings.max_retries 100) of each of its mini-batches: 256 × 101 < 50,000.
- */
-export const SEGMENT_SIZE = 256;
+/** Mini-batches per segment at most (see shared/limits.ts); a job's own is its `segment_size`. */
+export { SEGMENT_SIZE } from '../limits.js';
+/** Segments read at once (finalize, a rerun's plan): memory holds a few segments' journals, never a job's. */
+export const SEGMENTS_AT_ONCE = 8;
 /** The preamble's block: one per job, whoever writes it last (prepare may run twice) wins. */
 const PREAMBLE_NONCE = '00000000';
 
@@ -153,12 +151,86 @@ export class JobWorkArea {
       .map((line) => JSON.parse(line) as JournalLine);
   }
 
+  /** Every mini-batch of a job's plan (its manifest), in index order. */
+  async plan(jobId: string): Promise<MiniBatch[]> {
+    const container = await this.#ready();
+    const batches: MiniBatch[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/manifest/` })) {
+      const text = (await container.getBlobClient(blob.name).downloadToBuffer()).toString('utf8');
+      if (text !== '') batches.push(...text.split('\n').map((line) => JSON.parse(line) as MiniBatch));
+    }
+    return batches.sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * A rerun's plan from its parent's finished work area (scope `jobId`, laid out in segments of
+   * `segmentSize` mini-batches, or undefined for a job prepared before segments): its manifest,
+   * and its committed journals read against every mini-batch of it (see planRerun), a few segments
+   * at a time and in order, so memory holds a few segments' journals, never the job's. A job
+   * finished before its work area was kept has none: an empty plan.
+   */
+  async rerunPlan(jobId: string, headerBytes: number, segmentSize: number | undefined): Promise<RerunPlan> {
+    const batches = await this.plan(jobId);
+    const plan = emptyRerunPlan(headerBytes);
+    if (batches.length === 0) return plan;
+    const size = segmentSize ?? batches.length;
+    const segments: MiniBatch[][] = [];
+    for (const batch of batches) {
+      const segment = Math.floor(batch.index / size);
+      (segments[segment] ??= []).push(batch);
+    }
+    const readings = [...segments.entries()].map(([segment, members = []]) => async () => {
+      const lines = await this.#committedJournal(jobId, JobWorkArea.journalOf(segmentSize, segment * size));
+      return { members, reading: readJournalLines(lines, members.map((b) => b.index)) };
+    });
+    const pending = inOrderAtMost(readings, SEGMENTS_AT_ONCE);
+    // Each is awaited in order below; a later one failing first must not go unhandled meanwhile.
+    for (const next of pending) next.catch(() => undefined);
+    for (const next of pending) {
+      const { members, reading } = await next;
+      extendRerunPlan(plan, members, reading);
+    }
+    return plan;
+  }
+
+  /**
+   * The lines of one journal blob of a finished job (see journalOf) as its finalize committed
+   * them, read without writing anything (a rerun that is refused changes nothing); none when there
+   * is no such blob.
+   */
+  async #committedJournal(jobId: string, journal: string): Promise<JournalLine[]> {
+    const container = await this.#ready();
+    let text: string;
+    try {
+      text = (await container.getBlobClient(`${jobId}/${journal}`).downloadToBuffer()).toString('utf8');
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw new BatchError('storage_failed', `Could not read the journal of ${jobId}.`, { cause: err });
+    }
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as JournalLine);
+  }
+
   /** Deletes the job's working files (its outputs live elsewhere), several at a time. */
   async clear(jobId: string): Promise<void> {
+    await this.#deleteUnder(`${jobId}/`);
+    for (const key of [...this.#chunks.keys()]) if (key.startsWith(`${jobId}/`)) this.#chunks.delete(key);
+  }
+
+  /**
+   * Deletes a finished job's segment parts and composition scratch blobs (see parts): its outputs
+   * were composed from them. Its plan and journals stay, for a rerun (shared/jobs/rerun.ts).
+   */
+  async clearParts(jobId: string): Promise<void> {
+    await this.#deleteUnder(`${jobId}/parts/`);
+  }
+
+  async #deleteUnder(prefix: string): Promise<void> {
     const container = await this.#ready();
     const names: string[] = [];
-    for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/` })) names.push(blob.name);
+    for await (const blob of container.listBlobsFlat({ prefix })) names.push(blob.name);
     await Promise.all(inOrderAtMost(names.map((name) => () => container.deleteBlob(name).then(() => undefined, () => undefined)), 16));
-    for (const key of [...this.#chunks.keys()]) if (key.startsWith(`${jobId}/`)) this.#chunks.delete(key);
   }
 }

@@ -2,7 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV3, OpenApiGeneratorV31 } from '@astea
 import { z } from 'zod';
 import { componentBody } from '../components/schemas.js';
 import { azureMlInvokeBody } from '../schemas/azureml-invoke.js';
-import { JOB_STATUSES, invokeBody, pipelineJobBody } from '../schemas/jobs.js';
+import { JOB_STATUSES, invokeBody, pipelineJobBody, rerunBody } from '../schemas/jobs.js';
 import { dataAssetBody, datastoreBody, deploymentBody, endpointBody, modelBody } from '../schemas/resources.js';
 import { triggerBody } from '../schemas/triggers.js';
 
@@ -22,6 +22,19 @@ const problem = z
   .object({ type: z.string(), title: z.string(), status: z.number(), detail: z.string(), code: z.string(), errors: z.array(z.object({ field: z.string(), message: z.string() })).optional() })
   .meta({ id: 'Problem' });
 
+/** Who invoked a job (see README, "The invoker"). */
+const invoker = z
+  .looseObject({
+    name: z.string().meta({ description: "A display name: the user's name, the application's id, 'function key' or 'anonymous'" }),
+    id: z.string().optional().meta({ description: 'The object id (oid) in Microsoft Entra ID' }),
+    tenant: z.string().optional().meta({ description: 'The tenant id (tid)' }),
+    app_id: z.string().optional().meta({ description: 'The client application (azp)' }),
+    kind: z.enum(['user', 'app']).optional().meta({ description: 'user (delegated scopes) or app (an application or managed identity: app roles)' }),
+    via: z.enum(['entra', 'easy_auth', 'function_key', 'anonymous', 'event_grid']).meta({ description: 'How the caller authenticated (event_grid: a blob-created trigger)' }),
+    trigger: z.looseObject({ rule: z.string(), batch: z.string() }).optional().meta({ description: 'For event_grid: the trigger rule and batch of files' }),
+  })
+  .meta({ id: 'Invoker' });
+
 /** The job as `GET /api/jobs/{id}` shows it: the fields a workflow reads (more may follow). */
 const jobResponse = z
   .looseObject({
@@ -34,6 +47,7 @@ const jobResponse = z
     created_at: z.string(),
     started_at: z.string().nullable(),
     completed_at: z.string().nullable(),
+    invoked_by: invoker,
     counts: z.looseObject({
       mini_batches: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),
       items: z.looseObject({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int() }),
@@ -184,6 +198,88 @@ function buildRegistry(): OpenAPIRegistry {
       responses: { 200: { description: 'The file' }, 404: errors[404] },
     });
   }
+  const reportQuery = { step: z.string().optional().meta({ description: "A step of a pipeline job (its reports); else the job's own" }) };
+  const reportNote = 'Read from the file finalize writes: complete is false, and the list empty, until it exists (while the job runs).';
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/mini-batches',
+    operationId: 'GetJobMiniBatches',
+    summary: "Each mini-batch's final attempt (processed_mini_batches.csv)",
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object(reportQuery) },
+    responses: {
+      200: {
+        description: 'Mini-batches in order',
+        content: {
+          'application/json': {
+            schema: z.object({
+              status: z.enum(JOB_STATUSES),
+              complete: z.boolean(),
+              value: z.array(
+                z.object({
+                  mini_batch_id: z.number().int(),
+                  attempts: z.number().int(),
+                  items: z.number().int(),
+                  succeeded: z.number().int(),
+                  failed: z.number().int(),
+                  seconds: z.number(),
+                  status: z.string().meta({ description: 'completed, failed or timeout' }),
+                  error: z.string().nullable(),
+                  started_at: z.string().nullable().meta({ description: 'When the final attempt started' }),
+                }),
+              ),
+            }),
+          },
+        },
+      },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/failures',
+    operationId: 'GetJobFailures',
+    summary: 'Failed items by reason (errors.jsonl)',
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object(reportQuery) },
+    responses: {
+      200: {
+        description: 'Reasons, most items first, each with a few sample items',
+        content: {
+          'application/json': {
+            schema: z.object({
+              status: z.enum(JOB_STATUSES),
+              complete: z.boolean(),
+              items: z.number().int(),
+              reasons: z.array(z.object({ reason: z.string(), count: z.number().int(), samples: z.array(z.looseObject({ mini_batch: z.number().int(), file: z.string().nullable() })) })),
+            }),
+          },
+        },
+      },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/api/jobs/{id}/log',
+    operationId: 'GetJobLogTail',
+    summary: 'The tail of logs/job.log',
+    description: reportNote,
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), query: z.object({ ...reportQuery, tail: z.number().int().min(1).max(1000).optional().meta({ description: 'Lines (100)' }) }) },
+    responses: {
+      200: { description: 'The last lines', content: { 'application/json': { schema: z.object({ status: z.enum(JOB_STATUSES), complete: z.boolean(), lines: z.array(z.string()), truncated: z.boolean() }) } } },
+      400: errors[400],
+      404: errors[404],
+    },
+  });
   registry.registerPath({
     method: 'post',
     path: '/api/jobs/{id}/cancel',
@@ -193,6 +289,16 @@ function buildRegistry(): OpenAPIRegistry {
     tags: ['jobs'],
     request: { params: z.object({ id: z.string() }) },
     responses: { 202: { description: 'Canceling', content: job }, 404: errors[404], 409: errors[409] },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/api/jobs/{id}/rerun',
+    operationId: 'RerunJob',
+    summary: 'Rerun what a finished job did not score, reusing its other rows',
+    'x-ms-visibility': 'advanced',
+    tags: ['jobs'],
+    request: { params: z.object({ id: z.string() }), body: { content: { 'application/json': { schema: rerunBody } }, required: false } },
+    responses: { 202: { description: 'The rerun job, created and started', content: job }, 400: errors[400], 404: errors[404], 409: errors[409] },
   });
   return registry;
 }

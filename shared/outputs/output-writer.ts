@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
 import { isNotFound } from '../storage/clients.js';
+import type { CopySource } from '../storage/fast-read.js';
 
 /** A block staged for a file: its id and its exact length, as the writer recorded them. */
 export interface StagedPart {
@@ -116,6 +117,22 @@ export class OutputFolder {
       throw storageError(`staging a part of ${file}`, err);
     }
     return { id, bytes: body.length };
+  }
+
+  /**
+   * Stages bytes [start, end) of another blob as one part of `file` under `id`, server-side (Put
+   * Block From URL): nothing passes through this process. Nothing is staged for an empty range.
+   * Which version of the source is read is the caller's to check (see the rerun's source pin).
+   */
+  async stageFrom(file: string, id: string, source: CopySource, range: { start: number; end: number }): Promise<StagedPart | undefined> {
+    const bytes = range.end - range.start;
+    if (bytes <= 0) return undefined;
+    try {
+      await this.container.getBlockBlobClient(this.blobName(file)).stageBlockFromURL(id, source.url, range.start, bytes, source.authorization ? { sourceAuthorization: source.authorization } : {});
+    } catch (err) {
+      throw storageError(`copying a part of ${file}`, err);
+    }
+    return { id, bytes };
   }
 
   /** The blocks of `file` that exist (staged or committed), by id, with their lengths. */

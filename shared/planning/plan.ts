@@ -30,7 +30,22 @@ export interface PlanItem {
 export interface MiniBatch {
   index: number;
   items: PlanItem[];
+  /** A rerun's mini-batch: what it reuses of its parent's predictions (see shared/jobs/rerun.ts). */
+  reuse?: MiniBatchReuse | undefined;
 }
+
+/** Bytes [start, end) of a file. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * What a rerun's mini-batch reuses of its parent's rows: all of them (`rows`: the mini-batch's
+ * bytes of the parent's predictions file), or item by item (`items`: an item's bytes, or null for
+ * an item scored anew).
+ */
+export type MiniBatchReuse = { rows: ByteRange } | { items: (ByteRange | null)[] };
 
 export interface Plan {
   miniBatches: number;

@@ -1,3 +1,4 @@
+import { rowJoinOf, rowJoinProblem } from '../scoring/columns.js';
 import { randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { componentRefsIn, componentsWithin, dataUrisOf, resolvePipeline } from '../components/graph.js';
@@ -553,6 +554,8 @@ export class Registry {
         issues: [{ field: 'code_configuration', message: 'required for custom_model models' }],
       });
     }
+    const joinProblem = rowJoinProblem(rowJoinOf(body.settings), { script: body.code_configuration !== undefined, field: 'settings' });
+    if (joinProblem) throw invalid(joinProblem.field, joinProblem.message);
     let code: DeploymentDoc['code_configuration'];
     if (body.code_configuration) {
       const { code: folder, scoring_script } = body.code_configuration;

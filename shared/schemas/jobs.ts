@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { environmentOverrides } from './environment.js';
 import { identifier, stepName } from './names.js';
-import { dataPath, loggingLevel, outputFileName, splitSettings } from './resources.js';
+import { dataPath, endpointName, inputColumnName, joinSetting, loggingLevel, outputFileName, splitSettings } from './resources.js';
 
 /** The body of `POST /api/endpoints/{endpoint}/jobs` (invoke). */
 
@@ -102,7 +103,12 @@ export const settingsOverride = z.strictObject({
   output_action: z.enum(['append_row', 'summary_only']).optional(),
   output_file_name: outputFileName.optional(),
   logging_level: loggingLevel.optional(),
-  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).optional(),
+  /** Literals only (see ./environment.ts). */
+  environment_variables: environmentOverrides.optional(),
+  /** `null` turns off the deployment's join (as `split: null` does its split). */
+  join: joinSetting.nullable().optional(),
+  key_field: inputColumnName.nullable().optional(),
+  csv_header: z.boolean().optional(),
 });
 export type SettingsOverride = z.infer<typeof settingsOverride>;
 
@@ -121,6 +127,26 @@ export const invokeBody = z
   })
   .meta({ id: 'InvokeRequest' });
 export type InvokeBody = z.infer<typeof invokeBody>;
+
+/**
+ * The body of `POST /api/jobs/{id}/rerun` (all optional). Only what leaves the plan and the rows'
+ * layout as they were can change: retries, timeout, concurrency, the error threshold, logging,
+ * the deployment (with `force` when its model or code differ from the parent's), the output folder.
+ */
+export const rerunBody = z
+  .strictObject({
+    /** Another deployment of the parent's endpoint; by default the parent's. */
+    deployment: endpointName.optional(),
+    /** Run even though the deployment's model or scoring code is not the parent's: the rows then come from two scorers. */
+    force: z.boolean().default(false),
+    settings: settingsOverride.pick({ retry_settings: true, max_concurrency_per_instance: true, error_threshold: true, logging_level: true }).optional(),
+    resources: z.strictObject({ instance_count: z.number().int().min(1).max(100).optional() }).optional(),
+    outputs: z.record(inputName, jobOutput).optional(),
+    display_name: z.string().max(256).optional(),
+    tags: z.record(z.string().max(256), z.string().max(1024)).optional(),
+  })
+  .meta({ id: 'RerunRequest' });
+export type RerunBody = z.infer<typeof rerunBody>;
 
 /**
  * A standalone pipeline job (`POST /api/jobs`), in Azure ML's pipeline job shape
@@ -157,6 +183,20 @@ export type PipelineJobBody = z.infer<typeof pipelineJobBody>;
 
 /** The output of a model deployment's job when the invoke names none (Azure ML's name). */
 export const DEFAULT_OUTPUT_NAME = 'score';
+
+/**
+ * The steps of a pipeline job body (`POST /api/jobs`, read before validation) that bring their own
+ * component inline rather than naming a registered one: such a job runs code (and environment
+ * variables, app setting references included) that nobody holding `Workspace.Manage` registered,
+ * so submitting it needs that permission too; `Jobs.Invoke` runs what is registered.
+ */
+export function inlineComponentSteps(body: unknown): string[] {
+  const jobs = typeof body === 'object' && body !== null ? (body as { jobs?: unknown }).jobs : undefined;
+  if (typeof jobs !== 'object' || jobs === null) return [];
+  return Object.entries(jobs as Record<string, unknown>)
+    .filter(([, step]) => typeof step === 'object' && step !== null && typeof (step as { component?: unknown }).component === 'object' && (step as { component?: unknown }).component !== null)
+    .map(([name]) => name);
+}
 
 export const JOB_STATUSES = [
   'NotStarted',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ENDPOINT_SUFFIXES } from '../storage/endpoints.js';
+import { environmentVariables } from './environment.js';
 
 /**
  * Request bodies of the resource API, with Azure ML's field names and defaults
@@ -122,6 +123,25 @@ export const outputFileName = z
 
 export const loggingLevel = z.enum(['debug', 'info', 'warning', 'error', 'critical']);
 
+/** A column of a tabular input, as `join.columns` and `key_field` name it (CSV header, Parquet schema, JSON Lines key). */
+export const inputColumnName = z.string().min(1).max(256);
+
+/**
+ * `join`: input columns copied beside each prediction of the built-in runner (SageMaker's
+ * JoinSource): `"all"`, or `{columns: [...]}` (each named once).
+ */
+export const joinSetting = z.union([
+  z.literal('all'),
+  z.strictObject({
+    columns: z
+      .array(inputColumnName)
+      .min(1)
+      .max(1000)
+      .refine((c) => new Set(c).size === c.length, 'each column may be named once'),
+  }),
+]);
+export type JoinSetting = z.infer<typeof joinSetting>;
+
 export const deploymentSettings = z.strictObject({
   max_concurrency_per_instance: z.number().int().min(1).max(64).default(1),
   /** Files per mini-batch (row ranges when `split` is set). */
@@ -132,7 +152,14 @@ export const deploymentSettings = z.strictObject({
   output_action: z.enum(['append_row', 'summary_only']).default('append_row'),
   output_file_name: outputFileName.default('predictions.csv'),
   logging_level: loggingLevel.default('info'),
-  environment_variables: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string()).default({}),
+  /** Literals, or `${{app_settings.NAME}}` for secrets (see ./environment.ts). */
+  environment_variables: environmentVariables.default({}),
+  /** Input columns copied beside each prediction (tabular inputs, built-in runner); see shared/scoring/columns.ts. */
+  join: joinSetting.optional(),
+  /** An input column whose value replaces `row` (Vertex AI's keyField). */
+  key_field: inputColumnName.optional(),
+  /** A header line opens a CSV predictions file (Azure ML's append_row writes none: off by default). */
+  csv_header: z.boolean().optional(),
 });
 export type DeploymentSettings = z.infer<typeof deploymentSettings>;
 

@@ -49,3 +49,81 @@ export function valuesByName(result: unknown, columns: readonly string[]): unkno
   if (!isRecord(result)) return columns.map((c) => (c === VALUE_COLUMN ? result : undefined));
   return columns.map((c) => (Object.hasOwn(result, c) ? result[c] : undefined));
 }
+
+/**
+ * What the built-in runner copies from each input row (deployment and job settings `join` and
+ * `key_field`): `join` lists input columns written beside each prediction (`'all'`: every column
+ * of the input, as the first scored file has them), `keyField` names the input column whose value
+ * replaces `row` (written under the key's own name).
+ */
+export interface RowJoin {
+  join?: 'all' | { columns: string[] } | undefined;
+  keyField?: string | undefined;
+}
+
+/** The columns the built-in runner writes itself, after `row` (or the key): they can be no input's joined column. */
+const PREDICTION_COLUMNS: readonly string[] = ['prediction', 'file_name'];
+
+/**
+ * The built-in runner's columns: `[row or key, prediction, file_name, ...joined]`. Joined columns
+ * are `join.columns` in their order, or for `join: 'all'` `inputColumns` (the first scored file's, in
+ * file order); the key column is written once, first. Without `join` or `keyField` this is
+ * {@link ONNX_COLUMNS}: Azure ML's MLflow layout is kept, the input's columns follow it.
+ */
+export function builtInColumns(rows: RowJoin, inputColumns: readonly string[] = []): string[] {
+  const first = rows.keyField ?? 'row';
+  const joined = rows.join === undefined ? [] : rows.join === 'all' ? inputColumns : rows.join.columns;
+  return [first, ...PREDICTION_COLUMNS, ...joined.filter((c) => c !== rows.keyField)];
+}
+
+/**
+ * The input columns a join or key needs before any file is read (`'all'` needs none): each must be
+ * in every scored file.
+ */
+export function requiredInputColumns(rows: RowJoin): string[] {
+  const listed = rows.join !== undefined && rows.join !== 'all' ? rows.join.columns : [];
+  return [...(rows.keyField === undefined ? [] : [rows.keyField]), ...listed.filter((c) => c !== rows.keyField)];
+}
+
+/**
+ * The input columns of a file that `join: 'all'` cannot copy under their own name, because the
+ * runner writes a column of that name itself (`prediction`, `file_name`, and `row` when there is
+ * no key): such a file fails its item rather than write two columns of one name.
+ */
+export function clashingColumns(rows: RowJoin, inputColumns: readonly string[]): string[] {
+  const own = [rows.keyField === undefined ? 'row' : undefined, ...PREDICTION_COLUMNS].filter((c): c is string => c !== undefined);
+  return inputColumns.filter((c) => own.includes(c));
+}
+
+/**
+ * Why `join`/`key_field` cannot be used as given (a field name and a message), or undefined:
+ * they need the built-in runner (a script's results are not rows of its input), and a listed
+ * column or key may not take the name of a column the runner writes itself.
+ */
+export function rowJoinProblem(rows: RowJoin, options: { script: boolean; field: string }): { field: string; message: string } | undefined {
+  const { field } = options;
+  if (options.script && rows.join !== undefined) return { field: `${field}.join`, message: "join copies input rows beside the built-in runner's predictions; a scoring script's results are not rows of its input (return the columns you need from run())" };
+  if (options.script && rows.keyField !== undefined) return { field: `${field}.key_field`, message: "key_field replaces the built-in runner's row column; a scoring script returns its own columns (return the key from run())" };
+  if (rows.keyField !== undefined && PREDICTION_COLUMNS.includes(rows.keyField)) return { field: `${field}.key_field`, message: `"${rows.keyField}" is a column the runner writes itself; choose the input's key column` };
+  if (rows.join !== undefined && rows.join !== 'all') {
+    const clash = clashingColumns(rows, rows.join.columns);
+    if (clash.length > 0) return { field: `${field}.join.columns`, message: `${clash.map((c) => `"${c}"`).join(', ')} ${clash.length === 1 ? 'is a column' : 'are columns'} the runner writes itself` };
+  }
+  return undefined;
+}
+
+/** The join settings of a job's settings (`join`, `key_field`). */
+export function rowJoinOf(settings: { join?: RowJoin['join']; key_field?: string | undefined }): RowJoin {
+  return { join: settings.join, keyField: settings.key_field };
+}
+
+/**
+ * The job log's warning about keys a decision drops (said once per job: `decision.warn` holds only
+ * keys no mini-batch dropped before), or undefined when it drops none. `whose` says what had them
+ * (`run() returned`, `the input has`).
+ */
+export function droppedKeysWarning(whose: string, decision: ColumnsDecision): string | undefined {
+  const { warn, columns } = decision;
+  if (warn.length === 0) return undefined;
+  return `${whose} ${warn.length === 1 ? 'a key' : 'keys'} that ${warn.length === 1 ? 'is' : 'are'} not among the job's columns (${columns.join(', ')}): ${warn.join(', ')}; dropped from every row (said once per job)`;
+}

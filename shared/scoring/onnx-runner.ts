@@ -8,7 +8,8 @@ import ort from 'onnxruntime-node';
 import { decodeImage, imageLayout, imageRow } from './images.js';
 import type { ScoringLogger } from './protocol.js';
 import { fileFormat, noRowsReason } from '../data/records.js';
-import { csvCell, failedItem, formatFloat32, roundFloat32, toJson } from './rows.js';
+import { type ColumnsDecision, type ColumnsProposal, type RowJoin, builtInColumns, clashingColumns, droppedKeysWarning, requiredInputColumns } from './columns.js';
+import { type CellSource, type EncodedRows, type OutputFormat, RowEncoder, failedItem, roundFloat32, toJson } from './rows.js';
 import { firstRowOf, readTabular } from './tabular.js';
 import type { FailedItem, ScoringItem } from './types.js';
 
@@ -42,14 +43,14 @@ interface Feed {
   /** `row` of the first row for tabular items; undefined for images (their `row` is empty). */
   rowBase: number | undefined;
   inputs: Map<string, InputData>;
+  /** The input rows and their columns, kept when the job joins them to the predictions. */
+  table?: { columns: string[]; records: Record<string, unknown>[] } | undefined;
 }
 
-/** What the runner made of a mini-batch: rows in item order, and the items it could not score. */
-export interface OnnxRunResult {
-  /** `row,prediction,file_name` lines without a header. */
-  csv: string;
-  succeeded: number;
-  failed: FailedItem[];
+/** How the runner writes its rows: the predictions file's format, and what it copies from the input. */
+export interface OnnxOutput {
+  format: OutputFormat;
+  join: RowJoin;
 }
 
 /** Thrown for a problem with one item; its message is the item's failure reason. */
@@ -208,30 +209,30 @@ function halfToNumber(bits: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
-/** Reads value i of an output tensor as a CSV cell (`text`) and as a JSON-ready value (`json`). */
-function outputReader(tensor: ort.Tensor): { text(i: number): string; json(i: number): unknown } {
+/** Reads value i of an output tensor as a JSON-ready value (written as CSV by formatValue: floats as formatFloat32 prints them). */
+function outputReader(tensor: ort.Tensor): { json(i: number): unknown } {
   const data = tensor.data;
   switch (tensor.type) {
     case 'float32': {
       const d = data as Float32Array;
-      return { text: (i) => formatFloat32(d[i] ?? NaN), json: (i) => roundFloat32(d[i] ?? NaN) };
+      return { json: (i) => roundFloat32(d[i] ?? NaN) };
     }
     case 'float16': {
       const d = data as Uint16Array;
-      return { text: (i) => formatFloat32(halfToNumber(d[i] ?? 0)), json: (i) => roundFloat32(halfToNumber(d[i] ?? 0)) };
+      return { json: (i) => roundFloat32(halfToNumber(d[i] ?? 0)) };
     }
     case 'bool': {
       const d = data as Uint8Array;
-      return { text: (i) => (d[i] ? 'true' : 'false'), json: (i) => Boolean(d[i]) };
+      return { json: (i) => Boolean(d[i]) };
     }
     case 'string': {
       const d = data as string[];
-      return { text: (i) => d[i] ?? '', json: (i) => d[i] ?? '' };
+      return { json: (i) => d[i] ?? '' };
     }
     case 'int64':
     case 'uint64': {
       const d = data as BigInt64Array | BigUint64Array;
-      return { text: (i) => String(d[i] ?? ''), json: (i) => d[i] };
+      return { json: (i) => d[i] };
     }
     case 'float64':
     case 'int32':
@@ -241,7 +242,7 @@ function outputReader(tensor: ort.Tensor): { text(i: number): string; json(i: nu
     case 'uint16':
     case 'uint8': {
       const d = data as ArrayLike<number>;
-      return { text: (i) => String(d[i] ?? ''), json: (i) => d[i] };
+      return { json: (i) => d[i] };
     }
     default:
       throw new Error(`the model's first output has type ${tensor.type}, which the built-in runner cannot write`);
@@ -300,10 +301,15 @@ export class OnnxRunner {
   /** Set when the model cannot be fed at all: every item fails with it. */
   readonly #modelProblem: string | undefined;
   readonly #output: string;
+  readonly #rows: OnnxOutput;
+  /** Whether rows carry input values (join or key_field): the input rows are kept for them. */
+  readonly #joins: boolean;
 
-  constructor(session: ort.InferenceSession, logger: ScoringLogger) {
+  constructor(session: ort.InferenceSession, logger: ScoringLogger, rows: OnnxOutput = { format: 'csv', join: {} }) {
     this.#session = session;
     this.#logger = logger;
+    this.#rows = rows;
+    this.#joins = rows.join.join !== undefined || rows.join.keyField !== undefined;
     const problems: string[] = [];
     this.#inputs = [];
     for (const meta of session.inputMetadata) {
@@ -333,9 +339,13 @@ export class OnnxRunner {
    * Scores the items; problems with a file become its failure, so this only throws for bugs.
    * `ready(index)`, if given, resolves when an item is here, with its content if it came in memory
    * (otherwise its file is read): each item is read as soon as it arrives rather than after the
-   * whole mini-batch has downloaded.
+   * whole mini-batch has downloaded. With `join: 'all'` the job's columns depend on the input:
+   * `columns` decides them (see columns.ts), once the first rows are scored.
    */
-  async score(items: readonly ScoringItem[], options: { ready?: (index: number) => Promise<Buffer | undefined> } = {}): Promise<OnnxRunResult> {
+  async score(
+    items: readonly ScoringItem[],
+    options: { ready?: (index: number) => Promise<Buffer | undefined>; columns?: ((proposal: ColumnsProposal) => Promise<ColumnsDecision>) | undefined } = {},
+  ): Promise<EncodedRows> {
     const started = performance.now();
     const failures = new Map<number, string>();
     const feeds: Feed[] = [];
@@ -352,7 +362,7 @@ export class OnnxRunner {
     );
     feeds.sort((a, b) => a.index - b.index);
 
-    const predictions = new Map<number, string[]>();
+    const predictions = new Map<number, unknown[]>();
     // Items whose rows have the same shapes can share session runs.
     const groups = new Map<string, Feed[]>();
     for (const feed of feeds) {
@@ -375,42 +385,86 @@ export class OnnxRunner {
       }
     }
 
-    // One string per row, joined once: building a million-row CSV this way keeps garbage low.
-    const lines: string[] = [];
+    const scored = feeds.filter((f) => predictions.has(f.index) && !failures.has(f.index));
+    const columns = await this.#columnsFor(scored, options.columns);
+    const encoder = new RowEncoder(this.#rows.format, columns);
+    // One string per item, joined once: building a million-row file this way keeps garbage low.
+    const texts: string[] = [];
+    const itemBytes: number[] = [];
     const failed: FailedItem[] = [];
     let succeeded = 0;
+    let rows = 0;
     const feedOf = new Map(feeds.map((f) => [f.index, f]));
-    const quoted = new Map<string, string>();
     items.forEach((item, index) => {
       const reason = failures.get(index);
       const values = predictions.get(index);
       const feed = feedOf.get(index);
       if (reason !== undefined || !values || !feed) {
         failed.push(failedItem(item, reason ?? 'the file was not scored'));
+        itemBytes.push(0);
         return;
       }
       succeeded++;
-      const name = csvCell(item.name);
-      const rowBase = feed.rowBase;
-      for (let i = 0; i < values.length; i++) {
-        const value = values[i] as string;
-        // Class labels repeat, so each distinct one is checked for quoting once.
-        let cell = quoted.get(value);
-        if (cell === undefined) {
-          cell = csvCell(value);
-          if (quoted.size < 10_000) quoted.set(value, cell);
-        }
-        lines.push(`${rowBase === undefined ? '' : rowBase + i},${cell},${name}\n`);
-      }
+      rows += values.length;
+      const text = encoder.rows(
+        columns.map((column) => this.#source(column, item, feed, values)),
+        values.length,
+      );
+      texts.push(text);
+      itemBytes.push(Buffer.byteLength(text));
     });
-    this.#logger.debug(`scored ${lines.length} row(s) of ${succeeded} file(s) in ${Math.round(performance.now() - started)} ms; ${failed.length} file(s) failed`);
-    return { csv: lines.join(''), succeeded, failed };
+    this.#logger.debug(`scored ${rows} row(s) of ${succeeded} file(s) in ${Math.round(performance.now() - started)} ms; ${failed.length} file(s) failed`);
+    return { text: texts.join(''), columns, succeeded, failed, itemBytes };
+  }
+
+  /**
+   * The job's columns for these rows: fixed by the settings, or for `join: 'all'` decided by the job
+   * from what the first scored file proposes (its columns), every file's columns being `seen`.
+   */
+  async #columnsFor(scored: readonly Feed[], decide: ((proposal: ColumnsProposal) => Promise<ColumnsDecision>) | undefined): Promise<string[]> {
+    const join = this.#rows.join;
+    if (join.join !== 'all') return builtInColumns(join);
+    const first = scored[0];
+    if (!first) return builtInColumns(join);
+    const proposed = builtInColumns(join, first.table?.columns);
+    const seen = [...new Set(scored.flatMap((f) => builtInColumns(join, f.table?.columns)))];
+    if (!decide) return proposed;
+    const decision = await decide({ proposed, seen });
+    const warning = droppedKeysWarning('the input has', decision);
+    if (warning) this.#logger.warning(warning);
+    return decision.columns;
+  }
+
+  /** Where column `column`'s values of an item's rows come from, by the column's name. */
+  #source(column: string, item: ScoringItem, feed: Feed, values: readonly unknown[]): CellSource {
+    const { keyField } = this.#rows.join;
+    const records = feed.table?.records;
+    const fromInput: CellSource = records
+      ? (r) => {
+          const record = records[r] as Record<string, unknown>;
+          return Object.hasOwn(record, column) ? record[column] : undefined;
+        }
+      : undefined;
+    if (column === keyField) return fromInput;
+    switch (column) {
+      case 'row': {
+        const base = feed.rowBase;
+        return base === undefined ? undefined : (r) => base + r;
+      }
+      case 'prediction':
+        return (r) => values[r];
+      case 'file_name':
+        return () => item.name;
+      default:
+        return fromInput;
+    }
   }
 
   async #feed(item: ScoringItem, index: number, bytes: Buffer | undefined): Promise<Feed> {
     const format = fileFormat(item.name);
     if ('unsupported' in format) throw new ItemError(format.unsupported);
     if ('image' in format) {
+      if (this.#joins) throw new ItemError('join and key_field copy columns of tabular input (CSV, JSON Lines, Parquet); an image has none');
       const input = this.#imageInput();
       const image = decodeImage(bytes ?? (await readFile(item.localPath)), format.image);
       const layout = imageLayout(input.dims);
@@ -422,9 +476,23 @@ export class OnnxRunner {
       return { index, rows: 1, rowBase: undefined, inputs: new Map([[input.name, { data, rowShape }]]) };
     }
 
-    const table = await readTabular(item, format.tabular, { wanted: this.#inputs.map((i) => i.name), bytes });
+    const join = this.#rows.join;
+    const required = requiredInputColumns(join);
+    // Parquet reads only the columns asked for; join: 'all' needs every one of them.
+    const wanted = join.join === 'all' ? undefined : [...new Set([...this.#inputs.map((i) => i.name), ...required])];
+    const table = await readTabular(item, format.tabular, { wanted, bytes });
     // A model needs rows; an empty file fails as an item, whether or not the job splits files.
     if (table.records.length === 0) throw new ItemError(noRowsReason(format.tabular, table.columns));
+    const absent = required.filter((c) => !table.columns.includes(c));
+    if (absent.length > 0) {
+      throw new ItemError(
+        `${absent.map((c) => `column "${c}"`).join(', ')} ${absent.length === 1 ? 'is' : 'are'} missing (${absent.includes(join.keyField ?? '') ? 'key_field, ' : ''}join): the file's columns are ${table.columns.join(', ') || '(none)'}`,
+      );
+    }
+    if (join.join === 'all') {
+      const clash = clashingColumns(join, table.columns);
+      if (clash.length > 0) throw new ItemError(`join "all" cannot copy ${clash.map((c) => `column "${c}"`).join(', ')}: the runner writes a column of that name itself (list the columns to copy in join.columns)`);
+    }
     const rowBase = firstRowOf(item);
     const inputs = new Map<string, InputData>();
     const only = this.#inputs.length === 1 ? this.#inputs[0] : undefined;
@@ -440,7 +508,7 @@ export class OnnxRunner {
       }
       inputs.set(input.name, this.#column(input, table.records, cells, rowBase));
     }
-    return { index, rows: table.records.length, rowBase, inputs };
+    return { index, rows: table.records.length, rowBase, inputs, table: this.#joins ? table : undefined };
   }
 
   #imageInput(): InputSpec {
@@ -497,8 +565,8 @@ export class OnnxRunner {
   }
 
   /** Runs the model over the feeds' rows, in chunks the declared batch dim allows. */
-  async #run(feeds: readonly Feed[]): Promise<Map<number, string[]>> {
-    const result = new Map<number, string[]>(feeds.map((f) => [f.index, []]));
+  async #run(feeds: readonly Feed[]): Promise<Map<number, unknown[]>> {
+    const result = new Map<number, unknown[]>(feeds.map((f) => [f.index, []]));
     const total = feeds.reduce((n, f) => n + f.rows, 0);
     if (total === 0) return result;
     const first = feeds[0] as Feed;
@@ -565,9 +633,9 @@ export class OnnxRunner {
       const read = outputReader(tensor);
       let i = 0;
       for (const { feed, from, to } of segments) {
-        const into = result.get(feed.index) as string[];
+        const into = result.get(feed.index) as unknown[];
         for (let r = from; r < to; r++, i++) {
-          into.push(perRow === 1 ? read.text(i) : toJson(Array.from({ length: perRow }, (_, k) => read.json(i * perRow + k))));
+          into.push(perRow === 1 ? read.json(i) : Array.from({ length: perRow }, (_, k) => read.json(i * perRow + k)));
         }
       }
     }

@@ -76,9 +76,10 @@ export type WorkerEvent = { type: 'phase'; phase: 'init' | 'run' } | { type: 'lo
 export type WorkerReply =
   | {
       status: 'completed';
-      /** UTF-8 bytes in their own ArrayBuffer, transferred rather than copied. */
-      csv: Uint8Array;
+      /** The rows (UTF-8, the job's output format) in their own ArrayBuffer, transferred rather than copied. */
+      data: Uint8Array;
       columns: string[];
+      itemBytes?: number[] | undefined;
       succeeded: number;
       failed: FailedItem[];
       producedFiles: { localPath: string; name: string }[];

@@ -66,17 +66,125 @@ export function toCsv(rows: readonly (readonly string[])[]): string {
   return rows.map((row) => `${row.map(csvCell).join(',')}\n`).join('');
 }
 
-/** Prediction rows of a mini-batch as CSV, with the item accounting that goes with them. */
-export interface CsvResult {
-  csv: string;
+/**
+ * The format of a predictions file, from its name (`output_file_name`): `.jsonl` or `.ndjson` is
+ * JSON Lines, one object per prediction with the job's columns as named fields; anything else is
+ * CSV without a header (Azure ML's append_row), one line per prediction.
+ */
+export type OutputFormat = 'csv' | 'jsonl';
+
+export function outputFormat(fileName: string): OutputFormat {
+  return /\.(jsonl|ndjson)$/i.test(fileName) ? 'jsonl' : 'csv';
+}
+
+/** The Content-Type a predictions file of the format is stored with. */
+export function outputContentType(format: OutputFormat): string {
+  return format === 'jsonl' ? 'application/x-ndjson' : 'text/csv; charset=utf-8';
+}
+
+/** Where one column's value of row `r` comes from (undefined: the column has no value there). */
+export type CellSource = ((r: number) => unknown) | undefined;
+
+/**
+ * Writes prediction rows in a format, each value under its column's name: the caller gives one
+ * source per column of `columns`, looked up by name (never a value's place in some other list).
+ * CSV cells are {@link formatValue} quoted as RFC 4180 wants; JSON Lines values are JSON
+ * ({@link toJson}: bigints and typed arrays included; a missing value, NaN or ±Infinity is null).
+ */
+export class RowEncoder {
+  readonly format: OutputFormat;
+  readonly columns: readonly string[];
+  /** JSON Lines: `{"a":`, `,"b":`, … per column. */
+  readonly #keys: string[];
+  /** CSV cells of strings seen before (class labels and file names repeat on every row). */
+  readonly #cells = new Map<string, string>();
+
+  constructor(format: OutputFormat, columns: readonly string[]) {
+    this.format = format;
+    this.columns = [...columns];
+    this.#keys = columns.map((c, i) => `${i === 0 ? '{' : ','}${JSON.stringify(c)}:`);
+  }
+
+  /** The text of rows [0, count), `sources[k]` giving column k's values. */
+  rows(sources: readonly CellSource[], count: number): string {
+    if (sources.length !== this.columns.length) throw new Error(`${sources.length} value sources for ${this.columns.length} columns`);
+    const lines = new Array<string>(count);
+    for (let r = 0; r < count; r++) lines[r] = this.row(sources, r);
+    return lines.join('');
+  }
+
+  /** One row's line (with its line end). */
+  row(sources: readonly CellSource[], r: number): string {
+    let line = '';
+    if (this.format === 'jsonl') {
+      for (let k = 0; k < sources.length; k++) {
+        const value = sources[k]?.(r);
+        line += `${this.#keys[k] as string}${value === undefined ? 'null' : toJson(value)}`;
+      }
+      return `${line === '' ? '{' : line}}\n`;
+    }
+    for (let k = 0; k < sources.length; k++) {
+      const value = sources[k]?.(r);
+      line += k === 0 ? this.#cell(value) : `,${this.#cell(value)}`;
+    }
+    return `${line}\n`;
+  }
+
+  /** The line of one row given as values in column order. */
+  values(values: readonly unknown[]): string {
+    return this.row(
+      values.map((v) => () => v),
+      0,
+    );
+  }
+
+  /** A CSV header line of the columns (`csv_header`); JSON Lines names its fields in every line. */
+  header(): string {
+    return this.format === 'csv' ? toCsv([this.columns]) : '';
+  }
+
+  #cell(value: unknown): string {
+    if (typeof value !== 'string') return csvCell(formatValue(value));
+    let cell = this.#cells.get(value);
+    if (cell === undefined) {
+      cell = csvCell(value);
+      if (this.#cells.size < 10_000) this.#cells.set(value, cell);
+    }
+    return cell;
+  }
+}
+
+/**
+ * The header line a predictions file starts with: the CSV header of its columns with `csv_header:
+ * true` (once the columns are known), else none (''; JSON Lines names its fields on every line).
+ * The one rule for the file finalize writes and for where a rerun finds its parent's rows in it.
+ */
+export function predictionsHeader(settings: { output_file_name: string; csv_header?: boolean | undefined }, columns: readonly string[] | undefined): string {
+  if (settings.csv_header !== true || !columns) return '';
+  return new RowEncoder(outputFormat(settings.output_file_name), columns).header();
+}
+
+/** Prediction rows of a mini-batch in the job's output format, with the item accounting that goes with them. */
+export interface EncodedRows {
+  /** The rows' text (CSV or JSON Lines, see {@link OutputFormat}). */
+  text: string;
   columns: string[];
   succeeded: number;
   failed: FailedItem[];
+  /**
+   * Bytes of each item's rows in `text`, in item order (0 for an item without rows), when every
+   * item's rows are together and in item order; what a rerun needs to reuse the rows of single
+   * items. Undefined when the rows cannot be told apart by item.
+   */
+  itemBytes?: number[] | undefined;
 }
 
 /** Prediction rows of a mini-batch with the item accounting that goes with them. */
 export interface RowsResult {
-  rows: string[][];
+  /** Each row's values in `columns` order, as the results held them (formatted when written). */
+  rows: unknown[][];
+  /** For each row, the index of the item it belongs to, when every result named its item. */
+  owners?: number[] | undefined;
   columns: string[];
   succeeded: number;
   failed: FailedItem[];
@@ -141,7 +249,7 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
   // item it stands for counts as failed (an empty row passed off as a prediction would be wrong).
   const values = results.map((r) => valuesByName(r, columns));
   const unusable = values.map((v) => columns.length > 0 && v.every((cell) => cell === undefined));
-  const rows = values.filter((_, k) => !unusable[k]).map((v) => v.map(formatValue));
+  const rows = values.filter((_, k) => !unusable[k]);
   const noColumns = `run() returned a result with none of the job's columns (${columns.join(', ')})`;
   const failed: FailedItem[] = [];
   const warnings: string[] = [];
@@ -149,8 +257,10 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
 
   const attribute = attributor(items);
   const owners = results.map(attribute);
+  let rowOwners: number[] | undefined;
   if (results.length > 0 && owners.every((o) => o !== undefined)) {
-    const named = new Set(owners.filter((_, k) => !unusable[k]));
+    rowOwners = owners.filter((o, k): o is number => o !== undefined && !unusable[k]);
+    const named = new Set(rowOwners);
     const emptyOnly = new Set(owners.filter((_, k) => unusable[k]));
     succeeded = named.size;
     items.forEach((item, i) => {
@@ -175,5 +285,25 @@ export function scriptResultRows(results: readonly unknown[], items: readonly Sc
       );
     }
   }
-  return { rows, columns: [...columns], succeeded, failed, warnings };
+  return { rows, owners: rowOwners, columns: [...columns], succeeded, failed, warnings };
+}
+
+/**
+ * A script's rows in the job's format, with each item's share of the bytes when the rows of every
+ * item are together and in item order (see {@link EncodedRows.itemBytes}).
+ */
+export function encodeScriptRows(encoder: RowEncoder, result: RowsResult, items: number): Pick<EncodedRows, 'text' | 'itemBytes'> {
+  const lines = result.rows.map((values) => encoder.values(values));
+  const owners = result.owners;
+  let itemBytes: number[] | undefined;
+  // No rows at all is every item's share told apart too: none.
+  if (lines.length === 0) itemBytes = new Array<number>(items).fill(0);
+  else if (owners && owners.every((o, k) => k === 0 || o >= (owners[k - 1] as number))) {
+    itemBytes = new Array<number>(items).fill(0);
+    lines.forEach((line, k) => {
+      const owner = owners[k] as number;
+      itemBytes![owner] = (itemBytes![owner] ?? 0) + Buffer.byteLength(line);
+    });
+  }
+  return { text: lines.join(''), itemBytes };
 }

@@ -169,8 +169,8 @@ class PiscinaScoringRuntime implements ScoringRuntime {
 
     switch (reply.status) {
       case 'completed': {
-        const { status: _status, csv, ...result } = reply;
-        return { status: 'completed', result: { ...result, csv: Buffer.from(csv.buffer, csv.byteOffset, csv.byteLength) } };
+        const { status: _status, data, ...result } = reply;
+        return { status: 'completed', result: { ...result, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) } };
       }
       case 'failed':
         return reply;

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { type AsyncBuffer, asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
-import { type TabularData, type TabularFormat, readCsv, readJsonl } from '../data/records.js';
+import { type TabularData, type TabularFormat, csvHeader, readCsv, readJsonl } from '../data/records.js';
 import type { ScoringItem } from './types.js';
 
 export type { TabularData } from '../data/records.js';
@@ -47,4 +47,43 @@ async function readParquet(item: ScoringItem, wanted: readonly string[] | undefi
   if (rowEnd === rowStart) return { columns: subset ?? columns, records: [] };
   const records = await parquetReadObjects({ file, metadata, columns: subset, rowStart, rowEnd });
   return { columns: subset ?? columns, records };
+}
+
+/** How much of a CSV or JSON Lines file {@link storedColumns} reads. */
+export const COLUMNS_HEAD_BYTES = 64 * 1024;
+
+/**
+ * The columns of a tabular file in storage, read without downloading it (bytes [start, end) come
+ * from `read`): a CSV file's header from its first {@link COLUMNS_HEAD_BYTES}, a Parquet file's
+ * schema from its footer, a JSON Lines file's keys only when the whole file is that small (any row
+ * may have keys of its own). Undefined when they cannot be told that way: the file is then checked
+ * as it is scored.
+ */
+export async function storedColumns(format: TabularFormat, size: number, read: (start: number, end: number) => Promise<Uint8Array>): Promise<string[] | undefined> {
+  if (size === 0) return undefined;
+  switch (format) {
+    case 'csv':
+      return csvHeader(await read(0, Math.min(size, COLUMNS_HEAD_BYTES)), size <= COLUMNS_HEAD_BYTES);
+    case 'jsonl':
+      if (size > COLUMNS_HEAD_BYTES) return undefined;
+      try {
+        return readJsonl(await read(0, size)).columns;
+      } catch {
+        return undefined;
+      }
+    case 'parquet': {
+      const file: AsyncBuffer = {
+        byteLength: size,
+        slice: async (start, end) => {
+          const bytes = await read(start, end ?? size);
+          return new Uint8Array(bytes).buffer;
+        },
+      };
+      try {
+        return parquetSchema(await parquetMetadataAsync(file)).children.map((c) => c.element.name);
+      } catch {
+        return undefined;
+      }
+    }
+  }
 }

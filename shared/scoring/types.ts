@@ -29,6 +29,12 @@ export interface ScorerSpec {
   loggingLevel: LogLevel;
   /** Worker threads in the pool: max_concurrency_per_instance. */
   maxConcurrency: number;
+  /**
+   * How rows are written: `fileName` (output_file_name) gives the format (see outputFormat); `join`
+   * and `key_field` what the built-in runner copies from the input (see columns.ts). Absent: CSV,
+   * nothing copied.
+   */
+  rows?: { fileName: string; join?: 'all' | { columns: string[] } | undefined; key_field?: string | undefined } | undefined;
 }
 
 /** One input item of a mini-batch: a file, or a row range of a tabular file. */
@@ -84,13 +90,16 @@ export interface FailedItem {
 
 export interface ScoreResult {
   /**
-   * Prediction rows as UTF-8 CSV without a header (empty for summary_only-style scripts that return
-   * nothing). Bytes, not text: a mini-batch's rows can run to megabytes, and bytes move from the
-   * worker without a copy and go to storage as they are.
+   * Prediction rows, UTF-8, in the job's output format (CSV without a header, or JSON Lines; see
+   * outputFormat), empty for summary_only-style scripts that return nothing. Bytes, not text: a
+   * mini-batch's rows can run to megabytes, and bytes move from the worker without a copy and go
+   * to storage as they are.
    */
-  csv: Buffer;
-  /** Column names of the rows, for documentation (the CSV itself has no header, as in Azure ML). */
+  data: Buffer;
+  /** Column names of the rows, in their order (the CSV itself has no header, as in Azure ML). */
   columns: string[];
+  /** Bytes of each item's rows in `data`, in item order, when the rows can be told apart by item (see EncodedRows). */
+  itemBytes?: number[] | undefined;
   succeeded: number;
   failed: FailedItem[];
   /** Files the script wrote under its output folder during this run, relative to that folder. */

@@ -14,11 +14,11 @@ import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import { type ColumnsDecision, type ColumnsProposal, proposeColumns } from './columns.js';
+import { type ColumnsDecision, type ColumnsProposal, droppedKeysWarning, proposeColumns, rowJoinOf } from './columns.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { exportedFunction, installScriptConsole } from './script-thread.js';
-import { type CsvResult, describeFailedItem, scriptResultRows, toCsv } from './rows.js';
+import { type EncodedRows, RowEncoder, describeFailedItem, encodeScriptRows, outputFormat, scriptResultRows } from './rows.js';
 import type { LogLevel, ScorerSpec, ScoringItem } from './types.js';
 
 const spec = workerData as ScorerSpec;
@@ -153,10 +153,10 @@ interface Scorer {
   /** Runs the scorer's own code: what it throws is the mini-batch's failure. */
   invoke(items: ScoringItem[], arrived: Arrivals): Promise<unknown>;
   /**
-   * The runtime's part, turning invoke's output into CSV rows: what it throws is a bug of ours,
-   * except a {@link ColumnsError} (the host could not settle the job's columns: retry).
+   * The runtime's part, turning invoke's output into rows of the job's format: what it throws is a
+   * bug of ours, except a {@link ColumnsError} (the host could not settle the job's columns: retry).
    */
-  rows(output: unknown, task: WorkerTask, arrived: Arrivals): Promise<CsvResult> | CsvResult;
+  rows(output: unknown, task: WorkerTask, arrived: Arrivals): Promise<EncodedRows> | EncodedRows;
 }
 
 /** The host could not settle the job's columns (storage trouble): the mini-batch may be run again. */
@@ -198,6 +198,7 @@ let ready: Promise<Scorer> | undefined;
 let known: FolderSnapshot = new Map();
 
 async function initialise(): Promise<Scorer> {
+  const format = outputFormat(spec.rows?.fileName ?? '');
   for (const [name, value] of Object.entries(spec.environment)) process.env[name] = value;
   const outputDir = join(spec.outputDir, `worker-${threadId}`);
   await mkdir(outputDir, { recursive: true });
@@ -253,28 +254,26 @@ async function initialise(): Promise<Scorer> {
         const results = output as unknown[];
         // Only rows can fix the job's columns: a mini-batch that returned none has nothing to say.
         const decision = results.length > 0 ? await askColumns(task, proposeColumns(results)) : { columns: [], warn: [] };
-        const { rows, warnings, ...accounting } = scriptResultRows(results, task.items, decision.columns);
-        if (decision.warn.length > 0) {
-          logger.warning(
-            `run() returned ${decision.warn.length === 1 ? 'a key' : 'keys'} that ${decision.warn.length === 1 ? 'is' : 'are'} not among the job's columns (${decision.columns.join(', ')}): ${decision.warn.join(', ')}; dropped from every row (said once per job)`,
-          );
-        }
-        for (const warning of warnings) logger.warning(warning);
-        return { ...accounting, csv: toCsv(rows) };
+        const result = scriptResultRows(results, task.items, decision.columns);
+        const dropped = droppedKeysWarning('run() returned', decision);
+        if (dropped) logger.warning(dropped);
+        for (const warning of result.warnings) logger.warning(warning);
+        const encoded = encodeScriptRows(new RowEncoder(format, result.columns), result, task.items.length);
+        return { ...encoded, columns: result.columns, succeeded: result.succeeded, failed: result.failed };
       },
     };
   }
 
   if (!session) throw new SetupError('a custom model needs a scoring script (code_configuration.scoring_script)');
-  const { ONNX_COLUMNS, OnnxRunner } = await import('./onnx-runner.js');
-  const runner = new OnnxRunner(session, logger);
+  const { OnnxRunner } = await import('./onnx-runner.js');
+  const runner = new OnnxRunner(session, logger, { format, join: rowJoinOf(spec.rows ?? {}) });
   logger.info(`worker ${threadId} loaded the model: ${runner.describe()}`);
   return {
     outputDir: undefined,
     // The runner turns every data or model problem into a failed item, so whatever escapes it is a bug.
     invoke: () => Promise.resolve(undefined),
     // Each file is parsed as soon as it is in place, while the rest still download.
-    rows: async (_output, task, arrived) => ({ ...(await runner.score(task.items, { ready: (index) => arrived.ready(index) })), columns: [...ONNX_COLUMNS] }),
+    rows: (_output, task, arrived) => runner.score(task.items, { ready: (index) => arrived.ready(index), columns: (proposal) => askColumns(task, proposal) }),
   };
 }
 
@@ -282,11 +281,11 @@ function seconds(started: number): number {
   return Math.round(performance.now() - started) / 1000;
 }
 
-/** The reply with its CSV bytes transferred to the main thread rather than copied. */
+/** The reply with its rows' bytes transferred to the main thread rather than copied. */
 function transferred(reply: WorkerReply): WorkerReply {
-  if (reply.status !== 'completed' || reply.csv.byteLength === 0) return reply;
+  if (reply.status !== 'completed' || reply.data.byteLength === 0) return reply;
   // piscina unwraps this on the main thread: the caller receives `reply` itself.
-  return move({ [transferableSymbol]: [reply.csv.buffer], [valueSymbol]: reply }) as unknown as WorkerReply;
+  return move({ [transferableSymbol]: [reply.data.buffer], [valueSymbol]: reply }) as unknown as WorkerReply;
 }
 
 /** Scores one mini-batch on this worker. */
@@ -319,7 +318,7 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
     if (task.warmup) {
       // What init logged belongs to the first mini-batch this worker runs.
       between.unshift(...entries);
-      return { status: 'completed', csv: new Uint8Array(0), columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: seconds(started) };
+      return { status: 'completed', data: new Uint8Array(0), columns: [], succeeded: 0, failed: [], producedFiles: [], logs: [], seconds: seconds(started) };
     }
 
     post({ type: 'phase', phase: 'run' });
@@ -341,7 +340,7 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
         known = after;
       }
       if (failure) return failure;
-      let result: CsvResult;
+      let result: EncodedRows;
       try {
         result = await scorer.rows(output, task, arrived);
       } catch (err) {
@@ -353,8 +352,9 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
       return {
         status: 'completed',
         // TextEncoder gives the bytes their own ArrayBuffer (never a shared pool slab), so they can move.
-        csv: new TextEncoder().encode(result.csv),
+        data: new TextEncoder().encode(result.text),
         columns: result.columns,
+        itemBytes: result.itemBytes,
         succeeded: result.succeeded,
         failed: result.failed,
         producedFiles: produced,

@@ -58,29 +58,89 @@ export class StorageAccount {
     this.blobEndpoint = account.blobEndpoint;
   }
 
-  /** A table client; the table is created on first use. */
-  async table(name: string): Promise<TableClient> {
+  /**
+   * A table client. The table is created by the first write that needs it, never by a read: a
+   * read of a table that does not exist finds nothing (`getEntity` a 404, `listEntities` no rows,
+   * `deleteEntity` a 404), so a request that is refused leaves no table behind (issue 12: a
+   * rejected request changes no table or blob).
+   */
+  table(name: string): Promise<TableClient> {
     let client = this.#tables.get(name);
     if (!client) {
-      client = TableClient.fromConnectionString(this.connection, name, { allowInsecureConnection: isInsecure(this.connection) });
+      client = lazyTable(TableClient.fromConnectionString(this.connection, name, { allowInsecureConnection: isInsecure(this.connection) }), () => this.#ensure(name));
       this.#tables.set(name, client);
     }
-    if (!this.#ensured.has(name)) {
-      try {
-        await this.#tableService.createTable(name);
-      } catch (err) {
-        if ((err as { statusCode?: number }).statusCode !== 409) {
-          throw new BatchError('storage_failed', `Could not create table ${name}.`, { cause: err });
-        }
+    return Promise.resolve(client);
+  }
+
+  async #ensure(name: string): Promise<void> {
+    if (this.#ensured.has(name)) return;
+    try {
+      await this.#tableService.createTable(name);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 409) {
+        throw new BatchError('storage_failed', `Could not create table ${name}.`, { cause: err });
       }
-      this.#ensured.add(name);
     }
-    return client;
+    this.#ensured.add(name);
   }
 
   container(name: string): ContainerClient {
     return this.blob.getContainerClient(name);
   }
+}
+
+/** The TableClient methods that write an entity: they create the table first (once per process). */
+const TABLE_WRITES = new Set<string | symbol>(['createEntity', 'upsertEntity', 'updateEntity', 'submitTransaction']);
+
+/**
+ * `client`, with its writes preceded by `ensure` (creating the table) and its listings answering
+ * no rows when the table does not exist. Every other method is the client's own.
+ */
+function lazyTable(client: TableClient, ensure: () => Promise<void>): TableClient {
+  return new Proxy(client, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      const method = value as (...args: unknown[]) => unknown;
+      if (TABLE_WRITES.has(prop)) {
+        return async (...args: unknown[]) => {
+          await ensure();
+          return method.apply(target, args);
+        };
+      }
+      if (prop === 'listEntities') {
+        return (...args: unknown[]) => emptyWhenNoTable(method.apply(target, args) as Listing);
+      }
+      return method.bind(target);
+    },
+  });
+}
+
+/** A listing that ends (no rows, no pages) when its table does not exist (404 TableNotFound). */
+type Listing = ReturnType<TableClient['listEntities']>;
+
+function emptyWhenNoTable(listing: Listing): Listing {
+  const guard = <R>(iterator: AsyncIterator<R>): AsyncIterableIterator<R> => ({
+    async next(): Promise<IteratorResult<R>> {
+      try {
+        return await iterator.next();
+      } catch (err) {
+        if (isNotFound(err)) return { done: true, value: undefined };
+        throw err;
+      }
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  });
+  const items = guard(listing);
+  const paged: Listing = {
+    next: () => items.next(),
+    [Symbol.asyncIterator]: () => paged,
+    byPage: (settings) => guard(listing.byPage(settings)),
+  };
+  return paged;
 }
 
 const accounts = new Map<string, StorageAccount>();

@@ -192,3 +192,26 @@ export async function fastList(container: ContainerClient, prefix: string, optio
   } while (marker !== '');
   return blobs;
 }
+
+/** How a blob is read as the source of a server-side copy (Put Block From URL): its URL, and a token when the URL carries no SAS. */
+export interface CopySource {
+  url: string;
+  authorization?: { scheme: 'Bearer'; value: string } | undefined;
+}
+
+/**
+ * The copy source for a blob of `container`: a URL with a read SAS when this process can sign one
+ * (an account key, or a SAS the container URL carries), else the plain URL with a bearer token from
+ * the container's Microsoft Entra credential (`x-ms-copy-source-authorization`). Throws when the
+ * container has neither.
+ */
+export async function copySource(container: ContainerClient, blob: string, now: number = Date.now()): Promise<CopySource> {
+  const path = blob.split('/').map(encodeURIComponent).join('/');
+  const sas = await signedFor(container, now);
+  if (sas) return { url: `${sas.base}/${path}?${sas.query}` };
+  const credential = container.credential as { getToken?: (scope: string) => Promise<{ token: string } | null> };
+  const token = typeof credential.getToken === 'function' ? await credential.getToken('https://storage.azure.com/.default') : null;
+  if (!token) throw new Error(`cannot authorize reading ${container.url}/${path} as a copy source`);
+  const url = new URL(container.url);
+  return { url: `${url.origin}${url.pathname}/${path}`, authorization: { scheme: 'Bearer', value: token.token } };
+}

@@ -15,6 +15,8 @@ let issuer: LocalIssuer;
 let entra: FnHostProcess;
 let easy: FnHostProcess;
 
+/** A second allowed tenant whose metadata the app reads first while the issuer is down. */
+const OUTAGE_TENANT = '44444444-4444-4444-8444-444444444444';
 const ADA = randomUUID();
 const BOB = randomUUID();
 const tokens: Record<string, string> = {};
@@ -74,7 +76,7 @@ function expectProblem(res: { status: number; body: Json; headers: Headers }, st
 beforeAll(async () => {
   issuer = await LocalIssuer.create();
   await issuer.start();
-  const base = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_REALM: 'batch-e2e' };
+  const base = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_AUTH_TENANTS: `${LOCAL_TENANT},${OUTAGE_TENANT}`, BATCH_AUTH_REALM: 'batch-e2e' };
   [entra, easy] = await Promise.all([
     startFnHost({ appDir: PRODUCT_APP, env: { ...base, BATCH_AUTH_MODE: 'entra', BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl } }),
     startFnHost({ appDir: PRODUCT_APP, env: { ...base, BATCH_AUTH_MODE: 'easy_auth' } }),
@@ -124,6 +126,8 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
       [apiAs(entra, bearer('nobody')), 'GET', 'endpoints/any/triggers', undefined, 'Jobs.Read'],
       [reader, 'POST', 'endpoints/any/jobs', {}, 'Jobs.Invoke'],
       [reader, 'POST', 'jobs', {}, 'Jobs.Invoke'],
+      // Invoke runs what is registered; a graph with inline components runs code nobody registered.
+      [ada, 'POST', 'jobs', { type: 'pipeline', jobs: { mine: { component: { type: 'command', code: 'azureml://datastores/workspaceblobstore/paths/x/', entry_script: 'x.js' } } } }, 'Workspace.Manage'],
       [reader, 'POST', 'jobs/bj-x/cancel', undefined, 'Jobs.Invoke'],
       [apiAs(entra, bearer('nobody')), 'GET', 'endpoints', undefined, 'Jobs.Read'],
     ];
@@ -158,7 +162,7 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
     // Ada's idempotency key does not hand her job to Bob.
     expectProblem(await bob.call('POST', `endpoints/${endpoint}/jobs`, { inputs: { text: { path: input } } }, { 'idempotency-key': key }), 409);
 
-    for (const [method, path] of [['GET', `jobs/${id}`], ['GET', `jobs/${id}/status`], ['GET', `jobs/${id}/outputs/predictions.csv`], ['POST', `jobs/${id}/cancel`]] as const) {
+    for (const [method, path] of [['GET', `jobs/${id}`], ['GET', `jobs/${id}/status`], ['GET', `jobs/${id}/outputs/predictions.csv`], ['POST', `jobs/${id}/cancel`], ['GET', `jobs/${id}/mini-batches`], ['GET', `jobs/${id}/failures`], ['GET', `jobs/${id}/log`]] as const) {
       const res = await bob.call(method, path);
       expectProblem(res, 404);
       expect(res.body.detail).toBe(`Job '${id}' does not exist.`);
@@ -181,6 +185,19 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
     expect(await ids(admin, `?invoked_by=${ADA}`)).toEqual([id]);
     expect(await ids(admin, '?invoked_by=me')).toEqual([]);
     expectProblem(await admin.call('GET', `endpoints/${endpoint}/jobs?invoked_by=${encodeURIComponent("x' or true")}`), 400);
+    // GET /api/jobs (every endpoint's jobs) shows each caller the same jobs.
+    const both = [id, bobs.body.id as string];
+    const all = async (api: Api, query = ''): Promise<string[]> => {
+      const res = await api.call('GET', `jobs?top=100${query}`);
+      expect(res.status).toBe(200);
+      return (res.body.value as { id: string }[]).map((j) => j.id).filter((j) => both.includes(j)).sort();
+    };
+    expect(await all(ada)).toEqual([id]);
+    expect(await all(bob)).toEqual([bobs.body.id as string]);
+    expect(await all(reader)).toEqual([]);
+    expect(await all(admin, `&endpoint=${endpoint}`)).toEqual([...both].sort());
+    expect(await all(admin, `&invoked_by=${ADA}`)).toEqual([id]);
+    expect(await all(ada, `&invoked_by=${BOB}`)).toEqual([]);
 
     const canceled = await ada.call('POST', `jobs/${id}/cancel`);
     expect(canceled.status).toBe(202);
@@ -189,6 +206,26 @@ describe('Microsoft Entra ID tokens (BATCH_AUTH_MODE=entra)', () => {
     // Bob's job was untouched by all of this; the admin may cancel it.
     expect((await admin.call('POST', `jobs/${bobs.body.id as string}/cancel`)).status).toBe(202);
     await waitForJob(admin, bobs.body.id as string);
+  });
+
+  it('an outage of the OpenID metadata or keys is 503 auth_unavailable with Retry-After (not 401); keys read before stay in use', async () => {
+    const outsider = await issuer.token({ tenant: OUTAGE_TENANT, roles: ['Workspace.Manage'] });
+    const port = Number(new URL(issuer.url).port);
+    await issuer.stop();
+    try {
+      const res = await apiAs(entra, { authorization: `Bearer ${outsider}` }).call('GET', 'endpoints');
+      expectProblem(res, 503);
+      expect(res.body).toMatchObject({ code: 'auth_unavailable', retry_after_seconds: expect.any(Number) as number });
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(res.headers.get('www-authenticate')).toBeNull();
+      // The tenant that was discovered before keeps working on the keys it has.
+      expect((await apiAs(entra, bearer('admin')).call('GET', 'endpoints')).status).toBe(200);
+      // A token invalid on its face is still refused as such.
+      expectProblem(await apiAs(entra, bearer('foreign')).call('GET', 'endpoints'), 401);
+    } finally {
+      await issuer.start(port);
+    }
+    expect((await apiAs(entra, { authorization: `Bearer ${outsider}` }).call('GET', 'endpoints')).status).toBe(200);
   });
 });
 

@@ -86,7 +86,7 @@ describe('batch endpoints over HTTP on fnhost', () => {
     }
     expect(predictions.text.trim().split('\n')).toEqual(expected);
     const report = (await output(job.id, 'processed_mini_batches.csv')).text.trim().split('\n');
-    expect(report[0]).toBe('mini_batch_id,attempts,items,succeeded,failed,seconds,status,error');
+    expect(report[0]).toBe('mini_batch_id,attempts,items,succeeded,failed,seconds,status,error,started_at');
     expect(report.slice(1).map((l) => l.split(',').slice(0, 5).concat(l.split(',')[6] ?? ''))).toEqual([
       ['0', '1', '2', '2', '0', 'completed'],
       ['1', '1', '1', '1', '0', 'completed'],

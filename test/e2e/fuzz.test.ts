@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, ROUTES, type Target, checkResponse, createFixtures, diff, fuzz, send, snapshot } from '../../scripts/lib/fuzz.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
 
 const SEED = 20_261_129;
 const RUNS = 1_200;
@@ -18,7 +19,6 @@ let target: Target;
 beforeAll(async () => {
   host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true' } });
   target = { url: host.url, key: host.masterKey, storageConnection: host.storageConnection };
-  await createFixtures(target);
 });
 
 afterAll(async () => {
@@ -44,7 +44,51 @@ async function rejectedWithoutChange(req: Parameters<typeof send>[1]): Promise<{
   return { status: res.status, problem: JSON.parse(res.text) as Record<string, unknown> };
 }
 
+describe('a fresh app (no table of its own yet)', () => {
+  it('creates no table and no blob for a request it refuses, nor for a read', async () => {
+    const unchanged = async (method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<number> => {
+      const before = await snapshot(target.storageConnection);
+      const res = await send(target, { route: 'fresh', method: method as 'GET', path, headers: { 'content-type': 'application/json', ...headers }, ...(body === undefined ? {} : { body }) });
+      expect(res.status, `${method} ${path}: ${res.text}`).toBeLessThan(500);
+      expect([`${method} ${path}`, diff(before, await snapshot(target.storageConnection))]).toEqual([`${method} ${path}`, []]);
+      return res.status;
+    };
+    for (const path of ['endpoints', 'endpoints/none', 'endpoints/none/jobs', 'endpoints/none/triggers', 'jobs/bj-none', 'jobs/bj-none/status', 'datastores', 'datastores/none', 'data', 'models', 'models/none/versions/1', 'components']) {
+      expect(await unchanged('GET', `/api/${path}`)).toBeGreaterThanOrEqual(200);
+    }
+    expect(await unchanged('POST', '/api/endpoints/none/jobs', '{"inputs":{}}', { 'idempotency-key': 'k1' })).toBe(404);
+    expect(await unchanged('POST', '/api/jobs', '{}')).toBe(400);
+    expect(await unchanged('PUT', '/api/endpoints/Bad!', '{}')).toBe(400);
+    expect([400, 404]).toContain(await unchanged('PUT', '/api/endpoints/none/deployments/d', '{"model":"azureml:none:1"}'));
+    expect(await unchanged('DELETE', '/api/models/none/versions/1')).toBe(404);
+    expect(await unchanged('POST', '/api/jobs/bj-none/cancel')).toBe(404);
+
+    // A deployment, and an invoke refused after all its checks: its output folder holds a
+    // predictions file. Neither the idempotency table nor the output claims table may appear.
+    const api = apiOf(host);
+    await upload(target.storageConnection, { 'fresh/code/echo.js': fixtureScript('slow.js'), 'fresh/model/m.txt': 'm', 'fresh/in/a.txt': 'a\n', 'fresh/out/predictions.csv': 'taken\n' });
+    await deploy(api, {
+      endpoint: 'fresh-ep',
+      deployment: 'blue',
+      model: { name: 'fresh-model', version: '1', type: 'custom_model', path: ds('fresh/model/') },
+      deploymentBody: { code_configuration: { code: ds('fresh/code/'), scoring_script: 'echo.js' } },
+    });
+    const invoke = JSON.stringify({ inputs: { data: { type: 'uri_folder', path: ds('fresh/in/') } }, outputs: { score: { type: 'uri_folder', path: ds('fresh/out/') } } });
+    expect(await unchanged('POST', '/api/endpoints/fresh-ep/jobs', invoke, { 'idempotency-key': 'k2' })).toBe(409);
+    expect(await unchanged('POST', '/api/endpoints/fresh-ep/jobs', invoke)).toBe(409);
+    expect(await unchanged('GET', '/api/endpoints/fresh-ep/jobs')).toBe(200);
+    // Accepted, it goes ahead as before (the tables are created by its writes).
+    const started = await api.call('POST', 'endpoints/fresh-ep/jobs', { inputs: { data: { type: 'uri_folder', path: ds('fresh/in/') } } }, { 'idempotency-key': 'k2' });
+    expect(started.status).toBe(202);
+    expect((await api.call('POST', 'endpoints/fresh-ep/jobs', { inputs: { data: { type: 'uri_folder', path: ds('fresh/in/') } } }, { 'idempotency-key': 'k2' })).body.id).toBe(started.body.id);
+    // Done before the fuzzing starts: a running job's writes would be taken for a rejected request's.
+    expect((await waitForJob(api, started.body.id as string)).status).toBe('Completed');
+  });
+});
+
 describe('fuzzing every route', () => {
+  beforeAll(async () => createFixtures(target));
+
   it('covers every route the app registers', () => {
     expect(ROUTES.map((r) => `${r.name} ${r.method} ${r.path}`).sort()).toEqual(registeredRoutes());
   });

@@ -4,7 +4,7 @@
  * problem+json naming the parameter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, customDeployment, invoke, textFiles, waitForJob } from '../support/batch.js';
+import { type Api, type Json, apiOf, customDeployment, expectProblem, invoke, textFiles, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
@@ -94,17 +94,58 @@ describe('job lists', () => {
       ['jobs?continuation=bm90IGEgdG9rZW4', 'continuation', 400],
       ['jobs?endpoint=no-such-endpoint', 'endpoint', 404],
     ];
-    for (const [path, field, status] of cases) {
-      const res = await api.call('GET', path);
-      expect(res.status, path).toBe(status);
-      expect(res.headers.get('content-type'), path).toContain('application/problem+json');
-      if (status === 400) expect(JSON.stringify(res.body.errors), path).toContain(`"field":"${field}"`);
-    }
+    for (const [path, field, status] of cases) await expectProblem(api, 'GET', path, undefined, status, status === 400 ? field : undefined);
     // A token of one listing is not a token of another.
     const page = await api.call('GET', `jobs?endpoint=${A}&top=1`);
     const token = new URL(page.body.next_link as string).searchParams.get('continuation') ?? '';
-    const res = await api.call('GET', `endpoints/${B}/jobs?continuation=${encodeURIComponent(token)}`);
-    expect(res.status).toBe(400);
-    expect(JSON.stringify(res.body.errors)).toContain('"field":"continuation"');
+    await expectProblem(api, 'GET', `endpoints/${B}/jobs?continuation=${encodeURIComponent(token)}`, undefined, 400, 'continuation');
   });
+
+  it("reads a job's report files back: mini-batches, failure reasons and the log's tail", async () => {
+    const [a1, b1] = jobs.map((j) => j.id as string);
+    const batches = await api.call('GET', `jobs/${a1}/mini-batches`);
+    expect(batches.status).toBe(200);
+    expect(batches.body).toMatchObject({ status: 'Completed', complete: true });
+    expect(batches.body.value).toEqual([expect.objectContaining({ mini_batch_id: 0, attempts: 1, items: 2, succeeded: 2, failed: 0, status: 'completed', error: null })]);
+    expect(Date.parse(batches.body.value[0].started_at as string)).toBeGreaterThanOrEqual(Date.parse(jobs[0].created_at as string));
+    // The step of a model deployment's job is the job.
+    expect((await api.call('GET', `jobs/${a1}/mini-batches?step=batchscoring`)).body.value).toEqual(batches.body.value);
+
+    const failures = await api.call('GET', `jobs/${b1}/failures`);
+    expect(failures.body).toMatchObject({ status: 'Failed', complete: true, items: 1 });
+    expect(failures.body.reasons).toEqual([{ reason: expect.stringContaining('cannot score boom.txt'), count: 1, samples: [{ mini_batch: 0, file: 'boom.txt' }] }]);
+    expect((await api.call('GET', `jobs/${a1}/failures`)).body).toMatchObject({ complete: true, items: 0, reasons: [] });
+
+    const tail = await api.call('GET', `jobs/${a1}/log?tail=1`);
+    expect(tail.body.lines).toHaveLength(1);
+    expect(tail.body.lines[0]).toContain(`job ${a1}`);
+    expect(tail.body.truncated).toBe(true);
+    const whole = (await api.call('GET', `jobs/${a1}/log?tail=1000`)).body;
+    expect(whole.truncated).toBe(false);
+    const file = await fetch(`${host.url}/api/jobs/${a1}/outputs/logs/job.log`, { headers: { 'x-functions-key': host.masterKey } });
+    expect(whole.lines.join('\n')).toBe((await file.text()).trimEnd());
+
+    for (const [path, status, field] of [
+      [`jobs/${a1}/log?tail=0`, 400, 'tail'],
+      [`jobs/${a1}/failures?step=no%20such`, 400, 'step'],
+      [`jobs/${a1}/mini-batches?step=other`, 404, 'step'],
+      ['jobs/bj-nothing-here/failures', 404, 'id'],
+    ] as const) {
+      await expectProblem(api, 'GET', path, undefined, status, field);
+    }
+  });
+
+  it('answers complete: false while a job has not written its reports', async () => {
+    const input = await textFiles(host, `data/${A}-slow/`, ['s1.txt', 's2.txt']);
+    const slow = uniqueName('slow');
+    await customDeployment(host, api, { endpoint: slow, deployment: 'lines', script: 'slow-lines.js', settings: { mini_batch_size: 1, environment_variables: { SLOW_MS: '3000' } } });
+    const job = await invoke(api, slow, { inputs: { text: { type: 'uri_folder', path: input } } });
+    const running = await api.call('GET', `jobs/${job.id as string}/mini-batches`);
+    expect(running.body).toMatchObject({ complete: false, value: [] });
+    expect(['NotStarted', 'Queued', 'Preparing', 'Running']).toContain(running.body.status);
+    expect((await api.call('GET', `jobs/${job.id as string}/log`)).body).toMatchObject({ complete: false, lines: [] });
+    await waitForJob(api, job.id as string);
+    expect((await api.call('GET', `jobs/${job.id as string}/mini-batches`)).body.value).toHaveLength(2);
+  }, 120_000);
 });
+

@@ -19,6 +19,8 @@ let api: Api;
 let trap: { port: number; hits: string[]; close: () => Promise<void> };
 const ENDPOINT = 'ssrf-ep';
 const SIG = 'c2VjcmV0LXNhcy1zaWduYXR1cmU';
+/** A token as a script might log it (header.payload.signature). */
+const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJsZWFrZWQtdG9rZW4ifQ.c2lnbmF0dXJlLW9mLWEtdG9rZW4';
 
 beforeAll(async () => {
   const hits: string[] = [];
@@ -35,6 +37,8 @@ beforeAll(async () => {
       AzureWebJobsStorage: 'UseDevelopmentStorage=true',
       BATCH_PROGRESS_INTERVAL_SECONDS: '0',
       // A connection string that reaches the trap: an app setting a datastore may name, but not use.
+      // A secret a deployment's environment variable refers to (never gives).
+      SSRF_API_KEY: `api-key-${SIG}`,
       TRAP_CONNECTION: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${SIG};BlobEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`,
     },
   });
@@ -187,7 +191,7 @@ describe('no secrets anywhere visible (fnhost over HTTP)', () => {
   it('a SAS in what a scoring script logs or throws is redacted in job.log, errors.jsonl, job.json and the job view', async () => {
     const leaked = `https://ssrfacct.blob.core.windows.net/c/a.csv?sv=2024-05-04&sp=r&sig=${SIG}`;
     await upload(host.storageConnection, {
-      'code/ssrf/score.js': `export async function run(miniBatch, context) {\n  context.logger.info('reading ${leaked}');\n  console.log('AccountKey=${SIG};');\n  throw new Error('could not read ${leaked}');\n}\n`,
+      'code/ssrf/score.js': `export async function run(miniBatch, context) {\n  context.logger.info('reading ${leaked}');\n  console.log('AccountKey=${SIG};');\n  context.logger.info('calling with Authorization: Bearer ${SIG}${SIG}');\n  console.log('token ${JWT}');\n  throw new Error('could not read ${leaked}');\n}\n`,
       'models/ssrf-custom/model.txt': 'unused',
     });
     await deploy(api, {
@@ -207,8 +211,59 @@ describe('no secrets anywhere visible (fnhost over HTTP)', () => {
     expect(errors).toContain('could not read https://ssrfacct.blob.core.windows.net/c/a.csv?<redacted>');
     expect(log).toContain('reading https://ssrfacct.blob.core.windows.net/c/a.csv?<redacted>');
     expect(log).toContain('AccountKey=<redacted>');
+    expect(log).toContain('Authorization: Bearer <redacted>');
+    expect(log).toContain('token <redacted>');
     for (const text of [errors, log, await read('job.json'), JSON.stringify(done), JSON.stringify((await api.call('GET', `jobs/${done.name as string}`)).body), host.output()]) {
       expect(text).not.toContain(SIG);
+      expect(text).not.toContain(JWT.split('.')[1]);
     }
+  });
+
+  it('environment variables: a secret is an app setting reference, resolved only in the worker; a literal secret is refused; views and job.json show the reference', async () => {
+    await upload(host.storageConnection, {
+      'code/ssrf-env/score.js':
+        "import { createHash } from 'node:crypto';\nexport function init() {}\nexport async function run(miniBatch) {\n  const sha = createHash('sha256').update(process.env.API_KEY ?? '').digest('hex');\n  return miniBatch.map((f) => ({ file_name: f, key_sha: sha, plain: process.env.PLAIN ?? '' }));\n}\n",
+      'models/ssrf-env/model.txt': 'unused',
+    });
+    const reference = '${{app_settings.SSRF_API_KEY}}';
+    const settings = (env: Record<string, string>): Record<string, unknown> => ({ code_configuration: { code: ds('code/ssrf-env/'), scoring_script: 'score.js' }, settings: { environment_variables: env } });
+    await deploy(api, { endpoint: 'ssrf-env', deployment: 'blue', model: { name: 'ssrf-env', version: '1', type: 'custom_model', path: ds('models/ssrf-env/') }, deploymentBody: settings({ API_KEY: reference, PLAIN: 'shown' }) });
+    // Literal secrets are refused, naming the variable: a storage key, a SAS, a token, a connection string's key, a function key.
+    const literals = [
+      `${'k'.repeat(43)}${'Q'.repeat(43)}==`,
+      `https://acct.blob.core.windows.net/c?sv=2024-05-04&sig=${SIG}`,
+      `Bearer ${SIG}${SIG}`,
+      JWT,
+      `DefaultEndpointsProtocol=https;AccountName=a;AccountKey=${SIG};`,
+      `https://app.azurewebsites.net/api/f?code=${SIG}`,
+    ];
+    for (const secret of literals) {
+      const res = await api.call('PUT', 'endpoints/ssrf-env/deployments/green', { model: 'azureml:ssrf-env:1', ...settings({ API_KEY: secret }) });
+      expectRefusal(res, 'settings.environment_variables.API_KEY');
+      expect(JSON.stringify(res.body)).not.toContain(SIG);
+    }
+    expectRefusal(await api.call('PUT', 'endpoints/ssrf-env/deployments/green', { model: 'azureml:ssrf-env:1', ...settings({ API_KEY: '${{app_settings.NOT_SET_ANYWHERE}}' }) }), 'settings.environment_variables.API_KEY');
+    // A job's own overrides are literals: an invoker cannot pull an app setting into a job.
+    expectRefusal(await api.call('POST', 'endpoints/ssrf-env/jobs', { inputs: { x: { path: ds('data/ssrf/') } }, settings: { environment_variables: { PLAIN: '${{app_settings.TRAP_CONNECTION}}' } } }), 'settings.environment_variables.PLAIN');
+    expect((await api.call('GET', 'endpoints/ssrf-env/deployments/green')).status).toBe(404);
+
+    const invoked = await api.call('POST', 'endpoints/ssrf-env/jobs', { inputs: { x: { path: ds('data/ssrf/') } } });
+    expect(invoked.status).toBe(202);
+    const done = await waitForJob(api, invoked.body.name as string);
+    expect(done.status).toBe('Completed');
+    const container = BlobServiceClient.fromConnectionString(host.storageConnection).getContainerClient(WORKSPACE_CONTAINER);
+    const read = async (file: string): Promise<string> => (await container.getBlobClient(`azureml/${done.name as string}/score/${file}`).downloadToBuffer()).toString('utf8');
+    // The script saw the setting's value...
+    const { createHash } = await import('node:crypto');
+    const predictions = await read('predictions.csv');
+    expect(predictions).toContain(createHash('sha256').update(`api-key-${SIG}`).digest('hex'));
+    expect(predictions).toContain('shown');
+    // ...which no view, job.json or log shows: they show the reference.
+    const deployment = await api.call('GET', 'endpoints/ssrf-env/deployments/blue');
+    expect(deployment.body.settings.environment_variables).toEqual({ API_KEY: reference, PLAIN: 'shown' });
+    expect(done.settings.environment_variables).toEqual({ API_KEY: reference, PLAIN: 'shown' });
+    const summary = await read('job.json');
+    expect(summary).toContain(reference);
+    for (const text of [summary, await read('logs/job.log'), JSON.stringify(done), JSON.stringify(deployment.body), host.output()]) expect(text).not.toContain(SIG);
   });
 });

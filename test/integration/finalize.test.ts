@@ -185,9 +185,9 @@ describe('finalizing a job (Azurite)', () => {
     await area.stageEntry(scopeOf(id), failed, SEGMENT_SIZE);
     await area.stageGroup(scopeOf(id), [...staged.filter((s) => s.entry.i !== failedIndex).map((s) => s.entry), { ack: { i: failedIndex, a: 1, n: 'f1', final: true } }], SEGMENT_SIZE);
     const input = { ...refOf(id), outcome: 'Completed' as const, counts: countsOf(n), layout: { lanes: 1, chunkSize, miniBatches: n }, ran: [{ done: Math.ceil(n / chunkSize), partial: 0 }], mayRepair: true };
-    // The first finalize "crashes" before it clears the work area (its outputs written, its record not yet ended).
+    // The first finalize "crashes" before it clears its segment parts (its outputs written, its record not yet ended).
     const keeping = new JobRunner({ config, registry, store, workArea: new (class extends JobWorkArea {
-      override clear(): Promise<void> {
+      override clearParts(): Promise<void> {
         return Promise.resolve();
       }
     })({ config }), runtime: idle });

@@ -92,28 +92,6 @@ export async function deploy(
   if (options.makeDefault !== false) await put(`endpoints/${options.endpoint}`, { defaults: { deployment_name: options.deployment } });
 }
 
-/** Calls the API and expects `status`; returns the body. The failure message shows the body. */
-export async function expectStatus(api: Api, method: string, path: string, body: unknown, status: number, headers: Record<string, string> = {}): Promise<Json> {
-  const res = await api.call(method, path, body, headers);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  return res.body;
-}
-
-/** The fields a problem+json body names: each of `errors[].field` (400s), and `field` (a 404 names the field that referred to what is missing). */
-export function problemFields(body: Json): string[] {
-  const listed = ((body?.errors as { field?: unknown }[] | undefined) ?? []).map((e) => e.field);
-  return [...listed, body?.field].filter((f): f is string => typeof f === 'string');
-}
-
-/** Calls the API and expects a problem+json answer with `status`, naming `field` when given; returns the body. */
-export async function expectProblem(api: Api, method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> {
-  const res = await api.call(method, path, body);
-  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
-  expect(res.headers.get('content-type')).toContain('application/problem+json');
-  if (field !== undefined) expect(problemFields(res.body), JSON.stringify(res.body)).toContain(field);
-  return res.body;
-}
-
 /** Invokes an endpoint and returns the job (202), or throws with the problem. */
 export async function invoke(api: Api, endpoint: string, body: unknown, headers: Record<string, string> = {}): Promise<Json> {
   const res = await api.call('POST', `endpoints/${endpoint}/jobs`, body, headers);
@@ -146,4 +124,33 @@ export async function textFiles(host: FnHostProcess, prefix: string, names: stri
   });
   await upload(host.storageConnection, files);
   return ds(prefix);
+}
+
+/** Calls the API and expects `status`; returns the body. The failure message shows the body. */
+export async function expectStatus(api: Api, method: string, path: string, body: unknown, status: number, headers: Record<string, string> = {}): Promise<Json> {
+  const res = await api.call(method, path, body, headers);
+  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
+  return res.body;
+}
+
+/** The fields a problem+json body names: each of `errors[].field` (400s), and `field` (a 404 names the field that referred to what is missing). */
+export function problemFields(body: Json): string[] {
+  const listed = ((body?.errors as { field?: unknown }[] | undefined) ?? []).map((e) => e.field);
+  return [...listed, body?.field].filter((f): f is string => typeof f === 'string');
+}
+
+/** Calls the API and expects a problem+json answer with `status`, naming `field` when given; returns the body. */
+export async function expectProblem(api: Api, method: string, path: string, body: unknown, status: number, field?: string): Promise<Json> {
+  const res = await api.call(method, path, body);
+  expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(status);
+  expect(res.headers.get('content-type')).toContain('application/problem+json');
+  if (field !== undefined) expect(problemFields(res.body), JSON.stringify(res.body)).toContain(field);
+  return res.body;
+}
+
+/** A job's output file as text, through `GET /api/jobs/{id}/outputs/{file}` (throws unless 200). */
+export async function jobOutput(host: FnHostProcess, jobId: string, file: string): Promise<string> {
+  const res = await fetch(`${host.url}/api/jobs/${jobId}/outputs/${file}`, { headers: { 'x-functions-key': host.masterKey } });
+  if (res.status !== 200) throw new Error(`GET outputs/${file} of ${jobId}: ${res.status}`);
+  return res.text();
 }

@@ -17,7 +17,7 @@ import { HttpTriggerRouter } from './http/http-trigger.js';
 import { KeyStore, readKeysFile } from './http/keys.js';
 import { HostServer, type WebhookHandler } from './http/server.js';
 import { type LogLevel, type LogSink, Logger } from './log.js';
-import { AzuriteProcess, type AzuritePorts, type StorageEmulator, devConnectionString } from './storage/azurite.js';
+import { AzuriteProcess, type AzuritePorts, type StorageEmulator, devConnectionString, printableConnection } from './storage/azurite.js';
 import { AzuriteService, azuritePaths } from './storage/azurite-service.js';
 import { identifyStorage, storageVerdict } from './storage/storage-identity.js';
 import { HostLock } from './host-lock.js';
@@ -560,7 +560,7 @@ export class FnHost {
       },
     });
     const lines = [...listing, '', `Master key: ${this.keys.keys.master}`];
-    if (this.storageConnection) lines.push(`Storage (AzureWebJobsStorage): ${this.storageConnection}`);
+    if (this.storageConnection) lines.push(`Storage (AzureWebJobsStorage): ${printableConnection(this.storageConnection)}`);
     lines.push('');
     log.info(lines.join('\n'));
     log.info(`fnhost ${FNHOST_VERSION} is listening on ${this.url}`);

@@ -100,14 +100,14 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
       ...(await referenceLabels(c)).map((l, i) => `${i},${l},c.jsonl`),
       ...(await referenceLabels(p.slice(10))).map((l, i) => `${10 + i},${l},p.parquet`),
     ];
-    expect(first.csv.toString()).toBe(`${expected.join('\n')}\n`);
+    expect(first.data.toString()).toBe(`${expected.join('\n')}\n`);
     expect(first.columns).toEqual(['row', 'prediction', 'file_name']);
     expect(first.succeeded).toBe(3);
     expect(first.failed).toEqual([{ file: 'notes.txt', reason: 'unsupported file type .txt (supported: .csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg)' }]);
     expect(first.logs.map((l) => l.message).join('\n')).toContain('loaded the model: inputs: bill_length_mm float32 [N,1]');
 
     const again = completed(await runtime.score(spec, { items, timeoutMs: T }));
-    expect(again.csv.toString()).toBe(first.csv.toString());
+    expect(again.data.toString()).toBe(first.data.toString());
   });
 
   it('reads each item as it lands while the others still download, from memory or from disk, and fails what never arrived', async () => {
@@ -130,7 +130,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     );
     const result = completed(await runtime.score(spec, { items, ready: [landA, landB], timeoutMs: T }));
     const expected = [...(await referenceLabels(a)).map((l, i) => `${i},${l},a.csv`), ...(await referenceLabels(b)).map((l, i) => `${i},${l},b.csv`)];
-    expect(result.csv.toString()).toBe(`${expected.join('\n')}\n`);
+    expect(result.data.toString()).toBe(`${expected.join('\n')}\n`);
     expect(result.succeeded).toBe(2);
     // The built-in runner read b from memory: it never needed a file.
     expect(existsSync(join(dir, 'b.csv'))).toBe(false);
@@ -153,7 +153,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     // No modelFile: the only .onnx file in the model folder is used.
     const spec: ScorerSpec = { ...scriptSpec('unused.js'), kind: 'onnx', scriptPath: undefined, modelDir };
     const result = completed(await runtime.score(spec, { items, timeoutMs: T }));
-    expect(result.csv.toString()).toBe(',0.2,grey.png\n');
+    expect(result.data.toString()).toBe(',0.2,grey.png\n');
   });
 
   it('fails the mini-batch without retry when the model cannot be loaded', async () => {
@@ -168,7 +168,7 @@ describe('the scoring runtime with the built-in ONNX runner', () => {
     const result = completed(await runtime.score(spec, { items: batch(['x.csv', 'y.csv'], () => penguinCsv(rows)), timeoutMs: T }));
     expect(result.columns).toEqual(['file_name', 'row', 'species', 'p']);
     const labels = await referenceLabels(rows);
-    const lines = result.csv.toString().trim().split('\n').map((l) => l.split(','));
+    const lines = result.data.toString().trim().split('\n').map((l) => l.split(','));
     expect(lines.map((l) => l.slice(0, 3))).toEqual([...labels.map((l, i) => ['x.csv', String(i), l]), ...labels.map((l, i) => ['y.csv', String(i), l])]);
     expect(lines.every((l) => Number(l[3]) > 0.33 && Number(l[3]) <= 1)).toBe(true);
     expect(result.succeeded).toBe(2);
@@ -187,10 +187,10 @@ describe('the scoring runtime with custom scripts', () => {
     // Worker threads have their own copy of process.env.
     expect(process.env['GREETING']).not.toBe('hi');
     expect(inits.every((l) => l.message.startsWith('init #1 ') && l.message.endsWith('GREETING=hi context=hi'))).toBe(true);
-    const workers = new Set(results.flatMap((r) => r.csv.toString().trim().split('\n').map((line) => line.split(',')[2])));
+    const workers = new Set(results.flatMap((r) => r.data.toString().trim().split('\n').map((line) => line.split(',')[2])));
     expect(workers.size).toBe(2);
     expect(results[0]!.columns).toEqual(['file_name', 'chars', 'worker', 'greeting']);
-    expect(results[3]!.csv.toString()).toMatch(/^f3a\.txt,19,\d+,hi\nf3b\.txt,19,\d+,hi\n$/);
+    expect(results[3]!.data.toString()).toMatch(/^f3a\.txt,19,\d+,hi\nf3b\.txt,19,\d+,hi\n$/);
     expect(results.every((r) => r.succeeded === 2 && r.failed.length === 0)).toBe(true);
     // Later runs on a worker do not initialise it again.
     const more = completed(await runtime.score(spec, { items: batch(['g.txt']), timeoutMs: T }));
@@ -214,7 +214,7 @@ describe('the scoring runtime with custom scripts', () => {
     ];
     const result = completed(await runtime.score(spec, { items, ready, timeoutMs: T }));
     // behaviours.js reads each file: both were complete when run() began.
-    expect(result.csv.toString()).toMatch(/^late-1\.txt,12,\d+,\nlate-2\.txt,12,\d+,\n$/);
+    expect(result.data.toString()).toMatch(/^late-1\.txt,12,\d+,\nlate-2\.txt,12,\d+,\n$/);
     // The worker removes what it wrote; the caller's own file is the caller's to remove.
     expect(existsSync(join(dir, 'late-1.txt'))).toBe(false);
     expect(existsSync(join(dir, 'late-2.txt'))).toBe(true);
@@ -254,7 +254,7 @@ describe('the scoring runtime with custom scripts', () => {
 
     const counted = completed(await runtime.score(scriptSpec('scalars.js'), { items: batch(['a.txt', 'skip1.txt', 'b.txt', 'skip2.txt', 'c.txt']), timeoutMs: T }));
     expect(counted.columns).toEqual(['prediction']);
-    expect(counted.csv.toString()).toBe('"first, ""quoted"" a.txt"\n1.5\n3\n');
+    expect(counted.data.toString()).toBe('"first, ""quoted"" a.txt"\n1.5\n3\n');
     expect(counted.succeeded).toBe(3);
     expect(counted.failed).toEqual([{ file: null, reason: 'run() returned 3 results for 5 items', count: 2 }]);
   });
@@ -294,7 +294,7 @@ describe('the scoring runtime with custom scripts', () => {
   it('survives a worker that dies between mini-batches and says so in the next logs', async () => {
     const spec = scriptSpec('late-throw.js');
     const first = completed(await runtime.score(spec, { items: batch(['a.txt']), timeoutMs: T }));
-    expect(first.csv.toString()).toBe('done\n');
+    expect(first.data.toString()).toBe('done\n');
     await new Promise((r) => setTimeout(r, 300));
     const second = completed(await runtime.score(spec, { items: batch(['b.txt']), timeoutMs: T }));
     expect(second.logs[0]).toMatchObject({ level: 'error', message: expect.stringMatching(/^a scoring worker stopped between mini-batches: Error: late boom/) });
@@ -355,7 +355,7 @@ describe('the scoring runtime timeouts', () => {
     const secondInit = after.logs.find((l) => l.message.startsWith('hang.js init'))?.message;
     expect(secondInit).toMatch(/^hang\.js init #1 on worker \d+$/);
     expect(secondInit).not.toBe(firstInit);
-    expect(after.csv.toString()).toBe('ok\n');
+    expect(after.data.toString()).toBe('ok\n');
   });
 
   it('stops an init that never finishes', async () => {

@@ -16,14 +16,15 @@ afterAll(async () => {
   await issuer.stop();
 });
 
-function validator(options: { clock?: () => Date; tenants?: string[]; audiences?: string[] } = {}): EntraValidator {
+function validator(options: { clock?: () => Date; tenants?: string[]; audiences?: string[]; from?: LocalIssuer; jwksMaxAgeMs?: number } = {}): EntraValidator {
   return new EntraValidator(
     {
       tenants: options.tenants ?? [LOCAL_TENANT, OTHER_TENANT],
       audiences: options.audiences ?? [LOCAL_AUDIENCE, 'client-id-of-the-app'],
-      metadataUrl: issuer.metadataUrl,
+      metadataUrl: (options.from ?? issuer).metadataUrl,
       clockSkewSeconds: 60,
       jwksCooldownMs: 0,
+      ...(options.jwksMaxAgeMs === undefined ? {} : { jwksMaxAgeMs: options.jwksMaxAgeMs }),
       ...(options.clock ? { clock: options.clock } : {}),
     },
     'batch-test',
@@ -135,5 +136,49 @@ describe('Entra ID bearer tokens', () => {
     const forged = base64url.encode(JSON.stringify({ iss: issuer.issuerOf(LOCAL_TENANT), aud: LOCAL_AUDIENCE, tid: LOCAL_TENANT, oid: randomUUID(), scp: 'Workspace.Manage', exp: now + 600 }));
     expect((await refusal(validator(), `${h}.${forged}.${s}`)).detail).toMatch(/signature/);
     expect((await refusal(validator(), 'not-a-token')).detail).toMatch(/malformed/);
+  });
+
+  it('an unreachable issuer is auth_unavailable (503 with Retry-After), not a 401; keys fetched before stay in use', async () => {
+    const down = await LocalIssuer.create();
+    await down.start();
+    const unavailable = async (v: EntraValidator, token: string): Promise<void> => {
+      const err = await v.validate(token).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(BatchError);
+      expect((err as BatchError).code).toBe('auth_unavailable');
+      expect((err as BatchError).retryable).toBe(true);
+      const problem = toProblem(err);
+      expect(problem).toMatchObject({ status: 503, code: 'auth_unavailable', retry_after_seconds: expect.any(Number) as number });
+      expect(problemHeaders(err)['www-authenticate']).toBeUndefined();
+    };
+    try {
+      // The keys expire at once: every token makes the validator fetch them again.
+      const warm = validator({ from: down, jwksMaxAgeMs: 0 });
+      const known = await down.token({ scopes: ['Jobs.Read'] });
+      await expect(warm.validate(known)).resolves.toMatchObject({ permission: 'read' });
+      const keysFetched = down.jwksRequests;
+      await warm.validate(known);
+      expect(down.jwksRequests).toBe(keysFetched + 1);
+      const expired = await down.token({ scopes: ['Jobs.Read'], expiresIn: -600 });
+      await down.rotate();
+      const rotated = await down.token({ scopes: ['Jobs.Read'] });
+      const forged = await down.token({ scopes: ['Jobs.Read'], key: await LocalIssuer.unpublishedKey() });
+      await down.stop();
+
+      // Metadata never read: the tenant cannot be discovered.
+      await unavailable(validator({ from: down }), await down.token({ scopes: ['Jobs.Read'] }));
+      // Keys read before: a token signed with one of them still passes; a kid never seen cannot be judged.
+      await expect(warm.validate(known)).resolves.toMatchObject({ permission: 'read' });
+      await unavailable(warm, rotated);
+      await unavailable(warm, forged);
+      // A token invalid on its face is still a 401, outage or not.
+      expect((await refusal(warm, expired)).detail).toMatch(/expired/);
+
+      // Back up (same port): the new key is fetched and accepted, the unpublished one refused.
+      await down.start(Number(new URL(down.url).port));
+      await expect(warm.validate(rotated)).resolves.toMatchObject({ permission: 'read' });
+      expect((await refusal(warm, forged)).detail).toMatch(/key that is not one of its tenant's/);
+    } finally {
+      await down.stop();
+    }
   });
 });

@@ -198,3 +198,16 @@ describe('poll loop and in-flight tracking (manual clock)', () => {
     expect(inFlight.size).toBe(0);
   });
 });
+
+describe('the connection string fnhost prints', () => {
+  it("shows Azurite's well-known key, and redacts any other account's key or SAS", async () => {
+    const { DEV_KEY, printableConnection, devConnectionString } = await import('../../../infra/local/src/storage/azurite.js');
+    const dev = devConnectionString('127.0.0.1', { blob: 10000, queue: 10001, table: 10002 });
+    expect(printableConnection(dev)).toBe(dev);
+    expect(printableConnection(dev)).toContain(DEV_KEY);
+    const real = 'DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=c2VjcmV0LWtleS1vZi1wcm9k;EndpointSuffix=core.windows.net';
+    expect(printableConnection(real)).toBe('DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=<redacted>;EndpointSuffix=core.windows.net');
+    const sas = 'BlobEndpoint=https://prod.blob.core.windows.net/?sv=2024&sig=abc;SharedAccessSignature=sv=2024&sig=abc';
+    expect(printableConnection(sas)).toBe('BlobEndpoint=https://prod.blob.core.windows.net/?<redacted>;SharedAccessSignature=<redacted>');
+  });
+});

@@ -104,6 +104,18 @@ describe('OpenAPI 3.0 → 2.0', () => {
   });
 });
 
+describe('the API document', () => {
+  it("describes the job's invoker and the list's invoked_by filter (31 and the connector)", () => {
+    const api = openApi31() as Json;
+    expect(api.paths['/api/endpoints/{endpoint}/jobs'].get.parameters.map((p: Json) => p.name)).toContain('invoked_by');
+    expect(api.components.schemas.Job.properties.invoked_by).toEqual({ $ref: '#/components/schemas/Invoker' });
+    expect(api.components.schemas.Invoker.properties.via.enum).toEqual(['entra', 'easy_auth', 'function_key', 'anonymous', 'event_grid']);
+    const connector = connectorDefinition({ host: 'h' }) as Json;
+    expect(connector.paths['/api/endpoints/{endpoint}/jobs'].get.parameters.map((p: Json) => p.name)).toContain('invoked_by');
+    expect(connector.definitions.Invoker.properties.id.type).toBe('string');
+  });
+});
+
 describe('the custom connector definition', () => {
   const doc = connectorDefinition({ host: 'app.example.net' });
 

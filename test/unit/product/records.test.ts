@@ -206,3 +206,16 @@ describe('JSON Lines records', () => {
     expect(table.records).toEqual([{ x: '1', y: '2', 'x.1': '3' }]);
   });
 });
+
+describe('csvHeader', () => {
+  it('reads the header from the first bytes only when it ends within them', async () => {
+    const { csvHeader } = await import('../../../shared/data/records.js');
+    const bytes = (text: string): Uint8Array => Buffer.from(text);
+    expect(csvHeader(bytes('\ufeff\nid,x,x\n1,2'), false)).toEqual(['id', 'x', 'x.1']);
+    expect(csvHeader(bytes('id,x,"y\nz"\r\n1'), false)).toEqual(['id', 'x', 'y\nz']);
+    expect(csvHeader(bytes('id,x,y'), false)).toBeUndefined();
+    expect(csvHeader(bytes('id,x,y'), true)).toEqual(['id', 'x', 'y']);
+    expect(csvHeader(bytes('id,"x'), false)).toBeUndefined();
+    expect(csvHeader(bytes(''), true)).toBeUndefined();
+  });
+});

@@ -27,7 +27,7 @@ import {
 const dir = mkdtempSync(join(tmpdir(), 'scoring-onnx-'));
 const sessions: ort.InferenceSession[] = [];
 /** The runner's CSV read back as rows of cells. */
-const rowsOf = (result: { csv: string }): string[][] => parse(result.csv);
+const rowsOf = (result: { text: string }): string[][] => parse(result.text);
 const logs: string[] = [];
 const logger: ScoringLogger = {
   debug: (...a) => logs.push(`debug ${a.join(' ')}`),
@@ -238,7 +238,7 @@ describe('Parquet with nulls', () => {
     expect(fromCsv.failed).toEqual([]);
     const whole = await penguins.score([{ name: 'nulls.parquet', localPath: path }]);
     expect(whole.failed).toEqual([]);
-    const labels = (r: { csv: string }): string[][] => rowsOf(r).map((cells) => cells.slice(0, 2));
+    const labels = (r: { text: string }): string[][] => rowsOf(r).map((cells) => cells.slice(0, 2));
     expect(labels(whole)).toEqual(labels(fromCsv));
     const ranges = await penguins.score([
       { name: 'nulls.parquet', localPath: path, rows: { start: 0, end: 5 }, rowOffset: 0 },

@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'csv-stringify/sync';
 import { proposeColumns } from '../../../shared/scoring/columns.js';
-import { describeFailedItem, failedItem, formatFloat32, formatValue, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
+import { RowEncoder, describeFailedItem, failedItem, formatFloat32, formatValue, outputFormat, scriptResultRows, toCsv } from '../../../shared/scoring/rows.js';
 import type { ScoringItem } from '../../../shared/scoring/types.js';
+
+/** A script's rows as the CSV cells they are written as. */
+const cells = (result: { rows: unknown[][] }): string[][] => result.rows.map((row) => row.map(formatValue));
 
 function items(...names: string[]): ScoringItem[] {
   return names.map((name, i) => ({ name, localPath: `/work/mb-0/${i}/${name.split('/').pop()}` }));
@@ -64,19 +67,19 @@ describe('accounting for what run() returned', () => {
     expect(proposeColumns(results)).toEqual({ proposed: ['file_name', 'score', 'label'], seen: ['file_name', 'score', 'label', 'extra'] });
     // Each mini-batch alone (mini_batch_size 1) with the job's columns fixed by the first.
     const columns = ['file_name', 'score', 'label'];
-    const csv = results.map((result, n) => toCsv(scriptResultRows([result], items(`${'abcd'[n]}.txt`), columns).rows)).join('');
+    const csv = results.map((result, n) => toCsv(cells(scriptResultRows([result], items(`${'abcd'[n]}.txt`), columns)))).join('');
     expect(csv).toBe('a.txt,0.1,cat\nb.txt,0.2,dog\nc.txt,0.3,\nd.txt,0.4,fox\n');
     // A result that is not an object is the row { prediction: value }.
-    expect(scriptResultRows([7], items('a'), ['prediction', 'x']).rows).toEqual([['7', '']]);
+    expect(cells(scriptResultRows([7], items('a'), ['prediction', 'x']))).toEqual([['7', '']]);
     // One with none of the job's columns is no row at all: its item fails, saying why.
     const none = scriptResultRows([{ prediction: 1 }], items('a'), ['x']);
-    expect(none.rows).toEqual([]);
+    expect(cells(none)).toEqual([]);
     expect(none.succeeded).toBe(0);
     expect(none.failed).toEqual([{ file: null, reason: "run() returned 1 result for 1 item, 1 of them with none of the job's columns (x)", count: 1 }]);
     const named = scriptResultRows([{ file_name: 'a', x: 1 }, { file_name: 'b', y: 2 }, 42], items('a', 'b', 'c'), ['file_name', 'x']);
-    expect(named.rows).toEqual([['a', '1'], ['b', '']]);
+    expect(cells(named)).toEqual([['a', '1'], ['b', '']]);
     const partly = scriptResultRows([{ file_name: 'a', x: 1 }, { file_name: 'b', y: 2 }], items('a', 'b'), ['x']);
-    expect(partly.rows).toEqual([['1']]);
+    expect(cells(partly)).toEqual([['1']]);
     expect(partly.succeeded).toBe(1);
     expect(partly.failed).toEqual([{ file: 'b', reason: "run() returned a result with none of the job's columns (x) for this file" }]);
   });
@@ -99,7 +102,7 @@ describe('accounting for what run() returned', () => {
       items('a.txt', 'b.txt'),
     );
     expect(r.columns).toEqual(['file', 'score', 'label']);
-    expect(r.rows).toEqual([
+    expect(cells(r)).toEqual([
       ['a.txt', '0.5', 'x'],
       ['b.txt', '2', 'y'],
     ]);
@@ -110,7 +113,7 @@ describe('accounting for what run() returned', () => {
   it('puts strings and numbers in one prediction column and counts a shortfall without naming files', () => {
     const r = scriptResultRows(['cat', 3, 4.25], items('a', 'b', 'c', 'd', 'e'));
     expect(r.columns).toEqual(['prediction']);
-    expect(r.rows).toEqual([['cat'], ['3'], ['4.25']]);
+    expect(cells(r)).toEqual([['cat'], ['3'], ['4.25']]);
     expect(r.succeeded).toBe(3);
     expect(r.failed).toEqual([{ file: null, reason: 'run() returned 3 results for 5 items', count: 2 }]);
   });
@@ -152,7 +155,7 @@ describe('accounting for what run() returned', () => {
 
   it('fails every file by name when nothing came back', () => {
     const r = scriptResultRows([], items('a', 'b'));
-    expect(r.rows).toEqual([]);
+    expect(cells(r)).toEqual([]);
     expect(r.succeeded).toBe(0);
     expect(r.failed).toEqual([
       { file: 'a', reason: 'run() returned no result for this file' },
@@ -175,5 +178,25 @@ describe('accounting for what run() returned', () => {
     expect(r.succeeded).toBe(1);
     expect(r.failed).toEqual([]);
     expect(r.rows).toHaveLength(3);
+  });
+});
+
+describe('RowEncoder', () => {
+  it('writes each value under its column, as CSV cells or as JSON Lines fields', () => {
+    const sources = [(r: number) => r, (r: number) => (r === 0 ? 'a,"b"' : NaN), () => undefined, () => 2n ** 70n, () => new Float32Array([0.5, 1])];
+    const columns = ['row', 'prediction', 'missing', 'big', 'vector'];
+    expect(new RowEncoder('csv', columns).rows(sources, 2)).toBe('0,"a,""b""",,1180591620717411303424,"[0.5,1]"\n1,NaN,,1180591620717411303424,"[0.5,1]"\n');
+    const lines = new RowEncoder('jsonl', columns).rows(sources, 2).split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([
+      { row: 0, prediction: 'a,"b"', missing: null, big: '1180591620717411303424', vector: [0.5, 1] },
+      { row: 1, prediction: null, missing: null, big: '1180591620717411303424', vector: [0.5, 1] },
+    ]);
+    expect(new RowEncoder('csv', ['a', 'b,c']).header()).toBe('a,"b,c"\n');
+    expect(() => new RowEncoder('csv', columns).rows(sources.slice(1), 1)).toThrow(/sources for 5 columns/);
+  });
+
+  it('takes the format from output_file_name', () => {
+    expect(['p.csv', 'p.jsonl', 'P.NDJSON', 'p.txt', 'p.jsonl.csv'].map(outputFormat)).toEqual(['csv', 'jsonl', 'jsonl', 'csv', 'csv']);
   });
 });

@@ -10,6 +10,27 @@ import { AZURITE_PRELOAD } from './azurite-preload.js';
 export const DEV_ACCOUNT = 'devstoreaccount1';
 export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
+/**
+ * A storage connection string as fnhost prints it: Azurite's (its well-known, public key) as it
+ * is, so that tools and tests can use it; any other account's key or SAS as `<redacted>`, since
+ * a host started with `--no-azurite` against a real account must not print that account's key.
+ */
+export function printableConnection(connection: string): string {
+  return connection
+    .split(';')
+    .map((part) => {
+      const at = part.indexOf('=');
+      const name = at > 0 ? part.slice(0, at).trim().toLowerCase() : '';
+      const value = at > 0 ? part.slice(at + 1).trim() : '';
+      if (name === 'accountkey' && value !== DEV_KEY) return `${part.slice(0, at)}=<redacted>`;
+      if (name === 'sharedaccesssignature') return `${part.slice(0, at)}=<redacted>`;
+      // An endpoint URL may carry a SAS in its query.
+      if (name.endsWith('endpoint') && value.includes('?')) return `${part.slice(0, at)}=${value.slice(0, value.indexOf('?'))}?<redacted>`;
+      return part;
+    })
+    .join(';');
+}
+
 export interface AzuritePorts {
   blob: number;
   queue: number;
