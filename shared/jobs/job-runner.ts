@@ -461,8 +461,9 @@ export class JobRunner {
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
-    // The built-in runner's columns are known now (but for join "all": the input's); a script's are fixed by its first rows.
-    const columns = spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings));
+    // The built-in runner's columns are known now (but for join "all": the input's); a script's are
+    // fixed by its first rows; a rerun's are its parent's (the rows it copies have them).
+    const columns = rerun?.columns ?? (spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings)));
     const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
       return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, segment_size: this.#config.segmentSize, ...(columns ? { columns } : {}) };

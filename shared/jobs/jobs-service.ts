@@ -340,7 +340,17 @@ export class JobsService {
       settings,
       resources: { instance_count: body.resources?.instance_count ?? spec.resources.instance_count },
       output: out.output,
-      rerun_of: { job: spec.id, scope, force: body.force, source, header_bytes: headerBytes, ...(segmentSize === undefined ? {} : { segment_size: segmentSize }), reused: plan.reused, scored: plan.scored },
+      rerun_of: {
+        job: spec.id,
+        scope,
+        force: body.force,
+        source,
+        header_bytes: headerBytes,
+        ...(columns ? { columns: [...columns] } : {}),
+        ...(segmentSize === undefined ? {} : { segment_size: segmentSize }),
+        reused: plan.reused,
+        scored: plan.scored,
+      },
     };
     return this.#create({ key: undefined, scope: undefined, requestHash: '', start: request.start }, this.#modelToCreate(rerun, out.field));
   }

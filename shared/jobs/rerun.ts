@@ -45,6 +45,12 @@ export interface RerunOf extends RerunCounts {
   /** The length of the parent's CSV header line (`csv_header`), before its first rows. */
   header_bytes: number;
   /**
+   * The parent's columns, when it had fixed them: the rerun's from the start, since the rows it
+   * copies are written under them (its new rows are written by name into the same columns, and its
+   * header is the parent's even when no new row comes).
+   */
+  columns?: string[] | undefined;
+  /**
    * The parent's segment size (its `segment_size`): where its journal is, one blob per segment;
    * absent for a parent prepared before segments (one journal blob).
    */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type JournalEntry, readJournalLines } from '../../../shared/jobs/journal.js';
-import { composeRerun, failedItemsOf, itemsToScore, planRerun } from '../../../shared/jobs/rerun.js';
+import { composeRerun, emptyRerunPlan, extendRerunPlan, failedItemsOf, itemsToScore, planRerun } from '../../../shared/jobs/rerun.js';
 import type { MiniBatch } from '../../../shared/planning/plan.js';
 
 const item = (name: string, rows?: { start: number; end: number }): MiniBatch['items'][number] => ({ name, blob: `in/${name}`, size: 10, ...(rows ? { rows } : {}) });
@@ -43,6 +43,16 @@ describe('planning a rerun from the parent journal', () => {
     expect(plan.reused).toEqual({ mini_batches: 1, items: 4 });
     expect(plan.scored).toEqual({ mini_batches: 4, items: 5 });
     expect(plan.batches.map((b) => itemsToScore(b))).toEqual([[], [0], [1], [0, 1], [0]]);
+  });
+
+  it('plans the same segment by segment (each segment\'s journal read on its own, in order) as from one journal', () => {
+    // Segments of 2 mini-batches: [0, 1], [2, 3], [4]; each journal holds only its own records.
+    const bySegment = emptyRerunPlan(10);
+    for (const members of [batches.slice(0, 2), batches.slice(2, 4), batches.slice(4)]) {
+      const indexes = members.map((b) => b.index);
+      extendRerunPlan(bySegment, members, readJournalLines(lines.filter((l) => indexes.includes(l.i)), indexes));
+    }
+    expect(bySegment).toEqual(plan);
   });
 
   it('names failed items by file and row range, and gives up on a line it cannot place', () => {
