@@ -6,8 +6,14 @@
  *     same files from Azurite). Then the same job with `join: "all"` (every input column copied
  *     beside each prediction) against the plain job, alternating in the same host.
  * (b) Trivial scorer over 1,000 and 10,000 files: overhead per mini-batch against a bare loop that
- *     lists the same folder, downloads the files to disk and calls the same run() on them, and the
- *     host's peak RSS (each scenario in a fresh host).
+ *     lists the same folder, downloads the files to disk and calls the same run() on them, the
+ *     host's peak RSS (each scenario in a fresh host), and the time from the invoke's 202 until the
+ *     first mini-batch starts and until it completes (as for (c)).
+ * (c) Scale: 100,000 small files (`--c-files`), trivial scorer, mini_batch_size 10 (`--c-mini-batch-size`;
+ *     1 makes 100,000 mini-batches, past the 50,000 blocks of one blob), 4 lanes, against the same
+ *     bare loop with 4 loops; also the time from the invoke's 202 until the first mini-batch starts and until
+ *     it completes (from logs/job.log's per-mini-batch lines, on the same clock), and a check that
+ *     predictions.csv has every file's row, in mini-batch order.
  * (p) The pipeline demo (`npm run demo -- --pipeline`: prepare → score → summarize on penguin CSV
  *     files with missing values), invoke → Completed, against its three steps' code run directly
  *     on the same data: the files downloaded to a local folder, prepare.js's run(), the cleaned
@@ -37,23 +43,40 @@ const program = new Command()
   .option('--rows <n>', 'rows for (a)', (v) => Number(v), 2_000_000)
   .option('--files <n>', 'files for (a)', (v) => Number(v), 100)
   .option('--small <list>', 'file counts for (b)', (v) => v.split(',').map(Number), [1000, 10000])
-  .option('--only <which>', 'a, b, both (a and b), pipeline, or all', 'both')
+  .option('--only <which>', 'a, b, c, both (a and b), pipeline, or all', 'both')
+  .option('--c-files <n>', 'files for (c)', (v) => Number(v), 100_000)
+  .option('--c-mini-batch-size <n>', 'mini_batch_size for (c)', (v) => Number(v), 10)
   .option('--pipeline-files <n>', 'CSV files for (p); the demo has 8', (v) => Number(v), 8)
   .option('--pipeline-rows <n>', 'rows per file for (p); the demo has 250', (v) => Number(v), 250)
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
   .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
+  .option('--cpu-prof <dir>', "write a CPU profile of each scenario's host process into this folder (node --cpu-prof)")
   .option('--data', 'keep state in a fresh data folder, as `fnhost start` does by default (Azurite as its own process, saving to disk), instead of in memory', false)
   .parse();
-const opts = program.opts<{ rows: number; files: number; small: number[]; only: string; repeat: number; warmup: number; data: boolean; pipelineFiles: number; pipelineRows: number }>();
-const SCENARIOS: Record<string, string[]> = { a: ['a'], b: ['b'], both: ['a', 'b'], pipeline: ['pipeline'], all: ['a', 'b', 'pipeline'] };
+const opts = program.opts<{
+  rows: number;
+  files: number;
+  small: number[];
+  only: string;
+  repeat: number;
+  warmup: number;
+  data: boolean;
+  pipelineFiles: number;
+  pipelineRows: number;
+  cFiles: number;
+  cpuProf?: string;
+  cMiniBatchSize: number;
+}>();
+const SCENARIOS: Record<string, string[]> = { a: ['a'], b: ['b'], c: ['c'], both: ['a', 'b'], pipeline: ['pipeline'], all: ['a', 'b', 'c', 'pipeline'] };
 const scenarios = SCENARIOS[opts.only];
 if (!scenarios) program.error(`--only must be one of ${Object.keys(SCENARIOS).join(', ')}`);
 
 /** A fresh host for a scenario: in memory, or on a new data folder removed afterwards. */
 async function freshStack(): Promise<LocalStack> {
-  if (!opts.data) return startLocalStack();
+  const nodeFlags = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [];
+  if (!opts.data) return startLocalStack({ nodeFlags });
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
-  const stack = await startLocalStack({ dataDir });
+  const stack = await startLocalStack({ dataDir, nodeFlags });
   return {
     ...stack,
     async stop() {
@@ -132,7 +155,7 @@ async function listFolder(container: ContainerClient, prefix: string): Promise<s
  * download them (in parallel) into a local folder, call the same trivial run() on the paths, and
  * delete the files.
  */
-async function bareFileLoop(connection: string, prefix: string, count: number): Promise<number> {
+async function bareFileLoop(connection: string, prefix: string, count: number, shape: { loops: number; miniBatchSize: number } = { loops: 2, miniBatchSize: 10 }): Promise<number> {
   const container = BlobServiceClient.fromConnectionString(connection).getContainerClient(CONTAINER);
   const scorer = (await import(pathToFileURL(join(ROOT, 'scripts', 'bench', 'trivial-scorer.js')).href)) as { run(paths: string[]): unknown[] };
   const root = await mkdtemp(join(tmpdir(), 'bench-bare-'));
@@ -140,11 +163,11 @@ async function bareFileLoop(connection: string, prefix: string, count: number): 
   const blobs = await listFolder(container, prefix);
   if (blobs.length !== count) throw new Error(`bare loop listed ${blobs.length} of ${count} files`);
   const batches: string[][] = [];
-  for (let i = 0; i < blobs.length; i += 10) batches.push(blobs.slice(i, i + 10));
+  for (let i = 0; i < blobs.length; i += shape.miniBatchSize) batches.push(blobs.slice(i, i + shape.miniBatchSize));
   let next = 0;
   let rows = 0;
   await Promise.all(
-    [0, 1].map(async (loop) => {
+    Array.from({ length: shape.loops }, (_, loop) => loop).map(async (loop) => {
       const dir = join(root, String(loop));
       await mkdir(dir, { recursive: true });
       while (next < batches.length) {
@@ -177,6 +200,9 @@ interface Row {
   'overhead ms/mini-batch': string;
   /** The host's peak during the first job in the fresh host, before repeats add their history. */
   'peak RSS MB': string;
+  /** (b), (c): the invoke's 202 received → the first mini-batch started, and completed. */
+  '202 → first mini-batch start s'?: string;
+  '202 → first mini-batch done s'?: string;
 }
 
 function row(scenario: string, files: number, job: { seconds: number; miniBatches: number }, bare: number, peakRss: number): Row {
@@ -271,10 +297,88 @@ async function scenarioB(count: number): Promise<Row> {
     const { job, bare, peakRss } = await alternate(
       `(b) ${count} files`,
       stack.child.pid,
-      () => timeJob(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`),
+      () => timeJobToFirst(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`),
       () => timed(() => bareFileLoop(stack.storageConnection, `bench/b${count}/`, count)),
     );
-    return row('(b) trivial scorer', count, job, bare.seconds, peakRss);
+    return { ...row('(b) trivial scorer', count, job, bare.seconds, peakRss), ...firstColumns(job) };
+  } finally {
+    await stack.stop();
+  }
+}
+
+interface ScaleJobTime extends Timed {
+  miniBatches: number;
+  /** Seconds from the invoke's 202 until the first mini-batch started, and until one completed. */
+  firstStart: number;
+  firstDone: number;
+  id: string;
+}
+
+/**
+ * A (b) or (c) job, invoke → Completed, with the times from the invoke's 202 to the first
+ * mini-batch: each mini-batch's job.log line carries when it ended and how long it ran (both from
+ * the host's clock, the bench's clock).
+ */
+async function timeJobToFirst(client: BatchClient, endpoint: string, path: string): Promise<ScaleJobTime> {
+  const invokedAt = Date.now();
+  const job = await client.invoke(endpoint, { inputs: { data: { type: 'uri_folder', path } } });
+  const acceptedAt = Date.now();
+  const done = await client.waitForJob(job.id, () => undefined, 500);
+  if (done.status !== 'Completed') throw new Error(`job ${job.id} ended ${done.status}: ${JSON.stringify(done.error)}`);
+  const log = await client.output(job.id, 'logs/job.log');
+  let firstStart = Infinity;
+  let firstDone = Infinity;
+  for (const m of log.matchAll(/^(\S+) INFO \[mini-batch \d+ attempt \d+\] completed: .* in ([\d.]+) s/gm)) {
+    const end = Date.parse(m[1] as string);
+    firstDone = Math.min(firstDone, end);
+    firstStart = Math.min(firstStart, end - Number(m[2]) * 1000);
+  }
+  return {
+    seconds: (Date.parse(done.completed_at ?? '') - invokedAt) / 1000,
+    miniBatches: done.counts.mini_batches.total,
+    firstStart: (firstStart - acceptedAt) / 1000,
+    firstDone: (firstDone - acceptedAt) / 1000,
+    id: job.id,
+  };
+}
+
+/** The row's columns of the time to the first mini-batch. */
+function firstColumns(job: ScaleJobTime): Pick<Row, '202 → first mini-batch start s' | '202 → first mini-batch done s'> {
+  return { '202 → first mini-batch start s': job.firstStart.toFixed(3), '202 → first mini-batch done s': job.firstDone.toFixed(3) };
+}
+
+async function scenarioC(): Promise<Row> {
+  const stack = await freshStack();
+  const count = opts.cFiles;
+  const miniBatchSize = opts.cMiniBatchSize;
+  try {
+    const names = Array.from({ length: count }, (_, f) => `f-${String(f).padStart(7, '0')}.txt`);
+    const files: Record<string, string> = {};
+    for (const [f, name] of names.entries()) files[`bench/c/${name}`] = `item ${f}\n`;
+    await uploadFiles(stack.storageConnection, CONTAINER, '', { 'code/trivial/score.js': readFileSync(join(ROOT, 'scripts', 'bench', 'trivial-scorer.js'), 'utf8'), 'models/none/model.txt': 'unused' });
+    const uploadStarted = performance.now();
+    await uploadFiles(stack.storageConnection, CONTAINER, '', files);
+    console.log(`(c) uploaded ${count} files in ${((performance.now() - uploadStarted) / 1000).toFixed(1)} s`);
+    const client = await setup(
+      stack,
+      'bench-scale',
+      { code_configuration: { code: 'azureml://datastores/workspaceblobstore/paths/code/trivial/', scoring_script: 'score.js' }, settings: { max_concurrency_per_instance: 4, mini_batch_size: miniBatchSize } },
+      { type: 'custom_model', path: 'azureml://datastores/workspaceblobstore/paths/models/none/' },
+    );
+    const { job, bare, peakRss } = await alternate(
+      `(c) ${count} files`,
+      stack.child.pid,
+      () => timeJobToFirst(client, 'bench-scale', 'azureml://datastores/workspaceblobstore/paths/bench/c/'),
+      () => timed(() => bareFileLoop(stack.storageConnection, 'bench/c/', count, { loops: 4, miniBatchSize })),
+    );
+    // Never report a time for wrong output: every file's row, in mini-batch (file name) order.
+    const predictions = await client.output(job.id, 'predictions.csv');
+    const lines = predictions.split('\n').filter((l) => l !== '');
+    if (lines.length !== count || lines.some((line, i) => !line.includes(names[i] as string))) {
+      throw new Error(`(c) predictions.csv of job ${job.id} is not every file's row in order (${lines.length} rows of ${count})`);
+    }
+    console.log(`(c) predictions.csv: ${count} rows in order; first mini-batch started ${job.firstStart.toFixed(3)} s and completed ${job.firstDone.toFixed(3)} s after the invoke's 202`);
+    return { ...row(`(c) trivial, ${miniBatchSize}/mini-batch, 4 lanes`, count, job, bare.seconds, peakRss), ...firstColumns(job) };
   } finally {
     await stack.stop();
   }
@@ -418,6 +522,7 @@ const rows: Row[] = [];
 let pipelineSteps: Record<string, string | number>[] | undefined;
 if (scenarios?.includes('a')) rows.push(...(await scenarioA()));
 if (scenarios?.includes('b')) for (const count of opts.small) rows.push(await scenarioB(count));
+if (scenarios?.includes('c')) rows.push(await scenarioC());
 if (scenarios?.includes('pipeline')) {
   const p = await scenarioPipeline();
   rows.push(p.row);
@@ -426,6 +531,7 @@ if (scenarios?.includes('pipeline')) {
 console.log(`\nbatch-endpoints benchmark (each scenario in a fresh fnhost + Azurite${opts.data ? ' on a data folder' : ', in memory'}; job s = invoke → Completed)\n`);
 console.table(rows);
 if (scenarios?.includes('a') || scenarios?.includes('b')) console.log('Aims: (a) ratio <= 1.15; (b) overhead <= 5 ms per mini-batch, peak RSS < 400 MB and flat as input grows.');
+if (scenarios?.includes('c')) console.log('Aims: (c) overhead <= 3 ms per mini-batch, peak RSS < 250 MB.');
 if (pipelineSteps) {
   console.log("\n(p) per step: job = the step's started_at → completed_at in the best job's view; bare = the same work in the best bare run");
   console.table(pipelineSteps);

@@ -2,7 +2,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BatchError } from './errors.js';
-import { MAX_COMMITTED_BLOCKS } from './limits.js';
+import { SEGMENT_SIZE } from './limits.js';
 
 /**
  * The app's configuration, parsed once from the environment (Functions app settings;
@@ -105,10 +105,17 @@ const schema = z.object({
   /** The most input files one job (or step) scores; a job listing more fails before scoring. */
   BATCH_MAX_FILES_PER_JOB: z.coerce.number().int().min(1).default(100_000),
   /**
-   * The most mini-batches of one job (or step). At most 50,000: each mini-batch is one committed
-   * block of the predictions file, and a block blob holds at most that many (MAX_COMMITTED_BLOCKS).
+   * The most mini-batches of one job (or step): an operator's cap, not storage's (outputs are
+   * composed from segment parts, so no blob limit bounds a job; see shared/outputs/compose.ts).
    */
-  BATCH_MAX_MINI_BATCHES_PER_JOB: z.coerce.number().int().min(1).max(MAX_COMMITTED_BLOCKS).default(MAX_COMMITTED_BLOCKS),
+  BATCH_MAX_MINI_BATCHES_PER_JOB: z.coerce.number().int().min(1).default(1_000_000),
+  /**
+   * Mini-batches per segment of a job prepared from now on (its journal and output parts; a job
+   * keeps the size it was prepared with, `segment_size`). At most SEGMENT_SIZE (256, the default):
+   * a segment's blobs must stay within a blob's blocks. Smaller sizes are for tests: each segment
+   * is a few more blobs and copies.
+   */
+  BATCH_SEGMENT_SIZE: z.coerce.number().int().min(1).max(SEGMENT_SIZE).default(SEGMENT_SIZE),
   /**
    * Invokes per caller: a token bucket of BATCH_INVOKE_BURST tokens refilled at
    * BATCH_INVOKE_RATE_PER_MINUTE; 0 turns the limit off. Kept in memory per host instance.
@@ -130,6 +137,8 @@ export interface AppConfig {
   tablePrefix: string;
   /** The most mini-batches in one chunk; jobs cut theirs evenly across lanes (see chunkLayout). */
   maxChunkSize: number;
+  /** BATCH_SEGMENT_SIZE: mini-batches per segment of a job prepared now. */
+  segmentSize: number;
   progressIntervalSeconds: number;
   /** Bytes of upcoming mini-batches' inputs held in memory at most; 0 = no prefetching. */
   prefetchBytes: number;
@@ -149,7 +158,7 @@ export interface Limits {
   requestBodyBytes: number;
   /** BATCH_MAX_FILES_PER_JOB */
   filesPerJob: number;
-  /** BATCH_MAX_MINI_BATCHES_PER_JOB (never above MAX_COMMITTED_BLOCKS) */
+  /** BATCH_MAX_MINI_BATCHES_PER_JOB */
   miniBatchesPerJob: number;
   /** BATCH_INVOKE_RATE_PER_MINUTE (0: no limit) and BATCH_INVOKE_BURST */
   invokeRatePerMinute: number;
@@ -221,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     cacheDir: e.BATCH_CACHE_DIR ?? join(tmpdir(), 'batch-endpoints'),
     tablePrefix: e.BATCH_TABLE_PREFIX,
     maxChunkSize: e.BATCH_CHUNK_SIZE,
+    segmentSize: e.BATCH_SEGMENT_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
     bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },

@@ -7,11 +7,13 @@ import { type BatchError, limitExceeded } from './errors.js';
  */
 
 /**
- * The most committed blocks a block blob holds (Azure Blob storage). Each mini-batch is one block
- * of the predictions file (and of its report), so a job has at most this many mini-batches. The
- * one place this number lives: lifting it (a file composed of part blobs) starts here.
+ * Mini-batches per segment of a job (the most, and the default of BATCH_SEGMENT_SIZE): each segment
+ * has a journal blob and a part blob per output file of its own, so no blob of a job grows with the
+ * job (see README, "How it works", and shared/jobs/work-area.ts). A blob holds 100,000 uncommitted
+ * and 50,000 committed blocks; a segment's journal holds at most a block per attempt (up to 101
+ * with retry_settings.max_retries 100) of each of its mini-batches: 256 × 101 < 50,000.
  */
-export const MAX_COMMITTED_BLOCKS = 50_000;
+export const SEGMENT_SIZE = 256;
 
 /**
  * The first limit a job of `files` input files cut into `miniBatches` mini-batches exceeds, or
@@ -27,13 +29,10 @@ export function jobSizeProblem(limits: Pick<Limits, 'filesPerJob' | 'miniBatches
     });
   }
   if (size.miniBatches > limits.miniBatchesPerJob) {
-    const blocks = limits.miniBatchesPerJob >= MAX_COMMITTED_BLOCKS;
     return limitExceeded(
       'limit_exceeded',
-      `The input makes ${size.miniBatches} mini-batches; a job has at most ${limits.miniBatchesPerJob}` +
-        (blocks ? ` (a predictions file is one block per mini-batch, and a blob holds at most ${MAX_COMMITTED_BLOCKS} blocks)` : ' (BATCH_MAX_MINI_BATCHES_PER_JOB)') +
-        '. Raise settings.mini_batch_size, or split the input into several jobs.',
-      { name: blocks ? 'max_committed_blocks' : 'BATCH_MAX_MINI_BATCHES_PER_JOB', value: limits.miniBatchesPerJob, actual: size.miniBatches, field },
+      `The input makes ${size.miniBatches} mini-batches; a job has at most ${limits.miniBatchesPerJob} (BATCH_MAX_MINI_BATCHES_PER_JOB). Raise settings.mini_batch_size, or split the input into several jobs.`,
+      { name: 'BATCH_MAX_MINI_BATCHES_PER_JOB', value: limits.miniBatchesPerJob, actual: size.miniBatches, field },
     );
   }
   return undefined;

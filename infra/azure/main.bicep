@@ -1,5 +1,6 @@
 // batch-endpoints on Azure Functions (Flex Consumption, Node.js 22) with Durable Functions on the
-// Azure Storage backend. Scales out with load and to zero when idle.
+// Azure Storage backend, or on a Durable Task Scheduler (durableBackend). Scales out with load and to
+// zero when idle.
 //
 //   az group create -n batch-endpoints -l westeurope
 //   az deployment group create -g batch-endpoints -f infra/azure/main.bicep -p appName=<unique-name>
@@ -20,6 +21,19 @@ param maximumInstanceCount int = 40
 @description('Memory per instance in MB (2048 or 4096); scoring with onnxruntime benefits from 4096.')
 @allowed([2048, 4096])
 param instanceMemoryMB int = 4096
+
+@description('Durable Functions backend: azureStorage (queues and tables of the app storage account) or durableTaskScheduler (a Durable Task Scheduler and task hub, reached with the app identity; see README.md, "Durable backend").')
+@allowed(['azureStorage', 'durableTaskScheduler'])
+param durableBackend string = 'azureStorage'
+
+@description('Durable Task Scheduler SKU (durableTaskScheduler only): Dedicated (capacity units of ~2,000 actions/s each) or Consumption (pay per action).')
+@allowed(['Dedicated', 'Consumption'])
+param schedulerSku string = 'Dedicated'
+
+@description('Capacity units of a Dedicated scheduler.')
+@minValue(1)
+@maxValue(3)
+param schedulerCapacity int = 1
 
 @description('Blob container of the built-in workspaceblobstore datastore.')
 param workspaceContainer string = 'azureml-blobstore'
@@ -175,7 +189,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     }
     siteConfig: {
       minTlsVersion: '1.2'
-      appSettings: [
+      appSettings: concat([
         { name: 'AzureWebJobsStorage', value: storageConnection }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'BATCH_WORKSPACE_CONTAINER', value: workspaceContainer }
@@ -186,10 +200,52 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCH_WEB_CLIENT_ID', value: webClientId }
         { name: 'BATCH_EVENTS_TOPIC_ENDPOINT', value: jobEvents.properties.endpoint }
         { name: 'BATCH_EVENTS_TOPIC_KEY', value: jobEvents.listKeys().key1 }
-      ]
+      ], schedulerSettings)
     }
   }
 }
+
+// ------------------------------------------------------------------ Durable Task Scheduler backend
+// With durableBackend = durableTaskScheduler, orchestration state lives in a scheduler's task hub
+// instead of the storage account's queues and tables. host.json stays as it is: app settings
+// override its durableTask section (AzureFunctionsJobHost__…), so one package runs on either backend.
+var useScheduler = durableBackend == 'durableTaskScheduler'
+var taskHubName = 'BatchEndpointsHub'
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = if (useScheduler) {
+  name: '${appName}-dts'
+  location: location
+  properties: {
+    sku: schedulerSku == 'Dedicated' ? { name: 'Dedicated', capacity: schedulerCapacity } : { name: 'Consumption' }
+    // An empty list denies all traffic; access is decided by the role below.
+    ipAllowlist: ['0.0.0.0/0']
+  }
+}
+
+resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = if (useScheduler) {
+  parent: scheduler
+  name: taskHubName
+}
+
+// Durable Task Data Contributor for the app's identity, on the scheduler.
+resource schedulerData 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useScheduler) {
+  name: guid(resourceGroup().id, appName, 'durable-task-data-contributor')
+  scope: scheduler
+  properties: {
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0ad04412-c4d5-4796-b79c-f76d14c8d402')
+  }
+}
+
+var schedulerSettings = useScheduler
+  ? [
+      { name: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING', value: 'Endpoint=${scheduler!.properties.endpoint};Authentication=ManagedIdentity' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__type', value: 'azureManaged' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName', value: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__hubName', value: taskHubName }
+    ]
+  : []
 
 // The app reads its deployment package with its identity.
 resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -380,3 +436,4 @@ output jobEventsTopicEndpoint string = jobEvents.properties.endpoint
 output storageEventsSystemTopic string = storageEvents.name
 output apiBaseUrl string = 'https://${app.properties.defaultHostName}/api'
 output storageAccountName string = storage.name
+output durableTaskSchedulerEndpoint string = useScheduler ? scheduler!.properties.endpoint : ''

@@ -95,6 +95,8 @@ export interface StackOptions {
   args?: string[];
   /** Start the host as the leader of a process group of its own, so a kill can take the group. */
   detached?: boolean;
+  /** More Node.js flags for the host process (e.g. `--cpu-prof`), after fnhost's own. */
+  nodeFlags?: string[];
   /**
    * Run the app with this local.settings.json (see appFolderWithSettings), e.g. the example's
    * Event Grid subscriptions and topic. Default: the checkout's own local.settings.json, if any,
@@ -106,7 +108,7 @@ export interface StackOptions {
 export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
   const port = options.port ?? (await freePort());
   const app = options.localSettings ? appFolderWithSettings(ROOT, options.localSettings) : undefined;
-  const args = [...FNHOST_NODE_FLAGS, join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', app?.path ?? ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
+  const args = [...FNHOST_NODE_FLAGS, ...(options.nodeFlags ?? []), join(ROOT, 'infra', 'local', 'bin', 'fnhost.js'), 'start', '--script-root', app?.path ?? ROOT, '--port', String(port), '--blob-port', '0', '--queue-port', '0', '--table-port', '0'];
   args.push(...(options.dataDir ? ['--data', options.dataDir] : ['--in-memory']), ...(options.args ?? []));
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
@@ -8,7 +9,7 @@ import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/ou
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
-import { RowEncoder, failedItem, outputContentType, outputFormat } from '../scoring/rows.js';
+import { failedItem, outputContentType, outputFormat, predictionsHeader } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
@@ -16,9 +17,10 @@ import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readI
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import type { JobWorkArea } from './work-area.js';
+import { JobWorkArea, SEGMENTS_AT_ONCE, type SegmentFile } from './work-area.js';
+import { type ComposeSource, composeBlob } from '../outputs/compose.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, entryParts, ranIndexes, readJournalLines } from './journal.js';
-import { type RerunOf, type Segment, composeRerun, itemsToScore } from './rerun.js';
+import { type RerunOf, type RerunPiece, composeRerun, itemsToScore } from './rerun.js';
 import { isNotFound } from '../storage/clients.js';
 import { type CopySource, copySource } from '../storage/fast-read.js';
 import { redactSecrets } from '../redact.js';
@@ -136,6 +138,34 @@ export interface FinalizeInput extends EngineRef {
 
 /** What finalizing came to: the job's final status, or mini-batches to run again first. */
 export type FinalizeResult = { status: 'Completed' | 'Failed' | 'Canceled' } | { status: 'repair'; repair: { index: number; attempt: number }[] };
+
+/** What finalizing found in one segment, and its pieces of the outputs (see JobRunner.#finalizeSegment). */
+interface SegmentOutcome {
+  missing: { index: number; attempt: number }[];
+  /** Its accepted records' counts (totals are the job's). */
+  counts: JobCounts;
+  /** Preamble entries (in the journal of a job prepared before segments). */
+  preamble: JournalEntry[];
+  pieces: Partial<Record<SegmentFile, ComposeSource>>;
+  /** A job prepared before segments: the predictions parts staged on the file, to commit as they are. */
+  committed?: StagedPart[] | undefined;
+}
+
+/** The values of ascending `sorted` within [range.start, range.end) (all of them without a range). */
+function sliceSorted(sorted: readonly number[], range: { start: number; end: number } | undefined): number[] {
+  if (!range) return [...sorted];
+  const first = (v: number): number => {
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((sorted[mid] as number) < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return sorted.slice(first(range.start), first(range.end));
+}
 
 /** More missing mini-batches than this are not repaired: something is badly wrong, and the job fails. */
 const MAX_REPAIRS = 100;
@@ -284,6 +314,17 @@ export class JobRunner {
     });
   }
 
+  /**
+   * The run as a mini-batch must see it: one cached from before prepare ended (NotStarted or
+   * Preparing, no segment_size yet) is read again, since where a mini-batch stages depends on it.
+   */
+  async #preparedRun(ref: EngineRef): Promise<EngineRun> {
+    const run = await this.#run(ref);
+    if (run.state.segment_size !== undefined || (run.state.status !== 'NotStarted' && run.state.status !== 'Preparing')) return run;
+    this.#runs.delete(run.scope);
+    return this.#run(ref);
+  }
+
   /** Changes the engine's state: the job's, or its step's (see JobStore.update). */
   async #update(ref: EngineRef, mutate: (state: JobState) => JobState | undefined): Promise<JobState | undefined> {
     if (ref.step === undefined) return this.#store.update(ref.jobId, (s) => mutate(s));
@@ -380,7 +421,7 @@ export class JobRunner {
     try {
       const { input } = await this.#placesOf(run);
       // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
-      const planned = rerun ? (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes)).batches : undefined;
+      const planned = rerun ? (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes, rerun.segment_size)).batches : undefined;
       const items = planned ? planned.flatMap((b) => b.items) : await listInput(input, spec.split, spec.input.files);
       if (items.length === 0) {
         return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
@@ -416,16 +457,20 @@ export class JobRunner {
       report: '',
       errors: '',
       log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
-    });
+    }, this.#config.segmentSize);
     const counts = emptyCounts();
     counts.mini_batches.total = batches.length;
     counts.items.total = items;
-    // The built-in runner's columns are known now (but for join "all": the input's); a script's are fixed by its first rows.
-    const columns = spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings));
+    // The built-in runner's columns are known now (but for join "all": the input's); a script's are
+    // fixed by its first rows; a rerun's are its parent's (the rows it copies have them).
+    const columns = rerun?.columns ?? (spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings)));
     const state = await this.#update(ref, (s) => {
       if (isTerminalJob(s.status)) return undefined;
-      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, ...(columns ? { columns } : {}) };
+      return { ...s, status: s.status === 'Canceling' ? 'Canceling' : 'Running', counts, chunks, failures: 0, segment_size: this.#config.segmentSize, ...(columns ? { columns } : {}) };
     });
+    // Mini-batches must see this state (segment_size above all: where they stage), not the one
+    // read when prepare began.
+    this.#runs.delete(run.scope);
     const plan = { ...base, miniBatches: batches.length, items, chunks, chunkSize, lanes };
     if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
     return plan;
@@ -656,13 +701,14 @@ export class JobRunner {
     rerun?: { full: MiniBatch; scored: number[] },
   ): Promise<MiniBatchResult> {
     const { seconds } = timing;
-    const run = await this.#run(input);
+    const run = await this.#preparedRun(input);
     const spec = run.work;
     const items = rerun ? rerun.full.items.length : batch.items.length;
     const reused = items - batch.items.length;
     const logs = outcome.status === 'completed' ? outcome.result.logs : outcome.logs;
     const logText = logs.map((l) => `${l.time} ${l.level.toUpperCase()} [mini-batch ${input.index} attempt ${input.attempt}] ${l.message}\n`).join('');
     const ids = new BlockIds(run.scope);
+    const segmentSize = run.state.segment_size;
     let result: MiniBatchResult;
     let errors: string;
     let part: StagedPart | undefined;
@@ -671,7 +717,7 @@ export class JobRunner {
     if (outcome.status === 'completed' && rerun && spec.settings.output_action === 'append_row') {
       const composed = composeRerun(rerun.full, rerun.scored, outcome.result.data, outcome.result.itemBytes);
       if (composed) {
-        parts = await this.#stageRerun(run, folder, input, nonce, composed.segments);
+        parts = await this.#stageRerun(run, await this.#rowsTarget(run, folder, input.index), input, nonce, composed.pieces);
         itemBytes = composed.itemBytes;
       } else {
         outcome = {
@@ -688,7 +734,9 @@ export class JobRunner {
       const failedCount = r.failed.reduce((n, f) => n + (f.count ?? 1), 0);
       // The rows and produced files go up side by side; the journal entry that names them after.
       const [staged] = await Promise.all([
-        spec.settings.output_action === 'append_row' && !rerun ? folder.stage(spec.settings.output_file_name, ids.part('p', input.index, input.attempt, nonce), r.data) : undefined,
+        spec.settings.output_action === 'append_row' && !rerun
+          ? this.#rowsTarget(run, folder, input.index).then((target) => target.folder.stage(target.file, ids.part('p', input.index, input.attempt, nonce), r.data))
+          : undefined,
         ...r.producedFiles.map((produced) => folder.uploadFile(produced.name, produced.localPath)),
       ]);
       part = staged;
@@ -718,7 +766,7 @@ export class JobRunner {
       if (rerun && !parts && spec.settings.output_action === 'append_row') {
         const composed = composeRerun(rerun.full, rerun.scored, Buffer.alloc(0), rerun.scored.map(() => 0));
         if (composed) {
-          parts = await this.#stageRerun(run, folder, input, nonce, composed.segments);
+          parts = await this.#stageRerun(run, await this.#rowsTarget(run, folder, input.index), input, nonce, composed.pieces);
           itemBytes = composed.itemBytes;
         }
       }
@@ -758,7 +806,7 @@ export class JobRunner {
     // which records many in one write; any other is staged here, and the orchestration acknowledges it.
     const routine = input.deferJournal === true && result.status === 'completed' && errors === '' && logText === '';
     if (routine) result.journal = entry;
-    else await this.#workArea.stageEntry(run.scope, entry);
+    else await this.#workArea.stageEntry(run.scope, entry, segmentSize);
     const final = result.status === 'completed' || !result.retryable || input.attempt > input.maxRetries;
     // A repair re-runs a mini-batch whose failures were counted when it first ran.
     if (final && result.failed > 0 && !input.repair) result.jobFailures = await this.#addFailures(input, result.failed);
@@ -766,15 +814,26 @@ export class JobRunner {
   }
 
   /**
-   * Stages a rerun's mini-batch's parts in order: ranges of the parent's predictions copied
-   * server-side, and the new rows. The parent's file must still be the version the rerun was made
-   * from, before and after the copies (an ETag never comes back, so a copy in between read it too).
+   * Where mini-batch `index` stages its rows: its segment's part blob in the work area (composed
+   * into the output file at finalize), or, for a job prepared before segments, the file itself.
    */
-  async #stageRerun(run: EngineRun, folder: OutputFolder, input: MiniBatchInput, nonce: string, segments: Segment[]): Promise<StagedPart[]> {
+  async #rowsTarget(run: EngineRun, folder: OutputFolder, index: number): Promise<{ folder: OutputFolder; file: string }> {
+    const segmentSize = run.state.segment_size;
+    if (segmentSize === undefined) return { folder, file: run.work.settings.output_file_name };
+    return { folder: await this.#workArea.parts(run.scope), file: JobWorkArea.partName(Math.floor(index / segmentSize), 'predictions') };
+  }
+
+  /**
+   * Stages a rerun's mini-batch's pieces in order where its rows go (`target`, see #rowsTarget):
+   * ranges of the parent's predictions file copied server-side, and the new rows. The parent's
+   * file must still be the version the rerun was made from, before and after the copies (an ETag
+   * never comes back, so a copy in between read it too).
+   */
+  async #stageRerun(run: EngineRun, target: { folder: OutputFolder; file: string }, input: MiniBatchInput, nonce: string, pieces: RerunPiece[]): Promise<StagedPart[]> {
     const source = rerunOf(run)?.source;
-    const file = run.work.settings.output_file_name;
+    const { folder, file } = target;
     const ids = new BlockIds(run.scope);
-    const copies = segments.some((s) => 'copy' in s);
+    const copies = pieces.some((s) => 'copy' in s);
     let from: CopySource | undefined;
     let pinned: (() => Promise<void>) | undefined;
     if (copies) {
@@ -794,29 +853,19 @@ export class JobRunner {
       from = await copySource(parent.container, parent.blobName(source.file));
     }
     const staged = await Promise.all(
-      segments.map((segment, k) => {
+      pieces.map((piece, k) => {
         const id = ids.part('p', input.index, input.attempt, `${nonce}:${k}`);
-        return 'copy' in segment ? folder.stageFrom(file, id, from as CopySource, segment.copy) : folder.stage(file, id, segment.data);
+        return 'copy' in piece ? folder.stageFrom(file, id, from as CopySource, piece.copy) : folder.stage(file, id, piece.data);
       }),
     );
     if (pinned) await pinned();
     return staged.filter((p): p is StagedPart => p !== undefined);
   }
 
-  /**
-   * The header line of a CSV predictions file (`csv_header: true`) as a block of its own, staged
-   * while finalizing (the columns are final then), under an id of its own: it goes first.
-   */
-  async #headerPart(run: EngineRun, folder: OutputFolder, columns: readonly string[] | undefined): Promise<StagedPart | undefined> {
-    const file = run.work.settings.output_file_name;
-    if (run.work.settings.csv_header !== true || !columns || outputFormat(file) !== 'csv') return undefined;
-    return folder.stage(file, new BlockIds(run.scope).part('p', -1, 0, '00000000'), new RowEncoder('csv', columns).header());
-  }
-
   /** Records a mini-batch whose activity itself kept failing (the report must still show it). */
   async recordFailure(input: MiniBatchInput & { error: string }): Promise<{ items: number; jobFailures: number; nonce: string }> {
     const scope = engineScope(input);
-    const batch = await this.#workArea.miniBatch(scope, input.chunkSize, input.index);
+    const [batch, run] = await Promise.all([this.#workArea.miniBatch(scope, input.chunkSize, input.index), this.#preparedRun(input)]);
     const reason = truncate(input.error);
     const nonce = newNonce();
     const items = batch.items.length;
@@ -831,13 +880,14 @@ export class JobRunner {
       report: reportRow({ index: input.index, attempt: input.attempt, items, succeeded: 0, failed: items, seconds: 0, status: 'failed', error: reason, startedAt: this.#now().toISOString() }),
       errors: errorLines(input.index, batch.items.map((i) => failedItem(i, reason))),
       log: `${this.#now().toISOString()} ERROR [mini-batch ${input.index} attempt ${input.attempt}] failed: ${reason}\n`,
-    });
+    }, run.state.segment_size);
     return { items, jobFailures: await this.#addFailures(input, items), nonce };
   }
 
   /** Records journal lines an orchestration collected: routine entries and acks (see JobWorkArea.stageGroup). */
   async recordJournal(input: EngineRef & { lines: JournalLine[] }): Promise<void> {
-    await this.#workArea.stageGroup(engineScope(input), input.lines);
+    const run = await this.#preparedRun(input);
+    await this.#workArea.stageGroup(run.scope, input.lines, run.state.segment_size);
   }
 
   /**
@@ -872,6 +922,71 @@ export class JobRunner {
   }
 
   /**
+   * Reads one segment's journal against the mini-batches the lanes ran in it, finds the ones whose
+   * record or predictions part is missing, and, when none is, writes the segment's pieces of each
+   * output: its accepted predictions parts committed to its part blob, and its report rows, error
+   * lines and log lines as blobs of their own (a job prepared before segments keeps its texts in
+   * memory, and its predictions parts are the file's own staged blocks). Safe to repeat.
+   */
+  async #finalizeSegment(run: EngineRun, folder: OutputFolder, at: { segment: number; segmentSize: number | undefined; expected: number[] }): Promise<SegmentOutcome> {
+    const spec = run.work;
+    const appendRow = spec.settings.output_action === 'append_row';
+    const parts = await this.#workArea.parts(run.scope);
+    const legacy = at.segmentSize === undefined;
+    const predictions = legacy ? spec.settings.output_file_name : JobWorkArea.partName(at.segment, 'predictions');
+    const where = legacy ? folder : parts;
+    const [lines, blocks] = await Promise.all([
+      this.#workArea.readJournal(run.scope, JobWorkArea.journalOf(at.segmentSize, at.segment * (at.segmentSize ?? 0))),
+      appendRow ? where.blocks(predictions) : new Map<string, number>(),
+    ]);
+    const reading = readJournalLines(lines, at.expected);
+    // A rerun's mini-batch records several parts (rows copied from its parent and new ones).
+    const staged = reading.accepted.flatMap((m) => entryParts(m.final).map((part) => ({ index: m.index, attempt: m.final.a, part })));
+    const lost = appendRow ? OutputFolder.missing(staged, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
+    const missing = [...reading.missing, ...lost].sort((a, b) => a.index - b.index);
+    const finals = reading.accepted.map((m) => m.final);
+    const counts = emptyCounts();
+    counts.mini_batches.succeeded = finals.filter((e) => e.status === 'completed').length;
+    counts.mini_batches.failed = finals.length - counts.mini_batches.succeeded;
+    counts.mini_batches.retried = reading.accepted.reduce((n, m) => n + m.retries, 0);
+    counts.items.succeeded = finals.reduce((n, e) => n + e.succeeded, 0);
+    counts.items.failed = finals.reduce((n, e) => n + e.failed, 0);
+    const texts: Record<Exclude<SegmentFile, 'predictions'>, string> = {
+      report: finals.map((e) => e.report).join(''),
+      errors: redactSecrets(finals.map((e) => e.errors).join('')),
+      log: redactSecrets(reading.accepted.flatMap((m) => m.attempts.map((e) => e.log)).join('')),
+    };
+    const outcome: SegmentOutcome = { missing, counts, preamble: reading.preamble, pieces: {} };
+    if (legacy) {
+      // The whole job in one segment: its texts go up as inline pieces, its rows are the file's own blocks.
+      for (const [kind, text] of Object.entries(texts) as [Exclude<SegmentFile, 'predictions'>, string][]) outcome.pieces[kind] = { text };
+      if (appendRow && missing.length === 0) outcome.committed = staged.map((p) => p.part);
+      return outcome;
+    }
+    const keyOf = (text: string): string => createHash('sha256').update(text).digest('hex');
+    const writes: Promise<void>[] = [];
+    // With a mini-batch missing the predictions are never written (no file with a gap); the
+    // reports still are, saying what is there.
+    if (appendRow && staged.length > 0 && missing.length === 0) {
+      const list = staged.map((p) => p.part);
+      writes.push(parts.commit(predictions, list));
+      outcome.pieces.predictions = {
+        blob: parts.container.getBlockBlobClient(parts.blobName(predictions)),
+        bytes: list.reduce((n, p) => n + p.bytes, 0),
+        key: keyOf(list.map((p) => `${p.id}:${p.bytes}`).join(',')),
+      };
+    }
+    for (const [kind, text] of Object.entries(texts) as [Exclude<SegmentFile, 'predictions'>, string][]) {
+      if (text === '') continue;
+      const name = JobWorkArea.partName(at.segment, kind);
+      writes.push(parts.upload(name, text, 'application/octet-stream'));
+      outcome.pieces[kind] = { blob: parts.container.getBlockBlobClient(parts.blobName(name)), bytes: Buffer.byteLength(text), key: keyOf(text) };
+    }
+    await Promise.all(writes);
+    return outcome;
+  }
+
+  /**
    * Finishes the job. First it checks the outputs against the records: every mini-batch the lanes
    * ran (`input.ran`) must have an accepted journal record, and every record's part of the
    * predictions file must be stored with the recorded length. Mini-batches that fail the check are
@@ -896,27 +1011,39 @@ export class JobRunner {
     await folder.ensureContainer();
     const file = spec.settings.output_file_name;
     const appendRow = spec.settings.output_action === 'append_row';
-    const [lines, blocks] = await Promise.all([this.#workArea.readJournal(run.scope), appendRow ? folder.blocks(file) : new Map<string, number>()]);
-    const reading = readJournalLines(lines, ranIndexes(input.layout, input.ran));
-    const parts = reading.accepted.flatMap((m) => entryParts(m.final).map((part) => ({ index: m.index, attempt: m.final.a, part })));
-    const lost = appendRow ? OutputFolder.missing(parts, blocks).map((p) => ({ index: p.index, attempt: p.attempt + 1 })) : [];
-    const missing = [...reading.missing, ...lost].sort((a, b) => a.index - b.index);
+    const segmentSize = state.segment_size;
+    const expected = ranIndexes(input.layout, input.ran);
+    // Segment by segment (a job prepared before segments is one segment), a few at a time: memory
+    // holds a few segments' journals, never the whole job's.
+    const segmentCount = segmentSize === undefined ? 1 : Math.ceil(input.layout.miniBatches / segmentSize);
+    const readings = Array.from({ length: segmentCount }, (_, segment) => () =>
+      this.#finalizeSegment(run, folder, { segment, segmentSize, expected: sliceSorted(expected, segmentSize === undefined ? undefined : { start: segment * segmentSize, end: (segment + 1) * segmentSize }) }),
+    );
+    // Side by side, and awaited together (neither can fail unobserved while the other runs).
+    const [preamble, segments] = await Promise.all([
+      segmentSize === undefined ? [] : this.#workArea.readJournal(run.scope, JobWorkArea.journalOf(segmentSize, -1)),
+      Promise.all(inOrderAtMost(readings, SEGMENTS_AT_ONCE)),
+    ]);
+    const preambleLog = [...readJournalLines(preamble, []).preamble, ...segments.flatMap((g) => g.preamble)].map((e) => e.log).join('');
+    const missing = segments.flatMap((g) => g.missing);
     if (missing.length > 0 && input.mayRepair && missing.length <= MAX_REPAIRS) return { status: 'repair', repair: missing };
 
     let status = input.outcome;
     let error = input.error;
-    const accepted = reading.accepted;
-    const finals = accepted.map((m) => m.final);
     const counts: JobCounts = {
       mini_batches: {
         total: totals(state).mini_batches.total,
-        succeeded: finals.filter((e) => e.status === 'completed').length,
-        failed: finals.filter((e) => e.status !== 'completed').length,
+        succeeded: segments.reduce((n, g) => n + g.counts.mini_batches.succeeded, 0),
+        failed: segments.reduce((n, g) => n + g.counts.mini_batches.failed, 0),
         // Retries the orchestration made; a mini-batch run again because its outputs were lost in
         // storage is not one (an undisturbed run would not have retried it).
-        retried: accepted.reduce((n, m) => n + m.retries, 0),
+        retried: segments.reduce((n, g) => n + g.counts.mini_batches.retried, 0),
       },
-      items: { total: totals(state).items.total, succeeded: finals.reduce((n, e) => n + e.succeeded, 0), failed: finals.reduce((n, e) => n + e.failed, 0) },
+      items: {
+        total: totals(state).items.total,
+        succeeded: segments.reduce((n, g) => n + g.counts.items.succeeded, 0),
+        failed: segments.reduce((n, g) => n + g.counts.items.failed, 0),
+      },
     };
     if (missing.length > 0) {
       status = 'Failed';
@@ -953,20 +1080,33 @@ export class JobRunner {
       started_at: state.started_at ?? null,
       completed_at: completedAt,
     };
-    const log = [...reading.preamble.map((e) => e.log), ...accepted.flatMap((m) => m.attempts.map((e) => e.log))].join('');
-    // Every output is in place before the job says it is done: a client that sees the final
-    // status can read them all. They are independent of each other, so they go up side by side.
-    const header = appendRow && missing.length === 0 ? await this.#headerPart(run, folder, columns) : undefined;
+    const lastLine = `${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`;
+    // Each file is its segments' pieces in order (redacted piece by piece: a secret never spans
+    // two lines, and pieces are whole lines). Every output is in place before the job says it is
+    // done: a client that sees the final status can read them all, so they go up side by side.
+    const pieces = (kind: SegmentFile): ComposeSource[] => segments.flatMap((g) => (g.pieces[kind] ? [g.pieces[kind]] : []));
+    const compose = async (name: string, kind: SegmentFile, sources: ComposeSource[], contentType: string): Promise<void> => {
+      const parts = await this.#workArea.parts(run.scope);
+      await composeBlob(folder.container.getBlockBlobClient(folder.blobName(name)), sources, {
+        contentType,
+        scratch: (level, index) => parts.container.getBlockBlobClient(parts.blobName(`compose/${kind}/${level}-${index}`)),
+      });
+    };
+    // The predictions: the header line (`csv_header`, once the columns are final) first, then
+    // every segment's rows; a job prepared before segments commits its staged blocks after it.
+    const predictions = async (): Promise<void> => {
+      const header = predictionsHeader(spec.settings, columns);
+      const contentType = outputContentType(outputFormat(file));
+      if (segmentSize !== undefined) return compose(file, 'predictions', [{ text: header }, ...pieces('predictions')], contentType);
+      const staged = header === '' ? undefined : await folder.stage(file, new BlockIds(run.scope).part('p', -1, 0, '00000000'), header);
+      await folder.commit(file, [...(staged ? [staged] : []), ...(segments[0]?.committed ?? [])], { contentType });
+    };
     await Promise.all([
-      appendRow && missing.length === 0 ? folder.commit(file, [...(header ? [header] : []), ...parts.map((p) => p.part)], { contentType: outputContentType(outputFormat(file)) }) : undefined,
-      folder.upload(REPORT_FILE, REPORT_HEADER + finals.map((e) => e.report).join(''), 'text/csv; charset=utf-8'),
-      folder.upload(ERRORS_FILE, redactSecrets(finals.map((e) => e.errors).join('')), 'application/x-ndjson'),
+      appendRow && missing.length === 0 ? predictions() : undefined,
+      compose(REPORT_FILE, 'report', [{ text: REPORT_HEADER }, ...pieces('report')], 'text/csv; charset=utf-8'),
+      compose(ERRORS_FILE, 'errors', pieces('errors'), 'application/x-ndjson'),
       folder.upload(SUMMARY_FILE, redactSecrets(`${JSON.stringify(summary, null, 2)}\n`), 'application/json'),
-      folder.upload(
-        LOG_FILE,
-        redactSecrets(`${log}${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`),
-        'text/plain; charset=utf-8',
-      ),
+      compose(LOG_FILE, 'log', [{ text: redactSecrets(preambleLog) }, ...pieces('log'), { text: redactSecrets(lastLine) }], 'text/plain; charset=utf-8'),
     ]);
     await this.#update(input, (s) => ({ ...s, status, completed_at: completedAt, counts, error }));
     const local = run.scope.split('/');
@@ -974,7 +1114,9 @@ export class JobRunner {
     await removeQuietly(join(this.#config.cacheDir, 'code', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'outputs', ...local));
     await removeQuietly(join(this.#config.cacheDir, 'work', ...local));
-    // The work area (the plan and the journal) stays: a rerun of this job reads it (shared/jobs/rerun.ts).
+    // The plan and the journals stay: a rerun of this job reads them (shared/jobs/rerun.ts). The
+    // segment parts the outputs were composed of go (a rerun copies from the outputs themselves).
+    await this.#workArea.clearParts(run.scope).catch(() => undefined);
     this.#runs.delete(run.scope);
     this.#places.delete(run.scope);
     this.#scorers.delete(run.scope);

@@ -24,7 +24,7 @@ import type { DeploymentSettings } from '../schemas/resources.js';
 import { fileFormat } from '../data/records.js';
 import { requiredInputColumns, rowJoinOf, rowJoinProblem } from '../scoring/columns.js';
 import { storedColumns } from '../scoring/tabular.js';
-import { RowEncoder, outputFormat } from '../scoring/rows.js';
+import { predictionsHeader } from '../scoring/rows.js';
 import type { RerunSource } from './rerun.js';
 import { JobWorkArea } from './work-area.js';
 
@@ -263,10 +263,13 @@ export class JobsService {
       throw new BatchError('unsupported', `Job '${request.id}' is summary_only: its scoring script wrote its own files, which a rerun cannot reuse. Invoke the endpoint again.`, { details: { field: 'id' } });
     }
     const scope = spec.runs_as === 'steps' ? `${spec.id}/${MODEL_STEP}` : spec.id;
-    const columns = parent.state.columns ?? parent.steps?.[MODEL_STEP]?.columns;
+    // The engine's state: the job's own, or its model step's (where its columns and layout are).
+    const engine = spec.runs_as === 'steps' ? parent.steps?.[MODEL_STEP] : parent.state;
+    const columns = parent.state.columns ?? engine?.columns;
+    const segmentSize = engine?.segment_size;
     const file = spec.settings.output_file_name;
-    const headerBytes = spec.settings.csv_header === true && columns && outputFormat(file) === 'csv' ? Buffer.byteLength(new RowEncoder('csv', columns).header()) : 0;
-    const plan = await this.#workArea.rerunPlan(scope, headerBytes);
+    const headerBytes = Buffer.byteLength(predictionsHeader(spec.settings, columns));
+    const plan = await this.#workArea.rerunPlan(scope, headerBytes, segmentSize);
     if (plan.batches.length === 0) {
       throw new BatchError('conflict', `Job '${request.id}' has no plan or journal left (it finished before reruns were possible, or never planned its work); invoke the endpoint again.`, { details: { field: 'id' } });
     }
@@ -337,7 +340,17 @@ export class JobsService {
       settings,
       resources: { instance_count: body.resources?.instance_count ?? spec.resources.instance_count },
       output: out.output,
-      rerun_of: { job: spec.id, scope, force: body.force, source, header_bytes: headerBytes, reused: plan.reused, scored: plan.scored },
+      rerun_of: {
+        job: spec.id,
+        scope,
+        force: body.force,
+        source,
+        header_bytes: headerBytes,
+        ...(columns ? { columns: [...columns] } : {}),
+        ...(segmentSize === undefined ? {} : { segment_size: segmentSize }),
+        reused: plan.reused,
+        scored: plan.scored,
+      },
     };
     return this.#create({ key: undefined, scope: undefined, requestHash: '', start: request.start }, this.#modelToCreate(rerun, out.field));
   }

@@ -2,10 +2,12 @@
  * Reruns (`POST /api/jobs/{id}/rerun`): a new job that scores only what its parent did not score,
  * and reuses the parent's predictions for the rest without reading them: each reused range is
  * copied server-side (Put Block From URL) from the parent's predictions file into a block of the
- * rerun's. The rerun's plan is the parent's (same mini-batches, same items, same order), so its
- * predictions come out as one clean run's would.
+ * rerun's (of its segment's part blob, composed into its file at finalize like any job's). The
+ * rerun's plan is the parent's (same mini-batches, same items, same order), so its predictions come
+ * out as one clean run's would.
  *
- * Where each mini-batch's rows sit in the parent's file comes from the parent's journal: its
+ * Where each mini-batch's rows sit in the parent's file comes from the parent's journal (one blob
+ * per segment, read in order: the file is its header, then each segment's rows): its
  * accepted records, in mini-batch order, name each part's exact length (and, for a mini-batch some
  * of whose items failed, each item's share: `item_bytes`). A mini-batch is reused whole when it
  * completed with nothing failed; item by item when its record has `item_bytes` and names each
@@ -42,6 +44,17 @@ export interface RerunOf extends RerunCounts {
   source?: RerunSource | undefined;
   /** The length of the parent's CSV header line (`csv_header`), before its first rows. */
   header_bytes: number;
+  /**
+   * The parent's columns, when it had fixed them: the rerun's from the start, since the rows it
+   * copies are written under them (its new rows are written by name into the same columns, and its
+   * header is the parent's even when no new row comes).
+   */
+  columns?: string[] | undefined;
+  /**
+   * The parent's segment size (its `segment_size`): where its journal is, one blob per segment;
+   * absent for a parent prepared before segments (one journal blob).
+   */
+  segment_size?: number | undefined;
 }
 
 /** A parent's mini-batches with what each reuses, and the length its predictions file must have. */
@@ -77,10 +90,25 @@ export function failedItemsOf(entry: JournalEntry, batch: MiniBatch): Set<number
  * journal against all of them, and the length of its predictions file's header (`csv_header`).
  */
 export function planRerun(parent: readonly MiniBatch[], reading: JournalReading, headerBytes: number): RerunPlan {
+  const plan = emptyRerunPlan(headerBytes);
+  extendRerunPlan(plan, parent, reading);
+  return plan;
+}
+
+/** A plan of no mini-batch yet, for a predictions file whose rows start after `headerBytes`. */
+export function emptyRerunPlan(headerBytes: number): RerunPlan {
+  return { batches: [], expectedBytes: headerBytes, reused: { mini_batches: 0, items: 0 }, scored: { mini_batches: 0, items: 0 } };
+}
+
+/**
+ * Adds the parent's next mini-batches (in index order, after every one `plan` holds) and the
+ * reading of their journal to `plan`: a job's journal is read segment by segment (see
+ * JobWorkArea.rerunPlan), and each segment's rows follow the ones before it in the file.
+ */
+export function extendRerunPlan(plan: RerunPlan, batches: readonly MiniBatch[], reading: JournalReading): void {
   const finals = new Map(reading.accepted.map((m) => [m.index, m.final]));
-  const plan: RerunPlan = { batches: [], expectedBytes: headerBytes, reused: { mini_batches: 0, items: 0 }, scored: { mini_batches: 0, items: 0 } };
-  let at = headerBytes;
-  for (const batch of [...parent].sort((a, b) => a.index - b.index)) {
+  let at = plan.expectedBytes;
+  for (const batch of [...batches].sort((a, b) => a.index - b.index)) {
     const final = finals.get(batch.index);
     const bytes = final ? entryParts(final).reduce((n, p) => n + p.bytes, 0) : 0;
     let reuse: MiniBatchReuse | undefined;
@@ -108,7 +136,6 @@ export function planRerun(parent: readonly MiniBatch[], reading: JournalReading,
     plan.batches.push({ ...batch, ...(reuse ? { reuse } : {}) });
   }
   plan.expectedBytes = at;
-  return plan;
 }
 
 /** The items of a rerun's mini-batch to score anew, by their index in the mini-batch. */
@@ -119,8 +146,11 @@ export function itemsToScore(batch: MiniBatch): number[] {
   return reuse.items.flatMap((r, i) => (r === null ? [i] : []));
 }
 
-/** One part of a rerun's mini-batch, in order: a range copied from the parent, or bytes of the new rows. */
-export type Segment = { copy: ByteRange } | { data: Buffer };
+/**
+ * One piece of a rerun's mini-batch's rows, in order: a range copied from the parent, or bytes of
+ * the new rows (not to be confused with a job's segments of mini-batches, `segment_size`).
+ */
+export type RerunPiece = { copy: ByteRange } | { data: Buffer };
 
 /**
  * A rerun's mini-batch's parts in item order: reused ranges (adjacent ones merged into one copy)
@@ -129,24 +159,24 @@ export type Segment = { copy: ByteRange } | { data: Buffer };
  * rerun). Undefined when the new rows cannot be placed: they come from items that are not next to
  * each other and `itemBytes` does not say which rows are whose.
  */
-export function composeRerun(batch: MiniBatch, scored: readonly number[], data: Buffer, itemBytes: readonly number[] | undefined): { segments: Segment[]; itemBytes: number[] | undefined } | undefined {
+export function composeRerun(batch: MiniBatch, scored: readonly number[], data: Buffer, itemBytes: readonly number[] | undefined): { pieces: RerunPiece[]; itemBytes: number[] | undefined } | undefined {
   const reuse = batch.reuse;
-  if (!reuse) return { segments: data.length > 0 ? [{ data }] : [], itemBytes: itemBytes ? [...itemBytes] : undefined };
-  if ('rows' in reuse) return { segments: [{ copy: reuse.rows }], itemBytes: undefined };
+  if (!reuse) return { pieces: data.length > 0 ? [{ data }] : [], itemBytes: itemBytes ? [...itemBytes] : undefined };
+  if ('rows' in reuse) return { pieces: [{ copy: reuse.rows }], itemBytes: undefined };
   const contiguous = scored.every((s, k) => k === 0 || s === (scored[k - 1] as number) + 1);
   if (!itemBytes && !contiguous) return undefined;
   // Shares that do not add up to the rows are no way to cut them.
   if (itemBytes && (itemBytes.length !== scored.length || itemBytes.reduce((n, b) => n + b, 0) !== data.length)) return undefined;
-  const segments: Segment[] = [];
+  const pieces: RerunPiece[] = [];
   const perItem: (number | undefined)[] = [];
   let cut = 0;
   let k = 0;
   reuse.items.forEach((range) => {
     if (range) {
       perItem.push(range.end - range.start);
-      const last = segments[segments.length - 1];
+      const last = pieces[pieces.length - 1];
       if (last && 'copy' in last && last.copy.end === range.start) last.copy = { start: last.copy.start, end: range.end };
-      else if (range.end > range.start) segments.push({ copy: { ...range } });
+      else if (range.end > range.start) pieces.push({ copy: { ...range } });
       return;
     }
     // Without per-item bytes the scored items are one run: all the new rows go where the first one is.
@@ -154,9 +184,9 @@ export function composeRerun(batch: MiniBatch, scored: readonly number[], data: 
     k++;
     // One item scored anew: all the new rows are its own.
     perItem.push(itemBytes || scored.length === 1 ? n : undefined);
-    if (n > 0) segments.push({ data: data.subarray(cut, cut + n) });
+    if (n > 0) pieces.push({ data: data.subarray(cut, cut + n) });
     cut += n;
   });
   const known = perItem.filter((n): n is number => n !== undefined);
-  return { segments, itemBytes: known.length === perItem.length ? known : undefined };
+  return { pieces, itemBytes: known.length === perItem.length ? known : undefined };
 }

@@ -224,6 +224,12 @@ export interface JobState {
    * its work): every lane's next mini-batch sees it and stops, and the job ends Failed with it.
    */
   halt?: JobError | undefined;
+  /**
+   * Mini-batches per segment of the job's journal and output parts (see JobWorkArea.SEGMENT_SIZE),
+   * fixed when the job is prepared. Unset for jobs prepared before segments: their mini-batches
+   * stage predictions on the output file itself and journal into one blob, and they finalize so.
+   */
+  segment_size?: number | undefined;
 }
 
 export interface Job {

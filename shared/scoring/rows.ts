@@ -154,6 +154,16 @@ export class RowEncoder {
   }
 }
 
+/**
+ * The header line a predictions file starts with: the CSV header of its columns with `csv_header:
+ * true` (once the columns are known), else none (''; JSON Lines names its fields on every line).
+ * The one rule for the file finalize writes and for where a rerun finds its parent's rows in it.
+ */
+export function predictionsHeader(settings: { output_file_name: string; csv_header?: boolean | undefined }, columns: readonly string[] | undefined): string {
+  if (settings.csv_header !== true || !columns) return '';
+  return new RowEncoder(outputFormat(settings.output_file_name), columns).header();
+}
+
 /** Prediction rows of a mini-batch in the job's output format, with the item accounting that goes with them. */
 export interface EncodedRows {
   /** The rows' text (CSV or JSON Lines, see {@link OutputFormat}). */

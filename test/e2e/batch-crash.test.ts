@@ -66,4 +66,65 @@ describe('batch job crash safety', () => {
     const actual = await readBlob(storage.connectionString, 'out/crashed/predictions.csv');
     expect(actual.equals(expected)).toBe(true);
   });
+
+  it('finishes a job of several segments after kill -9 while it composes its outputs, byte-identical', async () => {
+    const storage = await startAzurite();
+    cleanups.push(storage.stop);
+    const data = tempDir('batch-crash-compose-');
+    cleanups.push(data.remove);
+    const env = { AzureWebJobsStorage: storage.connectionString };
+    const first = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env });
+    cleanups.push(() => first.kill());
+    let api = apiOf(first);
+    // 600 mini-batches: three segments of parts, composed at finalize.
+    const count = 600;
+    const files: Record<string, string> = {};
+    for (let i = 0; i < count; i++) files[`data/compose/f${String(i).padStart(4, '0')}.txt`] = `file ${i}\n`;
+    files['code/slow-lines/score.js'] = fixtureScript('slow-lines.js');
+    files['models/dummy/model.txt'] = 'unused';
+    await upload(storage.connectionString, files);
+    await deploy(api, {
+      endpoint: 'composer',
+      deployment: 'lines',
+      model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
+      deploymentBody: {
+        code_configuration: { code: ds('code/slow-lines/'), scoring_script: 'score.js' },
+        settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } },
+      },
+    });
+    const invoke = async (out: string): Promise<string> => {
+      const res = await api.call('POST', 'endpoints/composer/jobs', { inputs: { text: { path: ds('data/compose/') } }, outputs: { out: { path: ds(out) } } });
+      expect(res.status).toBe(202);
+      return res.body.id as string;
+    };
+    const reference = await waitForJob(api, await invoke('out/reference/'), 300_000);
+    expect(reference.status).toBe('Completed');
+    const expected = await readBlob(storage.connectionString, 'out/reference/predictions.csv');
+    expect(expected.toString().trim().split('\n')).toHaveLength(count);
+    // Every mini-batch's rows were where finalize looks for them: none had to run again.
+    expect((await readBlob(storage.connectionString, 'out/reference/logs/job.log')).toString()).not.toContain('run again while finalizing');
+
+    // The same job, killed as soon as it is finalizing (composing its outputs from the parts).
+    const jobId = await invoke('out/crashed/');
+    const seen = await waitFor(
+      async () => {
+        const { body } = await api.call('GET', `jobs/${jobId}`);
+        return body.status === 'Finalizing' || body.status === 'Completed' ? (body.status as string) : undefined;
+      },
+      { timeoutMs: 300_000, intervalMs: 10 },
+    );
+    await first.kill();
+    expect(seen).toBe('Finalizing');
+
+    const second = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env, port: first.port });
+    cleanups.push(() => second.stop());
+    api = apiOf(second);
+    const job = await waitForJob(api, jobId, 300_000);
+    expect(job.status).toBe('Completed');
+    expect(job.counts.items).toEqual({ total: count, succeeded: count, failed: 0 });
+    const actual = await readBlob(storage.connectionString, 'out/crashed/predictions.csv');
+    expect(actual.equals(expected)).toBe(true);
+    const report = (await readBlob(storage.connectionString, 'out/crashed/processed_mini_batches.csv')).toString().trim().split('\n');
+    expect(report.slice(1).map((line) => Number(line.split(',')[0]))).toEqual(Array.from({ length: count }, (_, i) => i));
+  });
 });

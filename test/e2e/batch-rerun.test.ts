@@ -3,17 +3,20 @@
  * files, then works again, is rerun: only what failed (or never ran) is scored, the rest of the
  * rows are copied from the parent server-side, and the output equals a clean run's byte for byte.
  * Reruns of Completed-with-failures, Failed and Canceled jobs, a rerun of a rerun, 409 when
- * nothing is left, and 409 when the deployment's code changed unless `force`.
+ * nothing is left, and 409 when the deployment's code changed unless `force`. The host cuts jobs
+ * into segments of 2 mini-batches (BATCH_SEGMENT_SIZE), so every job here spans several segments:
+ * the parent's journal is read, and the rerun's rows are staged and composed, segment by segment.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, jobOutput, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, apiOf, deploy, ds, fixtureScript, jobOutput, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { parseReport } from '../../shared/jobs/report.js';
+import { MODEL_STEP } from '../../shared/jobs/types.js';
 
 let host: FnHostProcess;
 let api: Api;
@@ -21,7 +24,7 @@ const flags = mkdtempSync(join(tmpdir(), 'rerun-flags-'));
 const DUMMY = { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') } as const;
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
+  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_SEGMENT_SIZE: '2' } });
   api = apiOf(host);
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'a model file the scripts ignore' });
 });
@@ -94,6 +97,22 @@ async function rerun(id: string, body?: Record<string, unknown>): Promise<Json> 
 async function outputsOf(job: Json): Promise<{ predictions: string; errors: string; report: string[] }> {
   const report = parseReport(await jobOutput(host, job.id, 'processed_mini_batches.csv')).map((r) => [r.index, r.items, r.succeeded, r.failed, r.status, r.error].join(','));
   return { predictions: await jobOutput(host, job.id, 'predictions.csv'), errors: await jobOutput(host, job.id, 'errors.jsonl'), report };
+}
+
+/**
+ * The journal blobs a finished job keeps in the work area (one per segment), once its segment
+ * parts are gone (deleted just after its final status is written).
+ */
+async function keptJournals(job: Json): Promise<string[]> {
+  const scope = `${job.id as string}/${MODEL_STEP}/`;
+  const names = await waitFor(
+    async () => {
+      const all = await workAreaBlobs(host.storageConnection, scope);
+      return all.some((n) => n.startsWith(`${scope}parts/`)) ? undefined : all;
+    },
+    { timeoutMs: 60_000, intervalMs: 100, what: `the segment parts of ${job.id as string} deleted` },
+  );
+  return names.filter((n) => /\/journal\/seg-\d+\.jsonl$/.test(n));
 }
 
 describe('rerun', () => {
@@ -201,5 +220,47 @@ describe('rerun', () => {
     expect(s.scored()).toEqual(names.slice(parent.counts.items.succeeded));
     const clean = await waitForJob(api, await invoke(s));
     expect((await outputsOf(child)).predictions).toBe((await outputsOf(clean)).predictions);
+  });
+  it('reuses rows across segments: failures in every segment, a csv_header line first, chained, equal to a clean run byte for byte', async () => {
+    // 16 files in mini-batches of 3: 6 mini-batches, 3 segments of 2; a failed item in each segment,
+    // one mini-batch failed whole (a throw), and whole mini-batches reused on both sides of them.
+    const names = ['d01.txt', 'd02-bad.txt', 'd03.txt', 'd04.txt', 'd05.txt', 'd06.txt', 'd07.txt', 'd08-bad.txt', 'd09.txt', 'd10-throw.txt', 'd11.txt', 'd12.txt', 'd13.txt', 'd14.txt', 'd15-bad.txt', 'd16.txt'];
+    const s = await setUp(names, { csv_header: true });
+    writeFileSync(s.broken, '');
+    const parent = await waitForJob(api, await invoke(s));
+    expect(parent.status).toBe('Completed');
+    expect(parent.counts.mini_batches).toMatchObject({ total: 6, failed: 1 });
+    expect(parent.counts.items).toMatchObject({ total: 16, succeeded: 10, failed: 6 });
+    // Finished: one journal per segment kept for reruns, the segment parts gone.
+    expect(await keptJournals(parent)).toEqual([0, 1, 2].map((k) => `${parent.id as string}/${MODEL_STEP}/journal/seg-${String(k).padStart(8, '0')}.jsonl`));
+    s.scored();
+
+    // Still broken: the failed items and the failed mini-batch are scored again (it throws at its
+    // first file, before the others are reached), the rest copied.
+    const first = await rerun(parent.id);
+    expect(first.status).toBe('Completed');
+    expect(first.rerun_of).toMatchObject({ reused: { items: 10, mini_batches: 2 }, scored: { items: 6, mini_batches: 4 } });
+    expect(first.counts.items).toMatchObject({ total: 16, succeeded: 10, failed: 6 });
+    expect(s.scored()).toEqual(['d02-bad.txt', 'd08-bad.txt', 'd15-bad.txt']);
+    expect(await jobOutput(host, first.id, 'predictions.csv')).toBe(await jobOutput(host, parent.id, 'predictions.csv'));
+    expect(await keptJournals(first)).toHaveLength(3);
+
+    rmSync(s.broken);
+    const second = await rerun(first.id);
+    expect(second.status).toBe('Completed');
+    expect(second.counts.items).toMatchObject({ total: 16, succeeded: 16, failed: 0 });
+    expect(s.scored()).toEqual(['d02-bad.txt', 'd08-bad.txt', 'd10-throw.txt', 'd11.txt', 'd12.txt', 'd15-bad.txt']);
+
+    const clean = await waitForJob(api, await invoke(s));
+    expect(clean.status).toBe('Completed');
+    const [got, want] = [await outputsOf(second), await outputsOf(clean)];
+    expect(got.predictions).toBe(want.predictions);
+    const lines = got.predictions.split('\n').filter(Boolean);
+    // The header once, first; then every file's rows in file order.
+    expect(lines[0]).toBe('file_name,line,text,length');
+    expect(lines.filter((l) => l === lines[0])).toHaveLength(1);
+    expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual(names.flatMap((name, i) => Array.from({ length: 2 + (i % 3) }, () => name)));
+    expect(got.report).toEqual(want.report);
+    expect(got.errors).toBe('');
   });
 });

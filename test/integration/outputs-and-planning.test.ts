@@ -99,22 +99,30 @@ describe('job journal (Azurite)', () => {
       errors: '',
       log: `log ${i}/${a}${note}\n`,
     });
-    await area.stageEntry(job, { ...entry(-1, 0, ''), log: 'preamble\n' });
-    await area.stageGroup(job, [entry(0, 1, 'n0'), entry(1, 1, 'n1'), entry(3, 1, 'n3')]);
-    await area.stageEntry(job, { ...entry(2, 1, 'n2a', ' timed out'), status: 'timeout' });
-    await area.stageEntry(job, entry(2, 2, 'n2b', ' retried'));
+    // Segments of 2 mini-batches: each segment's lines go to its own journal blob.
+    const S = 2;
+    await area.stageEntry(job, { ...entry(-1, 0, ''), log: 'preamble\n' }, S);
+    await area.stageGroup(job, [entry(0, 1, 'n0'), entry(1, 1, 'n1'), entry(3, 1, 'n3')], S);
+    await area.stageEntry(job, { ...entry(2, 1, 'n2a', ' timed out'), status: 'timeout' }, S);
+    await area.stageEntry(job, entry(2, 2, 'n2b', ' retried'), S);
     // A duplicate execution of attempt 2 that the orchestration did not take.
-    await area.stageEntry(job, entry(2, 2, 'n2x', ' duplicate'));
+    await area.stageEntry(job, entry(2, 2, 'n2x', ' duplicate'), S);
     const acks = (): JournalLine[] => [
       { ack: { i: 2, a: 1, n: 'n2a', final: false } },
       { ack: { i: 2, a: 2, n: 'n2b', final: true } },
     ];
-    await area.stageGroup(job, acks());
+    await area.stageGroup(job, acks(), S);
     // An activity that ran twice stages the same group again: same content, same block.
-    await area.stageGroup(job, acks());
+    await area.stageGroup(job, acks(), S);
     // Mini-batch 4 ran but its record was lost; 5 staged an entry nobody acknowledged.
-    await area.stageEntry(job, entry(5, 1, 'n5'));
-    const lines = await area.readJournal(job);
+    await area.stageEntry(job, entry(5, 1, 'n5'), S);
+    const journals = [-1, 0, 2, 4].map((i) => JobWorkArea.journalOf(S, i));
+    expect(journals).toEqual(['journal/preamble.jsonl', 'journal/seg-00000000.jsonl', 'journal/seg-00000001.jsonl', 'journal/seg-00000002.jsonl']);
+    const readAll = async (): Promise<JournalLine[]> => (await Promise.all(journals.map((j) => area.readJournal(job, j)))).flat();
+    const lines = await readAll();
+    // Each segment's journal holds only its own mini-batches' lines.
+    const segmentOne = await area.readJournal(job, journals[2] as string);
+    expect(new Set(segmentOne.map((l) => ('ack' in l ? l.ack.i : l.i)))).toEqual(new Set([2, 3]));
     const reading = readJournalLines(lines, [0, 1, 2, 3, 4, 5]);
     expect(reading.preamble.map((e) => e.log)).toEqual(['preamble\n']);
     expect(reading.accepted.map((m) => [m.index, m.final.report])).toEqual([
@@ -129,7 +137,7 @@ describe('job journal (Azurite)', () => {
       { index: 5, attempt: 1 },
     ]);
     // Reading again (a finalize after a crash) gives the same.
-    expect(readJournalLines(await area.readJournal(job), [0, 1, 2, 3, 4, 5])).toEqual(reading);
+    expect(readJournalLines(await readAll(), [0, 1, 2, 3, 4, 5])).toEqual(reading);
     await area.clear(job);
   });
 });

@@ -56,6 +56,16 @@ export async function readBlob(connection: string, name: string): Promise<Buffer
   return BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).downloadToBuffer();
 }
 
+/**
+ * Names of the blobs under `prefix` in the app's own work area (the `batch-jobs` container of
+ * BATCH_TABLE_PREFIX '': plans, journals, segment parts), for tests of what a job keeps there.
+ */
+export async function workAreaBlobs(connection: string, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const blob of BlobServiceClient.fromConnectionString(connection).getContainerClient('batch-jobs').listBlobsFlat({ prefix })) names.push(blob.name);
+  return names;
+}
+
 export function fixtureScript(name: string): string {
   return readFileSync(join(ROOT, 'test', 'fixtures', 'scripts', name), 'utf8');
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type JournalEntry, readJournalLines } from '../../../shared/jobs/journal.js';
-import { composeRerun, failedItemsOf, itemsToScore, planRerun } from '../../../shared/jobs/rerun.js';
+import { composeRerun, emptyRerunPlan, extendRerunPlan, failedItemsOf, itemsToScore, planRerun } from '../../../shared/jobs/rerun.js';
 import type { MiniBatch } from '../../../shared/planning/plan.js';
 
 const item = (name: string, rows?: { start: number; end: number }): MiniBatch['items'][number] => ({ name, blob: `in/${name}`, size: 10, ...(rows ? { rows } : {}) });
@@ -45,6 +45,16 @@ describe('planning a rerun from the parent journal', () => {
     expect(plan.batches.map((b) => itemsToScore(b))).toEqual([[], [0], [1], [0, 1], [0]]);
   });
 
+  it('plans the same segment by segment (each segment\'s journal read on its own, in order) as from one journal', () => {
+    // Segments of 2 mini-batches: [0, 1], [2, 3], [4]; each journal holds only its own records.
+    const bySegment = emptyRerunPlan(10);
+    for (const members of [batches.slice(0, 2), batches.slice(2, 4), batches.slice(4)]) {
+      const indexes = members.map((b) => b.index);
+      extendRerunPlan(bySegment, members, readJournalLines(lines.filter((l) => indexes.includes(l.i)), indexes));
+    }
+    expect(bySegment).toEqual(plan);
+  });
+
   it('names failed items by file and row range, and gives up on a line it cannot place', () => {
     expect(failedItemsOf(entry(2, { errors: error('e', { start: 5, end: 9 }) }), batches[2] as MiniBatch)).toEqual(new Set([1]));
     expect(failedItemsOf(entry(2, { errors: error('zzz') }), batches[2] as MiniBatch)).toBeUndefined();
@@ -54,11 +64,11 @@ describe('planning a rerun from the parent journal', () => {
   it('places new rows between the copied ones, merging adjacent copies, and refuses what it cannot cut', () => {
     const batch: MiniBatch = { index: 0, items: [item('a'), item('b'), item('c'), item('d')], reuse: { items: [{ start: 0, end: 4 }, { start: 4, end: 9 }, null, { start: 9, end: 9 }] } };
     const composed = composeRerun(batch, [2], Buffer.from('new\n'), undefined);
-    expect(composed?.segments).toEqual([{ copy: { start: 0, end: 9 } }, { data: Buffer.from('new\n') }]);
+    expect(composed?.pieces).toEqual([{ copy: { start: 0, end: 9 } }, { data: Buffer.from('new\n') }]);
     expect(composed?.itemBytes).toEqual([4, 5, 4, 0]);
     const split: MiniBatch = { index: 0, items: [item('a'), item('b'), item('c')], reuse: { items: [null, { start: 3, end: 6 }, null] } };
     expect(composeRerun(split, [0, 2], Buffer.from('aa\ncc\n'), undefined)).toBeUndefined();
     expect(composeRerun(split, [0, 2], Buffer.from('aa\ncc\n'), [3, 4])).toBeUndefined();
-    expect(composeRerun(split, [0, 2], Buffer.from('aa\ncc\n'), [3, 3])?.segments).toEqual([{ data: Buffer.from('aa\n') }, { copy: { start: 3, end: 6 } }, { data: Buffer.from('cc\n') }]);
+    expect(composeRerun(split, [0, 2], Buffer.from('aa\ncc\n'), [3, 3])?.pieces).toEqual([{ data: Buffer.from('aa\n') }, { copy: { start: 3, end: 6 } }, { data: Buffer.from('cc\n') }]);
   });
 });

@@ -3,16 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { api, callerKey, readText } from '../../../functions/lib/http.js';
 import { loadConfig } from '../../../shared/config.js';
 import { BatchError, toProblem } from '../../../shared/errors.js';
-import { MAX_COMMITTED_BLOCKS, RateLimiter, jobSizeProblem } from '../../../shared/limits.js';
+import { RateLimiter, jobSizeProblem } from '../../../shared/limits.js';
 
 const storage = { AzureWebJobsStorage: 'UseDevelopmentStorage=true' };
 
 describe('limit settings', () => {
-  it('has defaults, reads each setting, and never allows more mini-batches than a blob holds blocks', () => {
+  it('has defaults and reads each setting; the mini-batch cap is not bound by a blob\'s block limit', () => {
     expect(loadConfig({ ...storage }).limits).toEqual({
       requestBodyBytes: 1024 * 1024,
       filesPerJob: 100_000,
-      miniBatchesPerJob: MAX_COMMITTED_BLOCKS,
+      miniBatchesPerJob: 1_000_000,
       invokeRatePerMinute: 600,
       invokeBurst: 200,
     });
@@ -26,20 +26,21 @@ describe('limit settings', () => {
         BATCH_INVOKE_BURST: '5',
       }).limits,
     ).toEqual({ requestBodyBytes: 2048, filesPerJob: 7, miniBatchesPerJob: 3, invokeRatePerMinute: 0, invokeBurst: 5 });
-    expect(() => loadConfig({ ...storage, BATCH_MAX_MINI_BATCHES_PER_JOB: String(MAX_COMMITTED_BLOCKS + 1) })).toThrow(/BATCH_MAX_MINI_BATCHES_PER_JOB/);
+    expect(loadConfig({ ...storage, BATCH_MAX_MINI_BATCHES_PER_JOB: '5000000' }).limits.miniBatchesPerJob).toBe(5_000_000);
+    expect(() => loadConfig({ ...storage, BATCH_MAX_MINI_BATCHES_PER_JOB: '0' })).toThrow(/BATCH_MAX_MINI_BATCHES_PER_JOB/);
     expect(() => loadConfig({ ...storage, BATCH_MAX_REQUEST_BODY_BYTES: '10' })).toThrow(/BATCH_MAX_REQUEST_BODY_BYTES/);
   });
 });
 
 describe('job size', () => {
-  const limits = { filesPerJob: 10, miniBatchesPerJob: MAX_COMMITTED_BLOCKS };
+  const limits = { filesPerJob: 10, miniBatchesPerJob: 1_000_000 };
 
-  it('names the files cap, then the block limit of a predictions file, as problem+json', () => {
-    expect(jobSizeProblem(limits, { files: 10, miniBatches: MAX_COMMITTED_BLOCKS })).toBeUndefined();
+  it('names the files cap, then the mini-batches cap, as problem+json', () => {
+    expect(jobSizeProblem(limits, { files: 10, miniBatches: 1_000_000 })).toBeUndefined();
     const files = toProblem(jobSizeProblem(limits, { files: 11, miniBatches: 1 }, 'inputs.x.files'));
     expect(files).toMatchObject({ status: 400, code: 'limit_exceeded', limit: 'BATCH_MAX_FILES_PER_JOB', limit_value: 10, actual: 11, errors: [{ field: 'inputs.x.files' }] });
-    const blocks = toProblem(jobSizeProblem(limits, { files: 1, miniBatches: MAX_COMMITTED_BLOCKS + 1 }));
-    expect(blocks).toMatchObject({ status: 400, limit: 'max_committed_blocks', limit_value: 50_000, actual: 50_001 });
+    const blocks = toProblem(jobSizeProblem(limits, { files: 1, miniBatches: 1_000_001 }));
+    expect(blocks).toMatchObject({ status: 400, limit: 'BATCH_MAX_MINI_BATCHES_PER_JOB', limit_value: 1_000_000, actual: 1_000_001 });
     expect(blocks.detail).toContain('mini_batch_size');
     expect(blocks.errors).toBeUndefined();
     const configured = toProblem(jobSizeProblem({ filesPerJob: 10, miniBatchesPerJob: 4 }, { files: 5, miniBatches: 5 }));

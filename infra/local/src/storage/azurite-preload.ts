@@ -48,6 +48,15 @@
  *   so each lookup scans every blob: at 10,000 blobs a download costs ~10 ms of Azurite's one
  *   thread. Moving the indexed `name`/`blobName` key first makes it a binary search. The AND of
  *   the same conditions is the same result, so behaviour does not change.
+ * - Loki rebuilds every binary index of a collection (a sort of all its documents with Loki's
+ *   comparators) after any batch removal, which is how Azurite deletes a blob, and drops the blocks
+ *   a commit or a delete leaves behind, even when the batch is one document or none. With 100,000
+ *   blobs a delete cost ~250 ms of Azurite's one thread, and clearing a job's working blobs took
+ *   minutes. A batch of up to 32 documents is removed one by one instead, which updates each index
+ *   in place (a binary search and a pass over its positions): the same documents go, and every
+ *   index stays sorted by its key (equal keys keep the order inserts give them, as between any
+ *   two batch removals); the removed documents keep their `$loki` and `meta`, as after a batch
+ *   removal. 20 deletes in a collection of 100,000: 7.5 s → 70 ms (a loaded machine).
  * - Azurite routes every request by compiling each operation's URI template (a hundred or so)
  *   anew, about 0.2 ms of its one thread per request. Templates are immutable once compiled, so
  *   each is compiled once.
@@ -71,6 +80,21 @@ try {
   };
 } catch (err) {
   console.error('fnhost: could not speed up Azurite lookups: ' + err);
+}
+try {
+  const { Collection } = createRequire(process.argv[1])('lokijs');
+  const removeBatch = Collection.prototype.removeBatchByPositions;
+  Collection.prototype.removeBatchByPositions = function (positions) {
+    if (!this.adaptiveBinaryIndices || positions.length > 32) return removeBatch.call(this, positions);
+    const docs = positions.map((position) => this.data[position]);
+    for (const doc of docs) {
+      const { $loki, meta } = doc;
+      this.remove(doc);
+      if (!Object.isFrozen(doc)) Object.assign(doc, { $loki, meta });
+    }
+  };
+} catch (err) {
+  console.error('fnhost: could not speed up Azurite deletes: ' + err);
 }
 try {
   const require = createRequire(process.argv[1]);
