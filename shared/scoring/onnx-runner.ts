@@ -121,7 +121,9 @@ type CellKind = 'text' | 'typed';
 /**
  * Converts one cell to the input's element type; undefined when it cannot be. The one decoder of
  * cell values. For numeric inputs a value is a number (JSON, Parquet) or decimal text (CSV only:
- * a JSON string "218" is not a number, however it reads); booleans are not numbers. A missing
+ * a JSON string "218" is not a number, however it reads); booleans are not numbers. Boolean
+ * inputs take booleans or 0/1, and true/false/1/0 text from CSV. String inputs take any value as
+ * its text. A missing
  * value ({@link isMissing}, or text reading as NaN) is never a number: it fails, rather than be
  * fed as NaN or 0 to a model that may not expect one.
  */
@@ -143,7 +145,7 @@ function convert(value: unknown, type: FeedType, kind: CellKind): Value | undefi
     case 'bool':
       if (typeof value === 'boolean') return value;
       if (typeof value === 'number' || typeof value === 'bigint') return value === 1 || value === 1n ? true : value === 0 || value === 0n ? false : undefined;
-      if (typeof value === 'string') {
+      if (typeof value === 'string' && kind === 'text') {
         const text = value.trim().toLowerCase();
         if (text === 'true' || text === '1') return true;
         if (text === 'false' || text === '0') return false;
@@ -172,12 +174,13 @@ function convert(value: unknown, type: FeedType, kind: CellKind): Value | undefi
 /** Why a cell could not be converted for an input: `where` names its column and row. */
 function cellProblem(value: unknown, input: InputSpec, kind: CellKind, where: string): string {
   const numeric = input.type !== 'string' && input.type !== 'bool';
+  const typedString = input.type !== 'string' && typeof value === 'string' && kind === 'typed';
   if (value === undefined) return `${where} has no value (the row has no such key; the model's input ${input.name} is ${input.type})`;
   if (isMissing(value) || (numeric && typeof value === 'string' && kind === 'text' && Number.isNaN(parseDecimal(value.trim())))) {
     const marker = typeof value === 'string' && value.trim() !== '' ? `${shown(value)} stands for a missing value; ` : '';
     return `${where} has no value (${marker}the model's input ${input.name} is ${input.type})`;
   }
-  if (numeric && typeof value === 'string' && kind === 'typed') {
+  if (typedString) {
     return `${where}: ${shown(value)} is a string, not ${describeType(input.type)}; JSON Lines and Parquet values must have the input's type (write it without quotes)`;
   }
   return `${where}: ${shown(value)} is not ${describeType(input.type)}`;

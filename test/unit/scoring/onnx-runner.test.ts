@@ -136,6 +136,9 @@ describe('the built-in ONNX runner on tabular files', () => {
       file('int.csv', `${header}\n1,1,1,1,1\n3.5,0,0,0,0\n`),
       file('range.csv', `${header}\n1,1,1,1,3000000000\n`),
       file('bool.csv', `${header}\n1,1,maybe,1,1\n`),
+      // JSON values keep their type: text is not a boolean or an integer there, as it is in CSV.
+      file('text-bool.jsonl', '{"a_int64":3,"b_double":0.25,"c_bool":"true","d_string":"1","e_int32":7}\n'),
+      file('text-int.jsonl', '{"a_int64":"3","b_double":0.25,"c_bool":true,"d_string":"1","e_int32":7}\n'),
     ]);
     const reasons = reasonsOf(result.failed);
     expect(rowsOf(result).slice(0, 2)).toEqual([
@@ -148,6 +151,8 @@ describe('the built-in ONNX runner on tabular files', () => {
     expect(reasons['int.csv']).toBe('column "a_int64", row 1: "3.5" is not an integer in the int64 range');
     expect(reasons['range.csv']).toBe('column "e_int32", row 0: "3000000000" is not an integer in the int32 range');
     expect(reasons['bool.csv']).toBe('column "c_bool", row 0: "maybe" is not a boolean (true/false/1/0)');
+    expect(reasons['text-bool.jsonl']).toBe(`column "c_bool", row 0: "true" is a string, not a boolean (true/false/1/0); JSON Lines and Parquet values must have the input's type (write it without quotes)`);
+    expect(reasons['text-int.jsonl']).toBe(`column "a_int64", row 0: "3" is a string, not an integer in the int64 range; JSON Lines and Parquet values must have the input's type (write it without quotes)`);
     expect(result.succeeded).toBe(1);
   });
 
@@ -310,6 +315,24 @@ describe('one rule for a missing or mistyped value, in every format, whole or in
     const reason = 'could not read the file: the header names column "flipper_length_mm" twice (fields 4 and 6); every column name must be unique';
     expect(whole).toEqual([{ file: 'dupe.csv', reason }]);
     expect(ranges).toEqual([0, 1, 2].map((r) => ({ file: 'dupe.csv', rows: { start: r, end: r + 1 }, reason })));
+  });
+
+  it('JSON Lines join and key_field keys are checked row by row: the same row fails whole and in ranges', async () => {
+    const session = await ort.InferenceSession.create(PENGUIN_MODEL);
+    sessions.push(session);
+    const joined = new OnnxRunner(session, logger, { format: 'csv', join: { keyField: 'id', join: { columns: ['sex'] } } });
+    const rows = penguinRows(3, 4);
+    const lines = rows.map((r, i) => JSON.stringify({ ...(i === 1 ? {} : { id: `p${i}` }), sex: 'male', ...Object.fromEntries(FEATURES.map((f, j) => [f, r[j]])) }));
+    const reason = 'row 1 has no "id" (key_field, join)';
+    const whole = await joined.score([file('keys.jsonl', `${lines.join('\n')}\n`)]);
+    expect(whole.failed).toEqual([{ file: 'keys.jsonl', reason }]);
+    const ranges = await joined.score(lines.map((line, r) => ({ ...file(`${r}-keys.jsonl`, `${line}\n`), name: 'keys.jsonl', rows: { start: r, end: r + 1 }, rowOffset: r })));
+    expect(ranges.failed).toEqual([{ file: 'keys.jsonl', rows: { start: 1, end: 2 }, reason }]);
+    const labels = await referenceLabels(rows);
+    expect(rowsOf(ranges)).toEqual([
+      ['p0', labels[0], 'keys.jsonl', 'male'],
+      ['p2', labels[2], 'keys.jsonl', 'male'],
+    ]);
   });
 
   it('a JSON Lines key repeated in one object follows JSON.parse: the last one wins', async () => {
