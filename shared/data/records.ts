@@ -265,9 +265,10 @@ export interface TabularData {
 }
 
 /**
- * Why a header (or a Parquet schema: `where`) cannot be a file's schema, or undefined: a column name given twice (results would
- * depend on which of the two a reader takes, so the file is refused rather than guessed at, unlike
- * pandas' `x.1` renaming). Names are compared exactly, as they key the records.
+ * Why a header (or a Parquet schema: `where`) cannot be a file's schema, or undefined: a column
+ * name given twice. Results would depend on which of the two a reader takes (pandas renames the
+ * later ones `x.1`, JSON.parse keeps the last), so the file is refused rather than guessed at.
+ * Names are compared exactly, as they key the records.
  */
 export function duplicateColumnReason(header: readonly string[], where = 'the header'): string | undefined {
   const first = new Map<string, number>();
@@ -308,10 +309,10 @@ export function readCsv(input: string | Uint8Array, options: { firstRow?: number
 /**
  * Parses JSON Lines into records, one JSON object per record; `columns` are every key of any
  * record, as first seen. Each record names its own columns: a key a record lacks is that record's
- * missing value (the reader judges it per row, so a range gives the same reasons as its whole file).
- * A key repeated within one object follows JSON.parse: the last one wins. `firstRow` is the row
- * number of the first record; bytes of row 0 begin the file, so only then is a leading BOM dropped. Throws for
- * a record that is not JSON (`row 3 is not valid JSON (…)`) or not an object (`row 3 is not a
+ * missing value (the reader judges it per row, so a range gives the same reasons as its whole
+ * file). A key repeated within one object follows JSON.parse: the last one wins. `firstRow` is the
+ * row number of the first record; bytes of row 0 begin the file, so only then is a leading BOM
+ * dropped. Throws for a record that is not JSON (`row 3 is not valid JSON (…)`) or not an object (`row 3 is not a
  * JSON object`).
  */
 export function readJsonl(input: string | Uint8Array, options: { firstRow?: number } = {}): TabularData {

@@ -123,9 +123,8 @@ type CellKind = 'text' | 'typed';
  * cell values. For numeric inputs a value is a number (JSON, Parquet) or decimal text (CSV only:
  * a JSON string "218" is not a number, however it reads); booleans are not numbers. Boolean
  * inputs take booleans or 0/1, and true/false/1/0 text from CSV. String inputs take any value as
- * its text. A missing
- * value ({@link isMissing}, or text reading as NaN) is never a number: it fails, rather than be
- * fed as NaN or 0 to a model that may not expect one.
+ * its text. A missing value ({@link isMissing}, or text reading as NaN) is never a number: it
+ * fails, rather than be fed as NaN or 0 to a model that may not expect one (pandas would read NaN).
  */
 function convert(value: unknown, type: FeedType, kind: CellKind): Value | undefined {
   switch (type) {
