@@ -265,31 +265,36 @@ export interface TabularData {
 }
 
 /**
- * Parses CSV with its header into records keyed by column name; every value stays a string
- * (conversion happens per model input). `firstRow` is the row number of the first record (a
- * range's start). Throws for a file csv-parse cannot parse (its message), and for a record whose
- * field count differs from the header's: `row 7 has 5 fields; the header has 6`.
+ * Why a header (or a Parquet schema: `where`) cannot be a file's schema, or undefined: a column
+ * name given twice. Results would depend on which of the two a reader takes (pandas renames the
+ * later ones `x.1`, JSON.parse keeps the last), so the file is refused rather than guessed at.
+ * Names are compared exactly, as they key the records.
  */
-/**
- * Header names made unique as pandas' read_csv makes them (what Azure ML's MLflow scoring reads
- * CSV with): a repeated name keeps its first column, later ones become `name.1`, `name.2`, … (a
- * model input named `x` is then fed the first `x`, never silently the last).
- */
-export function uniqueColumns(header: readonly string[]): string[] {
-  const used = new Set<string>();
-  return header.map((name) => {
-    let unique = name;
-    for (let n = 1; used.has(unique); n++) unique = `${name}.${n}`;
-    used.add(unique);
-    return unique;
-  });
+export function duplicateColumnReason(header: readonly string[], where = 'the header'): string | undefined {
+  const first = new Map<string, number>();
+  for (let c = 0; c < header.length; c++) {
+    const name = header[c] as string;
+    const seen = first.get(name);
+    if (seen !== undefined) return `${where} names column ${JSON.stringify(name)} twice (fields ${seen + 1} and ${c + 1}); every column name must be unique`;
+    first.set(name, c);
+  }
+  return undefined;
 }
 
+/**
+ * Parses CSV with its header into records keyed by column name; every value stays a string
+ * (conversion happens per model input). `firstRow` is the row number of the first record (a
+ * range's start). Throws for a file csv-parse cannot parse (its message), for a header naming a
+ * column twice ({@link duplicateColumnReason}), and for a record whose field count differs from
+ * the header's: `row 7 has 5 fields; the header has 6`.
+ */
 export function readCsv(input: string | Uint8Array, options: { firstRow?: number } = {}): TabularData {
   const firstRow = options.firstRow ?? 0;
   const rows = parseCsv(input, CSV_OPTIONS);
-  const header = rows[0] ? uniqueColumns(rows[0]) : undefined;
+  const header = rows[0];
   if (!header) return { columns: [], records: [] };
+  const duplicate = duplicateColumnReason(header);
+  if (duplicate) throw new Error(duplicate);
   const records = new Array<Record<string, unknown>>(rows.length - 1);
   for (let r = 1; r < rows.length; r++) {
     const fields = rows[r] as string[];
@@ -302,9 +307,12 @@ export function readCsv(input: string | Uint8Array, options: { firstRow?: number
 }
 
 /**
- * Parses JSON Lines into records, one JSON object per record. `firstRow` is the row number of the
- * first record; bytes of row 0 begin the file, so only then is a leading BOM dropped. Throws for
- * a record that is not JSON (`row 3 is not valid JSON (…)`) or not an object (`row 3 is not a
+ * Parses JSON Lines into records, one JSON object per record; `columns` are every key of any
+ * record, as first seen. Each record names its own columns: a key a record lacks is that record's
+ * missing value (the reader judges it per row, so a range gives the same reasons as its whole
+ * file). A key repeated within one object follows JSON.parse: the last one wins. `firstRow` is the
+ * row number of the first record; bytes of row 0 begin the file, so only then is a leading BOM
+ * dropped. Throws for a record that is not JSON (`row 3 is not valid JSON (…)`) or not an object (`row 3 is not a
  * JSON object`).
  */
 export function readJsonl(input: string | Uint8Array, options: { firstRow?: number } = {}): TabularData {
@@ -337,9 +345,9 @@ export function readJsonl(input: string | Uint8Array, options: { firstRow?: numb
 }
 
 /**
- * The header of a CSV file from its first bytes (`complete`: they are the whole file), its names
- * made unique as {@link readCsv} makes them; undefined when the header cannot be told from them
- * (it may go on past them, or csv-parse cannot parse it) or the file has none.
+ * The header of a CSV file from its first bytes (`complete`: they are the whole file); undefined
+ * when the header cannot be told from them (it may go on past them, or csv-parse cannot parse it),
+ * the file has none, or it names a column twice (such a file fails as it is read, see {@link readCsv}).
  */
 export function csvHeader(head: Uint8Array, complete: boolean): string[] | undefined {
   try {
@@ -355,8 +363,8 @@ export function csvHeader(head: Uint8Array, complete: boolean): string[] | undef
       },
     });
     // A header that runs to the end of bytes cut from a longer file may go on after them.
-    if (!header || (!complete && end >= head.byteLength)) return undefined;
-    return uniqueColumns(header);
+    if (!header || (!complete && end >= head.byteLength) || duplicateColumnReason(header)) return undefined;
+    return header;
   } catch {
     return undefined;
   }

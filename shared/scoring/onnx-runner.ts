@@ -86,14 +86,20 @@ const INT_RANGES: Partial<Record<FeedType, [bigint, bigint]>> = {
   uint8: [0n, 255n],
 };
 
-function isEmpty(value: unknown): boolean {
-  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+/**
+ * Whether a cell holds no value: no such key (a JSON Lines row without it), null (JSON, Parquet),
+ * text of spaces only (an empty CSV cell), or a NaN number. Such a cell fails its item for every
+ * input type but string, whose empty text is a value.
+ */
+function isMissing(value: unknown): boolean {
+  return value === undefined || value === null || (typeof value === 'string' && value.trim() === '') || (typeof value === 'number' && Number.isNaN(value));
 }
 
 /**
- * Decimal number text as pandas reads it: digits with an optional point and exponent, or inf /
- * infinity / nan in any case. Not what Number() also takes (0x1F, 0b101, 0o7, "1_000"): text like
- * that in a numeric column is an error, never a number the user did not write.
+ * Decimal number text: digits with an optional point and exponent, or inf / infinity in any case.
+ * Not what Number() also takes (0x1F, 0b101, 0o7, "1_000"): text like that in a numeric column is
+ * an error, never a number the user did not write. `nan` is text for a missing value and fails
+ * like an empty cell.
  */
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const SPECIAL = /^([+-]?)(inf|infinity|nan)$/i;
@@ -106,18 +112,29 @@ function parseDecimal(text: string): number | undefined {
   return special[1] === '-' ? -Infinity : Infinity;
 }
 
-/** Converts one cell to the input's element type; undefined when it cannot be. */
-function convert(value: unknown, type: FeedType): Value | undefined {
+/**
+ * How a file's cells are decoded (see {@link convert}): CSV cells are all text, decoded by the
+ * input's type; JSON Lines and Parquet values carry their own type, which must be the input's.
+ */
+type CellKind = 'text' | 'typed';
+
+/**
+ * Converts one cell to the input's element type; undefined when it cannot be. The one decoder of
+ * cell values. For numeric inputs a value is a number (JSON, Parquet) or decimal text (CSV only:
+ * a JSON string "218" is not a number, however it reads); booleans are not numbers. Boolean
+ * inputs take booleans or 0/1, and true/false/1/0 text from CSV. String inputs take any value as
+ * its text. A missing value ({@link isMissing}, or text reading as NaN) is never a number: it
+ * fails, rather than be fed as NaN or 0 to a model that may not expect one (pandas would read NaN).
+ */
+function convert(value: unknown, type: FeedType, kind: CellKind): Value | undefined {
   switch (type) {
     case 'float32':
     case 'float64': {
-      // Missing numbers are NaN, as pandas reads them: models with imputers expect exactly that.
-      if (isEmpty(value)) return NaN;
-      if (typeof value === 'number') return value;
-      if (typeof value === 'bigint') return Number(value);
-      if (typeof value === 'boolean') return value ? 1 : 0;
-      if (typeof value === 'string') return parseDecimal(value.trim());
-      return undefined;
+      let n: number | undefined;
+      if (typeof value === 'number') n = value;
+      else if (typeof value === 'bigint') n = Number(value);
+      else if (typeof value === 'string' && kind === 'text') n = parseDecimal(value.trim());
+      return n === undefined || Number.isNaN(n) ? undefined : n;
     }
     case 'string':
       if (value === undefined || value === null) return undefined;
@@ -127,7 +144,7 @@ function convert(value: unknown, type: FeedType): Value | undefined {
     case 'bool':
       if (typeof value === 'boolean') return value;
       if (typeof value === 'number' || typeof value === 'bigint') return value === 1 || value === 1n ? true : value === 0 || value === 0n ? false : undefined;
-      if (typeof value === 'string') {
+      if (typeof value === 'string' && kind === 'text') {
         const text = value.trim().toLowerCase();
         if (text === 'true' || text === '1') return true;
         if (text === 'false' || text === '0') return false;
@@ -136,9 +153,8 @@ function convert(value: unknown, type: FeedType): Value | undefined {
     default: {
       let int: bigint | undefined;
       if (typeof value === 'bigint') int = value;
-      else if (typeof value === 'boolean') int = value ? 1n : 0n;
       else if (typeof value === 'number' && Number.isInteger(value)) int = BigInt(value);
-      else if (typeof value === 'string') {
+      else if (typeof value === 'string' && kind === 'text') {
         const text = value.trim();
         if (/^[+-]?\d+$/.test(text)) int = BigInt(text);
         else {
@@ -154,11 +170,26 @@ function convert(value: unknown, type: FeedType): Value | undefined {
   }
 }
 
-/** Flattens a cell holding several values: an array, a typed array, or JSON array text (CSV). */
-function cellValues(value: unknown): unknown[] | undefined {
+/** Why a cell could not be converted for an input: `where` names its column and row. */
+function cellProblem(value: unknown, input: InputSpec, kind: CellKind, where: string): string {
+  const numeric = input.type !== 'string' && input.type !== 'bool';
+  const typedString = input.type !== 'string' && typeof value === 'string' && kind === 'typed';
+  if (value === undefined) return `${where} has no value (the row has no such key; the model's input ${input.name} is ${input.type})`;
+  if (isMissing(value) || (numeric && typeof value === 'string' && kind === 'text' && Number.isNaN(parseDecimal(value.trim())))) {
+    const marker = typeof value === 'string' && value.trim() !== '' ? `${shown(value)} stands for a missing value; ` : '';
+    return `${where} has no value (${marker}the model's input ${input.name} is ${input.type})`;
+  }
+  if (typedString) {
+    return `${where}: ${shown(value)} is a string, not ${describeType(input.type)}; JSON Lines and Parquet values must have the input's type (write it without quotes)`;
+  }
+  return `${where}: ${shown(value)} is not ${describeType(input.type)}`;
+}
+
+/** Flattens a cell holding several values: an array, a typed array, or JSON array text (CSV only). */
+function cellValues(value: unknown, kind: CellKind): unknown[] | undefined {
   if (Array.isArray(value)) return (value as unknown[]).flat(Infinity);
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>);
-  if (typeof value === 'string' && value.trim().startsWith('[')) {
+  if (kind === 'text' && typeof value === 'string' && value.trim().startsWith('[')) {
     try {
       const parsed: unknown = JSON.parse(value);
       return Array.isArray(parsed) ? (parsed as unknown[]).flat(Infinity) : undefined;
@@ -170,8 +201,9 @@ function cellValues(value: unknown): unknown[] | undefined {
 }
 
 /** Whether a cell may hold several values; plain numbers and text (the usual CSV cell) cannot. */
-function mayHoldList(value: unknown): boolean {
+function mayHoldList(value: unknown, kind: CellKind): boolean {
   if (typeof value === 'string') {
+    if (kind === 'typed') return false;
     const c = value.charCodeAt(0);
     return c === 91 /* [ */ || (c <= 32 && value.trimStart().startsWith('['));
   }
@@ -478,12 +510,23 @@ export class OnnxRunner {
 
     const join = this.#rows.join;
     const required = requiredInputColumns(join);
+    const rowBase = firstRowOf(item);
     // Parquet reads only the columns asked for; join: 'all' needs every one of them.
     const wanted = join.join === 'all' ? undefined : [...new Set([...this.#inputs.map((i) => i.name), ...required])];
     const table = await readTabular(item, format.tabular, { wanted, bytes });
     // A model needs rows; an empty file fails as an item, whether or not the job splits files.
     if (table.records.length === 0) throw new ItemError(noRowsReason(format.tabular, table.columns));
-    const absent = required.filter((c) => !table.columns.includes(c));
+    // A JSON Lines row names its own columns, so a key is judged in every row (the first row
+    // without it fails the item), whatever rows the item holds: split or not, the same reason.
+    const perRow = format.tabular === 'jsonl';
+    if (perRow) {
+      for (let r = 0; r < table.records.length; r++) {
+        const record = table.records[r] as Record<string, unknown>;
+        const lacking = required.filter((c) => !Object.hasOwn(record, c));
+        if (lacking.length > 0) throw new ItemError(`row ${rowBase + r} has no ${lacking.map((c) => `"${c}"`).join(', ')} (${lacking.includes(join.keyField ?? '') ? 'key_field, ' : ''}join)`);
+      }
+    }
+    const absent = perRow ? [] : required.filter((c) => !table.columns.includes(c));
     if (absent.length > 0) {
       throw new ItemError(
         `${absent.map((c) => `column "${c}"`).join(', ')} ${absent.length === 1 ? 'is' : 'are'} missing (${absent.includes(join.keyField ?? '') ? 'key_field, ' : ''}join): the file's columns are ${table.columns.join(', ') || '(none)'}`,
@@ -493,20 +536,25 @@ export class OnnxRunner {
       const clash = clashingColumns(join, table.columns);
       if (clash.length > 0) throw new ItemError(`join "all" cannot copy ${clash.map((c) => `column "${c}"`).join(', ')}: the runner writes a column of that name itself (list the columns to copy in join.columns)`);
     }
-    const rowBase = firstRowOf(item);
     const inputs = new Map<string, InputData>();
     const only = this.#inputs.length === 1 ? this.#inputs[0] : undefined;
+    const wide = only ? (valuesPerRow(only.dims) ?? 0) : 0;
+    const kind: CellKind = format.tabular === 'csv' ? 'text' : 'typed';
     for (const input of this.#inputs) {
       let cells: (record: Record<string, unknown>) => unknown;
-      if (table.columns.includes(input.name)) {
+      if (perRow) {
+        // A row without the input's key is that row's missing value (see #column), unless a
+        // single wide input takes all of a row's values, as it takes a file's columns below.
+        cells = wide > 1 ? (record) => (Object.hasOwn(record, input.name) ? record[input.name] : Object.keys(record).length === wide ? Object.values(record) : undefined) : (record) => record[input.name];
+      } else if (table.columns.includes(input.name)) {
         cells = (record) => record[input.name];
-      } else if (only && (valuesPerRow(only.dims) ?? 0) > 1 && valuesPerRow(only.dims) === table.columns.length) {
+      } else if (wide > 1 && wide === table.columns.length) {
         // A single wide input (e.g. float_input [N,4]) with no column of its name takes every column, in file order.
         cells = (record) => table.columns.map((c) => record[c]);
       } else {
         throw new ItemError(`column "${input.name}" is missing: the model's inputs are ${this.#inputs.map((i) => i.name).join(', ')}; the file's columns are ${table.columns.join(', ') || '(none)'}`);
       }
-      inputs.set(input.name, this.#column(input, table.records, cells, rowBase));
+      inputs.set(input.name, this.#column(input, table.records, cells, { rowBase, kind }));
     }
     return { index, rows: table.records.length, rowBase, inputs, table: this.#joins ? table : undefined };
   }
@@ -520,22 +568,27 @@ export class OnnxRunner {
     return input;
   }
 
-  #column(input: InputSpec, records: Record<string, unknown>[], cells: (record: Record<string, unknown>) => unknown, rowBase: number): InputData {
+  /**
+   * One input's values from every record, each decoded by {@link convert}; the first cell it cannot
+   * take fails the item, naming its column and row (see {@link cellProblem}).
+   */
+  #column(input: InputSpec, records: Record<string, unknown>[], cells: (record: Record<string, unknown>) => unknown, options: { rowBase: number; kind: CellKind }): InputData {
+    const { rowBase, kind } = options;
     const data: Value[] = new Array<Value>();
     const where = (r: number): string => `column "${input.name}", row ${rowBase + r}`;
     const fail = (value: unknown, r: number): never => {
-      throw new ItemError(isEmpty(value) ? `${where(r)} has no value (the model's input ${input.name} is ${input.type})` : `${where(r)}: ${shown(value)} is not ${describeType(input.type)}`);
+      throw new ItemError(cellProblem(value, input, kind, where(r)));
     };
     const push = (value: unknown, r: number): void => {
-      data.push(convert(value, input.type) ?? fail(value, r));
+      data.push(convert(value, input.type, kind) ?? fail(value, r));
     };
     if (valuesPerRow(input.dims) === 1) {
       // The common case (one value per row and input) is the hot loop of tabular scoring: no
       // per-row allocations beyond the value itself, and numbers go straight into a typed array.
       const scalar = (r: number): unknown => {
         const cell = cells(records[r] as Record<string, unknown>);
-        if (!mayHoldList(cell)) return cell;
-        const many = cellValues(cell);
+        if (!mayHoldList(cell, kind)) return cell;
+        const many = cellValues(cell, kind);
         return many && many.length === 1 ? many[0] : cell;
       };
       const rowShape = input.dims.slice(1).map(() => 1);
@@ -543,7 +596,7 @@ export class OnnxRunner {
         const numbers = new Float64Array(records.length);
         for (let r = 0; r < records.length; r++) {
           const value = scalar(r);
-          numbers[r] = (convert(value, input.type) ?? fail(value, r)) as number;
+          numbers[r] = (convert(value, input.type, kind) ?? fail(value, r)) as number;
         }
         return { data: numbers, rowShape };
       }
@@ -553,7 +606,8 @@ export class OnnxRunner {
     let rowShape: number[] | undefined;
     for (let r = 0; r < records.length; r++) {
       const cell = cells(records[r] as Record<string, unknown>);
-      const raw = cellValues(cell) ?? [cell];
+      if (cell === undefined || cell === null) fail(cell, r);
+      const raw = cellValues(cell, kind) ?? [cell];
       const shape = rowShapeFor(input.dims, raw.length);
       if (typeof shape === 'string') throw new ItemError(`${where(r)}: the model's input ${input.name} ${shape}`);
       if (rowShape && !sameShape(rowShape, shape)) throw new ItemError(`${where(r)}: has ${raw.length} value(s), unlike the rows before it`);

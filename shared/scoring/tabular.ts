@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { type AsyncBuffer, asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
-import { type TabularData, type TabularFormat, csvHeader, readCsv, readJsonl } from '../data/records.js';
+import { type TabularData, type TabularFormat, csvHeader, duplicateColumnReason, readCsv, readJsonl } from '../data/records.js';
 import type { ScoringItem } from './types.js';
 
 export type { TabularData } from '../data/records.js';
@@ -40,6 +40,9 @@ async function readParquet(item: ScoringItem, wanted: readonly string[] | undefi
   const file: AsyncBuffer = bytes ? new Uint8Array(bytes).buffer : await asyncBufferFromFile(item.localPath);
   const metadata = await parquetMetadataAsync(file);
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
+  // One rule with CSV: a schema naming a column twice is refused, never read first- or last-wins.
+  const duplicate = duplicateColumnReason(columns, 'the schema');
+  if (duplicate) throw new Error(duplicate);
   const subset = wanted && wanted.every((w) => columns.includes(w)) ? [...wanted] : undefined;
   const total = Number(metadata.num_rows);
   const rowStart = Math.max(0, Math.min(item.rows?.start ?? 0, total));

@@ -201,6 +201,58 @@ describe('split by rows reads the same records as reading whole files', () => {
     );
   });
 
+  it('a missing, null, empty, NA or quoted value and a duplicate header column: same reasons, rows and counts with split as without', async () => {
+    const record = (b: Penguin): Record<string, unknown> => JSON.parse(jsonLine(b)) as Record<string, unknown>;
+    const jsonl = (records: Record<string, unknown>[]): string => `${records.map((r) => JSON.stringify(r)).join('\n')}\n`;
+    const { bill_depth_mm: _absent, ...noDepth } = record(BIRDS[1] as Penguin);
+    const files: Record<string, string> = {
+      // Row 1 lacks a model input's key: scored as NaN before when whole, "column missing" when split.
+      'absent.jsonl': jsonl([record(BIRDS[0] as Penguin), noDepth, record(BIRDS[2] as Penguin)]),
+      // The header is the schema: a name given twice fails every range of the file.
+      'dupe.csv': `${HEADER},flipper_length_mm\n${BIRDS.slice(0, 2)
+        .map((b) => `${csvLine(b)},999`)
+        .join('\n')}\n`,
+      'empty.csv': `${HEADER}\n${csvLine(BIRDS[0] as Penguin)}\nBiscoe,50.0,,,5700,male\n${csvLine(BIRDS[2] as Penguin)}\n`,
+      'na.csv': `${HEADER}\nDream,NA,16.7,178,3250,female\n${csvLine(BIRDS[1] as Penguin)}\n`,
+      'null.jsonl': jsonl([record(BIRDS[3] as Penguin), { ...record(BIRDS[4] as Penguin), bill_depth_mm: null }, record(BIRDS[5] as Penguin)]),
+      'ok.csv': `${HEADER}\n${BIRDS.slice(4).map(csvLine).join('\n')}\n`,
+      // A JSON string is not a number, however it reads (CSV text is decoded, JSON values keep their type).
+      'string.jsonl': jsonl([{ ...record(BIRDS[3] as Penguin), flipper_length_mm: '218' }, record(BIRDS[4] as Penguin)]),
+    };
+    const { whole, split } = await scoreBothWays(files, 1);
+    const noValue = (column: string, row: number, why = ''): string => `column "${column}", row ${row} has no value (${why}the model's input ${column} is float32)`;
+    const dupe = 'could not read the file: the header names column "flipper_length_mm" twice (fields 4 and 7); every column name must be unique';
+    const bad: [string, number, string][] = [
+      ['absent.jsonl', 1, noValue('bill_depth_mm', 1, 'the row has no such key; ')],
+      ['empty.csv', 1, noValue('bill_depth_mm', 1)],
+      ['na.csv', 0, 'column "bill_length_mm", row 0: "NA" is not a number (the input is float32)'],
+      ['null.jsonl', 1, noValue('bill_depth_mm', 1)],
+      ['string.jsonl', 0, `column "flipper_length_mm", row 0: "218" is a string, not a number (the input is float32); JSON Lines and Parquet values must have the input's type (write it without quotes)`],
+    ];
+    const byFile = (a: Json, b: Json): number => String(a.file).localeCompare(String(b.file)) || (a.rows?.start ?? 0) - (b.rows?.start ?? 0);
+    expect(whole.errors.map(failure).sort(byFile)).toEqual([...bad.map(([file, , reason]) => ({ file, reason })), { file: 'dupe.csv', reason: dupe }].sort(byFile));
+    expect(split.errors.map(failure).sort(byFile)).toEqual(
+      [...bad.map(([file, row, reason]) => ({ file, rows: { start: row, end: row + 1 }, reason })), ...[0, 1].map((row) => ({ file: 'dupe.csv', rows: { start: row, end: row + 1 }, reason: dupe }))].sort(byFile),
+    );
+    // Whole, every file but ok.csv fails; split, only the bad rows (and the duplicate-header file) do.
+    expect(whole.predictions).toEqual(await expectedLines([['ok.csv', BIRDS.slice(4)]]));
+    expect(split.predictions).toEqual(
+      await expectedLines([
+        ['absent.jsonl', [BIRDS[0], BIRDS[2]] as Penguin[], [0, 2]],
+        ['empty.csv', [BIRDS[0], BIRDS[2]] as Penguin[], [0, 2]],
+        ['na.csv', [BIRDS[1]] as Penguin[], [1]],
+        ['null.jsonl', [BIRDS[3], BIRDS[5]] as Penguin[], [0, 2]],
+        ['ok.csv', BIRDS.slice(4)],
+        ['string.jsonl', [BIRDS[4]] as Penguin[], [1]],
+      ]),
+    );
+    expect(whole.job.status).toBe('Completed');
+    expect(split.job.status).toBe('Completed');
+    expect(whole.job.counts.items).toEqual({ total: 7, succeeded: 1, failed: 6 });
+    // One item per row: 3 + 2 + 3 + 2 + 3 + 2 + 2.
+    expect(split.job.counts.items).toEqual({ total: 17, succeeded: 10, failed: 7 });
+  });
+
   it('a scoring script that fails row ranges: errors.jsonl names each range', async () => {
     // count-lines.js returns nothing for files named *bad* and throws on *boom*.
     const csv = (n: number): string => `${HEADER}\n${BIRDS.slice(0, n).map(csvLine).join('\n')}\n`;

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { CSV_OPTIONS, JsonlScanner, RecordError, cutRecords, fileFormat, noRowsReason, readCsv, uniqueColumns,
+import { CSV_OPTIONS, JsonlScanner, RecordError, cutRecords, fileFormat, noRowsReason, readCsv, duplicateColumnReason,
   readJsonl } from '../../../shared/data/records.js';
 
 const SUPPORTED = '.csv, .jsonl, .ndjson, .parquet, .png, .jpg, .jpeg';
@@ -199,11 +199,14 @@ describe('JSON Lines records', () => {
     expect(() => readJsonl('{"a":1}\r\n[1,2]\r\n')).toThrow(/^row 1 is not a JSON object$/);
   });
 
-  it('makes repeated header names unique as pandas does: the first keeps its name', () => {
-    expect(uniqueColumns(['a', 'b', 'a', 'a', 'a.1'])).toEqual(['a', 'b', 'a.1', 'a.2', 'a.1.1']);
-    const table = readCsv('x,y,x\n1,2,3\n');
-    expect(table.columns).toEqual(['x', 'y', 'x.1']);
-    expect(table.records).toEqual([{ x: '1', y: '2', 'x.1': '3' }]);
+  it('refuses a header naming a column twice: a header is the schema, so no reader picks one of the two', () => {
+    expect(duplicateColumnReason(['a', 'b', 'c'])).toBeUndefined();
+    expect(duplicateColumnReason(['a', 'b', 'a', 'a'])).toBe('the header names column "a" twice (fields 1 and 3); every column name must be unique');
+    expect(duplicateColumnReason(['x', 'x'], 'the schema')).toMatch(/^the schema names column "x" twice/);
+    // Names are compared exactly: "X" and "x " are other columns than "x".
+    expect(readCsv('x,X,x \n1,2,3\n').records).toEqual([{ x: '1', X: '2', 'x ': '3' }]);
+    expect(() => readCsv('x,y,x\n1,2,3\n')).toThrow('the header names column "x" twice (fields 1 and 3); every column name must be unique');
+    expect(() => readCsv('x,y,x\n', { firstRow: 5 })).toThrow(/names column "x" twice/);
   });
 });
 
@@ -211,7 +214,9 @@ describe('csvHeader', () => {
   it('reads the header from the first bytes only when it ends within them', async () => {
     const { csvHeader } = await import('../../../shared/data/records.js');
     const bytes = (text: string): Uint8Array => Buffer.from(text);
-    expect(csvHeader(bytes('\ufeff\nid,x,x\n1,2'), false)).toEqual(['id', 'x', 'x.1']);
+    expect(csvHeader(bytes('\ufeff\nid,x\n1,2'), false)).toEqual(['id', 'x']);
+    // A header naming a column twice has no columns to tell: the file fails as it is read.
+    expect(csvHeader(bytes('id,x,x\n1,2,3'), false)).toBeUndefined();
     expect(csvHeader(bytes('id,x,"y\nz"\r\n1'), false)).toEqual(['id', 'x', 'y\nz']);
     expect(csvHeader(bytes('id,x,y'), false)).toBeUndefined();
     expect(csvHeader(bytes('id,x,y'), true)).toEqual(['id', 'x', 'y']);
