@@ -682,9 +682,9 @@ export class JobsService {
     }
     for (const { location, claim, inside } of nested) {
       if (claim.jobId === job.id) continue;
-      // A claim stands while its job runs, or while the files it left are there (see #mayTakeOver).
-      const ownerJob = await this.#store.get(claim.jobId);
-      if (ownerJob && (!isTerminalJob(ownerJob.state.status) || (await outputFolderOf(this.#registry, { location }).hasAnyFile()))) {
+      // The claim's own rule (#mayTakeOver): it stands while its job runs or its files are there, and
+      // while an invocation that made it may still be recording its job.
+      if (!(await this.#mayTakeOver({ location }, claim))) {
         const where = inside ? `contains the output folder of job ${claim.jobId} (${datastoreUri(location.datastore.name, location.path)})` : `is inside the output folder of job ${claim.jobId}`;
         return outputConflict(target, field, `The output ${target.uri} ${where}; each job needs an output folder of its own. Choose another folder.`, claim.jobId);
       }
