@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'nothing_to_rerun'
   | 'deployment_changed'
   | 'output_exists'
+  | 'outputs_replaced'
   | 'path_outside_datastores'
   | 'scoring_failed'
   | 'scoring_timeout'
@@ -81,6 +82,8 @@ const CODES: Record<ErrorCode, CodeInfo> = {
   nothing_to_rerun: { status: 409, title: 'Nothing is left to run', kind: 'user', retryable: false },
   deployment_changed: { status: 409, title: 'The deployment changed', kind: 'user', retryable: false },
   output_exists: { status: 409, title: 'The output already exists', kind: 'user', retryable: false },
+  // A finished job's output folder was emptied and claimed by another job: what is there now is not this job's.
+  outputs_replaced: { status: 410, title: "The job's outputs are gone", kind: 'user', retryable: false },
   path_outside_datastores: { status: 400, title: 'The path is not on a registered datastore', kind: 'user', retryable: false },
   scoring_failed: { status: 500, title: 'Scoring failed', kind: 'user', retryable: true },
   scoring_timeout: { status: 500, title: 'Scoring timed out', kind: 'user', retryable: true },

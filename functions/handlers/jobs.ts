@@ -5,7 +5,6 @@ import * as df from 'durable-functions';
 import { pipelineJobOrchestration } from '../../orchestrations/orchestrators.js';
 import { BatchError } from '../../shared/errors.js';
 import { services } from '../../shared/services.js';
-import { isNotFound } from '../../shared/storage/clients.js';
 import { endpointName } from '../../shared/schemas/resources.js';
 import { JOB_STATUSES, type JobStatus, inlineComponentSteps, isTerminalJob, stepName } from '../../shared/schemas/jobs.js';
 import { withNativeInvokeBody } from '../../shared/schemas/azureml-invoke.js';
@@ -229,10 +228,9 @@ async function streamOutput(request: HttpRequest, step: string | undefined): Pro
   if (path.split('/').some((s) => s === '..' || s === '.' || s === '')) {
     throw new BatchError('validation_failed', 'The file path must stay inside the job output folder.', { issues: [{ field: 'file', message: 'invalid path' }] });
   }
-  const { folder, file } = jobs.outputFile(job, step, path);
-  const blob = folder.container.getBlobClient(folder.blobName(file));
-  try {
-    const download = await blob.download();
+  // Read through the owner check: a file another job wrote into this job's reused folder is a 410.
+  const response = await jobs.readOutput(job, step, path, async ({ blob, etag, file }): Promise<HttpResponseInit> => {
+    const download = await blob.download(0, undefined, { conditions: { ifMatch: etag } });
     const body = download.readableStreamBody;
     return {
       status: 200,
@@ -243,14 +241,11 @@ async function streamOutput(request: HttpRequest, step: string | undefined): Pro
       },
       body: body ? (Readable.toWeb(body as Readable) as ReadableStream<Uint8Array>) : '',
     };
-  } catch (err) {
-    if (isNotFound(err)) {
-      throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${path}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
-        details: { resource: 'Job output', name: path, field: 'file' },
-      });
-    }
-    throw new BatchError('storage_failed', `Could not read output '${path}'.`, { cause: err });
-  }
+  });
+  if (response) return response;
+  throw new BatchError('not_found', `Job '${job.spec.id}' has no output '${path}'${job.state.status === 'Completed' ? '' : ` (the job is ${job.state.status})`}.`, {
+    details: { resource: 'Job output', name: path, field: 'file' },
+  });
 }
 
 /** `?step=`: a step of the job (its reports), or the job's own when left out. */

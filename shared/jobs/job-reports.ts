@@ -7,7 +7,6 @@
  * views are empty (`complete: false`) until the files exist.
  */
 import { BatchError } from '../errors.js';
-import { isNotFound } from '../storage/clients.js';
 import type { JobsService } from './jobs-service.js';
 import { type FailureReason, type ReportRow, failureBreakdown, parseErrorLines, parseReport } from './report.js';
 import { ERRORS_FILE, type Job, LOG_FILE, REPORT_FILE, isPipelineSpec } from './types.js';
@@ -28,21 +27,14 @@ function reportPath(job: Job, step: string | undefined, name: string): string {
 
 /** A report file's text, or undefined when it is not written (yet); `tailBytes`: only its last bytes. */
 async function readFile(jobs: JobsService, job: Job, step: string | undefined, name: string, tailBytes?: number): Promise<{ text: string; size: number } | undefined> {
-  const target = jobs.outputFile(job, step, reportPath(job, step, name));
-  const blob = target.folder.container.getBlobClient(target.folder.blobName(target.file));
-  try {
-    if (tailBytes === undefined) {
-      const buffer = await blob.downloadToBuffer();
-      return { text: buffer.toString('utf8'), size: buffer.length };
-    }
-    const size = (await blob.getProperties()).contentLength ?? 0;
-    const offset = Math.max(0, size - tailBytes);
-    const buffer = size === 0 ? Buffer.alloc(0) : await blob.downloadToBuffer(offset, size - offset);
+  // The same owner check as the output files' route: another job's report in a reused folder is a 410.
+  return jobs.readOutput(job, step, reportPath(job, step, name), async ({ blob, properties, etag }) => {
+    const size = properties.contentLength ?? 0;
+    const offset = tailBytes === undefined ? 0 : Math.max(0, size - tailBytes);
+    const conditions = { conditions: { ifMatch: etag } };
+    const buffer = size === 0 ? Buffer.alloc(0) : await blob.downloadToBuffer(offset, size - offset, conditions);
     return { text: buffer.toString('utf8'), size };
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw new BatchError('storage_failed', `Could not read ${name} of job '${job.spec.id}'.`, { cause: err });
-  }
+  });
 }
 
 /** A mini-batch's final attempt, as `GET /api/jobs/{id}/mini-batches` shows it (the report's columns). */

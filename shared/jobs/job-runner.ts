@@ -386,7 +386,7 @@ export class JobRunner {
   #placesOf(run: EngineRun): Promise<Places> {
     return this.#places.get(run.scope, () =>
       Promise.resolve({
-        folder: new OutputFolder(this.#registry.open(run.work.output.location), run.work.output.location.path),
+        folder: new OutputFolder(this.#registry.open(run.work.output.location), run.work.output.location.path, run.ref.jobId),
         input: this.#registry.reopen(run.work.input.location, run.work.input.type, run.work.input.uri),
       }),
     );

@@ -756,6 +756,28 @@ export class JobStore {
     }
   }
 
+  /**
+   * The claims on folders strictly inside `folder` (a folder key, see claimOutput, ending with "/"),
+   * with the folders they claim. One query of the claims table by the claimed folder's name (claims
+   * are keyed by a hash, so this is a scan of the table, filtered by storage).
+   */
+  async outputClaimsInside(folder: string): Promise<(OutputClaim & { folder: string })[]> {
+    const claims = await this.#claims();
+    // Folder keys end with "/": the keys that start with it sort before the same text ending in "0" ("/" + 1).
+    const upper = `${folder.replace(/\/$/, '')}0`;
+    const filter = `folder gt ${odata(folder)} and folder lt ${odata(upper)}`;
+    const found: (OutputClaim & { folder: string })[] = [];
+    try {
+      for await (const e of claims.listEntities<OutputClaimEntity>({ queryOptions: { filter } })) {
+        if (e.folder.startsWith(folder) && e.folder !== folder) found.push({ folder: e.folder, jobId: e.jobId, claimedAt: e.claimedAt, etag: e.etag ?? '' });
+      }
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw storageError('reading the output claims', err);
+    }
+    return found;
+  }
+
   /** Gives up a job's claim on an output folder (an invocation that did not go ahead); another job's claim stays. */
   async releaseOutput(folder: string, jobId: string): Promise<void> {
     const claims = await this.#claims();

@@ -15,7 +15,7 @@ import { isNotFound } from '../storage/clients.js';
 import type { InvokerFilter, JobStore, OutputClaim } from './job-store.js';
 import { mergeSettings } from './settings.js';
 import { jobSizeProblem } from '../limits.js';
-import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepState, emptyCounts, isPipelineSpec } from './types.js';
+import { ERRORS_FILE, type Invoker, type Job, type JobCounts, type JobSpec, LOG_FILE, MODEL_STEP, type ModelJobSpec, type ParallelWork, type PipelineJobSpec, REPORT_FILE, SUMMARY_FILE, type StepInput, type StepState, emptyCounts, isPipelineSpec } from './types.js';
 import { type PipelineSpecContext, buildPipelineSpec, pipelineBodyOfJob } from './pipeline-spec.js';
 import { resolvePipeline } from '../components/graph.js';
 import { type PipelineComponentDoc, isComponentRef } from '../components/types.js';
@@ -26,6 +26,7 @@ import { requiredInputColumns, rowJoinOf, rowJoinProblem } from '../scoring/colu
 import { storedColumns } from '../scoring/tabular.js';
 import { predictionsHeader } from '../scoring/rows.js';
 import type { RerunSource } from './rerun.js';
+import { type OwnedOutput, readOwnedOutput } from './output-access.js';
 import { JobWorkArea } from './work-area.js';
 
 export interface InvokeRequest {
@@ -57,6 +58,13 @@ interface JobToCreate {
   steps: Record<string, StepState>;
   /** Output places the job claims; `empty`: the place must hold no file at all. */
   claims: { target: { uri: string; location: DataLocation }; files: readonly string[]; empty: boolean; field: string }[];
+  /** The data the job reads: no output may be, contain or lie inside any of it. */
+  inputs: { location: DataLocation; field: string }[];
+}
+
+/** The data places among a job's (or a step's) inputs, with the field that names each. */
+function dataInputs(inputs: Record<string, StepInput>, prefix: string): { location: DataLocation; field: string }[] {
+  return Object.entries(inputs).flatMap(([name, value]) => (value.type === 'uri_file' || value.type === 'uri_folder' ? [{ location: value.location, field: `${prefix}${name}.path` }] : []));
 }
 
 /** Job ids sort by creation time and are unique: bj-20261126T201500-1a2b3c4d. */
@@ -76,8 +84,8 @@ const REPLAY_WAIT_MS = 10_000;
 const ORPHAN_CLAIM_MS = 60_000;
 
 /** An output folder, where the job's spec put it (never looked up by name again). */
-export function outputFolderOf(registry: Registry, target: { location: DataLocation }): OutputFolder {
-  return new OutputFolder(registry.open(target.location), target.location.path);
+export function outputFolderOf(registry: Registry, target: { location: DataLocation }, owner?: string): OutputFolder {
+  return new OutputFolder(registry.open(target.location), target.location.path, owner);
 }
 
 /** What identifies an output folder physically: the container's URL and the folder's prefix. */
@@ -278,14 +286,8 @@ export class JobsService {
     }
     let source: RerunSource | undefined;
     if (plan.expectedBytes > 0) {
-      const folder = outputFolderOf(this.#registry, spec.output);
-      const props = await folder.container
-        .getBlobClient(folder.blobName(file))
-        .getProperties()
-        .catch((err: unknown) => {
-          if (isNotFound(err)) return undefined;
-          throw new BatchError('storage_failed', `Could not read ${spec.output.uri}${file}.`, { cause: err });
-        });
+      // Through the owner check: predictions another job wrote into a reused folder are not the parent's.
+      const props = await this.readOutput(parent, undefined, file, (owned) => Promise.resolve(owned.properties));
       if (props?.contentLength !== plan.expectedBytes || !props.etag) {
         throw new BatchError('conflict', `The predictions of job '${request.id}' (${spec.output.uri}${file}) are ${props ? `${props.contentLength ?? 0} bytes, not the ${plan.expectedBytes} its journal records` : 'gone'}: its rows cannot be reused. Invoke the endpoint again.`, {
           details: { field: 'id' },
@@ -386,6 +388,7 @@ export class JobsService {
       spec,
       steps: Object.fromEntries(spec.pipeline.steps.map((s) => [s.name, { status: 'NotStarted' as const }])),
       claims: outputs.map(([name, target]) => ({ target, files: [], empty: true, field: `outputs.${name}.path` })),
+      inputs: [...dataInputs(spec.pipeline.inputs, 'inputs.'), ...spec.pipeline.steps.flatMap((s) => dataInputs(s.inputs, `jobs.${s.name}.inputs.`))],
     };
   }
 
@@ -447,6 +450,7 @@ export class JobsService {
       // A model deployment's job is one parallel step (Azure ML's batchscoring), its input bound now.
       steps: { [MODEL_STEP]: { status: 'NotStarted', input: spec.input } },
       claims: [{ target: spec.output, files: Object.values(outputFiles(spec)), empty: false, field: outputField }],
+      inputs: [{ location: spec.input.location, field: `inputs.${spec.input.name}.path` }],
     };
   }
 
@@ -521,6 +525,20 @@ export class JobsService {
         });
       }
       seen.set(folderKey, claim.field);
+      // A job writing where it reads would score its own outputs (a folder input lists them) or
+      // overwrite its input: the output must be apart from every input, in both directions.
+      const input = created.inputs.find((i) => {
+        const inputKey = outputFolderKey(this.#registry, i.location);
+        return inputKey.startsWith(folderKey) || folderKey.startsWith(inputKey);
+      });
+      if (input) {
+        throw new BatchError('validation_failed', `${claim.field}: the output ${claim.target.uri} overlaps the job's input (${input.field}): it is the same place, inside it or contains it. Choose an output folder apart from the inputs.`, {
+          issues: [
+            { field: claim.field, message: `overlaps the input ${input.field}` },
+            { field: input.field, message: `overlaps the output ${claim.field}` },
+          ],
+        });
+      }
       const owner = await this.#store.outputClaim(folderKey);
       const problem =
         owner && owner.jobId !== jobId && !(await this.#mayTakeOver(claim.target, owner))
@@ -654,23 +672,35 @@ export class JobsService {
 
   /**
    * Why the job cannot write into this output folder, its own claim aside: it lies inside another
-   * job's output folder, or holds files the job would overwrite (any file, for a pipeline output).
-   * The one rule, checked before anything is written and again once the folder is claimed.
+   * job's output folder, or contains one, or holds files the job would overwrite (any file, for a
+   * pipeline output). The one rule, checked before anything is written and again once the folder
+   * is claimed (so of two jobs racing for nested folders, at least one sees the other's claim).
    */
   async #outputProblem(job: { id: string }, target: { uri: string; location: DataLocation }, files: readonly string[], field: string, options: { empty?: boolean }): Promise<BatchError | undefined> {
     const folder = outputFolderOf(this.#registry, target);
-    // A folder inside another job's output folder is that job's too (its files would show up among
-    // the other's outputs, and be copied with them when a step is reused).
-    const path = target.location.path;
-    for (let at = path.lastIndexOf('/', path.endsWith('/') ? path.length - 2 : path.length - 1); at >= 0; at = path.lastIndexOf('/', at - 1)) {
+    // Nested output folders are one folder (a folder inside another job's is that job's too: its
+    // files would show up among the other's outputs, and be copied with them when a step is reused),
+    // so the check goes both ways: every claimed folder above this one, and every one inside it.
+    const path = folderPrefix(target.location.path);
+    const nested: { location: DataLocation; claim: OutputClaim; inside: boolean }[] = [];
+    // Ancestors up to the container's root (path ''), which holds every folder of the container.
+    for (let at = path === '' ? -2 : path.lastIndexOf('/', path.length - 2); at >= -1; at = at <= 0 ? at - 1 : path.lastIndexOf('/', at - 1)) {
       const ancestor = { ...target.location, path: path.substring(0, at + 1) };
-      const owner = await this.#store.outputClaim(outputFolderKey(this.#registry, ancestor));
-      if (!owner || owner.jobId === job.id) continue;
-      const ownerJob = await this.#store.get(owner.jobId);
-      if (ownerJob && (!isTerminalJob(ownerJob.state.status) || (await outputFolderOf(this.#registry, { location: ancestor }).hasAnyFile()))) {
-        return outputConflict(target, field, `The output ${target.uri} is inside the output folder of job ${owner.jobId}; each job needs an output folder of its own. Choose another folder.`, owner.jobId);
+      const claim = await this.#store.outputClaim(outputFolderKey(this.#registry, ancestor));
+      if (claim) nested.push({ location: ancestor, claim, inside: false });
+    }
+    const key = outputFolderKey(this.#registry, target.location);
+    for (const claim of await this.#store.outputClaimsInside(key)) {
+      nested.push({ location: { ...target.location, path: `${path}${claim.folder.substring(key.length)}` }, claim, inside: true });
+    }
+    for (const { location, claim, inside } of nested) {
+      if (claim.jobId === job.id) continue;
+      // The claim's own rule (#mayTakeOver): it stands while its job runs or its files are there, and
+      // while an invocation that made it may still be recording its job.
+      if (!(await this.#mayTakeOver({ location }, claim))) {
+        const where = inside ? `contains the output folder of job ${claim.jobId} (${datastoreUri(location.datastore.name, location.path)})` : `is inside the output folder of job ${claim.jobId}`;
+        return outputConflict(target, field, `The output ${target.uri} ${where}; each job needs an output folder of its own. Choose another folder.`, claim.jobId);
       }
-      if (at === 0) break;
     }
     // A pipeline output's files are its steps' to choose: the place must be empty.
     if (options.empty && (await folder.hasAnyFile())) {
@@ -784,9 +814,12 @@ export class JobsService {
    * output, a file of that output; with several, the path starts with the output's name. A step's
    * outputs are where it recorded them (an earlier run's, when it was reused).
    */
-  outputFile(job: Job, step: string | undefined, file: string): { folder: OutputFolder; file: string } {
+  outputFile(job: Job, step: string | undefined, file: string): { folder: OutputFolder; file: string; owners: string[] } {
     const spec = job.spec;
     let outputs: Record<string, { uri: string; location: DataLocation }>;
+    // Whose files these may be: the job's, or for a step that reused an earlier run, that run's job's.
+    const reusedFrom = step === undefined ? undefined : job.steps?.[step]?.reused_from?.job;
+    const owners = reusedFrom === undefined ? [spec.id] : [spec.id, reusedFrom];
     if (!isPipelineSpec(spec)) {
       if (step !== undefined && step !== MODEL_STEP) throw notFound('Step', step, { field: 'step' });
       outputs = { [spec.output.name]: spec.output };
@@ -797,7 +830,7 @@ export class JobsService {
       if (!found) throw notFound('Step', step, { field: 'step' });
       const state = job.steps?.[step];
       // A command step's logs: GET …/steps/{step}/outputs/user_logs/attempt-1.log.
-      if (state?.logs && file.startsWith('user_logs/') && !own(state.outputs ?? found.outputs, 'user_logs')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length) };
+      if (state?.logs && file.startsWith('user_logs/') && !own(state.outputs ?? found.outputs, 'user_logs')) return { folder: outputFolderOf(this.#registry, state.logs), file: file.substring('user_logs/'.length), owners };
       outputs = state?.outputs ?? found.outputs;
     }
     const names = Object.keys(outputs);
@@ -808,7 +841,18 @@ export class JobsService {
     if (!target) {
       throw new BatchError('not_found', `Name the output first (${names.join(', ') || 'none'}): outputs/<output>/<file>.`, { details: { resource: 'Job output', name: file, field: 'file' } });
     }
-    return { folder: outputFolderOf(this.#registry, target), file: named ? rest.join('/') : file };
+    return { folder: outputFolderOf(this.#registry, target), file: named ? rest.join('/') : file, owners };
+  }
+
+  /**
+   * Reads a file of the job's outputs (as {@link outputFile} finds it) through the owner check of
+   * ./output-access.ts: a file another job wrote into a reused folder is a 410 `outputs_replaced`,
+   * never its bytes. `read` gets the checked ETag for its download's `ifMatch`; undefined: no such file.
+   */
+  async readOutput<T>(job: Job, step: string | undefined, path: string, read: (owned: OwnedOutput & { file: string }) => Promise<T>): Promise<T | undefined> {
+    const { folder, file, owners } = this.outputFile(job, step, path);
+    const blob = folder.container.getBlobClient(folder.blobName(file));
+    return readOwnedOutput(job, owners, { blob, uri: path }, (owned) => read({ ...owned, file }));
   }
 
   /**

@@ -12,6 +12,7 @@ import { BatchError } from '../errors.js';
 import { type DataLocation, type Registry, WORKSPACE_DATASTORE } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import type { JobStore } from './job-store.js';
+import { ownerMetadata } from '../outputs/output-writer.js';
 import { chunkInstanceId, outputFolderOf, stepInstanceId, sumCounts } from './jobs-service.js';
 import { resolveEnvironment } from '../schemas/environment.js';
 import {
@@ -239,7 +240,7 @@ export class PipelineRunner {
         outputs[name] = from;
         continue;
       }
-      const copied = await this.#copy(from, target, files.files);
+      const copied = await this.#copy(job.id, from, target, files.files);
       if (!copied) return undefined;
       outputs[name] = copied;
     }
@@ -251,7 +252,7 @@ export class PipelineRunner {
    * says where it now is; undefined when the accounts differ. A uri_file place that is a folder
    * keeps the file's name.
    */
-  async #copy(from: StepOutput, to: OutputTarget, files: { blob: string; relative: string }[]): Promise<StepOutput | undefined> {
+  async #copy(owner: string, from: StepOutput, to: OutputTarget, files: { blob: string; relative: string }[]): Promise<StepOutput | undefined> {
     const source = this.#registry.open(from.location);
     const target = this.#registry.open(to.location);
     if (new URL(source.url).host !== new URL(target.url).host || source.accountName !== target.accountName) return undefined;
@@ -264,7 +265,7 @@ export class PipelineRunner {
         name = toFolder ? `${to.location.path}${file.relative}` : to.location.path;
         placed = { type: to.type, uri: toFolder ? `${to.uri}${encodeURIComponent(file.relative)}` : to.uri, location: { ...to.location, path: name } };
       } else name = `${to.location.path}${file.blob.startsWith(prefix) ? file.blob.substring(prefix.length) : file.relative}`;
-      const poller = await target.getBlobClient(name).beginCopyFromURL(source.getBlobClient(file.blob).url);
+      const poller = await target.getBlobClient(name).beginCopyFromURL(source.getBlobClient(file.blob).url, ownerMetadata(owner));
       await poller.pollUntilDone();
     }
     return placed;
@@ -346,7 +347,7 @@ export class PipelineRunner {
     }).finally(() => clearInterval(watch));
     if (state.logs) {
       const text = result.logs.map((e) => `${e.time} ${e.level.toUpperCase()} ${e.message}\n`).join('') + `${this.#now().toISOString()} attempt ${input.attempt} ${result.status}${result.error ? `: ${result.error}` : ''} (${result.seconds.toFixed(3)} s)\n`;
-      await outputFolderOf(this.#registry, state.logs).upload(`attempt-${input.attempt}.log`, text, 'text/plain; charset=utf-8');
+      await outputFolderOf(this.#registry, state.logs, input.jobId).upload(`attempt-${input.attempt}.log`, text, 'text/plain; charset=utf-8');
     }
     if (result.status === 'completed') {
       // A uri_file output placed in a folder is where the script's file went: the next steps read that.

@@ -66,6 +66,10 @@ function buildRegistry(): OpenAPIRegistry {
     400: { description: 'Invalid request (problem+json naming the field)', content: { 'application/problem+json': { schema: problem } } },
     404: { description: 'A referenced resource does not exist', content: { 'application/problem+json': { schema: problem } } },
     409: { description: 'Conflict with the current state', content: { 'application/problem+json': { schema: problem } } },
+    410: {
+      description: "outputs_replaced: the job's output folder was emptied and another job (owner_job_id) writes there now; its files are not this job's",
+      content: { 'application/problem+json': { schema: problem } },
+    },
     413: { description: 'The request body is larger than BATCH_MAX_REQUEST_BODY_BYTES (problem+json naming the limit)', content: { 'application/problem+json': { schema: problem } } },
   };
   const rateLimited = {
@@ -195,7 +199,7 @@ function buildRegistry(): OpenAPIRegistry {
       'x-ms-visibility': 'advanced',
       tags: ['jobs'],
       request: { params: z.object({ id: z.string(), ...(path.includes('{step}') ? { step: z.string() } : {}), file: z.string().meta({ description: 'e.g. predictions.csv' }) }) },
-      responses: { 200: { description: 'The file' }, 404: errors[404] },
+      responses: { 200: { description: 'The file' }, 404: errors[404], 410: errors[410] },
     });
   }
   const reportQuery = { step: z.string().optional().meta({ description: "A step of a pipeline job (its reports); else the job's own" }) };
@@ -236,6 +240,7 @@ function buildRegistry(): OpenAPIRegistry {
       },
       400: errors[400],
       404: errors[404],
+      410: errors[410],
     },
   });
   registry.registerPath({
@@ -263,6 +268,7 @@ function buildRegistry(): OpenAPIRegistry {
       },
       400: errors[400],
       404: errors[404],
+      410: errors[410],
     },
   });
   registry.registerPath({
@@ -278,6 +284,7 @@ function buildRegistry(): OpenAPIRegistry {
       200: { description: 'The last lines', content: { 'application/json': { schema: z.object({ status: z.enum(JOB_STATUSES), complete: z.boolean(), lines: z.array(z.string()), truncated: z.boolean() }) } } },
       400: errors[400],
       404: errors[404],
+      410: errors[410],
     },
   });
   registry.registerPath({
@@ -298,7 +305,7 @@ function buildRegistry(): OpenAPIRegistry {
     'x-ms-visibility': 'advanced',
     tags: ['jobs'],
     request: { params: z.object({ id: z.string() }), body: { content: { 'application/json': { schema: rerunBody } }, required: false } },
-    responses: { 202: { description: 'The rerun job, created and started', content: job }, 400: errors[400], 404: errors[404], 409: errors[409] },
+    responses: { 202: { description: 'The rerun job, created and started', content: job }, 400: errors[400], 404: errors[404], 409: errors[409], 410: errors[410] },
   });
   return registry;
 }

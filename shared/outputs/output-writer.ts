@@ -52,6 +52,18 @@ function encode(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64');
 }
 
+/**
+ * The metadata name under which every output blob this app writes records the job that wrote it.
+ * Output folders are named by their users and can be reused (a folder emptied and claimed by a new
+ * job), so a file's name says nothing about whose it is: this does (see shared/jobs/output-access.ts).
+ */
+export const OWNER_METADATA = 'batch_job_id';
+
+/** The metadata that marks a blob as written by job `owner` (none when no owner is known). */
+export function ownerMetadata(owner: string | undefined): { metadata?: Record<string, string> } {
+  return owner === undefined ? {} : { metadata: { [OWNER_METADATA]: owner } };
+}
+
 function storageError(action: string, err: unknown): BatchError {
   return new BatchError('storage_failed', `Storage failed while ${action}.`, { cause: err });
 }
@@ -67,10 +79,13 @@ export class OutputFolder {
   readonly container: ContainerClient;
   /** Blob name prefix of the folder, ending with "/" (or empty for the container root). */
   readonly prefix: string;
+  /** The job whose files these are: every file committed or uploaded here carries its id ({@link OWNER_METADATA}). */
+  readonly owner: string | undefined;
 
-  constructor(container: ContainerClient, prefix: string) {
+  constructor(container: ContainerClient, prefix: string, owner?: string) {
     this.container = container;
     this.prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+    this.owner = owner;
   }
 
   blobName(file: string): string {
@@ -164,7 +179,7 @@ export class OutputFolder {
    */
   async commit(file: string, parts: readonly StagedPart[], options: { contentType?: string } = {}): Promise<void> {
     const blob = this.container.getBlockBlobClient(this.blobName(file));
-    const headers = options.contentType ? { blobHTTPHeaders: { blobContentType: options.contentType } } : {};
+    const headers = { ...(options.contentType ? { blobHTTPHeaders: { blobContentType: options.contentType } } : {}), ...ownerMetadata(this.owner) };
     try {
       if (parts.length === 0) await blob.upload('', 0, headers);
       else await blob.commitBlockList(parts.map((p) => p.id), headers);
@@ -176,7 +191,7 @@ export class OutputFolder {
   async upload(file: string, content: string | Buffer, contentType: string): Promise<void> {
     const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
     try {
-      await this.container.getBlockBlobClient(this.blobName(file)).upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType } });
+      await this.container.getBlockBlobClient(this.blobName(file)).upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType }, ...ownerMetadata(this.owner) });
     } catch (err) {
       throw storageError(`writing ${file}`, err);
     }
@@ -184,7 +199,7 @@ export class OutputFolder {
 
   async uploadFile(file: string, localPath: string): Promise<void> {
     try {
-      await this.container.getBlockBlobClient(this.blobName(file)).uploadFile(localPath);
+      await this.container.getBlockBlobClient(this.blobName(file)).uploadFile(localPath, ownerMetadata(this.owner));
     } catch (err) {
       throw storageError(`uploading ${file}`, err);
     }

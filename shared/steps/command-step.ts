@@ -140,7 +140,7 @@ export async function runCommandStep(options: CommandStepOptions): Promise<Comma
     if (run.status !== 'completed') {
       return { status: run.status, error: run.error ?? run.status, retryable: run.retryable, logs, seconds: seconds(), outputs: nothing };
     }
-    const uploaded = await uploadOutputs(options.registry, options.outputs, outputDirs);
+    const uploaded = await uploadOutputs(options.registry, options.outputs, outputDirs, options.jobId);
     for (const [name, sent] of Object.entries(uploaded)) {
       const output = options.outputs[name] as DataOutput;
       note('info', `output '${name}': ${describe(sent)} to ${describeLocation(output.location)}`);

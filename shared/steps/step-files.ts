@@ -10,6 +10,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { inOrderAtMost } from '../concurrency.js';
 import { datastoreUri, encodePath } from '../data/data-uri.js';
 import { BatchError } from '../errors.js';
+import { ownerMetadata } from '../outputs/output-writer.js';
 import { FILLED_MARKER, downloadTree, fetchBlob, fillOnce, folderContent } from '../jobs/local-files.js';
 import type { DataLocation, Registry } from '../registry/registry.js';
 import { isNotFound, isVersionChanged } from '../storage/clients.js';
@@ -282,16 +283,17 @@ function placesOf(name: string, output: DataOutput, files: readonly WrittenFile[
   return [{ file: only, blob: path === '' || path.endsWith('/') ? `${path}${only.relative}` : path }];
 }
 
-async function uploadOne(container: ContainerClient, blob: string, localPath: string): Promise<void> {
+async function uploadOne(container: ContainerClient, blob: string, localPath: string, owner: string): Promise<void> {
   const client = container.getBlockBlobClient(blob);
+  const options = ownerMetadata(owner);
   try {
-    await client.uploadFile(localPath);
+    await client.uploadFile(localPath, options);
   } catch (err) {
     // A datastore's container may not exist yet (a new one for outputs): made on first use, as the
     // job's output container is, rather than checked before every step.
     if (!isNotFound(err)) throw err;
     await container.createIfNotExists();
-    await client.uploadFile(localPath);
+    await client.uploadFile(localPath, options);
   }
 }
 
@@ -301,7 +303,7 @@ async function uploadOne(container: ContainerClient, blob: string, localPath: st
  * output the one file the folder must hold, to the location's path. Every output is checked before
  * anything is uploaded, so a step that broke the rule for one output writes none.
  */
-export async function uploadOutputs(registry: Registry, outputs: Record<string, DataOutput>, locals: Record<string, string>): Promise<Record<string, UploadedOutput>> {
+export async function uploadOutputs(registry: Registry, outputs: Record<string, DataOutput>, locals: Record<string, string>, owner: string): Promise<Record<string, UploadedOutput>> {
   const names = Object.keys(outputs);
   const planned = await Promise.all(
     names.map(async (name) => {
@@ -313,7 +315,7 @@ export async function uploadOutputs(registry: Registry, outputs: Record<string, 
   const uploads = planned.flatMap(({ name, output, container, places }) =>
     places.map(({ file, blob }) => async (): Promise<void> => {
       try {
-        await uploadOne(container, blob, file.path);
+        await uploadOne(container, blob, file.path, owner);
       } catch (err) {
         throw new BatchError('storage_failed', `Could not upload ${file.relative} of output '${name}' to ${describeLocation({ ...output.location, path: blob })}.`, { cause: err });
       }

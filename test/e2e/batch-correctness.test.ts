@@ -3,7 +3,7 @@
  * never miscounts. Each test is one case of a kind of fault, plus siblings of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, apiOf, blobMetadata, deleteFolder, deploy, ds, expectProblem, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -88,6 +88,74 @@ describe('kind 2: nothing keyed by a name that can be reused', () => {
     const winner = racing.find((r) => r.status === 202)?.body;
     expect((await waitForJob(api, winner.id)).status).toBe('Completed');
     expect((await readBlob(host.storageConnection, `out/${endpoint}/race/predictions.csv`)).toString()).toBe('b0.txt,1,b0.txt\nb1.txt,1,b1.txt\n');
+  });
+
+  it('2c: a job whose emptied output folder another job took over answers 410 for its outputs and reports, never the new job\'s bytes', async () => {
+    const endpoint = uniqueName('kill');
+    await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 2, environment_variables: { SLOW_MS: '1' } });
+    await files(`data/${endpoint}/a/`, ['a0.txt', 'a1.txt', 'a2.txt', 'a3.txt']);
+    await files(`data/${endpoint}/b/`, ['b0.txt']);
+    const out = { score: { path: ds(`out/${endpoint}/kill1/`) } };
+    const a = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/a/`) } }, outputs: out })).id);
+    expect(a).toMatchObject({ status: 'Completed' });
+    expect(await output(a.id, 'predictions.csv')).toBe('a0.txt,1,a0.txt\na1.txt,1,a1.txt\na2.txt,1,a2.txt\na3.txt,1,a3.txt\n');
+    // Every file the job committed names it (the identity the routes check).
+    for (const file of ['predictions.csv', 'processed_mini_batches.csv', 'errors.jsonl', 'job.json', 'logs/job.log']) {
+      expect(await blobMetadata(host.storageConnection, `out/${endpoint}/kill1/${file}`), file).toMatchObject({ batch_job_id: a.id });
+    }
+
+    // The user empties the folder; another job takes it over (the documented 202) and fills it.
+    expect(await deleteFolder(host.storageConnection, `out/${endpoint}/kill1/`)).toBeGreaterThan(0);
+    const b = await waitForJob(api, (await started(endpoint, { inputs: { x: { path: ds(`data/${endpoint}/b/`) } }, outputs: out })).id);
+    expect(b).toMatchObject({ status: 'Completed' });
+
+    // A's routes: 410 naming B, never B's rows, report or log (the web page reads these same routes).
+    for (const path of ['outputs/predictions.csv', 'outputs/job.json', 'steps/batchscoring/outputs/predictions.csv', 'mini-batches', 'failures', 'log']) {
+      const problem = await expectProblem(api, 'GET', `jobs/${a.id}/${path}`, undefined, 410, 'file');
+      expect(problem, path).toMatchObject({ code: 'outputs_replaced', job_id: a.id, owner_job_id: b.id });
+      expect(JSON.stringify(problem)).not.toContain('b0.txt');
+    }
+    // A's record is unchanged; B's outputs are B's.
+    expect((await api.call('GET', `jobs/${a.id}`)).body).toMatchObject({ status: 'Completed' });
+    expect(await output(b.id, 'predictions.csv')).toBe('b0.txt,1,b0.txt\n');
+    const batches = (await api.call('GET', `jobs/${b.id}/mini-batches`)).body;
+    expect(batches).toMatchObject({ complete: true });
+    expect(batches.value).toHaveLength(1);
+    const log = (await api.call('GET', `jobs/${b.id}/log`)).body;
+    expect(log.lines.join('\n')).toContain(b.id);
+  });
+
+  it('2d: an output folder may neither contain another job\'s output folder nor overlap the job\'s own input', async () => {
+    const endpoint = uniqueName('nest');
+    await scriptDeployment(endpoint, 'slow-lines.js', { environment_variables: { SLOW_MS: '1' } });
+    await files(`data/${endpoint}/in/`, ['f0.txt', 'f1.txt']);
+    const input = { x: { path: ds(`data/${endpoint}/in/`) } };
+    const a = await waitForJob(api, (await started(endpoint, { inputs: input, outputs: { score: { path: ds(`out/${endpoint}/kill1/`) } } })).id);
+    expect(a).toMatchObject({ status: 'Completed' });
+
+    // Containing A's folder, at any depth up to the container's root (and spelt without the "/"): 409 naming A.
+    for (const path of [ds(`out/${endpoint}/`), ds(`out/${endpoint}`)]) {
+      const problem = await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: input, outputs: { score: { path } } }, 409, 'outputs.score.path');
+      expect(problem, path).toMatchObject({ code: 'output_exists', job_id: a.id });
+    }
+    // Further up, other tests' jobs' folders are inside too: it is refused for one of them.
+    expect(await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: input, outputs: { score: { path: ds('out/') } } }, 409, 'outputs.score.path')).toMatchObject({ code: 'output_exists' });
+    // The container's root holds everything, the job's own input first (checked before any claim).
+    expect(await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: input, outputs: { score: { path: ds('') } } }, 400, 'outputs.score.path')).toMatchObject({ code: 'validation_failed' });
+    // Inside it, as before.
+    await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: input, outputs: { score: { path: ds(`out/${endpoint}/kill1/sub/`) } } }, 409, 'outputs.score.path');
+
+    // The job's own input: the same folder, inside it, or containing it is a 400 naming both fields.
+    for (const path of [ds(`data/${endpoint}/in/`), ds(`data/${endpoint}/in`), ds(`data/${endpoint}/in/scored/`), ds(`data/${endpoint}/`)]) {
+      const problem = await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: input, outputs: { score: { path } } }, 400, 'outputs.score.path');
+      expect(problem.errors.map((e: { field: string }) => e.field), path).toEqual(['outputs.score.path', 'inputs.x.path']);
+    }
+    // A file input inside the output folder too.
+    await expectProblem(api, 'POST', `endpoints/${endpoint}/jobs`, { inputs: { x: { type: 'uri_file', path: ds(`data/${endpoint}/in/f0.txt`) } }, outputs: { score: { path: ds(`data/${endpoint}/in/`) } } }, 400, 'outputs.score.path');
+    // Nothing was created by the refusals, and a sibling folder is still fine.
+    expect((await api.call('GET', `endpoints/${endpoint}/jobs`)).body.value.map((j: Json) => j.id)).toEqual([a.id]);
+    const c = await waitForJob(api, (await started(endpoint, { inputs: input, outputs: { score: { path: ds(`out/${endpoint}/kill2/`) } } })).id);
+    expect(await output(c.id, 'predictions.csv')).toBe('f0.txt,1,f0.txt\nf1.txt,1,f1.txt\n');
   });
 
   it('2b: loads the model as it is registered now, not a cached copy of an earlier model of the same name and version', async () => {

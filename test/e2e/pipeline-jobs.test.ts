@@ -137,6 +137,11 @@ describe('pipeline jobs over HTTP on fnhost', () => {
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: 'just text' } }, 400, 'inputs.raw_data');
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data, mode: { type: 'uri_file', path: ds('data/raw/a.csv') } } }, 400, 'inputs.mode');
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data }, outputs: { other: { path: ds('out/x/') } } }, 400, 'outputs.other');
+    // An output is never the job's own input, nor inside it, nor around it.
+    for (const path of [ds('data/raw/'), ds('data/raw/summary/'), ds('data/')]) {
+      const refused = await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data }, outputs: { summary: { path } } }, 400, 'outputs.summary.path');
+      expect(refused.errors.map((e: { field: string }) => e.field), path).toEqual(['outputs.summary.path', 'inputs.raw_data.path']);
+    }
     await problem('POST', 'endpoints/penguin-pipe/jobs', { inputs: { raw_data: data }, settings: { mini_batch_size: 3 } }, 400, 'settings');
     // A model deployment still takes exactly one data input, and refuses literals (as Azure ML does).
     await call('PUT', 'endpoints/model-only', {}, 201);

@@ -52,6 +52,22 @@ export async function upload(connection: string, files: Record<string, string | 
   );
 }
 
+/** Deletes every blob under `prefix` in the workspace datastore's container (as a user emptying a folder would); returns how many. */
+export async function deleteFolder(connection: string, prefix: string): Promise<number> {
+  const container = BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER);
+  let deleted = 0;
+  for await (const blob of container.listBlobsFlat({ prefix })) {
+    await container.deleteBlob(blob.name);
+    deleted++;
+  }
+  return deleted;
+}
+
+/** A blob's metadata in the workspace datastore's container. */
+export async function blobMetadata(connection: string, name: string): Promise<Record<string, string>> {
+  return (await BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).getProperties()).metadata ?? {};
+}
+
 export async function readBlob(connection: string, name: string): Promise<Buffer> {
   return BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).downloadToBuffer();
 }
