@@ -16,6 +16,7 @@ import {
 import { type AppConfig, appSetting } from '../config.js';
 import { type DataUri, datastoreUri, encodePath, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
+import { folderContent } from '../jobs/local-files.js';
 import type {
   DataAssetBody,
   DatastoreBody,
@@ -26,7 +27,7 @@ import type {
   PipelineDeploymentBody,
 } from '../schemas/resources.js';
 import { parseOrThrow } from '../schemas/validate.js';
-import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
+import { identityBlobService, isNotFound, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
 import { checkAccountUrl, cloudAccountUrl, connectionAccountUrl, type EndpointPolicy, endpointPolicy, isEndpointSuffix } from '../storage/endpoints.js';
 import { TRIGGER_PARTITION_PREFIX, type TriggerRuleDoc, triggerPartition } from './triggers.js';
@@ -387,6 +388,7 @@ export class Registry {
   async createModel(name: string, version: string, body: ModelBody): Promise<{ stored: Stored<ModelDoc>; created: boolean }> {
     checkVersionName(version);
     const resolved = await this.resolveData(body.path, 'path');
+    await this.#checkModelFiles(resolved);
     const doc: ModelDoc = {
       name,
       version,
@@ -397,6 +399,24 @@ export class Registry {
       properties: body.properties,
     };
     return this.#createVersion(`model:${name}`, version, doc, `Model '${name}' version '${version}'`);
+  }
+
+  /**
+   * A model's path must hold files when it is registered (as a scoring script must be in its code
+   * folder): what it holds is read as a job reads it (`folderContent`: the blob it names, else every
+   * blob under it), so a model accepted here is one a job can load. A 400 naming `path` otherwise.
+   */
+  async #checkModelFiles(resolved: ResolvedData): Promise<void> {
+    let count: number;
+    try {
+      count = (await folderContent(this, resolved.location)).files.length;
+    } catch (err) {
+      if (!isNotFound(err)) throw new BatchError('storage_failed', `Could not read the model's path ${resolved.uri}.`, { cause: err });
+      count = 0;
+    }
+    if (count === 0) {
+      throw new BatchError('validation_failed', `path: the model's path ${resolved.uri} holds no files.`, { issues: [{ field: 'path', message: `no files at ${resolved.uri}` }] });
+    }
   }
 
   async deleteModel(name: string, version: string): Promise<void> {

@@ -121,6 +121,18 @@ describe('registry (Azurite)', () => {
     expect((await timed.getModel('lm', '10'))?.doc.version).toBe('10');
   });
 
+  it("refuses a model whose path holds no files at registration (400 naming path), as a missing scoring script is", async () => {
+    for (const path of [ds('models/none/'), ds('models/none'), ds('models/m/nosuch.onnx')]) {
+      const err = await rejects(registry.createModel('empty', '1', modelBody.parse({ type: 'custom_model', path })));
+      expect(err, path).toMatchObject({ code: 'validation_failed', issues: [{ field: 'path' }] });
+      expect(err.message, path).toContain('holds no files');
+    }
+    expect(await registry.getModel('empty', '1')).toBeUndefined();
+    // A file, or a folder with files under it (nested too), is accepted.
+    expect((await registry.createModel('full', '1', modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') }))).created).toBe(true);
+    expect((await registry.createModel('full', '2', modelBody.parse({ type: 'custom_model', path: ds('models/') }))).created).toBe(true);
+  });
+
   it('keeps asset versions immutable', async () => {
     const body = modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') });
     expect((await registry.createModel('m', '1', body)).created).toBe(true);
