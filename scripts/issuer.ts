@@ -4,20 +4,26 @@
  * so that `npm run token` can sign tokens it will accept, and prints the app settings to use.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { Command } from 'commander';
 import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, type PersistedIssuer } from './lib/oidc-issuer.js';
+import { parseScriptArgs, wholeNumber } from './lib/script-args.js';
 
-const { values } = parseArgs({ options: { port: { type: 'string', default: '7990' }, 'new-keys': { type: 'boolean', default: false } } });
+const values = parseScriptArgs<{ port: number; newKeys: boolean }>(
+  new Command('npm run issuer --')
+    .description('A local OpenID issuer (discovery + JWKS) for trying the API with BATCH_AUTH_MODE=entra; mint tokens with npm run token.')
+    .option('--port <port>', 'the port to listen on', wholeNumber(0), 7990)
+    .option('--new-keys', `new signing keys (else those in ${ISSUER_FILE} are kept)`, false),
+);
 
 async function main(): Promise<void> {
   let saved: PersistedIssuer | undefined;
   try {
-    saved = values['new-keys'] ? undefined : (JSON.parse(readFileSync(ISSUER_FILE, 'utf8')) as PersistedIssuer);
+    saved = values.newKeys ? undefined : (JSON.parse(readFileSync(ISSUER_FILE, 'utf8')) as PersistedIssuer);
   } catch {
     saved = undefined;
   }
   const issuer = saved ? await LocalIssuer.fromJSON(saved) : await LocalIssuer.create();
-  await issuer.start(Number(values.port));
+  await issuer.start(values.port);
   await issuer.save();
   console.log(`Local OpenID issuer at ${issuer.url} (keys in ${ISSUER_FILE}).`);
   console.log('App settings (local.settings.json Values):');
