@@ -74,6 +74,10 @@ export class YamlSource {
     const error = this.#doc.errors[0];
     if (error) {
       const at = this.#lines.linePos(error.pos[0]);
+      // Told by the parser's code: a second document is the file's shape, not a field's problem.
+      if (error.code === 'MULTIPLE_DOCS') {
+        throw new CliError(`${this.path}:${at.line}:${at.col}: the file holds more than one YAML document (a '---' line starts another); a single document is expected.`);
+      }
       const field = this.#fieldBefore(error.pos[0]);
       const message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.message;
       throw new CliError(`${this.path}:${at.line}:${at.col}: ${field ? `${field}: ` : ''}invalid YAML: ${message}`);
@@ -98,7 +102,6 @@ export class YamlSource {
     return new YamlSource(name, '{}', process.cwd());
   }
 
-  /** Applies `--set key=value` (a dotted field path; the value parsed as YAML: 20 is a number, true a boolean). */
   /** Applies a `--set` (parsed once, on the command line: {@link parseAssignment}). */
   set(assignment: Assignment): void {
     this.assign(assignment.path, assignment.value, `--set ${assignment.text}`);
