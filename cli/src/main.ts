@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { LATEST } from '../../shared/registry/versions.js';
 import { JOB_STATUSES } from '../../shared/schemas/jobs.js';
 import { ApiClient } from './client.js';
 import { type ConnectionOptions, describeProfiles, resolveConnection, writeProfile } from './connection.js';
@@ -106,8 +107,9 @@ interface IdOptions {
 }
 
 function idsOf(kind: Kind, options: IdOptions): { name: string; version?: string; endpoint?: string } {
-  const version = options.version ?? (options.label === 'latest' ? 'latest' : undefined);
-  if (options.label !== undefined && options.label !== 'latest') throw new CliError(`--label: only 'latest' is known.`);
+  // The API reads version `latest` as the newest (shared/registry/versions.ts), for every versioned asset.
+  const version = options.version ?? (options.label === LATEST ? LATEST : undefined);
+  if (options.label !== undefined && options.label !== LATEST) throw new CliError(`--label: only '${LATEST}' is known.`, EXIT.usage);
   if (kind.versioned && version === undefined) throw new CliError(`Give the ${kind.what}'s --version (or --label latest).`);
   return { name: options.name, ...(version ? { version } : {}), ...(options.endpointName ? { endpoint: options.endpointName } : {}) };
 }
