@@ -7,34 +7,37 @@
  * (no password, consent given at once to the `--consent` scopes, asked for as `.default`).
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { Command } from 'commander';
 import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LOCAL_WEB_CLIENT, LocalIssuer, localUserOid, type PersistedIssuer } from './lib/oidc-issuer.js';
+import { collect, parseScriptArgs, wholeNumber } from './lib/script-args.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: '7990' },
-    'new-keys': { type: 'boolean', default: false },
-    user: { type: 'string', default: 'dev@example.test' },
-    consent: { type: 'string', multiple: true, default: ['Jobs.Invoke'] },
-    'redirect-uri': { type: 'string', multiple: true, default: ['http://127.0.0.1:7071/api/app/', 'http://localhost:7071/api/app/'] },
-  },
-});
+const values = parseScriptArgs<{ port: number; newKeys: boolean; user: string; consent?: string[]; redirectUri?: string[] }>(
+  new Command('npm run issuer --')
+    .description('A local OpenID issuer (discovery + JWKS) for trying the API with BATCH_AUTH_MODE=entra; mint tokens with npm run token.')
+    .option('--port <port>', 'the port to listen on', wholeNumber(0), 7990)
+    .option('--new-keys', `new signing keys (else those in ${ISSUER_FILE} are kept)`, false)
+    .option('--user <name>', "the user the web page's sign-in signs in as", 'dev@example.test')
+    .option('--consent <scope>', 'a scope that user has consented to (repeatable; default Jobs.Invoke)', collect)
+    .option('--redirect-uri <uri>', "a redirect URI of the web page's sign-in (repeatable; default the page under fnhost on 127.0.0.1 and localhost, port 7071)", collect),
+);
+const consent = values.consent ?? ['Jobs.Invoke'];
+const redirectUris = values.redirectUri ?? ['http://127.0.0.1:7071/api/app/', 'http://localhost:7071/api/app/'];
 
 async function main(): Promise<void> {
   let saved: PersistedIssuer | undefined;
   try {
-    saved = values['new-keys'] ? undefined : (JSON.parse(readFileSync(ISSUER_FILE, 'utf8')) as PersistedIssuer);
+    saved = values.newKeys ? undefined : (JSON.parse(readFileSync(ISSUER_FILE, 'utf8')) as PersistedIssuer);
   } catch {
     saved = undefined;
   }
   const issuer = saved ? await LocalIssuer.fromJSON(saved) : await LocalIssuer.create();
-  await issuer.start(Number(values.port));
+  await issuer.start(values.port);
   await issuer.save();
-  issuer.registerSpa({ clientId: LOCAL_WEB_CLIENT, redirectUris: values['redirect-uri'], user: { username: values.user, oid: localUserOid(values.user) }, consented: values.consent });
+  issuer.registerSpa({ clientId: LOCAL_WEB_CLIENT, redirectUris, user: { username: values.user, oid: localUserOid(values.user) }, consented: consent });
   console.log(`Local OpenID issuer at ${issuer.url} (keys in ${ISSUER_FILE}).`);
   console.log('App settings (local.settings.json Values):');
   console.log(JSON.stringify({ BATCH_AUTH_MODE: 'entra', BATCH_AUTH_TENANTS: LOCAL_TENANT, BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl, BATCH_WEB_CLIENT_ID: LOCAL_WEB_CLIENT }, null, 2));
-  console.log(`The web page (${values['redirect-uri'].join(', ')}) signs in as ${values.user} with ${values.consent.join(', ')}.`);
+  console.log(`The web page (${redirectUris.join(', ')}) signs in as ${values.user} with ${consent.join(', ')}.`);
   console.log('Mint a token: npm run token -- --scope Jobs.Invoke   (Ctrl-C stops the issuer)');
   const stop = (): void => {
     void issuer.stop().then(() => process.exit(0));

@@ -5,20 +5,21 @@
  * (`scp`), roles an application's (`roles`). Use it as `Authorization: Bearer <token>`.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { Command } from 'commander';
 import { ISSUER_FILE, LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer, localUserOid, type PersistedIssuer } from './lib/oidc-issuer.js';
+import { collect, parseScriptArgs, wholeNumber } from './lib/script-args.js';
 
-const { values } = parseArgs({
-  options: {
-    scope: { type: 'string', multiple: true },
-    role: { type: 'string', multiple: true },
-    user: { type: 'string', default: 'dev@example.test' },
-    oid: { type: 'string' },
-    tenant: { type: 'string', default: LOCAL_TENANT },
-    audience: { type: 'string', default: LOCAL_AUDIENCE },
-    minutes: { type: 'string', default: '60' },
-  },
-});
+const values = parseScriptArgs<{ scope?: string[]; role?: string[]; user: string; oid?: string; tenant: string; audience: string; minutes: number }>(
+  new Command('npm run token --')
+    .description("Prints an access token signed by the local issuer's key (start it first: npm run issuer). Use it as `Authorization: Bearer <token>`.")
+    .option('--scope <scope>', "a delegated permission: the token is a user's (scp); repeatable: Jobs.Read, Jobs.Invoke, Workspace.Manage", collect)
+    .option('--role <role>', "an application permission: the token is an application's (roles); repeatable", collect)
+    .option('--user <name>', 'the user name (preferred_username); the object id is derived from it', 'dev@example.test')
+    .option('--oid <guid>', 'the object id (default: derived from --user)')
+    .option('--tenant <id>', 'the tenant id (tid)', LOCAL_TENANT)
+    .option('--audience <uri>', 'the audience (aud)', LOCAL_AUDIENCE)
+    .option('--minutes <n>', 'minutes until it expires', wholeNumber(1), 60),
+);
 
 const file = ISSUER_FILE;
 let saved: PersistedIssuer;
@@ -38,7 +39,7 @@ const token = await issuer.token({
   tenant: values.tenant,
   audience: values.audience,
   oid,
-  expiresIn: Number(values.minutes) * 60,
+  expiresIn: values.minutes * 60,
   ...(values.scope ? { scopes: values.scope, username: values.user } : {}),
   ...(values.role ? { roles: values.role } : {}),
 });

@@ -14,7 +14,7 @@ import { ApiProblem, CliError, EXIT } from './errors.js';
 import { type Column, field } from './output.js';
 import { Plan, isLocalPath, putWithin } from './resources.js';
 import { type DatastoreAccess, ensureParent } from './storage.js';
-import { YamlSource } from './yaml-source.js';
+import { type Assignment, YamlSource } from './yaml-source.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -64,7 +64,7 @@ export interface InvokeOptions {
   inputType?: 'uri_folder' | 'uri_file';
   outputPath?: string;
   inputsFile?: string;
-  set: string[];
+  set: Assignment[];
 }
 
 /**

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { LATEST } from '../../shared/registry/versions.js';
 import { JOB_STATUSES } from '../../shared/schemas/jobs.js';
 import { ApiClient } from './client.js';
 import { type ConnectionOptions, describeProfiles, resolveConnection, writeProfile } from './connection.js';
@@ -16,14 +17,13 @@ import { INPUT_NAME, JOB_COLUMNS, type JobView, download, invoke, stream } from 
 import { type Column, OUTPUT_FORMATS, type OutputFormat, render } from './output.js';
 import { KINDS, type Kind, itemPath, prepareBody, putWithin, versionFor } from './resources.js';
 import { DatastoreAccess } from './storage.js';
-import { YamlSource } from './yaml-source.js';
+import { type Assignment, YamlSource } from './yaml-source.js';
+import { assignments, seconds, wholeNumber } from './arguments.js';
 
 interface Globals extends ConnectionOptions {
   output: OutputFormat;
   progress: boolean;
 }
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 function globalsOf(command: Command): Globals {
   return command.optsWithGlobals<Globals>();
@@ -51,7 +51,7 @@ async function confirm(question: string): Promise<boolean> {
 
 interface FileOptions {
   file: string;
-  set: string[];
+  set: Assignment[];
   name?: string;
   version?: string;
   endpointName?: string;
@@ -107,8 +107,9 @@ interface IdOptions {
 }
 
 function idsOf(kind: Kind, options: IdOptions): { name: string; version?: string; endpoint?: string } {
-  const version = options.version ?? (options.label === 'latest' ? 'latest' : undefined);
-  if (options.label !== undefined && options.label !== 'latest') throw new CliError(`--label: only 'latest' is known.`);
+  // The API reads version `latest` as the newest (shared/registry/versions.ts), for every versioned asset.
+  const version = options.version ?? (options.label === LATEST ? LATEST : undefined);
+  if (options.label !== undefined && options.label !== LATEST) throw new CliError(`--label: only '${LATEST}' is known.`, EXIT.usage);
   if (kind.versioned && version === undefined) throw new CliError(`Give the ${kind.what}'s --version (or --label latest).`);
   return { name: options.name, ...(version ? { version } : {}), ...(options.endpointName ? { endpoint: options.endpointName } : {}) };
 }
@@ -130,7 +131,7 @@ function resourceCommand(kind: Kind, aliases: string[], description: string): Co
       .command(mode)
       .description(`${mode === 'create' ? 'Create' : 'Update'} a ${kind.what} from a YAML file in Azure ML's shape`)
       .requiredOption('-f, --file <file>', 'the YAML file')
-      .option('--set <field=value>', 'override a field of the file (repeatable), e.g. settings.mini_batch_size=20', collect, [])
+      .option('--set <field=value>', 'override a field of the file (repeatable), e.g. settings.mini_batch_size=20', assignments, [])
       .option('-n, --name <name>', 'override the name in the file');
     if (kind.versioned) sub.option('-v, --version <version>', 'override the version in the file');
     if (kind.name === 'deployment') {
@@ -172,22 +173,25 @@ interface InvokeCommandOptions {
   inputType?: 'uri_folder' | 'uri_file';
   outputPath?: string;
   inputsFile?: string;
-  set: string[];
+  set: Assignment[];
   stream?: boolean;
-  interval: string;
-  tail: string;
+  interval: number;
+  tail: number;
 }
 
-function streamOptions(command: Command, options: { interval: string; tail: string }): { interval: number; tail: number; progress: boolean } {
-  const interval = Number(options.interval);
-  const tail = Number(options.tail);
-  if (!(interval >= 0.1)) throw new CliError('--interval must be a number of seconds, at least 0.1.');
-  if (!Number.isInteger(tail) || tail < 0) throw new CliError('--tail must be a whole number of lines.');
-  return { interval, tail, progress: globalsOf(command).progress };
+function streamOptions(command: Command, options: { interval: number; tail: number }): { interval: number; tail: number; progress: boolean } {
+  return { interval: options.interval, tail: options.tail, progress: globalsOf(command).progress };
+}
+
+/** `--interval` and `--tail` of `job stream` and `invoke --stream` (`prefix`: "with --stream: " or none). */
+function addStreamOptions(command: Command, prefix: string): Command {
+  return command
+    .option('--interval <seconds>', `${prefix}seconds between polls (at least 0.1)`, seconds(0.1), 2)
+    .option('--tail <lines>', `${prefix}log lines shown at the end`, wholeNumber(0), 20);
 }
 
 function addInvoke(endpoint: Command): void {
-  endpoint
+  const command = endpoint
     .command('invoke')
     .description('Invoke the endpoint: start a batch job (local inputs are uploaded to the workspace datastore first)')
     .requiredOption('-n, --name <endpoint>', 'the endpoint')
@@ -196,30 +200,28 @@ function addInvoke(endpoint: Command): void {
     .addOption(new Option('-t, --input-type <type>', 'the input type (default: what the path names)').choices(['uri_folder', 'uri_file']))
     .option('--output-path <uri>', "the output folder (azureml://datastores/…/paths/…/); default: azureml/{job id}/score/")
     .option('--inputs-file <file>', 'a YAML file with named inputs (data or literals) and outputs, for pipeline deployments')
-    .option('--set <field=value>', 'set a field of the invoke body (repeatable), e.g. settings.mini_batch_size=20', collect, [])
-    .option('-s, --stream', 'follow the job until it ends (exit code as for job stream)')
-    .option('--interval <seconds>', 'with --stream: seconds between polls', '2')
-    .option('--tail <lines>', 'with --stream: log lines shown at the end', '20')
-    .action(async (options: InvokeCommandOptions, command: Command) => {
-      if (options.input === undefined && options.inputsFile === undefined) throw new CliError('Give --input (or --inputs-file).');
-      const follow = options.stream ? streamOptions(command, options) : undefined;
-      const api = clientOf(command);
-      const job = await invoke(api, new DatastoreAccess(api, { progress: globalsOf(command).progress }), {
-        endpoint: options.name,
-        set: options.set,
-        ...(options.deployment !== undefined ? { deployment: options.deployment } : {}),
-        ...(options.input !== undefined ? { input: options.input } : {}),
-        ...(options.inputType !== undefined ? { inputType: options.inputType } : {}),
-        ...(options.outputPath !== undefined ? { outputPath: options.outputPath } : {}),
-        ...(options.inputsFile !== undefined ? { inputsFile: options.inputsFile } : {}),
-      });
-      if (!follow) {
-        print(command, job, JOB_COLUMNS);
-        return;
-      }
-      process.stderr.write(`Job ${job.id} started (deployment ${job.deployment ?? '?'}).\n`);
-      process.exitCode = await stream(api, job.id, follow);
+    .option('--set <field=value>', 'set a field of the invoke body (repeatable), e.g. settings.mini_batch_size=20', assignments, [])
+    .option('-s, --stream', 'follow the job until it ends (exit code as for job stream)');
+  addStreamOptions(command, 'with --stream: ').action(async (options: InvokeCommandOptions, command: Command) => {
+    if (options.input === undefined && options.inputsFile === undefined) throw new CliError('Give --input (or --inputs-file).');
+    const follow = options.stream ? streamOptions(command, options) : undefined;
+    const api = clientOf(command);
+    const job = await invoke(api, new DatastoreAccess(api, { progress: globalsOf(command).progress }), {
+      endpoint: options.name,
+      set: options.set,
+      ...(options.deployment !== undefined ? { deployment: options.deployment } : {}),
+      ...(options.input !== undefined ? { input: options.input } : {}),
+      ...(options.inputType !== undefined ? { inputType: options.inputType } : {}),
+      ...(options.outputPath !== undefined ? { outputPath: options.outputPath } : {}),
+      ...(options.inputsFile !== undefined ? { inputsFile: options.inputsFile } : {}),
     });
+    if (!follow) {
+      print(command, job, JOB_COLUMNS);
+      return;
+    }
+    process.stderr.write(`Job ${job.id} started (deployment ${job.deployment ?? '?'}).\n`);
+    process.exitCode = await stream(api, job.id, follow);
+  });
 }
 
 // ------------------------------------------------------------------ jobs
@@ -238,11 +240,9 @@ function jobCommand(): Command {
     .description('List jobs, newest first')
     .option('-e, --endpoint <endpoint>', "only this endpoint's jobs")
     .addOption(new Option('--status <status>', 'only jobs in this status').choices(JOB_STATUSES))
-    .option('--max-results <n>', 'at most this many jobs', '50')
-    .action(async (options: { endpoint?: string; status?: string; maxResults: string }, command: Command) => {
-      const max = Number(options.maxResults);
-      if (!Number.isInteger(max) || max < 1) throw new CliError('--max-results must be a whole number, at least 1.');
-      print(command, await listJobs(clientOf(command), options.endpoint, options.status, max), JOB_COLUMNS);
+    .option('--max-results <n>', 'at most this many jobs', wholeNumber(1), 50)
+    .action(async (options: { endpoint?: string; status?: string; maxResults: number }, command: Command) => {
+      print(command, await listJobs(clientOf(command), options.endpoint, options.status, options.maxResults), JOB_COLUMNS);
     });
   job
     .command('cancel')
@@ -251,15 +251,15 @@ function jobCommand(): Command {
     .action(async (options: { name: string }, command: Command) => {
       print(command, await clientOf(command).json('POST', `jobs/${encodeURIComponent(options.name)}/cancel`), JOB_COLUMNS);
     });
-  job
-    .command('stream')
-    .description('Follow a job until it ends (progress bar, then the tail of its log); exit 0 only when it Completed')
-    .requiredOption('-n, --name <job>', 'the job id')
-    .option('--interval <seconds>', 'seconds between polls', '2')
-    .option('--tail <lines>', 'log lines shown at the end', '20')
-    .action(async (options: { name: string; interval: string; tail: string }, command: Command) => {
-      process.exitCode = await stream(clientOf(command), options.name, streamOptions(command, options));
-    });
+  addStreamOptions(
+    job
+      .command('stream')
+      .description('Follow a job until it ends (progress bar, then the tail of its log); exit 0 only when it Completed')
+      .requiredOption('-n, --name <job>', 'the job id'),
+    '',
+  ).action(async (options: { name: string; interval: number; tail: number }, command: Command) => {
+    process.exitCode = await stream(clientOf(command), options.name, streamOptions(command, options));
+  });
   job
     .command('download')
     .description("Download a job's outputs into {download-path}/named-outputs/{output}/")

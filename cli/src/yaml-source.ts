@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { type Document, LineCounter, type Node, isMap, isPair, isScalar, isSeq, parse as parseYamlValue, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { issuesOf } from '../../shared/schemas/validate.js';
-import { CliError, type FieldIssue } from './errors.js';
+import { CliError, EXIT, type FieldIssue } from './errors.js';
 
 export type FieldPath = (string | number)[];
 
@@ -28,6 +28,30 @@ export function fieldPath(field: string): FieldPath {
     for (const index of (match[2] ?? '').matchAll(/\[(\d+)\]/g)) path.push(Number(index[1]));
   }
   return path;
+}
+
+/** A `--set key=value` as given (`text`), its field path, and its value parsed as YAML (as `az ml --set` does). */
+export interface Assignment {
+  text: string;
+  path: FieldPath;
+  value: unknown;
+}
+
+/**
+ * Parses `key=value`; throws a CliError with exit code 2 (a wrong command line) when there is no
+ * key or no `=`, or the value is not YAML. Used as the option's commander argParser, so the command
+ * line is refused before anything is read or sent.
+ */
+export function parseAssignment(text: string): Assignment {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new CliError(`--set ${text}: expected key=value (for example settings.mini_batch_size=20).`, EXIT.usage);
+  let value: unknown;
+  try {
+    value = parseYamlValue(text.substring(eq + 1)) as unknown;
+  } catch (err) {
+    throw new CliError(`--set ${text}: the value is not valid YAML: ${(err as Error).message.split('\n')[0] ?? ''}`, EXIT.usage);
+  }
+  return { text, path: fieldPath(text.substring(0, eq)), value };
 }
 
 function samePrefix(prefix: FieldPath, path: FieldPath): boolean {
@@ -50,6 +74,10 @@ export class YamlSource {
     const error = this.#doc.errors[0];
     if (error) {
       const at = this.#lines.linePos(error.pos[0]);
+      // Told by the parser's code: a second document is the file's shape, not a field's problem.
+      if (error.code === 'MULTIPLE_DOCS') {
+        throw new CliError(`${this.path}:${at.line}:${at.col}: the file holds more than one YAML document (a '---' line starts another); a single document is expected.`);
+      }
       const field = this.#fieldBefore(error.pos[0]);
       const message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.message;
       throw new CliError(`${this.path}:${at.line}:${at.col}: ${field ? `${field}: ` : ''}invalid YAML: ${message}`);
@@ -74,17 +102,9 @@ export class YamlSource {
     return new YamlSource(name, '{}', process.cwd());
   }
 
-  /** Applies `--set key=value` (a dotted field path; the value parsed as YAML: 20 is a number, true a boolean). */
-  set(assignment: string): void {
-    const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new CliError(`--set ${assignment}: expected key=value (for example settings.mini_batch_size=20).`);
-    let value: unknown;
-    try {
-      value = parseYamlValue(assignment.substring(eq + 1)) as unknown;
-    } catch (err) {
-      throw new CliError(`--set ${assignment}: the value is not valid YAML: ${(err as Error).message.split('\n')[0] ?? ''}`);
-    }
-    this.assign(fieldPath(assignment.substring(0, eq)), value, `--set ${assignment}`);
+  /** Applies a `--set` (parsed once, on the command line: {@link parseAssignment}). */
+  set(assignment: Assignment): void {
+    this.assign(assignment.path, assignment.value, `--set ${assignment.text}`);
   }
 
   /** Sets a field from the command line; problems in it name `label` (the option that gave it). */

@@ -61,8 +61,7 @@ export async function putDataAsset(request: HttpRequest): Promise<HttpResponseIn
 export async function getDataAsset(request: HttpRequest): Promise<HttpResponseInit> {
   const name = param(request, 'name', assetName);
   const version = param(request, 'version', assetVersion);
-  const registry = services().registry;
-  const found = version === 'latest' ? await registry.latestDataAsset(name) : await registry.getDataAsset(name, version);
+  const found = await services().registry.getDataAsset(name, version);
   if (!found) throw notFound('Data asset', `${name}:${version}`, { field: 'version' });
   return json(200, dataAssetView(found));
 }
@@ -188,8 +187,7 @@ export async function putComponent(request: HttpRequest): Promise<HttpResponseIn
 export async function getComponent(request: HttpRequest): Promise<HttpResponseInit> {
   const name = param(request, 'name', componentName);
   const version = param(request, 'version', componentVersion);
-  const registry = services().registry;
-  const found = version === 'latest' ? await registry.latestComponent(name) : await registry.getComponent(name, version);
+  const found = await services().registry.getComponent(name, version);
   if (!found) throw notFound('Component', `${name}:${version}`, { field: 'version' });
   return json(200, componentView(found));
 }

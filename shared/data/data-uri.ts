@@ -1,4 +1,5 @@
 import { BatchError } from '../errors.js';
+import { parseAssetRef } from '../registry/versions.js';
 import { blobUrlAccount } from '../storage/endpoints.js';
 
 /**
@@ -6,7 +7,7 @@ import { blobUrlAccount } from '../storage/endpoints.js';
  * - `azureml://datastores/{datastore}/paths/{path}`
  * - `https://{account}.blob.core.windows.net/{container}/{path}` (only for a registered account),
  *   or the emulator's path-style `http://127.0.0.1:10000/{account}/{container}/{path}`
- * - `azureml:{asset}:{version}` or `azureml:{asset}@latest` (a data asset)
+ * - `azureml:{asset}:{version}` or `azureml:{asset}@latest` (a data asset; see registry/versions.ts)
  */
 export type DataUri =
   | { kind: 'datastore'; datastore: string; path: string }
@@ -20,11 +21,9 @@ export type DataUri =
       /** The URL up to the container: origin, plus the account for path-style (emulator) URLs. */
       base: string;
     }
-  | { kind: 'asset'; name: string; /** A version number, or `latest`. */ version: string };
+  | { kind: 'asset'; name: string; /** A version, or `latest` (registry/versions.ts). */ version: string };
 
 const DATASTORE = /^azureml:\/\/datastores\/([^/]+)\/paths\/?(.*)$/i;
-const ASSET_VERSION = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/;
-const ASSET_LATEST = /^azureml:([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 // eslint-disable-next-line no-control-regex -- these are exactly what is refused
@@ -62,10 +61,8 @@ export function parseDataUri(text: string, field: string): DataUri {
     }
     return { kind: 'datastore', datastore, path: cleanPath(ds[2] ?? '', field) };
   }
-  const av = ASSET_VERSION.exec(value);
-  if (av) return { kind: 'asset', name: av[1] ?? '', version: av[2] ?? '' };
-  const al = ASSET_LATEST.exec(value);
-  if (al) return { kind: 'asset', name: al[1] ?? '', version: 'latest' };
+  const asset = value.startsWith('azureml:') ? parseAssetRef(value.slice('azureml:'.length)) : undefined;
+  if (asset) return { kind: 'asset', ...asset };
   if (/^https?:\/\//i.test(value)) {
     // Which hosts a blob URL may name is decided in storage/endpoints.ts; it is then only matched
     // with a registered datastore's account (registry.resolveData), never fetched as given.

@@ -191,11 +191,26 @@ async function readRange(container: ContainerClient, blob: string, start: number
   );
 }
 
-/** What a failed input read means for its item: gone, changed since it was listed, or storage trouble. */
-function inputError(blob: string, err: unknown): BatchError {
+/**
+ * What a failed input read means for its item: not there, changed since it was listed, or storage
+ * trouble. Decided by status: a conditional read of a blob that does not exist may be answered 412
+ * (the condition names a version no blob has) as well as 404, so a 412 is followed by one
+ * unconditional look: 404 then means the file is not there (never there, as a file-list input
+ * naming a missing file, or deleted since), anything else that it was rewritten.
+ */
+async function inputError(container: ContainerClient, blob: string, err: unknown): Promise<BatchError> {
   if (err instanceof BatchError) return err;
-  if (isNotFound(err)) return new BatchError('input_not_found', `The input blob ${blob} no longer exists.`, { retryable: false });
+  const notThere = (): BatchError => new BatchError('input_not_found', `The input file ${blob} was not found (it is not in storage).`, { retryable: false });
+  if (isNotFound(err)) return notThere();
   if (isVersionChanged(err)) {
+    const exists = await container
+      .getBlobClient(blob)
+      .getProperties()
+      .then(
+        () => true,
+        (lookup: unknown) => !isNotFound(lookup),
+      );
+    if (!exists) return notThere();
     return new BatchError('input_changed', `The input blob ${blob} was rewritten after the job listed it; a job scores the files as they were when it started. Invoke a new job to score the new content.`, {
       retryable: false,
     });
@@ -208,7 +223,7 @@ export async function readInputRange(container: ContainerClient, blob: string, s
   try {
     return await readRange(container, blob, start, end, etag);
   } catch (err) {
-    throw inputError(blob, err);
+    throw await inputError(container, blob, err);
   }
 }
 
@@ -249,7 +264,7 @@ export async function fetchBlob(
     await pipeline(body, createWriteStream(target));
     return undefined;
   } catch (err) {
-    throw inputError(blob, err);
+    throw await inputError(container, blob, err);
   }
 }
 

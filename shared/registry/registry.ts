@@ -16,6 +16,7 @@ import {
 import { type AppConfig, appSetting } from '../config.js';
 import { type DataUri, datastoreUri, encodePath, parseDataUri } from '../data/data-uri.js';
 import { BatchError, notFound } from '../errors.js';
+import { folderContent } from '../jobs/local-files.js';
 import type {
   DataAssetBody,
   DatastoreBody,
@@ -26,10 +27,11 @@ import type {
   PipelineDeploymentBody,
 } from '../schemas/resources.js';
 import { parseOrThrow } from '../schemas/validate.js';
-import { identityBlobService, storageAccount, type StorageAccount } from '../storage/clients.js';
+import { identityBlobService, isNotFound, storageAccount, type StorageAccount } from '../storage/clients.js';
 import { DocTable, type Stored } from '../storage/doc-table.js';
 import { checkAccountUrl, cloudAccountUrl, connectionAccountUrl, type EndpointPolicy, endpointPolicy, isEndpointSuffix } from '../storage/endpoints.js';
 import { TRIGGER_PARTITION_PREFIX, type TriggerRuleDoc, triggerPartition } from './triggers.js';
+import { checkVersionName, LATEST, newestVersion, parseAssetRef, refText } from './versions.js';
 import type { DataAssetDoc, DatastoreCredentials, DatastoreDoc, DeploymentDoc, EndpointDoc, ModelDoc, ModelRef } from './types.js';
 
 export const WORKSPACE_DATASTORE = 'workspaceblobstore';
@@ -319,11 +321,9 @@ export class Registry {
       }
       case 'asset': {
         if (depth > 3) throw new BatchError('validation_failed', `${field}: data assets refer to each other in a loop.`);
-        const asset = uri.version === 'latest' ? await this.latestDataAsset(uri.name) : await this.#docs.get(`data:${uri.name}`, uri.version);
-        if (!asset) {
-          throw notFound('Data asset', uri.version === 'latest' ? `${uri.name}@latest` : `${uri.name}:${uri.version}`, { field });
-        }
-        const doc = asset.doc as DataAssetDoc;
+        const asset = await this.getDataAsset(uri.name, uri.version);
+        if (!asset) throw notFound('Data asset', refText(uri), { field });
+        const doc = asset.doc;
         if (expected !== undefined && expected !== doc.type) {
           throw new BatchError('validation_failed', `${field}: data asset ${doc.name}:${doc.version} is a ${doc.type}, not a ${expected}.`, {
             issues: [{ field, message: `the data asset is a ${doc.type}` }],
@@ -336,13 +336,9 @@ export class Registry {
 
   // ------------------------------------------------------------------ data assets
 
+  /** A data asset version; `latest` is the newest (registry/versions.ts). */
   async getDataAsset(name: string, version: string): Promise<Stored<DataAssetDoc> | undefined> {
-    return (await this.#docs.get(`data:${name}`, version)) as Stored<DataAssetDoc> | undefined;
-  }
-
-  async latestDataAsset(name: string): Promise<Stored<DataAssetDoc> | undefined> {
-    const versions = await this.listDataAssetVersions(name);
-    return versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+    return version === LATEST ? newestVersion(await this.listDataAssetVersions(name)) : ((await this.#docs.get(`data:${name}`, version)) as Stored<DataAssetDoc> | undefined);
   }
 
   async listDataAssetVersions(name: string): Promise<Stored<DataAssetDoc>[]> {
@@ -355,6 +351,7 @@ export class Registry {
 
   /** Creates an immutable version; the same body again is accepted, a different one is a conflict. */
   async createDataAsset(name: string, version: string, body: DataAssetBody): Promise<{ stored: Stored<DataAssetDoc>; created: boolean }> {
+    checkVersionName(version);
     const resolved = await this.resolveData(body.path, 'path', body.type);
     const doc: DataAssetDoc = { name, version, type: body.type, path: resolved.uri, description: body.description, tags: body.tags };
     return this.#createVersion(`data:${name}`, version, doc, `Data asset '${name}' version '${version}'`);
@@ -375,8 +372,9 @@ export class Registry {
 
   // ------------------------------------------------------------------ models
 
+  /** A model version; `latest` is the newest (registry/versions.ts). */
   async getModel(name: string, version: string): Promise<Stored<ModelDoc> | undefined> {
-    return (await this.#docs.get(`model:${name}`, version)) as Stored<ModelDoc> | undefined;
+    return version === LATEST ? newestVersion(await this.listModelVersions(name)) : ((await this.#docs.get(`model:${name}`, version)) as Stored<ModelDoc> | undefined);
   }
 
   async listModelVersions(name: string): Promise<Stored<ModelDoc>[]> {
@@ -388,7 +386,9 @@ export class Registry {
   }
 
   async createModel(name: string, version: string, body: ModelBody): Promise<{ stored: Stored<ModelDoc>; created: boolean }> {
+    checkVersionName(version);
     const resolved = await this.resolveData(body.path, 'path');
+    await this.#checkModelFiles(resolved);
     const doc: ModelDoc = {
       name,
       version,
@@ -401,8 +401,27 @@ export class Registry {
     return this.#createVersion(`model:${name}`, version, doc, `Model '${name}' version '${version}'`);
   }
 
+  /**
+   * A model's path must hold files when it is registered (as a scoring script must be in its code
+   * folder): what it holds is read as a job reads it (`folderContent`: the blob it names, else every
+   * blob under it), so a model accepted here is one a job can load. A 400 naming `path` otherwise.
+   */
+  async #checkModelFiles(resolved: ResolvedData): Promise<void> {
+    let count: number;
+    try {
+      count = (await folderContent(this, resolved.location)).files.length;
+    } catch (err) {
+      if (!isNotFound(err)) throw new BatchError('storage_failed', `Could not read the model's path ${resolved.uri}.`, { cause: err });
+      count = 0;
+    }
+    if (count === 0) {
+      throw new BatchError('validation_failed', `path: the model's path ${resolved.uri} holds no files.`, { issues: [{ field: 'path', message: `no files at ${resolved.uri}` }] });
+    }
+  }
+
   async deleteModel(name: string, version: string): Promise<void> {
-    if (!(await this.getModel(name, version))) throw notFound('Model', `${name}:${version}`, { field: 'version' });
+    // Deletes name a version exactly: `latest` is never one (registry/versions.ts).
+    if (!(await this.#docs.get(`model:${name}`, version))) throw notFound('Model', `${name}:${version}`, { field: 'version' });
     const usesModel = (doc: ComponentDoc): boolean => componentsWithin(doc).some((c) => c.type === 'parallel' && c.model.name === name && c.model.version === version);
     const deployments = await this.listAllDeployments();
     const users = [
@@ -420,24 +439,16 @@ export class Registry {
     await this.#docs.delete(`model:${name}`, version);
   }
 
-  /** Resolves azureml:{name}:{version}, {name}:{version} or azureml:{name}@latest. */
+  /** Resolves azureml:{name}:{version}, {name}:{version}, azureml:{name}@latest or azureml:{name}:latest. */
   async resolveModelRef(text: string, field: string): Promise<ModelDoc> {
-    const value = text.replace(/^azureml:/, '');
-    const latest = /^([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/.exec(value);
-    const pinned = /^([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(value);
-    if (latest) {
-      const versions = await this.listModelVersions(latest[1] ?? '');
-      const newest = versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
-      if (!newest) throw notFound('Model', `${latest[1] ?? ''}@latest`, { field });
-      return newest.doc;
-    }
-    if (!pinned) {
+    const ref = parseAssetRef(text.replace(/^azureml:/, ''));
+    if (!ref) {
       throw new BatchError('validation_failed', `${field}: use azureml:{name}:{version} or azureml:{name}@latest.`, {
         issues: [{ field, message: 'must be azureml:{name}:{version} or azureml:{name}@latest' }],
       });
     }
-    const found = await this.getModel(pinned[1] ?? '', pinned[2] ?? '');
-    if (!found) throw notFound('Model', `${pinned[1] ?? ''}:${pinned[2] ?? ''}`, { field });
+    const found = await this.getModel(ref.name, ref.version);
+    if (!found) throw notFound('Model', refText(ref), { field });
     return found.doc;
   }
 
@@ -648,15 +659,9 @@ export class Registry {
 
   // ------------------------------------------------------------------ components
 
-  /** A registered component version. */
+  /** A registered component version; `latest` is the newest (registry/versions.ts). */
   async getComponent(name: string, version: string): Promise<Stored<ComponentDoc> | undefined> {
-    return (await this.#docs.get(`component:${name}`, version)) as Stored<ComponentDoc> | undefined;
-  }
-
-  /** The newest version of a component (by registration time, as `@latest` of models and data). */
-  async latestComponent(name: string): Promise<Stored<ComponentDoc> | undefined> {
-    const versions = await this.listComponentVersions(name);
-    return versions.sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+    return version === LATEST ? newestVersion(await this.listComponentVersions(name)) : ((await this.#docs.get(`component:${name}`, version)) as Stored<ComponentDoc> | undefined);
   }
 
   async listComponentVersions(name: string): Promise<Stored<ComponentDoc>[]> {
@@ -679,19 +684,10 @@ export class Registry {
 
   /** azureml:{name}:{version}, {name}:{version} or azureml:{name}@latest, pinned to the version it names now. */
   async #resolveComponentText(text: string, field: string): Promise<{ ref: ComponentRef; doc: ComponentDoc }> {
-    const value = text.replace(/^azureml:/, '');
-    const latest = /^([A-Za-z0-9][A-Za-z0-9_.-]*)@latest$/.exec(value);
-    const pinned = /^([A-Za-z0-9][A-Za-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9_.-]*)$/.exec(value);
-    let found: Stored<ComponentDoc> | undefined;
-    if (latest?.[1] !== undefined) {
-      found = await this.latestComponent(latest[1]);
-      if (!found) throw notFound('Component', `${latest[1]}@latest`, { field });
-    } else if (pinned?.[1] !== undefined && pinned[2] !== undefined) {
-      found = await this.getComponent(pinned[1], pinned[2]);
-      if (!found) throw notFound('Component', `${pinned[1]}:${pinned[2]}`, { field });
-    } else {
-      throw invalid(field, 'must be azureml:{name}:{version}, azureml:{name}@latest, or a component written inline');
-    }
+    const ref = parseAssetRef(text.replace(/^azureml:/, ''));
+    if (!ref) throw invalid(field, 'must be azureml:{name}:{version}, azureml:{name}@latest, or a component written inline');
+    const found = await this.getComponent(ref.name, ref.version);
+    if (!found) throw notFound('Component', refText(ref), { field });
     return { ref: { name: found.doc.name ?? '', version: found.doc.version ?? '' }, doc: found.doc };
   }
 
@@ -712,6 +708,7 @@ export class Registry {
    * validated (see shared/components/).
    */
   async createComponent(name: string, version: string, body: ComponentBody): Promise<{ stored: Stored<ComponentDoc>; created: boolean }> {
+    checkVersionName(version);
     const normalized = await normalizeComponent(body, this.#componentResolver());
     const doc: ComponentDoc = { ...normalized, name, version };
     return this.#createVersion(`component:${name}`, version, doc, `Component '${name}' version '${version}'`);
@@ -738,7 +735,7 @@ export class Registry {
 
   /** Deletes a component version unless a pipeline component or a pipeline deployment uses it. */
   async deleteComponent(name: string, version: string): Promise<void> {
-    if (!(await this.getComponent(name, version))) throw notFound('Component', `${name}:${version}`, { field: 'version' });
+    if (!(await this.#docs.get(`component:${name}`, version))) throw notFound('Component', `${name}:${version}`, { field: 'version' });
     const users = await this.#componentUsers({ name, version });
     if (users.length > 0) {
       throw new BatchError('conflict', `Component '${name}:${version}' is used by ${users.join(', ')}.`, { details: { used_by: users, field: 'version' } });

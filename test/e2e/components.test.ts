@@ -159,6 +159,21 @@ describe('components and pipeline deployments over HTTP on fnhost', () => {
     expect((await call('GET', 'components', undefined, 200)).value).toEqual([]);
   });
 
+  it("reads 'latest' of models, data and components as the newest version over HTTP, and refuses to register it; a model path without files is a 400", async () => {
+    await call('PUT', 'models/latestm/versions/1', { type: 'onnx', path: ds('models/penguins/penguins.onnx') }, 201);
+    await call('PUT', 'models/latestm/versions/2', { type: 'onnx', path: ds('models/penguins/') }, 201);
+    await call('PUT', 'data/latestd/versions/1', { type: 'uri_folder', path: ds('models/') }, 201);
+    await call('PUT', 'data/latestd/versions/2', { type: 'uri_folder', path: ds('models/penguins/') }, 201);
+    await call('PUT', 'components/latestc/versions/1', prep, 201);
+    await call('PUT', 'components/latestc/versions/2', { ...prep, description: 'second' }, 201);
+    for (const kind of ['models/latestm', 'data/latestd', 'components/latestc']) {
+      expect((await call('GET', `${kind}/versions/latest`, undefined, 200)).version, kind).toBe('2');
+      await problem('PUT', `${kind}/versions/latest`, kind.startsWith('models') ? { type: 'onnx', path: ds('models/penguins/') } : kind.startsWith('data') ? { type: 'uri_folder', path: ds('models/') } : prep, 400, 'version');
+    }
+    await problem('PUT', 'models/emptym/versions/1', { type: 'custom_model', path: ds('models/nothing-here/') }, 400, 'path');
+    await call('GET', 'models/emptym/versions/1', undefined, 404);
+  });
+
   it('describes components in the OpenAPI document', async () => {
     const res = await fetch(`${host.url}/api/openapi.json`);
     const doc = (await res.json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };

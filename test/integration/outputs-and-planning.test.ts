@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppConfig, loadConfig } from '../../shared/config.js';
 import { JobStore } from '../../shared/jobs/job-store.js';
 import { newJobId } from '../../shared/jobs/jobs-service.js';
-import { SMALL_BLOB_BYTES, fetchBlob } from '../../shared/jobs/local-files.js';
+import { SMALL_BLOB_BYTES, fetchBlob, readInputRange } from '../../shared/jobs/local-files.js';
+import type { BatchError } from '../../shared/errors.js';
 import { JobWorkArea } from '../../shared/jobs/work-area.js';
 import { type JournalEntry, type JournalLine, readJournalLines } from '../../shared/jobs/journal.js';
 import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
@@ -197,6 +198,30 @@ describe('fast blob reads (Azurite)', () => {
 });
 
 describe('input listing and row splitting (Azurite)', () => {
+  it('reads a file-list item that is not there as not found, and one rewritten since it was listed as changed, by status', async () => {
+    const registry = new Registry({ config });
+    const ws = registry.containerOf(registry.workspaceDatastore());
+    await ws.createIfNotExists();
+    for (const name of ['fl/a.csv', 'fl/b.csv']) await ws.getBlockBlobClient(name).upload('x,y\n1,2\n', 8);
+    const input = await registry.resolveData('azureml://datastores/workspaceblobstore/paths/fl/', 'p');
+    const items = await listInput(input, undefined, [{ name: 'a.csv' }, { name: 'b.csv' }, { name: 'nosuch.csv' }]);
+    expect(items.map((i) => i.name)).toEqual(['a.csv', 'b.csv', 'nosuch.csv']);
+    const [a, b, nosuch] = items;
+    expect((await fetchBlob(ws, a!.blob, '', { etag: a!.etag, inMemory: true }))?.toString()).toBe('x,y\n1,2\n');
+    // Named in the list but never in storage (whole and ranged reads alike).
+    for (const read of [fetchBlob(ws, nosuch!.blob, '', { etag: nosuch!.etag, inMemory: true }), readInputRange(ws, nosuch!.blob, 0, 4, nosuch!.etag)]) {
+      const err = await read.then(() => undefined, (e: unknown) => e as BatchError);
+      expect(err).toMatchObject({ code: 'input_not_found', retryable: false });
+      expect(err?.message).toContain('fl/nosuch.csv was not found');
+    }
+    // Rewritten after listing: a different version is there.
+    await ws.getBlockBlobClient('fl/b.csv').upload('x,y\n3,4\n', 8);
+    await expect(fetchBlob(ws, b!.blob, '', { etag: b!.etag, inMemory: true })).rejects.toMatchObject({ code: 'input_changed', message: expect.stringContaining('rewritten after the job listed it') });
+    // Deleted after listing: not found, not "rewritten".
+    await ws.getBlockBlobClient('fl/a.csv').delete();
+    await expect(fetchBlob(ws, a!.blob, '', { etag: a!.etag, inMemory: true })).rejects.toMatchObject({ code: 'input_not_found' });
+  });
+
   it('lists the files directly in a folder, sorted, and splits tabular files into row ranges', async () => {
     const registry = new Registry({ config });
     const ws = registry.containerOf(registry.workspaceDatastore());

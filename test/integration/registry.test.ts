@@ -85,6 +85,54 @@ describe('registry (Azurite)', () => {
     expect(elsewhere.issues[0]?.field).toBe('inputs.x.path');
   });
 
+  it("reserves 'latest' and resolves it to the newest version, the same way for models, data and components", async () => {
+    let clock = new Date('2030-01-01T00:00:00Z');
+    const timed = new Registry({ config, now: () => clock });
+    const later = (): void => {
+      clock = new Date(clock.getTime() + 1000);
+    };
+    const model = modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') });
+    const data = dataAssetBody.parse({ type: 'uri_folder', path: ds('data/') });
+    const component = componentBody.parse({ type: 'command', code: ds('code/'), entry_script: 'main.js', inputs: {}, outputs: {} });
+    for (const [what, create] of [
+      ['model', (v: string) => timed.createModel('lm', v, { ...model, description: v })],
+      ['data', (v: string) => timed.createDataAsset('ld', v, { ...data, description: v })],
+      ['component', (v: string) => timed.createComponent('lc', v, { ...component, description: v })],
+    ] as const) {
+      const reserved = await rejects(create('latest'));
+      expect(reserved.code, what).toBe('validation_failed');
+      expect(reserved.issues[0]?.field, what).toBe('version');
+      // Newest by registration, not by the version's text ('2' sorts after '10').
+      await create('10');
+      later();
+      await create('2');
+      later();
+    }
+    expect((await timed.getModel('lm', 'latest'))?.doc.version).toBe('2');
+    expect((await timed.getDataAsset('ld', 'latest'))?.doc.version).toBe('2');
+    expect((await timed.getComponent('lc', 'latest'))?.doc.version).toBe('2');
+    for (const ref of ['azureml:lm@latest', 'azureml:lm:latest', 'lm:latest']) expect((await timed.resolveModelRef(ref, 'model')).version, ref).toBe('2');
+    for (const ref of ['azureml:ld@latest', 'azureml:ld:latest']) expect((await timed.resolveData(ref, 'p')).uri, ref).toBe(ds('data/'));
+    for (const ref of ['azureml:lc@latest', 'azureml:lc:latest']) expect((await timed.resolveComponentRef(ref, 'component')).ref, ref).toEqual({ name: 'lc', version: '2' });
+    expect(await rejects(timed.resolveModelRef('azureml:nolm@latest', 'model'))).toMatchObject({ code: 'not_found', message: "Model 'nolm@latest' does not exist." });
+    // A delete names a version exactly: 'latest' is never one.
+    expect((await rejects(timed.deleteModel('lm', 'latest'))).code).toBe('not_found');
+    expect((await rejects(timed.deleteComponent('lc', 'latest'))).code).toBe('not_found');
+    expect((await timed.getModel('lm', '10'))?.doc.version).toBe('10');
+  });
+
+  it("refuses a model whose path holds no files at registration (400 naming path), as a missing scoring script is", async () => {
+    for (const path of [ds('models/none/'), ds('models/none'), ds('models/m/nosuch.onnx')]) {
+      const err = await rejects(registry.createModel('empty', '1', modelBody.parse({ type: 'custom_model', path })));
+      expect(err, path).toMatchObject({ code: 'validation_failed', issues: [{ field: 'path' }] });
+      expect(err.message, path).toContain('holds no files');
+    }
+    expect(await registry.getModel('empty', '1')).toBeUndefined();
+    // A file, or a folder with files under it (nested too), is accepted.
+    expect((await registry.createModel('full', '1', modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') }))).created).toBe(true);
+    expect((await registry.createModel('full', '2', modelBody.parse({ type: 'custom_model', path: ds('models/') }))).created).toBe(true);
+  });
+
   it('keeps asset versions immutable', async () => {
     const body = modelBody.parse({ type: 'onnx', path: ds('models/m/model.onnx') });
     expect((await registry.createModel('m', '1', body)).created).toBe(true);
