@@ -5,7 +5,7 @@ import { BatchError, errorMessage } from '../errors.js';
 import { listInput } from '../planning/list-input.js';
 import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, toMiniBatches } from '../planning/plan.js';
 import { jobSizeProblem } from '../limits.js';
-import { BlockIds, OutputFolder, type StagedPart, newNonce } from '../outputs/output-writer.js';
+import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
 import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
@@ -1089,6 +1089,7 @@ export class JobRunner {
       const parts = await this.#workArea.parts(run.scope);
       await composeBlob(folder.container.getBlockBlobClient(folder.blobName(name)), sources, {
         contentType,
+        ...ownerMetadata(folder.owner),
         scratch: (level, index) => parts.container.getBlockBlobClient(parts.blobName(`compose/${kind}/${level}-${index}`)),
       });
     };

@@ -38,6 +38,8 @@ export interface ComposeOptions {
   concurrency?: number;
   /** For tests: the block limit to compose under (default MAX_COMMITTED_BLOCKS). */
   maxBlocks?: number;
+  /** Metadata of the composed blob (not of intermediate blobs): the owning job's id of an output. */
+  metadata?: Record<string, string> | undefined;
 }
 
 interface Piece {
@@ -106,11 +108,15 @@ export async function composeBlob(target: BlockBlobClient, sources: readonly Com
     await composeBlob(target, groups, options, level + 1);
     return;
   }
-  await stageAndCommit(target, pieces, { contentType: options.contentType, concurrency });
+  await stageAndCommit(target, pieces, { contentType: options.contentType, concurrency, metadata: options.metadata });
 }
 
-async function stageAndCommit(target: BlockBlobClient, pieces: readonly Piece[], options: { contentType: string; concurrency: number }): Promise<void> {
-  const headers = { blobHTTPHeaders: { blobContentType: options.contentType } };
+async function stageAndCommit(
+  target: BlockBlobClient,
+  pieces: readonly Piece[],
+  options: { contentType: string; concurrency: number; metadata?: Record<string, string> | undefined },
+): Promise<void> {
+  const headers = { blobHTTPHeaders: { blobContentType: options.contentType }, ...(options.metadata ? { metadata: options.metadata } : {}) };
   try {
     if (pieces.length === 0) {
       await target.upload('', 0, headers);

@@ -17,6 +17,10 @@ let api: Api;
 const cache = tempDir('batch-faults-cache-');
 
 /** Block ids start with a kind letter (see BlockIds): base64 of "e-" is "ZS", of "g-" "Zy", of "p-" "cC". */
+/** A segment's journal blob (shared/jobs/work-area.ts: `journal/seg-NNNNNNNN.jsonl`). */
+const JOURNAL = /\/journal\/seg-\d+\.jsonl$/;
+/** A segment's part blob of the predictions, where mini-batches stage their rows. */
+const PREDICTION_PARTS = /\/seg-\d+\/predictions$/;
 const OWN_ENTRY = /blockid=ZS/;
 const GROUP = /blockid=Zy/;
 
@@ -75,7 +79,7 @@ describe('lost acknowledged writes are found before the outputs are committed', 
     await scriptDeployment(endpoint, 'slow-lines.js', { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } });
     const names = Array.from({ length: 10 }, (_, i) => `f${i}.txt`);
     await files(`data/${endpoint}/`, names);
-    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/predictions\.csv$/, query: /comp=block&/, drop: true, times: 1, after: 3 });
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: PREDICTION_PARTS, query: /comp=block&/, drop: true, times: 1, after: 3 });
     const job = await run(endpoint, `data/${endpoint}/`);
     expect(rule.hits).toBe(1);
     expect(job.status).toBe('Completed');
@@ -92,7 +96,7 @@ describe('lost acknowledged writes are found before the outputs are committed', 
     const names = Array.from({ length: 10 }, (_, i) => `g${i}.txt`);
     await files(`data/${endpoint}/`, names);
     // The first group of records a lane writes (five mini-batches' outcomes) is lost.
-    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: GROUP, drop: true, times: 1 });
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: JOURNAL, query: GROUP, drop: true, times: 1 });
     const job = await run(endpoint, `data/${endpoint}/`);
     expect(rule.hits).toBe(1);
     expect(job.status).toBe('Completed');
@@ -116,11 +120,11 @@ describe('bookkeeping retries storage failures', () => {
       // Progress rows never get written: advisory, the job goes on.
       progress: proxy.fail({ service: 'table', method: 'PUT', path: /RowKey='steplane:batchscoring:/, status: 403, code: 'AuthorizationFailure', times: Infinity }),
       // Journal groups fail twice before they land.
-      journal: proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: GROUP, status: 502, times: 2 }),
+      journal: proxy.fail({ service: 'blob', method: 'PUT', path: JOURNAL, query: GROUP, status: 502, times: 2 }),
       // One input cannot be read at all, so its mini-batch's failure is recorded by its own activity…
       input: proxy.fail({ service: 'blob', method: 'GET', path: /zz-broken\.txt$/, status: 502, times: Infinity }),
-      // …whose write fails once (the first own entry is the job's preamble).
-      failure: proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: OWN_ENTRY, status: 502, times: 1, after: 1 }),
+      // …whose write fails once (the job's preamble is a journal blob of its own, journal/preamble.jsonl).
+      failure: proxy.fail({ service: 'blob', method: 'PUT', path: JOURNAL, query: OWN_ENTRY, status: 502, times: 1 }),
       // Finalize fails once writing the report, and runs again.
       finalize: proxy.fail({ service: 'blob', method: 'PUT', path: /\/processed_mini_batches\.csv$/, status: 502, times: 1 }),
     };
@@ -147,7 +151,7 @@ describe('bookkeeping retries storage failures', () => {
     const laneZero = ['a-bad.txt', ...Array.from({ length: 11 }, (_, i) => `a-ok${String(i).padStart(2, '0')}.txt`)];
     const laneOne = Array.from({ length: 12 }, (_, i) => `b-wait${String(i).padStart(2, '0')}.txt`);
     await files(`data/${endpoint}/`, [...laneZero, ...laneOne]);
-    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: /\/journal\.jsonl$/, query: OWN_ENTRY, status: 502, times: Infinity, after: 1 });
+    const rule = proxy.fail({ service: 'blob', method: 'PUT', path: JOURNAL, query: OWN_ENTRY, status: 502, times: Infinity });
     const job = await run(endpoint, `data/${endpoint}/`);
     rule.cancel();
     expect(job.status).toBe('Failed');
