@@ -13,7 +13,7 @@ import { JOB_STATUSES } from '../../shared/schemas/jobs.js';
 import { ApiClient } from './client.js';
 import { type ConnectionOptions, describeProfiles, resolveConnection, writeProfile } from './connection.js';
 import { ApiProblem, CliError, EXIT } from './errors.js';
-import { INPUT_NAME, JOB_COLUMNS, type JobView, download, invoke, stream } from './jobs.js';
+import { INPUT_NAME, type InvokeOptions, JOB_COLUMNS, type JobView, download, invoke, stream } from './jobs.js';
 import { type Column, OUTPUT_FORMATS, type OutputFormat, render } from './output.js';
 import { KINDS, type Kind, itemPath, prepareBody, putWithin, versionFor } from './resources.js';
 import { DatastoreAccess } from './storage.js';
@@ -166,18 +166,8 @@ function resourceCommand(kind: Kind, aliases: string[], description: string): Co
 
 // ------------------------------------------------------------------ endpoint invoke
 
-interface InvokeCommandOptions {
-  name: string;
-  deployment?: string;
-  input?: string;
-  inputType?: 'uri_folder' | 'uri_file';
-  outputPath?: string;
-  inputsFile?: string;
-  set: Assignment[];
-  stream?: boolean;
-  interval: number;
-  tail: number;
-}
+/** What commander parses for `endpoint invoke`: the invoke's own options (with `--name` for the endpoint) and streaming. */
+type InvokeCommandOptions = Omit<InvokeOptions, 'endpoint'> & { name: string; stream?: boolean; interval: number; tail: number };
 
 function streamOptions(command: Command, options: { interval: number; tail: number }): { interval: number; tail: number; progress: boolean } {
   return { interval: options.interval, tail: options.tail, progress: globalsOf(command).progress };
