@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, customDeployment as deployScript, deploy, ds, invoke as invokeJob, readBlob, textFiles as uploadTextFiles, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, customDeployment as deployScript, deploy, ds, invoke as invokeJob, readBlob, textFiles as uploadTextFiles, upload, waitForJob, startBatchHost } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { FEATURES, penguinCsv, referencePredictions } from '../support/penguins.js';
@@ -11,12 +10,7 @@ let api: Api;
 
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
-  await upload(host.storageConnection, {
-    'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
-    'models/dummy/model.txt': 'a model file the custom scripts ignore',
-  });
+  ({ host, api } = await startBatchHost());
 });
 
 afterAll(async () => {

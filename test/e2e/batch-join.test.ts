@@ -5,13 +5,12 @@
  * `csv_header` opens the file with the job's columns; missing columns are a 400 at invoke for a
  * single file and a failed item with its reason inside a folder.
  */
-import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FEATURES, penguinRows, referenceLabels } from '../fixtures/scoring/models.js';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, jobOutput, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, jobOutput, upload, waitForJob, startBatchHost } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let host: FnHostProcess;
@@ -59,12 +58,7 @@ let labels: Map<string, string>;
 const cellsOf = (text: string): string[][] => parse(text);
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
-  await upload(host.storageConnection, {
-    'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
-    'models/dummy/model.txt': 'a model file the custom scripts ignore',
-  });
+  ({ host, api } = await startBatchHost());
   labels = new Map();
   for (const [, rows] of FILES) {
     const predicted = await referenceLabels(rows.map((r) => r.features));

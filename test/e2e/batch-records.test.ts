@@ -2,11 +2,10 @@
  * Split by rows over HTTP on fnhost: the same input scored with and without `split` gives the same
  * predictions, the same item failures and reasons, and the same accounting of files without rows.
  */
-import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, upload, waitForJob, startBatchHost } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { FEATURES, referencePredictions } from '../support/penguins.js';
 
@@ -18,12 +17,7 @@ const PENGUINS = { name: 'penguins', version: '1', type: 'onnx', path: ds('model
 const NO_ROWS = 'the file has no rows (only a header)';
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
-  await upload(host.storageConnection, {
-    'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
-    'models/dummy/model.txt': 'a model file the custom scripts ignore',
-  });
+  ({ host, api } = await startBatchHost());
 });
 
 afterAll(async () => {

@@ -2,12 +2,14 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { expect } from 'vitest';
-import type { FnHostProcess } from './fnhost.js';
+import { type FnHostProcess, PRODUCT_APP, startFnHost } from './fnhost.js';
 import { waitFor } from './wait.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 export const WORKSPACE_CONTAINER = 'azureml-blobstore';
-export { PENGUIN_MODEL } from './penguins.js';
+import { PENGUIN_MODEL } from './penguins.js';
+
+export { PENGUIN_MODEL };
 
 export const ds = (path: string): string => `azureml://datastores/workspaceblobstore/paths/${path}`;
 
@@ -179,4 +181,17 @@ export async function jobOutput(host: FnHostProcess, jobId: string, file: string
   const res = await fetch(`${host.url}/api/jobs/${jobId}/outputs/${file}`, { headers: { 'x-functions-key': host.masterKey } });
   if (res.status !== 200) throw new Error(`GET outputs/${file} of ${jobId}: ${res.status}`);
   return res.text();
+}
+
+/**
+ * fnhost serving this app over the emulator (progress written at once), with the penguin model
+ * (`models/penguins/penguins.onnx`) and a placeholder custom model (`models/dummy/model.txt`) uploaded.
+ */
+export async function startBatchHost(): Promise<{ host: FnHostProcess; api: Api }> {
+  const host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
+  await upload(host.storageConnection, {
+    'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
+    'models/dummy/model.txt': 'a model file the custom scripts ignore',
+  });
+  return { host, api: apiOf(host) };
 }
