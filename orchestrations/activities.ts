@@ -4,7 +4,7 @@
  */
 import * as df from 'durable-functions';
 import { BatchError } from '../shared/errors.js';
-import type { EngineRef, FinalizeInput, FinalizeResult, MiniBatchInput, MiniBatchResult, PreparedJob } from '../shared/jobs/job-runner.js';
+import type { EngineRef, FinalizeInput, FinalizeResult, MiniBatchInput, MiniBatchResult, PlanProgress, PreparedJob } from '../shared/jobs/job-runner.js';
 import { stepInstanceId } from '../shared/jobs/jobs-service.js';
 import type { JournalLine } from '../shared/jobs/journal.js';
 import type { CommandAttempt, PipelinePlan, PreparedStep, StepEnd } from '../shared/jobs/pipeline-runner.js';
@@ -22,6 +22,10 @@ df.app.setExceptionPropertiesProvider({
 // ---------------------------------------------------------------- the mini-batch engine
 
 export const prepareJob = typedActivity<EngineRef, PreparedJob>('prepareJob', (input) => services().runner.prepare(input));
+
+export const planPages = typedActivity<EngineRef, PlanProgress>('planPages', (input) => services().runner.planPages(input));
+
+export const awaitPlan = typedActivity<EngineRef & { chunk: number }, PlanProgress>('awaitPlan', (input) => services().runner.awaitPlan(input));
 
 export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('scoreMiniBatch', (input) => services().runner.scoreMiniBatch(input));
 

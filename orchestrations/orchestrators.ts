@@ -8,6 +8,8 @@ import {
   preparePipeline,
   prepareJob,
   prepareStep,
+  awaitPlan,
+  planPages,
   recordJournal,
   recordMiniBatchFailure,
   recordProgress,
@@ -19,6 +21,7 @@ import {
 import { type ChunkInput, batchChunk } from './job/batch-chunk.js';
 import { batchJob } from './job/batch-job.js';
 import { type LaneInput, batchLane } from './job/batch-lane.js';
+import { type PlannerInput, batchPlanner } from './job/batch-planner.js';
 import { pipelineJob } from './job/pipeline-job.js';
 import { pipelineStep } from './job/pipeline-step.js';
 import { typedOrchestration } from './job/typed-durable.js';
@@ -28,10 +31,12 @@ export const batchChunkOrchestration = typedOrchestration<ChunkInput, unknown>('
 );
 
 export const batchLaneOrchestration = typedOrchestration<LaneInput, unknown>('batchLane', (context, input) =>
-  batchLane(context, input, { batchChunk: batchChunkOrchestration, haltJob }),
+  batchLane(context, input, { batchChunk: batchChunkOrchestration, haltJob, awaitPlan }),
 );
 
-const engine = { prepareJob, finalizeJob, batchLane: batchLaneOrchestration, scoreMiniBatch, recordJournal };
+export const batchPlannerOrchestration = typedOrchestration<PlannerInput, unknown>('batchPlanner', (context, input) => batchPlanner(context, input, { planPages, haltJob }));
+
+const engine = { prepareJob, finalizeJob, batchLane: batchLaneOrchestration, batchPlanner: batchPlannerOrchestration, scoreMiniBatch, recordJournal };
 
 /**
  * Jobs created before steps existed: they run to their end on this orchestrator, unchanged, so a

@@ -33,6 +33,8 @@ const SCHEMA_VERSION = 3;
  */
 const ENV = {
   BATCH_CHUNK_SIZE: '2',
+  // Folders of more than 10 files are listed page by page (the other scenarios have at most 8).
+  BATCH_LIST_PAGE_SIZE: '10',
   BATCH_PROGRESS_INTERVAL_SECONDS: '0',
   BATCH_WORKSPACE_CONTAINER: CONTAINER,
   BATCH_API_AUTH_LEVEL: 'function',
@@ -160,6 +162,24 @@ const SCENARIOS: Scenario[] = [
       if (JSON.stringify(roles(recordings)) !== JSON.stringify(want)) return `instances ${roles(recordings).join(', ')}`;
       const chunks = recordings.filter((r) => r.role.includes('chunk-'));
       return chunks.every(hasCancelEvent) ? undefined : 'a running chunk did not receive the cancel event';
+    },
+  },
+  {
+    // A folder listed in more than one page (BATCH_LIST_PAGE_SIZE 10, 23 files): prepare plans the
+    // first page, the planner lists the rest while two lanes score, and each lane asks for more of
+    // the plan (awaitPlan) when it has run what it knew of.
+    name: 'streamed',
+    async start(ctx) {
+      const files = Object.fromEntries(Array.from({ length: 23 }, (_, i) => [`t${String(i).padStart(2, '0')}.txt`, `line\n`.repeat(i + 1)]));
+      await uploadFiles(ctx.stack.storageConnection, CONTAINER, 'data/streamed/', files);
+      await customDeployment(ctx, 'streamed', 'slow-lines.js', { mini_batch_size: 2, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '100' } });
+      return (await ctx.client.invoke('streamed', { inputs: { texts: { type: 'uri_folder', path: ds('data/streamed/') } } })).id;
+    },
+    check(job, recordings) {
+      if (job.status !== 'Completed') return `job ${job.status}`;
+      if (!recordings.some((r) => r.role === 'batchscoring.planner')) return 'no planner';
+      const asked = recordings.filter((r) => r.role.includes('lane-') && r.history.some((e) => e.EventType === EventType.TaskScheduled && e.Name === 'awaitPlan'));
+      return asked.length === 2 ? undefined : 'a lane never asked for more of the plan';
     },
   },
   {
@@ -319,7 +339,10 @@ async function main(): Promise<void> {
   try {
     const jobs = new Map<Scenario, JobView>();
     // A scenario whose timing went wrong (a cancel that came too late) is run again on a new job.
-    let pending = [...SCENARIOS];
+    // `--only a,b` records just those scenarios (the others' recordings stay as they are).
+    const only = process.argv.indexOf('--only') >= 0 ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : undefined;
+    let pending = SCENARIOS.filter((s) => !only || only.includes(s.name));
+    if (pending.length === 0) throw new Error(`no scenario named ${only?.join(', ')}`);
     for (let round = 1; pending.length > 0; round++) {
       if (round > 3) throw new Error(`scenarios did not come out as intended: ${pending.map((s) => s.name).join(', ')}`);
       const stack = await startLocalStack({ dataDir: join(dataDir, `round-${round}`), env: ENV, args: ['--durable-schema', String(SCHEMA_VERSION)] });

@@ -102,8 +102,18 @@ const schema = z.object({
    * limit on every request (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, 100 MiB by default).
    */
   BATCH_MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
-  /** The most input files one job (or step) scores; a job listing more fails before scoring. */
-  BATCH_MAX_FILES_PER_JOB: z.coerce.number().int().min(1).default(100_000),
+  /**
+   * The most input files one job (or step) scores: an operator's cap. A folder is listed page by
+   * page while scoring runs (BATCH_LIST_PAGE_SIZE), so memory does not bound it; a job that lists
+   * more fails when its listing reaches the cap.
+   */
+  BATCH_MAX_FILES_PER_JOB: z.coerce.number().int().min(1).default(10_000_000),
+  /**
+   * Entries per page (Blob storage's `maxresults`, at most 5,000) when a job lists a folder input.
+   * A folder listed in one page is planned whole; a larger one is planned page by page while its
+   * first mini-batches are already scored.
+   */
+  BATCH_LIST_PAGE_SIZE: z.coerce.number().int().min(1).max(5000).default(1000),
   /**
    * The most mini-batches of one job (or step): an operator's cap, not storage's (outputs are
    * composed from segment parts, so no blob limit bounds a job; see shared/outputs/compose.ts).
@@ -139,6 +149,8 @@ export interface AppConfig {
   maxChunkSize: number;
   /** BATCH_SEGMENT_SIZE: mini-batches per segment of a job prepared now. */
   segmentSize: number;
+  /** BATCH_LIST_PAGE_SIZE: entries per page of a folder input's listing. */
+  listPageSize: number;
   progressIntervalSeconds: number;
   /** Bytes of upcoming mini-batches' inputs held in memory at most; 0 = no prefetching. */
   prefetchBytes: number;
@@ -231,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     tablePrefix: e.BATCH_TABLE_PREFIX,
     maxChunkSize: e.BATCH_CHUNK_SIZE,
     segmentSize: e.BATCH_SEGMENT_SIZE,
+    listPageSize: e.BATCH_LIST_PAGE_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
     bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },

@@ -1,16 +1,18 @@
 import * as df from 'durable-functions';
-import type { EngineRef, FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchResult, PreparedJob } from '../../shared/jobs/job-runner.js';
-import { laneInstanceId } from '../../shared/jobs/jobs-service.js';
+import type { EngineRef, FinalizeInput, FinalizeResult, LaneRan, MiniBatchInput, MiniBatchResult, PlanProgress, PreparedJob } from '../../shared/jobs/job-runner.js';
+import { laneInstanceId, plannerInstanceId } from '../../shared/jobs/jobs-service.js';
 import type { JournalLine } from '../../shared/jobs/journal.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import { bookkeepingRetry, messageOf } from './batch-chunk.js';
 import type { LaneInput, LaneResult } from './batch-lane.js';
+import type { PlannerInput } from './batch-planner.js';
 import type { TypedActivity, TypedOrchestration } from './typed-durable.js';
 
 export interface BatchJobActivities {
   prepareJob: TypedActivity<EngineRef, PreparedJob>;
   finalizeJob: TypedActivity<FinalizeInput, FinalizeResult>;
   batchLane: TypedOrchestration<LaneInput>;
+  batchPlanner: TypedOrchestration<PlannerInput>;
   scoreMiniBatch: TypedActivity<MiniBatchInput, MiniBatchResult>;
   recordJournal: TypedActivity<EngineRef & { lines: JournalLine[] }, null>;
 }
@@ -67,35 +69,46 @@ export function* runParallel(
       counts.mini_batches.total = plan.miniBatches;
       counts.items.total = plan.items;
       layout = { lanes: plan.lanes, chunkSize: plan.chunkSize, miniBatches: plan.miniBatches };
-      const lanes = Array.from({ length: plan.lanes }, (_, lane) =>
+      const prepared = plan;
+      const lanes = Array.from({ length: prepared.lanes }, (_, lane) =>
         steps.batchLane(
           {
             jobId,
             ...at,
             lane,
-            lanes: plan?.lanes ?? 0,
-            chunks: plan?.chunks ?? 0,
-            chunkSize: plan?.chunkSize ?? 1,
-            miniBatches: plan?.miniBatches ?? 0,
-            maxRetries: plan?.maxRetries ?? 0,
-            errorThreshold: plan?.errorThreshold ?? -1,
-            progressIntervalSeconds: plan?.progressIntervalSeconds ?? 2,
-            bookkeeping: plan?.bookkeeping ?? DEFAULT_BOOKKEEPING,
+            lanes: prepared.lanes,
+            chunks: prepared.chunks,
+            chunkSize: prepared.chunkSize,
+            miniBatches: prepared.miniBatches,
+            maxRetries: prepared.maxRetries,
+            errorThreshold: prepared.errorThreshold,
+            progressIntervalSeconds: prepared.progressIntervalSeconds,
+            bookkeeping: prepared.bookkeeping,
+            ...(prepared.streamed ? { streamed: true as const } : {}),
           },
           laneInstanceId(jobId, lane, step),
         ),
       );
-      // Lanes never fail (they return their errors), so this waits for every one of them.
-      const results = (yield context.df.Task.all(lanes)) as LaneResult[];
+      // A plan still being listed: the planner lists the rest beside the lanes, which ask it for more.
+      const planner = prepared.streamed ? steps.batchPlanner({ jobId, ...at, bookkeeping: prepared.bookkeeping }, plannerInstanceId(jobId, step)) : undefined;
+      // Lanes and the planner never fail (they return their errors), so this waits for every one of them.
+      const settled = (yield context.df.Task.all(planner ? [planner, ...lanes] : lanes)) as unknown[];
+      const listed = planner ? (settled[0] as PlanProgress) : undefined;
+      const results = (planner ? settled.slice(1) : settled) as LaneResult[];
+      if (listed) {
+        counts.mini_batches.total = listed.miniBatches;
+        counts.items.total = listed.items;
+        layout = { ...layout, miniBatches: listed.miniBatches };
+      }
       ran = results.map((r) => ({ done: r.done, partial: r.partial }));
       for (const result of results) counts = addCounts(counts, result.counts);
-      const failed = results.find((r) => r.error !== undefined)?.error;
+      const failed = listed?.error ?? results.find((r) => r.error !== undefined)?.error;
       if (failed) {
         outcome = 'Failed';
         error = failed;
-      } else if (results.some((r) => r.canceled)) {
+      } else if (results.some((r) => r.canceled) || listed?.stopped === 'canceled') {
         outcome = 'Canceled';
-      } else if (results.some((r) => r.thresholdExceeded)) {
+      } else if (results.some((r) => r.thresholdExceeded) || listed?.stopped === 'threshold') {
         outcome = 'Failed';
         error = {
           code: 'error_threshold_exceeded',

@@ -1,4 +1,5 @@
 import type * as df from 'durable-functions';
+import type { PlanProgress } from '../../shared/jobs/job-runner.js';
 import { chunkInstanceId } from '../../shared/jobs/jobs-service.js';
 import { type JobCounts, type JobError, addCounts, emptyCounts } from '../../shared/jobs/types.js';
 import { chunkRange } from '../../shared/planning/plan.js';
@@ -19,6 +20,12 @@ export interface LaneInput {
   errorThreshold: number;
   progressIntervalSeconds: number;
   bookkeeping: BookkeepingRetry;
+  /**
+   * The plan is still being listed (PreparedJob.streamed): `chunks` and `miniBatches` are what is
+   * planned so far, and the lane asks for more (awaitPlan) when it has run those. Absent for a
+   * plan made whole, and in the histories of lanes started before plans were listed page by page.
+   */
+  streamed?: true | undefined;
 }
 
 export interface LaneResult {
@@ -42,12 +49,33 @@ export interface LaneResult {
 export function* batchLane(
   context: df.OrchestrationContext,
   input: LaneInput,
-  steps: { batchChunk: TypedOrchestration<ChunkInput>; haltJob: TypedActivity<{ jobId: string; step?: string; error: JobError }, null> },
+  steps: {
+    batchChunk: TypedOrchestration<ChunkInput>;
+    haltJob: TypedActivity<{ jobId: string; step?: string; error: JobError }, null>;
+    awaitPlan: TypedActivity<{ jobId: string; step?: string; chunk: number }, PlanProgress>;
+  },
 ): Generator<df.Task, LaneResult, unknown> {
   let counts = emptyCounts();
   let done = 0;
-  for (let chunk = input.lane; chunk < input.chunks; chunk += input.lanes) {
-    const range = chunkRange(chunk, input.chunkSize, input.miniBatches);
+  let { chunks, miniBatches } = input;
+  let planned = input.streamed === undefined;
+  const at = input.step === undefined ? {} : { step: input.step };
+  for (let chunk = input.lane; ; chunk += input.lanes) {
+    while (!planned && chunk >= chunks) {
+      let progress: PlanProgress;
+      try {
+        progress = (yield steps.awaitPlan({ jobId: input.jobId, ...at, chunk }).withRetry(bookkeepingRetry(input.bookkeeping))) as PlanProgress;
+      } catch (err) {
+        // Storage failing past every retry: the lane stops here, as the planner does (it halts the job).
+        const error: JobError = { code: 'storage_failed', message: `The plan could not be read: ${messageOf(err)}` };
+        return { counts, done, partial: 0, canceled: false, thresholdExceeded: false, halted: false, error };
+      }
+      ({ chunks, miniBatches } = progress);
+      planned = progress.done;
+    }
+    if (chunk >= chunks) break;
+    // Chunks planned while the listing goes on are whole; only the last one can be short.
+    const range = planned ? chunkRange(chunk, input.chunkSize, miniBatches) : { start: chunk * input.chunkSize, end: (chunk + 1) * input.chunkSize };
     let result: ChunkResult;
     try {
       result = (yield steps.batchChunk(

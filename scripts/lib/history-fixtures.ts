@@ -31,8 +31,8 @@ export function roleOf(jobId: string, instanceId: string): string | undefined {
   if (instanceId === jobId) return 'job';
   if (!instanceId.startsWith(jobId)) return undefined;
   const rest = instanceId.slice(jobId.length);
-  // `:lane-0` (a job run before steps existed), `:step-score`, `:score:chunk-1` (a step's).
-  const m = /^:(?:(lane-\d+|chunk-\d+)|(step-[A-Za-z0-9_]+)|([A-Za-z0-9_]+):(lane-\d+|chunk-\d+))$/.exec(rest);
+  // `:lane-0` (a job run before steps existed), `:step-score`, `:score:chunk-1`, `:score:planner` (a step's).
+  const m = /^:(?:(lane-\d+|chunk-\d+|planner)|(step-[A-Za-z0-9_]+)|([A-Za-z0-9_]+):(lane-\d+|chunk-\d+|planner))$/.exec(rest);
   if (!m) return undefined;
   return m[1] ?? m[2] ?? `${m[3] ?? ''}.${m[4] ?? ''}`;
 }

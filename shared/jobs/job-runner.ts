@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
-import { listInput } from '../planning/list-input.js';
-import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, toMiniBatches } from '../planning/plan.js';
+import { listFolderPage, listInput } from '../planning/list-input.js';
+import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, planPage, streamChunkSize, toMiniBatches } from '../planning/plan.js';
 import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
@@ -17,7 +17,7 @@ import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readI
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import { JobWorkArea, SEGMENTS_AT_ONCE, type SegmentFile } from './work-area.js';
+import { JobWorkArea, type PlanIndex, SEGMENTS_AT_ONCE, type SegmentFile } from './work-area.js';
 import { type ComposeSource, composeBlob } from '../outputs/compose.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, entryParts, ranIndexes, readJournalLines } from './journal.js';
 import { type RerunOf, type RerunPiece, composeRerun, itemsToScore } from './rerun.js';
@@ -67,6 +67,11 @@ export interface PreparedJob {
   /** How bookkeeping activities retry (from the configuration, fixed for the job here). */
   bookkeeping: BookkeepingRetry;
   error?: JobError | undefined;
+  /**
+   * The input is still being listed: `miniBatches`, `items` and `chunks` are the first page's whole
+   * chunks, and the planner orchestration (planPages) lists the rest while the lanes score.
+   */
+  streamed?: true | undefined;
 }
 
 export interface MiniBatchInput extends EngineRef {
@@ -248,8 +253,60 @@ interface ScorerFiles {
   scriptPath: string | undefined;
 }
 
-/** Manifest blobs written at once while preparing a job. */
-const MANIFEST_WRITES = 8;
+/** How long one planPages call lists before it hands back (the planner orchestration calls again). */
+const PLAN_BUDGET_MS = 15_000;
+/** How long awaitPlan waits for a chunk before the lane asks again. */
+const AWAIT_PLAN_MS = 2_000;
+/** How often awaitPlan looks at the plan index when no planner on this host wakes it. */
+const PLAN_POLL_MS = 250;
+
+/** How a run's plan stands, as lanes and the planner orchestration see it (counts only). */
+export interface PlanProgress {
+  /** Chunks planned so far, and their mini-batches and items (all of them once `done`). */
+  chunks: number;
+  miniBatches: number;
+  items: number;
+  done: boolean;
+  /** Why listing stopped before the input's end (see PlanIndex.stopped). */
+  stopped?: PlanIndex['stopped'];
+  error?: JobError | undefined;
+}
+
+/** Wakes awaitPlan calls on this host when planPages moves their run's plan on. */
+class PlanSignals {
+  readonly #waiters = new Map<string, Set<() => void>>();
+
+  /** Resolves at the next notify for `scope`, or after `ms`. */
+  wait(scope: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.#waiters.get(scope) ?? new Set<() => void>();
+      this.#waiters.set(scope, waiters);
+      const wake = (): void => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0 && this.#waiters.get(scope) === waiters) this.#waiters.delete(scope);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      waiters.add(wake);
+    });
+  }
+
+  notify(scope: string): void {
+    for (const wake of [...(this.#waiters.get(scope) ?? [])]) wake();
+  }
+}
+
+function planProgress(index: PlanIndex): PlanProgress {
+  return {
+    chunks: index.chunks,
+    miniBatches: index.miniBatches,
+    items: index.items,
+    done: index.done,
+    ...(index.stopped ? { stopped: index.stopped } : {}),
+    ...(index.error ? { error: index.error } : {}),
+  };
+}
 /** Inputs of one mini-batch downloaded at the same time. */
 const FETCHES_AT_ONCE = 16;
 
@@ -276,6 +333,7 @@ export class JobRunner {
   readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
   /** Upcoming mini-batches' inputs, keyed `${jobId}/${index}`. */
   readonly #prefetched = new Map<string, Prefetched>();
+  readonly #plans = new PlanSignals();
   #prefetchedBytes = 0;
 
   constructor(options: {
@@ -416,36 +474,25 @@ export class JobRunner {
 
     // Not awaited: loading the model overlaps listing and planning.
     this.#warmUp(run).catch(() => undefined);
-    let batches: MiniBatch[];
-    const rerun = rerunOf(run);
+    let index: PlanIndex;
     try {
-      const { input } = await this.#placesOf(run);
-      // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
-      const planned = rerun ? (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes, rerun.segment_size)).batches : undefined;
-      const items = planned ? planned.flatMap((b) => b.items) : await listInput(input, spec.split, spec.input.files);
-      if (items.length === 0) {
-        return { ...base, status: 'failed', error: { code: 'input_not_found', message: `The input ${spec.input.uri} contains no files to score.` } };
-      }
-      batches = planned ?? toMiniBatches(items, spec.settings.mini_batch_size);
-      // Found before any scoring: a job over a limit would otherwise fail only at finalize (a
-      // predictions file of more blocks than a blob holds).
-      const files = new Set(items.map((i) => i.blob)).size;
-      const tooLarge = jobSizeProblem(this.#config.limits, { files, miniBatches: batches.length });
-      if (tooLarge) return { ...base, status: 'failed', error: { code: tooLarge.code, message: tooLarge.message } };
+      // A second execution of prepare finds the first one's plan, which stands.
+      index = (await this.#workArea.readPlan(run.scope))?.index ?? (await this.#firstPlan(run, base.parallelism));
     } catch (err) {
       if (err instanceof BatchError && !err.retryable) {
         return { ...base, status: 'failed', error: { code: err.code, message: err.message } };
       }
       throw err;
     }
-    const target = chunkTarget(batches.length, base.parallelism, this.#config.maxChunkSize);
-    const { chunkSize, chunks, lanes } = chunkLayout(batches.length, base.parallelism, target);
-    const writes = Array.from({ length: chunks }, (_, chunk) => () => this.#workArea.writeManifest(run.scope, chunk, batches.slice(chunk * chunkSize, (chunk + 1) * chunkSize)));
-    await Promise.all(inOrderAtMost(writes, MANIFEST_WRITES));
-    const items = batches.reduce((n, b) => n + b.items.length, 0);
+    if (index.stopped === 'failed') return { ...base, status: 'failed', error: index.error };
+    const { chunkSize, chunks, lanes, miniBatches, items } = index;
+    const pending = index.done ? 0 : index.pending.length;
     const { folder } = await this.#placesOf(run);
     await folder.ensureContainer();
     const where = ref.step === undefined ? '' : ` step ${ref.step},`;
+    const planned = index.done
+      ? `${items} item(s) in ${miniBatches} mini-batch(es) of up to ${spec.settings.mini_batch_size}`
+      : `input listed page by page while scoring runs (${items + pending} item(s) in the first page); mini-batches of up to ${spec.settings.mini_batch_size}`;
     await this.#workArea.stageEntry(run.scope, {
       i: -1,
       a: 0,
@@ -456,11 +503,12 @@ export class JobRunner {
       failed: 0,
       report: '',
       errors: '',
-      log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${items} item(s) in ${batches.length} mini-batch(es) of up to ${spec.settings.mini_batch_size}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
+      log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${planned}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
     }, this.#config.segmentSize);
     const counts = emptyCounts();
-    counts.mini_batches.total = batches.length;
-    counts.items.total = items;
+    counts.mini_batches.total = miniBatches + Math.ceil(pending / spec.settings.mini_batch_size);
+    counts.items.total = items + pending;
+    const rerun = rerunOf(run);
     // The built-in runner's columns are known now (but for join "all": the input's); a script's are
     // fixed by its first rows; a rerun's are its parent's (the rows it copies have them).
     const columns = rerun?.columns ?? (spec.code_configuration || spec.settings.join === 'all' ? undefined : builtInColumns(rowJoinOf(spec.settings)));
@@ -471,9 +519,186 @@ export class JobRunner {
     // Mini-batches must see this state (segment_size above all: where they stage), not the one
     // read when prepare began.
     this.#runs.delete(run.scope);
-    const plan = { ...base, miniBatches: batches.length, items, chunks, chunkSize, lanes };
+    const plan = { ...base, miniBatches, items, chunks, chunkSize, lanes, ...(index.done ? {} : { streamed: true as const }) };
     if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
     return plan;
+  }
+
+  /**
+   * Plans a run for the first time and records its plan index. A folder whose listing has more than
+   * one page (BATCH_LIST_PAGE_SIZE) is planned from its first page only, in chunks of a size fixed
+   * now (streamChunkSize); planPages lists the rest while the lanes score. Anything else is planned
+   * whole: a file, a file list, a rerun (its parent's plan) and a folder of one page, cut so every
+   * lane gets the same share (chunkLayout).
+   */
+  async #firstPlan(run: EngineRun, parallelism: number): Promise<PlanIndex> {
+    const spec = run.work;
+    const { input } = await this.#placesOf(run);
+    const nonce = newNonce();
+    const rerun = rerunOf(run);
+    let items: PlanItem[];
+    let batches: MiniBatch[] | undefined;
+    if (rerun) {
+      // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
+      batches = (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes, rerun.segment_size)).batches;
+      items = batches.flatMap((b) => b.items);
+    } else if (spec.input.type === 'uri_file' || spec.input.files) {
+      items = await listInput(input, spec.split, spec.input.files);
+    } else {
+      let page = await listFolderPage(input, spec.split, { marker: '', pageSize: this.#config.listPageSize });
+      // Pages of subfolders only say nothing yet.
+      while (page.items.length === 0 && page.marker !== '') page = await listFolderPage(input, spec.split, { marker: page.marker, pageSize: this.#config.listPageSize });
+      items = page.items;
+      if (page.marker !== '') {
+        const chunkSize = streamChunkSize(spec.settings.mini_batch_size, this.#config.maxChunkSize);
+        const first = planPage({ miniBatches: 0, chunks: 0, items: 0, pending: [] }, items, { miniBatchSize: spec.settings.mini_batch_size, chunkSize, last: false });
+        const index: PlanIndex = {
+          ...first.plan,
+          chunkSize,
+          lanes: Math.max(1, Math.floor(parallelism)),
+          marker: page.marker,
+          done: false,
+          files: new Set(items.map((i) => i.blob)).size,
+          writers: first.chunks.length > 0 ? [{ first: 0, nonce }] : [],
+        };
+        return this.#createPlan(run, index, first.chunks);
+      }
+    }
+    if (items.length === 0) throw new BatchError('input_not_found', `The input ${spec.input.uri} contains no files to score.`, { retryable: false });
+    batches ??= toMiniBatches(items, spec.settings.mini_batch_size);
+    // Found before any scoring: a job over a limit would otherwise fail only at finalize.
+    const tooLarge = jobSizeProblem(this.#config.limits, { files: new Set(items.map((i) => i.blob)).size, miniBatches: batches.length });
+    if (tooLarge) throw new BatchError(tooLarge.code, tooLarge.message, { retryable: false });
+    const target = chunkTarget(batches.length, parallelism, this.#config.maxChunkSize);
+    const { chunkSize, chunks, lanes } = chunkLayout(batches.length, parallelism, target);
+    const index: PlanIndex = {
+      miniBatches: batches.length,
+      chunks,
+      items: items.length,
+      pending: [],
+      chunkSize,
+      lanes,
+      marker: '',
+      done: true,
+      files: new Set(items.map((i) => i.blob)).size,
+      writers: [{ first: 0, nonce }],
+    };
+    return this.#createPlan(run, index, Array.from({ length: chunks }, (_, chunk) => ({ chunk, batches: (batches ?? []).slice(chunk * chunkSize, (chunk + 1) * chunkSize) })));
+  }
+
+  /** Records a run's first plan, or, when another execution of prepare recorded one first, returns that. */
+  async #createPlan(run: EngineRun, index: PlanIndex, chunks: { chunk: number; batches: MiniBatch[] }[]): Promise<PlanIndex> {
+    if ((await this.#workArea.advancePlan(run.scope, undefined, index, chunks)) !== undefined) return index;
+    const recorded = await this.#workArea.readPlan(run.scope);
+    if (!recorded) throw new BatchError('storage_failed', `The plan of job ${run.ref.jobId} was recorded and is gone.`);
+    return recorded.index;
+  }
+
+  /**
+   * Lists more of a run's input folder, page by page, for about {@link PLAN_BUDGET_MS}: each page is
+   * planned on from where the plan index stands (planPage: whole chunks, the rest pending), its
+   * chunks written, the index moved on (only if no other execution moved it first) and the job's
+   * totals updated, so lanes waiting in awaitPlan go on at once. The last page plans the rest.
+   * Listing stops early when the job is canceling, halted or over its error threshold, and fails
+   * the job (halting it) when the input cannot be listed or exceeds a job's limits. Safe to repeat.
+   */
+  async planPages(ref: EngineRef): Promise<PlanProgress> {
+    const started = this.#now().getTime();
+    const scope = engineScope(ref);
+    for (;;) {
+      const recorded = await this.#workArea.readPlan(scope);
+      if (!recorded) throw new BatchError('internal', `Job ${ref.jobId} has no plan to list on.`, { retryable: false });
+      let { index, etag } = recorded;
+      let moved = true;
+      while (!index.done && moved) {
+        if (this.#now().getTime() - started >= PLAN_BUDGET_MS) return planProgress(index);
+        const run = await this.#run(ref);
+        const spec = run.work;
+        const stop = JobRunner.#canceling(run) ? 'canceled' : run.state.halt ? 'halted' : exceedsThreshold(run.state.failures ?? 0, spec.settings.error_threshold) ? 'threshold' : undefined;
+        let next: PlanIndex;
+        let chunks: { chunk: number; batches: MiniBatch[] }[] = [];
+        if (stop) {
+          next = { ...index, marker: '', done: true, pending: [], stopped: stop };
+        } else {
+          const { input } = await this.#placesOf(run);
+          let page: { items: PlanItem[]; marker: string } | undefined;
+          let failure: BatchError | undefined;
+          try {
+            page = await listFolderPage(input, spec.split, { marker: index.marker, pageSize: this.#config.listPageSize });
+          } catch (err) {
+            if (!(err instanceof BatchError) || err.retryable) throw err;
+            failure = err;
+          }
+          const last = page?.marker === '';
+          const planned = page ? planPage(index, page.items, { miniBatchSize: spec.settings.mini_batch_size, chunkSize: index.chunkSize, last }) : undefined;
+          const files = index.files + new Set(page?.items.map((i) => i.blob)).size;
+          failure ??= planned ? jobSizeProblem(this.#config.limits, { files, miniBatches: planned.plan.miniBatches + Math.ceil(planned.plan.pending.length / spec.settings.mini_batch_size) }) : undefined;
+          if (failure || !page || !planned) {
+            const error = { code: failure?.code ?? 'internal', message: failure?.message ?? 'The input could not be listed.' };
+            next = { ...index, marker: '', done: true, pending: [], stopped: 'failed', error };
+          } else {
+            chunks = planned.chunks;
+            const writer = newNonce();
+            next = { ...index, ...planned.plan, marker: page.marker, done: last, files, writers: chunks.length > 0 ? [...index.writers, { first: index.chunks, nonce: writer }] : index.writers };
+          }
+        }
+        const written = await this.#workArea.advancePlan(scope, { etag }, next, chunks);
+        if (written === undefined) {
+          // Another execution moved the plan on: read where it stands and go on from there.
+          moved = false;
+          break;
+        }
+        index = next;
+        etag = written;
+        this.#plans.notify(scope);
+        if (index.stopped === 'failed' && index.error) await this.halt({ ...ref, error: index.error });
+        await this.#update(ref, (s) => {
+          if (isTerminalJob(s.status)) return undefined;
+          const pendingBatches = Math.ceil(index.pending.length / spec.settings.mini_batch_size);
+          return {
+            ...s,
+            chunks: index.chunks,
+            counts: {
+              mini_batches: { ...s.counts.mini_batches, total: index.miniBatches + pendingBatches },
+              items: { ...s.counts.items, total: index.items + index.pending.length },
+            },
+          };
+        });
+        if (index.done && !index.stopped) {
+          await this.#workArea.stageEntry(scope, {
+            i: -1,
+            a: 1,
+            n: '',
+            status: 'completed',
+            items: 0,
+            succeeded: 0,
+            failed: 0,
+            report: '',
+            errors: '',
+            log: `${this.#now().toISOString()} INFO job ${ref.jobId}${ref.step === undefined ? '' : ` step ${ref.step}`}: input listed: ${index.items} item(s) of ${index.files} file(s) in ${index.miniBatches} mini-batch(es)\n`,
+          }, run.state.segment_size);
+        }
+      }
+      if (index.done) return planProgress(index);
+    }
+  }
+
+  /**
+   * How a run's plan stands, for a lane that has run every chunk it knew of: returns as soon as the
+   * plan has `chunk` or is done, or after {@link AWAIT_PLAN_MS} (the lane asks again). planPages on
+   * this host wakes it at once; one on another host is seen within {@link PLAN_POLL_MS}.
+   */
+  async awaitPlan(input: EngineRef & { chunk: number }): Promise<PlanProgress> {
+    const scope = engineScope(input);
+    const deadline = this.#now().getTime() + AWAIT_PLAN_MS;
+    for (;;) {
+      const recorded = await this.#workArea.readPlan(scope);
+      if (!recorded) throw new BatchError('internal', `Job ${input.jobId} has no plan.`, { retryable: false });
+      const { index } = recorded;
+      const left = deadline - this.#now().getTime();
+      if (index.done || input.chunk < index.chunks || left <= 0) return planProgress(index);
+      await this.#plans.wait(scope, Math.min(left, PLAN_POLL_MS));
+    }
   }
 
   /** Scores one mini-batch and stages its outputs. Scorer problems are results, not exceptions. */
@@ -1012,10 +1237,13 @@ export class JobRunner {
     const file = spec.settings.output_file_name;
     const appendRow = spec.settings.output_action === 'append_row';
     const segmentSize = state.segment_size;
-    const expected = ranIndexes(input.layout, input.ran);
+    // The plan index knows how many mini-batches were planned in the end (a plan listed page by
+    // page may have stopped early); a job prepared before plan indexes has only the layout.
+    const layout = { ...input.layout, miniBatches: (await this.#workArea.readPlan(run.scope))?.index.miniBatches ?? input.layout.miniBatches };
+    const expected = ranIndexes(layout, input.ran);
     // Segment by segment (a job prepared before segments is one segment), a few at a time: memory
     // holds a few segments' journals, never the whole job's.
-    const segmentCount = segmentSize === undefined ? 1 : Math.ceil(input.layout.miniBatches / segmentSize);
+    const segmentCount = segmentSize === undefined ? 1 : Math.ceil(layout.miniBatches / segmentSize);
     const readings = Array.from({ length: segmentCount }, (_, segment) => () =>
       this.#finalizeSegment(run, folder, { segment, segmentSize, expected: sliceSorted(expected, segmentSize === undefined ? undefined : { start: segment * segmentSize, end: (segment + 1) * segmentSize }) }),
     );
@@ -1024,7 +1252,11 @@ export class JobRunner {
       segmentSize === undefined ? [] : this.#workArea.readJournal(run.scope, JobWorkArea.journalOf(segmentSize, -1)),
       Promise.all(inOrderAtMost(readings, SEGMENTS_AT_ONCE)),
     ]);
-    const preambleLog = [...readJournalLines(preamble, []).preamble, ...segments.flatMap((g) => g.preamble)].map((e) => e.log).join('');
+    // The preamble's entries in the order they were made (prepare's, then the listing's end).
+    const preambleLog = [...readJournalLines(preamble, []).preamble, ...segments.flatMap((g) => g.preamble)]
+      .sort((x, y) => x.a - y.a)
+      .map((e) => e.log)
+      .join('');
     const missing = segments.flatMap((g) => g.missing);
     if (missing.length > 0 && input.mayRepair && missing.length <= MAX_REPAIRS) return { status: 'repair', repair: missing };
 

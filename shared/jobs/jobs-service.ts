@@ -892,6 +892,11 @@ export function laneInstanceId(jobId: string, lane: number, step?: string): stri
   return step === undefined ? `${jobId}:lane-${lane}` : `${jobId}:${step}:lane-${lane}`;
 }
 
+/** The sub-orchestration instance that lists and plans a run's input page by page (see batchPlanner). */
+export function plannerInstanceId(jobId: string, step?: string): string {
+  return step === undefined ? `${jobId}:planner` : `${jobId}:${step}:planner`;
+}
+
 /** The sub-orchestration instance that runs chunk `chunk` of a job (or of its parallel step `step`). */
 export function chunkInstanceId(jobId: string, chunk: number, step?: string): string {
   return step === undefined ? `${jobId}:chunk-${chunk}` : `${jobId}:${step}:chunk-${chunk}`;

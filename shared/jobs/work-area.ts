@@ -3,8 +3,9 @@ import type { AppConfig } from '../config.js';
 import { BatchError } from '../errors.js';
 import { BlockIds, OutputFolder } from '../outputs/output-writer.js';
 import { inOrderAtMost } from '../concurrency.js';
-import { chunkOf, type MiniBatch } from '../planning/plan.js';
-import { isNotFound, storageAccount } from '../storage/clients.js';
+import { chunkOf, type MiniBatch, type StreamedPlan } from '../planning/plan.js';
+import { isConflict, isNotFound, storageAccount } from '../storage/clients.js';
+import type { JobError } from './types.js';
 import { type JournalEntry, type JournalLine, isAck, readJournalLines } from './journal.js';
 import { type RerunPlan, emptyRerunPlan, extendRerunPlan } from './rerun.js';
 
@@ -16,6 +17,45 @@ export { SEGMENT_SIZE } from '../limits.js';
 export const SEGMENTS_AT_ONCE = 8;
 /** The preamble's block: one per job, whoever writes it last (prepare may run twice) wins. */
 const PREAMBLE_NONCE = '00000000';
+
+/** Chunk manifests written at once. */
+const MANIFEST_WRITES = 8;
+
+/**
+ * A job's plan as far as it is listed (`{scope}/plan.json`): how the listing stands, and which
+ * execution wrote each chunk's manifest. Chunk blobs are named by their writer, so two executions
+ * planning the same page never write the same blob, and only the one this index records is read.
+ */
+export interface PlanIndex extends StreamedPlan {
+  /** Mini-batches per chunk (every chunk but the last has this many). */
+  chunkSize: number;
+  /** Lanes that run the chunks (lane k runs chunks k, k + lanes, …). */
+  lanes: number;
+  /** Where the listing goes on ('' once it is done or stopped). */
+  marker: string;
+  /** Whether every mini-batch is planned (the listing ended, or stopped: see `stopped`). */
+  done: boolean;
+  /** Files listed so far (a file split into row ranges counts once). */
+  files: number;
+  /** Chunks from `first` on (up to the next entry's) were written by the execution `nonce`. */
+  writers: { first: number; nonce: string }[];
+  /** Why the listing stopped before its end: the job is canceling, halted, over its error threshold, or listing failed (`error`). */
+  stopped?: 'canceled' | 'halted' | 'threshold' | 'failed' | undefined;
+  error?: JobError | undefined;
+}
+
+/** The writer of `chunk` in a plan index. */
+function writerOf(index: PlanIndex, chunk: number): string {
+  let writer = index.writers[0]?.nonce ?? '';
+  for (const w of index.writers) if (w.first <= chunk) writer = w.nonce;
+  return writer;
+}
+
+async function streamText(body: NodeJS.ReadableStream | undefined): Promise<string> {
+  const parts: Buffer[] = [];
+  if (body) for await (const part of body) parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part));
+  return Buffer.concat(parts).toString('utf8');
+}
 
 /** The outputs a segment has a piece of. */
 export type SegmentFile = 'predictions' | 'report' | 'errors' | 'log';
@@ -30,6 +70,8 @@ export class JobWorkArea {
   #ensured = false;
   /** Recently read manifest chunks; a chunk never changes once written. */
   readonly #chunks = new Map<string, MiniBatch[]>();
+  /** Plan indexes read (null: a job prepared before them); re-read while a chunk asked for is not in it yet. */
+  readonly #plans = new Map<string, PlanIndex | null>();
 
   constructor(options: { config: AppConfig }) {
     this.#container = storageAccount(options.config.storageConnection).container(
@@ -45,16 +87,74 @@ export class JobWorkArea {
     return this.#container;
   }
 
-  #manifestBlob(jobId: string, chunk: number): string {
-    return `${jobId}/manifest/chunk-${String(chunk).padStart(6, '0')}.jsonl`;
+  /** A chunk's manifest blob: named by the execution that wrote it (see PlanIndex.writers), or as before plan indexes. */
+  #manifestBlob(jobId: string, chunk: number, writer?: string): string {
+    return `${jobId}/manifest/chunk-${String(chunk).padStart(6, '0')}${writer === undefined ? '' : `-${writer}`}.jsonl`;
   }
 
-  async writeManifest(jobId: string, chunk: number, batches: MiniBatch[]): Promise<void> {
+  #planBlob(jobId: string): string {
+    return `${jobId}/plan.json`;
+  }
+
+  /** The plan index of a job (scope `jobId`) and its ETag, or undefined for a job prepared before plan indexes. */
+  async readPlan(jobId: string): Promise<{ index: PlanIndex; etag: string } | undefined> {
     const container = await this.#ready();
-    const text = batches.map((b) => JSON.stringify(b)).join('\n');
-    await container.getBlockBlobClient(this.#manifestBlob(jobId, chunk)).upload(text, Buffer.byteLength(text), {
-      blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
+    try {
+      const response = await container.getBlobClient(this.#planBlob(jobId)).download();
+      const text = await streamText(response.readableStreamBody);
+      return { index: JSON.parse(text) as PlanIndex, etag: response.etag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw new BatchError('storage_failed', `Could not read the plan of job ${jobId}.`, { cause: err });
+    }
+  }
+
+  /**
+   * Moves a job's plan on from `from` (undefined: creates it) to `next`, whose newest writer
+   * (`next.writers`' last entry, this execution's nonce) wrote `chunks` first. The chunks go under
+   * that writer's name, and the index only if it is still `from`: of two executions planning the
+   * same page (activities run at least once) exactly one is recorded, and the chunks anyone reads
+   * are always those the index names, never a rival's written over them. Returns the new ETag, or
+   * undefined when another execution moved the plan first.
+   */
+  async advancePlan(jobId: string, from: { etag: string } | undefined, next: PlanIndex, chunks: readonly { chunk: number; batches: MiniBatch[] }[]): Promise<string | undefined> {
+    const container = await this.#ready();
+    const writer = next.writers.at(-1)?.nonce;
+    const writes = chunks.map(({ chunk, batches }) => async () => {
+      const text = batches.map((b) => JSON.stringify(b)).join('\n');
+      await container.getBlockBlobClient(this.#manifestBlob(jobId, chunk, writer)).upload(text, Buffer.byteLength(text), {
+        blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
+      });
     });
+    await Promise.all(inOrderAtMost(writes, MANIFEST_WRITES));
+    const text = JSON.stringify(next);
+    try {
+      const written = await container.getBlockBlobClient(this.#planBlob(jobId)).upload(text, Buffer.byteLength(text), {
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+        conditions: from ? { ifMatch: from.etag } : { ifNoneMatch: '*' },
+      });
+      this.#plans.set(jobId, next);
+      return written.etag ?? '';
+    } catch (err) {
+      if (isConflict(err)) return undefined;
+      throw new BatchError('storage_failed', `Could not record the plan of job ${jobId}.`, { cause: err });
+    }
+  }
+
+  /** The manifest blob of `chunk` as the job's plan index names it (re-read while it is still being listed). */
+  async #chunkBlob(jobId: string, chunk: number): Promise<string> {
+    let index = this.#plans.get(jobId);
+    if (index === undefined || (index !== null && chunk >= index.chunks && !index.done)) {
+      index = (await this.readPlan(jobId))?.index ?? null;
+      this.#plans.set(jobId, index);
+      if (this.#plans.size > 256) {
+        const oldest = this.#plans.keys().next().value;
+        if (oldest !== undefined) this.#plans.delete(oldest);
+      }
+    }
+    if (index === null) return this.#manifestBlob(jobId, chunk);
+    if (chunk >= index.chunks) throw new BatchError('internal', `Chunk ${chunk} of job ${jobId} is not planned.`, { retryable: false });
+    return this.#manifestBlob(jobId, chunk, writerOf(index, chunk));
   }
 
   async miniBatch(jobId: string, chunkSize: number, index: number): Promise<MiniBatch> {
@@ -65,8 +165,9 @@ export class JobWorkArea {
       const container = await this.#ready();
       let text: string;
       try {
-        text = (await container.getBlobClient(this.#manifestBlob(jobId, chunk)).downloadToBuffer()).toString('utf8');
+        text = (await container.getBlobClient(await this.#chunkBlob(jobId, chunk)).downloadToBuffer()).toString('utf8');
       } catch (err) {
+        if (err instanceof BatchError) throw err;
         if (isNotFound(err)) throw new BatchError('internal', `The manifest of job ${jobId} chunk ${chunk} is missing.`, { retryable: false });
         throw new BatchError('storage_failed', 'Could not read the mini-batch manifest.', { cause: err });
       }
@@ -151,12 +252,19 @@ export class JobWorkArea {
       .map((line) => JSON.parse(line) as JournalLine);
   }
 
-  /** Every mini-batch of a job's plan (its manifest), in index order. */
+  /** Every mini-batch of a job's plan (its manifest, the chunks its plan index names), in index order. */
   async plan(jobId: string): Promise<MiniBatch[]> {
     const container = await this.#ready();
+    const planned = await this.readPlan(jobId);
+    const names: string[] = [];
+    if (planned) {
+      for (let chunk = 0; chunk < planned.index.chunks; chunk++) names.push(this.#manifestBlob(jobId, chunk, writerOf(planned.index, chunk)));
+    } else {
+      for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/manifest/` })) names.push(blob.name);
+    }
     const batches: MiniBatch[] = [];
-    for await (const blob of container.listBlobsFlat({ prefix: `${jobId}/manifest/` })) {
-      const text = (await container.getBlobClient(blob.name).downloadToBuffer()).toString('utf8');
+    for (const name of names) {
+      const text = (await container.getBlobClient(name).downloadToBuffer()).toString('utf8');
       if (text !== '') batches.push(...text.split('\n').map((line) => JSON.parse(line) as MiniBatch));
     }
     return batches.sort((a, b) => a.index - b.index);
@@ -217,6 +325,7 @@ export class JobWorkArea {
   async clear(jobId: string): Promise<void> {
     await this.#deleteUnder(`${jobId}/`);
     for (const key of [...this.#chunks.keys()]) if (key.startsWith(`${jobId}/`)) this.#chunks.delete(key);
+    this.#plans.delete(jobId);
   }
 
   /**

@@ -5,7 +5,7 @@ import { RecordError, type TabularFormat, cutRecords, fileFormat } from '../data
 import { BatchError } from '../errors.js';
 import type { ResolvedData } from '../registry/registry.js';
 import { isNotFound, isVersionChanged } from '../storage/clients.js';
-import { type ListedBlob, fastList, quotedEtag } from '../storage/fast-read.js';
+import { type ListedPage, fastListPage, quotedEtag } from '../storage/fast-read.js';
 import type { SplitSettings } from '../schemas/resources.js';
 import { type PlanItem, rowRanges } from './plan.js';
 import { inOrderAtMost } from '../concurrency.js';
@@ -13,12 +13,46 @@ import type { ListedFile } from '../schemas/jobs.js';
 
 /**
  * Lists a job's input as plan items. A folder contributes the blobs directly inside it (nested
- * folders are not explored, as in Azure ML); a file contributes itself. With `split`, tabular files
- * with records become row ranges, found by scanning each file once; every other file, and a
- * tabular file without records or that cannot be parsed, stays whole.
+ * folders are not explored, as in Azure ML), in the storage's listing order (see
+ * {@link listFolderPage}); a file contributes itself. With `split`, tabular files with records
+ * become row ranges, found by scanning each file once; every other file, and a tabular file
+ * without records or that cannot be parsed, stays whole.
  */
 export async function listInput(input: ResolvedData, split: SplitSettings | undefined, listed?: readonly ListedFile[]): Promise<PlanItem[]> {
-  const files = listed ? await fileList(input, listed) : input.type === 'uri_file' ? await single(input) : await folder(input);
+  if (listed) return expand(input, await fileList(input, listed), split);
+  if (input.type === 'uri_file') return expand(input, await single(input), split);
+  const items: PlanItem[] = [];
+  let marker = '';
+  do {
+    const page = await listFolderPage(input, split, { marker, pageSize: LIST_PAGE_SIZE });
+    items.push(...page.items);
+    marker = page.marker;
+  } while (marker !== '');
+  return items;
+}
+
+/**
+ * One page of a folder input's plan items: the files among at most `pageSize` listed entries from
+ * `marker` ('' for the first page), expanded into row ranges with `split`, and the marker of the
+ * next page ('' after the last). Pages follow Blob storage's listing order (lexicographic by name),
+ * which is therefore the order of a folder's items in every job, however it was listed: all at
+ * once, or page by page while scoring runs (see JobRunner.planPages).
+ */
+export async function listFolderPage(input: ResolvedData, split: SplitSettings | undefined, page: { marker: string; pageSize: number }): Promise<{ items: PlanItem[]; marker: string }> {
+  const prefix = folderPrefix(input.path);
+  let listed: ListedPage;
+  try {
+    listed = (await fastListPage(input.container, prefix, page)) ?? (await sdkListPage(input.container, prefix, page));
+  } catch (err) {
+    if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });
+    throw new BatchError('storage_failed', `Could not list the input ${input.uri}.`, { cause: err });
+  }
+  const files = listed.blobs.filter((b) => isFileIn(prefix, b.name)).map((b) => ({ name: b.name.substring(prefix.length), blob: b.name, size: b.size, etag: b.etag }));
+  return { items: await expand(input, files, split), marker: listed.marker };
+}
+
+/** Files as plan items: themselves, or with `split` a tabular file's row ranges. */
+async function expand(input: ResolvedData, files: PlanItem[], split: SplitSettings | undefined): Promise<PlanItem[]> {
   if (!split) return files;
   const items: PlanItem[] = [];
   for (const file of files) {
@@ -44,7 +78,8 @@ async function single(input: ResolvedData): Promise<PlanItem[]> {
   }
 }
 
-const LIST_PAGE_SIZE = 1000;
+/** Entries per page when a folder is listed whole (Blob storage's largest page). */
+const LIST_PAGE_SIZE = 5000;
 
 /** How many files of a file list are looked up at once. */
 const FILE_LIST_LOOKUPS = 16;
@@ -91,27 +126,13 @@ export function isFileIn(prefix: string, blobName: string): boolean {
   return blobName !== prefix && !blobName.endsWith('/');
 }
 
-async function folder(input: ResolvedData): Promise<PlanItem[]> {
-  const prefix = folderPrefix(input.path);
-  let listed: ListedBlob[];
-  try {
-    listed = (await fastList(input.container, prefix)) ?? (await sdkList(input.container, prefix));
-  } catch (err) {
-    if (isNotFound(err)) throw new BatchError('input_not_found', `The input container of ${input.uri} does not exist.`, { details: { input: input.uri } });
-    throw new BatchError('storage_failed', `Could not list the input ${input.uri}.`, { cause: err });
-  }
-  const items = listed.filter((b) => isFileIn(prefix, b.name)).map((b) => ({ name: b.name.substring(prefix.length), blob: b.name, size: b.size, etag: b.etag }));
-  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The listing through the SDK, where {@link fastList} cannot. */
-async function sdkList(container: ContainerClient, prefix: string): Promise<ListedBlob[]> {
-  const listed: ListedBlob[] = [];
-  // Pages of 1,000 keep the parsed listing small however large the folder.
-  for await (const page of container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: LIST_PAGE_SIZE })) {
-    for (const entry of page.segment.blobItems) listed.push({ name: entry.name, size: entry.properties.contentLength ?? 0, etag: entry.properties.etag ?? '' });
-  }
-  return listed;
+/** One page of the listing through the SDK, where {@link fastListPage} cannot (same markers). */
+async function sdkListPage(container: ContainerClient, prefix: string, page: { marker: string; pageSize: number }): Promise<ListedPage> {
+  const pages = container.listBlobsByHierarchy('/', { prefix }).byPage({ maxPageSize: page.pageSize, ...(page.marker ? { continuationToken: page.marker } : {}) });
+  const next = await pages.next();
+  if (next.done) return { blobs: [], marker: '' };
+  const blobs = next.value.segment.blobItems.map((entry) => ({ name: entry.name, size: entry.properties.contentLength ?? 0, etag: entry.properties.etag ?? '' }));
+  return { blobs, marker: next.value.continuationToken ?? '' };
 }
 
 /** The conditions that read exactly the listed version of an item. */

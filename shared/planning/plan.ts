@@ -117,3 +117,55 @@ export function rowRanges(rowCount: number, maxRows: number): { start: number; e
   return ranges;
 }
 
+
+/** Items per chunk to aim for while a listing streams in (the chunk size is fixed before the total is known). */
+const STREAM_CHUNK_ITEMS = 320;
+
+/**
+ * The chunk size (mini-batches) of a job planned page by page, fixed when its first page is
+ * planned: about {@link STREAM_CHUNK_ITEMS} items (32 mini-batches of 10), at least 1 and at most
+ * {@link CHUNK_FLOOR} (whichever is less, or `maxChunk`), so lanes get work in small steps and
+ * what waits for a chunk to fill stays small.
+ */
+export function streamChunkSize(miniBatchSize: number, maxChunk: number): number {
+  return Math.max(1, Math.min(maxChunk, CHUNK_FLOOR, Math.ceil(STREAM_CHUNK_ITEMS / Math.max(1, miniBatchSize))));
+}
+
+/** Where a job planned page by page stands (see {@link planPage}). */
+export interface StreamedPlan {
+  /** Mini-batches in the chunks written so far (always whole chunks until the listing ends). */
+  miniBatches: number;
+  chunks: number;
+  /** Items in those chunks. */
+  items: number;
+  /** Listed items not yet in a written chunk, in order (fewer than a chunk's worth). */
+  pending: PlanItem[];
+}
+
+/**
+ * Plans one more page of a listing: the pending items and the page's items, in order, cut into
+ * mini-batches of `miniBatchSize` and chunks of `chunkSize` mini-batches, numbered on from `plan`.
+ * Only whole chunks are emitted until `last`, when the rest is too (its last mini-batch and chunk
+ * may be short). Pure: however a listing is paged, the chunks emitted are exactly those of
+ * {@link toMiniBatches} over the whole listing, cut every `chunkSize`.
+ */
+export function planPage(
+  plan: StreamedPlan,
+  page: readonly PlanItem[],
+  options: { miniBatchSize: number; chunkSize: number; last: boolean },
+): { plan: StreamedPlan; chunks: { chunk: number; batches: MiniBatch[] }[] } {
+  const items = [...plan.pending, ...page];
+  const perChunk = options.miniBatchSize * options.chunkSize;
+  const whole = options.last ? items.length : items.length - (items.length % perChunk);
+  const chunks: { chunk: number; batches: MiniBatch[] }[] = [];
+  let miniBatches = plan.miniBatches;
+  for (let at = 0; at < whole; at += perChunk) {
+    const batches = toMiniBatches(items.slice(at, Math.min(at + perChunk, whole)), options.miniBatchSize).map((b) => ({ ...b, index: b.index + miniBatches }));
+    miniBatches += batches.length;
+    chunks.push({ chunk: plan.chunks + chunks.length, batches });
+  }
+  return {
+    plan: { miniBatches, chunks: plan.chunks + chunks.length, items: plan.items + whole, pending: items.slice(whole) },
+    chunks,
+  };
+}

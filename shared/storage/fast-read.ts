@@ -159,36 +159,53 @@ function blobName(name: string | { '#text'?: string; '@_Encoded'?: string } | un
   return name?.['@_Encoded'] === 'true' ? decodeURIComponent(text) : text;
 }
 
+/** One page of a folder listing: its blobs, and the marker of the next page ('' after the last). */
+export interface ListedPage {
+  blobs: ListedBlob[];
+  marker: string;
+}
+
 /**
- * Lists the blobs directly under `prefix` (a folder: `delimiter` "/" leaves out what is in its
- * subfolders), all pages. Returns undefined whenever it cannot, for the SDK to list instead.
+ * Lists one page (at most `pageSize` entries, Blob storage's `maxresults`) of the blobs directly
+ * under `prefix` (a folder: `delimiter` "/" leaves out what is in its subfolders), from `marker`
+ * ('' for the first page), in the storage's listing order. Returns undefined whenever it cannot,
+ * for the SDK to list instead.
  */
-export async function fastList(container: ContainerClient, prefix: string, options: { now?: (() => number) | undefined; pageSize?: number } = {}): Promise<ListedBlob[] | undefined> {
+export async function fastListPage(container: ContainerClient, prefix: string, options: { marker: string; pageSize: number; now?: (() => number) | undefined }): Promise<ListedPage | undefined> {
   const sas = await signedFor(container, (options.now ?? Date.now)());
   if (!sas) return undefined;
+  const query = new URLSearchParams({ restype: 'container', comp: 'list', prefix, delimiter: '/', maxresults: String(options.pageSize), ...(options.marker ? { marker: options.marker } : {}) });
+  const body = await get(`${sas.base}?${query.toString()}&${sas.query}`, { maxBytes: 256 * 1024 * 1024, status: 200 });
+  if (!body) return undefined;
+  let page: ListXml;
+  try {
+    page = listParser.parse(body) as ListXml;
+  } catch {
+    return undefined;
+  }
+  const results = page.EnumerationResults;
+  if (!results) return undefined;
+  const found = typeof results.Blobs === 'object' ? (results.Blobs.Blob ?? []) : [];
+  const blobs: ListedBlob[] = [];
+  for (const blob of found) {
+    const name = blobName(blob.Name);
+    const size = /<Content-Length>(\d+)<\/Content-Length>/.exec(blob.Properties ?? '')?.[1];
+    const etag = /<Etag>([^<]*)<\/Etag>/i.exec(blob.Properties ?? '')?.[1];
+    if (name === undefined || size === undefined || etag === undefined) return undefined;
+    blobs.push({ name, size: Number(size), etag: etag.replace(/&quot;/g, '"') });
+  }
+  return { blobs, marker: typeof results.NextMarker === 'string' ? results.NextMarker : '' };
+}
+
+/** Lists every page of the blobs directly under `prefix` (see {@link fastListPage}). */
+export async function fastList(container: ContainerClient, prefix: string, options: { now?: (() => number) | undefined; pageSize?: number } = {}): Promise<ListedBlob[] | undefined> {
   const blobs: ListedBlob[] = [];
   let marker = '';
   do {
-    const query = new URLSearchParams({ restype: 'container', comp: 'list', prefix, delimiter: '/', maxresults: String(options.pageSize ?? 5000), ...(marker ? { marker } : {}) });
-    const body = await get(`${sas.base}?${query.toString()}&${sas.query}`, { maxBytes: 256 * 1024 * 1024, status: 200 });
-    if (!body) return undefined;
-    let page: ListXml;
-    try {
-      page = listParser.parse(body) as ListXml;
-    } catch {
-      return undefined;
-    }
-    const results = page.EnumerationResults;
-    if (!results) return undefined;
-    const found = typeof results.Blobs === 'object' ? (results.Blobs.Blob ?? []) : [];
-    for (const blob of found) {
-      const name = blobName(blob.Name);
-      const size = /<Content-Length>(\d+)<\/Content-Length>/.exec(blob.Properties ?? '')?.[1];
-      const etag = /<Etag>([^<]*)<\/Etag>/i.exec(blob.Properties ?? '')?.[1];
-      if (name === undefined || size === undefined || etag === undefined) return undefined;
-      blobs.push({ name, size: Number(size), etag: etag.replace(/&quot;/g, '"') });
-    }
-    marker = typeof results.NextMarker === 'string' ? results.NextMarker : '';
+    const page = await fastListPage(container, prefix, { marker, pageSize: options.pageSize ?? 5000, now: options.now });
+    if (!page) return undefined;
+    blobs.push(...page.blobs);
+    marker = page.marker;
   } while (marker !== '');
   return blobs;
 }

@@ -70,8 +70,9 @@ export async function blobMetadata(connection: string, name: string): Promise<Re
   return (await BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).getProperties()).metadata ?? {};
 }
 
-export async function readBlob(connection: string, name: string): Promise<Buffer> {
-  return BlobServiceClient.fromConnectionString(connection).getContainerClient(WORKSPACE_CONTAINER).getBlobClient(name).downloadToBuffer();
+/** A blob's bytes, from the workspace datastore's container or (`container`) another, such as the work area's `batch-jobs`. */
+export async function readBlob(connection: string, name: string, container = WORKSPACE_CONTAINER): Promise<Buffer> {
+  return BlobServiceClient.fromConnectionString(connection).getContainerClient(container).getBlobClient(name).downloadToBuffer();
 }
 
 /**

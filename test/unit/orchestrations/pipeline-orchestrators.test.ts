@@ -319,6 +319,7 @@ function stepActivities(): PipelineStepActivities {
     prepareJob: fakeHandle('prepareJob'),
     finalizeJob: fakeHandle('finalizeJob'),
     batchLane: Object.assign(orchestrationHandle('batchLane'), { orchestrationName: 'batchLane' }),
+    batchPlanner: Object.assign(orchestrationHandle('batchPlanner'), { orchestrationName: 'batchPlanner' }),
     scoreMiniBatch: fakeHandle('scoreMiniBatch'),
     recordJournal: fakeHandle('recordJournal'),
   };

@@ -3,7 +3,7 @@ import type * as df from 'durable-functions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type ChunkInput, batchChunk } from '../../../orchestrations/job/batch-chunk.js';
 import { batchJob } from '../../../orchestrations/job/batch-job.js';
-import type { LaneInput } from '../../../orchestrations/job/batch-lane.js';
+import { type LaneInput, batchLane } from '../../../orchestrations/job/batch-lane.js';
 import { type RecordedInstance, loadRecordings } from '../../../scripts/lib/history-fixtures.js';
 import { EventType } from '../../../infra/local/src/durable/history.js';
 import { chunkInstanceId } from '../../../shared/jobs/jobs-service.js';
@@ -22,7 +22,7 @@ const legacy = loadRecordings(join(FIXTURES, 'histories-batch-job'));
 /** Jobs of model deployments (one parallel step), recorded both ways. */
 const MODEL_SCENARIOS = ['onnx-two-lanes', 'script-retry-threshold', 'canceled', 'repaired'];
 /** Pipeline deployments' jobs (several steps) exist only as jobs run today. */
-const SCENARIOS = new Set([...MODEL_SCENARIOS, 'pipeline-three-steps']);
+const SCENARIOS = new Set([...MODEL_SCENARIOS, 'pipeline-three-steps', 'streamed']);
 const LEGACY_SCENARIOS = new Set(MODEL_SCENARIOS);
 
 function recording(scenario: string, role: string, from = current): RecordedInstance {
@@ -60,7 +60,7 @@ function chunkWith(change: (steps: Parameters<typeof batchChunk>[2]) => Paramete
 describe("recorded job histories replay against today's orchestrators", () => {
   it('has recordings of every scenario, as jobs run today and as jobs started before steps existed ran', () => {
     expect(new Set(current.map((r) => r.recording.scenario))).toEqual(SCENARIOS);
-    expect(new Set(current.map((r) => r.recording.name))).toEqual(new Set(['pipelineJob', 'pipelineStep', 'batchLane', 'batchChunk']));
+    expect(new Set(current.map((r) => r.recording.name))).toEqual(new Set(['pipelineJob', 'pipelineStep', 'batchLane', 'batchChunk', 'batchPlanner']));
     expect(new Set(legacy.map((r) => r.recording.scenario))).toEqual(LEGACY_SCENARIOS);
     expect(new Set(legacy.map((r) => r.recording.name))).toEqual(new Set(['batchJob', 'batchLane', 'batchChunk']));
   });
@@ -143,10 +143,19 @@ describe('the replay tests catch changes that would break jobs in flight', () =>
     expect(report.mismatch?.message).toMatch(/history has nothing more there, but the orchestrator now also calls sub-orchestration "batchChunk" as ".*:chunk-2" \(sequence number 1\)/);
   });
 
+  it('a lane of a streamed plan that no longer asks for more of it', async () => {
+    const altered = orchestratorListener(function* (context: df.OrchestrationContext) {
+      const { streamed: _dropped, ...input } = context.df.getInput<LaneInput>();
+      return yield* batchLane(context, input, { batchChunk: app.orchestrations.batchChunkOrchestration, haltJob: app.activities.haltJob, awaitPlan: app.activities.awaitPlan });
+    });
+    const report = await replayRecording(recording('streamed', 'batchscoring.lane-0'), altered);
+    expect(report.mismatch?.message).toMatch(/history has TaskScheduled "awaitPlan" .*, but the orchestrator now ends/);
+  });
+
   it('a job that now returns a different result', async () => {
     const { prepareJob, finalizeJob, scoreMiniBatch, recordJournal } = app.activities;
     const altered = orchestratorListener(function* (context: df.OrchestrationContext) {
-      const result = yield* batchJob(context, context.df.getInput<{ jobId: string }>(), { prepareJob, finalizeJob, scoreMiniBatch, recordJournal, batchLane: app.orchestrations.batchLaneOrchestration });
+      const result = yield* batchJob(context, context.df.getInput<{ jobId: string }>(), { prepareJob, finalizeJob, scoreMiniBatch, recordJournal, batchLane: app.orchestrations.batchLaneOrchestration, batchPlanner: app.orchestrations.batchPlannerOrchestration });
       return { ...result, status: 'Different' };
     });
     const recorded = recording('canceled', 'job', legacy);

@@ -11,7 +11,7 @@ describe('limit settings', () => {
   it('has defaults and reads each setting; the mini-batch cap is not bound by a blob\'s block limit', () => {
     expect(loadConfig({ ...storage }).limits).toEqual({
       requestBodyBytes: 1024 * 1024,
-      filesPerJob: 100_000,
+      filesPerJob: 10_000_000,
       miniBatchesPerJob: 1_000_000,
       invokeRatePerMinute: 600,
       invokeBurst: 200,

@@ -1,7 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDataUri } from '../../../shared/data/data-uri.js';
 import { exceedsThreshold, mergeSettings, parallelismOf } from '../../../shared/jobs/settings.js';
-import { chunkCount, chunkLayout, chunkOf, chunkTarget, chunkRange, rowRanges, toMiniBatches } from '../../../shared/planning/plan.js';
+import { type StreamedPlan, chunkCount, chunkLayout, chunkOf, chunkTarget, chunkRange, planPage, rowRanges, streamChunkSize, toMiniBatches } from '../../../shared/planning/plan.js';
 import { deploymentSettings } from '../../../shared/schemas/resources.js';
 
 const items = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}.csv`, blob: `in/f${i}.csv`, size: 1 }));
@@ -91,5 +92,55 @@ describe('data paths', () => {
     expect(() => parseDataUri('/etc/passwd', 'inputs.x.path')).toThrow(/inputs\.x\.path/);
     expect(() => parseDataUri('azureml://datastores/ws/paths/../secret', 'p')).toThrow(/segments are not allowed/);
     expect(() => parseDataUri('ftp://x/y', 'p')).toThrow();
+  });
+});
+
+describe('planning a listing page by page', () => {
+  it('gives exactly the chunks of planning the whole listing at once, however it is paged', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 120 }),
+        fc.array(fc.integer({ min: 0, max: 30 }), { maxLength: 12 }),
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 1, max: 5 }),
+        (total, cuts, miniBatchSize, chunkSize) => {
+          const all = items(total);
+          // Pages of arbitrary sizes (empty ones too), the rest in a last page.
+          const pages: (typeof all)[] = [];
+          let at = 0;
+          for (const cut of cuts) {
+            pages.push(all.slice(at, at + cut));
+            at = Math.min(total, at + cut);
+          }
+          pages.push(all.slice(at));
+          let plan: StreamedPlan = { miniBatches: 0, chunks: 0, items: 0, pending: [] };
+          const chunks: { chunk: number; batches: ReturnType<typeof toMiniBatches> }[] = [];
+          pages.forEach((page, p) => {
+            const next = planPage(plan, page, { miniBatchSize, chunkSize, last: p === pages.length - 1 });
+            // Until the last page, only whole chunks are emitted, and fewer than a chunk's items wait.
+            if (p < pages.length - 1) {
+              expect(next.chunks.every((c) => c.batches.length === chunkSize && c.batches.every((b) => b.items.length === miniBatchSize))).toBe(true);
+              expect(next.plan.pending.length).toBeLessThan(miniBatchSize * chunkSize);
+            }
+            chunks.push(...next.chunks);
+            plan = next.plan;
+          });
+          const whole = toMiniBatches(all, miniBatchSize);
+          expect(chunks.map((c) => c.chunk)).toEqual(Array.from({ length: chunkCount(whole.length, chunkSize) }, (_, i) => i));
+          expect(chunks.flatMap((c) => c.batches)).toEqual(whole);
+          chunks.forEach((c) => expect(c.batches.map((b) => b.index)).toEqual(whole.slice(chunkRange(c.chunk, chunkSize, whole.length).start, chunkRange(c.chunk, chunkSize, whole.length).end).map((b) => b.index)));
+          expect(plan).toEqual({ miniBatches: whole.length, chunks: chunkCount(whole.length, chunkSize), items: total, pending: [] });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('sizes streamed chunks at about 320 items, within 1 and the chunk maximum', () => {
+    expect(streamChunkSize(10, 200)).toBe(32);
+    expect(streamChunkSize(1, 200)).toBe(32);
+    expect(streamChunkSize(100, 200)).toBe(4);
+    expect(streamChunkSize(1000, 200)).toBe(1);
+    expect(streamChunkSize(10, 2)).toBe(2);
   });
 });
