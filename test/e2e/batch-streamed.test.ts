@@ -5,7 +5,7 @@
  * threshold and a job-size limit stop the listing too; a first page of subfolders only is skipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, customDeployment, ds, invoke, jobOutput, readBlob, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
+import { type Api, apiOf, customDeployment, ds, invoke, jobOutput, readBlob, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -67,6 +67,8 @@ describe('a folder listed page by page while it is scored', () => {
     // The plan index names the chunks it planned: 10 chunks of 2 mini-batches (the last one short).
     const plan = JSON.parse((await readBlob(host.storageConnection, `${job.id}/batchscoring/plan.json`, 'batch-jobs')).toString());
     expect(plan).toMatchObject({ done: true, chunkSize: 2, chunks: 10, miniBatches: 19, items: 37, files: 37, pending: [] });
+    // Listed in several pages, each recorded by the execution that planned it.
+    expect(plan.writers.length).toBeGreaterThan(1);
     const summary = JSON.parse(await jobOutput(host, job.id, 'job.json'));
     expect(summary.counts.items).toEqual({ total: 37, succeeded: 37, failed: 0 });
 
