@@ -102,6 +102,17 @@ describe('a folder listed page by page while it is scored', () => {
     // Every mini-batch it did score is in the report, in order, once.
     const report = (await jobOutput(host, job.id, 'processed_mini_batches.csv')).trim().split('\n').slice(1);
     expect(report.map((row) => Number(row.split(',')[0]))).toEqual(Array.from({ length: report.length }, (_, i) => i));
+    // Its plan stopped before the folder's end when the listing stopped with it; a rerun then could
+    // not know what is left, so it is refused rather than "Completed" without the unlisted files.
+    const plan = JSON.parse((await readBlob(host.storageConnection, `${job.id}/batchscoring/plan.json`, 'batch-jobs')).toString());
+    if (plan.stopped || !plan.done) {
+      const rerun = await api.call('POST', `jobs/${job.id}/rerun`, {});
+      expect(rerun.status).toBe(409);
+      expect(rerun.body.detail).toMatch(/before its input was listed to the end/);
+    } else {
+      expect(plan, JSON.stringify({ ...plan, pending: plan.pending.length })).toMatchObject({ done: true });
+      expect(plan.files).toBe(30);
+    }
   }, 180_000);
 
   it('fails the job when its listing passes a job-size limit, keeping what was scored', async () => {
