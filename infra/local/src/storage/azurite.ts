@@ -163,6 +163,34 @@ export class AzuriteProcess implements StorageEmulator {
     });
   }
 
+  /**
+   * How this Azurite answers List Blobs from now on (azurite-listing.ts): `off` with Azurite's own
+   * code, `index` with the name index and Azurite's XML, `on` (the default) with both replacements.
+   * For benchmarks and tests that list the same blobs both ways. Resolves once Azurite has switched.
+   */
+  async setListing(mode: 'off' | 'index' | 'on', timeoutMs = 10_000): Promise<void> {
+    const child = this.#child;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.#clock.clearTimeout(timer);
+        child.off('message', onMessage);
+      };
+      const onMessage = (message: unknown): void => {
+        const m = message as { fnhost?: unknown; mode?: unknown; error?: unknown } | null;
+        if (typeof m !== 'object' || m === null || m.fnhost !== 'listing' || m.mode !== mode) return;
+        done();
+        if (typeof m.error === 'string') reject(new FnHostError('ERR_INTERNAL', `Azurite could not switch its listing to ${mode}: ${m.error}`));
+        else resolve();
+      };
+      const timer = this.#clock.setTimeout(() => {
+        done();
+        reject(new FnHostError('ERR_INTERNAL', `Azurite did not switch its listing to ${mode} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      child.on('message', onMessage);
+      child.send({ fnhost: 'listing', mode });
+    });
+  }
+
   get connectionString(): string {
     return devConnectionString(this.host, this.ports);
   }
