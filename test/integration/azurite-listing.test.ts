@@ -73,8 +73,7 @@ async function listPaged(container: ContainerClient, options: { prefix: string; 
       : container.listBlobsByHierarchy(delimiter, { prefix, ...include }).byPage({ maxPageSize: pageSize });
   for await (const page of pages) {
     out.pages++;
-    const segment: { blobPrefixes?: { name: string }[] } = page.segment;
-    const prefixes = (segment.blobPrefixes ?? []).map((p) => p.name);
+    const prefixes = 'blobPrefixes' in page.segment ? (page.segment.blobPrefixes as { name: string }[] | undefined ?? []).map((p) => p.name) : [];
     expect(page.segment.blobItems.length + prefixes.length).toBeLessThanOrEqual(pageSize);
     for (const p of prefixes) expect(out.prefixes).not.toContain(p);
     out.blobs.push(...page.segment.blobItems.map((b) => b.name + (b.snapshot ? `@${b.snapshot}` : '')));
