@@ -315,6 +315,33 @@ describe("fnhost's Azurite listing: the same XML as Azurite's serializer", () =>
     });
   }
 
+  it('writes the corners of the mappers as Azurite does: attributes, nulls, empty sets, saved documents', async () => {
+    const operation = Operation()['Container_ListBlobFlatSegment'] as number;
+    const spec = specs()[operation];
+    const props = { lastModified: new Date(0), etag: '0x1' };
+    const corners: [string, Record<string, unknown>, boolean][] = [
+      ['metadata "encrypted" is an attribute', { metadata: { encrypted: 'yes', other: 'x' } }, true],
+      ['a null "encrypted" is no attribute', { metadata: { encrypted: null, other: null, none: undefined } }, true],
+      ['an empty tag set', { blobTags: { blobTagSet: [] } }, true],
+      ['tags', { blobTags: { blobTagSet: [{ key: 'k', value: 'v&' }, { key: 'e', value: '' }] } }, true],
+      ['nulls where a value may be missing', { deleted: null, properties: { ...props, cacheControl: null, contentLength: null, creationTime: null } }, true],
+      // As LokiJS gives documents back after a restart: dates as text, the MD5 restored into a Buffer.
+      ['a saved document', { properties: { ...props, lastModified: '2026-11-30T01:02:03.000Z', creationTime: '2026-11-30T01:02:03.000Z', contentMD5: Buffer.from([1, 2, 3]) } }, true],
+      ['an MD5 that is a view into a larger buffer', { properties: { ...props, contentMD5: new Uint8Array([9, 1, 2, 3, 9]).subarray(1, 4) } }, true],
+      ['an invalid date', { properties: { ...props, creationTime: new Date(NaN) } }, true],
+      ['metadata "_" (xml2js text)', { metadata: { _: 'text' } }, false],
+      ['a name XML 1.0 does not allow', { name: 'a\u0001b' }, false],
+      ['a null required value', { properties: { ...props, etag: null } }, false],
+      ['a tag set that is null', { blobTags: { blobTagSet: null } }, false],
+    ];
+    for (const [label, fields, ours] of corners) {
+      const item = { name: 'n', properties: props, ...fields };
+      const response = { statusCode: 200, serviceEndpoint: 'http://x/a', containerName: 'c', segment: { blobItems: [item] } };
+      expect(installed.xml.listXml(spec, response) !== undefined, label).toBe(ours);
+      expect(await capture(patched(), operation, spec, response), label).toEqual(await capture(installed.xml.original, operation, spec, response));
+    }
+  });
+
   it('writes an ordinary page itself', async () => {
     const operation = Operation()['Container_ListBlobHierarchySegment'] as number;
     const spec = specs()[operation];

@@ -291,18 +291,62 @@ export const AZURITE_LISTING = String.raw`
   const attribute = (s) =>
     legal(/[&<"\t\n\r]/.test(s) ? s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;').replace(/\t/g, '&#x9;').replace(/\n/g, '&#xA;').replace(/\r/g, '&#xD;') : s);
 
-  /** What ms-rest-js's Serializer.serialize checks before it looks at a value's type. */
-  const present = (mapper, value) => {
-    if (mapper.defaultValue !== undefined || mapper.isConstant || mapper.constraints !== undefined) throw UNSUPPORTED;
-    const { required, nullable } = mapper;
-    if ((required && nullable && value === undefined) || (required && !nullable && value == undefined) || (!required && nullable === false && value === null)) throw UNSUPPORTED;
-    return value !== undefined && value !== null;
+  /**
+   * A composite mapper, described once: its properties in ms-rest-js's order with what rendering
+   * each needs, or null when it has something the walk does not cover (its answers go to Azurite).
+   */
+  const described = new WeakMap();
+  const SCALARS = new Set(['String', 'Number', 'Boolean', 'Enum', 'DateTimeRfc1123', 'ByteArray']);
+  const plain = (m) => m.defaultValue === undefined && !m.isConstant && m.constraints === undefined;
+  const describe = (modelMappers, mapper) => {
+    let d = described.get(mapper);
+    if (d === undefined) {
+      d = null;
+      const type = mapper.type;
+      const model = type.modelProperties ? mapper : modelMappers[type.className];
+      const polymorphic = type.polymorphicDiscriminator || (model && model.type.polymorphicDiscriminator) || (modelMappers[mapper.serializedName] && modelMappers[mapper.serializedName].type.polymorphicDiscriminator);
+      if (model && model.type.modelProperties && !polymorphic && plain(mapper)) {
+        const props = model.type.modelProperties;
+        const keys = Object.keys(props);
+        const list = keys.map((key) => {
+          const p = props[key];
+          const kind = SCALARS.has(p.type.name) ? 'scalar' : p.type.name === 'Composite' ? 'composite' : p.type.name === 'Sequence' && p.type.element && p.type.element.type.name === 'Composite' && plain(p.type.element) && !p.type.element.required ? 'sequence' : 'other';
+          const allowed = p.type.name === 'Enum' && Array.isArray(p.type.allowedValues) && p.type.allowedValues.every((a) => typeof a === 'string') ? new Set(p.type.allowedValues.map((a) => a.toLowerCase())) : undefined;
+          return {
+            key,
+            mapper: p,
+            typeName: p.type.name,
+            kind: p.type.name === 'Enum' && !allowed ? 'other' : kind,
+            allowed,
+            required: p.required,
+            nullable: p.nullable,
+            readOnly: Boolean(p.readOnly),
+            name: p.xmlIsWrapped ? p.xmlName : p.xmlElementName || p.xmlName,
+            attribute: Boolean(p.xmlIsAttribute),
+            wrapped: Boolean(p.xmlIsWrapped),
+            entryName: p.xmlElementName,
+            plain: plain(p) && (p.xmlIsAttribute ? SCALARS.has(p.type.name) : true),
+          };
+        });
+        const extra = type.additionalProperties;
+        if (list.every((q) => q.plain && q.name != undefined) && (!extra || (SCALARS.has(extra.type.name) && extra.type.name !== 'Enum' && plain(extra)))) {
+          d = { props: list, keys: new Set(keys), extra: extra ? { typeName: extra.type.name, required: extra.required, nullable: extra.nullable } : undefined };
+        }
+      }
+      described.set(mapper, d);
+    }
+    if (d === null) throw UNSUPPORTED;
+    return d;
   };
 
+  /** ms-rest-js's Serializer.serialize refuses an undefined or null value here (the answer fails): leave it to Azurite. */
+  const refused = (q, v) => (q.required && q.nullable && v === undefined) || (q.required && !q.nullable && v == undefined) || (!q.required && q.nullable === false && v === null);
+
+  let lastTime = NaN;
+  let lastUtc = '';
   /** A scalar as ms-rest-js serializes it and xml2js prints it (toString()). */
-  const scalar = (mapper, v) => {
-    const type = mapper.type;
-    switch (type.name) {
+  const scalar = (q, v) => {
+    switch (q.typeName) {
       case 'String':
         if (typeof v !== 'string') throw UNSUPPORTED;
         return v;
@@ -311,12 +355,18 @@ export const AZURITE_LISTING = String.raw`
         return String(v);
       case 'Boolean':
         if (typeof v !== 'boolean') throw UNSUPPORTED;
-        return String(v);
+        return v ? 'true' : 'false';
       case 'Enum':
-        if (typeof v !== 'string' || !Array.isArray(type.allowedValues) || !type.allowedValues.some((a) => typeof a === 'string' && a.toLowerCase() === v.toLowerCase())) throw UNSUPPORTED;
+        if (typeof v !== 'string' || !q.allowed.has(v.toLowerCase())) throw UNSUPPORTED;
         return v;
       case 'DateTimeRfc1123':
-        if (v instanceof Date) return v.toUTCString();
+        if (v instanceof Date) {
+          // A blob's dates are mostly one instant (created, modified, tier set): format it once.
+          const t = v.getTime();
+          if (t === lastTime) return lastUtc;
+          lastTime = t;
+          return (lastUtc = v.toUTCString());
+        }
         if (typeof v === 'string' && !isNaN(Date.parse(v))) return new Date(v).toUTCString();
         throw UNSUPPORTED;
       case 'ByteArray':
@@ -328,96 +378,64 @@ export const AZURITE_LISTING = String.raw`
     }
   };
 
-  /** An element xmlbuilder prints: <name/> when it has nothing inside. */
-  const element = (out, name, fill) => {
-    const at = out.length;
-    out.push('');
-    const attributes = fill() || '';
-    if (out.length === at + 1) out[at] = '<' + name + attributes + '/>';
-    else {
-      out[at] = '<' + name + attributes + '>';
-      out.push('</' + name + '>');
-    }
-  };
-  const textElement = (out, name, s) => {
-    if (s === '') out.push('<' + name + '/>');
-    else out.push('<' + name + '>' + text(s) + '</' + name + '>');
-  };
-
-  const modelProperties = (modelMappers, mapper) => {
-    const type = mapper.type;
-    if (type.polymorphicDiscriminator) throw UNSUPPORTED;
-    const model = type.modelProperties ? mapper : modelMappers[type.className];
-    if (!model || !model.type.modelProperties || model.type.polymorphicDiscriminator || (modelMappers[mapper.serializedName] && modelMappers[mapper.serializedName].type.polymorphicDiscriminator)) throw UNSUPPORTED;
-    return model.type.modelProperties;
-  };
+  /** An element of text as xmlbuilder prints it: <name/> when the text is empty. */
+  const textElement = (name, s) => (s === '' ? '<' + name + '/>' : '<' + name + '>' + text(s) + '</' + name + '>');
+  const wrap = (name, attributes, body) => (body === '' ? '<' + name + attributes + '/>' : '<' + name + attributes + '>' + body + '</' + name + '>');
 
   /** A present value of a property, as xml2js renders what ms-rest-js makes of it, under name. */
-  const value = (out, modelMappers, mapper, v, name) => {
-    const type = mapper.type.name;
-    if (type === 'Sequence') {
-      if (!Array.isArray(v)) throw UNSUPPORTED;
-      const entry = mapper.type.element;
-      if (!entry || entry.type.name !== 'Composite') throw UNSUPPORTED;
-      for (let i = 0; i < v.length; i++) {
-        if (!present(entry, v[i])) throw UNSUPPORTED;
-        composite(out, modelMappers, entry, v[i], name);
-      }
-    } else if (type === 'Composite') composite(out, modelMappers, mapper, v, name);
-    else textElement(out, name, scalar(mapper, v));
+  const value = (modelMappers, q, v, name) => {
+    if (q.kind === 'scalar') return textElement(name, scalar(q, v));
+    if (q.kind === 'composite') return composite(modelMappers, q.mapper, v, name);
+    if (q.kind !== 'sequence' || !Array.isArray(v)) throw UNSUPPORTED;
+    let out = '';
+    for (let i = 0; i < v.length; i++) {
+      const entry = v[i];
+      if (entry === undefined || entry === null) throw UNSUPPORTED;
+      out += composite(modelMappers, q.mapper.type.element, entry, name);
+    }
+    return out;
   };
 
-  const composite = (out, modelMappers, mapper, object, name) => {
+  const composite = (modelMappers, mapper, object, name) => {
     if (typeof object !== 'object' || Array.isArray(object)) throw UNSUPPORTED;
-    const props = modelProperties(modelMappers, mapper);
-    const keys = Object.keys(props);
-    const elementNames = new Set();
-    element(out, name, () => {
-      let attributes = '';
-      for (const key of keys) {
-        const p = props[key];
-        if (p.readOnly) continue;
-        const v = object[key];
-        const propName = p.xmlIsWrapped ? p.xmlName : p.xmlElementName || p.xmlName;
-        if (!present(p, v)) {
-          if (v === null && propName != undefined && !p.xmlIsAttribute) {
-            // ms-rest-js keeps the null; xml2js prints an empty element (a wrapped one around an empty entry).
-            elementNames.add(propName);
-            if (p.xmlIsWrapped) out.push('<' + propName + '><' + p.xmlElementName + '/></' + propName + '>');
-            else out.push('<' + propName + '/>');
-          }
-          continue;
+    const d = describe(modelMappers, mapper);
+    let attributes = '';
+    let body = '';
+    // The names of the elements so far, when names of additional properties could repeat one.
+    const names = d.extra ? new Set() : undefined;
+    for (const q of d.props) {
+      if (q.readOnly) continue;
+      const v = object[q.key];
+      if (v === undefined || v === null) {
+        if (refused(q, v)) throw UNSUPPORTED;
+        // ms-rest-js keeps a null; xml2js prints an empty element (a wrapped one around an empty entry).
+        if (v === null && !q.attribute) {
+          body += q.wrapped ? '<' + q.name + '><' + q.entryName + '/></' + q.name + '>' : '<' + q.name + '/>';
+          if (names) names.add(q.name);
         }
-        if (propName == undefined) {
-          scalarOrAny(modelMappers, p, v);
-          continue;
-        }
-        if (p.xmlIsAttribute) {
-          attributes += ' ' + propName + '="' + attribute(scalar(p, v)) + '"';
-          continue;
-        }
-        elementNames.add(propName);
-        if (p.xmlIsWrapped) element(out, propName, () => value(out, modelMappers, p, v, p.xmlElementName));
-        else value(out, modelMappers, p, v, propName);
+        continue;
       }
-      const extra = mapper.type.additionalProperties;
-      if (extra) {
-        for (const k in object) {
-          if (keys.includes(k)) continue;
-          if (k === '$' || k === '_' || elementNames.has(k) || !NAME.test(k) || ILLEGAL.test(k)) throw UNSUPPORTED;
-          const v = object[k];
-          // ms-rest-js stores even an undefined one; xml2js prints undefined and null as empty.
-          if (present(extra, v)) textElement(out, k, scalar(extra, v));
-          else out.push('<' + k + '/>');
-        }
+      if (q.kind === 'other') throw UNSUPPORTED;
+      if (q.attribute) {
+        attributes += ' ' + q.name + '="' + attribute(scalar(q, v)) + '"';
+        continue;
       }
-      return attributes;
-    });
-  };
-  /** A value ms-rest-js serializes but does not store (a property without an XML name): it must not throw. */
-  const scalarOrAny = (modelMappers, mapper, v) => {
-    if (mapper.type.name === 'Composite' || mapper.type.name === 'Sequence') value([], modelMappers, mapper, v, 'x');
-    else scalar(mapper, v);
+      if (names) names.add(q.name);
+      body += q.wrapped ? wrap(q.name, '', value(modelMappers, q, v, q.entryName)) : value(modelMappers, q, v, q.name);
+    }
+    if (d.extra) {
+      for (const k in object) {
+        if (d.keys.has(k)) continue;
+        if (k === '$' || k === '_' || names.has(k) || !NAME.test(k) || ILLEGAL.test(k)) throw UNSUPPORTED;
+        const v = object[k];
+        // ms-rest-js stores even an undefined one; xml2js prints undefined and null as empty.
+        if (v === undefined || v === null) {
+          if (refused(d.extra, v)) throw UNSUPPORTED;
+          body += '<' + k + '/>';
+        } else body += textElement(k, scalar(d.extra, v));
+      }
+    }
+    return wrap(name, attributes, body);
   };
 
   const DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>';
@@ -425,10 +443,8 @@ export const AZURITE_LISTING = String.raw`
   const listXml = (spec, handlerResponse) => {
     const bodyMapper = spec.responses[200].bodyMapper;
     try {
-      if (!present(bodyMapper, handlerResponse) || bodyMapper.type.name !== 'Composite') return undefined;
-      const out = [DECLARATION];
-      composite(out, spec.serializer.modelMappers, bodyMapper, handlerResponse, bodyMapper.xmlName || bodyMapper.serializedName);
-      return out.join('');
+      if (handlerResponse === undefined || handlerResponse === null || bodyMapper.type.name !== 'Composite' || !plain(bodyMapper) || bodyMapper.required) return undefined;
+      return DECLARATION + composite(spec.serializer.modelMappers, bodyMapper, handlerResponse, bodyMapper.xmlName || bodyMapper.serializedName);
     } catch (err) {
       if (err === UNSUPPORTED) return undefined;
       throw err;

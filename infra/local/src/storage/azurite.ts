@@ -195,6 +195,11 @@ export class AzuriteProcess implements StorageEmulator {
     return devConnectionString(this.host, this.ports);
   }
 
+  /** The Azurite process's id (benchmarks read its CPU time). */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
   static async start(options: AzuriteOptions): Promise<AzuriteProcess> {
     const host = options.host ?? '127.0.0.1';
     const clock = options.clock ?? systemClock;
