@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { runInThisContext } from 'node:vm';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { azuriteCli } from '../../../infra/local/src/storage/azurite.js';
+import { azuriteCli, azuriteExecArgv } from '../../../infra/local/src/storage/azurite.js';
 import { AZURITE_LISTING } from '../../../infra/local/src/storage/azurite-listing.js';
 
 /**
@@ -361,5 +361,14 @@ describe("fnhost's Azurite listing: the same XML as Azurite's serializer", () =>
         '<Metadata><owner>me &amp; you</owner></Metadata></Blob></Blobs><NextMarker>in/b</NextMarker></EnumerationResults>',
     );
     expect((await capture(patched(), operation, spec, response)).body).toBe((await capture(installed.xml.original, operation, spec, response)).body);
+  });
+});
+
+describe("Azurite's Node.js options", () => {
+  it('profile Azurite when the host is profiled, into the same folder but not under the same name', () => {
+    const preload = azuriteExecArgv([]);
+    expect(preload[0]).toBe('--import');
+    expect(azuriteExecArgv(['--heap-growing-percent=20', '--cpu-prof', '--cpu-prof-dir=/tmp/p', '--cpu-prof-name=host.cpuprofile'])).toEqual(['--cpu-prof', '--cpu-prof-dir=/tmp/p', ...preload]);
+    expect(azuriteExecArgv(['--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '500'])).toEqual(['--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '500', ...preload]);
   });
 });

@@ -85,9 +85,19 @@ export function azuriteArgs(options: { host: string; ports: AzuritePorts; locati
   ];
 }
 
-/** Node.js options that load the preload (see azurite-preload.ts). */
-export function azuriteExecArgv(): string[] {
-  return ['--import', `data:text/javascript,${encodeURIComponent(AZURITE_PRELOAD)}`];
+/**
+ * Node.js options that load the preload (see azurite-preload.ts). A host started with `--cpu-prof`
+ * (`npm run bench -- --cpu-prof DIR`) has its Azurite profiled into the same folder too (not under
+ * its `--cpu-prof-name`, which would name both files alike).
+ */
+export function azuriteExecArgv(hostFlags: readonly string[] = process.execArgv): string[] {
+  const profiling: string[] = [];
+  for (let i = 0; i < hostFlags.length; i++) {
+    const flag = hostFlags[i] as string;
+    if (flag === '--cpu-prof' || /^--cpu-prof-(dir|interval)=/.test(flag)) profiling.push(flag);
+    else if ((flag === '--cpu-prof-dir' || flag === '--cpu-prof-interval') && i + 1 < hostFlags.length) profiling.push(flag, hostFlags[++i] as string);
+  }
+  return [...profiling, '--import', `data:text/javascript,${encodeURIComponent(AZURITE_PRELOAD)}`];
 }
 
 interface ReadyMessage {
