@@ -131,9 +131,13 @@ export const AZURITE_LISTING = String.raw`
 
     /** The collection's document of this $loki now (an update may replace the object). */
     updated(doc) {
-      const entry = doc && this.byId.get(doc.$loki);
+      if (doc === null || typeof doc !== 'object') {
+        this.broken = true;
+        return;
+      }
+      const entry = this.byId.get(doc.$loki);
       if (entry !== undefined && entry.name === doc.name && entry.account === doc.accountName && entry.container === doc.containerName) entry.doc = doc;
-      else if (doc) this.insert(doc);
+      else this.insert(doc);
     }
   }
 

@@ -65,7 +65,6 @@ import { AZURITE_LISTING } from './azurite-listing.js';
  * - List Blobs scanned and sorted every blob of the account and rendered its XML generically for
  *   each page; a page now costs the page (azurite-listing.ts, `FNHOST_AZURITE_FAST_LIST`).
  */
-
 export const AZURITE_PRELOAD = String.raw`
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
