@@ -50,7 +50,7 @@ const program = new Command()
   .option('--pipeline-rows <n>', 'rows per file for (p); the demo has 250', (v) => Number(v), 250)
   .option('--repeat <n>', 'runs of each scenario, job and bare alternating; the best of each counts', (v) => Number(v), 3)
   .option('--warmup <n>', 'job and bare runs before those, not counted (the host, Azurite and the JIT warm up)', (v) => Number(v), 1)
-  .option('--cpu-prof <dir>', "write a CPU profile of each scenario's host process into this folder (node --cpu-prof)")
+  .option('--cpu-prof <dir>', "write CPU profiles of each scenario's host and Azurite processes into this folder (node --cpu-prof)")
   .option('--data', 'keep state in a fresh data folder, as `fnhost start` does by default (Azurite as its own process, saving to disk), instead of in memory', false)
   .parse();
 const opts = program.opts<{

@@ -1,3 +1,5 @@
+import { AZURITE_LISTING } from './azurite-listing.js';
+
 /**
  * The module fnhost preloads into every Azurite process it starts (`--import` of a data: URL, so it
  * needs no file of its own and runs before Azurite's own code). It is JavaScript text, not
@@ -42,7 +44,7 @@
  *
  * In both modes it reports readiness and its ports over IPC, exits as soon as all three services
  * report "successfully closed" (their databases are saved by then; Azurite itself would hang on
- * its timers), and carries two speed fixes:
+ * its timers), and carries speed fixes:
  * - Azurite looks blobs and blocks up in LokiJS with queries such as {accountName, containerName,
  *   name}. Loki uses an index only for the query's first key, and every blob shares the account,
  *   so each lookup scans every blob: at 10,000 blobs a download costs ~10 ms of Azurite's one
@@ -60,6 +62,8 @@
  * - Azurite routes every request by compiling each operation's URI template (a hundred or so)
  *   anew, about 0.2 ms of its one thread per request. Templates are immutable once compiled, so
  *   each is compiled once.
+ * - List Blobs scanned and sorted every blob of the account and rendered its XML generically for
+ *   each page; a page now costs the page (azurite-listing.ts, `FNHOST_AZURITE_FAST_LIST`).
  */
 export const AZURITE_PRELOAD = String.raw`
 import { createRequire } from 'node:module';
@@ -110,6 +114,14 @@ try {
   require.cache[id].exports = cached;
 } catch (err) {
   console.error('fnhost: could not speed up Azurite routing: ' + err);
+}
+
+// List Blobs at a cost per page, not per container (azurite-listing.ts).
+let listing;
+try {
+  listing = (${AZURITE_LISTING})(createRequire(process.argv[1]), String(process.env.FNHOST_AZURITE_FAST_LIST || 'on').toLowerCase());
+} catch (err) {
+  console.error('fnhost: could not speed up Azurite listings: ' + err);
 }
 
 // Finished blob writes, for the host's Event Grid storage topic (see the comment at the top).
@@ -414,6 +426,17 @@ if (service) {
   process.on('disconnect', requestStop);
   process.on('message', (m) => {
     if (m === 'shutdown') beginStop();
+    // AzuriteProcess.setListing: how List Blobs is answered from now on (azurite-listing.ts).
+    if (m && typeof m === 'object' && m.fnhost === 'listing') {
+      let error;
+      try {
+        if (!listing) throw new Error('the fast listing is not installed');
+        listing.setMode(m.mode);
+      } catch (err) {
+        error = String(err && err.message ? err.message : err);
+      }
+      if (process.connected) process.send({ fnhost: 'listing', mode: m.mode, error });
+    }
   });
 }
 

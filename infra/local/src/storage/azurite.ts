@@ -85,9 +85,19 @@ export function azuriteArgs(options: { host: string; ports: AzuritePorts; locati
   ];
 }
 
-/** Node.js options that load the preload (see azurite-preload.ts). */
-export function azuriteExecArgv(): string[] {
-  return ['--import', `data:text/javascript,${encodeURIComponent(AZURITE_PRELOAD)}`];
+/**
+ * Node.js options that load the preload (see azurite-preload.ts). A host started with `--cpu-prof`
+ * (`npm run bench -- --cpu-prof DIR`) has its Azurite profiled into the same folder too (not under
+ * its `--cpu-prof-name`, which would name both files alike).
+ */
+export function azuriteExecArgv(hostFlags: readonly string[] = process.execArgv): string[] {
+  const profiling: string[] = [];
+  for (let i = 0; i < hostFlags.length; i++) {
+    const flag = hostFlags[i] as string;
+    if (flag === '--cpu-prof' || /^--cpu-prof-(dir|interval)=/.test(flag)) profiling.push(flag);
+    else if ((flag === '--cpu-prof-dir' || flag === '--cpu-prof-interval') && i + 1 < hostFlags.length) profiling.push(flag, hostFlags[++i] as string);
+  }
+  return [...profiling, '--import', `data:text/javascript,${encodeURIComponent(AZURITE_PRELOAD)}`];
 }
 
 interface ReadyMessage {
@@ -163,8 +173,41 @@ export class AzuriteProcess implements StorageEmulator {
     });
   }
 
+  /**
+   * How this Azurite answers List Blobs from now on (azurite-listing.ts): `off` with Azurite's own
+   * code, `index` with the name index and Azurite's XML, `on` (the default) with both replacements.
+   * For benchmarks and tests that list the same blobs both ways. Resolves once Azurite has switched.
+   */
+  async setListing(mode: 'off' | 'index' | 'on', timeoutMs = 10_000): Promise<void> {
+    const child = this.#child;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.#clock.clearTimeout(timer);
+        child.off('message', onMessage);
+      };
+      const onMessage = (message: unknown): void => {
+        const m = message as { fnhost?: unknown; mode?: unknown; error?: unknown } | null;
+        if (typeof m !== 'object' || m === null || m.fnhost !== 'listing' || m.mode !== mode) return;
+        done();
+        if (typeof m.error === 'string') reject(new FnHostError('ERR_INTERNAL', `Azurite could not switch its listing to ${mode}: ${m.error}`));
+        else resolve();
+      };
+      const timer = this.#clock.setTimeout(() => {
+        done();
+        reject(new FnHostError('ERR_INTERNAL', `Azurite did not switch its listing to ${mode} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      child.on('message', onMessage);
+      child.send({ fnhost: 'listing', mode });
+    });
+  }
+
   get connectionString(): string {
     return devConnectionString(this.host, this.ports);
+  }
+
+  /** The Azurite process's id (benchmarks read its CPU time). */
+  get pid(): number | undefined {
+    return this.#child.pid;
   }
 
   static async start(options: AzuriteOptions): Promise<AzuriteProcess> {
