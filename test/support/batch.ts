@@ -131,7 +131,7 @@ export async function invoke(api: Api, endpoint: string, body: unknown, headers:
 export async function customDeployment(
   host: FnHostProcess,
   api: Api,
-  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; makeDefault?: boolean },
+  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; split?: { by: 'rows'; max_rows: number }; makeDefault?: boolean },
 ): Promise<void> {
   const codeDir = `code/${options.endpoint}-${options.deployment}-${Date.now().toString(36)}/`;
   await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(options.script), 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
@@ -139,7 +139,7 @@ export async function customDeployment(
     endpoint: options.endpoint,
     deployment: options.deployment,
     model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {} },
+    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {}, ...(options.split ? { split: options.split } : {}) },
     ...(options.makeDefault === undefined ? {} : { makeDefault: options.makeDefault }),
   });
 }
