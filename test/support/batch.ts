@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { expect } from 'vitest';
+import type { SplitSettings } from '../../shared/schemas/resources.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from './fnhost.js';
 import { waitFor } from './wait.js';
 
@@ -127,11 +128,11 @@ export async function invoke(api: Api, endpoint: string, body: unknown, headers:
   return res.body;
 }
 
-/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too). */
+/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too), with `split` when given. */
 export async function customDeployment(
   host: FnHostProcess,
   api: Api,
-  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; split?: { by: 'rows'; max_rows: number }; makeDefault?: boolean },
+  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; split?: SplitSettings; makeDefault?: boolean },
 ): Promise<void> {
   const codeDir = `code/${options.endpoint}-${options.deployment}-${Date.now().toString(36)}/`;
   await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(options.script), 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
