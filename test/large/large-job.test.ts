@@ -5,8 +5,8 @@
  * predictions.csv must hold every input row exactly once, in input order, and the report one row
  * per mini-batch.
  *
- * It takes minutes (README, "Tests at scale"), so it is not part of `npm test`: `npm run test:large`
- * runs it (vitest.large.config.ts).
+ * It takes ~25 minutes on the 2-core machine (README, "Tests at scale"), so it is not part of
+ * `npm test`: `npm run test:large` runs it (vitest.large.config.ts).
  */
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
