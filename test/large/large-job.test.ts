@@ -56,7 +56,8 @@ describe('a job of more than 50,000 mini-batches', () => {
         endpoint: 'large',
         deployment: 'echo',
         script: 'echo-rows.js',
-        settings: { mini_batch_size: 1, max_concurrency_per_instance: 4 },
+        // A generous timeout: no load on this machine makes a one-row echo time out and retry.
+        settings: { mini_batch_size: 1, max_concurrency_per_instance: 4, retry_settings: { max_retries: 3, timeout: 600 } },
         split: { by: 'rows', max_rows: 1 },
       });
 
