@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { expect } from 'vitest';
+import type { SplitSettings } from '../../shared/schemas/resources.js';
 import { type FnHostProcess, PRODUCT_APP, startFnHost } from './fnhost.js';
 import { waitFor } from './wait.js';
 
@@ -128,11 +129,11 @@ export async function invoke(api: Api, endpoint: string, body: unknown, headers:
   return res.body;
 }
 
-/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too). */
+/** Deploys a fixture scoring script (test/fixtures/scripts) as a `custom_model` deployment (uploads `models/dummy/model.txt` too), with `split` when given. */
 export async function customDeployment(
   host: FnHostProcess,
   api: Api,
-  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; makeDefault?: boolean },
+  options: { endpoint: string; deployment: string; script: string; settings?: Record<string, unknown>; split?: SplitSettings; makeDefault?: boolean },
 ): Promise<void> {
   const codeDir = `code/${options.endpoint}-${options.deployment}-${Date.now().toString(36)}/`;
   await upload(host.storageConnection, { [`${codeDir}score.js`]: fixtureScript(options.script), 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
@@ -140,7 +141,7 @@ export async function customDeployment(
     endpoint: options.endpoint,
     deployment: options.deployment,
     model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {} },
+    deploymentBody: { code_configuration: { code: ds(codeDir), scoring_script: 'score.js' }, settings: options.settings ?? {}, ...(options.split ? { split: options.split } : {}) },
     ...(options.makeDefault === undefined ? {} : { makeDefault: options.makeDefault }),
   });
 }
