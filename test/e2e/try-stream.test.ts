@@ -5,7 +5,9 @@
  * survive page markers; results go to the item they name; concurrent jobs and files changed while
  * the job lists stay apart.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { type Api, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, customDeployment, deploy, ds, invoke, jobOutput, readBlob, upload, waitForJob } from '../support/batch.js';
@@ -32,8 +34,11 @@ beforeAll(async () => {
   await upload(host.storageConnection, { 'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL) });
 });
 
+const flags = mkdtempSync(join(tmpdir(), 'try-stream-'));
+
 afterAll(async () => {
   await host?.stop();
+  rmSync(flags, { recursive: true, force: true });
 });
 
 /** Blob storage's (Azurite's) listing order of names under one prefix. */
@@ -258,4 +263,65 @@ describe('jobs and files that share names', () => {
     // late[0] was never listed, added[1] was; early[0] and early[1] were listed and fail.
     expect(done.counts.items).toEqual({ total: count, succeeded: count - 2, failed: 2 });
   }, 400_000);
+});
+
+describe('reruns of a job whose folder was listed page by page', () => {
+  it('scores only what failed and ends byte-identical to a clean run', async () => {
+    const endpoint = uniqueName('rerun');
+    const broken = join(flags, `${endpoint}-broken`);
+    await customDeployment(host, api, {
+      endpoint,
+      deployment: 'dep',
+      script: 'flaky.js',
+      settings: { mini_batch_size: 3, max_concurrency_per_instance: 2, retry_settings: { max_retries: 0, timeout: 60 }, environment_variables: { BROKEN_FLAG: broken } },
+    });
+    const names = Array.from({ length: 40 }, (_, i) => `f-${String(i).padStart(2, '0')}${i % 9 === 4 ? '-bad' : i === 30 ? '-throw' : ''}.txt`);
+    const prefix = `data/${endpoint}/in/`;
+    await upload(host.storageConnection, Object.fromEntries(names.map((n, i) => [`${prefix}${n}`, Array.from({ length: 1 + (i % 3) }, (_, k) => `${n} ${k}`).join('\n') + '\n'])));
+    writeFileSync(broken, '');
+    const parent = await invoke(api, endpoint, { inputs: { x: { path: ds(prefix) } } });
+    const parentDone = await waitForJob(api, parent.id, 180_000);
+    expect(parentDone.status, JSON.stringify(parentDone.error)).toBe('Completed');
+    expect((await plan(parent.id)).writers).not.toHaveLength(1);
+    // "bad" files 4, 13, 22, 31, and the mini-batch of files 30-32 (f-30-throw).
+    expect(parentDone.counts.items).toEqual({ total: 40, succeeded: 34, failed: 6 });
+    rmSync(broken);
+    const res = await api.call('POST', `jobs/${parent.id}/rerun`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const rerun = await waitForJob(api, res.body.id, 180_000);
+    expect(rerun.status, JSON.stringify(rerun.error)).toBe('Completed');
+    expect(rerun.rerun_of).toMatchObject({ reused: { items: 34 }, scored: { items: 6 } });
+    expect(rerun.counts.items).toEqual({ total: 40, succeeded: 40, failed: 0 });
+    const clean = await invoke(api, endpoint, { inputs: { x: { path: ds(prefix) } } });
+    expect((await waitForJob(api, clean.id, 180_000)).status).toBe('Completed');
+    expect(await jobOutput(host, rerun.id, 'predictions.csv')).toBe(await jobOutput(host, clean.id, 'predictions.csv'));
+    expect(await jobOutput(host, rerun.id, 'errors.jsonl')).toBe('');
+  }, 400_000);
+
+  it('a job past its error threshold after its folder was listed to the end can be rerun', async () => {
+    const endpoint = uniqueName('rerun-thr');
+    const broken = join(flags, `${endpoint}-broken`);
+    await customDeployment(host, api, {
+      endpoint,
+      deployment: 'dep',
+      script: 'flaky.js',
+      settings: { mini_batch_size: 1, max_concurrency_per_instance: 1, error_threshold: 0, retry_settings: { max_retries: 0, timeout: 60 }, environment_variables: { BROKEN_FLAG: broken } },
+    });
+    // The bad file comes last: by the time it fails, every page is listed.
+    const names = [...Array.from({ length: 12 }, (_, i) => `f-${String(i).padStart(2, '0')}.txt`), 'z-bad.txt'];
+    const prefix = `data/${endpoint}/in/`;
+    await upload(host.storageConnection, Object.fromEntries(names.map((n) => [`${prefix}${n}`, `${n}\n`])));
+    writeFileSync(broken, '');
+    const parent = await invoke(api, endpoint, { inputs: { x: { path: ds(prefix) } } });
+    const parentDone = await waitForJob(api, parent.id, 180_000);
+    expect(parentDone.status).toBe('Failed');
+    expect(parentDone.error).toMatchObject({ code: 'error_threshold_exceeded' });
+    expect(await plan(parent.id)).toMatchObject({ done: true, files: 13 });
+    rmSync(broken);
+    const res = await api.call('POST', `jobs/${parent.id}/rerun`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const rerun = await waitForJob(api, res.body.id, 180_000);
+    expect(rerun.status).toBe('Completed');
+    expect(rerun.counts.items).toEqual({ total: 13, succeeded: 13, failed: 0 });
+  }, 300_000);
 });
