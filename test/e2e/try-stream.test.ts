@@ -345,3 +345,39 @@ describe('reruns of a job whose folder was listed page by page', () => {
     expect(rerun.counts.items).toEqual({ total: 13, succeeded: 13, failed: 0 });
   }, 300_000);
 });
+
+describe('a pipeline parallel step over a folder listed page by page', () => {
+  it('gives the rows a model deployment gives over the same folder', async () => {
+    const endpoint = uniqueName('pipe');
+    const prefix = `data/${endpoint}/in/`;
+    const row = (i: number): number[] => [39 + i * 0.7, 17 + (i % 5) * 0.3, 180 + i * 3, 3500 + i * 75];
+    await upload(
+      host.storageConnection,
+      Object.fromEntries(Array.from({ length: 11 }, (_, f) => [`${prefix}p-${String(f).padStart(2, '0')}.csv`, penguinCsv(Array.from({ length: 1 + (f % 3) }, (_, k) => row(f * 3 + k)))])),
+    );
+    const model = { name: 'penguins', version: '1', type: 'onnx' as const, path: ds('models/penguins/') };
+    await deploy(api, { endpoint, deployment: 'model', model, deploymentBody: { settings: { mini_batch_size: 2 } } });
+    const score = { type: 'parallel', inputs: { data: { type: 'uri_folder' } }, outputs: { predictions: { type: 'uri_folder' } }, input_data: '${{inputs.data}}', model: 'azureml:penguins:1', mini_batch_size: 2, max_concurrency_per_instance: 2, task: { type: 'run_function', append_row_to: '${{outputs.predictions}}' } };
+    expect((await api.call('PUT', `components/${endpoint}_score/versions/1`, score)).status).toBe(201);
+    const pipeline = {
+      type: 'pipeline',
+      inputs: { data: { type: 'uri_folder' } },
+      outputs: { predictions: { type: 'uri_folder' } },
+      jobs: { score: { component: `azureml:${endpoint}_score:1`, inputs: { data: '${{parent.inputs.data}}' }, outputs: { predictions: '${{parent.outputs.predictions}}' } } },
+    };
+    expect((await api.call('PUT', `components/${endpoint}_pipe/versions/1`, pipeline)).status).toBe(201);
+    expect((await api.call('PUT', `endpoints/${endpoint}/deployments/pipe`, { type: 'pipeline', component: `azureml:${endpoint}_pipe:1` })).status).toBe(201);
+    const direct = await invoke(api, endpoint, { inputs: { x: { path: ds(prefix) } } }, { 'azureml-model-deployment': 'model' });
+    const piped = await invoke(api, endpoint, { inputs: { data: { type: 'uri_folder', path: ds(prefix) } } }, { 'azureml-model-deployment': 'pipe' });
+    const [d, p] = [await waitForJob(api, direct.id, 180_000), await waitForJob(api, piped.id, 180_000)];
+    expect(d.status, JSON.stringify(d.error)).toBe('Completed');
+    expect(p.status, JSON.stringify(p.error)).toBe('Completed');
+    const want = await jobOutput(host, direct.id, 'predictions.csv');
+    expect(want.trim().split('\n')).toHaveLength(21);
+    const stepOutput = await fetch(`${host.url}/api/jobs/${piped.id as string}/steps/score/outputs/predictions.csv`, { headers: { 'x-functions-key': host.masterKey } });
+    expect(stepOutput.status).toBe(200);
+    expect(await stepOutput.text()).toBe(want);
+    const stepPlan = JSON.parse((await readBlob(host.storageConnection, `${piped.id as string}/score/plan.json`, 'batch-jobs')).toString()) as { writers: unknown[] };
+    expect(stepPlan.writers.length).toBeGreaterThan(1);
+  }, 300_000);
+});
