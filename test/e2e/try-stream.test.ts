@@ -222,6 +222,26 @@ describe('jobs and files that share names', () => {
     expect(await jobOutput(host, b.id, 'predictions.csv')).toBe(expected);
   }, 300_000);
 
+  it('an output folder of a job still listing its input is not given to a second job; an Idempotency-Key gives back the first', async () => {
+    const endpoint = uniqueName('sameout');
+    await customDeployment(host, api, { endpoint, deployment: 'dep', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '100' } } });
+    const prefix = `data/${endpoint}/in/`;
+    await upload(host.storageConnection, Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`${prefix}f-${String(i).padStart(2, '0')}.txt`, `f ${i}\n`])));
+    const body = { inputs: { x: { path: ds(prefix) } }, outputs: { score: { path: ds(`out/${endpoint}/`) } } };
+    const first = await invoke(api, endpoint, body, { 'Idempotency-Key': `${endpoint}-k` });
+    const again = await api.call('POST', `endpoints/${endpoint}/jobs`, body, { 'Idempotency-Key': `${endpoint}-k` });
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(first.id);
+    const other = await api.call('POST', `endpoints/${endpoint}/jobs`, body);
+    expect(other.status).toBe(409);
+    expect(other.body.code).toBe('output_exists');
+    expect(JSON.stringify(other.body)).toContain(first.id);
+    const done = await waitForJob(api, first.id, 180_000);
+    expect(done.status).toBe('Completed');
+    expect((await api.call('POST', `endpoints/${endpoint}/jobs`, body)).status).toBe(409);
+    expect((await jobOutput(host, first.id, 'predictions.csv')).trim().split('\n')).toHaveLength(20);
+  }, 300_000);
+
   it('files deleted, rewritten and added while the folder is listed: listed versions or clear failures, never mixed or duplicated', async () => {
     const endpoint = uniqueName('mutate');
     await customDeployment(host, api, { endpoint, deployment: 'dep', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 1, retry_settings: { max_retries: 0, timeout: 60 }, environment_variables: { SLOW_MS: '40' } } });
