@@ -64,6 +64,10 @@ describe('job-size caps when the first page already passes them', () => {
     expect(done.error).toMatchObject({ code: 'limit_exceeded' });
     expect(done.error.message).toMatch(/BATCH_MAX_MINI_BATCHES_PER_JOB/);
     expect(done.counts.mini_batches.succeeded, JSON.stringify(done.counts)).toBeLessThanOrEqual(MAX_MINI_BATCHES);
+    // Its listing stopped at the cap: a rerun cannot know what is left, and says so.
+    const rerun = await api.call('POST', `jobs/${job.id as string}/rerun`, {});
+    expect(rerun.status, JSON.stringify(rerun.body)).toBe(409);
+    expect(rerun.body.detail).toMatch(/before its input was listed to the end/);
   }, 180_000);
 
   it('a folder of several pages whose first page passes BATCH_MAX_FILES_PER_JOB scores no more than the cap', async () => {
