@@ -129,6 +129,16 @@ describe('storage failing under a listing', () => {
     await expectWholeOrFailed(job, names);
   }, 300_000);
 
+  it('the container gone mid-listing (404 ContainerNotFound): the job fails with input_not_found', async () => {
+    const { endpoint, folder, names } = await setUp(12);
+    const rule = proxy.fail({ service: 'blob', method: 'GET', query: new RegExp(`(?=.*comp=list)(?=.*marker=)(?=.*prefix=${folder})`), status: 404, code: 'ContainerNotFound', times: Infinity });
+    const job = await ended(await start(endpoint, folder), 120_000);
+    rule.cancel();
+    expect(job.status).toBe('Failed');
+    expect(job.error.code).toBe('input_not_found');
+    await expectWholeOrFailed(job, names);
+  }, 300_000);
+
   it('a listing page failing for a while, within the retries: the job completes as without the failures', async () => {
     const { endpoint, folder, names } = await setUp(12);
     const rule = proxy.fail({ service: 'blob', method: 'GET', query: new RegExp(`(?=.*comp=list)(?=.*marker=)(?=.*prefix=${folder})`), status: 503, times: 3 });
