@@ -79,7 +79,7 @@ async function output(jobId: string, file: string): Promise<{ status: number; te
 async function ended(id: string, timeoutMs: number): Promise<Json> {
   return waitForJob(api, id, timeoutMs).catch(async (err: unknown) => {
     const view = (await api.call('GET', `jobs/${id}`)).body;
-    const plan = JSON.parse((await readBlob(storage.connectionString, `${id}/batchscoring/plan.json`, 'batch-jobs')).toString()) as Json;
+    const plan = JSON.parse((await readBlob(storage.connectionString, `${id}/batchscoring/plan.json`, 'batch-jobs')).toString());
     const instance = async (suffix: string): Promise<string> => {
       const res = await fetch(`${host.url}/runtime/webhooks/durabletask/instances/${encodeURIComponent(`${id}:batchscoring:${suffix}`)}?code=${host.masterKey}&showHistory=true`);
       const body = (await res.json().catch(() => ({}))) as { runtimeStatus?: string; output?: unknown; historyEvents?: { FunctionName?: string }[] };
