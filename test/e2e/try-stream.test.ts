@@ -338,6 +338,21 @@ describe('reruns of a job whose folder was listed page by page', () => {
     expect(await jobOutput(host, rerun.id, 'errors.jsonl')).toBe('');
   }, 400_000);
 
+  it('a job canceled while its folder was being listed can be rerun (README: reruns of Canceled jobs score what never ran)', async () => {
+    const endpoint = uniqueName('rerun-cancel');
+    await customDeployment(host, api, { endpoint, deployment: 'dep', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '300' } } });
+    const prefix = `data/${endpoint}/in/`;
+    await upload(host.storageConnection, Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`${prefix}f-${String(i).padStart(3, '0')}.txt`, `f ${i}\n`])));
+    const parent = await invoke(api, endpoint, { inputs: { x: { path: ds(prefix) } } });
+    await waitFor(async () => ((await plan(parent.id)).done === false ? true : undefined), { timeoutMs: 60_000, what: 'listing under way' });
+    expect((await api.call('POST', `jobs/${parent.id as string}/cancel`)).status).toBe(202);
+    const canceled = await waitForJob(api, parent.id, 180_000);
+    expect(canceled.status).toBe('Canceled');
+    expect(await plan(parent.id)).toMatchObject({ stopped: 'canceled' });
+    const res = await api.call('POST', `jobs/${parent.id as string}/rerun`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+  }, 300_000);
+
   it('a job past its error threshold after its folder was listed to the end can be rerun', async () => {
     const endpoint = uniqueName('rerun-thr');
     const broken = join(flags, `${endpoint}-broken`);
