@@ -5,7 +5,7 @@
 import * as df from 'durable-functions';
 import { BatchError } from '../shared/errors.js';
 import type { EngineRef, FinalizeInput, FinalizeResult, MiniBatchInput, MiniBatchResult, PlanProgress, PreparedJob } from '../shared/jobs/job-runner.js';
-import { stepInstanceId } from '../shared/jobs/jobs-service.js';
+import { plannerInstanceId, stepInstanceId } from '../shared/jobs/jobs-service.js';
 import type { JournalLine } from '../shared/jobs/journal.js';
 import type { CommandAttempt, PipelinePlan, PreparedStep, StepEnd } from '../shared/jobs/pipeline-runner.js';
 import type { JobCounts, JobError } from '../shared/jobs/types.js';
@@ -25,7 +25,15 @@ export const prepareJob = typedActivity<EngineRef, PreparedJob>('prepareJob', (i
 
 export const planPages = typedActivity<EngineRef, PlanProgress>('planPages', (input) => services().runner.planPages(input));
 
-export const awaitPlan = typedActivity<EngineRef & { chunk: number }, PlanProgress>('awaitPlan', (input) => services().runner.awaitPlan(input));
+export const awaitPlan = typedClientActivity<EngineRef & { chunk: number }, PlanProgress>('awaitPlan', (input, client) =>
+  services().runner.awaitPlan(input, {
+    // The planner is a sub-orchestration of the step: once it has ended, no one will move the plan on.
+    plannerEnded: async () => {
+      const status = await client.getStatus(plannerInstanceId(input.jobId, input.step)).catch(() => undefined);
+      return ['Completed', 'Failed', 'Terminated', 'Canceled'].includes(String(status?.runtimeStatus));
+    },
+  }),
+);
 
 export const scoreMiniBatch = typedActivity<MiniBatchInput, MiniBatchResult>('scoreMiniBatch', (input) => services().runner.scoreMiniBatch(input));
 

@@ -72,6 +72,10 @@ export function* batchLane(
       }
       ({ chunks, miniBatches } = progress);
       planned = progress.done;
+      // The job stopped (canceled, halted, or its plan lost) while this lane waited: it stops too.
+      if (progress.stopped === 'canceled' || progress.stopped === 'halted' || progress.error) {
+        return { counts, done, partial: 0, canceled: progress.stopped === 'canceled', thresholdExceeded: false, halted: progress.stopped === 'halted', error: progress.error };
+      }
     }
     if (chunk >= chunks) break;
     // Chunks planned while the listing goes on are whole; only the last one can be short.

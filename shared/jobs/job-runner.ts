@@ -17,7 +17,7 @@ import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readI
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
-import { JobWorkArea, type PlanIndex, SEGMENTS_AT_ONCE, type SegmentFile } from './work-area.js';
+import { JobWorkArea, type PlanIndex, SEGMENTS_AT_ONCE, type SegmentFile, unlistedRest } from './work-area.js';
 import { type ComposeSource, composeBlob } from '../outputs/compose.js';
 import { type AttemptStatus, type JournalEntry, type JournalLine, entryParts, ranIndexes, readJournalLines } from './journal.js';
 import { type RerunOf, type RerunPiece, composeRerun, itemsToScore } from './rerun.js';
@@ -542,6 +542,23 @@ export class JobRunner {
       // A rerun's plan is its parent's, with what each mini-batch reuses (see shared/jobs/rerun.ts).
       batches = (await this.#workArea.rerunPlan(rerun.scope, rerun.header_bytes, rerun.segment_size)).batches;
       items = batches.flatMap((b) => b.items);
+      // A parent that stopped before its folder was listed to the end: the rerun lists on from where
+      // it stopped, in the parent's chunks (whole ones, so the mini-batches to come follow on).
+      const parent = (await this.#workArea.readPlan(rerun.scope))?.index;
+      if (parent && unlistedRest(parent)) {
+        return this.#createPlan(run, {
+          miniBatches: batches.length,
+          chunks: parent.chunks,
+          items: items.length,
+          pending: parent.pending,
+          chunkSize: parent.chunkSize,
+          lanes: Math.max(1, Math.floor(parallelism)),
+          marker: parent.marker,
+          done: false,
+          files: parent.files,
+          writers: parent.chunks > 0 ? [{ first: 0, nonce }] : [],
+        }, Array.from({ length: parent.chunks }, (_, chunk) => ({ chunk, batches: batches?.slice(chunk * parent.chunkSize, (chunk + 1) * parent.chunkSize) ?? [] })));
+      }
     } else if (spec.input.type === 'uri_file' || spec.input.files) {
       items = await listInput(input, spec.split, spec.input.files);
     } else {
@@ -550,6 +567,9 @@ export class JobRunner {
       while (page.items.length === 0 && page.marker !== '') page = await listFolderPage(input, spec.split, { marker: page.marker, pageSize: this.#config.listPageSize });
       items = page.items;
       if (page.marker !== '') {
+        // A first page already past a job-size cap fails the job before anything is scored.
+        const firstTooLarge = jobSizeProblem(this.#config.limits, { files: new Set(items.map((i) => i.blob)).size, miniBatches: Math.ceil(items.length / spec.settings.mini_batch_size) });
+        if (firstTooLarge) throw new BatchError(firstTooLarge.code, firstTooLarge.message, { retryable: false });
         const chunkSize = streamChunkSize(spec.settings.mini_batch_size, this.#config.maxChunkSize);
         const first = planPage({ miniBatches: 0, chunks: 0, items: 0, pending: [] }, items, { miniBatchSize: spec.settings.mini_batch_size, chunkSize, last: false });
         const index: PlanIndex = {
@@ -617,13 +637,15 @@ export class JobRunner {
         let next: PlanIndex;
         let chunks: { chunk: number; batches: MiniBatch[] }[] = [];
         if (stop) {
-          next = { ...index, marker: '', done: true, pending: [], stopped: stop };
+          // Where the listing stopped stays recorded (marker, pending): a rerun lists on from there.
+          next = { ...index, done: true, stopped: stop };
         } else {
           const { input } = await this.#placesOf(run);
           let page: { items: PlanItem[]; marker: string } | undefined;
           let failure: BatchError | undefined;
           try {
-            page = await listFolderPage(input, spec.split, { marker: index.marker, pageSize: this.#config.listPageSize });
+            // No marker left (a rerun taking over a listing that stopped after its last page): only the pending items remain.
+            page = index.marker === '' ? { items: [], marker: '' } : await listFolderPage(input, spec.split, { marker: index.marker, pageSize: this.#config.listPageSize });
           } catch (err) {
             if (!(err instanceof BatchError) || err.retryable) throw err;
             failure = err;
@@ -634,7 +656,7 @@ export class JobRunner {
           failure ??= planned ? jobSizeProblem(this.#config.limits, { files, miniBatches: planned.plan.miniBatches + Math.ceil(planned.plan.pending.length / spec.settings.mini_batch_size) }) : undefined;
           if (failure || !page || !planned) {
             const error = { code: failure?.code ?? 'internal', message: failure?.message ?? 'The input could not be listed.' };
-            next = { ...index, marker: '', done: true, pending: [], stopped: 'failed', error };
+            next = { ...index, done: true, stopped: 'failed', error };
           } else {
             chunks = planned.chunks;
             const writer = newNonce();
@@ -684,17 +706,35 @@ export class JobRunner {
   /**
    * How a run's plan stands, for a lane that has run every chunk it knew of: returns as soon as the
    * plan has `chunk` or is done, or after {@link AWAIT_PLAN_MS} (the lane asks again). planPages on
-   * this host wakes it at once; one on another host is seen within {@link PLAN_POLL_MS}.
+   * this host wakes it at once; one on another host is seen within {@link PLAN_POLL_MS}. A lane
+   * never waits on a job that is canceling or halted (`stopped`), nor on a planner that has ended
+   * (`options.plannerEnded`) while the plan index says the listing goes on: storage lost the
+   * index's last update, so the job is halted with that error rather than left running forever.
    */
-  async awaitPlan(input: EngineRef & { chunk: number }): Promise<PlanProgress> {
+  async awaitPlan(input: EngineRef & { chunk: number }, options: { plannerEnded: () => Promise<boolean> }): Promise<PlanProgress> {
     const scope = engineScope(input);
     const deadline = this.#now().getTime() + AWAIT_PLAN_MS;
     for (;;) {
       const recorded = await this.#workArea.readPlan(scope);
       if (!recorded) throw new BatchError('internal', `Job ${input.jobId} has no plan.`, { retryable: false });
       const { index } = recorded;
+      if (index.done || input.chunk < index.chunks) return planProgress(index);
+      const run = await this.#run(input);
+      if (JobRunner.#canceling(run)) return { ...planProgress(index), done: true, stopped: 'canceled' };
+      if (run.state.halt) return { ...planProgress(index), done: true, stopped: 'halted' };
       const left = deadline - this.#now().getTime();
-      if (index.done || input.chunk < index.chunks || left <= 0) return planProgress(index);
+      if (left <= 0) {
+        if (!(await options.plannerEnded())) return planProgress(index);
+        // Read again: the planner may have recorded its last page since the read above.
+        const again = (await this.#workArea.readPlan(scope))?.index ?? index;
+        if (again.done || input.chunk < again.chunks) return planProgress(again);
+        const error: JobError = {
+          code: 'storage_failed',
+          message: `The input's listing ended, but the plan index holds only ${again.chunks} chunk(s) (${again.files} file(s)) and says the listing goes on: storage lost its last update, so the job cannot know the rest of its mini-batches. Invoke the endpoint again.`,
+        };
+        await this.halt({ ...input, error });
+        return { ...planProgress(again), done: true, stopped: 'failed', error };
+      }
       await this.#plans.wait(scope, Math.min(left, PLAN_POLL_MS));
     }
   }

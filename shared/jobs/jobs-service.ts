@@ -27,7 +27,7 @@ import { storedColumns } from '../scoring/tabular.js';
 import { predictionsHeader } from '../scoring/rows.js';
 import type { RerunSource } from './rerun.js';
 import { type OwnedOutput, readOwnedOutput } from './output-access.js';
-import { JobWorkArea } from './work-area.js';
+import { JobWorkArea, unlistedRest } from './work-area.js';
 
 export interface InvokeRequest {
   endpoint: string;
@@ -253,8 +253,7 @@ export class JobsService {
    * its output folder is what one clean run would have written (see shared/jobs/rerun.ts).
    *
    * Refused: a job still running (409), a pipeline or summary_only job (400), a job whose plan and
-   * journal are gone or whose predictions file changed since (409), a job that stopped before its
-   * folder was listed to the end (409: its plan lacks the files never listed), a job with nothing left to run
+   * journal are gone or whose predictions file changed since (409), a job with nothing left to run
    * (409 `nothing_to_rerun`), and, unless `force`, a deployment whose model or scoring code is not
    * the parent's (409 `deployment_changed`: the rows would come from two scorers).
    */
@@ -278,19 +277,15 @@ export class JobsService {
     const segmentSize = engine?.segment_size;
     const file = spec.settings.output_file_name;
     const headerBytes = Buffer.byteLength(predictionsHeader(spec.settings, columns));
-    // A plan listed page by page that stopped early (canceled, failed) lacks the files never listed:
-    // a rerun of it would end "Completed" without them.
+    // A plan listed page by page that stopped early (canceled, failed) lacks the files never
+    // listed: the rerun lists on from where it stopped (JobRunner.prepare), so they are left too.
     const listing = (await this.#workArea.readPlan(scope))?.index;
-    if (listing && (!listing.done || listing.stopped)) {
-      throw new BatchError('conflict', `Job '${request.id}' stopped (${listing.stopped ?? parent.state.status.toLowerCase()}) before its input was listed to the end, so its plan does not hold every file: a rerun cannot tell what is left. Invoke the endpoint again.`, {
-        details: { field: 'id', listed_files: listing.files },
-      });
-    }
+    const unlisted = listing !== undefined && unlistedRest(listing);
     const plan = await this.#workArea.rerunPlan(scope, headerBytes, segmentSize);
     if (plan.batches.length === 0) {
       throw new BatchError('conflict', `Job '${request.id}' has no plan or journal left (it finished before reruns were possible, or never planned its work); invoke the endpoint again.`, { details: { field: 'id' } });
     }
-    if (plan.scored.items === 0) {
+    if (plan.scored.items === 0 && !unlisted) {
       throw new BatchError('nothing_to_rerun', `Nothing is left to run: every one of the ${plan.reused.items} item(s) of job '${request.id}' succeeded.`, { details: { field: 'id', job_id: request.id } });
     }
     let source: RerunSource | undefined;

@@ -44,6 +44,14 @@ export interface PlanIndex extends StreamedPlan {
   error?: JobError | undefined;
 }
 
+/**
+ * Whether a plan stopped before its folder was listed to the end (canceled, failed, halted while
+ * listing), leaving files no mini-batch holds: a rerun lists on from its marker and pending items.
+ */
+export function unlistedRest(index: PlanIndex): boolean {
+  return (!index.done || index.stopped !== undefined) && (index.marker !== '' || index.pending.length > 0);
+}
+
 /** The writer of `chunk` in a plan index. */
 function writerOf(index: PlanIndex, chunk: number): string {
   let writer = index.writers[0]?.nonce ?? '';

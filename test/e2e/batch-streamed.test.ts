@@ -89,10 +89,10 @@ describe('a folder listed page by page while it is scored', () => {
     expect(await jobOutput(host, job.id, 'predictions.csv')).toBe(expectedRows(names));
   }, 180_000);
 
-  it('stops listing when the job is canceled, and ends Canceled', async () => {
+  it('stops listing when the job is canceled, and ends Canceled; a rerun lists on and scores the rest', async () => {
     const endpoint = uniqueName('stream-cancel');
     await customDeployment(host, api, { endpoint, deployment: 'dep', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 1, environment_variables: { SLOW_MS: '400' } } });
-    await numberedFiles(`data/${endpoint}/in/`, 30);
+    const names = await numberedFiles(`data/${endpoint}/in/`, 30);
     const job = await invoke(api, endpoint, { inputs: { x: { path: ds(`data/${endpoint}/in/`) } } });
     await waitFor(async () => ((await api.call('GET', `jobs/${job.id}`)).body?.status === 'Running' ? true : undefined), { timeoutMs: 60_000, what: 'running' });
     expect((await api.call('POST', `jobs/${job.id}/cancel`)).status).toBe(202);
@@ -102,17 +102,14 @@ describe('a folder listed page by page while it is scored', () => {
     // Every mini-batch it did score is in the report, in order, once.
     const report = (await jobOutput(host, job.id, 'processed_mini_batches.csv')).trim().split('\n').slice(1);
     expect(report.map((row) => Number(row.split(',')[0]))).toEqual(Array.from({ length: report.length }, (_, i) => i));
-    // Its plan stopped before the folder's end when the listing stopped with it; a rerun then could
-    // not know what is left, so it is refused rather than "Completed" without the unlisted files.
-    const plan = JSON.parse((await readBlob(host.storageConnection, `${job.id}/batchscoring/plan.json`, 'batch-jobs')).toString());
-    if (plan.stopped || !plan.done) {
-      const rerun = await api.call('POST', `jobs/${job.id}/rerun`, {});
-      expect(rerun.status).toBe(409);
-      expect(rerun.body.detail).toMatch(/before its input was listed to the end/);
-    } else {
-      expect(plan, JSON.stringify({ ...plan, pending: plan.pending.length })).toMatchObject({ done: true });
-      expect(plan.files).toBe(30);
-    }
+    // A rerun scores what never ran, and lists on from where the listing stopped: every file's row,
+    // once and in order.
+    const rerun = await api.call('POST', `jobs/${job.id}/rerun`, {});
+    expect(rerun.status, JSON.stringify(rerun.body)).toBe(202);
+    const again = await waitForJob(api, rerun.body.id, 120_000);
+    expect(again.status).toBe('Completed');
+    expect(again.counts.items).toEqual({ total: 30, succeeded: 30, failed: 0 });
+    expect(await jobOutput(host, rerun.body.id, 'predictions.csv')).toBe(expectedRows(names));
   }, 180_000);
 
   it('fails the job when its listing passes a job-size limit, keeping what was scored', async () => {
