@@ -629,8 +629,7 @@ export class JobRunner {
       const recorded = await this.#workArea.readPlan(scope);
       if (!recorded) throw new BatchError('internal', `Job ${ref.jobId} has no plan to list on.`, { retryable: false });
       let { index, etag } = recorded;
-      let moved = true;
-      while (!index.done && moved) {
+      while (!index.done) {
         if (this.#now().getTime() - started >= PLAN_BUDGET_MS) return planProgress(index);
         const run = await this.#run(ref);
         const spec = run.work;
@@ -667,7 +666,6 @@ export class JobRunner {
         const written = await this.#workArea.advancePlan(scope, { etag }, next, chunks);
         if (written === undefined) {
           // Another execution moved the plan on: read where it stands and go on from there.
-          moved = false;
           break;
         }
         index = next;
