@@ -493,18 +493,12 @@ export class JobRunner {
     const planned = index.done
       ? `${items} item(s) in ${miniBatches} mini-batch(es) of up to ${spec.settings.mini_batch_size}`
       : `input listed page by page while scoring runs (${items + pending} item(s) in the first page); mini-batches of up to ${spec.settings.mini_batch_size}`;
-    await this.#workArea.stageEntry(run.scope, {
-      i: -1,
-      a: 0,
-      n: '',
-      status: 'completed',
-      items: 0,
-      succeeded: 0,
-      failed: 0,
-      report: '',
-      errors: '',
-      log: `${this.#now().toISOString()} INFO job ${jobId}:${where} ${planned}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
-    }, this.#config.segmentSize);
+    await this.#workArea.stagePreamble(
+      run.scope,
+      0,
+      `${this.#now().toISOString()} INFO job ${jobId}:${where} ${planned}, ${base.parallelism} in flight, ${deploymentOf(run.job)}model ${spec.model.name}:${spec.model.version}\n`,
+      this.#config.segmentSize,
+    );
     const counts = emptyCounts();
     counts.mini_batches.total = miniBatches + Math.ceil(pending / spec.settings.mini_batch_size);
     counts.items.total = items + pending;
@@ -685,18 +679,12 @@ export class JobRunner {
           };
         });
         if (index.done && !index.stopped) {
-          await this.#workArea.stageEntry(scope, {
-            i: -1,
-            a: 1,
-            n: '',
-            status: 'completed',
-            items: 0,
-            succeeded: 0,
-            failed: 0,
-            report: '',
-            errors: '',
-            log: `${this.#now().toISOString()} INFO job ${ref.jobId}${ref.step === undefined ? '' : ` step ${ref.step}`}: input listed: ${index.items} item(s) of ${index.files} file(s) in ${index.miniBatches} mini-batch(es)\n`,
-          }, run.state.segment_size);
+          await this.#workArea.stagePreamble(
+            scope,
+            1,
+            `${this.#now().toISOString()} INFO job ${ref.jobId}${ref.step === undefined ? '' : ` step ${ref.step}`}: input listed: ${index.items} item(s) of ${index.files} file(s) in ${index.miniBatches} mini-batch(es)\n`,
+            run.state.segment_size,
+          );
         }
       }
       if (index.done) return planProgress(index);

@@ -227,6 +227,15 @@ export class JobWorkArea {
   }
 
   /**
+   * Records a line of the job's preamble (its log's first lines): `order` 0 is prepare's, 1 the
+   * listing's end (finalize writes them in that order). Each has a block of its own, whoever
+   * writes it last (prepare or the planner may run twice) wins.
+   */
+  async stagePreamble(jobId: string, order: number, log: string, segmentSize: number | undefined): Promise<void> {
+    await this.stageEntry(jobId, { i: -1, a: order, n: '', status: 'completed', items: 0, succeeded: 0, failed: 0, report: '', errors: '', log }, segmentSize);
+  }
+
+  /**
    * Records lines the orchestration collected (routine entries it carried, acks of entries staged
    * by activities) as one block per segment they belong to. The block id comes from the content,
    * so recording the same lines again (an activity run twice) writes the same block.
