@@ -561,8 +561,9 @@ export class JobRunner {
       while (page.items.length === 0 && page.marker !== '') page = await listFolderPage(input, spec.split, { marker: page.marker, pageSize: this.#config.listPageSize });
       items = page.items;
       if (page.marker !== '') {
+        const files = new Set(items.map((i) => i.blob)).size;
         // A first page already past a job-size cap fails the job before anything is scored.
-        const firstTooLarge = jobSizeProblem(this.#config.limits, { files: new Set(items.map((i) => i.blob)).size, miniBatches: Math.ceil(items.length / spec.settings.mini_batch_size) });
+        const firstTooLarge = jobSizeProblem(this.#config.limits, { files, miniBatches: Math.ceil(items.length / spec.settings.mini_batch_size) });
         if (firstTooLarge) throw new BatchError(firstTooLarge.code, firstTooLarge.message, { retryable: false });
         const chunkSize = streamChunkSize(spec.settings.mini_batch_size, this.#config.maxChunkSize);
         const first = planPage({ miniBatches: 0, chunks: 0, items: 0, pending: [] }, items, { miniBatchSize: spec.settings.mini_batch_size, chunkSize, last: false });
@@ -572,7 +573,7 @@ export class JobRunner {
           lanes: Math.max(1, Math.floor(parallelism)),
           marker: page.marker,
           done: false,
-          files: new Set(items.map((i) => i.blob)).size,
+          files,
           writers: first.chunks.length > 0 ? [{ first: 0, nonce }] : [],
         };
         return this.#createPlan(run, index, first.chunks);

@@ -31,7 +31,7 @@ export interface PlanIndex extends StreamedPlan {
   chunkSize: number;
   /** Lanes that run the chunks (lane k runs chunks k, k + lanes, …). */
   lanes: number;
-  /** Where the listing goes on ('' once it is done or stopped). */
+  /** Where the listing goes on ('' once it reached the folder's end; kept when it stopped early, for a rerun). */
   marker: string;
   /** Whether every mini-batch is planned (the listing ended, or stopped: see `stopped`). */
   done: boolean;
