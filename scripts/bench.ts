@@ -20,11 +20,17 @@
  *     files scored with onnxruntime-node on 2 worker threads, summarize.js's run(). Also per
  *     step: each step's started_at → completed_at in the job view against the same work bare.
  *
+ * (b) and (c) also give CPU milliseconds per mini-batch of the host (its worker threads included),
+ * its Azurite and the bench process (where the bare loops run), in the best job run and the best
+ * bare run: on this 2-core machine both are CPU-bound, so the overhead is mostly the difference.
+ * `FNHOST_AZURITE_CENSUS=FILE` in the environment has Azurite count its requests by kind into
+ * FILE (JSON) when it exits (upload, job and bare runs together).
+ *
  * Each scenario runs one uncounted warm-up pair (job, bare), then alternates job and bare runs and
  * keeps the best of each. Hosts keep their state in memory unless `--data` gives each a data
  * folder (Azurite then runs as a process of its own and saves to disk, as with `fnhost start`).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +94,69 @@ async function freshStack(): Promise<LocalStack> {
 
 const CONTAINER = 'azureml-blobstore';
 const MODEL = join(ROOT, 'scripts', 'demo', 'model', 'penguins.onnx');
+
+/** CPU seconds (user + system, all threads) a process has used so far; 0 once it is gone. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    // /proc/PID/stat: the command name may hold spaces, so fields are counted after its ")".
+    const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The Azurite process serving `connection` (a child of the host, or its own process with `--data`):
+ * the process holding the socket that listens on its blob port (/proc/net/tcp, then each process's
+ * file descriptors).
+ */
+function azuritePid(connection: string): number | undefined {
+  const port = Number(/BlobEndpoint=https?:\/\/[^:/]+:(\d+)/.exec(connection)?.[1]);
+  if (!port) return undefined;
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is ADDR:PORT; state 0A is LISTEN; the inode is the tenth field.
+      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A' && f[9] !== undefined) inodes.add(`socket:[${f[9]}]`);
+    }
+  }
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        if (inodes.has(readlinkSync(`/proc/${entry}/fd/${fd}`))) return Number(entry);
+      }
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return undefined;
+}
+
+/** CPU seconds so far of the host, its Azurite and this process (where the bare loops run). */
+interface CpuSample {
+  host: number;
+  azurite: number;
+  bench: number;
+}
+
+function sampleCpu(stack: LocalStack, azurite: number | undefined): CpuSample {
+  const own = process.cpuUsage();
+  return { host: cpuSeconds(stack.child.pid), azurite: cpuSeconds(azurite), bench: (own.user + own.system) / 1e6 };
+}
+
+function cpuSpent(before: CpuSample, after: CpuSample): CpuSample {
+  return { host: after.host - before.host, azurite: after.azurite - before.azurite, bench: after.bench - before.bench };
+}
 
 function peakRssMb(pid: number | undefined): number {
   const status = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
@@ -203,6 +272,9 @@ interface Row {
   /** (b), (c): the invoke's 202 received → the first mini-batch started, and completed. */
   '202 → first mini-batch start s'?: string;
   '202 → first mini-batch done s'?: string;
+  /** (b), (c): see cpuColumns. */
+  'CPU ms/mini-batch job: host, Azurite, bench'?: string;
+  'bare: host, Azurite, bench'?: string;
 }
 
 function row(scenario: string, files: number, job: { seconds: number; miniBatches: number }, bare: number, peakRss: number): Row {
@@ -228,20 +300,38 @@ interface Timed {
  * keeping the best of each compares the two at their least disturbed. Peak RSS is the host's after
  * its first job.
  */
-async function alternate<J extends Timed, B extends Timed>(label: string, pid: number | undefined, runJob: () => Promise<J>, runBare: () => Promise<B>): Promise<{ job: J; bare: B; peakRss: number }> {
-  const jobs: J[] = [];
-  const bares: B[] = [];
+async function alternate<J extends Timed, B extends Timed>(label: string, stack: LocalStack, runJob: () => Promise<J>, runBare: () => Promise<B>): Promise<{ job: J; bare: B; peakRss: number; cpu: { job: CpuSample; bare: CpuSample } }> {
+  const jobs: (J & { cpu: CpuSample })[] = [];
+  const bares: (B & { cpu: CpuSample })[] = [];
   let peakRss = 0;
   const warmup = Math.max(0, opts.warmup);
+  const azurite = azuritePid(stack.storageConnection);
+  const measured = async <T extends Timed>(run: () => Promise<T>): Promise<T & { cpu: CpuSample }> => {
+    const before = sampleCpu(stack, azurite);
+    const result = await run();
+    return { ...result, cpu: cpuSpent(before, sampleCpu(stack, azurite)) };
+  };
   for (let r = 0; r < warmup + Math.max(1, opts.repeat); r++) {
-    jobs.push(await runJob());
-    if (r === 0) peakRss = peakRssMb(pid);
-    bares.push(await runBare());
+    jobs.push(await measured(runJob));
+    if (r === 0) peakRss = peakRssMb(stack.child.pid);
+    bares.push(await measured(runBare));
   }
   const seconds = (list: Timed[]): string => list.map((v) => v.seconds.toFixed(2)).join(', ');
   const best = <T extends Timed>(list: T[]): T => list.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   console.log(`${label}: warm-up job ${seconds(jobs.slice(0, warmup))} s, bare ${seconds(bares.slice(0, warmup))} s; runs: job ${seconds(jobs.slice(warmup))} s; bare ${seconds(bares.slice(warmup))} s`);
-  return { job: best(jobs.slice(warmup)), bare: best(bares.slice(warmup)), peakRss };
+  const job = best(jobs.slice(warmup));
+  const bare = best(bares.slice(warmup));
+  return { job, bare, peakRss, cpu: { job: job.cpu, bare: bare.cpu } };
+}
+
+/**
+ * The CPU columns of a (b) or (c) row: CPU milliseconds per mini-batch of the host, its Azurite
+ * and the bench process, in the best job run / the best bare run (the bare loop runs in the bench
+ * process; the job's bench CPU is its polling).
+ */
+function cpuColumns(miniBatches: number, cpu: { job: CpuSample; bare: CpuSample }): Pick<Row, 'CPU ms/mini-batch job: host, Azurite, bench' | 'bare: host, Azurite, bench'> {
+  const per = (c: CpuSample): string => [c.host, c.azurite, c.bench].map((s) => ((s * 1000) / miniBatches).toFixed(1)).join(', ');
+  return { 'CPU ms/mini-batch job: host, Azurite, bench': per(cpu.job), 'bare: host, Azurite, bench': per(cpu.bare) };
 }
 
 /** Seconds of `work`, for the bare runs (which return only their time). */
@@ -262,7 +352,7 @@ async function scenarioA(): Promise<Row[]> {
     const client = await setup(stack, 'bench-onnx', { settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } }, { type: 'onnx', path: 'azureml://datastores/workspaceblobstore/paths/models/penguins/penguins.onnx' });
     const { job, bare, peakRss } = await alternate(
       '(a)',
-      stack.child.pid,
+      stack,
       () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
       () => timed(() => bareOnnx(stack.storageConnection, 'bench/a/')),
     );
@@ -271,7 +361,7 @@ async function scenarioA(): Promise<Row[]> {
     // plain job in the same host: what carrying the inputs costs.
     const joined = await alternate(
       '(a) join "all" / plain job',
-      stack.child.pid,
+      stack,
       () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/', { join: 'all' }),
       () => timeJob(client, 'bench-onnx', 'azureml://datastores/workspaceblobstore/paths/bench/a/'),
     );
@@ -294,13 +384,13 @@ async function scenarioB(count: number): Promise<Row> {
       { code_configuration: { code: 'azureml://datastores/workspaceblobstore/paths/code/trivial/', scoring_script: 'score.js' }, settings: { max_concurrency_per_instance: 2, mini_batch_size: 10 } },
       { type: 'custom_model', path: 'azureml://datastores/workspaceblobstore/paths/models/none/' },
     );
-    const { job, bare, peakRss } = await alternate(
+    const { job, bare, peakRss, cpu } = await alternate(
       `(b) ${count} files`,
-      stack.child.pid,
+      stack,
       () => timeJobToFirst(client, `bench-trivial-${count}`, `azureml://datastores/workspaceblobstore/paths/bench/b${count}/`),
       () => timed(() => bareFileLoop(stack.storageConnection, `bench/b${count}/`, count)),
     );
-    return { ...row('(b) trivial scorer', count, job, bare.seconds, peakRss), ...firstColumns(job) };
+    return { ...row('(b) trivial scorer', count, job, bare.seconds, peakRss), ...firstColumns(job), ...cpuColumns(job.miniBatches, cpu) };
   } finally {
     await stack.stop();
   }
@@ -365,9 +455,9 @@ async function scenarioC(): Promise<Row> {
       { code_configuration: { code: 'azureml://datastores/workspaceblobstore/paths/code/trivial/', scoring_script: 'score.js' }, settings: { max_concurrency_per_instance: 4, mini_batch_size: miniBatchSize } },
       { type: 'custom_model', path: 'azureml://datastores/workspaceblobstore/paths/models/none/' },
     );
-    const { job, bare, peakRss } = await alternate(
+    const { job, bare, peakRss, cpu } = await alternate(
       `(c) ${count} files`,
-      stack.child.pid,
+      stack,
       () => timeJobToFirst(client, 'bench-scale', 'azureml://datastores/workspaceblobstore/paths/bench/c/'),
       () => timed(() => bareFileLoop(stack.storageConnection, 'bench/c/', count, { loops: 4, miniBatchSize })),
     );
@@ -378,7 +468,7 @@ async function scenarioC(): Promise<Row> {
       throw new Error(`(c) predictions.csv of job ${job.id} is not every file's row in order (${lines.length} rows of ${count})`);
     }
     console.log(`(c) predictions.csv: ${count} rows in order; first mini-batch started ${job.firstStart.toFixed(3)} s and completed ${job.firstDone.toFixed(3)} s after the invoke's 202`);
-    return { ...row(`(c) trivial, ${miniBatchSize}/mini-batch, 4 lanes`, count, job, bare.seconds, peakRss), ...firstColumns(job) };
+    return { ...row(`(c) trivial, ${miniBatchSize}/mini-batch, 4 lanes`, count, job, bare.seconds, peakRss), ...firstColumns(job), ...cpuColumns(job.miniBatches, cpu) };
   } finally {
     await stack.stop();
   }
@@ -483,7 +573,7 @@ async function scenarioPipeline(): Promise<{ row: Row; steps: Record<string, str
     const scripts = { prepare: await commandScript('prepare'), summarize: await commandScript('summarize') };
     const { job, bare, peakRss } = await alternate(
       '(p) pipeline',
-      stack.child.pid,
+      stack,
       () => timePipelineJob(client, 'bench-pipeline', dataPrefix),
       () => barePipeline(stack.storageConnection, dataPrefix, opts.pipelineFiles, scripts),
     );

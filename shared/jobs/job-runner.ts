@@ -8,7 +8,7 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { builtInColumns, rowJoinOf } from '../scoring/columns.js';
+import { type KnownColumns, builtInColumns, newKeys, rowJoinOf, settledColumns } from '../scoring/columns.js';
 import { failedItem, outputContentType, outputFormat, predictionsHeader } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
@@ -779,6 +779,7 @@ export class JobRunner {
         ready: arrivals,
         timeoutMs: spec.settings.retry_settings.timeout * 1000,
         columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input, proposal) : undefined,
+        knownColumns: knownColumns(run.state),
       });
       // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
       const [downloads, scoring] = await Promise.allSettled([landed, scored]);
@@ -813,15 +814,13 @@ export class JobRunner {
    * dropped before are returned in `warn`, so the job log names each dropped key once.
    */
   async #columns(ref: EngineRef, proposal: ColumnsProposal): Promise<ColumnsDecision> {
-    const cached = await this.#run(ref);
-    const known = cached.state.columns;
-    const isNew = (columns: readonly string[], dropped: readonly string[]): string[] => proposal.seen.filter((k) => !columns.includes(k) && !dropped.includes(k));
-    if (known && isNew(known, cached.state.dropped_columns ?? []).length === 0) return { columns: known, warn: [] };
+    const settled = settledColumns(knownColumns((await this.#run(ref)).state), proposal);
+    if (settled) return settled;
     let warn: string[] = [];
     const state = await this.#update(ref, (s) => {
       const columns = s.columns ?? proposal.proposed;
       const dropped = s.dropped_columns ?? [];
-      warn = isNew(columns, dropped);
+      warn = newKeys({ columns, dropped }, proposal);
       if (s.columns && warn.length === 0) return undefined;
       return { ...s, columns, dropped_columns: [...dropped, ...warn] };
     });
@@ -1387,4 +1386,9 @@ export class JobRunner {
 
 export function describeFailure(err: unknown): string {
   return truncate(errorMessage(err));
+}
+
+/** The columns a job record has fixed, if any (a cached record's are final: they never change once fixed). */
+function knownColumns(state: { columns?: string[] | undefined; dropped_columns?: string[] | undefined }): KnownColumns | undefined {
+  return state.columns ? { columns: state.columns, dropped: state.dropped_columns ?? [] } : undefined;
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BatchError } from '../errors.js';
 import { isNotFound } from '../storage/clients.js';
-import type { CopySource } from '../storage/fast-read.js';
+import { type CopySource, fastStageBlock } from '../storage/fast-read.js';
 
 /** A block staged for a file: its id and its exact length, as the writer recorded them. */
 export interface StagedPart {
@@ -127,7 +127,8 @@ export class OutputFolder {
     const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
     if (body.length === 0) return undefined;
     try {
-      await this.container.getBlockBlobClient(this.blobName(file)).stageBlock(id, body, body.length);
+      // A mini-batch stages a block of each output file: the plain PUT spares the event loop the SDK's pipeline.
+      if (!(await fastStageBlock(this.container, this.blobName(file), id, body))) await this.container.getBlockBlobClient(this.blobName(file)).stageBlock(id, body, body.length);
     } catch (err) {
       throw storageError(`staging a part of ${file}`, err);
     }

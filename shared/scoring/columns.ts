@@ -27,6 +27,28 @@ export interface ColumnsDecision {
   warn: string[];
 }
 
+/** The job's columns once fixed, and the keys dropped from its rows so far (both from the job record). */
+export interface KnownColumns {
+  columns: readonly string[];
+  dropped: readonly string[];
+}
+
+/** The keys a proposal has seen that are neither among `known`'s columns nor dropped before. */
+export function newKeys(known: KnownColumns, proposal: ColumnsProposal): string[] {
+  return proposal.seen.filter((k) => !known.columns.includes(k) && !known.dropped.includes(k));
+}
+
+/**
+ * The decision for a proposal when the job's columns are already fixed and it sees no key that is
+ * new: those columns, nothing to warn about. Otherwise undefined: only the job record can decide
+ * (fix the columns, or drop a new key once). The host and the scoring worker both use it: the
+ * worker settles what it can without a round trip, with the columns its task was given.
+ */
+export function settledColumns(known: KnownColumns | undefined, proposal: ColumnsProposal): ColumnsDecision | undefined {
+  if (known === undefined || newKeys(known, proposal).length > 0) return undefined;
+  return { columns: [...known.columns], warn: [] };
+}
+
 /** Whether a result is a row of named values (a plain object, not an array, typed array or date). */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value) && !(value instanceof Date);

@@ -3,7 +3,7 @@
  * scoring script sees. Everything here must survive structured cloning.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { ColumnsDecision, ColumnsProposal } from './columns.js';
+import type { ColumnsDecision, ColumnsProposal, KnownColumns } from './columns.js';
 import type { FailedItem, LogLevel, ScoreResult, ScoringItem } from './types.js';
 
 export type LogEntry = ScoreResult['logs'][number];
@@ -53,6 +53,8 @@ export interface WorkerTask {
   warmup?: boolean | undefined;
   /** The host decides the job's columns: the worker sends a `columns` event and waits for the answer. */
   columns?: boolean | undefined;
+  /** The job's columns if the host knows them fixed: the worker settles what they settle itself. */
+  knownColumns?: KnownColumns | undefined;
 }
 
 /**

@@ -38,6 +38,9 @@ interface Pool {
 /** What one task on a worker came to. */
 type TaskOutcome = ScoreOutcome | { status: 'released'; logs: LogEntry[] };
 
+/** For a worker that waits for a whole mini-batch: landed bytes sent on before the rest has landed. */
+const WHOLE_FLUSH_BYTES = 1024 * 1024;
+
 function secondsText(ms: number): string {
   return String(Number((ms / 1000).toFixed(3)));
 }
@@ -65,7 +68,12 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   async score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome> {
     const entry = await this.#poolFor(spec);
     const earlier = entry.notes.splice(0);
-    const outcome = await this.#execute(entry, { items: request.items, ready: request.ready, columns: request.columns }, request.timeoutMs);
+    const outcome = await this.#execute(
+      entry,
+      // A script's run() gets the whole mini-batch at once: its files need not reach the worker one by one.
+      { items: request.items, ready: request.ready, columns: request.columns, knownColumns: request.knownColumns, whole: spec.kind === 'script' },
+      request.timeoutMs,
+    );
     if (outcome.status === 'released') {
       return { status: 'failed', error: 'the scorer was released while this mini-batch ran', retryable: true, logs: [...earlier, ...outcome.logs], seconds: 0 };
     }
@@ -88,7 +96,15 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
   async #execute(
     entry: Pool,
-    task: { items: WorkerTask['items']; warmup?: boolean; ready?: ScoreRequest['ready']; columns?: ScoreRequest['columns'] },
+    task: {
+      items: WorkerTask['items'];
+      warmup?: boolean;
+      ready?: ScoreRequest['ready'];
+      columns?: ScoreRequest['columns'];
+      knownColumns?: ScoreRequest['knownColumns'];
+      /** The worker waits for every item before it scores: arrivals travel together (see below). */
+      whole?: boolean;
+    },
     timeoutMs: number,
   ): Promise<TaskOutcome> {
     const called = performance.now();
@@ -129,13 +145,27 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     });
     const seconds = (): number => round((performance.now() - (startedAt ?? called)) / 1000);
     // Arrivals queue on the port until the worker listens; once the task is over they go nowhere.
+    // Every message wakes the worker thread and costs the event loop ~50 µs, so items that land in
+    // one turn travel together; for a worker that waits for all of them, items travel together
+    // until all have landed or WHOLE_FLUSH_BYTES are waiting (the worker writes a script's files as
+    // they come, so large ones still reach the disk while the rest download).
     const landed: { index: number; bytes?: Uint8Array | undefined }[] = [];
+    let waiting = task.ready?.length ?? 0;
+    let landedBytes = 0;
     const post = (): void => {
+      landedBytes = 0;
       if (landed.length > 0) port1.postMessage({ type: 'ready', items: landed.splice(0) } satisfies ArrivalEvent);
     };
     task.ready?.forEach((arrived, index) => {
       void arrived.then(
         (bytes) => {
+          waiting--;
+          if (task.whole) {
+            landed.push({ index, bytes });
+            landedBytes += bytes?.byteLength ?? 0;
+            if (waiting === 0 || landedBytes >= WHOLE_FLUSH_BYTES) post();
+            return;
+          }
           if (landed.length === 0) setImmediate(post);
           landed.push({ index, bytes });
         },
@@ -149,7 +179,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
 
     let reply: WorkerReply;
     try {
-      const { ready, columns, ...rest } = task;
+      const { ready, columns, whole: _whole, ...rest } = task;
       reply = await pool.run({ ...rest, streamed: ready !== undefined, columns: columns !== undefined, port: port2 }, { signal: controller.signal, transferList: [port2] });
     } catch (err) {
       if (expired) {

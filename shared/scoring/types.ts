@@ -4,7 +4,7 @@
  * runtime turns items into prediction rows.
  */
 
-import type { ColumnsDecision, ColumnsProposal } from './columns.js';
+import type { ColumnsDecision, ColumnsProposal, KnownColumns } from './columns.js';
 
 export type { ColumnsDecision, ColumnsProposal } from './columns.js';
 
@@ -76,6 +76,12 @@ export interface ScoreRequest {
    * rejection fails the mini-batch, retryably.
    */
   columns?: ((proposal: ColumnsProposal) => Promise<ColumnsDecision>) | undefined;
+  /**
+   * The job's columns as last known here, if fixed: a proposal they settle (see settledColumns) is
+   * decided in the worker, without asking `columns`. Stale is safe: a key this copy does not know
+   * was dropped is new to it, so the worker asks.
+   */
+  knownColumns?: KnownColumns | undefined;
 }
 
 export interface FailedItem {

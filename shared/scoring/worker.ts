@@ -14,7 +14,7 @@ import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import { type ColumnsDecision, type ColumnsProposal, droppedKeysWarning, proposeColumns, rowJoinOf } from './columns.js';
+import { type ColumnsDecision, type ColumnsProposal, droppedKeysWarning, proposeColumns, rowJoinOf, settledColumns } from './columns.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { exportedFunction, installScriptConsole } from './script-thread.js';
@@ -165,6 +165,8 @@ class ColumnsError extends Error {}
 /** The job's columns for these results: asked of the host when it decides them (see columns.ts). */
 function askColumns(task: WorkerTask, proposal: ColumnsProposal): Promise<ColumnsDecision> {
   if (!task.columns) return Promise.resolve({ columns: proposal.proposed, warn: [] });
+  const settled = settledColumns(task.knownColumns, proposal);
+  if (settled) return Promise.resolve(settled);
   return new Promise((resolve, reject) => {
     const onMessage = (event: ArrivalEvent): void => {
       if (event.type !== 'columns') return;

@@ -4,8 +4,8 @@ import { type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredenti
 import { XMLParser } from 'fast-xml-parser';
 
 /**
- * Reads of small blobs and folder listings without the SDK's request pipeline: keep-alive HTTP
- * GETs on a read/list SAS URL. A batch job reads thousands of small files, and the pipeline
+ * Reads of small blobs and folder listings, and the staging of output blocks, without the SDK's
+ * request pipeline: keep-alive HTTP GETs on a read/list SAS URL, PUTs on a write SAS URL. A batch job reads thousands of small files, and the pipeline
  * (policies, header deserialization, tracing) costs ~0.6 ms of the event loop per blob against
  * ~0.14 ms for the GET itself; a listing page of 5,000 blobs costs ~0.9 s of parsing through the SDK
  * against ~0.4 s here (both measured against Azurite). It is only a fast path: whatever it cannot
@@ -33,12 +33,15 @@ interface Signed {
 /** Per container URL and credential kind: how to sign its blob URLs, or null where this process cannot. */
 const signed = new Map<string, Promise<Signed | null>>();
 
-async function sign(container: ContainerClient, now: number): Promise<Signed | null> {
+/** What a SAS signed here allows: reading and listing, or writing blocks. */
+type Access = 'rl' | 'w';
+
+async function sign(container: ContainerClient, now: number, access: Access): Promise<Signed | null> {
   const url = new URL(container.url);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
   if (container.credential instanceof StorageSharedKeyCredential) {
     const sasUrl = new URL(
-      await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('rl'), startsOn: new Date(now - 5 * 60_000), expiresOn: new Date(now + SAS_LIFETIME_MS) }),
+      await container.generateSasUrl({ permissions: ContainerSASPermissions.parse(access), startsOn: new Date(now - 5 * 60_000), expiresOn: new Date(now + SAS_LIFETIME_MS) }),
     );
     return { base: `${sasUrl.origin}${sasUrl.pathname}`, query: sasUrl.search.slice(1), renewAt: now + SAS_LIFETIME_MS / 2 };
   }
@@ -48,13 +51,13 @@ async function sign(container: ContainerClient, now: number): Promise<Signed | n
   return null;
 }
 
-async function signedFor(container: ContainerClient, now: number): Promise<Signed | null> {
+async function signedFor(container: ContainerClient, now: number, access: Access = 'rl'): Promise<Signed | null> {
   // The same container reached with another kind of credential is signed (or not) on its own.
-  const key = `${container.credential.constructor.name} ${container.url}`;
+  const key = `${access} ${container.credential.constructor.name} ${container.url}`;
   let entry = signed.get(key);
   const current = entry ? await entry.catch(() => null) : undefined;
   if (entry === undefined || (current && current.renewAt <= now)) {
-    entry = sign(container, now).catch(() => null);
+    entry = sign(container, now, access).catch(() => null);
     signed.set(key, entry);
     if (signed.size > 256) {
       const oldest = signed.keys().next().value;
@@ -101,6 +104,37 @@ function get(url: string, options: { range?: { start: number; end: number } | un
     });
     request.setTimeout(IDLE_TIMEOUT_MS, () => request.destroy(new Error('timed out')));
     request.on('error', () => resolve(undefined));
+  });
+}
+
+/**
+ * Put Block without the SDK's pipeline: one keep-alive PUT of `body` as block `blockId` (base64)
+ * of `blob`, on a write SAS this process signs with its account key (or the SAS the container URL
+ * carries). Resolves true once storage answered 201 (the block is staged), false for anything else
+ * (no key to sign with, another status, a network error, a stall): the caller then stages through
+ * the SDK, whose retries and errors apply. Staging the same id with the same bytes again is
+ * harmless, so a PUT that failed after storage kept the block is repeated safely.
+ */
+export async function fastStageBlock(container: ContainerClient, blob: string, blockId: string, body: Buffer, options: { now?: (() => number) | undefined } = {}): Promise<boolean> {
+  const sas = await signedFor(container, (options.now ?? Date.now)(), 'w');
+  if (!sas) return false;
+  const path = blob.split('/').map(encodeURIComponent).join('/');
+  const target = new URL(`${sas.base}/${path}?comp=block&blockid=${encodeURIComponent(blockId)}&${sas.query}`);
+  return new Promise((resolve) => {
+    const request = (target.protocol === 'https:' ? https : http).request(
+      target,
+      { method: 'PUT', agent: agents[target.protocol as keyof typeof agents], headers: { 'content-length': String(body.length) } },
+      (response) => {
+        // The body is small (empty, or an error): reading it keeps the connection.
+        response.resume();
+        response.on('end', () => resolve(response.statusCode === 201));
+        response.on('error', () => resolve(false));
+        response.on('aborted', () => resolve(false));
+      },
+    );
+    request.setTimeout(IDLE_TIMEOUT_MS, () => request.destroy(new Error('timed out')));
+    request.on('error', () => resolve(false));
+    request.end(body);
   });
 }
 

@@ -16,7 +16,7 @@ import { type JobSpec, emptyCounts } from '../../shared/jobs/types.js';
 import { BlockIds, OutputFolder, newNonce } from '../../shared/outputs/output-writer.js';
 import { listInput } from '../../shared/planning/list-input.js';
 import { Registry } from '../../shared/registry/registry.js';
-import { fastList, fastRead } from '../../shared/storage/fast-read.js';
+import { fastList, fastRead, fastStageBlock } from '../../shared/storage/fast-read.js';
 import { deploymentSettings } from '../../shared/schemas/resources.js';
 import { startAzurite } from '../support/azurite.js';
 import { uniqueName } from '../support/ports.js';
@@ -157,6 +157,29 @@ describe('fast blob reads (Azurite)', () => {
     expect((await fastRead(new ContainerClient(sasUrl), 'fast/plain.txt', { maxBytes: 1000 }))?.toString()).toBe('content of plain.txt');
     const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
     expect(await fastRead(entra, 'fast/plain.txt', { maxBytes: 1000 })).toBeUndefined();
+  });
+
+  it('stages blocks with a plain PUT where it can sign a write SAS, and leaves the rest to the SDK', async () => {
+    const blob = 'fast-stage/ünï code #1?.csv';
+    const id = new BlockIds('job-fast').part('p', 0, 1, newNonce());
+    expect(await fastStageBlock(container, blob, id, Buffer.from('staged fast\n'))).toBe(true);
+    const list = await container.getBlockBlobClient(blob).getBlockList('uncommitted');
+    expect(list.uncommittedBlocks?.map((b) => [b.name, b.size])).toEqual([[id, 12]]);
+    // Not 201 (no such container), a read-only SAS, an Entra credential: false, for the SDK to try.
+    const missing = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(uniqueName('none'));
+    expect(await fastStageBlock(missing, blob, id, Buffer.from('x'))).toBe(false);
+    const readOnly = new ContainerClient(await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('rl'), expiresOn: new Date(Date.now() + 3_600_000) }));
+    expect(await fastStageBlock(readOnly, blob, id, Buffer.from('x'))).toBe(false);
+    const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
+    expect(await fastStageBlock(entra, blob, id, Buffer.from('x'))).toBe(false);
+    // Where the SDK cannot either, staging fails as before, and nothing was staged.
+    await expect(new OutputFolder(readOnly, 'fast-stage/').stage('ro.csv', id, 'x\n')).rejects.toMatchObject({ code: 'storage_failed' });
+    expect((await container.getBlockBlobClient('fast-stage/ro.csv').getBlockList('all').catch(() => undefined))?.uncommittedBlocks ?? []).toEqual([]);
+    // A client with a write SAS in its URL stages with it; what it staged commits as any block does.
+    const writer = new OutputFolder(new ContainerClient(await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('rw'), expiresOn: new Date(Date.now() + 3_600_000) })), 'fast-stage/');
+    const part = await writer.stage('sas.csv', id, 'via sas\n');
+    await new OutputFolder(container, 'fast-stage/').commit('sas.csv', [part!]);
+    expect((await container.getBlobClient('fast-stage/sas.csv').downloadToBuffer()).toString()).toBe('via sas\n');
   });
 
   it('lists a folder page by page, leaving out subfolders, exactly as the SDK does', async () => {

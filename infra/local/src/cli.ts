@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { FnHostError, describeError } from './errors.js';
 import { FNHOST_VERSION, FnHost, type HostOptions } from './host.js';
-import { Logger } from './log.js';
+import { Logger, flushLogLines } from './log.js';
 import { stopAzuriteFor } from './storage/azurite-service.js';
 import { stopLockHolder } from './host-lock.js';
 
@@ -70,6 +70,7 @@ async function start(raw: unknown): Promise<void> {
     host.stop().then(
       () => process.exit(code),
       (err: unknown) => {
+        flushLogLines();
         process.stderr.write(`fnhost: error while stopping: ${describeError(err)}\n`);
         process.exit(1);
       },
@@ -119,7 +120,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('-p, --port <port>', 'HTTP port', int, 7071)
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--data <dir>', 'folder for durable state, Azurite data and keys (relative to the script root)', '.data')
-    .option('--in-memory', 'keep all state in memory', false)
+    .option('--in-memory', 'keep no state past the process (Azurite in memory, the task hub in a private temporary database)', false)
     .option('--no-azurite', 'do not start Azurite; use whatever AzureWebJobsStorage names')
     .option('--blob-port <port>', 'Azurite blob port (0 = any free port)', int, 10000)
     .option('--queue-port <port>', 'Azurite queue port (0 = any free port)', int, 10001)
@@ -144,6 +145,7 @@ export async function main(argv: string[]): Promise<void> {
 
 main(process.argv).catch((err: unknown) => {
   const message = err instanceof FnHostError ? err.message : describeError(err);
+  flushLogLines();
   process.stderr.write(`fnhost: ${message}\n`);
   process.exit(1);
 });

@@ -140,6 +140,38 @@ describe('Event Grid subscription delivery', () => {
     expect(logs.some((l) => l.level === 'error' && l.message.includes('event bad dead-lettered'))).toBe(true);
   });
 
+  it('keeps in a memory log only what its readers may still read, and everything a stopped reader has not delivered', async () => {
+    const log = new MemoryEventLog();
+    // No reader at all: nothing is kept, and positions still count every entry.
+    log.retainFrom = () => Infinity;
+    for (let i = 0; i < 300; i++) await log.append([ev(`unread-${i}`)]);
+    expect(await log.end()).toBe(300);
+    // (Dropped in steps of at least 64, so fewer than that may wait for the next step.)
+    expect((await log.read(0, Infinity)).length).toBeLessThan(64);
+
+    const h = harness({ answer: (e) => (String(e['id']).startsWith('stuck') ? { ok: false, status: 500, reason: '500' } : { ok: true }), log });
+    log.retainFrom = () => h.delivery.neededFrom();
+    await h.delivery.start();
+    for (let i = 0; i < 300; i++) await log.append([ev(`a-${i}`, `s${i}`)]);
+    await h.clock.advance(0);
+    expect(h.attempts).toHaveLength(300);
+    // Delivered and read: dropped; what is left starts no earlier than 300 entries back.
+    const kept = await log.read(0, Infinity);
+    expect(kept.length).toBeLessThan(300);
+    expect(kept.every((e) => e.position >= 300)).toBe(true);
+
+    // A stuck event holds everything after it, across a stop and a start, until it is delivered.
+    await log.append([ev('stuck-1', 'x')]);
+    await h.clock.advance(0);
+    for (let i = 0; i < 200; i++) await log.append([ev(`b-${i}`, `t${i}`)]);
+    await h.clock.advance(0);
+    await h.delivery.stop(0);
+    const stuckAt = h.cursors.get('topics/t/sink') ?? -1;
+    expect((await log.read(stuckAt))[0]?.value).toEqual(ev('stuck-1', 'x'));
+    for (let i = 0; i < 200; i++) await log.append([ev(`c-${i}`, `u${i}`)]);
+    expect((await log.read(stuckAt, Infinity)).map((e) => e.position)).toEqual(Array.from({ length: 401 }, (_, i) => stuckAt + i));
+  });
+
   it('starts a new subscription at the end of its log, and skips what it filters out', async () => {
     const log = new MemoryEventLog();
     await log.append([ev('old')]);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventType, makeEvent } from '../../../infra/local/src/durable/history.js';
 import { SqliteTaskHubStore } from '../../../infra/local/src/durable/store/sqlite-store.js';
@@ -53,6 +53,27 @@ function commit(id: string, over: Partial<EpisodeCommit> = {}): EpisodeCommit {
 }
 
 describe('SQLite task hub store', () => {
+  it('keeps an in-memory hub out of the process: past SQLite\'s page cache it spills to a temporary file that is already deleted', () => {
+    const deletedFiles = (): string[] =>
+      readdirSync('/proc/self/fd')
+        .map((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        })
+        .filter((target) => target.endsWith(' (deleted)'));
+    const before = deletedFiles().length;
+    const store = open();
+    const big = 'x'.repeat(256 * 1024);
+    for (let i = 0; i < 100; i++) expect(store.createInstance({ ...create(`big-${i}`), input: JSON.stringify({ big, i }) })).toEqual({ created: true });
+    // 25 MB of inputs: more than the 16 MB page cache, so pages went to a file no one can open.
+    expect(deletedFiles().length).toBeGreaterThan(before);
+    expect(JSON.parse(store.getInstance('big-7')?.input ?? 'null')).toEqual({ big, i: 7 });
+    expect(JSON.parse(store.getInstance('big-99')?.input ?? 'null')).toEqual({ big, i: 99 });
+  });
+
   it('creates an instance with its start message and refuses a second one while it runs', () => {
     const store = open();
     expect(store.createInstance(create('a'))).toEqual({ created: true });

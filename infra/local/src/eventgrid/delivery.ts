@@ -93,6 +93,19 @@ export class SubscriptionDelivery {
     this.#pump();
   }
 
+  /** The log this subscription reads. */
+  get log(): EventLog {
+    return this.#o.log;
+  }
+
+  /**
+   * The first log position this subscription may still read: its saved cursor (a start after a
+   * stop reads on from there), or where it reads next, whichever is lower; 0 before it has started.
+   */
+  neededFrom(): number {
+    return Math.min(this.#readPosition, this.#o.cursors.get(this.#o.name) ?? this.#readPosition);
+  }
+
   /** Stops attempting; waits (up to `graceMs`) for attempts in flight, then saves the cursor. */
   async stop(graceMs: number): Promise<void> {
     this.#stopped = true;

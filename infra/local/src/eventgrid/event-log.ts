@@ -32,28 +32,51 @@ export interface EventLog {
   watch(listener: () => void): () => void;
 }
 
+/**
+ * A log in the host's memory. Entries nobody can still read are dropped (see `retainFrom`), so a
+ * host that runs long, writing blobs that no subscription wants, does not keep every write: a
+ * 100,000-file upload kept ~100 MB of records in the host.
+ */
 export class MemoryEventLog implements EventLog {
-  readonly #entries: unknown[] = [];
+  /** Entries from position `#base` on. */
+  #entries: unknown[] = [];
+  #base = 0;
   readonly #listeners = new Set<() => void>();
+  /**
+   * The first position any reader may still read (the least of their cursors), set by whoever
+   * knows the readers; entries before it are dropped. Unset, every entry is kept.
+   */
+  retainFrom: (() => number) | undefined;
 
   read(position: number, maxBytes = 1 << 20): Promise<LogEntry[]> {
     const out: LogEntry[] = [];
     let bytes = 0;
-    for (let i = position; i < this.#entries.length && bytes < maxBytes; i++) {
-      out.push({ position: i, next: i + 1, value: this.#entries[i] });
+    const end = this.#base + this.#entries.length;
+    for (let i = Math.max(position, this.#base); i < end && bytes < maxBytes; i++) {
+      out.push({ position: i, next: i + 1, value: this.#entries[i - this.#base] });
       bytes += 1000;
     }
     return Promise.resolve(out);
   }
 
   end(): Promise<number> {
-    return Promise.resolve(this.#entries.length);
+    return Promise.resolve(this.#base + this.#entries.length);
   }
 
   append(values: unknown[]): Promise<void> {
     this.#entries.push(...values);
+    this.#trim();
     for (const l of this.#listeners) l();
     return Promise.resolve();
+  }
+
+  /** Drops what no reader can read any more, once that is at least half of what is kept (amortized). */
+  #trim(): void {
+    if (this.retainFrom === undefined) return;
+    const drop = Math.min(this.retainFrom(), this.#base + this.#entries.length) - this.#base;
+    if (drop < 64 || drop * 2 < this.#entries.length) return;
+    this.#entries = this.#entries.slice(drop);
+    this.#base += drop;
   }
 
   watch(listener: () => void): () => void {

@@ -86,6 +86,7 @@ export class EventGridSubsystem {
     this.publisher = new TopicPublisher({ topics: this.#topics, clock });
 
     const functions = new Map(options.runtime.functionsWithTrigger('eventGridTrigger', { includeDisabled: true }).map((f) => [f.name.toLowerCase(), f]));
+    let blobWritesWait = false;
     for (const sub of settings.storageSubscriptions) {
       const fn = functions.get(sub.function.toLowerCase());
       if (!fn) {
@@ -96,6 +97,7 @@ export class EventGridSubsystem {
         );
       }
       if (fn.disabled) {
+        blobWritesWait = true;
         // Its events wait in the journal: the subscription's cursor does not move while it is off.
         logger.warn(`Event Grid subscription '${sub.name}': function '${fn.name}' is disabled; its events are delivered once it is enabled again.`);
         continue;
@@ -127,6 +129,18 @@ export class EventGridSubsystem {
         );
       }
     }
+    if (!blobWritesWait) this.#retainOnlyNeeded(options.blobWrites?.log);
+    for (const topic of this.#topics) this.#retainOnlyNeeded(topic.log);
+  }
+
+  /**
+   * A log in memory keeps only what its subscriptions may still read, and nothing when it has
+   * none (a subscription whose function is disabled keeps all of its log, for when it is enabled).
+   */
+  #retainOnlyNeeded(log: EventLog | undefined): void {
+    if (!(log instanceof MemoryEventLog)) return;
+    const readers = this.#deliveries.filter((d) => d.log === log);
+    log.retainFrom = () => readers.reduce((least, d) => Math.min(least, d.neededFrom()), Infinity);
   }
 
   /** Each topic's endpoint and key, for the app's environment (see infra/local/README.md). */

@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FnHostError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { type Logger, flushLogLines } from '../log.js';
 import type { KeyStore } from './keys.js';
 import { presentedKey } from './keys.js';
 import type { HttpTriggerRouter } from './http-trigger.js';
@@ -37,6 +37,25 @@ function send(res: ServerResponse, response: HostResponse): void {
   res.end(body);
 }
 
+/** Writes the host's pending log lines before any byte of `res` goes out (see flushLogLines). */
+function flushLogsBeforeSending(res: ServerResponse): void {
+  const write = res.write.bind(res);
+  const end = res.end.bind(res);
+  const flushHeaders = res.flushHeaders.bind(res);
+  res.write = ((...args: Parameters<typeof write>) => {
+    flushLogLines();
+    return write(...args);
+  }) as typeof write;
+  res.end = ((...args: Parameters<typeof end>) => {
+    flushLogLines();
+    return end(...args);
+  }) as typeof end;
+  res.flushHeaders = () => {
+    flushLogLines();
+    flushHeaders();
+  };
+}
+
 /**
  * The host's HTTP front door: HTTP triggers under the route prefix, extension webhooks
  * (Durable, Event Grid) under /runtime/webhooks, and a few admin endpoints.
@@ -52,6 +71,7 @@ export class HostServer {
     this.#o = options;
     this.#bodyLimit = options.maxRequestBodyBytes ?? requestBodyLimit();
     this.#server = createServer((req, res) => {
+      flushLogsBeforeSending(res);
       const work = this.#dispatch(req, res);
       this.#open.add(work);
       void work.finally(() => this.#open.delete(work));
