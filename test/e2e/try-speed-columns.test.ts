@@ -77,7 +77,7 @@ function expectedRow(value: unknown, columns: string[]): string | undefined {
   const record = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : { prediction: value };
   const cells = columns.map((c) => (Object.hasOwn(record, c) ? record[c] : undefined));
   if (cells.every((c) => c === undefined)) return undefined;
-  return cells.map((c) => (c === undefined ? '' : String(c))).join(',') + '\n';
+  return cells.map((c) => (c === undefined ? '' : String(c as string | number))).join(',') + '\n';
 }
 
 const text = async (name: string): Promise<string> => (await readBlob(host.storageConnection, name)).toString();
@@ -114,7 +114,7 @@ describe('a script whose keys vary between mini-batches (one lane: mini-batch 0 
     const rows = values.map((v) => expectedRow(v, ['b', 'a']));
     expect(await text(`${out}predictions.csv`)).toBe(rows.filter(Boolean).join(''));
     expect(job.counts.items).toEqual({ total: values.length, succeeded: values.length - 1, failed: 1 });
-    const errors = (await text(`${out}errors.jsonl`)).trim().split('\n').map((l) => JSON.parse(l) as Json);
+    const errors = (await text(`${out}errors.jsonl`)).trim().split('\n').map((l) => JSON.parse(l));
     // run() named no files, so the failed item is one count line of mini-batch 7 (documented), not a file.
     expect(errors.map((e) => [e.mini_batch, e.count ?? 1])).toEqual([[7, 1]]);
     const warned = droppedWarnings(await text(`${out}logs/job.log`)).flat();
