@@ -30,8 +30,12 @@ interface Signed {
   renewAt: number;
 }
 
-/** Per container URL and credential kind: how to sign its blob URLs, or null where this process cannot. */
-const signed = new Map<string, Promise<Signed | null>>();
+/**
+ * Per credential (the object itself: two credentials never share an entry, even for one container
+ * URL, so a client with a wrong or revoked key never reads with another's signature), then per
+ * access and container URL: how to sign its blob URLs, or null where this process cannot.
+ */
+const signed = new WeakMap<object, Map<string, Promise<Signed | null>>>();
 
 /** What a SAS signed here allows: reading and listing, or writing blocks. */
 type Access = 'rl' | 'w';
@@ -52,16 +56,20 @@ async function sign(container: ContainerClient, now: number, access: Access): Pr
 }
 
 async function signedFor(container: ContainerClient, now: number, access: Access = 'rl'): Promise<Signed | null> {
-  // The same container reached with another kind of credential is signed (or not) on its own.
-  const key = `${access} ${container.credential.constructor.name} ${container.url}`;
-  let entry = signed.get(key);
+  let byUrl = signed.get(container.credential);
+  if (byUrl === undefined) {
+    byUrl = new Map();
+    signed.set(container.credential, byUrl);
+  }
+  const key = `${access} ${container.url}`;
+  let entry = byUrl.get(key);
   const current = entry ? await entry.catch(() => null) : undefined;
   if (entry === undefined || (current && current.renewAt <= now)) {
     entry = sign(container, now, access).catch(() => null);
-    signed.set(key, entry);
-    if (signed.size > 256) {
-      const oldest = signed.keys().next().value;
-      if (oldest !== undefined) signed.delete(oldest);
+    byUrl.set(key, entry);
+    if (byUrl.size > 256) {
+      const oldest = byUrl.keys().next().value;
+      if (oldest !== undefined) byUrl.delete(oldest);
     }
     return entry;
   }

@@ -30,7 +30,7 @@ describe('fnhost log lines and HTTP responses', () => {
     }
   });
 
-  it('BUG (fails on 64b4eb8): a handler\'s lines come out in the order it logged them (context.log, console.log, context.log)', async () => {
+  it("a handler's lines come out in the order it logged them (context.log, console.log, context.log)", async () => {
     for (let n = 0; n < 5; n++) {
       await (await fetch(`${host.url}/api/order?n=o${n}`)).text();
       const out = host.output();

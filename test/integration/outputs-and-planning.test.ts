@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TableClient } from '@azure/data-tables';
-import { BlobServiceClient, ContainerClient, ContainerSASPermissions } from '@azure/storage-blob';
+import { BlobServiceClient, ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppConfig, loadConfig } from '../../shared/config.js';
@@ -157,6 +157,13 @@ describe('fast blob reads (Azurite)', () => {
     expect((await fastRead(new ContainerClient(sasUrl), 'fast/plain.txt', { maxBytes: 1000 }))?.toString()).toBe('content of plain.txt');
     const entra = new ContainerClient(container.url, { getToken: () => Promise.resolve({ token: 'x', expiresOnTimestamp: Date.now() + 3_600_000 }) });
     expect(await fastRead(entra, 'fast/plain.txt', { maxBytes: 1000 })).toBeUndefined();
+    // The same container URL with a wrong key: signed with that key (refused, left to the SDK), never
+    // with the signature the right key made for the same URL just before.
+    const account = /AccountName=([^;]+)/.exec(storage.connectionString)?.[1] ?? '';
+    const wrongKey = new ContainerClient(container.url, new StorageSharedKeyCredential(account, Buffer.from('not the key').toString('base64')));
+    expect(await fastRead(wrongKey, 'fast/plain.txt', { maxBytes: 1000 })).toBeUndefined();
+    expect(await fastStageBlock(wrongKey, 'fast/wrong-key.txt', Buffer.from('id-1').toString('base64'), Buffer.from('x'))).toBe(false);
+    expect((await fastRead(container, 'fast/plain.txt', { maxBytes: 1000 }))?.toString()).toBe('content of plain.txt');
   });
 
   it('stages blocks with a plain PUT where it can sign a write SAS, and leaves the rest to the SDK', async () => {

@@ -32,23 +32,44 @@ export type LogSink = (record: LogRecord) => void;
  * out once per turn of the event loop ({@link flushLogLines}), and before anything the host sends
  * over HTTP, so a client never sees a response before the lines logged ahead of it.
  */
-const pending: { stream: NodeJS.WriteStream; text: string }[] = [];
+const pending: { stream: 'out' | 'err'; text: string }[] = [];
 let flushScheduled = false;
+/** The streams' own write methods, once anything else's writes are made to flush first (below). */
+let raw: { out: NodeJS.WriteStream['write']; err: NodeJS.WriteStream['write'] } | undefined;
 
 /** Writes the lines logged so far, in the order they were logged. */
 export function flushLogLines(): void {
   flushScheduled = false;
-  for (const { stream, text } of pending.splice(0)) stream.write(text);
+  if (raw === undefined || pending.length === 0) return;
+  for (const { stream, text } of pending.splice(0)) raw[stream](text);
 }
 
-process.once('exit', flushLogLines);
+/**
+ * The app's own `console.log` (and any other direct write to stdout or stderr) writes the
+ * pending lines first, so everything comes out in the order it was written, as before batching.
+ */
+function flushBeforeOtherWrites(): NonNullable<typeof raw> {
+  const out = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((...args: Parameters<typeof out>) => {
+    flushLogLines();
+    return out(...args);
+  }) as typeof out;
+  process.stderr.write = ((...args: Parameters<typeof err>) => {
+    flushLogLines();
+    return err(...args);
+  }) as typeof err;
+  process.once('exit', flushLogLines);
+  return { out, err };
+}
 
 /** Writes records as single lines to stdout/stderr (see {@link flushLogLines}). */
 export function consoleSink(record: LogRecord): void {
   const prefix = `[${record.time.toISOString()}]`;
   const where = record.functionName ? ` ${record.functionName}:` : '';
   const line = `${prefix}${where} ${record.message}\n`;
-  const stream = RANK[record.level] >= RANK.warning ? process.stderr : process.stdout;
+  raw ??= flushBeforeOtherWrites();
+  const stream = RANK[record.level] >= RANK.warning ? 'err' : 'out';
   const last = pending.at(-1);
   if (last?.stream === stream) last.text += line;
   else pending.push({ stream, text: line });
