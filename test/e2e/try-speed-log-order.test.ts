@@ -19,11 +19,20 @@ afterAll(async () => {
   await host?.stop();
 });
 
+/** Waits (up to 5 s) until the host's output holds `line`. */
+async function outputWith(line: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!host.output().includes(line) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+}
+
 describe('fnhost log lines and HTTP responses', () => {
-  it("context.log lines are in the output when the response arrives", async () => {
+  it('context.log lines are written before the response is sent', async () => {
     for (let n = 0; n < 20; n++) {
       const res = await fetch(`${host.url}/api/order?n=r${n}`);
       expect(await res.text()).toBe(`done-r${n}`);
+      // The lines are written to the host's stdout before the response to the socket, but this
+      // process reads the two on different file descriptors, in whichever order they are reported.
+      await outputWith(`third-r${n}`);
       const out = host.output();
       expect(out, `request ${n}`).toContain(`first-r${n}`);
       expect(out, `request ${n}`).toContain(`third-r${n}`);
@@ -33,6 +42,7 @@ describe('fnhost log lines and HTTP responses', () => {
   it("a handler's lines come out in the order it logged them (context.log, console.log, context.log)", async () => {
     for (let n = 0; n < 5; n++) {
       await (await fetch(`${host.url}/api/order?n=o${n}`)).text();
+      await outputWith(`third-o${n}`);
       const out = host.output();
       const at = (line: string): number => out.indexOf(line);
       expect(at(`second-o${n}`), out.slice(-2000)).toBeGreaterThan(-1);
