@@ -126,7 +126,7 @@ function get(url: string, options: { range?: { start: number; end: number } | un
 export async function fastStageBlock(container: ContainerClient, blob: string, blockId: string, body: Buffer, options: { now?: (() => number) | undefined } = {}): Promise<boolean> {
   const sas = await signedFor(container, (options.now ?? Date.now)(), 'w');
   if (!sas) return false;
-  const path = blob.split('/').map(encodeURIComponent).join('/');
+  const path = blobPath(blob);
   const target = new URL(`${sas.base}/${path}?comp=block&blockid=${encodeURIComponent(blockId)}&${sas.query}`);
   return new Promise((resolve) => {
     const request = (target.protocol === 'https:' ? https : http).request(
@@ -144,6 +144,11 @@ export async function fastStageBlock(container: ContainerClient, blob: string, b
     request.on('error', () => resolve(false));
     request.end(body);
   });
+}
+
+/** A blob name as the path of its URL: each segment percent-encoded once, its slashes kept. */
+function blobPath(blob: string): string {
+  return blob.split('/').map(encodeURIComponent).join('/');
 }
 
 /** An ETag as request headers want it: in quotes (listings give it without). */
@@ -164,7 +169,7 @@ export async function fastRead(
 ): Promise<Buffer | undefined> {
   const sas = await signedFor(container, (options.now ?? Date.now)());
   if (!sas) return undefined;
-  const path = blob.split('/').map(encodeURIComponent).join('/');
+  const path = blobPath(blob);
   return get(`${sas.base}/${path}?${sas.query}`, options);
 }
 
@@ -265,7 +270,7 @@ export interface CopySource {
  * container has neither.
  */
 export async function copySource(container: ContainerClient, blob: string, now: number = Date.now()): Promise<CopySource> {
-  const path = blob.split('/').map(encodeURIComponent).join('/');
+  const path = blobPath(blob);
   const sas = await signedFor(container, now);
   if (sas) return { url: `${sas.base}/${path}?${sas.query}` };
   const credential = container.credential as { getToken?: (scope: string) => Promise<{ token: string } | null> };
