@@ -96,12 +96,9 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   /** Runs one task on the pool with the timeout; what the scorer does wrong is an outcome, not an error. */
   async #execute(
     entry: Pool,
-    task: {
+    task: Partial<Pick<ScoreRequest, 'ready' | 'columns' | 'knownColumns'>> & {
       items: WorkerTask['items'];
       warmup?: boolean;
-      ready?: ScoreRequest['ready'];
-      columns?: ScoreRequest['columns'];
-      knownColumns?: ScoreRequest['knownColumns'];
       /** The worker waits for every item before it scores: arrivals travel together (see below). */
       whole?: boolean;
     },
