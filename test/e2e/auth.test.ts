@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { LOCAL_AUDIENCE, LOCAL_TENANT, LocalIssuer } from '../../scripts/lib/oidc-issuer.js';
@@ -76,10 +76,10 @@ function expectProblem(res: { status: number; body: Json; headers: Headers }, st
 beforeAll(async () => {
   issuer = await LocalIssuer.create();
   await issuer.start();
-  const base = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_AUTH_TENANTS: `${LOCAL_TENANT},${OUTAGE_TENANT}`, BATCH_AUTH_REALM: 'batch-e2e' };
-  [entra, easy] = await Promise.all([
-    startFnHost({ appDir: PRODUCT_APP, env: { ...base, BATCH_AUTH_MODE: 'entra', BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl } }),
-    startFnHost({ appDir: PRODUCT_APP, env: { ...base, BATCH_AUTH_MODE: 'easy_auth' } }),
+  const base = { BATCH_AUTH_TENANTS: `${LOCAL_TENANT},${OUTAGE_TENANT}`, BATCH_AUTH_REALM: 'batch-e2e' };
+  [{ host: entra }, { host: easy }] = await Promise.all([
+    startProductHost({ ...base, BATCH_AUTH_MODE: 'entra', BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE, BATCH_AUTH_METADATA_URL: issuer.metadataUrl }),
+    startProductHost({ ...base, BATCH_AUTH_MODE: 'easy_auth' }),
   ]);
   tokens['admin'] = await issuer.token({ roles: ['Workspace.Manage'], appId: 'admin-app' });
   tokens['reader'] = await issuer.token({ scopes: ['Jobs.Read'], username: 'rita@contoso.test' });

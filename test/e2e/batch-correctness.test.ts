@@ -3,8 +3,8 @@
  * never miscounts. Each test is one case of a kind of fault, plus siblings of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, blobMetadata, deleteFolder, deploy, ds, expectProblem, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { type Api, type Json, blobMetadata, deleteFolder, deploy, ds, expectProblem, fixtureScript, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess, tempDir } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -13,8 +13,7 @@ let api: Api;
 const cache = tempDir('batch-cache-');
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_CACHE_DIR: cache.path } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({ BATCH_CACHE_DIR: cache.path }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'unused' });
 });
 

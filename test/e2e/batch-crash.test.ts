@@ -1,13 +1,9 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
-import { PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { describe, expect, it } from 'vitest';
+import { customDeployment, ds, readBlob, restartableProductApp, upload, waitForJob } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { waitFor } from '../support/wait.js';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 describe('batch job crash safety', () => {
   /**
@@ -16,29 +12,15 @@ describe('batch job crash safety', () => {
    * reference did, byte for byte.
    */
   async function killedAndResumed(options: { extraEnv: Record<string, string>; killWhen: (job: { status: string; counts: { mini_batches: { succeeded: number } } }) => boolean }): Promise<void> {
-    const storage = await startAzurite();
-    cleanups.push(storage.stop);
-    const data = tempDir('batch-crash-');
-    cleanups.push(data.remove);
-    const env = { AzureWebJobsStorage: storage.connectionString, BATCH_PROGRESS_INTERVAL_SECONDS: '0', ...options.extraEnv };
-    const first = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env });
+    const { storage, start } = await restartableProductApp(cleanups, 'batch-crash-', options.extraEnv);
+    const { host: first, api: firstApi } = await start();
     cleanups.push(() => first.kill());
-    let api = apiOf(first);
+    let api = firstApi;
 
     const files: Record<string, string> = {};
     for (let i = 0; i < 30; i++) files[`data/crash/f${String(i).padStart(2, '0')}.txt`] = `file ${i}\n${'x\n'.repeat(i)}`;
-    files['code/slow-lines/score.js'] = fixtureScript('slow-lines.js');
-    files['models/dummy/model.txt'] = 'unused';
     await upload(storage.connectionString, files);
-    await deploy(api, {
-      endpoint: 'crashy',
-      deployment: 'lines',
-      model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-      deploymentBody: {
-        code_configuration: { code: ds('code/slow-lines/'), scoring_script: 'score.js' },
-        settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '200' } },
-      },
-    });
+    await customDeployment(first, api, { endpoint: 'crashy', deployment: 'lines', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '200' } } });
     const invoke = async (out: string): Promise<string> => {
       const res = await api.call('POST', 'endpoints/crashy/jobs', { inputs: { text: { path: ds('data/crash/') } }, outputs: { out: { path: ds(out) } } });
       expect(res.status).toBe(202);
@@ -61,9 +43,9 @@ describe('batch job crash safety', () => {
     );
     await first.kill();
 
-    const second = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env, port: first.port });
+    const { host: second, api: secondApi } = await start(first.port);
     cleanups.push(() => second.stop());
-    api = apiOf(second);
+    api = secondApi;
     const job = await waitForJob(api, jobId, 120_000);
     expect(job.status).toBe('Completed');
     expect(job.counts.items).toEqual({ total: 30, succeeded: 30, failed: 0 });
@@ -85,30 +67,16 @@ describe('batch job crash safety', () => {
   });
 
   it('finishes a job of several segments after kill -9 while it composes its outputs, byte-identical', async () => {
-    const storage = await startAzurite();
-    cleanups.push(storage.stop);
-    const data = tempDir('batch-crash-compose-');
-    cleanups.push(data.remove);
-    const env = { AzureWebJobsStorage: storage.connectionString };
-    const first = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env });
+    const { storage, start } = await restartableProductApp(cleanups, 'batch-crash-compose-', {}, { immediateProgress: false });
+    const { host: first, api: firstApi } = await start();
     cleanups.push(() => first.kill());
-    let api = apiOf(first);
+    let api = firstApi;
     // 600 mini-batches: three segments of parts, composed at finalize.
     const count = 600;
     const files: Record<string, string> = {};
     for (let i = 0; i < count; i++) files[`data/compose/f${String(i).padStart(4, '0')}.txt`] = `file ${i}\n`;
-    files['code/slow-lines/score.js'] = fixtureScript('slow-lines.js');
-    files['models/dummy/model.txt'] = 'unused';
     await upload(storage.connectionString, files);
-    await deploy(api, {
-      endpoint: 'composer',
-      deployment: 'lines',
-      model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-      deploymentBody: {
-        code_configuration: { code: ds('code/slow-lines/'), scoring_script: 'score.js' },
-        settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } },
-      },
-    });
+    await customDeployment(first, api, { endpoint: 'composer', deployment: 'lines', script: 'slow-lines.js', settings: { mini_batch_size: 1, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '0' } } });
     const invoke = async (out: string): Promise<string> => {
       const res = await api.call('POST', 'endpoints/composer/jobs', { inputs: { text: { path: ds('data/compose/') } }, outputs: { out: { path: ds(out) } } });
       expect(res.status).toBe(202);
@@ -133,9 +101,9 @@ describe('batch job crash safety', () => {
     await first.kill();
     expect(seen).toBe('Finalizing');
 
-    const second = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env, port: first.port });
+    const { host: second, api: secondApi } = await start(first.port);
     cleanups.push(() => second.stop());
-    api = apiOf(second);
+    api = secondApi;
     const job = await waitForJob(api, jobId, 300_000);
     expect(job.status).toBe('Completed');
     expect(job.counts.items).toEqual({ total: count, succeeded: count, failed: 0 });

@@ -4,17 +4,16 @@
  * without being stored (what a storage crash loses), and everything else is Azurite's own answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, startProductHostBehindProxy, upload, waitForJob } from '../support/batch.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let storage: { connectionString: string; stop: () => Promise<void> };
 let proxy: FaultProxy;
 let host: FnHostProcess;
 let api: Api;
-const cache = tempDir('batch-faults-cache-');
+let stopHost: (() => Promise<void>) | undefined;
 
 /** Block ids start with a kind letter (see BlockIds): base64 of "e-" is "ZS", of "g-" "Zy", of "p-" "cC". */
 /** A segment's journal blob (shared/jobs/work-area.ts: `journal/seg-NNNNNNNN.jsonl`). */
@@ -25,22 +24,11 @@ const OWN_ENTRY = /blockid=ZS/;
 const GROUP = /blockid=Zy/;
 
 beforeAll(async () => {
-  storage = await startAzurite();
-  proxy = await startFaultProxy(storage.connectionString);
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    storageConnection: proxy.connectionString,
-    env: { BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_CACHE_DIR: cache.path, BATCH_BOOKKEEPING_RETRY_MS: '100', BATCH_BOOKKEEPING_ATTEMPTS: '3' },
-  });
-  api = apiOf(host);
-  await upload(storage.connectionString, { 'models/dummy/model.txt': 'unused' });
+  ({ host, api, storage, proxy, stop: stopHost } = await startProductHostBehindProxy({}, 'batch-faults-cache-'));
 });
 
 afterAll(async () => {
-  await host?.stop();
-  await proxy?.stop();
-  await storage?.stop();
-  cache.remove();
+  await stopHost?.();
 });
 
 async function scriptDeployment(endpoint: string, script: string, settings: Record<string, unknown>): Promise<void> {

@@ -11,8 +11,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, jobOutput, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, jobOutput, startProductHost, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { parseReport } from '../../shared/jobs/report.js';
@@ -24,8 +24,7 @@ const flags = mkdtempSync(join(tmpdir(), 'rerun-flags-'));
 const DUMMY = { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') } as const;
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_SEGMENT_SIZE: '2' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({ BATCH_SEGMENT_SIZE: '2' }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'a model file the scripts ignore' });
 });
 

@@ -5,8 +5,8 @@
  * threshold and a job-size limit stop the listing too; a first page of subfolders only is skipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, apiOf, customDeployment, ds, invoke, jobOutput, readBlob, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, customDeployment, ds, invoke, jobOutput, readBlob, startProductHost, upload, waitForJob, workAreaBlobs } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -14,18 +14,12 @@ let host: FnHostProcess;
 let api: Api;
 
 beforeAll(async () => {
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_LIST_PAGE_SIZE: '4',
-      BATCH_CHUNK_SIZE: '2',
-      BATCH_SEGMENT_SIZE: '3',
-      BATCH_MAX_FILES_PER_JOB: '40',
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    BATCH_LIST_PAGE_SIZE: '4',
+    BATCH_CHUNK_SIZE: '2',
+    BATCH_SEGMENT_SIZE: '3',
+    BATCH_MAX_FILES_PER_JOB: '40',
+  }));
 });
 
 afterAll(async () => {

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, fixtureScript, waitForJob } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, fixtureScript, startProductHost, waitForJob } from '../support/batch.js';
 import { assertBuilt } from '../support/compiled.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type FnHostProcess, PRODUCT_APP } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -56,8 +56,7 @@ const ROWS = ['Biscoe,39.1,18.7,181,3750', 'Biscoe,46.5,17.9,192,3500', 'Dream,4
 
 beforeAll(async () => {
   assertBuilt('cli/src');
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost());
   home = mkdtempSync(join(tmpdir(), 'cli-home-'));
   work = mkdtempSync(join(tmpdir(), 'cli-work-'));
   mkdirSync(join(work, 'model'));

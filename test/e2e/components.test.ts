@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, ds, expectProblem, expectStatus, upload } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, PENGUIN_MODEL, ds, expectProblem, expectStatus, startProductHost, upload } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 
 let host: FnHostProcess;
 let api: Api;
@@ -9,8 +9,7 @@ let api: Api;
 const CODE = 'code/components/prep/';
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({}, { immediateProgress: false }));
   await upload(host.storageConnection, {
     'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
     [`${CODE}main.js`]: 'export async function run(inputs, outputs, context) { context.logger.info(inputs.mode); }\n',

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 /** Issue 12's concurrency cases, on one real host over Azurite. */
@@ -10,17 +10,11 @@ let host: FnHostProcess;
 let api: Api;
 
 beforeAll(async () => {
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      // These tests invoke in bursts on purpose.
-      BATCH_INVOKE_RATE_PER_MINUTE: '0',
-      CONCURRENCY_STORE: 'UseDevelopmentStorage=true',
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    // These tests invoke in bursts on purpose.
+    BATCH_INVOKE_RATE_PER_MINUTE: '0',
+    CONCURRENCY_STORE: 'UseDevelopmentStorage=true',
+  }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
 });
 

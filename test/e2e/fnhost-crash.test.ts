@@ -1,25 +1,19 @@
 import { TableClient } from '@azure/data-tables';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { getStatus, startOrchestration, waitForCompletion } from '../support/durable.js';
-import { TEST_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { TEST_APP, azuriteAndDataFolder, startFnHost } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 const N = 300;
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 describe('fnhost crash safety', () => {
   it('resumes a fan-out after kill -9 without re-running completed activities', async () => {
-    const storage = await startAzurite();
-    cleanups.push(storage.stop);
-    const data = tempDir('fnhost-crash-');
-    cleanups.push(data.remove);
-    const first = await startFnHost({ appDir: TEST_APP, dataDir: data.path, storageConnection: storage.connectionString });
+    const { storage, dataDir } = await azuriteAndDataFolder(cleanups, 'fnhost-crash-');
+    const first = await startFnHost({ appDir: TEST_APP, dataDir, storageConnection: storage.connectionString });
     cleanups.push(() => first.kill());
 
     const runId = uniqueName('crash');
@@ -39,7 +33,7 @@ describe('fnhost crash safety', () => {
     await first.kill();
     expect(completedBeforeKill.length).toBeLessThan(N);
 
-    const second = await startFnHost({ appDir: TEST_APP, dataDir: data.path, storageConnection: storage.connectionString, port: first.port });
+    const second = await startFnHost({ appDir: TEST_APP, dataDir, storageConnection: storage.connectionString, port: first.port });
     cleanups.push(() => second.stop());
     expect(second.output()).toMatch(/resuming \d+ instance\(s\) and \d+ activity task\(s\)/);
     const status = await waitForCompletion(started.statusQueryGetUri.replace(`:${first.port}`, `:${second.port}`), 120_000);

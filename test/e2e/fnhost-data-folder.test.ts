@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { readHostLock, hostLockPath } from '../../infra/local/src/host-lock.js';
-import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
-import { TEST_APP, processRunning, startFnHost, stopStorage, tempDir } from '../support/fnhost.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { TEST_APP, azuritePid, hostDataFolder, processRunning, runFnHost, startFnHost, stopStorage } from '../support/fnhost.js';
 import { freePort, freePorts } from '../support/ports.js';
 
 /**
@@ -13,32 +12,8 @@ import { freePort, freePorts } from '../support/ports.js';
  * file. Each must end in a clear outcome, not two hosts on one task hub or a host that hangs.
  */
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'infra', 'local', 'bin', 'fnhost.js');
-
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-function dataFolder(): string {
-  const dir = tempDir('fnhost-data-folder-');
-  cleanups.push(dir.remove);
-  cleanups.push(() => stopStorage(dir.path).catch(() => undefined));
-  return dir.path;
-}
-
-function azuritePid(dataDir: string): number {
-  return (JSON.parse(readFileSync(join(dataDir, 'azurite.json'), 'utf8')) as { pid: number }).pid;
-}
-
-async function runFnHost(args: string[]): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [...FNHOST_NODE_FLAGS, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  return { code, output };
-}
+const cleanups = cleanupsAfterAll();
+const dataFolder = (): string => hostDataFolder(cleanups, 'fnhost-data-folder-');
 
 const startArgs = async (data: string, ports = ['0', '0', '0']): Promise<string[]> => [
   'start', '--script-root', TEST_APP, '--data', data, '--port', String(await freePort()),

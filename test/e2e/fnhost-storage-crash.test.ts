@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { afterAll, describe, expect, it } from 'vitest';
-import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
-import { apiOf } from '../support/batch.js';
-import { PRODUCT_APP, TEST_APP, processRunning, startFnHost, stopStorage, tempDir } from '../support/fnhost.js';
+import { describe, expect, it } from 'vitest';
+import { apiOf, startProductHost } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { TEST_APP, azuritePid, hostDataFolder, processRunning, runFnHost, startFnHost, stopStorage } from '../support/fnhost.js';
 import { freePort, freePorts } from '../support/ports.js';
 
 /**
@@ -13,24 +12,8 @@ import { freePort, freePorts } from '../support/ports.js';
  * acknowledged before a SIGKILL is there when the host starts again on the same data folder.
  */
 
-const BIN = resolve(import.meta.dirname, '..', '..', 'infra', 'local', 'bin', 'fnhost.js');
-
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-/** A data folder, and the Azurite in it stopped before the folder is removed. */
-function dataFolder(): string {
-  const dir = tempDir('fnhost-storage-crash-');
-  cleanups.push(dir.remove);
-  cleanups.push(() => stopStorage(dir.path).catch(() => undefined));
-  return dir.path;
-}
-
-function azuritePid(dataDir: string): number {
-  return (JSON.parse(readFileSync(join(dataDir, 'azurite.json'), 'utf8')) as { pid: number }).pid;
-}
+const cleanups = cleanupsAfterAll();
+const dataFolder = (): string => hostDataFolder(cleanups, 'fnhost-storage-crash-');
 
 async function putBlob(connection: string, name: string, text: string): Promise<void> {
   const container = BlobServiceClient.fromConnectionString(connection).getContainerClient('acked');
@@ -42,20 +25,10 @@ async function getBlob(connection: string, name: string): Promise<string> {
   return (await BlobServiceClient.fromConnectionString(connection).getContainerClient('acked').getBlobClient(name).downloadToBuffer()).toString();
 }
 
-async function runFnHost(args: string[]): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [...FNHOST_NODE_FLAGS, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  return { code, output };
-}
-
 describe('storage across a crash of the host', () => {
   it('keeps an endpoint PUT and a blob write acknowledged just before the whole process group is killed', async () => {
     const data = dataFolder();
-    const first = await startFnHost({ appDir: PRODUCT_APP, dataDir: data, detached: true });
-    const api = apiOf(first);
+    const { host: first, api } = await startProductHost({}, { dataDir: data, detached: true, immediateProgress: false });
     const put = await api.call('PUT', 'endpoints/kept-endpoint', { description: 'acknowledged, then the host died' });
     expect(put.status).toBe(201);
     await putBlob(first.storageConnection, 'last-write', 'acknowledged');
@@ -64,7 +37,7 @@ describe('storage across a crash of the host', () => {
     const azurite = azuritePid(data);
     expect(processRunning(azurite)).toBe(true);
 
-    const second = await startFnHost({ appDir: PRODUCT_APP, dataDir: data, port: first.port });
+    const { host: second } = await startProductHost({}, { dataDir: data, port: first.port, immediateProgress: false });
     cleanups.push(() => second.stop());
     expect(second.output()).toContain(`Azurite for ${data} is still running (pid ${azurite}`);
     expect(second.storageConnection).toBe(first.storageConnection);

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { type FnHostProcess, startFnHost, tempDir } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
@@ -18,10 +19,7 @@ interface Run {
 
 type Runs = Partial<Record<'everyTwoSeconds' | 'startupTimer' | 'hourlyTimer', Run[]>>;
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 async function runs(host: FnHostProcess): Promise<Runs> {
   return (await (await fetch(`${host.url}/api/timerRuns`)).json()) as Runs;

@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, ROUTES, type Target, checkResponse, createFixtures, diff, fuzz, send, snapshot } from '../../scripts/lib/fuzz.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
-import { apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess, PRODUCT_APP } from '../support/fnhost.js';
+import { apiOf, deploy, ds, fixtureScript, startProductHost, upload, waitForJob } from '../support/batch.js';
 
 const SEED = 20_261_129;
 const RUNS = 1_200;
@@ -17,7 +17,7 @@ let host: FnHostProcess;
 let target: Target;
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true' } });
+  ({ host } = await startProductHost({}, { immediateProgress: false }));
   target = { url: host.url, key: host.masterKey, storageConnection: host.storageConnection };
 });
 

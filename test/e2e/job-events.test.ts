@@ -6,8 +6,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -71,17 +71,11 @@ const sink = new Sink();
 beforeAll(async () => {
   await new Promise<void>((resolve) => sink.server.listen(0, '127.0.0.1', resolve));
   const port = (sink.server.address() as { port: number }).port;
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_EVENTS_TOPIC_ENDPOINT: `http://127.0.0.1:${port}/api/events`,
-      BATCH_EVENTS_TOPIC_KEY: KEY,
-      BATCH_EVENTS_SOURCE: '/batch-endpoints/e2e',
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    BATCH_EVENTS_TOPIC_ENDPOINT: `http://127.0.0.1:${port}/api/events`,
+    BATCH_EVENTS_TOPIC_KEY: KEY,
+    BATCH_EVENTS_SOURCE: '/batch-endpoints/e2e',
+  }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
 });
 

@@ -4,8 +4,8 @@
  * problem+json naming the parameter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, customDeployment, expectProblem, invoke, textFiles, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, customDeployment, expectProblem, invoke, startProductHost, textFiles, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let host: FnHostProcess;
@@ -16,8 +16,7 @@ const B = uniqueName('listb');
 const jobs: Json[] = [];
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost());
   const good = await textFiles(host, `data/${A}/`, ['one.txt', 'two.txt']);
   const bad = await textFiles(host, `data/${B}/`, ['boom.txt']);
   await customDeployment(host, api, { endpoint: A, deployment: 'lines', script: 'count-lines.js' });

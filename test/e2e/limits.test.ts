@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 /**
@@ -17,20 +17,14 @@ let host: FnHostProcess;
 let api: Api;
 
 beforeAll(async () => {
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_MAX_REQUEST_BODY_BYTES: String(BODY_LIMIT),
-      BATCH_MAX_FILES_PER_JOB: String(MAX_FILES),
-      BATCH_MAX_MINI_BATCHES_PER_JOB: String(MAX_MINI_BATCHES),
-      // One token an hour after the burst: the test sees the bucket run dry, never refill.
-      BATCH_INVOKE_RATE_PER_MINUTE: String(1 / 60),
-      BATCH_INVOKE_BURST: String(BURST),
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    BATCH_MAX_REQUEST_BODY_BYTES: String(BODY_LIMIT),
+    BATCH_MAX_FILES_PER_JOB: String(MAX_FILES),
+    BATCH_MAX_MINI_BATCHES_PER_JOB: String(MAX_MINI_BATCHES),
+    // One token an hour after the burst: the test sees the bucket run dry, never refill.
+    BATCH_INVOKE_RATE_PER_MINUTE: String(1 / 60),
+    BATCH_INVOKE_BURST: String(BURST),
+  }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'a model file the custom scripts ignore' });
 });
 

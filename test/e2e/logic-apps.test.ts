@@ -1,8 +1,8 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, fixtureScript, problemFields, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, PENGUIN_MODEL, deploy, ds, fixtureScript, problemFields, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { FEATURES } from '../support/penguins.js';
 
@@ -17,8 +17,7 @@ let api: Api;
 
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_STATUS_RETRY_AFTER_SECONDS: '1', SLOW_MS: '700' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({ BATCH_STATUS_RETRY_AFTER_SECONDS: '1', SLOW_MS: '700' }));
   await upload(host.storageConnection, {
     'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
     'models/dummy/model.txt': 'a model file the custom scripts ignore',

@@ -7,10 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { type Api, type Json, apiOf, ds, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Api, type Json, ds, readBlob, restartableProductApp, upload, waitForJob } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -68,24 +68,19 @@ export async function run(miniBatch) {
 }
 `;
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 let storage: { connectionString: string; stop: () => Promise<void> };
-let data: { path: string; remove: () => void };
+let start: (port?: number) => Promise<{ host: FnHostProcess; api: Api }>;
 let marker: string;
 let host: FnHostProcess;
 let api: Api;
 let reference: { job: Json; predictions: Buffer; summary: Buffer };
-const env = { BATCH_PROGRESS_INTERVAL_SECONDS: '0' };
 
 async function startHost(port?: number): Promise<void> {
-  host = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env: { ...env, AzureWebJobsStorage: storage.connectionString }, ...(port ? { port } : {}) });
+  ({ host, api } = await start(port));
   const started = host;
   cleanups.push(() => started.stop());
-  api = apiOf(host);
 }
 
 async function put(path: string, body: unknown): Promise<void> {
@@ -141,11 +136,9 @@ async function restartAndCheck(jobId: string, out: string): Promise<Json> {
 }
 
 beforeAll(async () => {
-  storage = await startAzurite();
-  cleanups.push(storage.stop);
-  data = tempDir('pipeline-crash-');
-  cleanups.push(data.remove);
-  marker = join(data.path, 'prepare-runs.txt');
+  const app = await restartableProductApp(cleanups, 'pipeline-crash-');
+  ({ storage, start } = app);
+  marker = join(app.dataDir, 'prepare-runs.txt');
   await startHost();
 
   const files: Record<string, string | Buffer> = {

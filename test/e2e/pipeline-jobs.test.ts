@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, PENGUIN_MODEL, TERMINAL, apiOf, ds, expectProblem, expectStatus, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, PENGUIN_MODEL, TERMINAL, ds, expectProblem, expectStatus, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -70,8 +70,7 @@ const demoPipeline = {
 };
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({}, { immediateProgress: false }));
   await upload(host.storageConnection, {
     'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
     'code/pipeline/prepare/prepare.js': readFileSync(join(DEMO, 'prepare', 'prepare.js')),

@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountOf } from '../../shared/storage/clients.js';
-import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, deploy, ds, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, deploy, ds, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { readFileSync } from 'node:fs';
 
@@ -31,18 +31,12 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   trap = { port, hits, close: () => new Promise((resolve) => server.close(() => resolve())) };
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      // A connection string that reaches the trap: an app setting a datastore may name, but not use.
-      // A secret a deployment's environment variable refers to (never gives).
-      SSRF_API_KEY: `api-key-${SIG}`,
-      TRAP_CONNECTION: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${SIG};BlobEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`,
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    // A connection string that reaches the trap: an app setting a datastore may name, but not use.
+    // A secret a deployment's environment variable refers to (never gives).
+    SSRF_API_KEY: `api-key-${SIG}`,
+    TRAP_CONNECTION: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${SIG};BlobEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`,
+  }));
   await upload(host.storageConnection, {
     'models/ssrf/penguins.onnx': readFileSync(PENGUIN_MODEL),
     'data/ssrf/a.csv': 'island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g\nBiscoe,39.1,18.7,181,3750\n',

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, deploy, ds, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Api, type Json, PENGUIN_MODEL, WORKSPACE_CONTAINER, deploy, ds, restartableProductApp, upload, waitForJob } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 import { penguinCsv, referencePredictions } from '../support/penguins.js';
 
@@ -14,27 +14,19 @@ import { penguinCsv, referencePredictions } from '../support/penguins.js';
 
 const ENDPOINT = 'triggered';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups = cleanupsAfterAll();
 let host: FnHostProcess;
 let api: Api;
 let storage: { connectionString: string; stop: () => Promise<void> };
-let data: { path: string; remove: () => void };
-const env = (): Record<string, string> => ({ AzureWebJobsStorage: storage.connectionString, BATCH_PROGRESS_INTERVAL_SECONDS: '0' });
+let start: (port?: number) => Promise<{ host: FnHostProcess; api: Api }>;
 
 beforeAll(async () => {
-  storage = await startAzurite();
-  cleanups.push(storage.stop);
-  data = tempDir('triggers-');
-  cleanups.push(data.remove);
-  host = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env: env() });
-  api = apiOf(host);
+  ({ storage, start } = await restartableProductApp(cleanups, 'triggers-'));
+  ({ host, api } = await start());
+  // The host of the moment (a test restarts it), stopped before its storage and folder go.
+  cleanups.push(() => host.stop());
   await upload(storage.connectionString, { 'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL) });
   await deploy(api, { endpoint: ENDPOINT, deployment: 'onnx', model: { name: 'penguins', version: '1', type: 'onnx', path: ds('models/penguins/') } });
-});
-
-afterAll(async () => {
-  await host?.stop();
-  for (const c of cleanups.reverse()) await c();
 });
 
 const ROWS: number[][] = [
@@ -312,8 +304,7 @@ describe('blob-created trigger rules', () => {
     expect(await jobsOf('crash')).toHaveLength(0);
     await host.kill();
 
-    host = await startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env: env(), port: host.port });
-    api = apiOf(host);
+    ({ host, api } = await start(host.port));
     const [created] = await waitForJobs('crash', 1);
     const job = await waitForJob(api, created.id);
     expect(job.status).toBe('Completed');

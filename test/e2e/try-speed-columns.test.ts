@@ -13,8 +13,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, apiOf, deploy, ds, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let host: FnHostProcess;
@@ -45,8 +45,7 @@ export async function run(miniBatch) {
 `;
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_SEGMENT_SIZE: '3' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({ BATCH_SEGMENT_SIZE: '3' }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'unused', 'code/try-speed-echo/score.js': ECHO_SCRIPT });
 }, 120_000);
 

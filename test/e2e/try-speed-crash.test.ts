@@ -6,15 +6,13 @@
  * uninterrupted run: predictions, errors.jsonl and the report byte for byte, and each dropped key
  * warned about once in logs/job.log.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { type Api, apiOf, deploy, ds, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, stopStorage, tempDir } from '../support/fnhost.js';
+import { describe, expect, it } from 'vitest';
+import { deploy, ds, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { hostDataFolder } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const SCRIPT = `
 import { readFile } from 'node:fs/promises';
@@ -39,14 +37,11 @@ function value(i: number): Record<string, unknown> {
 
 describe('kill -9 of fnhost on a data folder while keys vary between mini-batches', () => {
   it('ends byte-identical to an uninterrupted run, each dropped key warned once', async () => {
-    const data = tempDir('try-speed-crash-');
-    cleanups.push(data.remove);
-    cleanups.push(() => stopStorage(data.path).catch(() => undefined));
-    const env = { BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_SEGMENT_SIZE: '8', BATCH_CHUNK_SIZE: '4' };
-    const start = (port?: number): Promise<FnHostProcess> => startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, env, ...(port ? { port } : {}) });
-    let host = await start();
+    const dataDir = hostDataFolder(cleanups, 'try-speed-crash-');
+    const env = { BATCH_SEGMENT_SIZE: '8', BATCH_CHUNK_SIZE: '4' };
+    const start = (port?: number): ReturnType<typeof startProductHost> => startProductHost(env, { dataDir, port });
+    let { host, api } = await start();
     cleanups.push(() => host.kill());
-    let api: Api = apiOf(host);
     const files: Record<string, string> = { 'code/crashcols/score.js': SCRIPT, 'models/dummy/model.txt': 'unused' };
     for (let i = 0; i < COUNT; i++) files[`data/crashcols/f${String(i).padStart(3, '0')}.json`] = JSON.stringify(value(i));
     await upload(host.storageConnection, files);
@@ -95,8 +90,7 @@ describe('kill -9 of fnhost on a data folder while keys vary between mini-batche
         { timeoutMs: 180_000, intervalMs: 20, what: `${threshold} mini-batches` },
       );
       await host.kill();
-      host = await start(host.port);
-      api = apiOf(host);
+      ({ host, api } = await start(host.port));
     }
     const job = await waitForJob(api, jobId, 300_000);
     expect(job.status, JSON.stringify(job.error)).toBe('Completed');

@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLocalSettings } from '../../scripts/lib/local-stack.js';
-import { type Api, type Json, apiOf, deploy, ds, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const ENDPOINT = 'egnoise';
@@ -27,8 +27,7 @@ export async function run(miniBatch) {
 `;
 
 beforeAll(async () => {
-  host = await startFnHost({ appDir: PRODUCT_APP, localSettings: readLocalSettings(), env: { BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({}, { localSettings: readLocalSettings() }));
   await upload(host.storageConnection, { 'models/dummy/model.txt': 'unused', 'code/egnoise/score.js': SCRIPT });
   await deploy(api, {
     endpoint: ENDPOINT,

@@ -3,44 +3,24 @@
  * scored); restarted on the same data, the job must end exactly as an uninterrupted run did:
  * predictions byte for byte, the report's mini-batches once each, the log's listing lines.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { type Api, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { describe, expect, it } from 'vitest';
+import { customDeployment, ds, readBlob, restartableProductApp, upload, waitForJob } from '../support/batch.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { waitFor } from '../support/wait.js';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const COUNT = 400;
 
 describe('kill -9 while a folder is listed page by page', () => {
   it('ends byte-identical to an uninterrupted run after two kills mid-listing', async () => {
-    const storage = await startAzurite();
-    cleanups.push(storage.stop);
-    const data = tempDir('try-stream-crash-');
-    cleanups.push(data.remove);
-    const env = { AzureWebJobsStorage: storage.connectionString, BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_LIST_PAGE_SIZE: '2', BATCH_CHUNK_SIZE: '2', BATCH_SEGMENT_SIZE: '4' };
-    const start = (port?: number): Promise<FnHostProcess> => startFnHost({ appDir: PRODUCT_APP, dataDir: data.path, storageConnection: storage.connectionString, env, ...(port ? { port } : {}) });
-    let host = await start();
+    const { storage, start } = await restartableProductApp(cleanups, 'try-stream-crash-', { BATCH_LIST_PAGE_SIZE: '2', BATCH_CHUNK_SIZE: '2', BATCH_SEGMENT_SIZE: '4' });
+    let { host, api } = await start();
     cleanups.push(() => host.kill());
-    let api: Api = apiOf(host);
     const files: Record<string, string> = {};
     for (let i = 0; i < COUNT; i++) files[`data/crash/f ${String(i).padStart(3, '0')}%.txt`] = `file ${i}\n${'x\n'.repeat(i % 7)}`;
-    files['code/slow-lines/score.js'] = fixtureScript('slow-lines.js');
-    files['models/dummy/model.txt'] = 'unused';
     for (const chunk of Array.from({ length: Math.ceil(Object.keys(files).length / 100) }, (_, i) => Object.entries(files).slice(i * 100, i * 100 + 100))) await upload(storage.connectionString, Object.fromEntries(chunk));
-    await deploy(api, {
-      endpoint: 'crashy',
-      deployment: 'lines',
-      model: { name: 'dummy', version: '1', type: 'custom_model', path: ds('models/dummy/') },
-      deploymentBody: {
-        code_configuration: { code: ds('code/slow-lines/'), scoring_script: 'score.js' },
-        settings: { mini_batch_size: 2, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '30' } },
-      },
-    });
+    await customDeployment(host, api, { endpoint: 'crashy', deployment: 'lines', script: 'slow-lines.js', settings: { mini_batch_size: 2, max_concurrency_per_instance: 2, environment_variables: { SLOW_MS: '30' } } });
     const invoke = async (out: string): Promise<string> => {
       const res = await api.call('POST', 'endpoints/crashy/jobs', { inputs: { text: { path: ds('data/crash/') } }, outputs: { out: { path: ds(out) } } });
       expect(res.status).toBe(202);
@@ -76,8 +56,7 @@ describe('kill -9 while a folder is listed page by page', () => {
       );
       await host.kill();
       kills.push(at);
-      host = await start(host.port);
-      api = apiOf(host);
+      ({ host, api } = await start(host.port));
     }
     cleanups.push(() => host.stop());
     const job = await waitForJob(api, jobId, 300_000);

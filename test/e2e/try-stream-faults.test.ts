@@ -5,44 +5,25 @@
  * without every listed file's rows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../support/azurite.js';
-import { type Api, type Json, apiOf, deploy, ds, fixtureScript, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { type Api, type Json, deploy, ds, fixtureScript, readBlob, startProductHostBehindProxy, upload, waitForJob } from '../support/batch.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let storage: { connectionString: string; stop: () => Promise<void> };
 let proxy: FaultProxy;
 let host: FnHostProcess;
 let api: Api;
-const cache = tempDir('try-stream-faults-cache-');
+let stopHost: (() => Promise<void>) | undefined;
 const PLAN = /\/batch-jobs\/.*\/plan\.json$/;
 const MANIFEST = /\/batch-jobs\/.*\/manifest\/chunk-\d+-[^/]+\.jsonl$/;
 
 beforeAll(async () => {
-  storage = await startAzurite();
-  proxy = await startFaultProxy(storage.connectionString);
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    storageConnection: proxy.connectionString,
-    env: {
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_CACHE_DIR: cache.path,
-      BATCH_BOOKKEEPING_RETRY_MS: '100',
-      BATCH_BOOKKEEPING_ATTEMPTS: '3',
-      BATCH_LIST_PAGE_SIZE: '3',
-      BATCH_CHUNK_SIZE: '1',
-    },
-  });
-  api = apiOf(host);
-  await upload(storage.connectionString, { 'models/dummy/model.txt': 'unused' });
+  ({ host, api, storage, proxy, stop: stopHost } = await startProductHostBehindProxy({ BATCH_LIST_PAGE_SIZE: '3', BATCH_CHUNK_SIZE: '1' }, 'try-stream-faults-cache-'));
 });
 
 afterAll(async () => {
-  await host?.stop();
-  await proxy?.stop();
-  await storage?.stop();
-  cache.remove();
+  await stopHost?.();
 });
 
 /** A slow-lines.js deployment (mini-batches of 1, so one chunk per file) over `count` files; returns the folder. */

@@ -5,8 +5,8 @@
  * page scores nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, apiOf, customDeployment, ds, invoke, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, customDeployment, ds, invoke, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 let host: FnHostProcess;
@@ -15,18 +15,12 @@ const MAX_FILES = 6;
 const MAX_MINI_BATCHES = 4;
 
 beforeAll(async () => {
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_LIST_PAGE_SIZE: '10',
-      BATCH_CHUNK_SIZE: '1',
-      BATCH_MAX_FILES_PER_JOB: String(MAX_FILES),
-      BATCH_MAX_MINI_BATCHES_PER_JOB: String(MAX_MINI_BATCHES),
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    BATCH_LIST_PAGE_SIZE: '10',
+    BATCH_CHUNK_SIZE: '1',
+    BATCH_MAX_FILES_PER_JOB: String(MAX_FILES),
+    BATCH_MAX_MINI_BATCHES_PER_JOB: String(MAX_MINI_BATCHES),
+  }));
 });
 
 afterAll(async () => {

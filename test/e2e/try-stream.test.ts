@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { type Api, PENGUIN_MODEL, WORKSPACE_CONTAINER, apiOf, customDeployment, deploy, ds, invoke, jobOutput, readBlob, upload, waitForJob } from '../support/batch.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type Api, PENGUIN_MODEL, WORKSPACE_CONTAINER, customDeployment, deploy, ds, invoke, jobOutput, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { penguinCsv } from '../support/penguins.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -20,17 +20,11 @@ let host: FnHostProcess;
 let api: Api;
 
 beforeAll(async () => {
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_LIST_PAGE_SIZE: '3',
-      BATCH_CHUNK_SIZE: '2',
-      BATCH_SEGMENT_SIZE: '3',
-    },
-  });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost({
+    BATCH_LIST_PAGE_SIZE: '3',
+    BATCH_CHUNK_SIZE: '2',
+    BATCH_SEGMENT_SIZE: '3',
+  }));
   await upload(host.storageConnection, { 'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL) });
 });
 

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseErrorLines, parseReport } from '../../shared/jobs/report.js';
-import { type Api, type Json, apiOf, customDeployment, invoke, textFiles, waitForJob } from '../support/batch.js';
+import { type Api, type Json, customDeployment, invoke, startProductHost, textFiles, waitForJob } from '../support/batch.js';
 import { artifact, launchChromium } from '../support/browser.js';
 import { ROOT } from '../support/compiled.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { BatchClient } from '../../scripts/lib/batch-client.js';
 import { penguinCsvsWithMissing, pipelineInvokeBody, setUpPipelineDemo } from '../../scripts/lib/pipeline-demo.js';
@@ -29,8 +29,7 @@ beforeAll(async () => {
   if (!existsSync(join(ROOT, 'dist', 'web', 'index.html')) || !existsSync(join(ROOT, 'dist', 'web', 'js', 'main.js'))) {
     throw new Error('The web page is not built: run `npm run build:web` before these tests.');
   }
-  host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  api = apiOf(host);
+  ({ host, api } = await startProductHost());
   await customDeployment(host, api, { endpoint: ENDPOINT, deployment: 'blue', script: 'web-demo.js', settings: { mini_batch_size: 1, retry_settings: { max_retries: 1, timeout: 30 } } });
   await customDeployment(host, api, { endpoint: ENDPOINT, deployment: 'green', script: 'web-demo.js', makeDefault: false });
   browser = await launchChromium();

@@ -11,10 +11,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Json, apiOf, customDeployment, invoke, textFiles, waitForJob } from '../support/batch.js';
+import { type Json, apiOf, customDeployment, invoke, startProductHost, textFiles, waitForJob } from '../support/batch.js';
 import { artifact, launchChromium } from '../support/browser.js';
 import { ROOT } from '../support/compiled.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from '../support/fnhost.js';
+import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { LOCAL_AUDIENCE, LOCAL_TENANT, LOCAL_WEB_CLIENT, LocalIssuer } from '../../scripts/lib/oidc-issuer.js';
@@ -31,18 +31,13 @@ beforeAll(async () => {
   if (!existsSync(join(ROOT, 'dist', 'web', 'js', 'sign-in.js'))) throw new Error('The web page is not built: run `npm run build:web` before these tests.');
   issuer = await LocalIssuer.create();
   await issuer.start();
-  host = await startFnHost({
-    appDir: PRODUCT_APP,
-    env: {
-      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
-      BATCH_PROGRESS_INTERVAL_SECONDS: '0',
-      BATCH_AUTH_MODE: 'entra',
-      BATCH_AUTH_TENANTS: LOCAL_TENANT,
-      BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE,
-      BATCH_AUTH_METADATA_URL: issuer.metadataUrl,
-      BATCH_WEB_CLIENT_ID: LOCAL_WEB_CLIENT,
-    },
-  });
+  ({ host } = await startProductHost({
+    BATCH_AUTH_MODE: 'entra',
+    BATCH_AUTH_TENANTS: LOCAL_TENANT,
+    BATCH_AUTH_AUDIENCES: LOCAL_AUDIENCE,
+    BATCH_AUTH_METADATA_URL: issuer.metadataUrl,
+    BATCH_WEB_CLIENT_ID: LOCAL_WEB_CLIENT,
+  }));
   // The app registration's "single-page application" redirect URI is the page.
   issuer.registerSpa({ clientId: LOCAL_WEB_CLIENT, redirectUris: [`${host.url}/api/app/`], user: { username: 'ada@contoso.test', oid: ADA }, consented: ['Jobs.Invoke'] });
   const admin = apiOf(host, { authorization: `Bearer ${await issuer.token({ roles: ['Workspace.Manage'], appId: 'admin-app' })}` });

@@ -2,19 +2,17 @@ import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { TableClient } from '@azure/data-tables';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Logger } from '../../infra/local/src/log.js';
 import { AzuriteService, azuritePaths, readAzuriteState, stopAzuriteFor } from '../../infra/local/src/storage/azurite-service.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { processRunning, tempDir } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const logger = new Logger({ minLevel: 'none' });
 const FREE = { blob: 0, queue: 0, table: 0 };
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 function dataFolder(): string {
   const dir = tempDir('azurite-service-');

@@ -9,9 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_ACCOUNT, DEV_KEY } from '../../infra/local/src/storage/azurite.js';
 import { fastList, fastRead } from '../../shared/storage/fast-read.js';
 import { startAzurite } from '../support/azurite.js';
-import { type Api, type Json, PENGUIN_MODEL, apiOf, deploy, ds, readBlob, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, PENGUIN_MODEL, deploy, ds, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost, tempDir } from '../support/fnhost.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
+import { type FnHostProcess, tempDir } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
 
 /**
@@ -413,7 +414,7 @@ describe('fault proxy: a whole app behind it', () => {
     [36.7, 19.3, 193, 3450],
     [49.9, 16.1, 213, 5400],
   ];
-  const cleanups: (() => Promise<unknown> | void)[] = [];
+  const cleanups = cleanupsAfterAll();
   let appProxy: FaultProxy;
   let host: FnHostProcess;
   let api: Api;
@@ -426,14 +427,9 @@ describe('fault proxy: a whole app behind it', () => {
     const cache = tempDir('fault-proxy-cache-');
     cleanups.push(cache.remove);
     // --no-azurite: the app's AzureWebJobsStorage is the proxy (the task hub is fnhost's SQLite).
-    host = await startFnHost({
-      appDir: PRODUCT_APP,
-      storageConnection: appProxy.connectionString,
-      env: { BATCH_PROGRESS_INTERVAL_SECONDS: '0', BATCH_CACHE_DIR: cache.path },
-    });
+    ({ host, api } = await startProductHost({ BATCH_CACHE_DIR: cache.path }, { storageConnection: appProxy.connectionString }));
     cleanups.push(() => host.stop());
     expect(host.output()).not.toMatch(/Azurite started/);
-    api = apiOf(host);
 
     endpoint = uniqueName('proxied');
     await upload(appProxy.connectionString, {
@@ -453,10 +449,6 @@ describe('fault proxy: a whole app behind it', () => {
     });
     const labels = [...((await session.run(feeds))['label']?.data as string[])];
     expected = labels.map((l, i) => `${i},${l},penguins.csv`);
-  });
-
-  afterAll(async () => {
-    for (const c of cleanups.reverse()) await c();
   });
 
   async function runJob(): Promise<Json> {

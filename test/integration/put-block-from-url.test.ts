@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BlobSASPermissions, BlobServiceClient, RestError, type ContainerClient } from '@azure/storage-blob';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Logger } from '../../infra/local/src/log.js';
 import { AzuriteService, stopAzuriteFor } from '../../infra/local/src/storage/azurite-service.js';
 import { startAzurite } from '../support/azurite.js';
+import { cleanupsAfterAll } from '../support/cleanups.js';
 import { tempDir } from '../support/fnhost.js';
 
 /**
@@ -28,10 +29,7 @@ async function rejection(p: Promise<unknown>): Promise<{ statusCode: number | un
   throw new Error('expected the request to fail');
 }
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const modes: [string, () => Promise<string>][] = [
   [

@@ -3,7 +3,10 @@ import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { expect } from 'vitest';
 import type { SplitSettings } from '../../shared/schemas/resources.js';
-import { type FnHostProcess, PRODUCT_APP, startFnHost } from './fnhost.js';
+import { type TestAzurite, startAzurite } from './azurite.js';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.js';
+import type { Cleanups } from './cleanups.js';
+import { type FnHostProcess, PRODUCT_APP, type StartOptions, azuriteAndDataFolder, startFnHost, tempDir } from './fnhost.js';
 import { waitFor } from './wait.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -185,15 +188,85 @@ export async function jobOutput(host: FnHostProcess, jobId: string, file: string
   return res.text();
 }
 
+export interface ProductHostOptions extends Omit<StartOptions, 'appDir' | 'env'> {
+  /** Set BATCH_PROGRESS_INTERVAL_SECONDS '0' (default true); false leaves the app's own interval. */
+  immediateProgress?: boolean;
+}
+
 /**
- * fnhost serving this app over the emulator (progress written at once), with the penguin model
- * (`models/penguins/penguins.onnx`) and a placeholder custom model (`models/dummy/model.txt`) uploaded.
+ * fnhost serving this app (PRODUCT_APP), and a client of its API with the master key. Defaults, each
+ * overridden by `env`: AzureWebJobsStorage 'UseDevelopmentStorage=true' (the host starts Azurite, in
+ * memory or in `dataDir`; `storageConnection` replaces it) and BATCH_PROGRESS_INTERVAL_SECONDS '0'
+ * (progress written at once; `immediateProgress: false` leaves it out). Other options go to
+ * startFnHost as given. The caller stops the host.
+ */
+export async function startProductHost(env: Record<string, string> = {}, options: ProductHostOptions = {}): Promise<{ host: FnHostProcess; api: Api }> {
+  const { immediateProgress = true, ...start } = options;
+  const defaults: Record<string, string> = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', ...(immediateProgress ? { BATCH_PROGRESS_INTERVAL_SECONDS: '0' } : {}) };
+  const host = await startFnHost({ ...start, appDir: PRODUCT_APP, env: { ...defaults, ...env } });
+  return { host, api: apiOf(host) };
+}
+
+/**
+ * For tests that kill the product app (SIGKILL) and start it again on the same state: an Azurite of
+ * the test's own and a data folder (azuriteAndDataFolder, removed by `cleanups`), and `start(port)`,
+ * which starts startProductHost(env, options) on them; after a kill, pass the killed host's port so
+ * the URLs the test holds stay valid. The caller stops or kills each host it starts.
+ */
+export async function restartableProductApp(
+  cleanups: Cleanups,
+  prefix: string,
+  env: Record<string, string> = {},
+  options: ProductHostOptions = {},
+): Promise<{ storage: TestAzurite; dataDir: string; start: (port?: number) => Promise<{ host: FnHostProcess; api: Api }> }> {
+  const { storage, dataDir } = await azuriteAndDataFolder(cleanups, prefix);
+  return { storage, dataDir, start: (port) => startProductHost(env, { ...options, dataDir, storageConnection: storage.connectionString, port }) };
+}
+
+/**
+ * startProductHost with the defaults, and the penguin model (`models/penguins/penguins.onnx`) and a
+ * placeholder custom model (`models/dummy/model.txt`) uploaded.
  */
 export async function startBatchHost(): Promise<{ host: FnHostProcess; api: Api }> {
-  const host = await startFnHost({ appDir: PRODUCT_APP, env: { AzureWebJobsStorage: 'UseDevelopmentStorage=true', BATCH_PROGRESS_INTERVAL_SECONDS: '0' } });
-  await upload(host.storageConnection, {
+  const started = await startProductHost();
+  await upload(started.host.storageConnection, {
     'models/penguins/penguins.onnx': readFileSync(PENGUIN_MODEL),
     'models/dummy/model.txt': 'a model file the custom scripts ignore',
   });
-  return { host, api: apiOf(host) };
+  return started;
+}
+
+/**
+ * The product app (startProductHost) with all of its storage reached through a fault proxy
+ * (fault-proxy.ts) over an Azurite of its own, for tests that fail the storage requests they name:
+ * bookkeeping retried quickly (BATCH_BOOKKEEPING_RETRY_MS '100', BATCH_BOOKKEEPING_ATTEMPTS '3'), a
+ * model cache folder of its own (BATCH_CACHE_DIR, named from `cachePrefix`), and the placeholder
+ * custom model `models/dummy/model.txt` uploaded. `env` adds to or overrides these. `stop()` stops
+ * the host, the proxy and Azurite, and removes the cache folder; a failed start undoes itself.
+ */
+export async function startProductHostBehindProxy(
+  env: Record<string, string>,
+  cachePrefix: string,
+): Promise<{ host: FnHostProcess; api: Api; storage: TestAzurite; proxy: FaultProxy; stop: () => Promise<void> }> {
+  const cache = tempDir(cachePrefix);
+  let storage: TestAzurite | undefined;
+  let proxy: FaultProxy | undefined;
+  let host: FnHostProcess | undefined;
+  const stop = async (): Promise<void> => {
+    await host?.stop();
+    await proxy?.stop();
+    await storage?.stop();
+    cache.remove();
+  };
+  try {
+    storage = await startAzurite();
+    proxy = await startFaultProxy(storage.connectionString);
+    const started = await startProductHost({ BATCH_CACHE_DIR: cache.path, BATCH_BOOKKEEPING_RETRY_MS: '100', BATCH_BOOKKEEPING_ATTEMPTS: '3', ...env }, { storageConnection: proxy.connectionString });
+    host = started.host;
+    await upload(storage.connectionString, { 'models/dummy/model.txt': 'unused' });
+    return { ...started, storage, proxy, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FNHOST_NODE_FLAGS } from '../../infra/local/src/node-flags.js';
 import { type LocalSettings, appFolderWithSettings } from '../../scripts/lib/local-stack.js';
+import { type TestAzurite, startAzurite } from './azurite.js';
+import type { Cleanups } from './cleanups.js';
 import { freePort } from './ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -153,6 +155,46 @@ export function processRunning(pid: number): boolean {
 export function tempDir(prefix: string): { path: string; remove: () => void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * A data folder for hosts that keep their state in it (`dataDir`), with the Azurite such a host
+ * starts there: at cleanup that Azurite is stopped (`fnhost stop --data`; a killed host leaves it
+ * running), then the folder removed.
+ */
+export function hostDataFolder(cleanups: Cleanups, prefix: string): string {
+  const dir = tempDir(prefix);
+  cleanups.push(dir.remove);
+  cleanups.push(() => stopStorage(dir.path).catch(() => undefined));
+  return dir.path;
+}
+
+/**
+ * State for a host a test kills and starts again: an Azurite of the test's own (storage outlives
+ * the host, as Azure Storage outlives a Functions host; pass it as `storageConnection`) and a data
+ * folder for the host's task hub (`dataDir`), both removed by `cleanups`.
+ */
+export async function azuriteAndDataFolder(cleanups: Cleanups, prefix: string): Promise<{ storage: TestAzurite; dataDir: string }> {
+  const storage = await startAzurite();
+  cleanups.push(storage.stop);
+  const data = tempDir(prefix);
+  cleanups.push(data.remove);
+  return { storage, dataDir: data.path };
+}
+
+/** The pid of the Azurite a host started in data folder `dataDir` (from its azurite.json). */
+export function azuritePid(dataDir: string): number {
+  return (JSON.parse(readFileSync(join(dataDir, 'azurite.json'), 'utf8')) as { pid: number }).pid;
+}
+
+/** Runs the fnhost CLI with `args` to its end (for starts that must fail); resolves with its exit code and all it printed. */
+export async function runFnHost(args: string[]): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [...FNHOST_NODE_FLAGS, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  return { code, output };
 }
 
 export const TEST_APP = join(ROOT, 'test', 'fixtures', 'fnhost-app');
