@@ -8,7 +8,7 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { type KnownColumns, builtInColumns, newKeys, rowJoinOf, settledColumns } from '../scoring/columns.js';
+import { type KnownColumns, builtInColumns, keysToWarn, newKeys, rowJoinOf, settledColumns } from '../scoring/columns.js';
 import { failedItem, outputContentType, outputFormat, predictionsHeader } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
@@ -779,7 +779,7 @@ export class JobRunner {
         ready: arrivals,
         timeoutMs: spec.settings.retry_settings.timeout * 1000,
         columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input, proposal) : undefined,
-        knownColumns: knownColumns(run.state),
+        knownColumns: knownColumns(run.state, input.index),
       });
       // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
       const [downloads, scoring] = await Promise.allSettled([landed, scored]);
@@ -810,24 +810,26 @@ export class JobRunner {
   /**
    * The job's columns, for a mini-batch whose run() returned rows: fixed by the first mini-batch
    * that asks (one atomic update of the job record; later ones read it), so every mini-batch writes
-   * the same columns in the same order. Keys `seen` that are not among them are dropped; those not
-   * dropped before are returned in `warn`, so the job log names each dropped key once.
+   * the same columns in the same order. Keys `seen` that are not among them are dropped. Those no
+   * mini-batch dropped before are recorded as dropped by this one (`ref.index`), in the same
+   * update; `warn` returns every key this mini-batch dropped first, this run's or an earlier run's
+   * of it, so the job log names each dropped key once even when a run's log was lost in a crash.
    */
-  async #columns(ref: EngineRef, proposal: ColumnsProposal): Promise<ColumnsDecision> {
-    const settled = settledColumns(knownColumns((await this.#run(ref)).state), proposal);
+  async #columns(ref: EngineRef & { index: number }, proposal: ColumnsProposal): Promise<ColumnsDecision> {
+    const settled = settledColumns(knownColumns((await this.#run(ref)).state, ref.index), proposal);
     if (settled) return settled;
-    let warn: string[] = [];
     const state = await this.#update(ref, (s) => {
       const columns = s.columns ?? proposal.proposed;
       const dropped = s.dropped_columns ?? [];
-      warn = newKeys({ columns, dropped }, proposal);
-      if (s.columns && warn.length === 0) return undefined;
-      return { ...s, columns, dropped_columns: [...dropped, ...warn] };
+      const fresh = newKeys({ columns, dropped }, proposal);
+      if (s.columns && fresh.length === 0) return undefined;
+      const by = [...(s.dropped_by ?? []), ...fresh.map((column) => ({ column, mini_batch: ref.index }))];
+      return { ...s, columns, dropped_columns: [...dropped, ...fresh], dropped_by: by };
     });
     this.#runs.delete(engineScope(ref));
-    const columns = state?.columns;
-    if (!columns) throw new BatchError('internal', `Job '${ref.jobId}' has no columns after fixing them.`);
-    return { columns, warn };
+    const known = state ? knownColumns(state, ref.index) : undefined;
+    if (!known) throw new BatchError('internal', `Job '${ref.jobId}' has no columns after fixing them.`);
+    return { columns: [...known.columns], warn: keysToWarn(known, proposal) };
   }
 
   /**
@@ -1251,6 +1253,10 @@ export class JobRunner {
     const run = await this.#run(input);
     const job = run.job;
     if (isTerminalJob(run.state.status)) return { status: run.state.status as 'Completed' | 'Failed' | 'Canceled' };
+    // Every lane has ended, so the job's scoring threads go now rather than after finalize: the
+    // host's peak is then finalize's reading of the journals, not that on top of idle threads. A
+    // repair round starts them again.
+    await this.#runtime.release(run.scope).catch(() => undefined);
     const totals = (s: JobState): JobCounts => ({
       mini_batches: { ...input.counts.mini_batches, total: Math.max(input.counts.mini_batches.total, s.counts.mini_batches.total) },
       items: { ...input.counts.items, total: Math.max(input.counts.items.total, s.counts.items.total) },
@@ -1389,6 +1395,8 @@ export function describeFailure(err: unknown): string {
 }
 
 /** The columns a job record has fixed, if any (a cached record's are final: they never change once fixed). */
-function knownColumns(state: { columns?: string[] | undefined; dropped_columns?: string[] | undefined }): KnownColumns | undefined {
-  return state.columns ? { columns: state.columns, dropped: state.dropped_columns ?? [] } : undefined;
+function knownColumns(state: Pick<JobState, 'columns' | 'dropped_columns' | 'dropped_by'>, index: number): KnownColumns | undefined {
+  if (!state.columns) return undefined;
+  const droppedHere = (state.dropped_by ?? []).filter((d) => d.mini_batch === index).map((d) => d.column);
+  return { columns: state.columns, dropped: state.dropped_columns ?? [], droppedHere };
 }

@@ -220,6 +220,13 @@ export interface JobState {
   /** Result keys that were not among the columns and were dropped; each is warned about once. */
   dropped_columns?: string[] | undefined;
   /**
+   * The mini-batch that dropped each of dropped_columns first, and so warns about it. Recorded with
+   * the key, before that mini-batch's journal entry is written: a run of it whose entry was lost (a
+   * crash before the orchestration recorded it) is run again, and the new run warns again, so the
+   * warning is not lost with it. Records written before this field: their keys are not warned again.
+   */
+  dropped_by?: { column: string; mini_batch: number }[] | undefined;
+  /**
    * Set when part of the job failed for a reason that must stop all of it (a lane could not record
    * its work): every lane's next mini-batch sees it and stops, and the job ends Failed with it.
    */

@@ -31,6 +31,11 @@ export interface ColumnsDecision {
 export interface KnownColumns {
   columns: readonly string[];
   dropped: readonly string[];
+  /**
+   * Of `dropped`, the keys that this mini-batch dropped first (JobState.dropped_by): it warns about
+   * them whenever it runs, since a run whose log was lost may have been the one to warn.
+   */
+  droppedHere?: readonly string[] | undefined;
 }
 
 /** The keys a proposal has seen that are neither among `known`'s columns nor dropped before. */
@@ -46,7 +51,13 @@ export function newKeys(known: KnownColumns, proposal: ColumnsProposal): string[
  */
 export function settledColumns(known: KnownColumns | undefined, proposal: ColumnsProposal): ColumnsDecision | undefined {
   if (known === undefined || newKeys(known, proposal).length > 0) return undefined;
-  return { columns: [...known.columns], warn: [] };
+  return { columns: [...known.columns], warn: keysToWarn(known, proposal) };
+}
+
+/** The keys a mini-batch warns about: those it has seen that the job record says it dropped first. */
+export function keysToWarn(known: KnownColumns, proposal: ColumnsProposal): string[] {
+  const here = known.droppedHere ?? [];
+  return proposal.seen.filter((k) => here.includes(k));
 }
 
 /** Whether a result is a row of named values (a plain object, not an array, typed array or date). */
@@ -141,7 +152,8 @@ export function rowJoinOf(settings: { join?: RowJoin['join']; key_field?: string
 
 /**
  * The job log's warning about keys a decision drops (said once per job: `decision.warn` holds only
- * keys no mini-batch dropped before), or undefined when it drops none. `whose` says what had them
+ * keys this mini-batch was the first to drop, see KnownColumns.droppedHere), or undefined when it
+ * drops none. `whose` says what had them
  * (`run() returned`, `the input has`).
  */
 export function droppedKeysWarning(whose: string, decision: ColumnsDecision): string | undefined {

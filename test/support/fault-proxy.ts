@@ -72,6 +72,11 @@ export interface FaultRule {
    */
   drop?: boolean;
   /**
+   * Never answer: the request is read and then held open until the client goes away (a host that
+   * was killed while waiting) or the proxy stops. For catching a process between two writes.
+   */
+  hang?: boolean;
+  /**
    * Let this many matching requests through to Azurite first (default 0); failing starts with the
    * next one. Counted among the requests this rule decides: while an earlier live rule matches a
    * request, that rule decides it and this one does not see it.
@@ -359,6 +364,11 @@ export async function startFaultProxy(targets: Record<StorageService, Target> | 
       entry.reset = true;
       req.socket.resetAndDestroy();
       answered();
+      return;
+    }
+    if (rule.hang) {
+      res.once('close', answered);
+      req.resume();
       return;
     }
     const status = rule.status ?? (rule.drop ? 201 : 503);

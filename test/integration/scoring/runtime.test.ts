@@ -214,6 +214,13 @@ describe('the scoring runtime with custom scripts', () => {
     expect(asked).toEqual([]);
     expect(dropped.data.toString()).toBe('k2.txt,18\n');
     expect(dropped.logs.some((l) => l.message.includes('not among the job'))).toBe(false);
+    // Keys this mini-batch dropped first, in a run whose log may be lost: warned again, still without a round trip.
+    const again = completed(
+      await runtime.score(spec, { items: batch(['k2b.txt']), timeoutMs: T, columns, knownColumns: { columns: ['file_name', 'chars'], dropped: ['worker', 'greeting'], droppedHere: ['greeting'] } }),
+    );
+    expect(asked).toEqual([]);
+    const warned = again.logs.filter((l) => l.message.includes('not among the job'));
+    expect(warned.map((l) => [l.level, l.message.endsWith(': greeting; dropped from every row (said once per job)')])).toEqual([['warning', true]]);
     // A key the given columns do not know (a stale copy): the host decides, and says what it dropped.
     const stale = completed(await runtime.score(spec, { items: batch(['k3.txt']), timeoutMs: T, columns, knownColumns: { columns: ['file_name', 'chars'], dropped: ['worker'] } }));
     expect(asked).toEqual([['file_name', 'chars', 'worker', 'greeting']]);
