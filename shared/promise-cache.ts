@@ -1,16 +1,17 @@
+import { BoundedMap } from './bounded-map.js';
+
 /**
  * A bounded map of promises by key: concurrent callers share one pending result, failures are not
  * kept (the next caller tries again), the oldest entries go first when the map is full, and with
  * `ttlMs` an entry older than that is made again.
  */
 export class PromiseCache<T> {
-  readonly #entries = new Map<string, { value: Promise<T>; at: number }>();
-  readonly #max: number;
+  readonly #entries: BoundedMap<string, { value: Promise<T>; at: number }>;
   readonly #ttlMs: number;
   readonly #now: () => number;
 
   constructor(options: { max: number; ttlMs?: number | undefined; now?: (() => number) | undefined }) {
-    this.#max = options.max;
+    this.#entries = new BoundedMap(options.max);
     this.#ttlMs = options.ttlMs ?? Infinity;
     this.#now = options.now ?? Date.now;
   }
@@ -24,10 +25,6 @@ export class PromiseCache<T> {
     entry.value.catch(() => {
       if (this.#entries.get(key) === entry) this.#entries.delete(key);
     });
-    if (this.#entries.size > this.#max) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
-    }
     return entry.value;
   }
 

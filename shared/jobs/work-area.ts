@@ -1,5 +1,6 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { AppConfig } from '../config.js';
+import { BoundedMap } from '../bounded-map.js';
 import { BatchError } from '../errors.js';
 import { BlockIds, OutputFolder } from '../outputs/output-writer.js';
 import { inOrderAtMost } from '../concurrency.js';
@@ -76,10 +77,14 @@ export type SegmentFile = 'predictions' | 'report' | 'errors' | 'log';
 export class JobWorkArea {
   readonly #container: ContainerClient;
   #ensured = false;
-  /** Recently read manifest chunks; a chunk never changes once written. */
-  readonly #chunks = new Map<string, MiniBatch[]>();
+  /**
+   * Recently read manifest chunks; a chunk never changes once written. Each lane works through one
+   * chunk at a time (and prefetches into the next), so a few per lane is plenty; holding 64 kept
+   * ~20,000 items of a large job alive for nothing.
+   */
+  readonly #chunks = new BoundedMap<string, MiniBatch[]>(16);
   /** Plan indexes read (null: a job prepared before them); re-read while a chunk asked for is not in it yet. */
-  readonly #plans = new Map<string, PlanIndex | null>();
+  readonly #plans = new BoundedMap<string, PlanIndex | null>(256);
 
   constructor(options: { config: AppConfig }) {
     this.#container = storageAccount(options.config.storageConnection).container(
@@ -155,10 +160,6 @@ export class JobWorkArea {
     if (index === undefined || (index !== null && chunk >= index.chunks && !index.done)) {
       index = (await this.readPlan(jobId))?.index ?? null;
       this.#plans.set(jobId, index);
-      if (this.#plans.size > 256) {
-        const oldest = this.#plans.keys().next().value;
-        if (oldest !== undefined) this.#plans.delete(oldest);
-      }
     }
     if (index === null) return this.#manifestBlob(jobId, chunk);
     if (chunk >= index.chunks) throw new BatchError('internal', `Chunk ${chunk} of job ${jobId} is not planned.`, { retryable: false });
@@ -181,11 +182,6 @@ export class JobWorkArea {
       }
       batches = text === '' ? [] : text.split('\n').map((line) => JSON.parse(line) as MiniBatch);
       this.#chunks.set(key, batches);
-      // Keep a bounded number of chunks in memory.
-      if (this.#chunks.size > 64) {
-        const oldest = this.#chunks.keys().next().value;
-        if (oldest !== undefined) this.#chunks.delete(oldest);
-      }
     }
     const found = batches.find((b) => b.index === index);
     if (!found) throw new BatchError('internal', `Mini-batch ${index} is not in the manifest of job ${jobId}.`, { retryable: false });

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { type ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { XMLParser } from 'fast-xml-parser';
+import { BoundedMap } from '../bounded-map.js';
 
 /**
  * Reads of small blobs and folder listings, and the staging of output blocks, without the SDK's
@@ -58,7 +59,7 @@ async function sign(container: ContainerClient, now: number, access: Access): Pr
 async function signedFor(container: ContainerClient, now: number, access: Access = 'rl'): Promise<Signed | null> {
   let byUrl = signed.get(container.credential);
   if (byUrl === undefined) {
-    byUrl = new Map();
+    byUrl = new BoundedMap(256);
     signed.set(container.credential, byUrl);
   }
   const key = `${access} ${container.url}`;
@@ -67,10 +68,6 @@ async function signedFor(container: ContainerClient, now: number, access: Access
   if (entry === undefined || (current && current.renewAt <= now)) {
     entry = sign(container, now, access).catch(() => null);
     byUrl.set(key, entry);
-    if (byUrl.size > 256) {
-      const oldest = byUrl.keys().next().value;
-      if (oldest !== undefined) byUrl.delete(oldest);
-    }
     return entry;
   }
   return current ?? null;

@@ -28,7 +28,7 @@ describe('a host killed after a key is dropped and before its mini-batch is reco
   it('warns about the key in the run made again after the restart, once', async () => {
     const { storage, dataDir } = await azuriteAndDataFolder(cleanups, 'dropped-key-crash-');
     const proxy = await startFaultProxy(storage.connectionString);
-    cleanups.push(proxy.stop);
+    cleanups.push(() => proxy.stop());
     const start = (port?: number): ReturnType<typeof startProductHost> => startProductHost({}, { dataDir, storageConnection: proxy.connectionString, port });
     let { host, api } = await start();
     cleanups.push(() => host.kill());

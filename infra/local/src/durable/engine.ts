@@ -465,7 +465,9 @@ export class DurableEngine {
     const o = this.#o;
     while (this.#activitiesRunning < o.maxConcurrentActivityFunctions && this.#activityHead < this.#activityQueue.length) {
       const task = this.#activityQueue[this.#activityHead++] as ActivityTask;
-      if (this.#activityHead > 4096 && this.#activityHead * 2 > this.#activityQueue.length) {
+      // Taken tasks keep their inputs alive until they are spliced off: do it often enough that a
+      // long fan-out does not hold thousands of them, rarely enough to stay cheap.
+      if (this.#activityHead > 256 && this.#activityHead * 2 > this.#activityQueue.length) {
         this.#activityQueue.splice(0, this.#activityHead);
         this.#activityHead = 0;
       }
