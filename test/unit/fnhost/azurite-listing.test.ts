@@ -311,7 +311,9 @@ describe("fnhost's Azurite listing: the same XML as Azurite's serializer", () =>
         { numRuns: 1500 },
       );
       // Many answers of the arbitrary above are ordinary: the fast path must have written those.
-      expect(rendered).toBeGreaterThan(300);
+      // About 22% are (330 of 1,500 on average, standard deviation ~16): 200 leaves room for
+      // chance (a bound of 300 failed one run in ~30), not for a fast path that stopped writing.
+      expect(rendered).toBeGreaterThan(200);
     });
   }
 

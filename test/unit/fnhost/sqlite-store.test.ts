@@ -68,7 +68,7 @@ describe('SQLite task hub store', () => {
     const store = open();
     const big = 'x'.repeat(256 * 1024);
     for (let i = 0; i < 100; i++) expect(store.createInstance({ ...create(`big-${i}`), input: JSON.stringify({ big, i }) })).toEqual({ created: true });
-    // 25 MB of inputs: more than the 16 MB page cache, so pages went to a file no one can open.
+    // 25 MB of inputs: more than the 4 MB page cache (HUB_CACHE_KIB), so pages went to a file no one can open.
     expect(deletedFiles().length).toBeGreaterThan(before);
     expect(JSON.parse(store.getInstance('big-7')?.input ?? 'null')).toEqual({ big, i: 7 });
     expect(JSON.parse(store.getInstance('big-99')?.input ?? 'null')).toEqual({ big, i: 99 });
