@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { AppConfig, BookkeepingRetry } from '../config.js';
 import { BatchError, errorMessage } from '../errors.js';
 import { listFolderPage, listInput } from '../planning/list-input.js';
-import { type MiniBatch, type PlanItem, chunkLayout, chunkTarget, planPage, streamChunkSize, toMiniBatches } from '../planning/plan.js';
+import { type MiniBatch, type PlanItem, chunkLayout, chunkRange, chunkTarget, planPage, streamChunkSize, toMiniBatches } from '../planning/plan.js';
 import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
@@ -13,7 +13,7 @@ import { failedItem, outputContentType, outputFormat, predictionsHeader } from '
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
 import { outputFiles } from './jobs-service.js';
-import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localModel, readInputRange, removeQuietly } from './local-files.js';
+import { SMALL_BLOB_BYTES, cleanWorkDir, fetchBlob, localCode, localCodeFolder, localModel, readInputRange, removeQuietly } from './local-files.js';
 import { inOrderAtMost } from '../concurrency.js';
 import { PromiseCache } from '../promise-cache.js';
 import { exceedsThreshold, parallelismOf } from './settings.js';
@@ -331,6 +331,7 @@ export class JobRunner {
   readonly #runs: PromiseCache<EngineRun>;
   readonly #places = new PromiseCache<Places>({ max: 256 });
   readonly #scorers = new PromiseCache<ScorerFiles>({ max: 256 });
+  readonly #models = new PromiseCache<ScorerFiles['model']>({ max: 256 });
   /** Upcoming mini-batches' inputs, keyed `${jobId}/${index}`. */
   readonly #prefetched = new Map<string, Prefetched>();
   readonly #plans = new PlanSignals();
@@ -422,23 +423,36 @@ export class JobRunner {
    * again if this fails, and report what went wrong.
    */
   async #warmUp(run: EngineRun): Promise<void> {
-    const files = await this.#scorerFiles(run);
-    await this.#runtime.warm(this.#scorerSpec(run, files), { timeoutMs: run.work.settings.retry_settings.timeout * 1000 });
+    // The threads start once the model is here (at once, for a model fetched before), and boot
+    // while the code is fetched; their init() waits for all of the files.
+    const spec = this.#scorerSpec(run, { model: await this.#localModel(run), scriptPath: this.#scriptPath(run) });
+    await this.#runtime.warm(spec, { timeoutMs: run.work.settings.retry_settings.timeout * 1000, ready: this.#scorerFiles(run) });
   }
 
-  /** The model and scoring script on this machine, fetched once per run. */
+  /** The model and scoring script on this machine, fetched once per run (the two side by side: the job's first mini-batch waits for both). */
   #scorerFiles(run: EngineRun): Promise<ScorerFiles> {
     const work = run.work;
-    return this.#scorers.get(run.scope, async () => ({
-      model: await localModel(this.#registry, work.model, work.model_location, work.model_content, this.#config.cacheDir),
-      scriptPath:
-        work.code_configuration && work.code_location
-          ? join(
-              await localCode(this.#registry, work.code_location, work.code_configuration.code, work.code_content, run.scope, this.#config.cacheDir),
-              ...work.code_configuration.scoring_script.split('/'),
-            )
-          : undefined,
-    }));
+    return this.#scorers.get(run.scope, async () => {
+      const code = work.code_configuration;
+      const [model] = await Promise.all([
+        this.#localModel(run),
+        code && work.code_location ? localCode(this.#registry, work.code_location, code.code, work.code_content, run.scope, this.#config.cacheDir) : undefined,
+      ]);
+      return { model, scriptPath: this.#scriptPath(run) };
+    });
+  }
+
+  /** The model on this machine, fetched once per run (the scoring workers can start once it is). */
+  #localModel(run: EngineRun): Promise<ScorerFiles['model']> {
+    const work = run.work;
+    return this.#models.get(run.scope, () => localModel(this.#registry, work.model, work.model_location, work.model_content, this.#config.cacheDir));
+  }
+
+  /** Where the run's scoring script is on this machine once localCode has fetched it (known before it has). */
+  #scriptPath(run: EngineRun): string | undefined {
+    const code = run.work.code_configuration;
+    if (!code || !run.work.code_location) return undefined;
+    return join(localCodeFolder(this.#config.cacheDir, run.scope), ...code.scoring_script.split('/'));
   }
 
   #placesOf(run: EngineRun): Promise<Places> {
@@ -515,6 +529,13 @@ export class JobRunner {
     this.#runs.delete(run.scope);
     const plan = { ...base, miniBatches, items, chunks, chunkSize, lanes, ...(index.done ? {} : { streamed: true as const }) };
     if (state?.status === 'Canceling') return { ...plan, status: 'canceled' };
+    // Each lane's first mini-batch is fetched while the orchestration starts the lanes, so it scores
+    // as soon as it arrives (where prepare and scoring share a process, as in fnhost; elsewhere the
+    // prefetch goes unclaimed and expires).
+    for (let lane = 0; lane < Math.min(lanes, chunks); lane++) {
+      const first = chunkRange(lane, chunkSize, miniBatches).start;
+      if (first < miniBatches) this.#prefetch(run, chunkSize, first);
+    }
     return plan;
   }
 
@@ -1385,6 +1406,7 @@ export class JobRunner {
     this.#runs.delete(run.scope);
     this.#places.delete(run.scope);
     this.#scorers.delete(run.scope);
+    this.#models.delete(run.scope);
     this.#dropStalePrefetches(run.scope);
     return { status };
   }

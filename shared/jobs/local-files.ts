@@ -151,12 +151,17 @@ export async function localModel(registry: Registry, model: ModelDoc, location: 
   return { modelDir: folder, modelFile: onnx ? join(folder, onnx) : undefined };
 }
 
+/** The folder {@link localCode} fills with a job's (or run's, `jobId` a run scope) scoring code. */
+export function localCodeFolder(cacheDir: string, jobId: string): string {
+  return join(cacheDir, 'code', jobId);
+}
+
 /**
  * A job's scoring code on this machine, in a folder of the job's own (scripts may write next to
  * themselves), checked against the content the job was invoked with (`expected`).
  */
 export async function localCode(registry: Registry, location: DataLocation, codeUri: string, expected: string | undefined, jobId: string, cacheDir: string): Promise<string> {
-  const folder = join(cacheDir, 'code', jobId);
+  const folder = localCodeFolder(cacheDir, jobId);
   const container = registry.open(location);
   try {
     await fillOnce(folder, async (into) => {

@@ -91,8 +91,10 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       : { ...outcome, logs: [...earlier, ...outcome.logs] };
   }
 
-  async warm(spec: ScorerSpec, options: { timeoutMs: number }): Promise<void> {
+  async warm(spec: ScorerSpec, options: { timeoutMs: number; ready?: Promise<unknown> | undefined }): Promise<void> {
+    // The pool starts its threads as it is made; they boot while `ready` (the files) is awaited.
     const entry = await this.#poolFor(spec);
+    await options.ready;
     const threads = Math.max(1, Math.floor(spec.maxConcurrency));
     const outcomes = await Promise.all(Array.from({ length: threads }, () => this.#execute(entry, { items: [], warmup: true }, options.timeoutMs)));
     // A worker that failed or timed out while warming up says so in the next mini-batch's logs.
@@ -274,8 +276,9 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     const pool = new Piscina<WorkerTask, WorkerReply>({
       filename: this.#workerFile,
       workerData: spec,
-      // Workers start on demand and are kept: each initialises once and serves the job to its end.
-      minThreads: 0,
+      // Every worker starts with the pool (booting a thread takes ~40-100 ms, best spent while the
+      // job is still planned) and is kept: each initialises once and serves the job to its end.
+      minThreads: threads,
       maxThreads: threads,
       idleTimeout: Infinity,
       // Atomics.wait between tasks would freeze timers and I/O a script leaves running.

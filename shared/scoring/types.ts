@@ -126,9 +126,11 @@ export interface ScoringRuntime {
   score(spec: ScorerSpec, request: ScoreRequest): Promise<ScoreOutcome>;
   /**
    * Starts the spec's workers and initialises them (model loaded, init() run) before the first
-   * mini-batch arrives. Best effort: problems show in the next mini-batch's logs and outcome.
+   * mini-batch arrives. The threads start at once; their initialisation waits for `ready` (the
+   * spec's files being fetched), and a `ready` that rejects rejects this. Best effort: problems
+   * show in the next mini-batch's logs and outcome.
    */
-  warm(spec: ScorerSpec, options: { timeoutMs: number }): Promise<void>;
+  warm(spec: ScorerSpec, options: { timeoutMs: number; ready?: Promise<unknown> | undefined }): Promise<void>;
   /** How many pools (one per spec key) are running. */
   pools(): number;
   /** Stops the pool of a spec key (the job finished). */
