@@ -8,7 +8,7 @@ import { jobSizeProblem } from '../limits.js';
 import { BlockIds, OutputFolder, type StagedPart, newNonce, ownerMetadata } from '../outputs/output-writer.js';
 import type { Registry, ResolvedData } from '../registry/registry.js';
 import { isTerminalJob } from '../schemas/jobs.js';
-import { type KnownColumns, builtInColumns, keysToWarn, newKeys, rowJoinOf, settledColumns } from '../scoring/columns.js';
+import { type KnownColumns, builtInColumns, droppedKeysWarning, newKeys, rowJoinOf, settledColumns } from '../scoring/columns.js';
 import { failedItem, outputContentType, outputFormat, predictionsHeader } from '../scoring/rows.js';
 import type { ColumnsDecision, ColumnsProposal, ScoreOutcome, ScorerSpec, ScoringItem, ScoringRuntime } from '../scoring/types.js';
 import type { JobStore } from './job-store.js';
@@ -800,7 +800,7 @@ export class JobRunner {
         ready: arrivals,
         timeoutMs: spec.settings.retry_settings.timeout * 1000,
         columns: spec.settings.output_action === 'append_row' ? (proposal) => this.#columns(input, proposal) : undefined,
-        knownColumns: knownColumns(run.state, input.index),
+        knownColumns: knownColumns(run.state),
       });
       // A failed download decides the mini-batch's fate, whatever the scorer made of the rest.
       const [downloads, scoring] = await Promise.allSettled([landed, scored]);
@@ -831,13 +831,12 @@ export class JobRunner {
   /**
    * The job's columns, for a mini-batch whose run() returned rows: fixed by the first mini-batch
    * that asks (one atomic update of the job record; later ones read it), so every mini-batch writes
-   * the same columns in the same order. Keys `seen` that are not among them are dropped. Those no
-   * mini-batch dropped before are recorded as dropped by this one (`ref.index`), in the same
-   * update; `warn` returns every key this mini-batch dropped first, this run's or an earlier run's
-   * of it, so the job log names each dropped key once even when a run's log was lost in a crash.
+   * the same columns in the same order. Keys `seen` that are not among them are dropped: those no
+   * mini-batch dropped before are added to the record's dropped_columns in the same update, with
+   * this mini-batch (`ref.index`) in dropped_by. Finalize warns about them, once, from the record.
    */
   async #columns(ref: EngineRef & { index: number }, proposal: ColumnsProposal): Promise<ColumnsDecision> {
-    const settled = settledColumns(knownColumns((await this.#run(ref)).state, ref.index), proposal);
+    const settled = settledColumns(knownColumns((await this.#run(ref)).state), proposal);
     if (settled) return settled;
     const state = await this.#update(ref, (s) => {
       const columns = s.columns ?? proposal.proposed;
@@ -848,9 +847,9 @@ export class JobRunner {
       return { ...s, columns, dropped_columns: [...dropped, ...fresh], dropped_by: by };
     });
     this.#runs.delete(engineScope(ref));
-    const known = state ? knownColumns(state, ref.index) : undefined;
-    if (!known) throw new BatchError('internal', `Job '${ref.jobId}' has no columns after fixing them.`);
-    return { columns: [...known.columns], warn: keysToWarn(known, proposal) };
+    const columns = state?.columns;
+    if (!columns) throw new BatchError('internal', `Job '${ref.jobId}' has no columns after fixing them.`);
+    return { columns };
   }
 
   /**
@@ -1365,7 +1364,10 @@ export class JobRunner {
       started_at: state.started_at ?? null,
       completed_at: completedAt,
     };
-    const lastLine = `${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`;
+    // Keys dropped from the rows, said once, from the record that decided the rows.
+    const dropped = droppedKeysWarning(spec.code_configuration ? 'run() returned' : 'the input has', state.columns ?? [], state.dropped_columns ?? [], state.dropped_by);
+    const droppedLine = dropped === undefined ? '' : `${completedAt} WARNING ${dropped}\n`;
+    const lastLine = `${droppedLine}${completedAt} INFO job ${job.spec.id}${input.step === undefined ? '' : ` step ${input.step}`} ${status}: ${counts.items.succeeded} item(s) succeeded, ${counts.items.failed} failed, ${counts.mini_batches.retried} retr${counts.mini_batches.retried === 1 ? 'y' : 'ies'}${error ? `; ${error.message}` : ''}\n`;
     // Each file is its segments' pieces in order (redacted piece by piece: a secret never spans
     // two lines, and pieces are whole lines). Every output is in place before the job says it is
     // done: a client that sees the final status can read them all, so they go up side by side.
@@ -1417,8 +1419,7 @@ export function describeFailure(err: unknown): string {
 }
 
 /** The columns a job record has fixed, if any (a cached record's are final: they never change once fixed). */
-function knownColumns(state: Pick<JobState, 'columns' | 'dropped_columns' | 'dropped_by'>, index: number): KnownColumns | undefined {
+function knownColumns(state: Pick<JobState, 'columns' | 'dropped_columns'>): KnownColumns | undefined {
   if (!state.columns) return undefined;
-  const droppedHere = (state.dropped_by ?? []).filter((d) => d.mini_batch === index).map((d) => d.column);
-  return { columns: state.columns, dropped: state.dropped_columns ?? [], droppedHere };
+  return { columns: state.columns, dropped: state.dropped_columns ?? [] };
 }

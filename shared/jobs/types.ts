@@ -220,10 +220,9 @@ export interface JobState {
   /** Result keys that were not among the columns and were dropped; each is warned about once. */
   dropped_columns?: string[] | undefined;
   /**
-   * The mini-batch that dropped each of dropped_columns first, and so warns about it. Recorded with
-   * the key, before that mini-batch's journal entry is written: a run of it whose entry was lost (a
-   * crash before the orchestration recorded it) is run again, and the new run warns again, so the
-   * warning is not lost with it. Records written before this field: their keys are not warned again.
+   * The mini-batch that met each of dropped_columns first (in the same update), for the job log's
+   * warning about them, which finalize writes once from this record. Absent in records written
+   * before it: the warning then names the keys only.
    */
   dropped_by?: { column: string; mini_batch: number }[] | undefined;
   /**

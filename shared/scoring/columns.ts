@@ -3,7 +3,7 @@
  * come from what its run() returns: the keys of the first object of the first mini-batch that
  * returns rows fix the job's columns (JobRunner makes that one atomic decision per job), and every
  * row of every mini-batch is then written by name in that order: a missing key is an empty cell,
- * a key that is not a column is dropped (and warned about once). A result that is not an object
+ * a key that is not a column is dropped (the job record lists it, and finalize warns about it once). A result that is not an object
  * (a number, a string, an array) is the row `{ prediction: value }`.
  *
  * Kept free of onnxruntime so the host can use it without loading the native runtime.
@@ -21,21 +21,15 @@ export interface ColumnsProposal {
   seen: string[];
 }
 
-/** The job's columns, and the keys this mini-batch is the first to see dropped (to warn about). */
+/** The job's columns, as the job record fixed them. */
 export interface ColumnsDecision {
   columns: string[];
-  warn: string[];
 }
 
 /** The job's columns once fixed, and the keys dropped from its rows so far (both from the job record). */
 export interface KnownColumns {
   columns: readonly string[];
   dropped: readonly string[];
-  /**
-   * Of `dropped`, the keys that this mini-batch dropped first (JobState.dropped_by): it warns about
-   * them whenever it runs, since a run whose log was lost may have been the one to warn.
-   */
-  droppedHere?: readonly string[] | undefined;
 }
 
 /** The keys a proposal has seen that are neither among `known`'s columns nor dropped before. */
@@ -51,13 +45,7 @@ export function newKeys(known: KnownColumns, proposal: ColumnsProposal): string[
  */
 export function settledColumns(known: KnownColumns | undefined, proposal: ColumnsProposal): ColumnsDecision | undefined {
   if (known === undefined || newKeys(known, proposal).length > 0) return undefined;
-  return { columns: [...known.columns], warn: keysToWarn(known, proposal) };
-}
-
-/** The keys a mini-batch warns about: those it has seen that the job record says it dropped first. */
-export function keysToWarn(known: KnownColumns, proposal: ColumnsProposal): string[] {
-  const here = known.droppedHere ?? [];
-  return proposal.seen.filter((k) => here.includes(k));
+  return { columns: [...known.columns] };
 }
 
 /** Whether a result is a row of named values (a plain object, not an array, typed array or date). */
@@ -151,13 +139,16 @@ export function rowJoinOf(settings: { join?: RowJoin['join']; key_field?: string
 }
 
 /**
- * The job log's warning about keys a decision drops (said once per job: `decision.warn` holds only
- * keys this mini-batch was the first to drop, see KnownColumns.droppedHere), or undefined when it
- * drops none. `whose` says what had them
- * (`run() returned`, `the input has`).
+ * The job log's warning about the keys a job dropped from its rows (JobState.dropped_columns), or
+ * undefined when it dropped none. Written once, by finalize, from the job record: the record is
+ * what decided the rows, so the warning cannot be lost with a mini-batch's log (a crash, a
+ * timeout, a retry) nor said twice. `whose` says what had the keys (`run() returned`, `the input
+ * has`); `firstIn` names the mini-batch that met each key first, where the record says.
  */
-export function droppedKeysWarning(whose: string, decision: ColumnsDecision): string | undefined {
-  const { warn, columns } = decision;
-  if (warn.length === 0) return undefined;
-  return `${whose} ${warn.length === 1 ? 'a key' : 'keys'} that ${warn.length === 1 ? 'is' : 'are'} not among the job's columns (${columns.join(', ')}): ${warn.join(', ')}; dropped from every row (said once per job)`;
+export function droppedKeysWarning(whose: string, columns: readonly string[], dropped: readonly string[], firstIn: readonly { column: string; mini_batch: number }[] = []): string | undefined {
+  if (dropped.length === 0) return undefined;
+  const where = dropped.map((k) => firstIn.find((d) => d.column === k)?.mini_batch).filter((i): i is number => i !== undefined);
+  const first = where.length === 0 ? '' : `; first met in mini-batch${where.length === 1 ? '' : 'es'} ${[...new Set(where)].sort((a, b) => a - b).join(', ')}`;
+  const one = dropped.length === 1;
+  return `${whose} ${one ? 'a key' : 'keys'} that ${one ? 'is' : 'are'} not among the job's columns (${columns.join(', ')}): ${dropped.join(', ')}; dropped from every row (said once per job${first})`;
 }

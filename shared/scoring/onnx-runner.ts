@@ -8,7 +8,7 @@ import ort from 'onnxruntime-node';
 import { decodeImage, imageLayout, imageRow } from './images.js';
 import type { ScoringLogger } from './protocol.js';
 import { fileFormat, noRowsReason } from '../data/records.js';
-import { type ColumnsDecision, type ColumnsProposal, type RowJoin, builtInColumns, clashingColumns, droppedKeysWarning, requiredInputColumns } from './columns.js';
+import { type ColumnsDecision, type ColumnsProposal, type RowJoin, builtInColumns, clashingColumns, requiredInputColumns } from './columns.js';
 import { type CellSource, type EncodedRows, type OutputFormat, RowEncoder, failedItem, roundFloat32, toJson } from './rows.js';
 import { firstRowOf, readTabular } from './tabular.js';
 import type { FailedItem, ScoringItem } from './types.js';
@@ -461,10 +461,7 @@ export class OnnxRunner {
     const proposed = builtInColumns(join, first.table?.columns);
     const seen = [...new Set(scored.flatMap((f) => builtInColumns(join, f.table?.columns)))];
     if (!decide) return proposed;
-    const decision = await decide({ proposed, seen });
-    const warning = droppedKeysWarning('the input has', decision);
-    if (warning) this.#logger.warning(warning);
-    return decision.columns;
+    return (await decide({ proposed, seen })).columns;
   }
 
   /** Where column `column`'s values of an item's rows come from, by the column's name. */

@@ -134,7 +134,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       }
       if (event.type === 'columns') {
         const { type: _type, ...proposal } = event;
-        const decide = task.columns ?? ((p) => Promise.resolve({ columns: p.proposed, warn: [] }));
+        const decide = task.columns ?? ((p) => Promise.resolve({ columns: p.proposed }));
         decide(proposal).then(
           (decision) => port1.postMessage({ type: 'columns', ...decision } satisfies ArrivalEvent),
           (err: unknown) => port1.postMessage({ type: 'columns', error: errorMessage(err) } satisfies ArrivalEvent),

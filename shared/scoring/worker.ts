@@ -14,7 +14,7 @@ import type ort from 'onnxruntime-node';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { errorMessage } from '../errors.js';
 import { type FolderSnapshot, producedFiles, snapshotFolder } from './produced-files.js';
-import { type ColumnsDecision, type ColumnsProposal, droppedKeysWarning, proposeColumns, rowJoinOf, settledColumns } from './columns.js';
+import { type ColumnsDecision, type ColumnsProposal, proposeColumns, rowJoinOf, settledColumns } from './columns.js';
 import type { ArrivalEvent, LogEntry, ScoringContext, WorkerEvent, WorkerReply, WorkerTask } from './protocol.js';
 import { levelRank } from './protocol.js';
 import { exportedFunction, installScriptConsole } from './script-thread.js';
@@ -164,7 +164,7 @@ class ColumnsError extends Error {}
 
 /** The job's columns for these results: asked of the host when it decides them (see columns.ts). */
 function askColumns(task: WorkerTask, proposal: ColumnsProposal): Promise<ColumnsDecision> {
-  if (!task.columns) return Promise.resolve({ columns: proposal.proposed, warn: [] });
+  if (!task.columns) return Promise.resolve({ columns: proposal.proposed });
   const settled = settledColumns(task.knownColumns, proposal);
   if (settled) return Promise.resolve(settled);
   return new Promise((resolve, reject) => {
@@ -172,7 +172,7 @@ function askColumns(task: WorkerTask, proposal: ColumnsProposal): Promise<Column
       if (event.type !== 'columns') return;
       task.port.off('message', onMessage);
       if ('error' in event) reject(new ColumnsError(`could not settle the job's columns: ${event.error}`));
-      else resolve({ columns: event.columns, warn: event.warn });
+      else resolve({ columns: event.columns });
     };
     task.port.on('message', onMessage);
     task.port.postMessage({ type: 'columns', ...proposal } satisfies WorkerEvent);
@@ -255,10 +255,8 @@ async function initialise(): Promise<Scorer> {
       rows: async (output, task) => {
         const results = output as unknown[];
         // Only rows can fix the job's columns: a mini-batch that returned none has nothing to say.
-        const decision = results.length > 0 ? await askColumns(task, proposeColumns(results)) : { columns: [], warn: [] };
+        const decision = results.length > 0 ? await askColumns(task, proposeColumns(results)) : { columns: [] };
         const result = scriptResultRows(results, task.items, decision.columns);
-        const dropped = droppedKeysWarning('run() returned', decision);
-        if (dropped) logger.warning(dropped);
         for (const warning of result.warnings) logger.warning(warning);
         const encoded = encodeScriptRows(new RowEncoder(format, result.columns), result, task.items.length);
         return { ...encoded, columns: result.columns, succeeded: result.succeeded, failed: result.failed };
