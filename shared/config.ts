@@ -76,6 +76,7 @@ const schema = z.object({
    * slower with 64 MB, the 1,000-file (b) ~4% faster with it).
    */
   BATCH_PREFETCH_MB: z.coerce.number().min(0).max(4096).default(4),
+  BATCH_SCORING_YOUNG_GENERATION_MB: z.coerce.number().int().min(3).max(1024).default(12),
   /**
    * How a job's bookkeeping (journal, failure records, halting) retries storage failures that the
    * storage SDK's own retries did not overcome: attempts in all, the first retry after this many
@@ -154,6 +155,8 @@ export interface AppConfig {
   progressIntervalSeconds: number;
   /** Bytes of upcoming mini-batches' inputs held in memory at most; 0 = no prefetching. */
   prefetchBytes: number;
+  /** Each scoring thread's V8 young generation, in MB (see ScoringRuntimeOptions.youngGenerationMb). */
+  scoringYoungGenerationMb: number;
   /** Retries of a job's bookkeeping activities (see BATCH_BOOKKEEPING_RETRY_MS). */
   bookkeepingRetry: BookkeepingRetry;
   /** Job events' topic; undefined when events are off (BATCH_EVENTS_TOPIC_ENDPOINT unset). */
@@ -246,6 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     listPageSize: e.BATCH_LIST_PAGE_SIZE,
     progressIntervalSeconds: e.BATCH_PROGRESS_INTERVAL_SECONDS,
     prefetchBytes: Math.floor(e.BATCH_PREFETCH_MB * 1024 * 1024),
+    scoringYoungGenerationMb: e.BATCH_SCORING_YOUNG_GENERATION_MB,
     bookkeepingRetry: { firstRetryMs: e.BATCH_BOOKKEEPING_RETRY_MS, attempts: e.BATCH_BOOKKEEPING_ATTEMPTS },
     events:
       e.BATCH_EVENTS_TOPIC_ENDPOINT === undefined || e.BATCH_EVENTS_TOPIC_KEY === undefined

@@ -47,7 +47,7 @@ export function services(): Services {
     const registry: Registry = new Registry({ config, jobDefinition: (jobId: string, field: string): Promise<PipelineComponentDoc> => jobs.definitionOf(jobId, field) });
     const workArea = new JobWorkArea({ config });
     const jobs: JobsService = new JobsService({ config, registry, store, workArea });
-    const runtime = createScoringRuntime();
+    const runtime = createScoringRuntime({ youngGenerationMb: config.scoringYoungGenerationMb });
     const triggerRules = new TriggerRules({ config, registry });
     built = {
       auth: new Authenticator(config.auth),

@@ -22,6 +22,16 @@ export interface ScoringRuntimeOptions {
   idleReleaseMs?: number | undefined;
   /** The clock for idle times (milliseconds); `performance.now` by default. */
   now?: (() => number) | undefined;
+  /**
+   * Each scoring thread's V8 young generation in MB (`resourceLimits.maxYoungGenerationSizeMb`;
+   * V8 makes it two semi-spaces of a third each and a large-object space); default 12. Uncapped,
+   * V8 grows a thread's semi-spaces up to 16 MB under steady allocation, so a long job's threads
+   * held more than a short one's (10 → 17 MB of heap each in bench (c), 10,000 against 100,000
+   * files). Tensors live outside the heap, so ONNX scoring does not feel the cap; a script that
+   * makes much short-lived garbage does (a tester's script building 400,000 objects a mini-batch:
+   * ~105 ms uncapped, ~160-215 ms at 12): raise it for such scripts (BATCH_SCORING_YOUNG_GENERATION_MB).
+   */
+  youngGenerationMb?: number | undefined;
 }
 
 interface Pool {
@@ -41,14 +51,8 @@ type TaskOutcome = ScoreOutcome | { status: 'released'; logs: LogEntry[] };
 /** For a worker that waits for a whole mini-batch: landed bytes sent on before the rest has landed. */
 const WHOLE_FLUSH_BYTES = 1024 * 1024;
 
-/**
- * Each scoring thread's young generation, in MB (V8 makes it two 4 MB semi-spaces and a
- * large-object space). Uncapped, V8 grows a thread's semi-spaces up to 16 MB under steady
- * allocation, so a long job's threads held more than a short one's (10 → 17 MB of heap each in
- * bench (c), 10,000 against 100,000 files). Tensors live outside the heap: ONNX scoring does not
- * feel the cap, and a script's short-lived garbage is collected sooner, not kept.
- */
-const WORKER_YOUNG_GENERATION_MB = 12;
+/** See ScoringRuntimeOptions.youngGenerationMb. */
+const DEFAULT_YOUNG_GENERATION_MB = 12;
 
 function secondsText(ms: number): string {
   return String(Number((ms / 1000).toFixed(3)));
@@ -64,6 +68,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   /** Pools being destroyed; runs still on them end as failed (retryable), not as errors. */
   readonly #retired = new WeakSet<Piscina<WorkerTask, WorkerReply>>();
   readonly #idleReleaseMs: number;
+  readonly #youngGenerationMb: number;
   readonly #now: () => number;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -71,6 +76,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
     const file = options.workerFile ?? new URL('./worker.js', import.meta.url);
     this.#workerFile = file instanceof URL || file.startsWith('file:') ? fileURLToPath(file) : file;
     this.#idleReleaseMs = options.idleReleaseMs ?? 5 * 60_000;
+    this.#youngGenerationMb = options.youngGenerationMb ?? DEFAULT_YOUNG_GENERATION_MB;
     this.#now = options.now ?? (() => performance.now());
   }
 
@@ -283,7 +289,7 @@ class PiscinaScoringRuntime implements ScoringRuntime {
       idleTimeout: Infinity,
       // Atomics.wait between tasks would freeze timers and I/O a script leaves running.
       atomics: 'disabled',
-      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+      resourceLimits: { maxYoungGenerationSizeMb: this.#youngGenerationMb },
     });
     const entry: Pool = { pool, fingerprint, notes: [], active: 0, lastUsed: this.#now() };
     // A worker lost outside a task (a script's timer that throws) must not crash the host; the next

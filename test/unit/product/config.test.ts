@@ -9,6 +9,9 @@ describe('app settings', () => {
     expect(defaults).toMatchObject({ maxChunkSize: 200, progressIntervalSeconds: 2, prefetchBytes: 4 * 1024 * 1024, workspaceContainer: 'azureml-blobstore' });
     expect(loadConfig({ ...storage, BATCH_PREFETCH_MB: '0', BATCH_CHUNK_SIZE: '50' })).toMatchObject({ prefetchBytes: 0, maxChunkSize: 50 });
     expect(loadConfig({ ...storage, BATCH_PREFETCH_MB: '0.5' }).prefetchBytes).toBe(512 * 1024);
+    expect(defaults.scoringYoungGenerationMb).toBe(12);
+    expect(loadConfig({ ...storage, BATCH_SCORING_YOUNG_GENERATION_MB: '48' }).scoringYoungGenerationMb).toBe(48);
+    expect(() => loadConfig({ ...storage, BATCH_SCORING_YOUNG_GENERATION_MB: '2' })).toThrow(/^BATCH_SCORING_YOUNG_GENERATION_MB: /m);
   });
 
   it('names every bad setting at once', () => {
