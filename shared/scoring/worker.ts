@@ -344,8 +344,13 @@ async function scoreOne(task: WorkerTask): Promise<WorkerReply> {
       try {
         result = await scorer.rows(output, task, arrived);
       } catch (err) {
-        if (!(err instanceof ColumnsError)) throw err;
-        return { status: 'failed', error: err.message, retryable: true, logs: entries, seconds: seconds(started) };
+        if (err instanceof ColumnsError) return { status: 'failed', error: err.message, retryable: true, logs: entries, seconds: seconds(started) };
+        if (spec.kind !== 'script') throw err;
+        // What run() returned cannot be written (a circular value, a toJSON that throws): the
+        // script's mistake, reported and retried as run()'s own failures are, not as ours.
+        const error = `run() returned a result that cannot be written as a row: ${errorMessage(err)}`;
+        logger.error(error);
+        return { status: 'failed', error, retryable: true, logs: entries, seconds: seconds(started) };
       }
       // The job's log names every failed item too, beside errors.jsonl.
       for (const failed of result.failed) logger.warning(`item failed: ${describeFailedItem(failed)}`);

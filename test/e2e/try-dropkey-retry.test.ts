@@ -127,5 +127,8 @@ describe('a dropped key and a retried mini-batch', () => {
     expect(r.job.counts.items).toEqual({ total: 3, succeeded: 2, failed: 1 });
     expect(r.predictions).toBe('1\n3\n');
     expect(r.warned).toHaveLength(1);
+    // The script's mistake, in its words: not an internal failure with the runtime's stack.
+    expect(r.log).toContain('run() returned a result that cannot be written as a row: Converting circular structure to JSON');
+    expect(r.log).not.toContain('The scoring runtime failed in its worker');
   }, 300_000);
 });
