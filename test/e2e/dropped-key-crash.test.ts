@@ -6,30 +6,17 @@
  * job record names the key and before the orchestration records the mini-batch.
  */
 import { describe, expect, it } from 'vitest';
-import { ds, deploy, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { deploy, ds, ECHO_JSON_SCRIPT, readBlob, restartableProductAppBehindProxy, upload, waitForJob } from '../support/batch.js';
 import { cleanupsAfterAll } from '../support/cleanups.js';
-import { startFaultProxy } from '../support/fault-proxy.js';
-import { azuriteAndDataFolder } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const cleanups = cleanupsAfterAll();
 
-const SCRIPT = `
-import { readFile } from 'node:fs/promises';
-export function init() {}
-export async function run(miniBatch) {
-  const out = [];
-  for (const file of miniBatch) out.push(JSON.parse(await readFile(file, 'utf8')));
-  return out;
-}
-`;
+const SCRIPT = ECHO_JSON_SCRIPT;
 
 describe('a host killed after a key is dropped and before its mini-batch is recorded', () => {
   it('warns about the key in the run made again after the restart, once', async () => {
-    const { storage, dataDir } = await azuriteAndDataFolder(cleanups, 'dropped-key-crash-');
-    const proxy = await startFaultProxy(storage.connectionString);
-    cleanups.push(() => proxy.stop());
-    const start = (port?: number): ReturnType<typeof startProductHost> => startProductHost({}, { dataDir, storageConnection: proxy.connectionString, port });
+    const { storage, proxy, start } = await restartableProductAppBehindProxy(cleanups, 'dropped-key-crash-');
     let { host, api } = await start();
     cleanups.push(() => host.kill());
     await upload(storage.connectionString, {

@@ -10,10 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ds, deploy, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { ds, deploy, readBlob, restartableProductAppBehindProxy, upload, waitForJob } from '../support/batch.js';
 import { cleanupsAfterAll } from '../support/cleanups.js';
-import { startFaultProxy } from '../support/fault-proxy.js';
-import { azuriteAndDataFolder } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const cleanups = cleanupsAfterAll();
@@ -38,10 +36,7 @@ export async function run(miniBatch) {
 
 describe('a host killed after a key is dropped; the dropping mini-batch then fails for good', () => {
   it('still warns about the key that a later mini-batch dropped', async () => {
-    const { storage, dataDir } = await azuriteAndDataFolder(cleanups, 'try-dropkey-crash-fail-');
-    const proxy = await startFaultProxy(storage.connectionString);
-    cleanups.push(() => proxy.stop());
-    const start = (port?: number): ReturnType<typeof startProductHost> => startProductHost({}, { dataDir, storageConnection: proxy.connectionString, port });
+    const { storage, proxy, start } = await restartableProductAppBehindProxy(cleanups, 'try-dropkey-crash-fail-');
     let { host, api } = await start();
     cleanups.push(() => host.kill());
     await upload(storage.connectionString, {

@@ -10,7 +10,7 @@
  * first, mini-batch 2 has it too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Api, type Json, deploy, ds, startProductHostBehindProxy, upload, waitForJob } from '../support/batch.js';
+import { type Api, type Json, deploy, ds, ECHO_JSON_SCRIPT, startProductHostBehindProxy, upload, waitForJob } from '../support/batch.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
 import { type FnHostProcess } from '../support/fnhost.js';
 import { uniqueName } from '../support/ports.js';
@@ -23,15 +23,7 @@ let stopHost: (() => Promise<void>) | undefined;
 
 const PREDICTION_PARTS = /\/seg-\d+\/predictions$/;
 
-const SCRIPT = `
-import { readFile } from 'node:fs/promises';
-export function init() {}
-export async function run(miniBatch) {
-  const out = [];
-  for (const file of miniBatch) out.push(JSON.parse(await readFile(file, 'utf8')));
-  return out;
-}
-`;
+const SCRIPT = ECHO_JSON_SCRIPT;
 
 beforeAll(async () => {
   ({ host, api, storage, proxy, stop: stopHost } = await startProductHostBehindProxy({}, 'try-dropkey-lost-'));

@@ -7,23 +7,14 @@
  * warned about once in logs/job.log.
  */
 import { describe, expect, it } from 'vitest';
-import { deploy, ds, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
+import { deploy, ds, ECHO_JSON_SCRIPT, readBlob, startProductHost, upload, waitForJob } from '../support/batch.js';
 import { cleanupsAfterAll } from '../support/cleanups.js';
 import { hostDataFolder } from '../support/fnhost.js';
 import { waitFor } from '../support/wait.js';
 
 const cleanups = cleanupsAfterAll();
 
-const SCRIPT = `
-import { readFile } from 'node:fs/promises';
-export function init() {}
-export async function run(miniBatch) {
-  await new Promise((r) => setTimeout(r, Number(process.env.SLOW_MS ?? 0)));
-  const out = [];
-  for (const file of miniBatch) out.push(JSON.parse(await readFile(file, 'utf8')));
-  return out;
-}
-`;
+const SCRIPT = ECHO_JSON_SCRIPT;
 
 const COUNT = 150;
 

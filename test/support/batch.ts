@@ -224,6 +224,37 @@ export async function restartableProductApp(
 }
 
 /**
+ * Like restartableProductApp, with all of the host's storage reached through a fault proxy
+ * (fault-proxy.ts) in front of the test's Azurite, stopped by `cleanups`: the test fails or holds
+ * the requests it names, then kills and restarts the host on the same state.
+ */
+export async function restartableProductAppBehindProxy(
+  cleanups: Cleanups,
+  prefix: string,
+  env: Record<string, string> = {},
+): Promise<{ storage: TestAzurite; dataDir: string; proxy: FaultProxy; start: (port?: number) => Promise<{ host: FnHostProcess; api: Api }> }> {
+  const { storage, dataDir } = await azuriteAndDataFolder(cleanups, prefix);
+  const proxy = await startFaultProxy(storage.connectionString);
+  cleanups.push(() => proxy.stop());
+  return { storage, dataDir, proxy, start: (port) => startProductHost(env, { dataDir, storageConnection: proxy.connectionString, port }) };
+}
+
+/**
+ * A scoring script that returns each file of its mini-batch parsed as JSON, in order, after waiting
+ * SLOW_MS (an environment variable of the deployment, default 0) milliseconds.
+ */
+export const ECHO_JSON_SCRIPT = `
+import { readFile } from 'node:fs/promises';
+export function init() {}
+export async function run(miniBatch) {
+  await new Promise((r) => setTimeout(r, Number(process.env.SLOW_MS ?? 0)));
+  const out = [];
+  for (const file of miniBatch) out.push(JSON.parse(await readFile(file, 'utf8')));
+  return out;
+}
+`;
+
+/**
  * startProductHost with the defaults, and the penguin model (`models/penguins/penguins.onnx`) and a
  * placeholder custom model (`models/dummy/model.txt`) uploaded.
  */
