@@ -3,8 +3,9 @@
  * come from what its run() returns: the keys of the first object of the first mini-batch that
  * returns rows fix the job's columns (JobRunner makes that one atomic decision per job), and every
  * row of every mini-batch is then written by name in that order: a missing key is an empty cell,
- * a key that is not a column is dropped (the job record lists it, and finalize warns about it once). A result that is not an object
- * (a number, a string, an array) is the row `{ prediction: value }`.
+ * a key that is not a column is dropped (the job record lists it, and finalize warns about it
+ * once). A result that is not an object (a number, a string, an array) is the row
+ * `{ prediction: value }`.
  *
  * Kept free of onnxruntime so the host can use it without loading the native runtime.
  */
@@ -39,8 +40,8 @@ export function newKeys(known: KnownColumns, proposal: ColumnsProposal): string[
 
 /**
  * The decision for a proposal when the job's columns are already fixed and it sees no key that is
- * new: those columns, nothing to warn about. Otherwise undefined: only the job record can decide
- * (fix the columns, or drop a new key once). The host and the scoring worker both use it: the
+ * new: those columns. Otherwise undefined: only the job record can decide (fix the columns, or
+ * record a new key as dropped). The host and the scoring worker both use it: the
  * worker settles what it can without a round trip, with the columns its task was given.
  */
 export function settledColumns(known: KnownColumns | undefined, proposal: ColumnsProposal): ColumnsDecision | undefined {

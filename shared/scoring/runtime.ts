@@ -304,7 +304,6 @@ class PiscinaScoringRuntime implements ScoringRuntime {
   }
 }
 
-
 /** Creates the runtime; one per process is enough (pools are per spec key). */
 export function createScoringRuntime(options: ScoringRuntimeOptions = {}): ScoringRuntime {
   return new PiscinaScoringRuntime(options);
